@@ -1,0 +1,49 @@
+"""Which kernel implementation the layers call: the Numba kernels or their plain-NumPy twins.
+
+Both live in ``fastconv.kernels`` (``jit`` and ``reference``) and expose the same functions
+with the same signatures, so a layer asks ``kernels()`` for the module on every call and the
+switch takes effect at once, even for layers built before it.
+"""
+import contextlib
+import importlib
+import os
+
+BACKENDS = ("numba", "numpy")
+_MODULES = {"numba": "fastconv.kernels.jit", "numpy": "fastconv.kernels.reference"}
+
+
+def _checked(name):
+    if not isinstance(name, str) or name.lower() not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+    return name.lower()
+
+
+_current = _checked(os.environ.get("FASTCONV_BACKEND", "numba"))
+
+
+def use_backend(name):
+    """Select the kernels every layer uses from now on: ``"numba"`` (default) or ``"numpy"``."""
+    global _current
+    _current = _checked(name)
+
+
+def get_backend():
+    """The name of the backend in use."""
+    return _current
+
+
+@contextlib.contextmanager
+def backend(name):
+    """Run a block on one backend, then restore the previous one."""
+    global _current
+    previous = _current
+    _current = _checked(name)
+    try:
+        yield
+    finally:
+        _current = previous
+
+
+def kernels(name=None):
+    """The kernel module of ``name`` (default: the current backend)."""
+    return importlib.import_module(_MODULES[_checked(name or _current)])
