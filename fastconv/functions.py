@@ -1,0 +1,56 @@
+"""Drop-in for the book's ``common/functions.py``. float32 inputs stay float32."""
+import numpy as np
+
+__all__ = ["identity_function", "step_function", "sigmoid", "sigmoid_grad", "relu", "relu_grad",
+           "softmax", "sum_squared_error", "cross_entropy_error", "softmax_loss"]
+
+
+def identity_function(x):
+    return x
+
+
+def step_function(x):
+    return np.array(x > 0, dtype=int)
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def sigmoid_grad(x):
+    s = sigmoid(x)
+    return (1.0 - s) * s
+
+
+def relu(x):
+    return np.maximum(0, x)
+
+
+def relu_grad(x):
+    grad = np.zeros_like(x)
+    grad[x >= 0] = 1
+    return grad
+
+
+def softmax(x):
+    shifted = x - np.max(x, axis=-1, keepdims=True)  # keeps exp from overflowing
+    e = np.exp(shifted)
+    return e / np.sum(e, axis=-1, keepdims=True)
+
+
+def sum_squared_error(y, t):
+    return 0.5 * np.sum((y - t) ** 2)
+
+
+def cross_entropy_error(y, t):
+    if y.ndim == 1:
+        t = t.reshape(1, t.size)
+        y = y.reshape(1, y.size)
+    if t.size == y.size:  # one-hot rows -> label indices
+        t = t.argmax(axis=1)
+    batch_size = y.shape[0]
+    return -np.sum(np.log(y[np.arange(batch_size), t] + 1e-7)) / batch_size
+
+
+def softmax_loss(X, t):
+    return cross_entropy_error(softmax(X), t)

@@ -1,0 +1,42 @@
+"""Drop-in for the book's ``common/gradient.py``: central differences, h = 1e-4."""
+import numpy as np
+
+__all__ = ["numerical_gradient", "numerical_gradient_2d"]
+
+_H = 1e-4
+
+
+def _numerical_gradient_1d(f, x):
+    grad = np.zeros_like(x)
+    for idx in range(x.size):
+        grad[idx] = _central_difference(f, x, idx)
+    return grad
+
+
+def numerical_gradient_2d(f, X):
+    if X.ndim == 1:
+        return _numerical_gradient_1d(f, X)
+    grad = np.zeros_like(X)
+    for idx, x in enumerate(X):
+        grad[idx] = _numerical_gradient_1d(f, x)
+    return grad
+
+
+def numerical_gradient(f, x):
+    """d f(x) / dx, perturbing x in place one entry at a time and restoring it."""
+    grad = np.zeros_like(x)
+    for idx in np.ndindex(*x.shape):
+        grad[idx] = _central_difference(f, x, idx)
+    return grad
+
+
+def _central_difference(f, x, idx):
+    saved = x[idx]
+    try:
+        x[idx] = float(saved) + _H
+        f_plus = f(x)
+        x[idx] = saved - _H
+        f_minus = f(x)
+    finally:
+        x[idx] = saved
+    return (f_plus - f_minus) / (2 * _H)

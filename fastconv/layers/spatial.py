@@ -1,0 +1,94 @@
+import numpy as np
+
+from fastconv.backend import kernels
+from fastconv._validate import (as_float_array, check_int, check_shape, check_window,
+                                common_dtype)
+from fastconv.kernels.shapes import conv_output_hw
+
+
+class Convolution:
+    """2-D convolution (cross-correlation) with W (FN, C, FH, FW) and b (FN,)."""
+
+    def __init__(self, W, b, stride=1, pad=0):
+        self.W = W
+        self.b = b
+        self.stride = stride
+        self.pad = pad
+        self.x = None
+        self.col = None  # im2col of x: (N*out_h*out_w, C*FH*FW), the book's layout
+        self.dW = None
+        self.db = None
+        # fastconv: a network sets this False on its first layer, which then skips col2im
+        self.need_input_grad = True
+
+    @property
+    def col_W(self):
+        return self.W.reshape(self.W.shape[0], -1).T
+
+    def forward(self, x):
+        x = as_float_array("x", x, ndim=4)
+        W = as_float_array("W", self.W, ndim=4)
+        b = as_float_array("b", self.b, ndim=1)
+        stride = check_int("stride", self.stride, 1)
+        pad = check_int("pad", self.pad, 0)
+        FN, C, FH, FW = W.shape
+        N, xC, H, Wd = x.shape
+        if xC != C:
+            raise ValueError(f"x has {xC} channels (shape {x.shape}) but W expects {C} "
+                             f"(W shape {W.shape}); x must be (N, {C}, H, W)")
+        check_shape("b", b, (FN,))
+        check_window("filter", H, Wd, FH, FW, stride, pad)
+        dtype = common_dtype(x, W)
+        x = x.astype(dtype, copy=False)
+        out, col = kernels().conv2d_forward(x, W.astype(dtype, copy=False),
+                                            b.astype(dtype, copy=False), stride, pad)
+        self.x, self.col = x, col
+        return out
+
+    def backward(self, dout):
+        dout = as_float_array("dout", dout, ndim=4)
+        N, C, H, W = self.x.shape
+        FN, _, FH, FW = self.W.shape
+        check_shape("dout", dout, (N, FN) + conv_output_hw(H, W, FH, FW, self.stride, self.pad))
+        dout = dout.astype(self.x.dtype, copy=False)
+        dx, self.dW, self.db = kernels().conv2d_backward(
+            dout, self.col, self.W.astype(self.x.dtype, copy=False), self.x.shape,
+            self.stride, self.pad, self.need_input_grad)
+        return dx
+
+
+class Pooling:
+    """Max pooling; the padding takes part as -inf, so it is never the maximum."""
+
+    def __init__(self, pool_h, pool_w, stride=2, pad=0):
+        self.pool_h = pool_h
+        self.pool_w = pool_w
+        self.stride = stride
+        self.pad = pad
+        self.x = None
+        self.argmax = None  # (N, C, out_h, out_w) window index ky*pool_w + kx
+
+    @property
+    def arg_max(self):
+        """The book's flat layout of the argmax: rows ordered (n, oy, ox, c)."""
+        return None if self.argmax is None else self.argmax.transpose(0, 2, 3, 1).ravel()
+
+    def forward(self, x):
+        x = as_float_array("x", x, ndim=4)
+        ph = check_int("pool_h", self.pool_h, 1)
+        pw = check_int("pool_w", self.pool_w, 1)
+        stride = check_int("stride", self.stride, 1)
+        pad = check_int("pad", self.pad, 0)
+        if pad >= ph or pad >= pw:
+            raise ValueError(f"pad must be smaller than the pool window {ph}x{pw}; got {pad}")
+        check_window("pool window", x.shape[2], x.shape[3], ph, pw, stride, pad)
+        out, argmax = kernels().maxpool_forward(x, ph, pw, stride, pad)
+        self.x, self.argmax = x, argmax
+        return out
+
+    def backward(self, dout):
+        dout = as_float_array("dout", dout, ndim=4)
+        check_shape("dout", dout, self.argmax.shape)
+        return kernels().maxpool_backward(dout.astype(self.x.dtype, copy=False), self.argmax,
+                                          self.x.shape, self.pool_h, self.pool_w,
+                                          self.stride, self.pad)

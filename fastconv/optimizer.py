@@ -1,0 +1,186 @@
+"""The book's optimizers (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam), one fused kernel each.
+
+A drop-in for ``common/optimizer.py``: same classes, constructor defaults, public attributes
+and ``update(params, grads)``, with the parameters and the state arrays updated in place (the
+layers hold references to the very same arrays). Each parameter costs one call to the current
+backend's kernel (``fastconv.backend.kernels()``, looked up at every update), and float64
+results are the book's to the last bit.
+
+Differences from the book, all on inputs it would mishandle: everything is checked before
+anything is written, so a bad call raises (naming the key) and leaves params and state as
+they were; float32 parameters stay float32 all the way (the hyperparameters are cast to the
+parameter's dtype, and a gradient of another dtype is cast to it); and a parameter that is not
+C-contiguous is updated through a contiguous copy that is then written back into it.
+"""
+import numpy as np
+
+from fastconv import backend as _backend
+
+__all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
+
+_EPS = 1e-7  # the book's constant in the denominators of AdaGrad, RMSprop and Adam
+_JIT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _checked_grad(key, param, grads):
+    """The gradient of ``param`` as a C-contiguous array of its dtype, after checking both."""
+    if not isinstance(param, np.ndarray) or param.dtype.kind != "f":
+        found = param.dtype if isinstance(param, np.ndarray) else type(param).__name__
+        raise TypeError(f"params[{key!r}] must be a floating-point numpy array, got {found}")
+    if not param.flags.writeable:
+        raise ValueError(f"params[{key!r}] is read-only and cannot be updated in place")
+    if key not in grads:
+        raise KeyError(f"grads has no entry for params key {key!r}")
+    grad = np.asarray(grads[key])
+    if grad.dtype.kind not in "biuf":
+        raise TypeError(f"grads[{key!r}] must be a real numeric array, got dtype {grad.dtype}")
+    if grad.shape != param.shape:
+        raise ValueError(f"grads[{key!r}] has shape {grad.shape} but params[{key!r}] "
+                         f"has shape {param.shape}")
+    return np.ascontiguousarray(grad, dtype=param.dtype)  # copies only when it must
+
+
+def _flat(array):
+    """(1-D view to hand to a kernel, contiguous copy to write back or None)."""
+    if array.flags.c_contiguous:
+        return array.reshape(-1), None
+    copy = np.ascontiguousarray(array)
+    return copy.reshape(-1), copy
+
+
+class _Optimizer:
+    """Shared plumbing: validation, lazily created per-key state, kernel dispatch."""
+
+    _state = ()  # names of the per-key state dicts, e.g. ("m", "v"); each is None at first
+
+    def _steps(self, params, grads):
+        """Check every key, create missing state, then return an iterator of kernel jobs.
+
+        The checks run now, before the caller changes anything (Adam counts ``iter`` only
+        after this returns). Each job is ``(kernels, cast, param, grad, states)``: the kernel
+        module, the parameter's scalar type for the hyperparameters, and 1-D arrays.
+        """
+        checked = [(key, params[key], _checked_grad(key, params[key], grads))
+                   for key in params.keys()]
+        for name in self._state:
+            store = getattr(self, name)
+            for key, param, _ in checked:
+                state = None if store is None else store.get(key)
+                if state is not None and (state.shape != param.shape
+                                          or state.dtype != param.dtype):
+                    raise ValueError(
+                        f"{name}[{key!r}] has shape {state.shape} and dtype {state.dtype} but "
+                        f"params[{key!r}] has shape {param.shape} and dtype {param.dtype}")
+        for name in self._state:
+            if getattr(self, name) is None:
+                setattr(self, name, {})
+            store = getattr(self, name)
+            for key, param, _ in checked:
+                if key not in store:
+                    store[key] = np.zeros_like(param, order="C")
+        return self._jobs(checked)
+
+    def _jobs(self, checked):
+        current = _backend.kernels()
+        for key, param, grad in checked:
+            # float16 and longdouble have no Numba kernels: they take the NumPy twins.
+            kernels = current if param.dtype in _JIT_DTYPES else _backend.kernels("numpy")
+            arrays = (param,) + tuple(getattr(self, name)[key] for name in self._state)
+            flats = [_flat(a) for a in arrays]
+            yield (kernels, param.dtype.type, flats[0][0], grad.reshape(-1),
+                   tuple(flat for flat, _ in flats[1:]))
+            for array, (_, copy) in zip(arrays, flats):
+                if copy is not None:
+                    array[...] = copy
+
+
+class SGD(_Optimizer):
+    """Stochastic gradient descent: W -= lr * dW."""
+
+    def __init__(self, lr=0.01):
+        self.lr = lr
+
+    def update(self, params, grads):
+        for k, cast, p, g, _ in self._steps(params, grads):
+            k.sgd_update(p, g, cast(self.lr))
+
+
+class Momentum(_Optimizer):
+    """SGD with momentum: v = momentum * v - lr * dW; W += v."""
+
+    _state = ("v",)
+
+    def __init__(self, lr=0.01, momentum=0.9):
+        self.lr = lr
+        self.momentum = momentum
+        self.v = None
+
+    def update(self, params, grads):
+        for k, cast, p, g, (v,) in self._steps(params, grads):
+            k.momentum_update(p, g, v, cast(self.lr), cast(self.momentum))
+
+
+class Nesterov(_Optimizer):
+    """Nesterov's accelerated gradient, in the book's in-place form."""
+
+    _state = ("v",)
+
+    def __init__(self, lr=0.01, momentum=0.9):
+        self.lr = lr
+        self.momentum = momentum
+        self.v = None
+
+    def update(self, params, grads):
+        for k, cast, p, g, (v,) in self._steps(params, grads):
+            k.nesterov_update(p, g, v, cast(self.lr), cast(self.momentum))
+
+
+class AdaGrad(_Optimizer):
+    """AdaGrad: the step shrinks with the sum of the squared gradients seen so far."""
+
+    _state = ("h",)
+
+    def __init__(self, lr=0.01):
+        self.lr = lr
+        self.h = None
+
+    def update(self, params, grads):
+        for k, cast, p, g, (h,) in self._steps(params, grads):
+            k.adagrad_update(p, g, h, cast(self.lr), cast(_EPS))
+
+
+class RMSprop(_Optimizer):
+    """RMSprop: AdaGrad with an exponentially decaying sum."""
+
+    _state = ("h",)
+
+    def __init__(self, lr=0.01, decay_rate=0.99):
+        self.lr = lr
+        self.decay_rate = decay_rate
+        self.h = None
+
+    def update(self, params, grads):
+        for k, cast, p, g, (h,) in self._steps(params, grads):
+            k.rmsprop_update(p, g, h, cast(self.lr), cast(self.decay_rate), cast(_EPS))
+
+
+class Adam(_Optimizer):
+    """Adam (http://arxiv.org/abs/1412.6980v8), with the book's bias-corrected step size."""
+
+    _state = ("m", "v")
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
+        self.lr = lr
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.iter = 0
+        self.m = None
+        self.v = None
+
+    def update(self, params, grads):
+        steps = self._steps(params, grads)  # raises before iter moves on a bad call
+        self.iter += 1
+        lr_t = self.lr * np.sqrt(1.0 - self.beta2**self.iter) / (1.0 - self.beta1**self.iter)
+        for k, cast, p, g, (m, v) in steps:
+            k.adam_update(p, g, m, v, cast(lr_t), cast(self.beta1), cast(self.beta2),
+                          cast(_EPS))

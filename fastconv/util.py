@@ -1,0 +1,62 @@
+"""Drop-in for the book's ``common/util.py``; im2col and col2im run on the current backend."""
+import numpy as np
+
+from fastconv.backend import kernels
+from fastconv._validate import as_float_array, check_int, check_window
+from fastconv.kernels.shapes import conv_output_hw
+
+__all__ = ["smooth_curve", "shuffle_dataset", "conv_output_size", "im2col", "col2im"]
+
+
+def smooth_curve(x):
+    """Kaiser-window moving average, for plotting noisy loss curves."""
+    window_len = 11
+    s = np.r_[x[window_len - 1:0:-1], x, x[-1:-window_len:-1]]
+    w = np.kaiser(window_len, 2)
+    y = np.convolve(w / w.sum(), s, mode="valid")
+    return y[5:len(y) - 5]
+
+
+def shuffle_dataset(x, t):
+    """x and t reordered by one random permutation (np.random, like the book)."""
+    permutation = np.random.permutation(x.shape[0])
+    return x[permutation], t[permutation]
+
+
+def conv_output_size(input_size, filter_size, stride=1, pad=0):
+    """The book's formula, true division included (a non-integer means the filter does not tile)."""
+    return (input_size + 2 * pad - filter_size) / stride + 1
+
+
+def _check_geometry(shape, filter_h, filter_w, stride, pad):
+    filter_h = check_int("filter_h", filter_h, 1)
+    filter_w = check_int("filter_w", filter_w, 1)
+    stride = check_int("stride", stride, 1)
+    pad = check_int("pad", pad, 0)
+    check_window("filter", shape[2], shape[3], filter_h, filter_w, stride, pad)
+    return filter_h, filter_w, stride, pad
+
+
+def im2col(input_data, filter_h, filter_w, stride=1, pad=0):
+    """(N, C, H, W) -> (N*out_h*out_w, C*filter_h*filter_w), rows (n, oy, ox), columns (c, ky, kx).
+
+    Unlike the book, the result keeps the input's dtype (float32 stays float32).
+    """
+    x = as_float_array("input_data", input_data, ndim=4)
+    geometry = _check_geometry(x.shape, filter_h, filter_w, stride, pad)
+    return kernels().im2col(x, *geometry)
+
+
+def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
+    """Adjoint of im2col: sums each column entry back into the pixel it was read from."""
+    col = as_float_array("col", col, ndim=2)
+    if len(input_shape) != 4:
+        raise ValueError(f"input_shape must be (N, C, H, W); got {input_shape!r}")
+    N, C, H, W = (check_int("input_shape", int(d), 1) for d in input_shape)
+    filter_h, filter_w, stride, pad = _check_geometry((N, C, H, W), filter_h, filter_w, stride, pad)
+    out_h, out_w = conv_output_hw(H, W, filter_h, filter_w, stride, pad)
+    expected = (N * out_h * out_w, C * filter_h * filter_w)
+    if col.shape != expected:
+        raise ValueError(f"col must have shape {expected} for input_shape {tuple(input_shape)}; "
+                         f"got {col.shape}")
+    return kernels().col2im(col, (N, C, H, W), filter_h, filter_w, stride, pad)

@@ -1,0 +1,122 @@
+"""ReLU, affine and softmax-cross-entropy kernels compiled by Numba.
+
+Same contract as ``fastconv.kernels.reference.elementwise``. Element loops work on flat
+contiguous views; the affine GEMMs stay with BLAS and only the bias add and the column sum
+(the bias gradient) are compiled, each column summed by one thread so the result does not
+depend on the thread count.
+"""
+import numpy as np
+from numba import njit, prange
+
+__all__ = ["relu_forward", "relu_backward", "affine_forward", "affine_backward",
+           "softmax_cross_entropy_forward", "softmax_cross_entropy_backward"]
+
+
+@njit(parallel=True, cache=True)
+def _relu_forward_flat(x, out, mask):
+    for i in prange(x.size):
+        v = x[i]
+        if v <= 0:
+            out[i] = 0
+            mask[i] = True
+        else:
+            out[i] = v
+            mask[i] = False
+
+
+@njit(parallel=True, cache=True)
+def _relu_backward_flat(dout, mask):
+    for i in prange(dout.size):
+        if mask[i]:
+            dout[i] = 0
+
+
+@njit(parallel=True, cache=True)
+def _add_row_vector(y, b):
+    for i in prange(y.shape[0]):
+        for j in range(y.shape[1]):
+            y[i, j] += b[j]
+
+
+@njit(parallel=True, cache=True)
+def _column_sum(a, out):
+    for j in prange(a.shape[1]):
+        total = 0.0
+        for i in range(a.shape[0]):
+            total += a[i, j]
+        out[j] = total
+
+
+@njit(parallel=True, cache=True)
+def _softmax_cross_entropy_rows(x, t, eps, y, row_loss):
+    N, K = x.shape
+    for i in prange(N):
+        peak = x[i, 0]
+        for k in range(1, K):
+            if x[i, k] > peak:
+                peak = x[i, k]
+        total = 0.0
+        for k in range(K):
+            e = np.exp(x[i, k] - peak)
+            y[i, k] = e
+            total += e
+        for k in range(K):
+            y[i, k] = y[i, k] / total
+        row_loss[i] = np.log(y[i, t[i]] + eps)
+
+
+@njit(parallel=True, cache=True)
+def _softmax_cross_entropy_grad(y, t, n, dx):
+    N, K = y.shape
+    for i in prange(N):
+        for k in range(K):
+            dx[i, k] = y[i, k] / n
+        dx[i, t[i]] = (y[i, t[i]] - 1) / n
+
+
+def _writable_contiguous(a):
+    return a if (a.flags.c_contiguous and a.flags.writeable) else np.ascontiguousarray(a).copy()
+
+
+def relu_forward(x):
+    x = np.ascontiguousarray(x)
+    out = np.empty_like(x)
+    mask = np.empty(x.shape, dtype=np.bool_)
+    _relu_forward_flat(x.reshape(-1), out.reshape(-1), mask.reshape(-1))
+    return out, mask
+
+
+def relu_backward(dout, mask):
+    dout = _writable_contiguous(dout)
+    _relu_backward_flat(dout.reshape(-1), np.ascontiguousarray(mask).reshape(-1))
+    return dout
+
+
+def affine_forward(x, W, b):
+    y = x @ W
+    _add_row_vector(y, b.astype(y.dtype, copy=False))
+    return y
+
+
+def affine_backward(dout, x, W, need_dx=True):
+    dout = np.ascontiguousarray(dout)
+    dx = dout @ W.T if need_dx else None
+    db = np.empty(dout.shape[1], dtype=dout.dtype)
+    _column_sum(dout, db)
+    return dx, x.T @ dout, db
+
+
+def softmax_cross_entropy_forward(x, t):
+    x = np.ascontiguousarray(x)
+    y = np.empty_like(x)
+    row_loss = np.empty(x.shape[0], dtype=x.dtype)
+    _softmax_cross_entropy_rows(x, np.ascontiguousarray(t, dtype=np.intp),
+                                x.dtype.type(1e-7), y, row_loss)
+    return y, x.dtype.type(-row_loss.sum() / x.shape[0])
+
+
+def softmax_cross_entropy_backward(y, t):
+    dx = np.empty_like(y)
+    _softmax_cross_entropy_grad(y, np.ascontiguousarray(t, dtype=np.intp),
+                                y.dtype.type(y.shape[0]), dx)
+    return dx

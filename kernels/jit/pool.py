@@ -1,0 +1,78 @@
+"""Max-pool kernels compiled by Numba; same contract as ``fastconv.kernels.reference.pool``.
+
+The forward pass finds the max and records its window index in one pass. The backward pass
+scatters through that index, one (image, channel) plane per parallel iteration: windows
+overlap only inside a plane, so no two threads ever add to the same pixel.
+"""
+import numpy as np
+from numba import njit, prange
+
+from ..shapes import conv_output_hw
+
+__all__ = ["maxpool_forward", "maxpool_backward"]
+
+
+@njit(parallel=True, cache=True)
+def _maxpool_forward_into(x, pool_h, pool_w, stride, pad, out, argmax):
+    N, C, H, W = x.shape
+    _, _, out_h, out_w = out.shape
+    for plane in prange(N * C):
+        n = plane // C
+        c = plane % C
+        for oy in range(out_h):
+            for ox in range(out_w):
+                best = -np.inf
+                best_k = 0
+                for ky in range(pool_h):
+                    iy = oy * stride - pad + ky
+                    if iy < 0 or iy >= H:
+                        continue
+                    for kx in range(pool_w):
+                        ix = ox * stride - pad + kx
+                        if ix < 0 or ix >= W:
+                            continue
+                        v = x[n, c, iy, ix]
+                        # first maximum wins, and a NaN is the maximum, as in np.argmax
+                        if best != best:
+                            continue
+                        if v > best or v != v:
+                            best = v
+                            best_k = ky * pool_w + kx
+                out[n, c, oy, ox] = best
+                argmax[n, c, oy, ox] = best_k
+
+
+@njit(parallel=True, cache=True)
+def _maxpool_backward_into(dout, argmax, pool_w, stride, pad, dx):
+    N, C, H, W = dx.shape
+    _, _, out_h, out_w = dout.shape
+    for plane in prange(N * C):
+        n = plane // C
+        c = plane % C
+        for iy in range(H):
+            for ix in range(W):
+                dx[n, c, iy, ix] = 0
+        for oy in range(out_h):
+            for ox in range(out_w):
+                k = argmax[n, c, oy, ox]
+                iy = oy * stride - pad + k // pool_w
+                ix = ox * stride - pad + k % pool_w
+                if 0 <= iy < H and 0 <= ix < W:
+                    dx[n, c, iy, ix] += dout[n, c, oy, ox]
+
+
+def maxpool_forward(x, pool_h, pool_w, stride, pad=0):
+    x = np.ascontiguousarray(x)
+    N, C, H, W = x.shape
+    out_h, out_w = conv_output_hw(H, W, pool_h, pool_w, stride, pad)
+    out = np.empty((N, C, out_h, out_w), dtype=x.dtype)
+    argmax = np.empty((N, C, out_h, out_w), dtype=np.intp)
+    _maxpool_forward_into(x, pool_h, pool_w, stride, pad, out, argmax)
+    return out, argmax
+
+
+def maxpool_backward(dout, argmax, x_shape, pool_h, pool_w, stride, pad=0):
+    dx = np.empty(x_shape, dtype=dout.dtype)
+    _maxpool_backward_into(np.ascontiguousarray(dout), np.ascontiguousarray(argmax),
+                           pool_w, stride, pad, dx)
+    return dx
