@@ -1,0 +1,165 @@
+"""Every jit kernel against its NumPy twin, over random shapes, strides, paddings and dtypes."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from fastconv.kernels import jit, reference
+from fastconv.kernels.shapes import conv_output_hw
+
+from conftest import tolerance
+
+SETTINGS = settings(max_examples=40, deadline=None)
+DTYPES = st.sampled_from([np.float32, np.float64])
+
+
+@st.composite
+def conv_geometry(draw):
+    """Random (x shape, filter h/w, stride, pad) where the filter fits at least once."""
+    N = draw(st.integers(1, 3))
+    C = draw(st.integers(1, 3))
+    fh = draw(st.integers(1, 5))
+    fw = draw(st.integers(1, 5))
+    stride = draw(st.integers(1, 6))  # includes stride larger than the filter
+    pad = draw(st.integers(0, 3))
+    H = draw(st.integers(max(1, fh - 2 * pad), 12))
+    W = draw(st.integers(max(1, fw - 2 * pad), 12))
+    return (N, C, H, W), fh, fw, stride, pad
+
+
+def assert_close(actual, expected, dtype):
+    assert actual.dtype == expected.dtype == dtype
+    assert actual.shape == expected.shape
+    np.testing.assert_allclose(actual, expected, **tolerance(dtype))
+
+
+@SETTINGS
+@given(conv_geometry(), DTYPES, st.integers(0, 2**32 - 1))
+def test_im2col_and_col2im_match_twin(geometry, dtype, seed):
+    shape, fh, fw, stride, pad = geometry
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    col = jit.im2col(x, fh, fw, stride, pad)
+    # im2col only moves numbers: it is exact
+    np.testing.assert_array_equal(col, reference.im2col(x, fh, fw, stride, pad))
+    assert col.dtype == dtype
+    dcol = rng.standard_normal(col.shape).astype(dtype)
+    # the gather sums in the twin's order, so even col2im is exact
+    np.testing.assert_array_equal(jit.col2im(dcol, shape, fh, fw, stride, pad),
+                                  reference.col2im(dcol, shape, fh, fw, stride, pad))
+
+
+@SETTINGS
+@given(conv_geometry(), st.integers(1, 4), DTYPES, st.booleans(), st.integers(0, 2**32 - 1))
+def test_conv2d_matches_twin(geometry, FN, dtype, need_dx, seed):
+    shape, fh, fw, stride, pad = geometry
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    W = rng.standard_normal((FN, shape[1], fh, fw)).astype(dtype)
+    b = rng.standard_normal(FN).astype(dtype)
+    out, col = jit.conv2d_forward(x, W, b, stride, pad)
+    ref_out, ref_col = reference.conv2d_forward(x, W, b, stride, pad)
+    assert_close(out, ref_out, dtype)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    got = jit.conv2d_backward(dout, col, W, shape, stride, pad, need_dx)
+    want = reference.conv2d_backward(dout, ref_col, W, shape, stride, pad, need_dx)
+    if need_dx:
+        assert_close(got[0], want[0], dtype)
+    else:
+        assert got[0] is None and want[0] is None
+    for g, w in zip(got[1:], want[1:]):
+        assert_close(g, w, dtype)
+
+
+@st.composite
+def pool_geometry(draw):
+    N = draw(st.integers(1, 3))
+    C = draw(st.integers(1, 3))
+    ph = draw(st.integers(1, 4))
+    pw = draw(st.integers(1, 4))
+    stride = draw(st.integers(1, 5))
+    pad = draw(st.integers(0, min(ph, pw) - 1))
+    H = draw(st.integers(max(1, ph - 2 * pad), 11))
+    W = draw(st.integers(max(1, pw - 2 * pad), 11))
+    return (N, C, H, W), ph, pw, stride, pad
+
+
+@SETTINGS
+@given(pool_geometry(), DTYPES, st.booleans(), st.integers(0, 2**32 - 1))
+def test_maxpool_matches_twin(geometry, dtype, with_ties, seed):
+    shape, ph, pw, stride, pad = geometry
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    if with_ties:  # ReLU outputs are full of equal zeros: the first maximum must win
+        x = np.maximum(np.round(x), 0).astype(dtype)
+    out, argmax = jit.maxpool_forward(x, ph, pw, stride, pad)
+    ref_out, ref_argmax = reference.maxpool_forward(x, ph, pw, stride, pad)
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(argmax, ref_argmax)
+    assert out.dtype == dtype and out.shape == (shape[:2] + conv_output_hw(
+        shape[2], shape[3], ph, pw, stride, pad))
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    assert_close(jit.maxpool_backward(dout, argmax, shape, ph, pw, stride, pad),
+                 reference.maxpool_backward(dout, ref_argmax, shape, ph, pw, stride, pad), dtype)
+
+
+@SETTINGS
+@given(st.lists(st.integers(1, 6), min_size=1, max_size=4), DTYPES, st.integers(0, 2**32 - 1))
+def test_relu_matches_twin(shape, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    x.flat[0] = 0.0  # the boundary: the book's mask is x <= 0
+    out, mask = jit.relu_forward(x)
+    ref_out, ref_mask = reference.relu_forward(x)
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(mask, ref_mask)
+    assert out.dtype == dtype
+    dout = rng.standard_normal(shape).astype(dtype)
+    np.testing.assert_array_equal(jit.relu_backward(dout.copy(), mask),
+                                  reference.relu_backward(dout.copy(), ref_mask))
+
+
+@SETTINGS
+@given(st.integers(1, 20), st.integers(1, 30), st.integers(1, 12), DTYPES, st.booleans(),
+       st.integers(0, 2**32 - 1))
+def test_affine_matches_twin(N, D, M, dtype, need_dx, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, D)).astype(dtype)
+    W = rng.standard_normal((D, M)).astype(dtype)
+    b = rng.standard_normal(M).astype(dtype)
+    assert_close(jit.affine_forward(x, W, b), reference.affine_forward(x, W, b), dtype)
+    dout = rng.standard_normal((N, M)).astype(dtype)
+    got = jit.affine_backward(dout, x, W, need_dx)
+    want = reference.affine_backward(dout, x, W, need_dx)
+    for g, w in zip(got, want):
+        if w is None:
+            assert g is None
+        else:
+            assert_close(g, w, dtype)
+
+
+@SETTINGS
+@given(st.integers(1, 30), st.integers(2, 12), DTYPES, st.floats(0.1, 50),
+       st.integers(0, 2**32 - 1))
+def test_softmax_cross_entropy_matches_twin(N, K, dtype, scale, seed):
+    rng = np.random.default_rng(seed)
+    x = (scale * rng.standard_normal((N, K))).astype(dtype)
+    t = rng.integers(0, K, N)
+    y, loss = jit.softmax_cross_entropy_forward(x, t)
+    ref_y, ref_loss = reference.softmax_cross_entropy_forward(x, t)
+    assert_close(y, ref_y, dtype)
+    assert np.asarray(loss).dtype == dtype
+    np.testing.assert_allclose(loss, ref_loss, **tolerance(dtype))
+    assert_close(jit.softmax_cross_entropy_backward(y, t),
+                 reference.softmax_cross_entropy_backward(ref_y, t), dtype)
+
+
+def test_backends_export_the_same_kernels():
+    public = lambda m: {n for n in dir(m) if not n.startswith("_") and callable(getattr(m, n))}
+    assert public(jit) == public(reference)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_maxpool_padding_is_never_the_maximum(dtype):
+    x = -np.ones((1, 1, 2, 2), dtype=dtype)  # all negative: zero padding would win
+    out, argmax = jit.maxpool_forward(x, 2, 2, 2, 1)
+    np.testing.assert_array_equal(out, -np.ones((1, 1, 2, 2), dtype=dtype))

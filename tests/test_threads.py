@@ -1,0 +1,51 @@
+"""The jit kernels give bit-identical results with 1 thread and with 2."""
+import numba
+import numpy as np
+import pytest
+
+from fastconv.kernels import jit
+
+
+@pytest.fixture
+def run_with_threads():
+    before = numba.get_num_threads()
+
+    def run(n, fn):
+        numba.set_num_threads(n)
+        try:
+            return fn()
+        finally:
+            numba.set_num_threads(before)
+
+    return run
+
+
+def all_kernels(dtype):
+    """One call of every kernel at a DeepConvNet-like shape, big enough to split across threads."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((16, 8, 14, 14)).astype(dtype)
+    W = rng.standard_normal((12, 8, 3, 3)).astype(dtype)
+    b = rng.standard_normal(12).astype(dtype)
+    out, col = jit.conv2d_forward(x, W, b, 1, 1)
+    dx, dW, db = jit.conv2d_backward(out, col, W, x.shape, 1, 1)
+    pooled, argmax = jit.maxpool_forward(out, 3, 3, 1, 1)  # overlapping windows
+    dpool = jit.maxpool_backward(pooled, argmax, out.shape, 3, 3, 1, 1)
+    r, mask = jit.relu_forward(x)
+    dr = jit.relu_backward(x.copy(), mask)
+    flat = x.reshape(16, -1)
+    A = rng.standard_normal((flat.shape[1], 10)).astype(dtype)
+    scores = jit.affine_forward(flat, A, b[:10])
+    adx, adW, adb = jit.affine_backward(scores, flat, A)
+    y, loss = jit.softmax_cross_entropy_forward(scores, np.arange(16) % 10)
+    dy = jit.softmax_cross_entropy_backward(y, np.arange(16) % 10)
+    return [out, col, dx, dW, db, pooled, argmax, dpool, r, mask, dr, scores, adx, adW, adb,
+            y, np.asarray(loss), dy]
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_thread_equals_two(run_with_threads, dtype):
+    one = run_with_threads(1, lambda: all_kernels(dtype))
+    two = run_with_threads(2, lambda: all_kernels(dtype))
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
