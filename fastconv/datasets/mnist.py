@@ -190,7 +190,7 @@ def _fetch(url, dest_path, timeout=_DOWNLOAD_TIMEOUT):
 
 
 def _md5(path):
-    digest = hashlib.md5()
+    digest = hashlib.md5(usedforsecurity=False)  # an integrity check, so FIPS builds allow it
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
@@ -227,7 +227,7 @@ def _download_file(dataset, name, folder, verbose):
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(part_path)
-    raise _DownloadError(f"no mirror served {name}: " + "; ".join(failures))
+    raise _DownloadError(f"no mirror served {name}:" + "".join(f"\n    {f}" for f in failures))
 
 
 # ---- parsing and caching ------------------------------------------------------------------
@@ -322,10 +322,12 @@ def _load_arrays(folder, dataset, verbose):
     if memo_key == key:
         return arrays
     read_paths, write_paths = _cache_paths(folder, dataset)
-    arrays = next(filter(None, (_read_cache(path, key, folder) for path in read_paths)), None)
-    if arrays is not None:
-        if verbose:
-            print(f"Loaded {dataset} from the cache of {folder}")
+    for path in read_paths:
+        arrays = _read_cache(path, key, folder)
+        if arrays is not None:
+            if verbose:
+                print(f"Loaded {dataset} from the cache {path}")
+            break
     else:
         if verbose:
             print(f"Parsing {dataset} from {folder}")
