@@ -29,7 +29,9 @@ def _mount_source_kernels():
 
 _mount_source_kernels()
 
-from fastconv.backend import use_backend, get_backend, backend  # noqa: E402
+# The context manager is exported as using_backend: a package attribute named "backend"
+# would hide the fastconv.backend module.
+from fastconv.backend import use_backend, get_backend, using_backend  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["use_backend", "get_backend", "backend", "__version__"]
+__all__ = ["use_backend", "get_backend", "using_backend", "__version__"]

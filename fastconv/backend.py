@@ -33,7 +33,7 @@ def get_backend():
 
 
 @contextlib.contextmanager
-def backend(name):
+def using_backend(name):
     """Run a block on one backend, then restore the previous one."""
     global _current
     previous = _current
@@ -47,3 +47,6 @@ def backend(name):
 def kernels(name=None):
     """The kernel module of ``name`` (default: the current backend)."""
     return importlib.import_module(_MODULES[_checked(name or _current)])
+
+
+backend = using_backend  # short name inside this module; the package exports using_backend

@@ -14,7 +14,7 @@ C-contiguous is updated through a contiguous copy that is then written back into
 """
 import numpy as np
 
-from fastconv import backend as _backend
+from fastconv import backend as _backend  # kernels() is looked up per update: switches apply
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
 

@@ -163,3 +163,46 @@ def test_maxpool_padding_is_never_the_maximum(dtype):
     x = -np.ones((1, 1, 2, 2), dtype=dtype)  # all negative: zero padding would win
     out, argmax = jit.maxpool_forward(x, 2, 2, 2, 1)
     np.testing.assert_array_equal(out, -np.ones((1, 1, 2, 2), dtype=dtype))
+
+
+@st.composite
+def block_geometry(draw):
+    """A convolution followed by a pool window that fits its output."""
+    shape, fh, fw, stride, pad = draw(conv_geometry())
+    conv_h, conv_w = conv_output_hw(shape[2], shape[3], fh, fw, stride, pad)
+    ph = draw(st.integers(1, min(3, conv_h + 2)))
+    pw = draw(st.integers(1, min(3, conv_w + 2)))
+    pool_pad = draw(st.integers(0, min(ph, pw) - 1))
+    if conv_h + 2 * pool_pad < ph or conv_w + 2 * pool_pad < pw:
+        pool_pad = min(ph, pw) - 1
+    pool_stride = draw(st.integers(1, 3))
+    return shape, fh, fw, stride, pad, ph, pw, pool_stride, pool_pad
+
+
+@SETTINGS
+@given(block_geometry(), st.integers(1, 4), DTYPES, st.booleans(), st.integers(0, 2**32 - 1))
+def test_conv_relu_pool_block_matches_twin(geometry, FN, dtype, need_dx, seed):
+    shape, fh, fw, stride, pad, ph, pw, ps, pp = geometry
+    if shape[2] + 2 * pad < fh or shape[3] + 2 * pad < fw:
+        return
+    conv_h, conv_w = conv_output_hw(shape[2], shape[3], fh, fw, stride, pad)
+    if conv_h + 2 * pp < ph or conv_w + 2 * pp < pw:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    W = rng.standard_normal((FN, shape[1], fh, fw)).astype(dtype)
+    b = rng.standard_normal(FN).astype(dtype)
+    out, argmax = jit.conv_relu_pool_forward(x, W, b, stride, pad, ph, pw, ps, pp)
+    ref_out, ref_argmax = reference.conv_relu_pool_forward(x, W, b, stride, pad, ph, pw, ps, pp)
+    assert_close(out, ref_out, dtype)
+    # a near-tie may pick another cell in float32; where the values agree the pick must too
+    np.testing.assert_array_equal(argmax[out == ref_out], ref_argmax[out == ref_out])
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    args = (stride, pad, ph, pw, ps, pp, need_dx)
+    got = jit.conv_relu_pool_backward(dout, x, W, b, out, ref_argmax, *args)
+    want = reference.conv_relu_pool_backward(dout, x, W, b, ref_out, ref_argmax, *args)
+    for g, w in zip(got, want):
+        if w is None:
+            assert g is None
+        else:
+            assert_close(g, w, dtype)

@@ -12,34 +12,44 @@ from ..shapes import conv_output_hw
 __all__ = ["maxpool_forward", "maxpool_backward"]
 
 
+@njit(cache=True)
+def _window_argmax(plane, y0, x0, pool_h, pool_w):
+    """(max, window index) of plane[y0:y0+pool_h, x0:x0+pool_w]; cells outside are -inf.
+
+    The first maximum wins and a NaN counts as the maximum, as in np.argmax.
+    """
+    H, W = plane.shape
+    best = -np.inf
+    best_k = 0
+    for ky in range(pool_h):
+        iy = y0 + ky
+        if iy < 0 or iy >= H:
+            continue
+        for kx in range(pool_w):
+            ix = x0 + kx
+            if ix < 0 or ix >= W:
+                continue
+            v = plane[iy, ix]
+            if v > best or (v != v and best == best):
+                best = v
+                best_k = ky * pool_w + kx
+    return best, best_k
+
+
 @njit(parallel=True, cache=True)
 def _maxpool_forward_into(x, pool_h, pool_w, stride, pad, out, argmax):
     N, C, H, W = x.shape
     _, _, out_h, out_w = out.shape
-    for plane in prange(N * C):
-        n = plane // C
-        c = plane % C
+    for plane_index in prange(N * C):
+        n = plane_index // C
+        c = plane_index % C
+        plane = x[n, c]
         for oy in range(out_h):
             for ox in range(out_w):
-                best = -np.inf
-                best_k = 0
-                for ky in range(pool_h):
-                    iy = oy * stride - pad + ky
-                    if iy < 0 or iy >= H:
-                        continue
-                    for kx in range(pool_w):
-                        ix = ox * stride - pad + kx
-                        if ix < 0 or ix >= W:
-                            continue
-                        v = x[n, c, iy, ix]
-                        # first maximum wins, and a NaN is the maximum, as in np.argmax
-                        if best != best:
-                            continue
-                        if v > best or v != v:
-                            best = v
-                            best_k = ky * pool_w + kx
+                best, k = _window_argmax(plane, oy * stride - pad, ox * stride - pad,
+                                         pool_h, pool_w)
                 out[n, c, oy, ox] = best
-                argmax[n, c, oy, ox] = best_k
+                argmax[n, c, oy, ox] = k
 
 
 @njit(parallel=True, cache=True)

@@ -3,3 +3,4 @@ from .conv import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403
 from .elementwise import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
+from .fused import *  # noqa: F401,F403

@@ -1,0 +1,105 @@
+"""Optimizer updates compiled by Numba: one fused, parallel pass over the elements.
+
+Same signatures as ``fastconv.kernels.reference.optim``: 1-D contiguous arrays updated in
+place, None returned. Each element is read once, every term of the book's NumPy expression is
+computed in the same order in a register, and the results are written back, so there are no
+temporary arrays. There is no fastmath: float64 results equal the NumPy twin bit for bit.
+
+The scalars must already have the arrays' dtype (``fastconv.optimizer`` casts them); a
+Python float would make a float32 update run in float64. Constants such as the ``1`` in
+``1 - beta1`` are made with ``param.dtype.type`` for the same reason. Every iteration touches
+only its own element, so the result does not depend on the number of threads.
+"""
+import numpy as np
+from numba import njit, prange
+
+__all__ = ["sgd_update", "momentum_update", "nesterov_update", "adagrad_update",
+           "rmsprop_update", "adam_update"]
+
+
+@njit(cache=True)
+def _check_size(param, other):
+    # Without bounds checks a short array would be read past its end: refuse it up front.
+    if other.size != param.size:
+        raise ValueError("optimizer kernel: every array must have the parameter's size")
+
+
+@njit(parallel=True, cache=True)
+def sgd_update(param, grad, lr):
+    """param -= lr * grad."""
+    _check_size(param, grad)
+    for i in prange(param.size):
+        param[i] = param[i] - lr * grad[i]
+
+
+@njit(parallel=True, cache=True)
+def momentum_update(param, grad, v, lr, momentum):
+    """v = momentum * v - lr * grad; param += v."""
+    _check_size(param, grad)
+    _check_size(param, v)
+    for i in prange(param.size):
+        vi = momentum * v[i] - lr * grad[i]
+        v[i] = vi
+        param[i] = param[i] + vi
+
+
+@njit(parallel=True, cache=True)
+def nesterov_update(param, grad, v, lr, momentum):
+    """The book's Nesterov step (its reformulation that updates param in place)."""
+    _check_size(param, grad)
+    _check_size(param, v)
+    momentum_sq = momentum * momentum
+    grad_scale = (param.dtype.type(1) + momentum) * lr
+    for i in prange(param.size):
+        g = grad[i]
+        vi = v[i] * momentum
+        vi = vi - lr * g
+        v[i] = vi
+        p = param[i] + momentum_sq * vi
+        param[i] = p - grad_scale * g
+
+
+@njit(parallel=True, cache=True)
+def adagrad_update(param, grad, h, lr, eps):
+    """h += grad**2; param -= lr * grad / (sqrt(h) + eps)."""
+    _check_size(param, grad)
+    _check_size(param, h)
+    for i in prange(param.size):
+        g = grad[i]
+        hi = h[i] + g * g
+        h[i] = hi
+        param[i] = param[i] - lr * g / (np.sqrt(hi) + eps)
+
+
+@njit(parallel=True, cache=True)
+def rmsprop_update(param, grad, h, lr, decay_rate, eps):
+    """h = decay_rate * h + (1 - decay_rate) * grad**2; param -= lr * grad / (sqrt(h) + eps)."""
+    _check_size(param, grad)
+    _check_size(param, h)
+    new_weight = param.dtype.type(1) - decay_rate
+    for i in prange(param.size):
+        g = grad[i]
+        hi = h[i] * decay_rate
+        hi = hi + new_weight * g * g
+        h[i] = hi
+        param[i] = param[i] - lr * g / (np.sqrt(hi) + eps)
+
+
+@njit(parallel=True, cache=True)
+def adam_update(param, grad, m, v, lr_t, beta1, beta2, eps):
+    """One Adam step with the bias correction already folded into ``lr_t``."""
+    _check_size(param, grad)
+    _check_size(param, m)
+    _check_size(param, v)
+    one = param.dtype.type(1)
+    c1 = one - beta1
+    c2 = one - beta2
+    for i in prange(param.size):
+        g = grad[i]
+        mi = m[i]
+        mi = mi + c1 * (g - mi)
+        vi = v[i]
+        vi = vi + c2 * (g * g - vi)
+        m[i] = mi
+        v[i] = vi
+        param[i] = param[i] - lr_t * mi / (np.sqrt(vi) + eps)

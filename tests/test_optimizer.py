@@ -1,0 +1,460 @@
+"""fastconv.optimizer against the book's optimizer formulas, written out here in plain NumPy."""
+import copy
+import importlib
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
+
+import fastconv
+from fastconv import optimizer as fopt
+
+# ``fastconv.backend`` is the context manager the package re-exports; this is the module.
+backend_module = importlib.import_module("fastconv.backend")
+
+BACKENDS = ("numba", "numpy")
+NAMES = ("SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam")
+STATE = {"SGD": (), "Momentum": ("v",), "Nesterov": ("v",), "AdaGrad": ("h",),
+         "RMSprop": ("h",), "Adam": ("m", "v")}
+
+
+# --- the oracle: the book's update rules as NumPy expressions on dicts of arrays ------------
+
+def _zeros_for(params):
+    return {key: np.zeros_like(val) for key, val in params.items()}
+
+
+class OracleSGD:
+    def __init__(self, lr=0.01):
+        self.lr = lr
+
+    def update(self, params, grads):
+        for key in params:
+            params[key] -= self.lr * grads[key]
+
+
+class OracleMomentum:
+    def __init__(self, lr=0.01, momentum=0.9):
+        self.lr, self.momentum, self.v = lr, momentum, None
+
+    def update(self, params, grads):
+        if self.v is None:
+            self.v = _zeros_for(params)
+        for key in params:
+            self.v[key] = self.momentum * self.v[key] - self.lr * grads[key]
+            params[key] += self.v[key]
+
+
+class OracleNesterov:
+    def __init__(self, lr=0.01, momentum=0.9):
+        self.lr, self.momentum, self.v = lr, momentum, None
+
+    def update(self, params, grads):
+        if self.v is None:
+            self.v = _zeros_for(params)
+        for key in params:
+            self.v[key] *= self.momentum
+            self.v[key] -= self.lr * grads[key]
+            params[key] += self.momentum * self.momentum * self.v[key]
+            params[key] -= (1 + self.momentum) * self.lr * grads[key]
+
+
+class OracleAdaGrad:
+    def __init__(self, lr=0.01):
+        self.lr, self.h = lr, None
+
+    def update(self, params, grads):
+        if self.h is None:
+            self.h = _zeros_for(params)
+        for key in params:
+            self.h[key] += grads[key] * grads[key]
+            params[key] -= self.lr * grads[key] / (np.sqrt(self.h[key]) + 1e-7)
+
+
+class OracleRMSprop:
+    def __init__(self, lr=0.01, decay_rate=0.99):
+        self.lr, self.decay_rate, self.h = lr, decay_rate, None
+
+    def update(self, params, grads):
+        if self.h is None:
+            self.h = _zeros_for(params)
+        for key in params:
+            self.h[key] *= self.decay_rate
+            self.h[key] += (1 - self.decay_rate) * grads[key] * grads[key]
+            params[key] -= self.lr * grads[key] / (np.sqrt(self.h[key]) + 1e-7)
+
+
+class OracleAdam:
+    # ``scalar`` is applied to the scalars that meet the arrays. The default (float) is the
+    # book; np.float32 gives the pure-float32 formula, with lr_t still computed from the
+    # Python floats first (1 - beta2**t in float32 would cancel away most of its digits).
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, scalar=float):
+        self.lr, self.beta1, self.beta2, self.scalar = lr, beta1, beta2, scalar
+        self.iter, self.m, self.v = 0, None, None
+
+    def update(self, params, grads):
+        if self.m is None:
+            self.m, self.v = _zeros_for(params), _zeros_for(params)
+        self.iter += 1
+        lr_t = self.lr * np.sqrt(1.0 - self.beta2**self.iter) / (1.0 - self.beta1**self.iter)
+        s = self.scalar
+        for key in params:
+            self.m[key] += (1 - s(self.beta1)) * (grads[key] - self.m[key])
+            self.v[key] += (1 - s(self.beta2)) * (grads[key]**2 - self.v[key])
+            params[key] -= s(lr_t) * self.m[key] / (np.sqrt(self.v[key]) + 1e-7)
+
+
+ORACLES = {"SGD": OracleSGD, "Momentum": OracleMomentum, "Nesterov": OracleNesterov,
+           "AdaGrad": OracleAdaGrad, "RMSprop": OracleRMSprop, "Adam": OracleAdam}
+
+# Non-default hyperparameters, so a swapped or dropped argument cannot pass unnoticed.
+HYPER = {"SGD": dict(lr=0.05), "Momentum": dict(lr=0.03, momentum=0.8),
+         "Nesterov": dict(lr=0.03, momentum=0.85), "AdaGrad": dict(lr=0.07),
+         "RMSprop": dict(lr=0.02, decay_rate=0.95),
+         "Adam": dict(lr=0.01, beta1=0.8, beta2=0.99)}
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+def make_params(rng, dtype=np.float64, shapes=None):
+    shapes = shapes or {"W1": (30, 20), "b1": (20,), "W2": (20, 7), "b2": (7,)}
+    return {key: rng.standard_normal(shape).astype(dtype) for key, shape in shapes.items()}
+
+
+def make_grads(rng, params, steps):
+    return [{key: rng.standard_normal(val.shape).astype(val.dtype)
+             for key, val in params.items()} for _ in range(steps)]
+
+
+def run(opt, params, grad_seq):
+    for grads in grad_seq:
+        opt.update(params, grads)
+    return params
+
+
+def assert_dicts_equal(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert np.array_equal(a[key], b[key]), key
+
+
+def run_both(name, dtype, backend, steps=5, seed=0, shapes=None, hyper=None, typed=True):
+    """(fastconv optimizer, its params, oracle, its params) after ``steps`` updates.
+
+    With ``typed`` the oracle gets its hyperparameters as scalars of ``dtype``, so NumPy
+    evaluates the whole formula in that dtype; otherwise it gets the Python floats, as the
+    book's optimizers do (for float64 the two are the same).
+    """
+    rng = np.random.default_rng(seed)
+    params = make_params(rng, dtype, shapes)
+    grad_seq = make_grads(rng, params, steps)
+    hyper = HYPER[name] if hyper is None else hyper
+    expected = copy.deepcopy(params)
+    if not typed:
+        oracle = ORACLES[name](**hyper)
+    elif name == "Adam":
+        oracle = OracleAdam(**hyper, scalar=dtype)
+    else:
+        oracle = ORACLES[name](**{key: dtype(value) for key, value in hyper.items()})
+    run(oracle, expected, grad_seq)
+    opt = getattr(fopt, name)(**hyper)
+    with fastconv.using_backend(backend):
+        run(opt, params, grad_seq)
+    return opt, params, oracle, expected
+
+
+# --- exactness -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", NAMES)
+def test_float64_matches_book_bit_for_bit(name, backend):
+    opt, params, oracle, expected = run_both(name, np.float64, backend)
+    assert_dicts_equal(params, expected)
+    for attr in STATE[name]:
+        assert_dicts_equal(getattr(opt, attr), getattr(oracle, attr))
+    if name == "Adam":
+        assert opt.iter == oracle.iter == 5
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_default_hyperparameters_match_book(name):
+    opt, params, _, expected = run_both(name, np.float64, "numba", hyper={})
+    assert_dicts_equal(params, expected)
+    book_defaults = {"SGD": dict(lr=0.01), "Momentum": dict(lr=0.01, momentum=0.9),
+                     "Nesterov": dict(lr=0.01, momentum=0.9), "AdaGrad": dict(lr=0.01),
+                     "RMSprop": dict(lr=0.01, decay_rate=0.99),
+                     "Adam": dict(lr=0.001, beta1=0.9, beta2=0.999, iter=5)}[name]
+    for attr, value in book_defaults.items():
+        assert getattr(opt, attr) == value
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", NAMES)
+def test_float32_stays_float32_and_matches_numpy(name, backend):
+    opt, params, oracle, expected = run_both(name, np.float32, backend)
+    for key, val in params.items():
+        assert val.dtype == np.float32, key
+        np.testing.assert_allclose(val, expected[key], rtol=1e-6, atol=1e-9, err_msg=key)
+    for attr in STATE[name]:
+        for key, val in getattr(opt, attr).items():
+            assert val.dtype == np.float32, (attr, key)
+            np.testing.assert_allclose(val, getattr(oracle, attr)[key], rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float32_is_close_to_the_books_mixed_precision(name):
+    # The book's float32 run is not pure float32: NumPy evaluates scalar sub-expressions such
+    # as 1 - decay_rate or momentum * momentum on the Python floats (float64) and Adam's
+    # np.float64 lr_t even promotes the final step to float64. fastconv casts the
+    # hyperparameters to float32 first, so the steps differ by a few float32 ulps of the step
+    # (a relative 1e-6 of 1 - 0.95 for RMSprop), not of the parameter.
+    rng = np.random.default_rng(0)
+    start = make_params(rng, np.float32)
+    _, params, _, expected = run_both(name, np.float32, "numba", typed=False)
+    for key, val in params.items():
+        moved, book_moved = val - start[key], expected[key] - start[key]
+        np.testing.assert_allclose(moved, book_moved, rtol=1e-5,
+                                   atol=1e-5 * np.abs(book_moved).max(), err_msg=key)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", NAMES)
+def test_backends_agree_exactly(name, dtype):
+    _, by_numba, _, _ = run_both(name, dtype, "numba", seed=3)
+    _, by_numpy, _, _ = run_both(name, dtype, "numpy", seed=3)
+    assert_dicts_equal(by_numba, by_numpy)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two Numba threads")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", NAMES)
+def test_thread_count_does_not_change_results(name, dtype):
+    shapes = {"W": (400, 250), "b": (250,)}  # 100k elements: prange really splits the work
+    results = []
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            _, params, _, _ = run_both(name, dtype, "numba", steps=3, seed=5, shapes=shapes)
+            results.append(params)
+    finally:
+        numba.set_num_threads(before)
+    assert_dicts_equal(*results)
+
+
+def test_backend_switch_takes_effect_between_updates():
+    rng = np.random.default_rng(11)
+    params = make_params(rng)
+    grad_seq = make_grads(rng, params, 4)
+    expected = copy.deepcopy(params)
+    run(OracleAdam(), expected, grad_seq)
+    opt = fopt.Adam()
+    for step, grads in enumerate(grad_seq):
+        with fastconv.using_backend(BACKENDS[step % 2]):
+            opt.update(params, grads)
+    assert_dicts_equal(params, expected)
+
+
+def test_kernels_are_looked_up_at_update_time(monkeypatch):
+    calls = []
+    real = backend_module.kernels
+
+    def spy(name=None):
+        calls.append(name)
+        return real(name)
+
+    monkeypatch.setattr(backend_module, "kernels", spy)
+    rng = np.random.default_rng(0)
+    params = make_params(rng)
+    fopt.SGD().update(params, make_grads(rng, params, 1)[0])
+    assert calls
+
+
+# --- in place, layouts and dtypes ----------------------------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", NAMES)
+def test_updates_in_place(name, backend):
+    rng = np.random.default_rng(1)
+    params = make_params(rng)
+    ids = {key: id(val) for key, val in params.items()}
+    opt = getattr(fopt, name)()
+    grad_seq = make_grads(rng, params, 2)
+    with fastconv.using_backend(backend):
+        opt.update(params, grad_seq[0])
+        states = {attr: dict(getattr(opt, attr)) for attr in STATE[name]}
+        opt.update(params, grad_seq[1])
+    assert {key: id(val) for key, val in params.items()} == ids
+    for attr, before in states.items():  # state arrays are updated in place too
+        assert all(getattr(opt, attr)[key] is arr for key, arr in before.items())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_is_none_until_first_update_then_zeros_per_key(name):
+    opt = getattr(fopt, name)()
+    for attr in STATE[name]:
+        assert getattr(opt, attr) is None
+    rng = np.random.default_rng(2)
+    params = make_params(rng)
+    zero_grads = {key: np.zeros_like(val) for key, val in params.items()}
+    opt.update(params, zero_grads)
+    for attr in STATE[name]:
+        store = getattr(opt, attr)
+        assert store.keys() == params.keys()
+        for key, val in store.items():
+            assert val.shape == params[key].shape and not val.any()
+    # A key that appears later gets its own state then.
+    params["W3"] = rng.standard_normal((3, 4))
+    opt.update(params, {key: np.zeros_like(val) for key, val in params.items()})
+    for attr in STATE[name]:
+        assert getattr(opt, attr)["W3"].shape == (3, 4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", NAMES)
+def test_non_contiguous_params_are_written_back(name, backend):
+    rng = np.random.default_rng(4)
+    contiguous = make_params(rng)
+    grad_seq = make_grads(rng, contiguous, 3)
+    base = {key: np.asfortranarray(val) for key, val in contiguous.items()}
+    base["W1"] = np.zeros((30, 40))
+    base["W1"][:, ::2] = contiguous["W1"]  # a strided view into a bigger array
+    strided = dict(base, W1=base["W1"][:, ::2])
+    with fastconv.using_backend(backend):
+        run(getattr(fopt, name)(**HYPER[name]), contiguous, grad_seq)
+        run(getattr(fopt, name)(**HYPER[name]), strided, grad_seq)
+    assert_dicts_equal(strided, contiguous)
+    assert np.array_equal(base["W1"][:, ::2], contiguous["W1"])
+    assert not base["W1"][:, 1::2].any()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_grads_of_other_dtype_or_layout_are_cast_to_the_param(name):
+    rng = np.random.default_rng(6)
+    params = make_params(rng, np.float32)
+    grads64 = make_grads(rng, params, 2)
+    for grads in grads64:
+        for key in grads:
+            grads[key] = np.asfortranarray(grads[key].astype(np.float64))
+    expected = copy.deepcopy(params)
+    grads64[1]["b1"] = grads64[1]["b1"].astype(np.float32)  # already right: used as is,
+    grads64[1]["b1"].flags.writeable = False                 # even read-only
+    cast_grads = [{k: v.astype(np.float32) for k, v in g.items()} for g in grads64]
+    run(getattr(fopt, name)(), expected, cast_grads)
+    opt = getattr(fopt, name)()
+    run(opt, params, grads64)
+    assert all(val.dtype == np.float32 for val in params.values())
+    assert_dicts_equal(params, expected)
+
+
+def test_float16_params_fall_back_to_numpy_kernels():
+    params = {"W": np.linspace(-1, 1, 12, dtype=np.float16).reshape(3, 4)}
+    grads = {"W": np.ones((3, 4), np.float16)}
+    expected = copy.deepcopy(params)
+    OracleMomentum().update(expected, grads)
+    fopt.Momentum().update(params, grads)
+    assert params["W"].dtype == np.float16
+    assert np.array_equal(params["W"], expected["W"])
+
+
+# --- bad input leaves everything untouched ---------------------------------------------------
+
+def _snapshot(opt, params):
+    return copy.deepcopy(params), copy.deepcopy(vars(opt))
+
+
+def _assert_unchanged(opt, params, snapshot):
+    params_before, vars_before = snapshot
+    assert_dicts_equal(params, params_before)
+    now = vars(opt)
+    assert now.keys() == vars_before.keys()
+    for attr, before in vars_before.items():
+        if isinstance(before, dict):
+            assert_dicts_equal(now[attr], before)
+        else:
+            assert now[attr] == before, attr
+
+
+def _bad_missing(params, grads):
+    del grads["b1"]
+
+
+def _bad_shape(params, grads):
+    grads["W2"] = grads["W2"].T
+
+
+def _bad_int_param(params, grads):
+    params["b2"] = np.arange(7)
+
+
+def _bad_readonly_param(params, grads):
+    params["b2"].flags.writeable = False
+
+
+@pytest.mark.parametrize("fresh", [True, False], ids=["fresh", "after-one-update"])
+@pytest.mark.parametrize("bad, error, words", [
+    (_bad_missing, KeyError, ["'b1'"]),
+    (_bad_shape, ValueError, ["'W2'", "(7, 20)", "(20, 7)"]),
+    (_bad_int_param, TypeError, ["'b2'", "int64"]),
+    (_bad_readonly_param, ValueError, ["'b2'", "read-only"]),
+], ids=["missing-grad", "shape", "int-param", "read-only"])
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_input_raises_and_changes_nothing(name, bad, error, words, fresh):
+    rng = np.random.default_rng(7)
+    params = make_params(rng)
+    opt = getattr(fopt, name)()
+    if not fresh:
+        opt.update(params, make_grads(rng, params, 1)[0])
+    grads = make_grads(rng, params, 1)[0]
+    bad(params, grads)  # the bad entry is late in the dict: earlier keys must stay untouched
+    snapshot = _snapshot(opt, params)
+    with pytest.raises(error) as info:
+        opt.update(params, grads)
+    for word in words:
+        assert word in str(info.value)
+    _assert_unchanged(opt, params, snapshot)
+
+
+def test_state_of_another_shape_is_refused():
+    opt = fopt.Momentum()
+    opt.update({"W": np.ones((2, 3))}, {"W": np.ones((2, 3))})
+    params = {"A": np.ones(4), "W": np.ones((3, 2))}
+    snapshot = _snapshot(opt, params)
+    with pytest.raises(ValueError, match="v\\['W'\\]"):
+        opt.update(params, {"A": np.ones(4), "W": np.ones((3, 2))})
+    _assert_unchanged(opt, params, snapshot)
+
+
+def test_kernels_refuse_mismatched_sizes():
+    kernels = backend_module.kernels("numba")
+    with pytest.raises(ValueError):
+        kernels.sgd_update(np.zeros(5), np.zeros(4), 0.1)
+
+
+# --- property test -------------------------------------------------------------------------
+
+shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=6)
+unit = st.floats(0.0, 0.999)
+
+
+@settings(max_examples=25, deadline=None)
+@given(name=st.sampled_from(NAMES), shape_a=shapes, shape_b=shapes,
+       lr=st.floats(1e-4, 1.0), momentum=unit, decay=unit, beta1=unit, beta2=unit,
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**32 - 1),
+       backend=st.sampled_from(BACKENDS))
+def test_property_random_shapes_and_hyperparameters(name, shape_a, shape_b, lr, momentum,
+                                                    decay, beta1, beta2, dtype, seed, backend):
+    hyper = {"SGD": dict(lr=lr), "Momentum": dict(lr=lr, momentum=momentum),
+             "Nesterov": dict(lr=lr, momentum=momentum), "AdaGrad": dict(lr=lr),
+             "RMSprop": dict(lr=lr, decay_rate=decay),
+             "Adam": dict(lr=lr, beta1=beta1, beta2=beta2)}[name]
+    opt, params, _, expected = run_both(name, dtype, backend, steps=3, seed=seed,
+                                        shapes={"a": shape_a, "b": shape_b}, hyper=hyper)
+    for key, val in params.items():
+        assert val.dtype == dtype and val.shape == expected[key].shape
+        if dtype == np.float64:
+            assert np.array_equal(val, expected[key]), key
+        else:
+            np.testing.assert_allclose(val, expected[key], rtol=1e-6, atol=1e-9, err_msg=key)
