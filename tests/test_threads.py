@@ -38,8 +38,13 @@ def all_kernels(dtype):
     adx, adW, adb = jit.affine_backward(scores, flat, A)
     y, loss = jit.softmax_cross_entropy_forward(scores, np.arange(16) % 10)
     dy = jit.softmax_cross_entropy_backward(y, np.arange(16) % 10)
+    block, block_argmax, colT = jit.conv_relu_pool_forward(x, W, b, 1, 1, 3, 3, 2, 1)
+    block_grads = jit.conv_relu_pool_backward(block, block, block_argmax, colT, W, x.shape,
+                                              1, 1, 3, 3, 2, 1)
+    relu_block, colT = jit.conv_relu_forward(x, W, b, 1, 1)
+    relu_grads = jit.conv_relu_backward(relu_block, relu_block, colT, W, x.shape, 1, 1)
     return [out, col, dx, dW, db, pooled, argmax, dpool, r, mask, dr, scores, adx, adW, adb,
-            y, np.asarray(loss), dy]
+            y, np.asarray(loss), dy, block, block_argmax, *block_grads, relu_block, *relu_grads]
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")

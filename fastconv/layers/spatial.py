@@ -15,11 +15,16 @@ class Convolution:
         self.stride = stride
         self.pad = pad
         self.x = None
-        self.col = None  # im2col of x: (N*out_h*out_w, C*FH*FW), the book's layout
+        self.colT = None  # im2col of x, transposed: (C*FH*FW, N*out_h*out_w)
         self.dW = None
         self.db = None
         # fastconv: a network sets this False on its first layer, which then skips col2im
         self.need_input_grad = True
+
+    @property
+    def col(self):
+        """The book's im2col of x, (N*out_h*out_w, C*FH*FW), as a view of ``colT``."""
+        return None if self.colT is None else self.colT.T
 
     @property
     def col_W(self):
@@ -40,9 +45,9 @@ class Convolution:
         check_window("filter", H, Wd, FH, FW, stride, pad)
         dtype = common_dtype(x, W)
         x = x.astype(dtype, copy=False)
-        out, col = kernels().conv2d_forward(x, W.astype(dtype, copy=False),
-                                            b.astype(dtype, copy=False), stride, pad)
-        self.x, self.col = x, col
+        out, colT = kernels().conv2d_forward(x, W.astype(dtype, copy=False),
+                                             b.astype(dtype, copy=False), stride, pad)
+        self.x, self.colT = x, colT
         return out
 
     def backward(self, dout):
@@ -52,7 +57,7 @@ class Convolution:
         check_shape("dout", dout, (N, FN) + conv_output_hw(H, W, FH, FW, self.stride, self.pad))
         dout = dout.astype(self.x.dtype, copy=False)
         dx, self.dW, self.db = kernels().conv2d_backward(
-            dout, self.col, self.W.astype(self.x.dtype, copy=False), self.x.shape,
+            dout, self.colT, self.W.astype(self.x.dtype, copy=False), self.x.shape,
             self.stride, self.pad, self.need_input_grad)
         return dx
 

@@ -1,10 +1,13 @@
 """Convolution kernels compiled by Numba, parallel over the batch.
 
-Same layouts and signatures as ``fastconv.kernels.reference.conv``. The GEMMs go to NumPy's
-BLAS; Numba does the data movement around them: im2col, col2im, and the NCHW <-> row
-transposes with the bias add and the bias gradient folded in, so no transposed copy is made
-separately. Every parallel loop writes only outputs its own iteration owns (an image, or a
-filter column), which keeps the results free of races and identical for any thread count.
+Same signatures as ``fastconv.kernels.reference.conv``. The GEMMs go to NumPy's BLAS; Numba
+moves the data around them. The convolution works on the K-major im2col matrix
+``colT (C*FH*FW, N*out_h*out_w)``: each row of it is one filter tap over the whole batch, so
+im2col, col2im and the NCHW <-> GEMM transposes all copy contiguous runs of ``out_w``
+values, and the GEMMs need no transposed copies.
+
+Every parallel loop writes only what its iteration owns (an image, or a filter row), so the
+results are free of races and identical for any thread count.
 """
 import numpy as np
 from numba import njit, prange
@@ -14,13 +17,78 @@ from ..shapes import conv_output_hw
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward"]
 
 
+@njit(cache=True)
+def _valid_range(size_in, size_out, stride, offset):
+    """[lo, hi) of the output positions o with 0 <= o*stride + offset < size_in."""
+    lo = 0
+    while lo < size_out and lo * stride + offset < 0:
+        lo += 1
+    hi = size_out
+    while hi > lo and (hi - 1) * stride + offset >= size_in:
+        hi -= 1
+    return lo, hi
+
+
 @njit(parallel=True, cache=True)
-def _im2col_into(x, filter_h, filter_w, stride, pad, out_h, out_w, col):
+def _im2col_kmajor_into(x, filter_h, filter_w, stride, pad, out_h, out_w, colT):
+    N, C, H, W = x.shape
+    P = out_h * out_w
+    for n in prange(N):
+        for c in range(C):
+            for ky in range(filter_h):
+                oy_lo, oy_hi = _valid_range(H, out_h, stride, ky - pad)
+                for kx in range(filter_w):
+                    ox_lo, ox_hi = _valid_range(W, out_w, stride, kx - pad)
+                    dst = colT[(c * filter_h + ky) * filter_w + kx, n * P:(n + 1) * P]
+                    dst[:] = 0
+                    for oy in range(oy_lo, oy_hi):
+                        src = x[n, c, oy * stride + ky - pad]
+                        seg = dst[oy * out_w + ox_lo:oy * out_w + ox_hi]
+                        start = ox_lo * stride + kx - pad
+                        if stride == 1:  # contiguous on both sides: vectorizes
+                            run = src[start:start + seg.shape[0]]
+                            for i in range(seg.shape[0]):
+                                seg[i] = run[i]
+                        else:
+                            for i in range(seg.shape[0]):
+                                seg[i] = src[start + i * stride]
+
+
+@njit(parallel=True, cache=True)
+def _col2im_kmajor_into(colT, filter_h, filter_w, stride, pad, out_h, out_w, dx):
+    # Each image is summed by one thread, tap by tap in (ky, kx) order like the book's
+    # col2im, so float64 results equal the twin's bit for bit.
+    N, C, H, W = dx.shape
+    P = out_h * out_w
+    for n in prange(N):
+        dx[n] = 0
+        for c in range(C):
+            for ky in range(filter_h):
+                oy_lo, oy_hi = _valid_range(H, out_h, stride, ky - pad)
+                for kx in range(filter_w):
+                    ox_lo, ox_hi = _valid_range(W, out_w, stride, kx - pad)
+                    src = colT[(c * filter_h + ky) * filter_w + kx, n * P:(n + 1) * P]
+                    for oy in range(oy_lo, oy_hi):
+                        dst = dx[n, c, oy * stride + ky - pad]
+                        seg = src[oy * out_w + ox_lo:oy * out_w + ox_hi]
+                        start = ox_lo * stride + kx - pad
+                        if stride == 1:
+                            run = dst[start:start + seg.shape[0]]
+                            for i in range(seg.shape[0]):
+                                run[i] += seg[i]
+                        else:
+                            for i in range(seg.shape[0]):
+                                dst[start + i * stride] += seg[i]
+
+
+@njit(parallel=True, cache=True)
+def _im2col_rows_into(x, filter_h, filter_w, stride, pad, out_h, out_w, col):
+    # The book's layout, for fastconv.util.im2col; the convolution itself uses colT.
     N, C, H, W = x.shape
     for n in prange(N):
         for oy in range(out_h):
             for ox in range(out_w):
-                row = (n * out_h + oy) * out_w + ox
+                row = col[(n * out_h + oy) * out_w + ox]
                 j = 0
                 for c in range(C):
                     for ky in range(filter_h):
@@ -28,101 +96,98 @@ def _im2col_into(x, filter_h, filter_w, stride, pad, out_h, out_w, col):
                         for kx in range(filter_w):
                             ix = ox * stride - pad + kx
                             if 0 <= iy < H and 0 <= ix < W:
-                                col[row, j] = x[n, c, iy, ix]
+                                row[j] = x[n, c, iy, ix]
                             else:
-                                col[row, j] = 0
+                                row[j] = 0
                             j += 1
 
 
 @njit(parallel=True, cache=True)
-def _col2im_into(col, filter_h, filter_w, stride, pad, out_h, out_w, dx):
-    # Gather: each input pixel sums the column entries that read it, ky-major like the
-    # book's col2im, so float64 results match the twin bit for bit.
-    N, C, H, W = dx.shape
+def _gemm_to_nchw_bias(rowsT, b, out):
+    # rowsT (FN, N*P) -> out (N, FN, P): one contiguous run per (image, filter)
+    N, FN, P = out.shape
     for n in prange(N):
-        for c in range(C):
-            for iy in range(H):
-                for ix in range(W):
-                    dx[n, c, iy, ix] = 0
-                    for ky in range(filter_h):
-                        ty = iy + pad - ky
-                        if ty < 0:
-                            break
-                        if ty % stride != 0 or ty // stride >= out_h:
-                            continue
-                        oy = ty // stride
-                        for kx in range(filter_w):
-                            tx = ix + pad - kx
-                            if tx < 0:
-                                break
-                            if tx % stride != 0 or tx // stride >= out_w:
-                                continue
-                            row = (n * out_h + oy) * out_w + tx // stride
-                            dx[n, c, iy, ix] += col[row, (c * filter_h + ky) * filter_w + kx]
-
-
-@njit(parallel=True, cache=True)
-def _rows_to_nchw_bias(rows, b, out):
-    N, FN, out_h, out_w = out.shape
-    for n in prange(N):
-        base = n * out_h * out_w
         for f in range(FN):
-            for p in range(out_h * out_w):
-                out[n, f, p // out_w, p % out_w] = rows[base + p, f] + b[f]
+            src = rowsT[f, n * P:(n + 1) * P]
+            dst = out[n, f]
+            bias = b[f]
+            for p in range(P):
+                dst[p] = src[p] + bias
 
 
 @njit(parallel=True, cache=True)
-def _nchw_to_rows_and_sum(dout, rows, db):
-    # One thread owns one filter: it writes that column of rows and that entry of db.
-    N, FN, out_h, out_w = dout.shape
+def _nchw_to_gemm_and_sum(dout, rowsT, db):
+    # dout (N, FN, P) -> rowsT (FN, N*P); one thread owns one filter's row and bias grad
+    N, FN, P = dout.shape
     for f in prange(FN):
         total = 0.0
         for n in range(N):
-            base = n * out_h * out_w
-            for oy in range(out_h):
-                for ox in range(out_w):
-                    v = dout[n, f, oy, ox]
-                    rows[base + oy * out_w + ox, f] = v
-                    total += v
+            src = dout[n, f]
+            dst = rowsT[f, n * P:(n + 1) * P]
+            for p in range(P):
+                dst[p] = src[p]
+                total += src[p]
         db[f] = total
 
 
+def im2col_kmajor(x, filter_h, filter_w, stride, pad):
+    """colT (C*FH*FW, N*out_h*out_w): the transpose of the book's im2col matrix."""
+    N, C, H, W = x.shape
+    out_h, out_w = conv_output_hw(H, W, filter_h, filter_w, stride, pad)
+    colT = np.empty((C * filter_h * filter_w, N * out_h * out_w), dtype=x.dtype)
+    _im2col_kmajor_into(np.ascontiguousarray(x), filter_h, filter_w, stride, pad,
+                        out_h, out_w, colT)
+    return colT
+
+
+def col2im_kmajor(colT, input_shape, filter_h, filter_w, stride, pad):
+    N, C, H, W = input_shape
+    out_h, out_w = conv_output_hw(H, W, filter_h, filter_w, stride, pad)
+    dx = np.empty((N, C, H, W), dtype=colT.dtype)
+    _col2im_kmajor_into(np.ascontiguousarray(colT), filter_h, filter_w, stride, pad,
+                        out_h, out_w, dx)
+    return dx
+
+
 def im2col(x, filter_h, filter_w, stride=1, pad=0):
-    x = np.ascontiguousarray(x)
     N, C, H, W = x.shape
     out_h, out_w = conv_output_hw(H, W, filter_h, filter_w, stride, pad)
     col = np.empty((N * out_h * out_w, C * filter_h * filter_w), dtype=x.dtype)
-    _im2col_into(x, filter_h, filter_w, stride, pad, out_h, out_w, col)
+    _im2col_rows_into(np.ascontiguousarray(x), filter_h, filter_w, stride, pad, out_h, out_w, col)
     return col
 
 
 def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
-    N, C, H, W = input_shape
-    out_h, out_w = conv_output_hw(H, W, filter_h, filter_w, stride, pad)
-    dx = np.empty((N, C, H, W), dtype=col.dtype)
-    _col2im_into(np.ascontiguousarray(col), filter_h, filter_w, stride, pad, out_h, out_w, dx)
-    return dx
+    # the book's layout is the transpose of colT: hand the kernel a transposed view
+    return col2im_kmajor(np.ascontiguousarray(col.T), input_shape, filter_h, filter_w, stride, pad)
 
 
 def conv2d_forward(x, W, b, stride=1, pad=0):
     FN, C, FH, FW = W.shape
     N, _, H, Wd = x.shape
     out_h, out_w = conv_output_hw(H, Wd, FH, FW, stride, pad)
-    col = im2col(x, FH, FW, stride, pad)
-    rows = col @ W.reshape(FN, -1).T
-    out = np.empty((N, FN, out_h, out_w), dtype=rows.dtype)
-    _rows_to_nchw_bias(rows, b, out)
-    return out, col
+    colT = im2col_kmajor(x, FH, FW, stride, pad)
+    rowsT = W.reshape(FN, -1) @ colT
+    out = np.empty((N, FN, out_h, out_w), dtype=rowsT.dtype)
+    _gemm_to_nchw_bias(rowsT, b, out.reshape(N, FN, -1))
+    return out, colT
 
 
-def conv2d_backward(dout, col, W, x_shape, stride=1, pad=0, need_dx=True):
+def gemm_backward(rowsT, colT, W, x_shape, stride, pad, need_dx):
+    """(dx or None, dW) from the output gradient in GEMM layout rowsT (FN, N*P)."""
     FN, C, FH, FW = W.shape
-    N, _, out_h, out_w = dout.shape
-    rows = np.empty((N * out_h * out_w, FN), dtype=dout.dtype)
-    db = np.empty(FN, dtype=dout.dtype)
-    _nchw_to_rows_and_sum(np.ascontiguousarray(dout), rows, db)
-    dW = (rows.T @ col).reshape(FN, C, FH, FW)
+    dW = (rowsT @ colT.T).reshape(FN, C, FH, FW)
     dx = None
     if need_dx:
-        dx = col2im(rows @ W.reshape(FN, -1), x_shape, FH, FW, stride, pad)
+        dx = col2im_kmajor(W.reshape(FN, -1).T @ rowsT, x_shape, FH, FW, stride, pad)
+    return dx, dW
+
+
+def conv2d_backward(dout, colT, W, x_shape, stride=1, pad=0, need_dx=True):
+    FN = W.shape[0]
+    N = dout.shape[0]
+    rowsT = np.empty((FN, dout.size // FN), dtype=dout.dtype)
+    db = np.empty(FN, dtype=dout.dtype)
+    _nchw_to_gemm_and_sum(np.ascontiguousarray(dout).reshape(N, FN, -1), rowsT, db)
+    dx, dW = gemm_backward(rowsT, colT, W, x_shape, stride, pad, need_dx)
     return dx, dW, db

@@ -1,56 +1,48 @@
-"""Convolution -> ReLU -> max pool in one pass per image, compiled by Numba.
+"""Convolution -> ReLU (-> max pool) in one pass over the GEMM output, compiled by Numba.
 
-The forward pass convolves directly (no im2col), one (image, filter) plane at a time in a
-small buffer that stays in cache, then adds the bias, applies ReLU and pools from that buffer,
-so only the pooled output and its argmax reach memory. The backward pass needs no saved
-activations: ReLU passed the gradient at a pooled maximum exactly when that maximum is > 0,
-so only those positions are visited, a quarter of the convolution outputs for 2x2 pooling.
+The convolution is the same im2col + GEMM as ``conv2d_forward``; what is fused is the pass
+after it: bias, ReLU and pooling read the GEMM output once and write only the block's output
+(and the argmax), instead of three full-size arrays. The backward pass needs no saved mask:
+ReLU passed a gradient exactly where its output is not 0, and after pooling that output at a
+maximum is the pooled value itself, so only the pooled maxima are visited.
 """
 import numpy as np
 from numba import njit, prange
 
 from ..shapes import conv_output_hw
+from .conv import gemm_backward, im2col_kmajor
 from .pool import _window_argmax
 
-__all__ = ["conv_relu_pool_forward", "conv_relu_pool_backward"]
-
-
-@njit(cache=True)
-def _valid_range(size_in, size_out, stride, offset):
-    """[lo, hi) of output positions o with 0 <= o*stride + offset < size_in."""
-    lo = 0
-    while lo < size_out and lo * stride + offset < 0:
-        lo += 1
-    hi = size_out
-    while hi > lo and (hi - 1) * stride + offset >= size_in:
-        hi -= 1
-    return lo, hi
+__all__ = ["conv_relu_forward", "conv_relu_backward",
+           "conv_relu_pool_forward", "conv_relu_pool_backward"]
 
 
 @njit(parallel=True, cache=True)
-def _conv_relu_pool_forward_into(x, W, b, stride, pad, conv_h, conv_w,
-                                 pool_h, pool_w, pool_stride, pool_pad, out, argmax):
-    N, C, H, Wd = x.shape
-    FN, _, FH, FW = W.shape
-    _, _, out_h, out_w = out.shape
+def _bias_relu_to_nchw(rowsT, b, out):
+    N, FN, P = out.shape
     for n in prange(N):
-        plane = np.empty((conv_h, conv_w), dtype=out.dtype)
         for f in range(FN):
-            plane[:, :] = b[f]
-            for c in range(C):
-                for ky in range(FH):
-                    oy_lo, oy_hi = _valid_range(H, conv_h, stride, ky - pad)
-                    for kx in range(FW):
-                        w = W[f, c, ky, kx]
-                        ox_lo, ox_hi = _valid_range(Wd, conv_w, stride, kx - pad)
-                        for oy in range(oy_lo, oy_hi):
-                            row = x[n, c, oy * stride + ky - pad]
-                            for ox in range(ox_lo, ox_hi):
-                                plane[oy, ox] += w * row[ox * stride + kx - pad]
-            for oy in range(conv_h):
-                for ox in range(conv_w):
-                    if plane[oy, ox] <= 0:  # the book's ReLU: NaN passes through
-                        plane[oy, ox] = 0
+            src = rowsT[f, n * P:(n + 1) * P]
+            dst = out[n, f]
+            bias = b[f]
+            for p in range(P):
+                v = src[p] + bias
+                dst[p] = 0 if v <= 0 else v  # the book's ReLU: NaN passes through
+
+
+@njit(parallel=True, cache=True)
+def _bias_relu_pool(rowsT, b, conv_h, conv_w, pool_h, pool_w, pool_stride, pool_pad,
+                    out, argmax):
+    N, FN, out_h, out_w = out.shape
+    P = conv_h * conv_w
+    for n in prange(N):
+        for f in range(FN):
+            flat = rowsT[f, n * P:(n + 1) * P]  # this image's conv output, bias-free
+            bias = b[f]
+            for p in range(P):
+                v = flat[p] + bias
+                flat[p] = 0 if v <= 0 else v
+            plane = flat.reshape((conv_h, conv_w))
             for py in range(out_h):
                 for px in range(out_w):
                     best, k = _window_argmax(plane, py * pool_stride - pool_pad,
@@ -60,91 +52,88 @@ def _conv_relu_pool_forward_into(x, W, b, stride, pad, conv_h, conv_w,
 
 
 @njit(parallel=True, cache=True)
-def _conv_relu_pool_weight_grad(dout, x, out, argmax, stride, pad, pool_w, pool_stride,
-                                pool_pad, dW, db):
-    # one thread owns one filter's dW and db: no races, same sums for any thread count
-    N, C, H, Wd = x.shape
-    FN, _, FH, FW = dW.shape
-    _, _, out_h, out_w = out.shape
+def _relu_grad_to_gemm(dout, out, rowsT, db):
+    # one thread owns one filter's row of rowsT and its bias gradient
+    N, FN, P = dout.shape
     for f in prange(FN):
-        acc = np.zeros((C, FH, FW))  # float64: thousands of terms per entry
         total = 0.0
         for n in range(N):
-            for py in range(out_h):
-                for px in range(out_w):
-                    if not out[n, f, py, px] > 0:
-                        continue
-                    g = dout[n, f, py, px]
-                    total += g
-                    k = argmax[n, f, py, px]
-                    y0 = (py * pool_stride - pool_pad + k // pool_w) * stride - pad
-                    x0 = (px * pool_stride - pool_pad + k % pool_w) * stride - pad
-                    for c in range(C):
-                        for ky in range(FH):
-                            iy = y0 + ky
-                            if iy < 0 or iy >= H:
-                                continue
-                            for kx in range(FW):
-                                ix = x0 + kx
-                                if 0 <= ix < Wd:
-                                    acc[c, ky, kx] += g * x[n, c, iy, ix]
-        dW[f] = acc
+            g = dout[n, f]
+            o = out[n, f]
+            dst = rowsT[f, n * P:(n + 1) * P]
+            for p in range(P):
+                v = g[p] if o[p] != 0 else 0
+                dst[p] = v
+                total += v
         db[f] = total
 
 
 @njit(parallel=True, cache=True)
-def _conv_relu_pool_input_grad(dout, W, out, argmax, stride, pad, pool_w, pool_stride,
-                               pool_pad, dx):
-    # one thread owns one image of dx
-    N, C, H, Wd = dx.shape
-    FN, _, FH, FW = W.shape
-    _, _, out_h, out_w = out.shape
-    for n in prange(N):
-        dx[n] = 0
-        for f in range(FN):
+def _pool_relu_grad_to_gemm(dout, out, argmax, conv_w, P, pool_w, pool_stride, pool_pad,
+                            rowsT, db):
+    N, FN, out_h, out_w = dout.shape
+    for f in prange(FN):
+        row = rowsT[f]
+        row[:] = 0
+        total = 0.0
+        for n in range(N):
+            base = n * P
             for py in range(out_h):
                 for px in range(out_w):
-                    if not out[n, f, py, px] > 0:
+                    if out[n, f, py, px] == 0:
                         continue
                     g = dout[n, f, py, px]
                     k = argmax[n, f, py, px]
-                    y0 = (py * pool_stride - pool_pad + k // pool_w) * stride - pad
-                    x0 = (px * pool_stride - pool_pad + k % pool_w) * stride - pad
-                    for c in range(C):
-                        for ky in range(FH):
-                            iy = y0 + ky
-                            if iy < 0 or iy >= H:
-                                continue
-                            for kx in range(FW):
-                                ix = x0 + kx
-                                if 0 <= ix < Wd:
-                                    dx[n, c, iy, ix] += g * W[f, c, ky, kx]
+                    oy = py * pool_stride - pool_pad + k // pool_w
+                    ox = px * pool_stride - pool_pad + k % pool_w
+                    row[base + oy * conv_w + ox] += g
+                    total += g
+        db[f] = total
+
+
+def conv_relu_forward(x, W, b, stride, pad):
+    FN, C, FH, FW = W.shape
+    N, _, H, Wd = x.shape
+    conv_h, conv_w = conv_output_hw(H, Wd, FH, FW, stride, pad)
+    colT = im2col_kmajor(x, FH, FW, stride, pad)
+    rowsT = W.reshape(FN, -1) @ colT
+    out = np.empty((N, FN, conv_h, conv_w), dtype=rowsT.dtype)
+    _bias_relu_to_nchw(rowsT, b, out.reshape(N, FN, -1))
+    return out, colT
+
+
+def conv_relu_backward(dout, out, colT, W, x_shape, stride, pad, need_dx=True):
+    FN = W.shape[0]
+    N = dout.shape[0]
+    rowsT = np.empty((FN, dout.size // FN), dtype=dout.dtype)
+    db = np.empty(FN, dtype=dout.dtype)
+    _relu_grad_to_gemm(np.ascontiguousarray(dout).reshape(N, FN, -1), out.reshape(N, FN, -1),
+                       rowsT, db)
+    dx, dW = gemm_backward(rowsT, colT, W, x_shape, stride, pad, need_dx)
+    return dx, dW, db
 
 
 def conv_relu_pool_forward(x, W, b, stride, pad, pool_h, pool_w, pool_stride, pool_pad):
-    x = np.ascontiguousarray(x)
-    N, C, H, Wd = x.shape
-    FN, _, FH, FW = W.shape
+    FN, C, FH, FW = W.shape
+    N, _, H, Wd = x.shape
     conv_h, conv_w = conv_output_hw(H, Wd, FH, FW, stride, pad)
     out_h, out_w = conv_output_hw(conv_h, conv_w, pool_h, pool_w, pool_stride, pool_pad)
-    out = np.empty((N, FN, out_h, out_w), dtype=x.dtype)
+    colT = im2col_kmajor(x, FH, FW, stride, pad)
+    rowsT = W.reshape(FN, -1) @ colT
+    out = np.empty((N, FN, out_h, out_w), dtype=rowsT.dtype)
     argmax = np.empty((N, FN, out_h, out_w), dtype=np.intp)
-    _conv_relu_pool_forward_into(x, np.ascontiguousarray(W), b, stride, pad, conv_h, conv_w,
-                                 pool_h, pool_w, pool_stride, pool_pad, out, argmax)
-    return out, argmax
+    _bias_relu_pool(rowsT, b, conv_h, conv_w, pool_h, pool_w, pool_stride, pool_pad, out, argmax)
+    return out, argmax, colT
 
 
-def conv_relu_pool_backward(dout, x, W, b, out, argmax, stride, pad,
+def conv_relu_pool_backward(dout, out, argmax, colT, W, x_shape, stride, pad,
                             pool_h, pool_w, pool_stride, pool_pad, need_dx=True):
-    dout = np.ascontiguousarray(dout)
-    W = np.ascontiguousarray(W)
-    dW = np.empty_like(W)
-    db = np.empty(W.shape[0], dtype=W.dtype)
-    _conv_relu_pool_weight_grad(dout, x, out, argmax, stride, pad, pool_w, pool_stride,
-                                pool_pad, dW, db)
-    dx = None
-    if need_dx:
-        dx = np.empty_like(x)
-        _conv_relu_pool_input_grad(dout, W, out, argmax, stride, pad, pool_w, pool_stride,
-                                   pool_pad, dx)
+    FN, C, FH, FW = W.shape
+    N, _, H, Wd = x_shape
+    conv_h, conv_w = conv_output_hw(H, Wd, FH, FW, stride, pad)
+    rowsT = np.empty((FN, N * conv_h * conv_w), dtype=dout.dtype)
+    db = np.empty(FN, dtype=dout.dtype)
+    _pool_relu_grad_to_gemm(np.ascontiguousarray(dout), out, argmax, conv_w, conv_h * conv_w,
+                            pool_w, pool_stride, pool_pad, rowsT, db)
+    dx, dW = gemm_backward(rowsT, colT, W, x_shape, stride, pad, need_dx)
     return dx, dW, db

@@ -1,23 +1,43 @@
-"""Convolution -> ReLU -> max pool as one block: the NumPy twin composes the three kernels."""
-from .conv import conv2d_backward, conv2d_forward
-from .elementwise import relu_backward, relu_forward
-from .pool import maxpool_backward, maxpool_forward
+"""Convolution -> ReLU (-> max pool) as one block: the NumPy twin composes the single kernels.
 
-__all__ = ["conv_relu_pool_forward", "conv_relu_pool_backward"]
+ReLU's mask need not be kept: ReLU passed a gradient exactly where its output is not 0, and
+after pooling the output at a maximum is the pooled value itself.
+"""
+import numpy as np
+
+from .conv import conv2d_backward, conv2d_forward
+from .elementwise import relu_forward
+from .pool import maxpool_backward, maxpool_forward
+from ..shapes import conv_output_hw
+
+__all__ = ["conv_relu_forward", "conv_relu_backward",
+           "conv_relu_pool_forward", "conv_relu_pool_backward"]
+
+
+def conv_relu_forward(x, W, b, stride, pad):
+    """Returns (out, colT)."""
+    conv, colT = conv2d_forward(x, W, b, stride, pad)
+    return relu_forward(conv)[0], colT
+
+
+def conv_relu_backward(dout, out, colT, W, x_shape, stride, pad, need_dx=True):
+    """Returns (dx or None, dW, db)."""
+    dconv = np.where(out != 0, dout, 0)
+    return conv2d_backward(dconv, colT, W, x_shape, stride, pad, need_dx)
 
 
 def conv_relu_pool_forward(x, W, b, stride, pad, pool_h, pool_w, pool_stride, pool_pad):
-    """Returns (out, argmax), both (N, FN, pooled_h, pooled_w); argmax indexes the pool window."""
-    conv, _ = conv2d_forward(x, W, b, stride, pad)
-    activated, _ = relu_forward(conv)
-    return maxpool_forward(activated, pool_h, pool_w, pool_stride, pool_pad)
+    """Returns (out, argmax, colT); out and argmax are (N, FN, pooled_h, pooled_w)."""
+    activated, colT = conv_relu_forward(x, W, b, stride, pad)
+    out, argmax = maxpool_forward(activated, pool_h, pool_w, pool_stride, pool_pad)
+    return out, argmax, colT
 
 
-def conv_relu_pool_backward(dout, x, W, b, out, argmax, stride, pad,
+def conv_relu_pool_backward(dout, out, argmax, colT, W, x_shape, stride, pad,
                             pool_h, pool_w, pool_stride, pool_pad, need_dx=True):
-    """Returns (dx or None, dW, db). The twin recomputes what the forward pass did not keep."""
-    conv, col = conv2d_forward(x, W, b, stride, pad)
-    _, mask = relu_forward(conv)
-    dconv = maxpool_backward(dout, argmax, conv.shape, pool_h, pool_w, pool_stride, pool_pad)
-    dconv = relu_backward(dconv, mask)
-    return conv2d_backward(dconv, col, W, x.shape, stride, pad, need_dx)
+    """Returns (dx or None, dW, db)."""
+    N, _, H, Wd = x_shape
+    conv_shape = (N, W.shape[0]) + conv_output_hw(H, Wd, W.shape[2], W.shape[3], stride, pad)
+    dconv = maxpool_backward(np.where(out != 0, dout, 0), argmax, conv_shape,
+                             pool_h, pool_w, pool_stride, pool_pad)
+    return conv2d_backward(dconv, colT, W, x_shape, stride, pad, need_dx)
