@@ -31,6 +31,13 @@ class Convolution:
         return self.W.reshape(self.W.shape[0], -1).T
 
     def forward(self, x):
+        x, W, b, stride, pad = self._prepare(x)
+        out, colT = kernels().conv2d_forward(x, W, b, stride, pad)
+        self.x, self.colT = x, colT
+        return out
+
+    def _prepare(self, x):
+        """Checked (x, W, b, stride, pad), all arrays in the dtype the convolution runs in."""
         x = as_float_array("x", x, ndim=4)
         W = as_float_array("W", self.W, ndim=4)
         b = as_float_array("b", self.b, ndim=1)
@@ -44,17 +51,17 @@ class Convolution:
         check_shape("b", b, (FN,))
         check_window("filter", H, Wd, FH, FW, stride, pad)
         dtype = common_dtype(x, W)
-        x = x.astype(dtype, copy=False)
-        out, colT = kernels().conv2d_forward(x, W.astype(dtype, copy=False),
-                                             b.astype(dtype, copy=False), stride, pad)
-        self.x, self.colT = x, colT
-        return out
+        return (x.astype(dtype, copy=False), W.astype(dtype, copy=False),
+                b.astype(dtype, copy=False), stride, pad)
+
+    def output_shape(self, x_shape):
+        N, C, H, W = x_shape
+        FN, _, FH, FW = self.W.shape
+        return (N, FN) + conv_output_hw(H, W, FH, FW, self.stride, self.pad)
 
     def backward(self, dout):
         dout = as_float_array("dout", dout, ndim=4)
-        N, C, H, W = self.x.shape
-        FN, _, FH, FW = self.W.shape
-        check_shape("dout", dout, (N, FN) + conv_output_hw(H, W, FH, FW, self.stride, self.pad))
+        check_shape("dout", dout, self.output_shape(self.x.shape))
         dout = dout.astype(self.x.dtype, copy=False)
         dx, self.dW, self.db = kernels().conv2d_backward(
             dout, self.colT, self.W.astype(self.x.dtype, copy=False), self.x.shape,
@@ -80,16 +87,21 @@ class Pooling:
 
     def forward(self, x):
         x = as_float_array("x", x, ndim=4)
+        geometry = self._geometry(x.shape)
+        out, argmax = kernels().maxpool_forward(x, *geometry)
+        self.x, self.argmax = x, argmax
+        return out
+
+    def _geometry(self, x_shape):
+        """Checked (pool_h, pool_w, stride, pad) for an input of ``x_shape``."""
         ph = check_int("pool_h", self.pool_h, 1)
         pw = check_int("pool_w", self.pool_w, 1)
         stride = check_int("stride", self.stride, 1)
         pad = check_int("pad", self.pad, 0)
         if pad >= ph or pad >= pw:
             raise ValueError(f"pad must be smaller than the pool window {ph}x{pw}; got {pad}")
-        check_window("pool window", x.shape[2], x.shape[3], ph, pw, stride, pad)
-        out, argmax = kernels().maxpool_forward(x, ph, pw, stride, pad)
-        self.x, self.argmax = x, argmax
-        return out
+        check_window("pool window", x_shape[2], x_shape[3], ph, pw, stride, pad)
+        return ph, pw, stride, pad
 
     def backward(self, dout):
         dout = as_float_array("dout", dout, ndim=4)

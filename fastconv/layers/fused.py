@@ -1,0 +1,68 @@
+"""Convolution -> Relu (-> Pooling) run as one block, for the networks.
+
+A block wraps the network's own layer objects and calls one fused kernel per step in place
+of three; the numbers are those of the three layers run one after the other. What the
+block keeps up to date is what the networks and the book's scripts read: ``conv.x``,
+``conv.colT`` (and so ``conv.col``), ``conv.dW``, ``conv.db``, ``pool.argmax``. The full-size
+intermediate arrays are never made, so ``relu.mask`` and ``pool.x`` stay None.
+"""
+from fastconv.backend import kernels
+from fastconv._validate import as_float_array, check_shape
+
+from .activation import Relu
+from .spatial import Convolution, Pooling
+
+__all__ = ["ConvReluBlock", "fuse"]
+
+
+class ConvReluBlock:
+    def __init__(self, conv, relu, pool=None):
+        self.conv, self.relu, self.pool = conv, relu, pool
+        self.out = None
+
+    def forward(self, x):
+        x, W, b, stride, pad = self.conv._prepare(x)
+        k = kernels()
+        if self.pool is None:
+            out, colT = k.conv_relu_forward(x, W, b, stride, pad)
+        else:
+            geometry = self.pool._geometry(self.conv.output_shape(x.shape))
+            out, argmax, colT = k.conv_relu_pool_forward(x, W, b, stride, pad, *geometry)
+            self.pool.argmax = argmax
+        self.conv.x, self.conv.colT, self.out = x, colT, out
+        return out
+
+    def backward(self, dout):
+        conv = self.conv
+        dout = as_float_array("dout", dout, ndim=4)
+        check_shape("dout", dout, self.out.shape)
+        dout = dout.astype(self.out.dtype, copy=False)
+        W = conv.W.astype(self.out.dtype, copy=False)
+        args = (conv.x.shape, conv.stride, conv.pad)
+        k = kernels()
+        if self.pool is None:
+            grads = k.conv_relu_backward(dout, self.out, conv.colT, W, *args,
+                                         need_dx=conv.need_input_grad)
+        else:
+            pool = self.pool
+            grads = k.conv_relu_pool_backward(dout, self.out, pool.argmax, conv.colT, W, *args,
+                                              pool.pool_h, pool.pool_w, pool.stride, pool.pad,
+                                              need_dx=conv.need_input_grad)
+        dx, conv.dW, conv.db = grads
+        return dx
+
+
+def fuse(layers):
+    """The layers as run: each Convolution -> Relu (-> Pooling) run becomes one block."""
+    steps, i = [], 0
+    while i < len(layers):
+        layer = layers[i]
+        if (type(layer) is Convolution and i + 1 < len(layers)
+                and type(layers[i + 1]) is Relu):
+            pool = layers[i + 2] if i + 2 < len(layers) and type(layers[i + 2]) is Pooling else None
+            steps.append(ConvReluBlock(layer, layers[i + 1], pool))
+            i += 3 if pool is not None else 2
+        else:
+            steps.append(layer)
+            i += 1
+    return steps

@@ -1,0 +1,64 @@
+"""A Convolution -> Relu (-> Pooling) block gives the numbers of the three layers run in turn."""
+import numpy as np
+import pytest
+
+from fastconv.backend import using_backend
+from fastconv.layers import Convolution, Pooling, Relu
+from fastconv.layers.fused import ConvReluBlock, fuse
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("with_pool", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_block_matches_the_layers(backend, with_pool, dtype):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 2, 9, 8)).astype(dtype)
+    W = rng.standard_normal((4, 2, 3, 3)).astype(dtype)
+    b = rng.standard_normal(4).astype(dtype)
+
+    def layers():
+        chain = [Convolution(W, b, stride=1, pad=1), Relu()]
+        return chain + [Pooling(2, 2, stride=2, pad=1)] if with_pool else chain
+
+    with using_backend(backend):
+        separate = layers()
+        y = x
+        for layer in separate:
+            y = layer.forward(y)
+        dout = rng.standard_normal(y.shape).astype(dtype)
+        dx = dout.copy()
+        for layer in reversed(separate):
+            dx = layer.backward(dx)
+
+        fused_layers = layers()
+        (block,) = fuse(fused_layers)
+        assert isinstance(block, ConvReluBlock)
+        y_block = block.forward(x)
+        dx_block = block.backward(dout.copy())
+
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
+    np.testing.assert_allclose(y_block, y, **tol)
+    np.testing.assert_allclose(dx_block, dx, **tol)
+    np.testing.assert_allclose(fused_layers[0].dW, separate[0].dW, **tol)
+    np.testing.assert_allclose(fused_layers[0].db, separate[0].db, **tol)
+    assert y_block.dtype == dx_block.dtype == fused_layers[0].dW.dtype == dtype
+    if with_pool:
+        np.testing.assert_array_equal(fused_layers[2].argmax, separate[2].argmax)
+    assert fused_layers[0].col.shape == separate[0].col.shape
+
+
+def test_fuse_groups_only_conv_relu_runs():
+    conv = lambda: Convolution(np.zeros((1, 1, 1, 1)), np.zeros(1))
+    layers = [conv(), Relu(), Pooling(2, 2), conv(), Relu(), conv(), Pooling(2, 2), Relu()]
+    steps = fuse(layers)
+    assert [type(s).__name__ for s in steps] == [
+        "ConvReluBlock", "ConvReluBlock", "Convolution", "Pooling", "Relu"]
+    assert steps[0].pool is layers[2] and steps[1].pool is None
+
+
+def test_block_rejects_bad_input_before_changing_state():
+    conv = Convolution(np.ones((2, 3, 3, 3)), np.zeros(2))
+    block = ConvReluBlock(conv, Relu(), Pooling(2, 2))
+    with pytest.raises(ValueError, match="channels"):
+        block.forward(np.zeros((1, 2, 6, 6)))
+    assert conv.x is None and block.out is None
