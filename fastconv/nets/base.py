@@ -1,0 +1,205 @@
+"""What the five networks share: the layer walk, loss, backprop, accuracy and parameter I/O.
+
+A network subclass builds its ``params`` in float64 exactly as the book does (same
+``np.random.randn`` calls in the same order), hands them to :meth:`Network._init_params`
+(which casts them to the net's dtype), builds its layers on ``self.params``, registers which
+layer attribute holds which parameter with :meth:`Network._bind`, and calls
+:meth:`Network._finish`. Everything else lives here.
+
+Differences from the book, common to every network:
+
+* ``dtype`` (keyword-only, default ``np.float32``): params are drawn in float64 like the book
+  and then cast; ``np.float64`` reproduces the book's numbers. ``predict`` casts inputs of
+  any other dtype to the net's dtype, so float32 nets compute in float32 throughout.
+* ``gradient`` keeps the loss of its forward pass in ``last_loss``, so a trainer needs no
+  second forward pass. The first layer skips its input gradient (``need_input_grad =
+  False``); set it back to True on that layer if you want ``dx`` of the input.
+* ``accuracy(x, t, batch_size)`` counts every sample, a last partial batch included, and
+  evaluates in chunks of ``batch_size`` (``None``: everything at once) in inference mode.
+* ``save_params``/``load_params`` on every net; loading is restricted to NumPy arrays in a
+  dict, checks keys and shapes first, and copies values into the existing arrays, so layers
+  and ``params`` keep sharing the same objects (see :mod:`fastconv.nets.params_io`).
+"""
+import numpy as np
+
+from fastconv.gradient import numerical_gradient as _numerical_gradient
+from fastconv.kernels.shapes import conv_output_hw
+from fastconv.layers import BatchNormalization, Dropout
+from fastconv.nets import params_io
+
+__all__ = ["Network", "he_or_xavier_scale", "conv_pool_geometry"]
+
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Network:
+    """Base class of the networks; see the module docstring."""
+
+    def _init_params(self, params, dtype):
+        """Cast the float64 ``params`` (built like the book's) to ``dtype``."""
+        if dtype is None or np.dtype(dtype) not in _DTYPES:  # np.dtype(None) is float64
+            raise TypeError(f"dtype must be np.float32 or np.float64; got {dtype!r}")
+        dtype = np.dtype(dtype)
+        self.dtype = dtype
+        self.params = {key: np.array(value, dtype=dtype) for key, value in params.items()}
+        self._slots = []  # (param key, layer, value attr, grad attr), in the grads' order
+        self.last_loss = None
+
+    def _bind(self, layer, *keys, attrs=("W", "b"), grad_attrs=("dW", "db")):
+        """Record that ``layer.<attrs[i]>`` is ``params[keys[i]]`` and its grad is ``grad_attrs[i]``."""
+        for key, attr, grad_attr in zip(keys, attrs, grad_attrs):
+            self._slots.append((key, layer, attr, grad_attr))
+
+    def _finish(self):
+        """Called at the end of a constructor: the first layer need not compute dx."""
+        first = self._layer_list()[0]
+        if hasattr(first, "need_input_grad"):
+            first.need_input_grad = False
+
+    def _rebind(self):
+        """Make every layer point at the arrays of ``self.params`` again."""
+        for key, layer, attr, _ in self._slots:
+            setattr(layer, attr, self.params[key])
+
+    def _state_slots(self):
+        """Non-parameter state saved with the params: BatchNorm running statistics.
+
+        Maps e.g. ``running_mean1`` to ``(layer, "running_mean", shape)``.
+        """
+        slots = {}
+        for key, layer, attr, _ in self._slots:
+            if isinstance(layer, BatchNormalization) and attr == "gamma":
+                suffix = key[len("gamma"):]
+                shape = np.shape(layer.gamma)
+                slots["running_mean" + suffix] = (layer, "running_mean", shape)
+                slots["running_var" + suffix] = (layer, "running_var", shape)
+        return slots
+
+    def _layer_list(self):
+        layers = self.layers
+        return list(layers.values()) if isinstance(layers, dict) else list(layers)
+
+    # --- the book's API ---------------------------------------------------------------------
+
+    def predict(self, x, train_flg=False):
+        """Scores (before softmax). Dropout and BatchNormalization get ``train_flg``."""
+        x = np.asarray(x)
+        if x.dtype != self.dtype:
+            x = x.astype(self.dtype)
+        for layer in self._layer_list():
+            if isinstance(layer, (Dropout, BatchNormalization)):
+                x = layer.forward(x, train_flg)
+            else:
+                x = layer.forward(x)
+        return x
+
+    def _loss(self, x, t, train_flg):
+        y = self.predict(x, train_flg)
+        loss = self.last_layer.forward(y, t)
+        lam = getattr(self, "weight_decay_lambda", 0)
+        if lam:
+            lam = self.dtype.type(lam)
+            weight_decay = 0
+            for key, W in self.params.items():
+                if key.startswith("W"):
+                    weight_decay += 0.5 * lam * np.sum(W ** 2)
+            loss = loss + weight_decay
+        return loss
+
+    def loss(self, x, t):
+        """Mean cross-entropy of the softmax of ``predict(x)`` against ``t``."""
+        return self._loss(x, t, train_flg=False)
+
+    def gradient(self, x, t):
+        """Backprop gradients as the book's dict (W1, b1, ...); the loss goes to ``last_loss``.
+
+        The forward pass runs in training mode (dropout masks drawn, batch statistics used),
+        as in the book.
+        """
+        self.last_loss = self._loss(x, t, train_flg=True)
+        dout = self.last_layer.backward(1)
+        for layer in reversed(self._layer_list()):
+            dout = layer.backward(dout)
+        lam = getattr(self, "weight_decay_lambda", 0)
+        grads = {}
+        for key, layer, _, grad_attr in self._slots:
+            grad = getattr(layer, grad_attr)
+            if lam and key.startswith("W"):
+                grad = grad + self.dtype.type(lam) * self.params[key]
+            grads[key] = grad
+        return grads
+
+    def numerical_gradient(self, x, t):
+        """Central-difference gradients of the training-mode loss, same keys as ``gradient``.
+
+        Slow: for checking ``gradient`` on small networks, in float64.
+        """
+        def loss_w(_):
+            return self._loss(x, t, train_flg=True)
+        return {key: _numerical_gradient(loss_w, self.params[key])
+                for key, _, _, _ in self._slots}
+
+    def accuracy(self, x, t, batch_size=None):
+        """Fraction of samples whose top score is the label; every sample counts.
+
+        ``t`` holds labels or one-hot rows. The images go through ``predict`` (inference mode)
+        ``batch_size`` at a time; ``None`` does them all at once.
+        """
+        t = np.asarray(t)
+        if t.ndim != 1:
+            t = np.argmax(t, axis=1)
+        n = len(x)
+        if len(t) != n:
+            raise ValueError(f"x has {n} samples but t has {len(t)}")
+        if n == 0:
+            raise ValueError("accuracy of an empty set is undefined")
+        if batch_size is None:
+            batch_size = n
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer or None; got {batch_size!r}")
+        correct = 0
+        for start in range(0, n, batch_size):
+            y = self.predict(x[start:start + batch_size], train_flg=False)
+            correct += int(np.sum(np.argmax(y, axis=1) == t[start:start + batch_size]))
+        return correct / n
+
+    def save_params(self, file_name="params.pkl"):
+        """Write the params as the book's pickle (a dict of arrays), or ``.npz`` by name."""
+        params_io.save_params(self, file_name)
+
+    def load_params(self, file_name="params.pkl"):
+        """Load a book-format pickle or ``.npz`` safely into the existing arrays.
+
+        Raises ``pickle.UnpicklingError`` for a pickle naming anything but NumPy arrays and
+        dicts, ``ValueError`` for missing/unexpected keys or a wrong shape, ``TypeError`` for a
+        non-dict or non-numeric value; in each case the network is left unchanged.
+        """
+        params_io.load_params(self, file_name)
+
+
+def he_or_xavier_scale(weight_init_std, fan_in):
+    """The book's MLP init scale: 'relu'/'he', 'sigmoid'/'xavier', or a number."""
+    name = str(weight_init_std).lower()
+    if name in ("relu", "he"):
+        return np.sqrt(2.0 / fan_in)
+    if name in ("sigmoid", "xavier"):
+        return np.sqrt(1.0 / fan_in)
+    if isinstance(weight_init_std, str):
+        raise ValueError("weight_init_std must be a number, 'relu'/'he' or 'sigmoid'/'xavier'; "
+                         f"got {weight_init_std!r}")
+    return weight_init_std
+
+
+def conv_pool_geometry(shape, conv_param=None, pool=False):
+    """(C, H, W) after a convolution with ``conv_param`` and/or a 2x2, stride-2 max pool."""
+    C, H, W = shape
+    if conv_param is not None:
+        size = conv_param["filter_size"]
+        H, W = conv_output_hw(H, W, size, size, conv_param["stride"], conv_param["pad"])
+        C = conv_param["filter_num"]
+    if pool:
+        H, W = conv_output_hw(H, W, 2, 2, 2, 0)
+    if H < 1 or W < 1:
+        raise ValueError(f"the input is too small for this architecture: reaches {H}x{W}")
+    return C, H, W

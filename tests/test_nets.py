@@ -1,0 +1,472 @@
+"""The book's networks: gradients, init parity, dtypes, backends, accuracy and params I/O."""
+import os
+import pickle
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+
+from fastconv import using_backend
+from fastconv.layers import Affine, BatchNormalization, Convolution, Dropout, Pooling
+from fastconv.nets import (DeepConvNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvNet,
+                           TwoLayerNet)
+
+TINY_CONV = {'filter_num': 3, 'filter_size': 3, 'pad': 0, 'stride': 1}
+
+
+# --- tiny instances of every net; each factory seeds np.random itself ------------------------
+
+def two_layer(dtype=np.float64):
+    return TwoLayerNet(6, 7, 3, weight_init_std=1.0, dtype=dtype)
+
+
+def mlp_relu(dtype=np.float64):
+    return MultiLayerNet(6, [7, 5], 3, weight_decay_lambda=0.1, dtype=dtype)
+
+
+def mlp_sigmoid(dtype=np.float64):
+    return MultiLayerNet(6, [7, 5], 3, activation='sigmoid', weight_init_std='xavier',
+                         weight_decay_lambda=0.05, dtype=dtype)
+
+
+def extend_bn(dtype=np.float64):
+    return MultiLayerNetExtend(6, [7, 5], 3, weight_decay_lambda=0.1, use_batchnorm=True,
+                               dtype=dtype)
+
+
+def extend_dropout(dtype=np.float64):
+    return MultiLayerNetExtend(6, [7, 5], 3, use_dropout=True, dropout_ration=0.3,
+                               use_batchnorm=True, dtype=dtype)
+
+
+def simple_conv(dtype=np.float64):
+    return SimpleConvNet(input_dim=(1, 10, 10), conv_param=TINY_CONV, hidden_size=10,
+                         output_size=3, weight_init_std=0.3, dtype=dtype)
+
+
+def deep_conv(dtype=np.float64):
+    return DeepConvNet(hidden_size=10, output_size=3, dtype=dtype)
+
+
+MLPS = {"two_layer": two_layer, "mlp_relu": mlp_relu, "mlp_sigmoid": mlp_sigmoid,
+        "extend_bn": extend_bn, "extend_dropout": extend_dropout}
+ALL = dict(MLPS, simple_conv=simple_conv, deep_conv=deep_conv)
+
+
+def make(name, dtype=np.float64, seed=0):
+    np.random.seed(seed)
+    return ALL[name](dtype)
+
+
+def inputs(name, n=5, seed=1):
+    rng = np.random.default_rng(seed)
+    if name == "simple_conv":
+        return rng.standard_normal((n, 1, 10, 10))
+    if name == "deep_conv":
+        return rng.random((n, 1, 28, 28))
+    return rng.standard_normal((n, 6))
+
+
+def fix_dropout(net, seed=5):
+    """Reseed np.random before every loss so each evaluation draws the same dropout masks."""
+    loss = net._loss
+
+    def seeded(*args, **kwargs):
+        np.random.seed(seed)
+        return loss(*args, **kwargs)
+    net._loss = seeded
+
+
+def rel_error(a, b):
+    """max |a - b| relative to the larger gradient (floored: b before BatchNorm is ~0)."""
+    return np.max(np.abs(a - b)) / max(np.max(np.abs(a)), np.max(np.abs(b)), 1e-6)
+
+
+# --- gradients -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(MLPS) + ["simple_conv"])
+def test_gradient_matches_numerical_gradient(name):
+    net = make(name)
+    x = inputs(name)
+    # labels = the predicted class: a large softmax probability keeps the book's 1e-7 inside
+    # the log (which backprop ignores) from showing in the comparison
+    t = np.argmax(net.predict(x), axis=1)
+    if "dropout" in name:
+        fix_dropout(net)
+    grads = net.gradient(x, t)  # default backend (numba)
+    with using_backend("numpy"):  # hundreds of tiny calls: no thread start-up per call
+        numeric = net.numerical_gradient(x, t)
+    assert list(grads) == list(numeric)
+    for key in net.params:
+        assert rel_error(grads[key], numeric[key]) < 1e-6, key
+
+
+def test_deep_convnet_gradient_by_central_differences():
+    net = make("deep_conv")
+    x = inputs("deep_conv", n=2)
+    t = np.argmax(net.predict(x), axis=1)
+    fix_dropout(net)  # the loss of DeepConvNet always runs dropout
+    grads = net.gradient(x, t)
+    assert net.layers[0].need_input_grad is False
+    rng = np.random.default_rng(3)
+    h = 1e-4
+    with using_backend("numpy"):
+        _central_differences(net, x, t, grads, rng, h)
+
+
+def _central_differences(net, x, t, grads, rng, h):
+    for i in range(1, 9):
+        W = net.params['W%d' % i]
+        for _ in range(3):
+            idx = tuple(rng.integers(0, s) for s in W.shape)
+            saved = W[idx]
+            W[idx] = saved + h
+            plus = net.loss(x, t)
+            W[idx] = saved - h
+            minus = net.loss(x, t)
+            W[idx] = saved
+            numeric = (plus - minus) / (2 * h)
+            scale = max(np.max(np.abs(grads['W%d' % i])), 1e-6)
+            assert abs(grads['W%d' % i][idx] - numeric) / scale < 1e-6, ('W%d' % i, idx)
+
+
+def test_weight_decay_in_loss_and_grads():
+    net = make("mlp_relu")
+    x, t = inputs("mlp_relu"), np.arange(5) % 3
+    decay = sum(0.5 * 0.1 * np.sum(net.params[k] ** 2) for k in ("W1", "W2", "W3"))
+    net.weight_decay_lambda = 0
+    plain = net.loss(x, t)
+    g0 = {k: v.copy() for k, v in net.gradient(x, t).items()}
+    net.weight_decay_lambda = 0.1
+    assert np.isclose(net.loss(x, t), plain + decay, rtol=1e-14)
+    g1 = net.gradient(x, t)
+    np.testing.assert_allclose(g1["W2"], g0["W2"] + 0.1 * net.params["W2"], rtol=1e-14)
+    np.testing.assert_array_equal(g1["b2"], g0["b2"])
+
+
+def test_gradient_stores_its_loss():
+    net = make("extend_bn")
+    x, t = inputs("extend_bn"), np.arange(5) % 3
+    assert net.last_loss is None
+    net.gradient(x, t)
+    # the training-mode loss, before any update
+    assert net.last_loss == net.loss(x, t, train_flg=True)
+
+
+# --- same initial weights as the book ----------------------------------------------------------
+
+def _book_draws(seed, shapes, scales):
+    np.random.seed(seed)
+    return [scale * np.random.randn(*shape) for shape, scale in zip(shapes, scales)]
+
+
+def test_init_draws_like_the_book():
+    np.random.seed(7)
+    net = SimpleConvNet(dtype=np.float64)
+    expected = _book_draws(7, [(30, 1, 5, 5), (30 * 12 * 12, 100), (100, 10)], [0.01] * 3)
+    for i, W in enumerate(expected, start=1):
+        np.testing.assert_array_equal(net.params['W%d' % i], W)
+        np.testing.assert_array_equal(net.params['b%d' % i], 0)
+
+    np.random.seed(7)
+    net = DeepConvNet(dtype=np.float64)
+    fan_in = np.array([1 * 3 * 3, 16 * 3 * 3, 16 * 3 * 3, 32 * 3 * 3, 32 * 3 * 3, 64 * 3 * 3,
+                       64 * 4 * 4, 50])
+    shapes = [(16, 1, 3, 3), (16, 16, 3, 3), (32, 16, 3, 3), (32, 32, 3, 3), (64, 32, 3, 3),
+              (64, 64, 3, 3), (64 * 4 * 4, 50), (50, 10)]
+    for i, W in enumerate(_book_draws(7, shapes, np.sqrt(2.0 / fan_in)), start=1):
+        np.testing.assert_array_equal(net.params['W%d' % i], W)
+
+    np.random.seed(7)
+    net = MultiLayerNetExtend(784, [100, 50], 10, use_batchnorm=True, dtype=np.float64)
+    sizes = [784, 100, 50, 10]
+    expected = _book_draws(7, list(zip(sizes, sizes[1:])),
+                           [np.sqrt(2.0 / n) for n in sizes[:-1]])
+    for i, W in enumerate(expected, start=1):
+        np.testing.assert_array_equal(net.params['W%d' % i], W)
+    assert list(net.params) == ['W1', 'b1', 'W2', 'b2', 'W3', 'b3',
+                                'gamma1', 'beta1', 'gamma2', 'beta2']
+
+    np.random.seed(7)
+    net = TwoLayerNet(784, 50, 10, dtype=np.float64)
+    for i, W in enumerate(_book_draws(7, [(784, 50), (50, 10)], [0.01] * 2), start=1):
+        np.testing.assert_array_equal(net.params['W%d' % i], W)
+    np.random.seed(7)
+    net32 = TwoLayerNet(784, 50, 10)
+    assert net32.params['W1'].dtype == np.float32
+    np.testing.assert_array_equal(net32.params['W1'], net.params['W1'].astype(np.float32))
+
+
+def test_layer_containers_like_the_book():
+    net = make("simple_conv")
+    assert isinstance(net.layers, OrderedDict)
+    assert list(net.layers) == ['Conv1', 'Relu1', 'Pool1', 'Affine1', 'Relu2', 'Affine2']
+    assert net.layers['Pool1'].stride == 2
+    two = make("two_layer")
+    assert list(two.layers) == ['Affine1', 'Relu1', 'Affine2'] and two.lastLayer is not None
+    ext = make("extend_dropout")
+    assert list(ext.layers) == ['Affine1', 'BatchNorm1', 'Activation_function1', 'Dropout1',
+                                'Affine2', 'BatchNorm2', 'Activation_function2', 'Dropout2',
+                                'Affine3']
+    deep = make("deep_conv")
+    assert isinstance(deep.layers, list) and len(deep.layers) == 20
+    for i, idx in enumerate((0, 2, 5, 7, 10, 12, 15, 18), start=1):
+        assert isinstance(deep.layers[idx], Convolution if i <= 6 else Affine)
+        assert deep.layers[idx].W is deep.params['W%d' % i]
+    assert [type(deep.layers[i]) for i in (4, 9, 14, 17, 19)] == [Pooling] * 3 + [Dropout] * 2
+    for net in (net, two, ext, deep):
+        first = net._layer_list()[0]
+        assert first.need_input_grad is False
+
+
+def test_module_aliases():
+    from fastconv.deep_convnet import DeepConvNet as D
+    from fastconv.multi_layer_net import MultiLayerNet as M
+    from fastconv.multi_layer_net_extend import MultiLayerNetExtend as E
+    from fastconv.simple_convnet import SimpleConvNet as S
+    from fastconv.two_layer_net import TwoLayerNet as T
+    assert (D, M, E, S, T) == (DeepConvNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvNet,
+                               TwoLayerNet)
+
+
+# --- backends and dtypes -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(ALL))
+def test_backends_agree_in_float64(name):
+    results = []
+    for which in ("numpy", "numba"):
+        net = make(name)
+        x = inputs(name, n=4)
+        np.random.seed(11)
+        with using_backend(which):
+            grads = net.gradient(x, np.arange(4) % 3)
+        results.append((net.last_loss, grads))
+    (loss_a, ga), (loss_b, gb) = results
+    assert abs(loss_a - loss_b) <= 1e-12 * abs(loss_a)
+    for key in ga:
+        np.testing.assert_allclose(gb[key], ga[key], rtol=1e-12,
+                                   atol=1e-12 * np.max(np.abs(ga[key])), err_msg=key)
+
+
+@pytest.mark.parametrize("name", list(ALL))
+def test_float32_net_stays_float32(name):
+    net = make(name, dtype=np.float32)
+    x = inputs(name, n=4)  # float64 input: cast by predict
+    assert all(p.dtype == np.float32 for p in net.params.values())
+    assert net.predict(x).dtype == np.float32
+    grads = net.gradient(x, np.arange(4) % 3)
+    assert all(g.dtype == np.float32 for g in grads.values())
+    assert np.asarray(net.last_loss).dtype == np.float32
+    assert np.asarray(net.loss(x, np.arange(4) % 3)).dtype == np.float32
+
+
+def test_integer_input_is_cast():
+    net = make("simple_conv", dtype=np.float32)
+    x = (np.random.default_rng(0).random((3, 1, 10, 10)) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(net.predict(x), net.predict(x.astype(np.float32)))
+
+
+def test_bad_dtype():
+    with pytest.raises(TypeError):
+        TwoLayerNet(4, 3, 2, dtype=np.int32)
+    with pytest.raises(TypeError):
+        TwoLayerNet(4, 3, 2, dtype=None)
+
+
+# --- accuracy -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,n", [("simple_conv", 250), ("extend_dropout", 250),
+                                    ("deep_conv", 140)])
+def test_accuracy_counts_a_partial_batch(name, n):
+    net = make(name)
+    x = inputs(name, n=n)
+    t = np.random.default_rng(2).integers(0, 3, n)
+    t[:n // 2] = np.argmax(net.predict(x[:n // 2]), axis=1)  # a count far from trivial
+    scores = net.predict(x, train_flg=False)
+    by_hand = np.sum(np.argmax(scores, axis=1) == t) / n
+    assert net.accuracy(x, t, batch_size=100) == pytest.approx(by_hand, abs=1e-15)
+    assert net.accuracy(x, np.eye(3)[t], batch_size=100) == pytest.approx(by_hand, abs=1e-15)
+    m = n - 20
+    assert net.accuracy(x[:m], t[:m], batch_size=100) == pytest.approx(
+        np.sum(np.argmax(scores[:m], axis=1) == t[:m]) / m, abs=1e-15)
+
+
+def test_accuracy_default_batching():
+    net = make("mlp_relu")
+    x, t = inputs("mlp_relu", n=37), np.arange(37) % 3
+    assert net.accuracy(x, t) == net.accuracy(x, t, batch_size=10)
+    with pytest.raises(ValueError):
+        net.accuracy(x, t, batch_size=0)
+    with pytest.raises(ValueError):
+        net.accuracy(x[:0], t[:0])
+
+
+# --- save/load --------------------------------------------------------------------------------
+
+def snapshot(net):
+    return {k: v.copy() for k, v in net.params.items()}
+
+
+def assert_layers_share_params(net):
+    for key, layer, attr, _ in net._slots:
+        assert getattr(layer, attr) is net.params[key], key
+
+
+@pytest.mark.parametrize("suffix", [".pkl", ".npz"])
+@pytest.mark.parametrize("name", ["simple_conv", "extend_bn"])
+def test_round_trip(tmp_path, name, suffix):
+    src = make(name, seed=0)
+    x = inputs(name, n=6)
+    src.gradient(x, np.arange(6) % 3)  # BatchNorm gets running statistics
+    path = str(tmp_path / ("params" + suffix))
+    src.save_params(path)
+    dst = make(name, seed=1)
+    before = {k: id(v) for k, v in dst.params.items()}
+    dst.load_params(path)
+    assert {k: id(v) for k, v in dst.params.items()} == before
+    assert_layers_share_params(dst)
+    for key in src.params:
+        np.testing.assert_array_equal(dst.params[key], src.params[key])
+    np.testing.assert_array_equal(dst.predict(x), src.predict(x))
+
+
+def test_saved_pickle_is_a_plain_dict(tmp_path):
+    net = make("simple_conv")
+    path = tmp_path / "params.pkl"
+    net.save_params(str(path))
+    with open(path, "rb") as f:
+        data = pickle.load(f)
+    assert type(data) is dict and list(data) == list(net.params)
+    assert all(type(v) is np.ndarray for v in data.values())
+
+
+def test_book_deep_convnet_pickle_loads(tmp_path):
+    """A dict of float64 W1..W8, b1..b8 pickled with the plain pickle module, as the book's
+    ch08/deep_convnet_params.pkl is, gives a fresh net the source net's predictions."""
+    np.random.seed(3)
+    src = DeepConvNet(dtype=np.float64)
+    params = {k: np.array(v) for k, v in src.params.items()}
+    assert all(v.dtype == np.float64 for v in params.values())
+    x = np.random.default_rng(4).random((40, 1, 28, 28))
+    expected = src.predict(x)
+    for protocol in (2, pickle.DEFAULT_PROTOCOL, pickle.HIGHEST_PROTOCOL):
+        path = tmp_path / ("deep_convnet_params_%d.pkl" % protocol)
+        with open(path, "wb") as f:
+            pickle.dump(params, f, protocol=protocol)
+        np.random.seed(99)
+        fresh = DeepConvNet(dtype=np.float64)
+        fresh.load_params(str(path))
+        got = fresh.predict(x)
+        np.testing.assert_array_equal(np.argmax(got, axis=1), np.argmax(expected, axis=1))
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+        assert_layers_share_params(fresh)
+    fresh32 = DeepConvNet()
+    fresh32.load_params(str(path))
+    assert fresh32.params['W1'].dtype == np.float32
+    np.testing.assert_allclose(fresh32.predict(x), expected, rtol=1e-3, atol=1e-4)
+
+
+class _Evil:
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+class _EvalEvil:
+    def __reduce__(self):
+        return (eval, ("__import__('os').getcwd()",))
+
+
+def test_malicious_pickle_runs_nothing(tmp_path):
+    net = make("two_layer")
+    before = snapshot(net)
+    marker = tmp_path / "pwned"
+    for i, payload in enumerate([_Evil("touch " + str(marker)), _EvalEvil()]):
+        data = {k: v for k, v in net.params.items()}
+        data["W1"] = payload
+        path = tmp_path / ("evil%d.pkl" % i)
+        with open(path, "wb") as f:
+            pickle.dump(data, f)
+        with pytest.raises(pickle.UnpicklingError, match="forbidden global"):
+            net.load_params(str(path))
+    assert not marker.exists()
+    for key, value in before.items():
+        np.testing.assert_array_equal(net.params[key], value)
+
+
+def test_npz_with_objects_is_refused(tmp_path):
+    net = make("two_layer")
+    data = {k: v for k, v in net.params.items()}
+    data["W1"] = np.array([{"a": 1}] * 42, dtype=object).reshape(6, 7)
+    path = str(tmp_path / "evil.npz")
+    np.savez(path, **data)
+    with pytest.raises(ValueError):
+        net.load_params(path)
+
+
+def _write(path, data):
+    with open(path, "wb") as f:
+        pickle.dump(data, f)
+    return str(path)
+
+
+def test_bad_files_leave_the_net_unchanged(tmp_path):
+    net = make("simple_conv")
+    before = snapshot(net)
+    good = {k: v + 1.0 for k, v in net.params.items()}
+
+    missing = {k: v for k, v in good.items() if k not in ("b2", "W3")}
+    with pytest.raises(ValueError, match=r"missing.*'b2'.*'W3'"):
+        net.load_params(_write(tmp_path / "missing.pkl", missing))
+
+    wrong = dict(good, W2=np.zeros((5, 10)))
+    with pytest.raises(ValueError, match=r"'W2'.*expected \(48, 10\), got \(5, 10\)"):
+        net.load_params(_write(tmp_path / "wrong.pkl", wrong))
+
+    extra = dict(good, W4=np.zeros(3))
+    with pytest.raises(ValueError, match="unexpected.*'W4'"):
+        net.load_params(_write(tmp_path / "extra.pkl", extra))
+
+    with pytest.raises(TypeError):
+        net.load_params(_write(tmp_path / "list.pkl", [good]))
+    with pytest.raises(TypeError):
+        net.load_params(_write(tmp_path / "str.pkl", dict(good, b1=np.array(["a"] * 3))))
+
+    for key, value in before.items():
+        np.testing.assert_array_equal(net.params[key], value)
+    assert_layers_share_params(net)
+
+
+def test_training_step_after_load_reaches_the_layers(tmp_path):
+    from fastconv.optimizer import SGD
+    net = make("simple_conv", dtype=np.float32)
+    path = _write(tmp_path / "p.pkl", {k: v.astype(np.float64) * 2 for k, v in
+                                       net.params.items()})
+    net.load_params(path)
+    assert_layers_share_params(net)
+    x, t = inputs("simple_conv", n=4), np.arange(4) % 3
+    old = snapshot(net)
+    out_before = net.predict(x)
+    SGD(lr=0.5).update(net.params, net.gradient(x, t))
+    assert_layers_share_params(net)
+    assert not np.array_equal(net.params["W1"], old["W1"])
+    assert not np.array_equal(net.predict(x), out_before)
+
+
+def test_batchnorm_running_stats_optional(tmp_path):
+    net = make("extend_bn")
+    net.gradient(inputs("extend_bn"), np.arange(5) % 3)
+    book_style = {k: v * 2 for k, v in net.params.items()}  # no running statistics
+    net.load_params(_write(tmp_path / "book.pkl", book_style))
+    np.testing.assert_array_equal(net.params["gamma1"], book_style["gamma1"])
+    bn = net.layers["BatchNorm1"]
+    assert isinstance(bn, BatchNormalization) and bn.gamma is net.params["gamma1"]
+    with_stats = dict(book_style, running_mean1=np.full(7, 0.5), running_var1=np.full(7, 2.0))
+    net.load_params(_write(tmp_path / "stats.pkl", with_stats))
+    np.testing.assert_array_equal(bn.running_mean, 0.5)
+    bad = dict(book_style, running_var2=np.ones(3))
+    with pytest.raises(ValueError, match="running_var2"):
+        net.load_params(_write(tmp_path / "bad.pkl", bad))
+    np.testing.assert_array_equal(bn.running_var, 2.0)
