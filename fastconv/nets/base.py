@@ -25,6 +25,7 @@ import numpy as np
 from fastconv.gradient import numerical_gradient as _numerical_gradient
 from fastconv.kernels.shapes import conv_output_hw
 from fastconv.layers import BatchNormalization, Dropout
+from fastconv.layers.fused import fuse
 from fastconv.nets import params_io
 
 __all__ = ["Network", "he_or_xavier_scale", "conv_pool_geometry"]
@@ -86,11 +87,14 @@ class Network:
         x = np.asarray(x)
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
-        for layer in self._layer_list():
-            if isinstance(layer, (Dropout, BatchNormalization)):
-                x = layer.forward(x, train_flg)
+        # Convolution -> Relu (-> Pooling) runs go through one fused kernel; backprop walks
+        # the same steps back
+        self._steps = fuse(self._layer_list())
+        for step in self._steps:
+            if isinstance(step, (Dropout, BatchNormalization)):
+                x = step.forward(x, train_flg)
             else:
-                x = layer.forward(x)
+                x = step.forward(x)
         return x
 
     def _loss(self, x, t, train_flg):
@@ -118,8 +122,8 @@ class Network:
         """
         self.last_loss = self._loss(x, t, train_flg=True)
         dout = self.last_layer.backward(1)
-        for layer in reversed(self._layer_list()):
-            dout = layer.backward(dout)
+        for step in reversed(self._steps):
+            dout = step.backward(dout)
         lam = getattr(self, "weight_decay_lambda", 0)
         grads = {}
         for key, layer, _, grad_attr in self._slots:
