@@ -29,6 +29,18 @@ def _mount_source_kernels():
 
 _mount_source_kernels()
 
+
+def _choose_threading_layer():
+    # OpenMP workers spin after each parallel loop and fight the BLAS threads of the GEMM
+    # that follows: on 2 cores a SimpleConvNet step ran ~10x slower than with workqueue.
+    # An explicit NUMBA_THREADING_LAYER from the user still wins.
+    if "NUMBA_THREADING_LAYER" not in _os.environ:
+        import numba
+        numba.config.THREADING_LAYER = "workqueue"
+
+
+_choose_threading_layer()
+
 # The context manager is exported as using_backend: a package attribute named "backend"
 # would hide the fastconv.backend module.
 from fastconv.backend import use_backend, get_backend, using_backend  # noqa: E402
