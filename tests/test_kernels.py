@@ -227,3 +227,16 @@ def test_conv_relu_pool_block_matches_twin(geometry, FN, dtype, need_dx, seed):
             assert g is None
         else:
             assert_close(g, w, dtype)
+
+
+@pytest.mark.parametrize("pool", [(2, 2, 2, 0), (3, 3, 1, 1)])
+def test_maxpool_nan_wins_like_np_argmax(pool):
+    ph, pw, stride, pad = pool
+    x = np.arange(2 * 6 * 6, dtype=np.float64).reshape(1, 2, 6, 6)
+    x[0, 0, 1, 1] = np.nan
+    x[0, 1, 4, 5] = np.nan
+    out, argmax = jit.maxpool_forward(x, ph, pw, stride, pad)
+    ref_out, ref_argmax = reference.maxpool_forward(x, ph, pw, stride, pad)
+    np.testing.assert_array_equal(out, ref_out)  # NaNs compare equal here
+    np.testing.assert_array_equal(argmax, ref_argmax)
+    assert np.isnan(out).any()

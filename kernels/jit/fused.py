@@ -11,7 +11,7 @@ from numba import njit, prange
 
 from ..shapes import conv_output_hw
 from .conv import gemm_backward, im2col_kmajor
-from .pool import _window_argmax
+from .pool import _pool_plane
 
 __all__ = ["conv_relu_forward", "conv_relu_backward",
            "conv_relu_pool_forward", "conv_relu_pool_backward"]
@@ -33,7 +33,7 @@ def _bias_relu_to_nchw(rowsT, b, out):
 @njit(parallel=True, cache=True)
 def _bias_relu_pool(rowsT, b, conv_h, conv_w, pool_h, pool_w, pool_stride, pool_pad,
                     out, argmax):
-    N, FN, out_h, out_w = out.shape
+    N, FN = out.shape[:2]
     P = conv_h * conv_w
     for n in prange(N):
         for f in range(FN):
@@ -42,13 +42,8 @@ def _bias_relu_pool(rowsT, b, conv_h, conv_w, pool_h, pool_w, pool_stride, pool_
             for p in range(P):
                 v = flat[p] + bias
                 flat[p] = 0 if v <= 0 else v
-            plane = flat.reshape((conv_h, conv_w))
-            for py in range(out_h):
-                for px in range(out_w):
-                    best, k = _window_argmax(plane, py * pool_stride - pool_pad,
-                                             px * pool_stride - pool_pad, pool_h, pool_w)
-                    out[n, f, py, px] = best
-                    argmax[n, f, py, px] = k
+            _pool_plane(flat.reshape((conv_h, conv_w)), pool_h, pool_w, pool_stride, pool_pad,
+                        out[n, f], argmax[n, f])
 
 
 @njit(parallel=True, cache=True)
