@@ -39,19 +39,22 @@ def _im2col_kmajor_into(x, filter_h, filter_w, stride, pad, out_h, out_w, colT):
                 oy_lo, oy_hi = _valid_range(H, out_h, stride, ky - pad)
                 for kx in range(filter_w):
                     ox_lo, ox_hi = _valid_range(W, out_w, stride, kx - pad)
-                    dst = colT[(c * filter_h + ky) * filter_w + kx, n * P:(n + 1) * P]
-                    dst[:] = 0
-                    for oy in range(oy_lo, oy_hi):
-                        src = x[n, c, oy * stride + ky - pad]
-                        seg = dst[oy * out_w + ox_lo:oy * out_w + ox_hi]
-                        start = ox_lo * stride + kx - pad
-                        if stride == 1:  # contiguous on both sides: vectorizes
-                            run = src[start:start + seg.shape[0]]
-                            for i in range(seg.shape[0]):
-                                seg[i] = run[i]
-                        else:
-                            for i in range(seg.shape[0]):
-                                seg[i] = src[start + i * stride]
+                    r = (c * filter_h + ky) * filter_w + kx
+                    # each entry is written once: zeros only where the tap reads padding
+                    # (zero-filling the whole run first made this kernel twice as slow)
+                    for oy in range(out_h):
+                        o = n * P + oy * out_w
+                        if oy < oy_lo or oy >= oy_hi:
+                            for ox in range(out_w):
+                                colT[r, o + ox] = 0
+                            continue
+                        iy = oy * stride + ky - pad
+                        for ox in range(ox_lo):
+                            colT[r, o + ox] = 0
+                        for ox in range(ox_lo, ox_hi):
+                            colT[r, o + ox] = x[n, c, iy, ox * stride + kx - pad]
+                        for ox in range(ox_hi, out_w):
+                            colT[r, o + ox] = 0
 
 
 @njit(parallel=True, cache=True)
