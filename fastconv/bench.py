@@ -91,7 +91,7 @@ def layer_cases(shape_name, dtype, rng):
 
 
 def run(shape_names, dtypes, layers=True, out=print):
-    from fastconv.backend import backend
+    from fastconv.backend import using_backend
     rows = []
     for dtype in dtypes:
         for shape_name in shape_names:
@@ -104,7 +104,7 @@ def run(shape_names, dtypes, layers=True, out=print):
                 for case, fn in layer_cases(shape_name, dtype, rng).items():
                     pair = []
                     for name in ("numpy", "numba"):
-                        with backend(name):
+                        with using_backend(name):
                             pair.append(best_time(lambda: fn(None)))
                     timings[case] = tuple(pair)
             for case, (t_np, t_nb) in timings.items():
@@ -115,17 +115,61 @@ def run(shape_names, dtypes, layers=True, out=print):
     return rows
 
 
+def network_cases(dtype, rng):
+    """{name: (function, repeats)} for whole-network workloads at batch 100, as Trainer runs them."""
+    from fastconv.deep_convnet import DeepConvNet
+    from fastconv.optimizer import Adam
+    from fastconv.simple_convnet import SimpleConvNet
+    x = rng.random((100, 1, 28, 28)).astype(np.float32)  # load_mnist's float32 images
+    t = rng.integers(0, 10, 100)
+    x_test = rng.random((10000, 1, 28, 28)).astype(np.float32)
+    t_test = rng.integers(0, 10, 10000)
+    cases = {}
+    for name, net in (("SimpleConvNet step", SimpleConvNet(dtype=dtype)),
+                      ("DeepConvNet step", DeepConvNet(dtype=dtype))):
+        optimizer = Adam(lr=0.001)
+
+        def step(net=net, optimizer=optimizer):
+            optimizer.update(net.params, net.gradient(x, t))
+        cases[name] = step
+    simple = SimpleConvNet(dtype=dtype)
+    cases["SimpleConvNet accuracy, 10k"] = lambda: simple.accuracy(x_test, t_test, batch_size=100)
+    return cases
+
+
+def run_networks(dtypes, out=print):
+    """Each network workload on both backends, back to back; returns rows like run()."""
+    from fastconv.backend import using_backend
+    rows = []
+    for dtype in dtypes:
+        for case, fn in network_cases(dtype, np.random.default_rng(0)).items():
+            pair = []
+            for name in ("numpy", "numba"):
+                with using_backend(name):
+                    pair.append(best_time(fn, repeat=3, min_time=0.0))
+            rows.append((np.dtype(dtype).name, "net", case, *pair))
+            out(f"{np.dtype(dtype).name:8s} {case:30s} numpy {pair[0] * 1e3:9.1f} ms  "
+                f"numba {pair[1] * 1e3:8.1f} ms  speed-up {pair[0] / pair[1]:6.1f}x")
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="+", default=list(CONV_SHAPES), choices=list(CONV_SHAPES))
     parser.add_argument("--dtype", nargs="+", default=["float32", "float64"],
                         choices=["float32", "float64"])
     parser.add_argument("--no-layers", action="store_true", help="time the kernels only")
+    parser.add_argument("--nets", action="store_true",
+                        help="time whole training steps and inference instead of kernels")
     parser.add_argument("--markdown", help="also write the table to this markdown file")
     args = parser.parse_args(argv)
     import numba
     print(f"numba threads: {numba.get_num_threads()}")
-    rows = run(args.shapes, [np.dtype(d).type for d in args.dtype], layers=not args.no_layers)
+    dtypes = [np.dtype(d).type for d in args.dtype]
+    if args.nets:
+        rows = run_networks(dtypes)
+    else:
+        rows = run(args.shapes, dtypes, layers=not args.no_layers)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write("| dtype | shape | case | NumPy ms | Numba ms | speed-up |\n|---|---|---|---|---|---|\n")
