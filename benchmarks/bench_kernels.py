@@ -1,0 +1,189 @@
+"""asv: the kernels one by one, at the SimpleConvNet and DeepConvNet geometries (batch 100).
+
+Parameters: ``shape`` (a key of ``fastconv.bench.CONV_SHAPES``), ``dtype`` and ``backend``
+(``numba``: the compiled kernels; ``numpy``: their twins, the book's algorithms). The max
+pool and ReLU benchmarks run on the convolution output of the geometry, with the networks'
+2x2 window and stride 2. The optimizer updates run over every parameter array of a network,
+as one ``update`` call does.
+"""
+import numpy as np
+
+from fastconv.backend import kernels
+from fastconv.bench import CONV_SHAPES
+
+SHAPES = list(CONV_SHAPES)
+DTYPES = ["float32", "float64"]
+BACKENDS = ["numba", "numpy"]
+POOL = (2, 2, 2, 0)  # pool_h, pool_w, stride, pad: the networks' pooling
+
+
+def conv_data(shape, dtype, seed=0):
+    """(x, W, b, stride, pad) of one geometry, random, in ``dtype``."""
+    x_shape, w_shape, stride, pad = CONV_SHAPES[shape]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    W = (0.1 * rng.standard_normal(w_shape)).astype(dtype)
+    b = (0.1 * rng.standard_normal(w_shape[0])).astype(dtype)
+    return x, W, b, stride, pad
+
+
+class _Kernel:
+    params = (SHAPES, DTYPES, BACKENDS)
+    param_names = ["shape", "dtype", "backend"]
+    timeout = 120
+
+    def _common(self, shape, dtype, backend):
+        self.k = kernels(backend)
+        self.x, self.W, self.b, self.stride, self.pad = conv_data(shape, dtype)
+        self.fh, self.fw = self.W.shape[2:]
+        self.rng = np.random.default_rng(1)
+
+    def _conv_out(self):
+        # computed with the reference kernels, so the data never depends on the backend
+        out, _ = kernels("numpy").conv2d_forward(self.x, self.W, self.b, self.stride, self.pad)
+        return np.ascontiguousarray(out)
+
+
+class Im2col(_Kernel):
+    """im2col of the input and col2im of a gradient of the same shape."""
+
+    def setup(self, shape, dtype, backend):
+        self._common(shape, dtype, backend)
+        col = self.k.im2col(self.x, self.fh, self.fw, self.stride, self.pad)
+        self.dcol = self.rng.standard_normal(col.shape).astype(dtype)
+        self.k.col2im(self.dcol, self.x.shape, self.fh, self.fw, self.stride, self.pad)
+
+    def time_im2col(self, shape, dtype, backend):
+        self.k.im2col(self.x, self.fh, self.fw, self.stride, self.pad)
+
+    def time_col2im(self, shape, dtype, backend):
+        self.k.col2im(self.dcol, self.x.shape, self.fh, self.fw, self.stride, self.pad)
+
+
+class Conv(_Kernel):
+    """Convolution forward (im2col + GEMM + bias) and backward (dW, db and dx)."""
+
+    def setup(self, shape, dtype, backend):
+        self._common(shape, dtype, backend)
+        out, self.col = self.k.conv2d_forward(self.x, self.W, self.b, self.stride, self.pad)
+        self.dout = self.rng.standard_normal(out.shape).astype(dtype)
+        self.k.conv2d_backward(self.dout, self.col, self.W, self.x.shape,
+                               self.stride, self.pad, True)
+
+    def time_conv_forward(self, shape, dtype, backend):
+        self.k.conv2d_forward(self.x, self.W, self.b, self.stride, self.pad)
+
+    def time_conv_backward(self, shape, dtype, backend):
+        self.k.conv2d_backward(self.dout, self.col, self.W, self.x.shape,
+                               self.stride, self.pad, True)
+
+
+class MaxPool(_Kernel):
+    """2x2 stride-2 max pooling of the convolution output, forward and backward."""
+
+    def setup(self, shape, dtype, backend):
+        self._common(shape, dtype, backend)
+        self.h = self._conv_out()
+        out, self.argmax = self.k.maxpool_forward(self.h, *POOL)
+        self.dout = self.rng.standard_normal(out.shape).astype(dtype)
+        self.k.maxpool_backward(self.dout, self.argmax, self.h.shape, *POOL)
+
+    def time_maxpool_forward(self, shape, dtype, backend):
+        self.k.maxpool_forward(self.h, *POOL)
+
+    def time_maxpool_backward(self, shape, dtype, backend):
+        self.k.maxpool_backward(self.dout, self.argmax, self.h.shape, *POOL)
+
+
+class Relu(_Kernel):
+    """ReLU of the convolution output; the backward pass zeroes its gradient in place."""
+
+    def setup(self, shape, dtype, backend):
+        self._common(shape, dtype, backend)
+        self.h = self._conv_out()
+        _, self.mask = self.k.relu_forward(self.h)
+        self.dout = self.rng.standard_normal(self.h.shape).astype(dtype)
+        # in place, so every timed call after the first does the same work on the same zeros
+        self.k.relu_backward(self.dout, self.mask)
+
+    def time_relu_forward(self, shape, dtype, backend):
+        self.k.relu_forward(self.h)
+
+    def time_relu_backward(self, shape, dtype, backend):
+        self.k.relu_backward(self.dout, self.mask)
+
+
+class ConvReluPool(_Kernel):
+    """The fused convolution + ReLU + 2x2 max pool block, forward and backward (dx too)."""
+
+    def setup(self, shape, dtype, backend):
+        self._common(shape, dtype, backend)
+        self.out, self.argmax, self.colT = self._forward()
+        self.dout = self.rng.standard_normal(self.out.shape).astype(dtype)
+        self._backward()
+
+    def _forward(self):
+        return self.k.conv_relu_pool_forward(self.x, self.W, self.b, self.stride, self.pad,
+                                             *POOL)
+
+    def _backward(self):
+        return self.k.conv_relu_pool_backward(self.dout, self.out, self.argmax, self.colT,
+                                              self.W, self.x.shape, self.stride, self.pad,
+                                              *POOL, True)
+
+    def time_conv_relu_pool_forward(self, shape, dtype, backend):
+        self._forward()
+
+    def time_conv_relu_pool_backward(self, shape, dtype, backend):
+        self._backward()
+
+
+# --- optimizer updates ---------------------------------------------------------------------
+
+def _param_sizes(net):
+    """Sizes of the parameter arrays of the book's default SimpleConvNet or DeepConvNet."""
+    from fastconv.nets import DeepConvNet, SimpleConvNet
+    state = np.random.get_state()
+    try:
+        network = SimpleConvNet() if net == "SimpleConvNet" else DeepConvNet()
+    finally:
+        np.random.set_state(state)
+    return [p.size for p in network.params.values()]
+
+
+# rule -> (kernel name, number of state arrays, hyperparameters after the state arrays)
+RULES = {
+    "sgd": ("sgd_update", 0, (0.01,)),
+    "momentum": ("momentum_update", 1, (0.01, 0.9)),
+    "nesterov": ("nesterov_update", 1, (0.01, 0.9)),
+    "adagrad": ("adagrad_update", 1, (0.01, 1e-7)),
+    "rmsprop": ("rmsprop_update", 1, (0.01, 0.99, 1e-7)),
+    "adam": ("adam_update", 2, (0.001, 0.9, 0.999, 1e-7)),
+}
+
+
+class OptimizerUpdate:
+    """One optimizer step over all parameters of a network: one kernel call per array."""
+
+    params = (["SimpleConvNet", "DeepConvNet"], list(RULES), DTYPES, BACKENDS)
+    param_names = ["net", "rule", "dtype", "backend"]
+
+    def setup(self, net, rule, dtype, backend):
+        name, n_state, hyper = RULES[rule]
+        self.update = getattr(kernels(backend), name)
+        rng = np.random.default_rng(0)
+        self.jobs = []
+        for size in _param_sizes(net):
+            param = (0.1 * rng.standard_normal(size)).astype(dtype)
+            grad = (0.01 * rng.standard_normal(size)).astype(dtype)
+            states = [np.zeros(size, dtype) for _ in range(n_state)]
+            if rule == "adam":  # v as after a few steps, away from the eps regime
+                states[1] += 1e-4
+            self.jobs.append((param, grad, *states))
+        self.hyper = tuple(np.dtype(dtype).type(h) for h in hyper)
+        self.time_update(net, rule, dtype, backend)
+
+    def time_update(self, net, rule, dtype, backend):
+        update, hyper = self.update, self.hyper
+        for arrays in self.jobs:
+            update(*arrays, *hyper)
