@@ -54,3 +54,22 @@ def test_one_thread_equals_two(run_with_threads, dtype):
     two = run_with_threads(2, lambda: all_kernels(dtype))
     for a, b in zip(one, two):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("shape", [(16, 144, 20000),   # long output rows: split columns
+                                   (4000, 100, 100),   # tall output: split rows
+                                   (16, 20000, 144),   # short output, long inner: split k
+                                   (3, 4, 5)])         # small: one call
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_split_matmul_is_thread_count_independent(run_with_threads, shape, dtype):
+    from fastconv.kernels.jit.gemm import matmul
+    m, k, n = shape
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((n, k)).astype(dtype).T  # a transposed view, as the kernels pass
+    one = run_with_threads(1, lambda: matmul(a, b))
+    two = run_with_threads(2, lambda: matmul(a, b))
+    np.testing.assert_array_equal(one, two)
+    assert one.dtype == dtype and one.shape == (m, n)
+    rtol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(one, a @ b, rtol=rtol, atol=rtol * np.sqrt(k))

@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..shapes import conv_output_hw
+from .gemm import matmul
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward"]
 
@@ -170,7 +171,7 @@ def conv2d_forward(x, W, b, stride=1, pad=0):
     N, _, H, Wd = x.shape
     out_h, out_w = conv_output_hw(H, Wd, FH, FW, stride, pad)
     colT = im2col_kmajor(x, FH, FW, stride, pad)
-    rowsT = W.reshape(FN, -1) @ colT
+    rowsT = matmul(W.reshape(FN, -1), colT)
     out = np.empty((N, FN, out_h, out_w), dtype=rowsT.dtype)
     _gemm_to_nchw_bias(rowsT, b, out.reshape(N, FN, -1))
     return out, colT
@@ -179,10 +180,10 @@ def conv2d_forward(x, W, b, stride=1, pad=0):
 def gemm_backward(rowsT, colT, W, x_shape, stride, pad, need_dx):
     """(dx or None, dW) from the output gradient in GEMM layout rowsT (FN, N*P)."""
     FN, C, FH, FW = W.shape
-    dW = (rowsT @ colT.T).reshape(FN, C, FH, FW)
+    dW = matmul(rowsT, colT.T).reshape(FN, C, FH, FW)
     dx = None
     if need_dx:
-        dx = col2im_kmajor(W.reshape(FN, -1).T @ rowsT, x_shape, FH, FW, stride, pad)
+        dx = col2im_kmajor(matmul(W.reshape(FN, -1).T, rowsT), x_shape, FH, FW, stride, pad)
     return dx, dW
 
 

@@ -8,6 +8,8 @@ depend on the thread count.
 import numpy as np
 from numba import njit, prange
 
+from .gemm import matmul
+
 __all__ = ["relu_forward", "relu_backward", "affine_forward", "affine_backward",
            "softmax_cross_entropy_forward", "softmax_cross_entropy_backward"]
 
@@ -93,17 +95,17 @@ def relu_backward(dout, mask):
 
 
 def affine_forward(x, W, b):
-    y = x @ W
+    y = matmul(x, W)
     _add_row_vector(y, b.astype(y.dtype, copy=False))
     return y
 
 
 def affine_backward(dout, x, W, need_dx=True):
     dout = np.ascontiguousarray(dout)
-    dx = dout @ W.T if need_dx else None
+    dx = matmul(dout, W.T) if need_dx else None
     db = np.empty(dout.shape[1], dtype=dout.dtype)
     _column_sum(dout, db)
-    return dx, x.T @ dout, db
+    return dx, matmul(x.T, dout), db
 
 
 def softmax_cross_entropy_forward(x, t):

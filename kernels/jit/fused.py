@@ -11,6 +11,7 @@ from numba import njit, prange
 
 from ..shapes import conv_output_hw
 from .conv import gemm_backward, im2col_kmajor
+from .gemm import matmul
 from .pool import _pool_plane
 
 __all__ = ["conv_relu_forward", "conv_relu_backward",
@@ -91,7 +92,7 @@ def conv_relu_forward(x, W, b, stride, pad):
     N, _, H, Wd = x.shape
     conv_h, conv_w = conv_output_hw(H, Wd, FH, FW, stride, pad)
     colT = im2col_kmajor(x, FH, FW, stride, pad)
-    rowsT = W.reshape(FN, -1) @ colT
+    rowsT = matmul(W.reshape(FN, -1), colT)
     out = np.empty((N, FN, conv_h, conv_w), dtype=rowsT.dtype)
     _bias_relu_to_nchw(rowsT, b, out.reshape(N, FN, -1))
     return out, colT
@@ -114,7 +115,7 @@ def conv_relu_pool_forward(x, W, b, stride, pad, pool_h, pool_w, pool_stride, po
     conv_h, conv_w = conv_output_hw(H, Wd, FH, FW, stride, pad)
     out_h, out_w = conv_output_hw(conv_h, conv_w, pool_h, pool_w, pool_stride, pool_pad)
     colT = im2col_kmajor(x, FH, FW, stride, pad)
-    rowsT = W.reshape(FN, -1) @ colT
+    rowsT = matmul(W.reshape(FN, -1), colT)
     out = np.empty((N, FN, out_h, out_w), dtype=rowsT.dtype)
     argmax = np.empty((N, FN, out_h, out_w), dtype=np.intp)
     _bias_relu_pool(rowsT, b, conv_h, conv_w, pool_h, pool_w, pool_stride, pool_pad, out, argmax)
