@@ -65,17 +65,15 @@ class Conv(_Kernel):
 
     def setup(self, shape, dtype, backend):
         self._common(shape, dtype, backend)
-        out, self.col = self.k.conv2d_forward(self.x, self.W, self.b, self.stride, self.pad)
+        out, self.ctx = self.k.conv2d_forward(self.x, self.W, self.b, self.stride, self.pad)
         self.dout = self.rng.standard_normal(out.shape).astype(dtype)
-        self.k.conv2d_backward(self.dout, self.col, self.W, self.x.shape,
-                               self.stride, self.pad, True)
+        self.time_conv_backward(shape, dtype, backend)
 
     def time_conv_forward(self, shape, dtype, backend):
         self.k.conv2d_forward(self.x, self.W, self.b, self.stride, self.pad)
 
     def time_conv_backward(self, shape, dtype, backend):
-        self.k.conv2d_backward(self.dout, self.col, self.W, self.x.shape,
-                               self.stride, self.pad, True)
+        self.k.conv2d_backward(self.dout, self.x, self.W, self.ctx, self.stride, self.pad, True)
 
 
 class MaxPool(_Kernel):
@@ -118,7 +116,7 @@ class ConvReluPool(_Kernel):
 
     def setup(self, shape, dtype, backend):
         self._common(shape, dtype, backend)
-        self.out, self.argmax, self.colT = self._forward()
+        self.out, self.argmax, self.ctx = self._forward()
         self.dout = self.rng.standard_normal(self.out.shape).astype(dtype)
         self._backward()
 
@@ -127,9 +125,8 @@ class ConvReluPool(_Kernel):
                                              *POOL)
 
     def _backward(self):
-        return self.k.conv_relu_pool_backward(self.dout, self.out, self.argmax, self.colT,
-                                              self.W, self.x.shape, self.stride, self.pad,
-                                              *POOL, True)
+        return self.k.conv_relu_pool_backward(self.dout, self.out, self.argmax, self.x, self.W,
+                                              self.ctx, self.stride, self.pad, *POOL, True)
 
     def time_conv_relu_pool_forward(self, shape, dtype, backend):
         self._forward()

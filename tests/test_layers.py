@@ -163,12 +163,12 @@ def test_convolution_rejects_bad_input_and_keeps_state(x, error, words):
     conv = fresh_conv()
     good = rng.standard_normal((1, 3, 5, 5))
     conv.forward(good)
-    saved_x, saved_col = conv.x, conv.colT
+    saved_x, saved_ctx = conv.x, conv.ctx
     with pytest.raises(error) as info:
         conv.forward(x)
     for word in words:
         assert word in str(info.value)
-    assert conv.x is saved_x and conv.colT is saved_col
+    assert conv.x is saved_x and conv.ctx is saved_ctx
 
 
 def test_convolution_rejects_dout_of_the_wrong_shape():

@@ -26,8 +26,10 @@ def all_kernels(dtype):
     x = rng.standard_normal((16, 8, 14, 14)).astype(dtype)
     W = rng.standard_normal((12, 8, 3, 3)).astype(dtype)
     b = rng.standard_normal(12).astype(dtype)
-    out, col = jit.conv2d_forward(x, W, b, 1, 1)
-    dx, dW, db = jit.conv2d_backward(out, col, W, x.shape, 1, 1)
+    out, ctx = jit.conv2d_forward(x, W, b, 1, 1)
+    dx, dW, db = jit.conv2d_backward(out, x, W, ctx, 1, 1)
+    col = jit.im2col(x, 3, 3, 1, 1)
+    dcol = jit.col2im(col, x.shape, 3, 3, 1, 1)
     pooled, argmax = jit.maxpool_forward(out, 3, 3, 1, 1)  # overlapping windows
     dpool = jit.maxpool_backward(pooled, argmax, out.shape, 3, 3, 1, 1)
     r, mask = jit.relu_forward(x)
@@ -38,12 +40,12 @@ def all_kernels(dtype):
     adx, adW, adb = jit.affine_backward(scores, flat, A)
     y, loss = jit.softmax_cross_entropy_forward(scores, np.arange(16) % 10)
     dy = jit.softmax_cross_entropy_backward(y, np.arange(16) % 10)
-    block, block_argmax, colT = jit.conv_relu_pool_forward(x, W, b, 1, 1, 3, 3, 2, 1)
-    block_grads = jit.conv_relu_pool_backward(block, block, block_argmax, colT, W, x.shape,
+    block, block_argmax, ctx = jit.conv_relu_pool_forward(x, W, b, 1, 1, 3, 3, 2, 1)
+    block_grads = jit.conv_relu_pool_backward(block, block, block_argmax, x, W, ctx,
                                               1, 1, 3, 3, 2, 1)
-    relu_block, colT = jit.conv_relu_forward(x, W, b, 1, 1)
-    relu_grads = jit.conv_relu_backward(relu_block, relu_block, colT, W, x.shape, 1, 1)
-    return [out, col, dx, dW, db, pooled, argmax, dpool, r, mask, dr, scores, adx, adW, adb,
+    relu_block, ctx = jit.conv_relu_forward(x, W, b, 1, 1)
+    relu_grads = jit.conv_relu_backward(relu_block, relu_block, x, W, ctx, 1, 1)
+    return [out, col, dcol, dx, dW, db, pooled, argmax, dpool, r, mask, dr, scores, adx, adW, adb,
             y, np.asarray(loss), dy, block, block_argmax, *block_grads, relu_block, *relu_grads]
 
 

@@ -2,8 +2,8 @@
 
 A block wraps the network's own layer objects and calls one fused kernel per step in place
 of three; the numbers are those of the three layers run one after the other. What the
-block keeps up to date is what the networks and the book's scripts read: ``conv.x``,
-``conv.colT`` (and so ``conv.col``), ``conv.dW``, ``conv.db``, ``pool.argmax``. The full-size
+block keeps up to date is what the networks and the book's scripts read: ``conv.x`` (and
+so ``conv.col``), ``conv.dW``, ``conv.db``, ``pool.argmax``. The full-size
 intermediate arrays are never made, so ``relu.mask`` and ``pool.x`` stay None.
 """
 from fastconv.backend import kernels
@@ -24,12 +24,13 @@ class ConvReluBlock:
         x, W, b, stride, pad = self.conv._prepare(x)
         k = kernels()
         if self.pool is None:
-            out, colT = k.conv_relu_forward(x, W, b, stride, pad)
+            out, ctx = k.conv_relu_forward(x, W, b, stride, pad)
         else:
             geometry = self.pool._geometry(self.conv.output_shape(x.shape))
-            out, argmax, colT = k.conv_relu_pool_forward(x, W, b, stride, pad, *geometry)
+            out, argmax, ctx = k.conv_relu_pool_forward(x, W, b, stride, pad, *geometry)
             self.pool.argmax = argmax
-        self.conv.x, self.conv.colT, self.out = x, colT, out
+        self.conv._keep(x, ctx)
+        self.out = out
         return out
 
     def backward(self, dout):
@@ -38,14 +39,13 @@ class ConvReluBlock:
         check_shape("dout", dout, self.out.shape)
         dout = dout.astype(self.out.dtype, copy=False)
         W = conv.W.astype(self.out.dtype, copy=False)
-        args = (conv.x.shape, conv.stride, conv.pad)
+        args = (conv.x, W, conv.ctx, conv.stride, conv.pad)
         k = kernels()
         if self.pool is None:
-            grads = k.conv_relu_backward(dout, self.out, conv.colT, W, *args,
-                                         need_dx=conv.need_input_grad)
+            grads = k.conv_relu_backward(dout, self.out, *args, need_dx=conv.need_input_grad)
         else:
             pool = self.pool
-            grads = k.conv_relu_pool_backward(dout, self.out, pool.argmax, conv.colT, W, *args,
+            grads = k.conv_relu_pool_backward(dout, self.out, pool.argmax, *args,
                                               pool.pool_h, pool.pool_w, pool.stride, pool.pad,
                                               need_dx=conv.need_input_grad)
         dx, conv.dW, conv.db = grads

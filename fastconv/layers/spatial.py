@@ -15,16 +15,29 @@ class Convolution:
         self.stride = stride
         self.pad = pad
         self.x = None
-        self.colT = None  # im2col of x, transposed: (C*FH*FW, N*out_h*out_w)
+        self.ctx = None  # what the backend's backward pass needs besides x (None: nothing)
         self.dW = None
         self.db = None
         # fastconv: a network sets this False on its first layer, which then skips col2im
         self.need_input_grad = True
+        self._col = None
 
     @property
     def col(self):
-        """The book's im2col of x, (N*out_h*out_w, C*FH*FW), as a view of ``colT``."""
-        return None if self.colT is None else self.colT.T
+        """The book's im2col of x, (N*out_h*out_w, C*FH*FW).
+
+        The Numba backend does not keep it (it rebuilds im2col chunk by chunk in the backward
+        pass), so it is built here on first access.
+        """
+        if self.x is None:
+            return None
+        if self._col is None:
+            if isinstance(self.ctx, np.ndarray):
+                self._col = self.ctx
+            else:
+                FH, FW = self.W.shape[2:]
+                self._col = kernels().im2col(self.x, FH, FW, self.stride, self.pad)
+        return self._col
 
     @property
     def col_W(self):
@@ -32,9 +45,12 @@ class Convolution:
 
     def forward(self, x):
         x, W, b, stride, pad = self._prepare(x)
-        out, colT = kernels().conv2d_forward(x, W, b, stride, pad)
-        self.x, self.colT = x, colT
+        out, ctx = kernels().conv2d_forward(x, W, b, stride, pad)
+        self._keep(x, ctx)
         return out
+
+    def _keep(self, x, ctx):
+        self.x, self.ctx, self._col = x, ctx, None
 
     def _prepare(self, x):
         """Checked (x, W, b, stride, pad), all arrays in the dtype the convolution runs in."""
@@ -64,7 +80,7 @@ class Convolution:
         check_shape("dout", dout, self.output_shape(self.x.shape))
         dout = dout.astype(self.x.dtype, copy=False)
         dx, self.dW, self.db = kernels().conv2d_backward(
-            dout, self.colT, self.W.astype(self.x.dtype, copy=False), self.x.shape,
+            dout, self.x, self.W.astype(self.x.dtype, copy=False), self.ctx,
             self.stride, self.pad, self.need_input_grad)
         return dx
 

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-__all__ = ["matmul"]
+__all__ = ["matmul", "run_parts", "single_threaded_blas"]
 
 PARTS = 2                 # how many pieces a large product is cut into
 MIN_SPLIT_FLOPS = 4e6     # smaller products run in one call: a hand-off costs ~20 us
@@ -66,7 +66,7 @@ def _pieces(size, parts):
     return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
-def _run(tasks):
+def run_parts(tasks):
     """Run the callables, in parallel when Numba is allowed more than one thread."""
     if numba.get_num_threads() < 2 or len(tasks) < 2:
         return [task() for task in tasks]
@@ -90,9 +90,9 @@ def matmul(a, b):
             else:
                 tasks = [lambda s=s: np.matmul(a, b[:, s], out=out[:, s])
                          for s in _pieces(n, PARTS)]
-            _run(tasks)
+            run_parts(tasks)
             return out
-        partials = _run([lambda s=s: a[:, s] @ b[s] for s in _pieces(k, PARTS)])
+        partials = run_parts([lambda s=s: a[:, s] @ b[s] for s in _pieces(k, PARTS)])
         np.add(partials[0], partials[1], out=out)
         for extra in partials[2:]:
             out += extra

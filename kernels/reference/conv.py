@@ -4,8 +4,8 @@ Layouts (both backends):
   x    (N, C, H, W)
   W    (FN, C, FH, FW)
   col  (N*out_h*out_w, C*FH*FW), rows ordered (n, oy, ox), columns (c, ky, kx)
-  colT col transposed: what conv2d_forward hands to conv2d_backward (the jit twin builds
-       it directly in this K-major layout, which suits its GEMMs)
+  ctx  what conv2d_forward hands to conv2d_backward besides x: here col; the jit twin
+       rebuilds its im2col in the backward pass and hands over None
   out  (N, FN, out_h, out_w)
 """
 import numpy as np
@@ -41,23 +41,23 @@ def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
 
 
 def conv2d_forward(x, W, b, stride=1, pad=0):
-    """Returns (out, colT); colT is what conv2d_backward needs."""
+    """Returns (out, ctx); ctx (here col) is what conv2d_backward needs besides x."""
     FN, C, FH, FW = W.shape
     N, _, H, Wd = x.shape
     out_h, out_w = conv_output_hw(H, Wd, FH, FW, stride, pad)
     col = im2col(x, FH, FW, stride, pad)
     rows = col @ W.reshape(FN, -1).T + b
-    return rows.reshape(N, out_h, out_w, FN).transpose(0, 3, 1, 2), col.T
+    return rows.reshape(N, out_h, out_w, FN).transpose(0, 3, 1, 2), col
 
 
-def conv2d_backward(dout, colT, W, x_shape, stride=1, pad=0, need_dx=True):
+def conv2d_backward(dout, x, W, ctx, stride=1, pad=0, need_dx=True):
     """Returns (dx or None, dW, db)."""
-    col = colT.T
+    col = ctx
     FN, C, FH, FW = W.shape
     rows = dout.transpose(0, 2, 3, 1).reshape(-1, FN)
     db = rows.sum(axis=0)
     dW = (col.T @ rows).T.reshape(FN, C, FH, FW)
     dx = None
     if need_dx:
-        dx = col2im(rows @ W.reshape(FN, -1), x_shape, FH, FW, stride, pad)
+        dx = col2im(rows @ W.reshape(FN, -1), x.shape, FH, FW, stride, pad)
     return dx, dW, db

@@ -15,29 +15,29 @@ __all__ = ["conv_relu_forward", "conv_relu_backward",
 
 
 def conv_relu_forward(x, W, b, stride, pad):
-    """Returns (out, colT)."""
-    conv, colT = conv2d_forward(x, W, b, stride, pad)
-    return relu_forward(conv)[0], colT
+    """Returns (out, ctx); ctx is what the backward pass needs besides x (here: col)."""
+    conv, ctx = conv2d_forward(x, W, b, stride, pad)
+    return relu_forward(conv)[0], ctx
 
 
-def conv_relu_backward(dout, out, colT, W, x_shape, stride, pad, need_dx=True):
+def conv_relu_backward(dout, out, x, W, ctx, stride, pad, need_dx=True):
     """Returns (dx or None, dW, db)."""
     dconv = np.where(out != 0, dout, 0)
-    return conv2d_backward(dconv, colT, W, x_shape, stride, pad, need_dx)
+    return conv2d_backward(dconv, x, W, ctx, stride, pad, need_dx)
 
 
 def conv_relu_pool_forward(x, W, b, stride, pad, pool_h, pool_w, pool_stride, pool_pad):
-    """Returns (out, argmax, colT); out and argmax are (N, FN, pooled_h, pooled_w)."""
-    activated, colT = conv_relu_forward(x, W, b, stride, pad)
+    """Returns (out, argmax, ctx); out and argmax are (N, FN, pooled_h, pooled_w)."""
+    activated, ctx = conv_relu_forward(x, W, b, stride, pad)
     out, argmax = maxpool_forward(activated, pool_h, pool_w, pool_stride, pool_pad)
-    return out, argmax, colT
+    return out, argmax, ctx
 
 
-def conv_relu_pool_backward(dout, out, argmax, colT, W, x_shape, stride, pad,
+def conv_relu_pool_backward(dout, out, argmax, x, W, ctx, stride, pad,
                             pool_h, pool_w, pool_stride, pool_pad, need_dx=True):
     """Returns (dx or None, dW, db)."""
-    N, _, H, Wd = x_shape
+    N, _, H, Wd = x.shape
     conv_shape = (N, W.shape[0]) + conv_output_hw(H, Wd, W.shape[2], W.shape[3], stride, pad)
     dconv = maxpool_backward(np.where(out != 0, dout, 0), argmax, conv_shape,
                              pool_h, pool_w, pool_stride, pool_pad)
-    return conv2d_backward(dconv, colT, W, x_shape, stride, pad, need_dx)
+    return conv2d_backward(dconv, x, W, ctx, stride, pad, need_dx)
