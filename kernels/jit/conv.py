@@ -35,17 +35,9 @@ def _valid_range(size_in, size_out, stride, offset):
     return lo, hi
 
 
-@njit(nogil=True, cache=True, inline="always")
-def _put(cols, r, j, v, kmajor):
-    if kmajor:
-        cols[r, j] = v
-    else:
-        cols[j, r] = v
-
-
 @njit(nogil=True, cache=True)
-def im2col_images(x, n0, n1, filter_h, filter_w, stride, pad, out_h, out_w, cols, kmajor):
-    """im2col of images n0..n1-1 into cols: K-major (taps, pixels) or the book's (pixels, taps).
+def _im2col_rows(x, n0, n1, filter_h, filter_w, stride, pad, out_h, out_w, col):
+    """The book's im2col layout (pixels, taps) for images n0..n1-1, for fastconv.util.
 
     Every entry is written once, zeros only where a tap reads padding.
     """
@@ -60,23 +52,18 @@ def im2col_images(x, n0, n1, filter_h, filter_w, stride, pad, out_h, out_w, cols
                     r = (c * filter_h + ky) * filter_w + kx
                     for oy in range(out_h):
                         j = (n - n0) * P + oy * out_w
-                        if oy < oy_lo or oy >= oy_hi:
-                            for ox in range(out_w):
-                                _put(cols, r, j + ox, 0, kmajor)
-                            continue
+                        inside_y = oy_lo <= oy < oy_hi
                         iy = oy * stride + ky - pad
-                        for ox in range(ox_lo):
-                            _put(cols, r, j + ox, 0, kmajor)
-                        for ox in range(ox_lo, ox_hi):
-                            _put(cols, r, j + ox, x[n, c, iy, ox * stride + kx - pad], kmajor)
-                        for ox in range(ox_hi, out_w):
-                            _put(cols, r, j + ox, 0, kmajor)
+                        for ox in range(out_w):
+                            if inside_y and ox_lo <= ox < ox_hi:
+                                col[j + ox, r] = x[n, c, iy, ox * stride + kx - pad]
+                            else:
+                                col[j + ox, r] = 0
 
 
 @njit(nogil=True, cache=True)
-def col2im_images(cols, n0, n1, filter_h, filter_w, stride, pad, out_h, out_w, dx, kmajor):
-    """Sums cols back into images n0..n1-1 of dx, tap by tap in (ky, kx) order like the
-    book's col2im, so float64 results equal the twin's bit for bit."""
+def _col2im_rows(col, n0, n1, filter_h, filter_w, stride, pad, out_h, out_w, dx):
+    """Adjoint of _im2col_rows, summing tap by tap in (ky, kx) order like the book."""
     _, C, H, W = dx.shape
     P = out_h * out_w
     for n in range(n0, n1):
@@ -91,8 +78,7 @@ def col2im_images(cols, n0, n1, filter_h, filter_w, stride, pad, out_h, out_w, d
                         j = (n - n0) * P + oy * out_w
                         iy = oy * stride + ky - pad
                         for ox in range(ox_lo, ox_hi):
-                            v = cols[r, j + ox] if kmajor else cols[j + ox, r]
-                            dx[n, c, iy, ox * stride + kx - pad] += v
+                            dx[n, c, iy, ox * stride + kx - pad] += col[j + ox, r]
 
 
 @njit(nogil=True, cache=True)
@@ -279,8 +265,8 @@ def im2col(x, filter_h, filter_w, stride=1, pad=0):
     out_h, out_w = conv_output_hw(H, W, filter_h, filter_w, stride, pad)
     col = np.empty((N * out_h * out_w, C * filter_h * filter_w), dtype=x.dtype)
     P = out_h * out_w
-    _images_parallel(lambda lo, hi: im2col_images(
-        x, lo, hi, filter_h, filter_w, stride, pad, out_h, out_w, col[lo * P:hi * P], False), N)
+    _images_parallel(lambda lo, hi: _im2col_rows(
+        x, lo, hi, filter_h, filter_w, stride, pad, out_h, out_w, col[lo * P:hi * P]), N)
     return col
 
 
@@ -290,8 +276,8 @@ def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
     col = np.ascontiguousarray(col)
     dx = np.empty((N, C, H, W), dtype=col.dtype)
     P = out_h * out_w
-    _images_parallel(lambda lo, hi: col2im_images(
-        col[lo * P:hi * P], lo, hi, filter_h, filter_w, stride, pad, out_h, out_w, dx, False), N)
+    _images_parallel(lambda lo, hi: _col2im_rows(
+        col[lo * P:hi * P], lo, hi, filter_h, filter_w, stride, pad, out_h, out_w, dx), N)
     return dx
 
 
