@@ -75,3 +75,22 @@ def test_split_matmul_is_thread_count_independent(run_with_threads, shape, dtype
     assert one.dtype == dtype and one.shape == (m, n)
     rtol = 1e-4 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(one, a @ b, rtol=rtol, atol=rtol * np.sqrt(k))
+
+
+def test_serial_and_parallel_builds_agree():
+    """parallel_above picks a build by size; both builds must give the same bits."""
+    from fastconv.kernels.jit import elementwise, optim
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(200_000).astype(np.float32)
+    outs = []
+    for build in (elementwise._relu_forward_flat.parallel, elementwise._relu_forward_flat.serial):
+        out, mask = np.empty_like(x), np.empty(x.shape, bool)
+        build(x, out, mask)
+        outs.append((out, mask))
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    np.testing.assert_array_equal(outs[0][1], outs[1][1])
+    params = [x.copy(), x.copy()]
+    for param, build in zip(params, (optim.adam_update.parallel, optim.adam_update.serial)):
+        m, v = np.zeros_like(x), np.zeros_like(x)
+        build(param, x, m, v, np.float32(1e-3), np.float32(0.9), np.float32(0.999), np.float32(1e-7))
+    np.testing.assert_array_equal(params[0], params[1])

@@ -8,13 +8,14 @@ depend on the thread count.
 import numpy as np
 from numba import njit, prange
 
+from .dispatch import parallel_above
 from .gemm import matmul
 
 __all__ = ["relu_forward", "relu_backward", "affine_forward", "affine_backward",
            "softmax_cross_entropy_forward", "softmax_cross_entropy_backward"]
 
 
-@njit(parallel=True, cache=True)
+@parallel_above()
 def _relu_forward_flat(x, out, mask):
     for i in prange(x.size):
         v = x[i]
@@ -26,21 +27,21 @@ def _relu_forward_flat(x, out, mask):
             mask[i] = False
 
 
-@njit(parallel=True, cache=True)
+@parallel_above()
 def _relu_backward_flat(dout, mask):
     for i in prange(dout.size):
         if mask[i]:
             dout[i] = 0
 
 
-@njit(parallel=True, cache=True)
+@parallel_above()
 def _add_row_vector(y, b):
     for i in prange(y.shape[0]):
         for j in range(y.shape[1]):
             y[i, j] += b[j]
 
 
-@njit(parallel=True, cache=True)
+@parallel_above()
 def _column_sum(a, out):
     for j in prange(a.shape[1]):
         total = 0.0
@@ -49,7 +50,7 @@ def _column_sum(a, out):
         out[j] = total
 
 
-@njit(parallel=True, cache=True)
+@parallel_above()
 def _softmax_cross_entropy_rows(x, t, eps, y, row_loss):
     N, K = x.shape
     for i in prange(N):
@@ -67,7 +68,7 @@ def _softmax_cross_entropy_rows(x, t, eps, y, row_loss):
         row_loss[i] = np.log(y[i, t[i]] + eps)
 
 
-@njit(parallel=True, cache=True)
+@parallel_above()
 def _softmax_cross_entropy_grad(y, t, n, dx):
     N, K = y.shape
     for i in prange(N):

@@ -20,7 +20,7 @@ import numpy as np
 __all__ = ["matmul", "run_parts", "single_threaded_blas"]
 
 PARTS = 2                 # how many pieces a large product is cut into
-MIN_SPLIT_FLOPS = 4e6     # smaller products run in one call: a hand-off costs ~20 us
+MIN_SPLIT_FLOPS = 2e7     # smaller products run in one call: a hand-off costs ~25 us
 MIN_SPLIT_DIM = 64        # an output side shorter than this is not split
 
 _executor = None

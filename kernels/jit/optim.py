@@ -13,6 +13,8 @@ only its own element, so the result does not depend on the number of threads.
 import numpy as np
 from numba import njit, prange
 
+from .dispatch import parallel_above
+
 __all__ = ["sgd_update", "momentum_update", "nesterov_update", "adagrad_update",
            "rmsprop_update", "adam_update"]
 
@@ -24,7 +26,7 @@ def _check_size(param, other):
         raise ValueError("optimizer kernel: every array must have the parameter's size")
 
 
-@njit(parallel=True, cache=True)
+@parallel_above()
 def sgd_update(param, grad, lr):
     """param -= lr * grad."""
     _check_size(param, grad)
@@ -32,7 +34,7 @@ def sgd_update(param, grad, lr):
         param[i] = param[i] - lr * grad[i]
 
 
-@njit(parallel=True, cache=True)
+@parallel_above()
 def momentum_update(param, grad, v, lr, momentum):
     """v = momentum * v - lr * grad; param += v."""
     _check_size(param, grad)
@@ -43,7 +45,7 @@ def momentum_update(param, grad, v, lr, momentum):
         param[i] = param[i] + vi
 
 
-@njit(parallel=True, cache=True)
+@parallel_above()
 def nesterov_update(param, grad, v, lr, momentum):
     """The book's Nesterov step (its reformulation that updates param in place)."""
     _check_size(param, grad)
@@ -59,7 +61,7 @@ def nesterov_update(param, grad, v, lr, momentum):
         param[i] = p - grad_scale * g
 
 
-@njit(parallel=True, cache=True)
+@parallel_above()
 def adagrad_update(param, grad, h, lr, eps):
     """h += grad**2; param -= lr * grad / (sqrt(h) + eps)."""
     _check_size(param, grad)
@@ -71,7 +73,7 @@ def adagrad_update(param, grad, h, lr, eps):
         param[i] = param[i] - lr * g / (np.sqrt(hi) + eps)
 
 
-@njit(parallel=True, cache=True)
+@parallel_above()
 def rmsprop_update(param, grad, h, lr, decay_rate, eps):
     """h = decay_rate * h + (1 - decay_rate) * grad**2; param -= lr * grad / (sqrt(h) + eps)."""
     _check_size(param, grad)
@@ -85,7 +87,7 @@ def rmsprop_update(param, grad, h, lr, decay_rate, eps):
         param[i] = param[i] - lr * g / (np.sqrt(hi) + eps)
 
 
-@njit(parallel=True, cache=True)
+@parallel_above()
 def adam_update(param, grad, m, v, lr_t, beta1, beta2, eps):
     """One Adam step with the bias correction already folded into ``lr_t``."""
     _check_size(param, grad)
