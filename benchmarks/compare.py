@@ -135,9 +135,9 @@ def worker(spec):
         result["versions"]["torch"] = torch.__version__
         dtype = "float32"
     else:
+        import fastconv  # before numba starts its threads: fastconv picks the threading layer
         import numba
         numba.set_num_threads(threads)
-        import fastconv
         fastconv.use_backend("numba" if framework == "fastconv" else "numpy")
         result["versions"].update(fastconv=fastconv.__version__, numba=numba.__version__)
         dtype = "float32" if framework == "fastconv" else "float64"

@@ -335,3 +335,28 @@ def plot_accuracy(args, train_acc_list, test_acc_list, title, file_name, mark_ev
     ax.legend(loc="lower right")
     ax.set_title(title)
     return save_figure(fig, args, file_name)
+
+
+def train_book_style(args, network, data, title, params_name, plot_name):
+    """The book's ch07/ch08 run: Trainer with Adam (lr 0.001), batch 100, 1000 images checked
+    per epoch; saves the parameters and the accuracy plot, and reports the timing."""
+    from fastconv.trainer import Trainer
+    (x_train, t_train), (x_test, t_test) = data
+    clock = Clock()
+    log = TrainerLog()
+    trainer = Trainer(network, x_train, t_train, x_test, t_test,
+                      epochs=args.epochs, mini_batch_size=100,
+                      optimizer='Adam', optimizer_param={'lr': 0.001},
+                      evaluate_sample_num_per_epoch=1000, seed=args.seed, log=log)
+    log.trainer = trainer
+    trainer.train()
+    add_trainer_time(clock, trainer)
+
+    params_path = args.out / params_name
+    network.save_params(str(params_path))
+    print(f"Saved Network Parameters: {params_path}")
+    print(f"Final test accuracy: {trainer.final_test_acc:.4f}")
+    plot_accuracy(args, trainer.train_acc_list, trainer.test_acc_list, title, plot_name,
+                  final_test_acc=trainer.final_test_acc)
+    clock.report()
+    return trainer

@@ -12,7 +12,6 @@ to params.pkl in the output folder and the accuracy curves to train_convnet.png.
 import _common as common  # first: selects matplotlib's Agg backend
 
 from fastconv.simple_convnet import SimpleConvNet
-from fastconv.trainer import Trainer
 
 
 def main(argv=None):
@@ -21,7 +20,7 @@ def main(argv=None):
                              quick={"epochs": 1, "train_size": 1000, "test_size": 1000},
                              argv=argv)
 
-    (x_train, t_train), (x_test, t_test) = common.load_data(args, flatten=False)
+    data = common.load_data(args, flatten=False)
     network = SimpleConvNet(input_dim=(1, 28, 28),
                             conv_param={'filter_num': 30, 'filter_size': 5, 'pad': 0,
                                         'stride': 1},
@@ -29,25 +28,8 @@ def main(argv=None):
                             dtype=args.dtype)
     print(f"SimpleConvNet, Adam lr 0.001, batch 100, {args.epochs} epochs")
 
-    clock = common.Clock()
-    log = common.TrainerLog()
-    trainer = Trainer(network, x_train, t_train, x_test, t_test,
-                      epochs=args.epochs, mini_batch_size=100,
-                      optimizer='Adam', optimizer_param={'lr': 0.001},
-                      evaluate_sample_num_per_epoch=1000, seed=args.seed, log=log)
-    log.trainer = trainer
-    trainer.train()
-    common.add_trainer_time(clock, trainer)
-
-    params_path = args.out / "params.pkl"
-    network.save_params(str(params_path))
-    print(f"Saved Network Parameters: {params_path}")
-    print(f"Final test accuracy: {trainer.final_test_acc:.4f}")
-
-    common.plot_accuracy(args, trainer.train_acc_list, trainer.test_acc_list,
-                         "ch07 SimpleConvNet, Adam lr 0.001", "train_convnet.png",
-                         final_test_acc=trainer.final_test_acc)
-    clock.report()
+    common.train_book_style(args, network, data, "ch07 SimpleConvNet, Adam lr 0.001",
+                            params_name="params.pkl", plot_name="train_convnet.png")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ curves to train_deepnet.png.
 import _common as common  # first: selects matplotlib's Agg backend
 
 from fastconv.deep_convnet import DeepConvNet
-from fastconv.trainer import Trainer
 
 
 def main(argv=None):
@@ -22,29 +21,12 @@ def main(argv=None):
                              quick={"epochs": 1, "train_size": 300, "test_size": 200},
                              argv=argv)
 
-    (x_train, t_train), (x_test, t_test) = common.load_data(args, flatten=False)
+    data = common.load_data(args, flatten=False)
     network = DeepConvNet(dtype=args.dtype)
     print(f"DeepConvNet, Adam lr 0.001, batch 100, {args.epochs} epochs")
 
-    clock = common.Clock()
-    log = common.TrainerLog()
-    trainer = Trainer(network, x_train, t_train, x_test, t_test,
-                      epochs=args.epochs, mini_batch_size=100,
-                      optimizer='Adam', optimizer_param={'lr': 0.001},
-                      evaluate_sample_num_per_epoch=1000, seed=args.seed, log=log)
-    log.trainer = trainer
-    trainer.train()
-    common.add_trainer_time(clock, trainer)
-
-    params_path = args.out / "deep_convnet_params.pkl"
-    network.save_params(str(params_path))
-    print(f"Saved Network Parameters: {params_path}")
-    print(f"Final test accuracy: {trainer.final_test_acc:.4f}")
-
-    common.plot_accuracy(args, trainer.train_acc_list, trainer.test_acc_list,
-                         "ch08 DeepConvNet, Adam lr 0.001", "train_deepnet.png",
-                         final_test_acc=trainer.final_test_acc)
-    clock.report()
+    common.train_book_style(args, network, data, "ch08 DeepConvNet, Adam lr 0.001",
+                            params_name="deep_convnet_params.pkl", plot_name="train_deepnet.png")
 
 
 if __name__ == "__main__":

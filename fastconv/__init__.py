@@ -34,9 +34,20 @@ def _choose_threading_layer():
     # OpenMP workers spin after each parallel loop and fight the BLAS threads of the GEMM
     # that follows: on 2 cores a SimpleConvNet step ran ~10x slower than with workqueue.
     # An explicit NUMBA_THREADING_LAYER from the user still wins.
-    if "NUMBA_THREADING_LAYER" not in _os.environ:
-        import numba
-        numba.config.THREADING_LAYER = "workqueue"
+    if "NUMBA_THREADING_LAYER" in _os.environ:
+        return
+    import numba
+    from numba.np.ufunc import parallel
+    if getattr(parallel, "_is_initialized", False):
+        # numba.set_num_threads() or a parallel function ran before this import
+        if numba.threading_layer() == "omp":
+            import warnings
+            warnings.warn("Numba's threads were started with the OpenMP layer before fastconv "
+                          "was imported; its spinning workers slow fastconv down several "
+                          "times on small machines. Import fastconv first, or set "
+                          "NUMBA_THREADING_LAYER=workqueue.", RuntimeWarning, stacklevel=3)
+        return
+    numba.config.THREADING_LAYER = "workqueue"
 
 
 _choose_threading_layer()
