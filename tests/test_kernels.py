@@ -32,6 +32,24 @@ def assert_close(actual, expected, dtype):
     np.testing.assert_allclose(actual, expected, **tolerance(dtype))
 
 
+def assert_all_close(got, want, dtype):
+    """Gradient tuples: entries close, or None on both sides (a skipped dx)."""
+    for g, w in zip(got, want):
+        if w is None:
+            assert g is None
+        else:
+            assert_close(g, w, dtype)
+
+
+def conv_operands(shape, FN, fh, fw, dtype, seed):
+    """Random (rng, x, W, b) for a convolution of FN filters over inputs of shape."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    W = rng.standard_normal((FN, shape[1], fh, fw)).astype(dtype)
+    b = rng.standard_normal(FN).astype(dtype)
+    return rng, x, W, b
+
+
 @SETTINGS
 @given(conv_geometry(), DTYPES, st.integers(0, 2**32 - 1))
 def test_im2col_and_col2im_match_twin(geometry, dtype, seed):
@@ -52,22 +70,15 @@ def test_im2col_and_col2im_match_twin(geometry, dtype, seed):
 @given(conv_geometry(), st.integers(1, 4), DTYPES, st.booleans(), st.integers(0, 2**32 - 1))
 def test_conv2d_matches_twin(geometry, FN, dtype, need_dx, seed):
     shape, fh, fw, stride, pad = geometry
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(shape).astype(dtype)
-    W = rng.standard_normal((FN, shape[1], fh, fw)).astype(dtype)
-    b = rng.standard_normal(FN).astype(dtype)
+    rng, x, W, b = conv_operands(shape, FN, fh, fw, dtype, seed)
     out, col = jit.conv2d_forward(x, W, b, stride, pad)
     ref_out, ref_col = reference.conv2d_forward(x, W, b, stride, pad)
     assert_close(out, ref_out, dtype)
     dout = rng.standard_normal(out.shape).astype(dtype)
     got = jit.conv2d_backward(dout, x, W, col, stride, pad, need_dx)
     want = reference.conv2d_backward(dout, x, W, ref_col, stride, pad, need_dx)
-    if need_dx:
-        assert_close(got[0], want[0], dtype)
-    else:
-        assert got[0] is None and want[0] is None
-    for g, w in zip(got[1:], want[1:]):
-        assert_close(g, w, dtype)
+    assert_all_close(got, want, dtype)
+    assert (got[0] is None) == (not need_dx)
 
 
 @st.composite
@@ -130,11 +141,7 @@ def test_affine_matches_twin(N, D, M, dtype, need_dx, seed):
     dout = rng.standard_normal((N, M)).astype(dtype)
     got = jit.affine_backward(dout, x, W, need_dx)
     want = reference.affine_backward(dout, x, W, need_dx)
-    for g, w in zip(got, want):
-        if w is None:
-            assert g is None
-        else:
-            assert_close(g, w, dtype)
+    assert_all_close(got, want, dtype)
 
 
 @SETTINGS
@@ -183,21 +190,14 @@ def block_geometry(draw):
 @given(conv_geometry(), st.integers(1, 4), DTYPES, st.booleans(), st.integers(0, 2**32 - 1))
 def test_conv_relu_block_matches_twin(geometry, FN, dtype, need_dx, seed):
     shape, fh, fw, stride, pad = geometry
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(shape).astype(dtype)
-    W = rng.standard_normal((FN, shape[1], fh, fw)).astype(dtype)
-    b = rng.standard_normal(FN).astype(dtype)
+    rng, x, W, b = conv_operands(shape, FN, fh, fw, dtype, seed)
     out, ctx = jit.conv_relu_forward(x, W, b, stride, pad)
     ref_out, ref_ctx = reference.conv_relu_forward(x, W, b, stride, pad)
     assert_close(out, ref_out, dtype)
     dout = rng.standard_normal(out.shape).astype(dtype)
     got = jit.conv_relu_backward(dout, ref_out, x, W, ctx, stride, pad, need_dx)
     want = reference.conv_relu_backward(dout, ref_out, x, W, ref_ctx, stride, pad, need_dx)
-    for g, w in zip(got, want):
-        if w is None:
-            assert g is None
-        else:
-            assert_close(g, w, dtype)
+    assert_all_close(got, want, dtype)
 
 
 @SETTINGS
@@ -207,10 +207,7 @@ def test_conv_relu_pool_block_matches_twin(geometry, FN, dtype, need_dx, seed):
     conv_h, conv_w = conv_output_hw(shape[2], shape[3], fh, fw, stride, pad)
     if conv_h + 2 * pp < ph or conv_w + 2 * pp < pw:
         return
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(shape).astype(dtype)
-    W = rng.standard_normal((FN, shape[1], fh, fw)).astype(dtype)
-    b = rng.standard_normal(FN).astype(dtype)
+    rng, x, W, b = conv_operands(shape, FN, fh, fw, dtype, seed)
     out, argmax, ctx = jit.conv_relu_pool_forward(x, W, b, stride, pad, ph, pw, ps, pp)
     ref_out, ref_argmax, ref_ctx = reference.conv_relu_pool_forward(x, W, b, stride, pad,
                                                                     ph, pw, ps, pp)
@@ -221,11 +218,7 @@ def test_conv_relu_pool_block_matches_twin(geometry, FN, dtype, need_dx, seed):
     args = (stride, pad, ph, pw, ps, pp, need_dx)
     got = jit.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ctx, *args)
     want = reference.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ref_ctx, *args)
-    for g, w in zip(got, want):
-        if w is None:
-            assert g is None
-        else:
-            assert_close(g, w, dtype)
+    assert_all_close(got, want, dtype)
 
 
 @pytest.mark.parametrize("pool", [(2, 2, 2, 0), (3, 3, 1, 1)])
