@@ -44,9 +44,16 @@ def using_backend(name):
         _current = previous
 
 
+_loaded = {}
+
+
 def kernels(name=None):
     """The kernel module of ``name`` (default: the current backend)."""
-    return importlib.import_module(_MODULES[_checked(name or _current)])
+    name = _current if name is None else _checked(name)
+    module = _loaded.get(name)
+    if module is None:  # layers ask on every call: import once
+        module = _loaded[name] = importlib.import_module(_MODULES[name])
+    return module
 
 
 backend = using_backend  # short name inside this module; the package exports using_backend

@@ -22,6 +22,7 @@ __all__ = ["matmul", "run_parts", "single_threaded_blas"]
 PARTS = 2                 # how many pieces a large product is cut into
 MIN_SPLIT_FLOPS = 2e7     # smaller products run in one call: a hand-off costs ~25 us
 MIN_SPLIT_DIM = 64        # an output side shorter than this is not split
+OPENBLAS_SERIAL_MNK = 65536 * 4  # OpenBLAS itself runs a GEMM with m*n*k up to this serially
 
 _executor = None
 _blas = None
@@ -80,6 +81,8 @@ def matmul(a, b):
     m, k = a.shape
     n = b.shape[1]
     dtype = np.result_type(a, b)
+    if m * n * k <= OPENBLAS_SERIAL_MNK:
+        return a @ b  # no worker thread wakes up: no need to pin BLAS to one thread
     with single_threaded_blas():
         if 2.0 * m * n * k < MIN_SPLIT_FLOPS:
             return a @ b
