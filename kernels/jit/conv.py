@@ -1,7 +1,7 @@
 """Convolution kernels compiled by Numba: im2col + GEMM, run as a per-thread pipeline.
 
 Same contract as ``fastconv.kernels.reference.conv``. The batch is cut into a fixed number of
-parts (``gemm.PARTS``) that threads run at once, and each part walks its images in chunks
+parts (``gemm.pieces``) that threads run at once, and each part walks its images in chunks
 whose im2col matrix fits in cache: im2col -> GEMM -> epilogue for the forward pass, and
 prologue -> im2col -> GEMMs -> col2im for the backward pass. The im2col matrix of a chunk
 is K-major, ``cols (C*FH*FW, images*out_h*out_w)``, so the GEMMs need no transposes, and it
@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from ..shapes import conv_output_hw
-from .gemm import PARTS, run_parts, single_threaded_blas
+from .gemm import pieces, run_parts, single_threaded_blas
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward"]
 
@@ -182,12 +182,6 @@ def chunk_images(C, filter_h, filter_w, out_h, out_w, itemsize):
     return max(1, CHUNK_BYTES // (C * filter_h * filter_w * out_h * out_w * itemsize))
 
 
-def batch_parts(N):
-    """The fixed split of the batch into PARTS ranges (empty ranges dropped)."""
-    bounds = np.linspace(0, N, PARTS + 1).astype(int)
-    return [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
-
-
 def forward_pipeline(x, W, stride, pad, epilogue):
     """For each chunk of images: im2col, rows = W @ cols, epilogue(rows, n0). Parallel parts."""
     FN, C, FH, FW = W.shape
@@ -209,7 +203,7 @@ def forward_pipeline(x, W, stride, pad, epilogue):
             epilogue(Wm @ cols, n0)
 
     with single_threaded_blas():
-        run_parts([lambda lo=lo, hi=hi: part(lo, hi) for lo, hi in batch_parts(N)])
+        _images_parallel(part, N)
 
 
 def backward_pipeline(x, W, stride, pad, need_dx, prologue):
@@ -247,7 +241,7 @@ def backward_pipeline(x, W, stride, pad, need_dx, prologue):
         return dW, db
 
     with single_threaded_blas():
-        partials = run_parts([lambda lo=lo, hi=hi: part(lo, hi) for lo, hi in batch_parts(N)])
+        partials = _images_parallel(part, N)
     dW, db = partials[0]
     for more_dW, more_db in partials[1:]:
         dW = dW + more_dW
@@ -256,7 +250,8 @@ def backward_pipeline(x, W, stride, pad, need_dx, prologue):
 
 
 def _images_parallel(kernel, N):
-    run_parts([lambda lo=lo, hi=hi: kernel(lo, hi) for lo, hi in batch_parts(N)])
+    """[kernel(lo, hi) for each fixed part of the batch], the parts run at once."""
+    return run_parts([lambda lo=lo, hi=hi: kernel(lo, hi) for lo, hi in pieces(N)])
 
 
 def im2col(x, filter_h, filter_w, stride=1, pad=0):

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-__all__ = ["matmul", "run_parts", "single_threaded_blas"]
+__all__ = ["matmul", "pieces", "run_parts", "single_threaded_blas"]
 
 PARTS = 2                 # how many pieces a large product is cut into
 MIN_SPLIT_FLOPS = 2e7     # smaller products run in one call: a hand-off costs ~25 us
@@ -62,9 +62,12 @@ def single_threaded_blas():
                 lib.set_num_threads(count)
 
 
-def _pieces(size, parts):
+def pieces(size, parts=PARTS):
+    """[lo, hi) ranges cutting range(size) into at most `parts` near-equal non-empty pieces.
+
+    Depends on the sizes only, never on the thread count."""
     bounds = np.linspace(0, size, parts + 1).astype(int)
-    return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    return [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
 
 
 def run_parts(tasks):
@@ -89,14 +92,16 @@ def matmul(a, b):
         out = np.empty((m, n), dtype=dtype)
         if max(m, n) >= MIN_SPLIT_DIM:
             if m >= n:
-                tasks = [lambda s=s: np.matmul(a[s], b, out=out[s]) for s in _pieces(m, PARTS)]
+                tasks = [lambda lo=lo, hi=hi: np.matmul(a[lo:hi], b, out=out[lo:hi])
+                         for lo, hi in pieces(m)]
             else:
-                tasks = [lambda s=s: np.matmul(a, b[:, s], out=out[:, s])
-                         for s in _pieces(n, PARTS)]
+                tasks = [lambda lo=lo, hi=hi: np.matmul(a, b[:, lo:hi], out=out[:, lo:hi])
+                         for lo, hi in pieces(n)]
             run_parts(tasks)
             return out
-        partials = run_parts([lambda s=s: a[:, s] @ b[s] for s in _pieces(k, PARTS)])
-        np.add(partials[0], partials[1], out=out)
-        for extra in partials[2:]:
+        partials = run_parts([lambda lo=lo, hi=hi: a[:, lo:hi] @ b[lo:hi]
+                              for lo, hi in pieces(k)])
+        out[...] = partials[0]
+        for extra in partials[1:]:
             out += extra
         return out
