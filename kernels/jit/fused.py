@@ -22,9 +22,12 @@ def _bias_relu_to_nchw(rows, b, n0, out):
     _, FN, P = out.shape
     for i in range(rows.shape[1] // P):
         for f in range(FN):
+            src = rows[f, i * P:(i + 1) * P]
+            dst = out[n0 + i, f]
+            bias = b[f]
             for p in range(P):
-                v = rows[f, i * P + p] + b[f]
-                out[n0 + i, f, p] = 0 if v <= 0 else v  # the book's ReLU: NaN passes
+                v = src[p] + bias
+                dst[p] = 0 if v <= 0 else v  # the book's ReLU: NaN passes
 
 
 @njit(nogil=True, cache=True)
@@ -35,27 +38,29 @@ def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, po
     for i in range(rows.shape[1] // P):
         for f in range(FN):
             flat = rows[f, i * P:(i + 1) * P]
+            bias = b[f]
             for p in range(P):
-                v = flat[p] + b[f]
+                v = flat[p] + bias
                 flat[p] = 0 if v <= 0 else v
             _pool_plane(flat.reshape((conv_h, conv_w)), pool_h, pool_w, pool_stride, pool_pad,
                         out[n0 + i, f], argmax[n0 + i, f])
 
 
 @njit(nogil=True, cache=True)
-def _relu_grad_to_rows(dout, out, n0, rows, db_acc):
+def _relu_grad_to_rows(dout, out, n0, rows):
     _, FN, P = dout.shape
     for i in range(rows.shape[1] // P):
         for f in range(FN):
+            grad = dout[n0 + i, f]
+            kept = out[n0 + i, f]
+            dst = rows[f, i * P:(i + 1) * P]
             for p in range(P):
-                v = dout[n0 + i, f, p] if out[n0 + i, f, p] != 0 else 0
-                rows[f, i * P + p] = v
-                db_acc[f] += v
+                dst[p] = grad[p] if kept[p] != 0 else 0
 
 
 @njit(nogil=True, cache=True)
 def _pool_relu_grad_to_rows(dout, out, argmax, n0, n1, conv_w, P, pool_w, pool_stride,
-                            pool_pad, rows, db_acc):
+                            pool_pad, rows):
     _, FN, out_h, out_w = dout.shape
     rows[:] = 0
     for n in range(n0, n1):
@@ -70,7 +75,6 @@ def _pool_relu_grad_to_rows(dout, out, argmax, n0, n1, conv_w, P, pool_w, pool_s
                     oy = py * pool_stride - pool_pad + k // pool_w
                     ox = px * pool_stride - pool_pad + k % pool_w
                     rows[f, base + oy * conv_w + ox] += g
-                    db_acc[f] += g
 
 
 def conv_relu_forward(x, W, b, stride, pad):
@@ -88,7 +92,7 @@ def conv_relu_backward(dout, out, x, W, ctx, stride, pad, need_dx=True):
     dout = np.ascontiguousarray(dout).reshape(N, FN, -1)
     out = out.reshape(N, FN, -1)
     return backward_pipeline(x, W, stride, pad, need_dx,
-                             lambda n0, n1, rows, db: _relu_grad_to_rows(dout, out, n0, rows, db))
+                             lambda n0, n1, rows: _relu_grad_to_rows(dout, out, n0, rows))
 
 
 def conv_relu_pool_forward(x, W, b, stride, pad, pool_h, pool_w, pool_stride, pool_pad):
@@ -109,7 +113,7 @@ def conv_relu_pool_backward(dout, out, argmax, x, W, ctx, stride, pad,
     N, _, H, Wd = x.shape
     conv_h, conv_w = conv_output_hw(H, Wd, W.shape[2], W.shape[3], stride, pad)
     dout = np.ascontiguousarray(dout)
-    return backward_pipeline(x, W, stride, pad, need_dx, lambda n0, n1, rows, db:
+    return backward_pipeline(x, W, stride, pad, need_dx, lambda n0, n1, rows:
                              _pool_relu_grad_to_rows(dout, out, argmax, n0, n1, conv_w,
                                                      conv_h * conv_w, pool_w, pool_stride,
-                                                     pool_pad, rows, db))
+                                                     pool_pad, rows))
