@@ -14,8 +14,8 @@ def as_float_array(name, a, ndim=None):
                             f"got {type(a).__name__}") from exc
     if a.dtype.type not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64; got {a.dtype}")
-    if ndim is not None and a.ndim not in np.atleast_1d(ndim):
-        expected = " or ".join(f"{d}-D" for d in np.atleast_1d(ndim))
+    if ndim is not None and a.ndim not in (ndims := ndim if isinstance(ndim, tuple) else (ndim,)):
+        expected = " or ".join(f"{d}-D" for d in ndims)
         raise ValueError(f"{name} must be {expected}; got shape {a.shape}")
     return a
 

@@ -94,3 +94,40 @@ def test_serial_and_parallel_builds_agree():
         m, v = np.zeros_like(x), np.zeros_like(x)
         build(param, x, m, v, np.float32(1e-3), np.float32(0.9), np.float32(0.999), np.float32(1e-7))
     np.testing.assert_array_equal(params[0], params[1])
+
+
+
+class _FakeBlas:
+    """Stands in for a threadpoolctl controller and records what it was asked."""
+
+    def __init__(self, threads):
+        self.threads = threads
+        self.calls = 0
+
+    def get_num_threads(self):
+        self.calls += 1
+        return self.threads
+
+    def set_num_threads(self, n):
+        self.calls += 1
+        self.threads = n
+
+
+def test_blas_pin_is_reentrant_and_restores_the_outer_count(monkeypatch):
+    from fastconv.kernels.jit import gemm
+    lib = _FakeBlas(threads=2)
+    monkeypatch.setattr(gemm, "_blas_controllers", lambda: [lib])
+    with gemm.single_threaded_blas():
+        assert lib.threads == 1
+        calls = lib.calls
+        with gemm.single_threaded_blas():  # nested: no pin, no restore, no calls at all
+            assert lib.threads == 1
+        assert lib.calls == calls and lib.threads == 1
+    assert lib.threads == 2
+    with pytest.raises(RuntimeError):
+        with gemm.single_threaded_blas():
+            raise RuntimeError("restored even when the block raises")
+    assert lib.threads == 2
+    with gemm.single_threaded_blas():  # the depth went back to 0: this block pins again
+        assert lib.threads == 1
+    assert lib.threads == 2

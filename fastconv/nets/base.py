@@ -22,6 +22,7 @@ Differences from the book, common to every network:
 """
 import numpy as np
 
+from fastconv import backend as _backend
 from fastconv.gradient import numerical_gradient as _numerical_gradient
 from fastconv.kernels.shapes import conv_output_hw
 from fastconv.layers import BatchNormalization, Dropout
@@ -90,11 +91,12 @@ class Network:
         # Convolution -> Relu (-> Pooling) runs go through one fused kernel; backprop walks
         # the same steps back
         self._steps = fuse(self._layer_list())
-        for step in self._steps:
-            if isinstance(step, (Dropout, BatchNormalization)):
-                x = step.forward(x, train_flg)
-            else:
-                x = step.forward(x)
+        with _backend.kernels().blas_scope():
+            for step in self._steps:
+                if isinstance(step, (Dropout, BatchNormalization)):
+                    x = step.forward(x, train_flg)
+                else:
+                    x = step.forward(x)
         return x
 
     def _loss(self, x, t, train_flg):
@@ -120,10 +122,11 @@ class Network:
         The forward pass runs in training mode (dropout masks drawn, batch statistics used),
         as in the book.
         """
-        self.last_loss = self._loss(x, t, train_flg=True)
-        dout = self.last_layer.backward(1)
-        for step in reversed(self._steps):
-            dout = step.backward(dout)
+        with _backend.kernels().blas_scope():  # one BLAS pin for the step, not one per GEMM
+            self.last_loss = self._loss(x, t, train_flg=True)
+            dout = self.last_layer.backward(1)
+            for step in reversed(self._steps):
+                dout = step.backward(dout)
         lam = getattr(self, "weight_decay_lambda", 0)
         grads = {}
         for key, layer, _, grad_attr in self._slots:

@@ -9,9 +9,9 @@ import numpy as np
 from numba import njit, prange
 
 from .dispatch import parallel_above
-from .gemm import matmul
+from .gemm import blas_scope, matmul
 
-__all__ = ["relu_forward", "relu_backward", "affine_forward", "affine_backward",
+__all__ = ["blas_scope", "relu_forward", "relu_backward", "affine_forward", "affine_backward",
            "softmax_cross_entropy_forward", "softmax_cross_entropy_backward"]
 
 

@@ -12,12 +12,13 @@ products summed in a fixed order. Results are therefore identical with 1 thread 
 """
 import atexit
 import contextlib
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 
-__all__ = ["matmul", "pieces", "run_parts", "single_threaded_blas"]
+__all__ = ["matmul", "pieces", "run_parts", "single_threaded_blas", "blas_scope"]
 
 PARTS = 2                 # how many pieces a large product is cut into
 MIN_SPLIT_FLOPS = 2e7     # smaller products run in one call: a hand-off costs ~25 us
@@ -26,6 +27,7 @@ OPENBLAS_SERIAL_MNK = 65536 * 4  # OpenBLAS itself runs a GEMM with m*n*k up to 
 
 _executor = None
 _blas = None
+_pinned = threading.local()  # .depth: how many single_threaded_blas blocks this thread is in
 
 
 def _pool():
@@ -49,17 +51,35 @@ def _blas_controllers():
 
 @contextlib.contextmanager
 def single_threaded_blas():
-    """BLAS on one thread inside the block; its previous thread count is restored after."""
-    saved = [(lib, lib.get_num_threads()) for lib in _blas_controllers()]
-    for lib, count in saved:
-        if count != 1:
-            lib.set_num_threads(1)
+    """BLAS on one thread inside the block; its previous thread count is restored after.
+
+    Re-entrant: blocks nested in one thread pin and restore once, at the outermost block.
+    A pin and restore through threadpoolctl costs ~9 us, a tenth of a TwoLayerNet step, so a
+    network wraps its whole step in one block (``blas_scope``) and the GEMMs inside it pay
+    nothing.
+    """
+    depth = getattr(_pinned, "depth", 0)
+    _pinned.depth = depth + 1
     try:
-        yield
-    finally:
+        if depth:
+            yield
+            return
+        saved = [(lib, lib.get_num_threads()) for lib in _blas_controllers()]
         for lib, count in saved:
             if count != 1:
-                lib.set_num_threads(count)
+                lib.set_num_threads(1)
+        try:
+            yield
+        finally:
+            for lib, count in saved:
+                if count != 1:
+                    lib.set_num_threads(count)
+    finally:
+        _pinned.depth = depth
+
+
+# What a network step runs inside (see fastconv.nets): for this backend, one BLAS pin.
+blas_scope = single_threaded_blas
 
 
 def pieces(size, parts=PARTS):
