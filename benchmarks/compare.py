@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """fastconv vs the book's code (fastconv's NumPy backend) vs PyTorch on the CPU, in one run.
 
-    python benchmarks/compare.py [--threads 2] [--out benchmarks/results] [--quick]
+    python benchmarks/compare.py [--threads 2] [--rounds 3] [--out benchmarks/results] [--quick]
 
 Every measurement runs in its own subprocess whose thread settings (``OMP_NUM_THREADS``,
 ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``, ``NUMBA_NUM_THREADS``) are in the environment
@@ -13,9 +13,12 @@ Contenders: fastconv (Numba backend, float32); the book's algorithms (fastconv's
 backend, float64 like the book); PyTorch (``benchmarks/torch_models.py``, float32) when it is
 importable, else its columns say "n/a". A training step is what the book's Trainer does per
 mini-batch of 100: fastconv ``net.gradient`` + ``optimizer.update``; PyTorch ``zero_grad``,
-forward, cross-entropy, ``backward``, ``optimizer.step``. Times are medians over N calls
-after warm-up calls (so JIT compilation is never timed), except "first training step", which
-is exactly the first step of a fresh process whose Numba cache an earlier process warmed.
+forward, cross-entropy, ``backward``, ``optimizer.step``. A run's time is the median over N
+calls after warm-up calls (so JIT compilation is never timed), except "first training step",
+which is exactly the first step of a fresh process whose Numba cache an earlier process
+warmed. The whole set is measured ``--rounds`` times, contenders taking turns within a
+round; the table shows medians over rounds and the range of the per-round ratios, because on
+a shared 2-core machine a noisy spell can slow one run by 30%.
 
 Writes ``<out>/compare.md`` (the table) and ``<out>/compare.png`` (grouped bar charts) and
 prints the table. This file is not an asv suite; it imports nothing heavy at module level so
@@ -193,70 +196,75 @@ def fmt_seconds(s):
     return f"{s * 1e3:.3g} ms" if s < 1 else f"{s:.3g} s"
 
 
-def run_all(threads, quick, with_torch, log=print):
-    """{(workload, framework): result dict} plus the 1-thread runs under key 'simple_step@1'."""
+def run_all(threads, quick, with_torch, rounds=3, log=print):
+    """{(workload, framework): [result dict per round]}, the 1-thread and 2-thread SimpleConvNet
+    runs under 'simple_step@1' and 'simple_step@2'.
+
+    Each round measures every contender once, one after another, so a spell of machine noise
+    lands in one round of each contender instead of in every run of one of them; the table
+    takes medians over rounds and shows the spread of the per-round ratios.
+    """
     frameworks = [f for f in FRAMEWORKS if with_torch or f != "torch"]
     results = {}
-    for workload, (fast_rep, book_rep) in REPEATS.items():
-        for framework in frameworks:
-            warmup, number = book_rep if framework == "book" else fast_rep
+    for round_index in range(rounds):
+        log(f"round {round_index + 1} of {rounds}")
+        order = frameworks if round_index % 2 == 0 else frameworks[::-1]
+        for workload, (fast_rep, book_rep) in REPEATS.items():
+            for framework in order:
+                warmup, number = book_rep if framework == "book" else fast_rep
+                if quick:
+                    number = max(2, number // 5)
+                results.setdefault((workload, framework), []).append(
+                    measure(framework, workload, threads, (warmup, number), log))
+        # thread scaling of the SimpleConvNet step: 1 thread against 2 threads
+        for framework in order:
+            warmup, number = REPEATS["simple_step"][1 if framework == "book" else 0]
             if quick:
                 number = max(2, number // 5)
-            results[workload, framework] = measure(framework, workload, threads,
-                                                   (warmup, number), log)
-    # first step: one subprocess warms the Numba cache (and the OS file cache), then the
-    # median over three fresh subprocesses
+            for n in (1, 2):
+                results.setdefault(("simple_step@%d" % n, framework), []).append(
+                    results["simple_step", framework][-1] if n == threads else
+                    measure(framework, "simple_step", n, (warmup, number), log))
+    # first step: one subprocess warms the Numba cache (and the OS file cache), then one
+    # fresh subprocess per round
     for framework in frameworks:
         measure(framework, "first_step", threads, log=log, note="  [cache warm-up, not used]")
-        runs = [measure(framework, "first_step", threads, log=log)
-                for _ in range(1 if quick else 3)]
-        runs.sort(key=lambda r: r["seconds"])
-        results["first_step", framework] = runs[len(runs) // 2]
-    # thread scaling of the SimpleConvNet step: 1 thread against 2 threads
-    warm, number = REPEATS["simple_step"][0]
-    for framework in frameworks:
-        rep = REPEATS["simple_step"][1] if framework == "book" else (warm, number)
-        if quick:
-            rep = (rep[0], max(2, rep[1] // 5))
-        for n in (1, 2):
-            if n == threads:
-                results["simple_step@%d" % n, framework] = results["simple_step", framework]
-            else:
-                results["simple_step@%d" % n, framework] = measure(framework, "simple_step", n,
-                                                                   rep, log)
+        results["first_step", framework] = [measure(framework, "first_step", threads, log=log)
+                                            for _ in range(rounds)]
     return results
 
 
 def build_rows(results):
-    """Table rows: dicts with label, kind ('s', 'x' or 'MB'), values per framework, target."""
-    def value(key, framework, field="seconds"):
-        r = results.get((key, framework))
-        return None if r is None else r[field]
+    """Table rows: dicts with label, kind ('s', 'x' or 'MB'), values per framework (median over
+    rounds), the fastconv/PyTorch ratio (median of the per-round ratios) and its range."""
+    def per_round(key, framework, field="seconds"):
+        return [r[field] for r in results.get((key, framework), [])]
+
+    def speedups(framework):
+        return [one / two for one, two in zip(per_round("simple_step@1", framework),
+                                                per_round("simple_step@2", framework))]
 
     rows = []
     ratio_targets = {"simple_step": 0.5, "deep_step": 1.0, "two_layer_step": 0.7,
                      "inference": 0.5}
     for workload in ("simple_step", "deep_step", "two_layer_step", "inference", "first_step"):
         row = {"label": WORKLOADS[workload][0], "kind": "s",
-               "values": {f: value(workload, f) for f in FRAMEWORKS}}
-        if workload in ratio_targets:
-            row["target"] = ("ratio", ratio_targets[workload])
-        else:
-            row["target"] = ("fastconv_max", 2.0)
+               "rounds": {f: per_round(workload, f) for f in FRAMEWORKS}}
+        row["target"] = (("ratio", ratio_targets[workload]) if workload in ratio_targets
+                         else ("fastconv_max", 2.0))
         rows.append(row)
-    speedups = {}
-    for f in FRAMEWORKS:
-        one, two = value("simple_step@1", f), value("simple_step@2", f)
-        speedups[f] = None if one is None or two is None else one / two
     rows.append({"label": "SimpleConvNet step, 2 threads vs 1 thread speed-up", "kind": "x",
-                 "values": speedups, "target": ("fastconv_min", 1.7)})
+                 "rounds": {f: speedups(f) for f in FRAMEWORKS}, "target": ("fastconv_min", 1.7)})
     for workload, label in (("simple_step", "peak RSS, SimpleConvNet training steps"),
                             ("inference", "peak RSS, SimpleConvNet 10k inference")):
         rows.append({"label": label, "kind": "MB", "target": None,
-                     "values": {f: value(workload, f, "maxrss_mb") for f in FRAMEWORKS}})
+                     "rounds": {f: per_round(workload, f, "maxrss_mb") for f in FRAMEWORKS}})
     for row in rows:
-        fast, torch = row["values"]["fastconv"], row["values"]["torch"]
-        row["ratio"] = None if fast is None or torch is None else fast / torch
+        row["values"] = {f: statistics.median(v) if v else None for f, v in row["rounds"].items()}
+        ratios = [a / b for a, b in zip(row["rounds"]["fastconv"], row["rounds"]["torch"])]
+        row["ratio"] = statistics.median(ratios) if ratios else None
+        row["ratio_range"] = (min(ratios), max(ratios)) if ratios else None
+        fast = row["values"]["fastconv"]
         kind, limit = row["target"] or (None, None)
         if kind == "ratio":
             row["target_text"] = f"≤ {limit:g}× PyTorch"
@@ -286,16 +294,17 @@ def markdown(rows, header_lines):
     out = list(header_lines) + [
         "",
         "| workload | book's code (NumPy backend) | PyTorch | fastconv | fastconv/PyTorch "
-        "| target | met? |",
-        "|---|---:|---:|---:|---:|---|---|",
+        "| per round | target | met? |",
+        "|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in rows:
         v = row["values"]
         ratio = "n/a" if row["ratio"] is None else f"{row['ratio']:.2f}"
+        spread = "n/a" if row["ratio_range"] is None else "{:.2f}–{:.2f}".format(*row["ratio_range"])
         met = {True: "yes", False: "**no**", None: "n/a" if row["target"] else "—"}[row["met"]]
         out.append(f"| {row['label']} | {fmt_value(v['book'], row['kind'])} "
                    f"| {fmt_value(v['torch'], row['kind'])} "
-                   f"| {fmt_value(v['fastconv'], row['kind'])} | {ratio} "
+                   f"| {fmt_value(v['fastconv'], row['kind'])} | {ratio} | {spread} "
                    f"| {row['target_text']} | {met} |")
     return "\n".join(out) + "\n"
 
@@ -363,6 +372,8 @@ def main(argv=None):
                         help="folder for compare.md and compare.png")
     parser.add_argument("--quick", action="store_true",
                         help="a fifth of the repeats, one first-step run: to try the script")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of measurements, every contender once per round (default 3)")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -376,12 +387,15 @@ def main(argv=None):
     with_torch = not args.no_torch and torch_available()
     started = datetime.datetime.now()
     print(f"threads: {args.threads}; PyTorch: {'yes' if with_torch else 'not importable, n/a'}")
-    results = run_all(args.threads, args.quick, with_torch)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    results = run_all(args.threads, args.quick, with_torch, args.rounds)
     rows = build_rows(results)
 
     versions = {}
-    for r in results.values():
-        versions.update(r["versions"])
+    for runs in results.values():
+        for r in runs:
+            versions.update(r["versions"])
     command = "python benchmarks/compare.py " + " ".join(
         a for a in (argv if argv is not None else sys.argv[1:]))
     header = [
@@ -391,9 +405,11 @@ def main(argv=None):
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"{args.threads} thread(s) for every contender; "
         + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
-        + f"; Python {platform.python_version()}. Times are medians after warm-up; "
-        "the book's code is fastconv's NumPy backend in float64, PyTorch and fastconv run "
-        "float32.",
+        + f"; Python {platform.python_version()}. Each of {args.rounds} round(s) runs every "
+        "contender once; a time is the median over rounds of each run's median after warm-up, "
+        "fastconv/PyTorch is the median of the per-round ratios and \"per round\" their "
+        "range. The book's code is fastconv's NumPy backend in float64, PyTorch and fastconv "
+        "run float32.",
     ]
     table = markdown(rows, header)
     os.makedirs(args.out, exist_ok=True)
