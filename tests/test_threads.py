@@ -77,6 +77,23 @@ def test_split_matmul_is_thread_count_independent(run_with_threads, shape, dtype
     np.testing.assert_allclose(one, a @ b, rtol=rtol, atol=rtol * np.sqrt(k))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_affine_backward_products_side_by_side_are_thread_count_independent(run_with_threads,
+                                                                            dtype):
+    # SimpleConvNet's hidden Affine: big enough that dx and dW run on separate threads
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((100, 4320)).astype(dtype)
+    W = rng.standard_normal((4320, 100)).astype(dtype)
+    dout = rng.standard_normal((100, 100)).astype(dtype)
+    one = run_with_threads(1, lambda: jit.affine_backward(dout, x, W))
+    two = run_with_threads(2, lambda: jit.affine_backward(dout, x, W))
+    for a, b, want in zip(one, two, (dout @ W.T, x.T @ dout, dout.sum(axis=0))):
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == dtype and a.shape == want.shape
+        rtol = 1e-4 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(a, want, rtol=rtol, atol=rtol * 100)
+
+
 def test_serial_and_parallel_builds_agree():
     """parallel_above picks a build by size; both builds must give the same bits."""
     from fastconv.kernels.jit import elementwise, optim

@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from .dispatch import parallel_above
-from .gemm import blas_scope, matmul
+from .gemm import blas_scope, matmul, matmul_pair
 
 __all__ = ["blas_scope", "relu_forward", "relu_backward", "affine_forward", "affine_backward",
            "softmax_cross_entropy_forward", "softmax_cross_entropy_backward"]
@@ -103,10 +103,12 @@ def affine_forward(x, W, b):
 
 def affine_backward(dout, x, W, need_dx=True):
     dout = np.ascontiguousarray(dout)
-    dx = matmul(dout, W.T) if need_dx else None
     db = np.empty(dout.shape[1], dtype=dout.dtype)
     _column_sum(dout, db)
-    return dx, matmul(x.T, dout), db
+    if not need_dx:
+        return None, matmul(x.T, dout), db
+    dx, dW = matmul_pair(dout, W.T, x.T, dout)
+    return dx, dW, db
 
 
 def softmax_cross_entropy_forward(x, t):
