@@ -45,8 +45,13 @@ def all_kernels(dtype):
                                               1, 1, 3, 3, 2, 1)
     relu_block, ctx = jit.conv_relu_forward(x, W, b, 1, 1)
     relu_grads = jit.conv_relu_backward(relu_block, relu_block, x, W, ctx, 1, 1)
+    wide = rng.standard_normal((100, 700)).astype(dtype)  # above the parallel threshold
+    scale, shift = rng.standard_normal((2, 700)).astype(dtype)
+    bn = jit.batchnorm_forward(wide, scale, shift, dtype(1e-6))
+    bn_grads = jit.batchnorm_backward(wide, *bn[3:6], scale)
     return [out, col, dcol, dx, dW, db, pooled, argmax, dpool, r, mask, dr, scores, adx, adW, adb,
-            y, np.asarray(loss), dy, block, block_argmax, *block_grads, relu_block, *relu_grads]
+            y, np.asarray(loss), dy, block, block_argmax, *block_grads, relu_block, *relu_grads,
+            *bn, *bn_grads]
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")

@@ -1,5 +1,6 @@
 import numpy as np
 
+from fastconv.backend import kernels
 from fastconv._validate import as_float_array, check_shape, common_dtype
 
 
@@ -60,20 +61,18 @@ class BatchNormalization:
         if self.running_mean is None:
             self.running_mean = np.zeros(x.shape[1], dtype=dtype)
             self.running_var = np.zeros(x.shape[1], dtype=dtype)
-        if train_flg:
-            mu = x.mean(axis=0)
-            xc = x - mu
-            var = np.mean(xc ** 2, axis=0)
-            std = np.sqrt(var + eps)
-            xn = xc / std
-            self.batch_size = x.shape[0]
-            self.xc, self.xn, self.std = xc, xn, std
-            m = self.momentum
-            self.running_mean = m * self.running_mean + (1 - m) * mu
-            self.running_var = m * self.running_var + (1 - m) * var
-        else:
+        if not train_flg:
             xn = (x - self.running_mean) / np.sqrt(self.running_var + eps)
-        return self.gamma * xn + self.beta
+            return self.gamma * xn + self.beta
+        gamma = np.asarray(self.gamma, dtype=dtype).reshape(-1)
+        beta = np.asarray(self.beta, dtype=dtype).reshape(-1)
+        out, mu, var, xc, xn, std = kernels().batchnorm_forward(x, gamma, beta, eps)
+        self.batch_size = x.shape[0]
+        self.xc, self.xn, self.std = xc, xn, std
+        m = self.momentum
+        self.running_mean = m * self.running_mean + (1 - m) * mu
+        self.running_var = m * self.running_var + (1 - m) * var
+        return out
 
     def backward(self, dout):
         dout = np.asarray(dout)
@@ -82,14 +81,8 @@ class BatchNormalization:
         return dx.reshape(*self.input_shape)
 
     def _backward(self, dout):
-        n = self.batch_size
-        dbeta = dout.sum(axis=0)
-        dgamma = np.sum(self.xn * dout, axis=0)
-        dxn = self.gamma * dout
-        dxc = dxn / self.std
-        dstd = -np.sum((dxn * self.xc) / (self.std * self.std), axis=0)
-        dvar = 0.5 * dstd / self.std
-        dxc += (2.0 / n) * self.xc * dvar
-        dmu = np.sum(dxc, axis=0)
-        self.dgamma, self.dbeta = dgamma, dbeta
-        return dxc - dmu / n
+        dtype = self.xc.dtype
+        gamma = np.asarray(self.gamma, dtype=dtype).reshape(-1)
+        dx, self.dgamma, self.dbeta = kernels().batchnorm_backward(
+            dout.astype(dtype, copy=False), self.xc, self.xn, self.std, gamma)
+        return dx
