@@ -184,3 +184,29 @@ class OptimizerUpdate:
         update, hyper = self.update, self.hyper
         for arrays in self.jobs:
             update(*arrays, *hyper)
+
+
+class BatchNorm:
+    """Training-mode batch norm of a batch of 100, forward and backward: the hidden layers of
+    the book's ch06 MultiLayerNetExtend (100 features) and a 784-feature input."""
+
+    params = ([100, 784], DTYPES, BACKENDS)
+    param_names = ["features", "dtype", "backend"]
+
+    def setup(self, features, dtype, backend):
+        self.k = kernels(backend)
+        rng = np.random.default_rng(0)
+        self.x = rng.standard_normal((100, features)).astype(dtype)
+        self.gamma = (1 + 0.1 * rng.standard_normal(features)).astype(dtype)
+        self.beta = (0.1 * rng.standard_normal(features)).astype(dtype)
+        self.eps = np.dtype(dtype).type(10e-7)
+        _, _, _, self.xc, self.xn, self.std = self.k.batchnorm_forward(
+            self.x, self.gamma, self.beta, self.eps)
+        self.dout = rng.standard_normal(self.x.shape).astype(dtype)
+        self.time_batchnorm_backward(features, dtype, backend)
+
+    def time_batchnorm_forward(self, features, dtype, backend):
+        self.k.batchnorm_forward(self.x, self.gamma, self.beta, self.eps)
+
+    def time_batchnorm_backward(self, features, dtype, backend):
+        self.k.batchnorm_backward(self.dout, self.xc, self.xn, self.std, self.gamma)
