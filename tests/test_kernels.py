@@ -253,3 +253,21 @@ def test_maxpool_nan_wins_like_np_argmax(pool):
     np.testing.assert_array_equal(out, ref_out)  # NaNs compare equal here
     np.testing.assert_array_equal(argmax, ref_argmax)
     assert np.isnan(out).any()
+
+
+@pytest.mark.parametrize("bias", [0.5, np.inf, -np.inf, np.nan])
+def test_conv_relu_pool_block_nan_and_infinite_bias_like_twin(bias):
+    # a NaN input pixel makes NaNs in the planes it reaches; an infinite or NaN bias makes a
+    # whole channel inf, 0 or NaN. Both must pool like the twin (the 2x2 fast path must not
+    # take such planes).
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 2, 8, 8))
+    x[0, 1, 3, 4] = np.nan
+    W = rng.standard_normal((3, 2, 3, 3))
+    b = np.array([0.0, bias, -0.25])
+    out, argmax, _ = jit.conv_relu_pool_forward(x, W, b, 1, 1, 2, 2, 2, 0)
+    ref_out, ref_argmax, _ = reference.conv_relu_pool_forward(x, W, b, 1, 1, 2, 2, 2, 0)
+    np.testing.assert_allclose(out, ref_out, rtol=1e-12, atol=1e-12)  # NaN matches NaN
+    same = (out == ref_out) | (np.isnan(out) & np.isnan(ref_out))
+    np.testing.assert_array_equal(argmax[same], ref_argmax[same])
+    assert np.isnan(out).any()

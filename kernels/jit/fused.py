@@ -11,7 +11,7 @@ from numba import njit
 
 from ..shapes import conv_output_hw
 from .conv import backward_pipeline, forward_pipeline
-from .pool import _pool_plane
+from .pool import _has_nan, _pool_plane
 
 __all__ = ["conv_relu_forward", "conv_relu_backward",
            "conv_relu_pool_forward", "conv_relu_pool_backward"]
@@ -20,14 +20,52 @@ __all__ = ["conv_relu_forward", "conv_relu_backward",
 @njit(nogil=True, cache=True)
 def _bias_relu_to_nchw(rows, b, n0, out):
     _, FN, P = out.shape
+    zero = out.dtype.type(0)
     for i in range(rows.shape[1] // P):
         for f in range(FN):
             src = rows[f, i * P:(i + 1) * P]
             dst = out[n0 + i, f]
             bias = b[f]
             for p in range(P):
-                v = src[p] + bias
-                dst[p] = 0 if v <= 0 else v  # the book's ReLU: NaN passes
+                dst[p] = _relu_of(src[p], bias, zero)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _relu_of(v, bias, zero):
+    """The book's ReLU of v + bias (NaN passes); zero has the arrays' dtype, since a literal
+    0 would make the result float64."""
+    v = v + bias
+    return zero if v <= 0 else v
+
+
+@njit(nogil=True, cache=True)
+def _bias_relu_pool_2x2(plane, bias, stride, out, argmax):
+    """_pool_plane's 2x2 select chain over relu(plane + bias), computed as it is read: one
+    pass over the GEMM output instead of a ReLU pass and then a pooling pass."""
+    out_h, out_w = out.shape
+    zero = out.dtype.type(0)
+    for py in range(out_h):
+        top = plane[py * stride]
+        bottom = plane[py * stride + 1]
+        out_row = out[py]
+        argmax_row = argmax[py]
+        for px in range(out_w):
+            x = px * stride
+            best, k = _relu_of(top[x], bias, zero), 0
+            v = _relu_of(top[x + 1], bias, zero)
+            gt = v > best
+            k = 1 if gt else k
+            best = v if gt else best
+            v = _relu_of(bottom[x], bias, zero)
+            gt = v > best
+            k = 2 if gt else k
+            best = v if gt else best
+            v = _relu_of(bottom[x + 1], bias, zero)
+            gt = v > best
+            k = 3 if gt else k
+            best = v if gt else best
+            out_row[px] = best
+            argmax_row[px] = k
 
 
 @njit(nogil=True, cache=True)
@@ -35,14 +73,21 @@ def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, po
                     out, argmax):
     FN = out.shape[1]
     P = conv_h * conv_w
+    fast = pool_h == 2 and pool_w == 2 and pool_pad == 0
+    zero = out.dtype.type(0)
     for i in range(rows.shape[1] // P):
         for f in range(FN):
             flat = rows[f, i * P:(i + 1) * P]
+            plane = flat.reshape((conv_h, conv_w))
             bias = b[f]
+            # with a finite bias, relu(plane + bias) holds a NaN only where plane does
+            if fast and abs(bias) < np.inf and not _has_nan(plane):
+                _bias_relu_pool_2x2(plane, bias, pool_stride, out[n0 + i, f],
+                                    argmax[n0 + i, f])
+                continue
             for p in range(P):
-                v = flat[p] + bias
-                flat[p] = 0 if v <= 0 else v
-            _pool_plane(flat.reshape((conv_h, conv_w)), pool_h, pool_w, pool_stride, pool_pad,
+                flat[p] = _relu_of(flat[p], bias, zero)
+            _pool_plane(plane, pool_h, pool_w, pool_stride, pool_pad,
                         out[n0 + i, f], argmax[n0 + i, f])
 
 
