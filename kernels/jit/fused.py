@@ -94,13 +94,14 @@ def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, po
 @njit(nogil=True, cache=True)
 def _relu_grad_to_rows(dout, out, n0, rows):
     _, FN, P = dout.shape
+    zero = rows.dtype.type(0)
     for i in range(rows.shape[1] // P):
         for f in range(FN):
             grad = dout[n0 + i, f]
             kept = out[n0 + i, f]
             dst = rows[f, i * P:(i + 1) * P]
             for p in range(P):
-                dst[p] = grad[p] if kept[p] != 0 else 0
+                dst[p] = grad[p] if kept[p] != 0 else zero
 
 
 @njit(nogil=True, cache=True)
