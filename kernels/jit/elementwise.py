@@ -43,6 +43,7 @@ def _add_row_vector(y, b):
 
 @parallel_above()
 def _column_sum(a, out):
+    # summed in float64 on purpose (like the conv kernels' bias gradient), stored in out's dtype
     for j in prange(a.shape[1]):
         total = 0.0
         for i in range(a.shape[0]):
@@ -53,12 +54,13 @@ def _column_sum(a, out):
 @parallel_above()
 def _softmax_cross_entropy_rows(x, t, eps, y, row_loss):
     N, K = x.shape
+    zero = x.dtype.type(0)
     for i in prange(N):
         peak = x[i, 0]
         for k in range(1, K):
             if x[i, k] > peak:
                 peak = x[i, k]
-        total = 0.0
+        total = zero
         for k in range(K):
             e = np.exp(x[i, k] - peak)
             y[i, k] = e
@@ -71,10 +73,11 @@ def _softmax_cross_entropy_rows(x, t, eps, y, row_loss):
 @parallel_above()
 def _softmax_cross_entropy_grad(y, t, n, dx):
     N, K = y.shape
+    one = y.dtype.type(1)
     for i in prange(N):
         for k in range(K):
             dx[i, k] = y[i, k] / n
-        dx[i, t[i]] = (y[i, t[i]] - 1) / n
+        dx[i, t[i]] = (y[i, t[i]] - one) / n
 
 
 def _writable_contiguous(a):

@@ -81,7 +81,7 @@ def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, po
             plane = flat.reshape((conv_h, conv_w))
             bias = b[f]
             # with a finite bias, relu(plane + bias) holds a NaN only where plane does
-            if fast and abs(bias) < np.inf and not _has_nan(plane):
+            if fast and np.isfinite(bias) and not _has_nan(plane):
                 _bias_relu_pool_2x2(plane, bias, pool_stride, out[n0 + i, f],
                                     argmax[n0 + i, f])
                 continue

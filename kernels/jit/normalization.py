@@ -55,10 +55,9 @@ def _forward_columns(x, gamma, beta, eps, out, mu, var, xc, xn, std):
 
 
 @parallel_above()
-def _backward_columns(dout, xc, xn, std, gamma, dx, dgamma, dbeta):
+def _backward_columns(dout, xc, xn, std, gamma, two_over_n, dx, dgamma, dbeta):
     N, D = dout.shape
     n = dout.dtype.type(N)
-    two_over_n = dout.dtype.type(2.0 / N)
     half = dout.dtype.type(0.5)
     for block in prange((D + COLUMNS - 1) // COLUMNS):
         lo = block * COLUMNS
@@ -111,6 +110,9 @@ def batchnorm_backward(dout, xc, xn, std, gamma):
     dx = np.empty_like(dout)
     dgamma = np.empty(D, dtype=dout.dtype)
     dbeta = np.empty(D, dtype=dout.dtype)
+    # 2/N rounded once to the dtype, as NumPy does with the twin's Python float (2.0 / n)
+    two_over_n = dout.dtype.type(2.0 / dout.shape[0])
     _backward_columns(dout, np.ascontiguousarray(xc), np.ascontiguousarray(xn),
-                      np.ascontiguousarray(std), np.ascontiguousarray(gamma), dx, dgamma, dbeta)
+                      np.ascontiguousarray(std), np.ascontiguousarray(gamma), two_over_n,
+                      dx, dgamma, dbeta)
     return dx, dgamma, dbeta

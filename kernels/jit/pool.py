@@ -19,7 +19,7 @@ def _window_argmax(plane, y0, x0, pool_h, pool_w):
     The first maximum wins and a NaN counts as the maximum, as in np.argmax.
     """
     H, W = plane.shape
-    best = -np.inf
+    best = plane.dtype.type(-np.inf)
     best_k = 0
     for ky in range(pool_h):
         iy = y0 + ky
