@@ -11,7 +11,7 @@ from numba import njit
 
 from ..shapes import conv_output_hw
 from .conv import backward_pipeline, forward_pipeline
-from .pool import _has_nan, _pool_plane
+from .pool import _has_nan, _pool_2x2, _pool_plane
 
 __all__ = ["conv_relu_forward", "conv_relu_backward",
            "conv_relu_pool_forward", "conv_relu_pool_backward"]
@@ -39,36 +39,6 @@ def _relu_of(v, bias, zero):
 
 
 @njit(nogil=True, cache=True)
-def _bias_relu_pool_2x2(plane, bias, stride, out, argmax):
-    """_pool_plane's 2x2 select chain over relu(plane + bias), computed as it is read: one
-    pass over the GEMM output instead of a ReLU pass and then a pooling pass."""
-    out_h, out_w = out.shape
-    zero = out.dtype.type(0)
-    for py in range(out_h):
-        top = plane[py * stride]
-        bottom = plane[py * stride + 1]
-        out_row = out[py]
-        argmax_row = argmax[py]
-        for px in range(out_w):
-            x = px * stride
-            best, k = _relu_of(top[x], bias, zero), 0
-            v = _relu_of(top[x + 1], bias, zero)
-            gt = v > best
-            k = 1 if gt else k
-            best = v if gt else best
-            v = _relu_of(bottom[x], bias, zero)
-            gt = v > best
-            k = 2 if gt else k
-            best = v if gt else best
-            v = _relu_of(bottom[x + 1], bias, zero)
-            gt = v > best
-            k = 3 if gt else k
-            best = v if gt else best
-            out_row[px] = best
-            argmax_row[px] = k
-
-
-@njit(nogil=True, cache=True)
 def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, pool_pad,
                     out, argmax):
     FN = out.shape[1]
@@ -82,8 +52,7 @@ def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, po
             bias = b[f]
             # with a finite bias, relu(plane + bias) holds a NaN only where plane does
             if fast and np.isfinite(bias) and not _has_nan(plane):
-                _bias_relu_pool_2x2(plane, bias, pool_stride, out[n0 + i, f],
-                                    argmax[n0 + i, f])
+                _pool_2x2(plane, pool_stride, out[n0 + i, f], argmax[n0 + i, f], bias, True)
                 continue
             for p in range(P):
                 flat[p] = _relu_of(flat[p], bias, zero)

@@ -47,32 +47,56 @@ def _has_nan(plane):
 
 
 @njit(cache=True, inline="always")
+def _cell(v, bias, zero, bias_relu):
+    """The value pooled: v itself, or the book's ReLU of v + bias (NaN passes)."""
+    if bias_relu:
+        v = v + bias
+        return zero if v <= 0 else v
+    return v
+
+
+@njit(cache=True)
+def _pool_2x2(plane, stride, out, argmax, bias, bias_relu):
+    """The book's 2x2 pool (pad 0, no NaN in the plane), unrolled into selects: a
+    data-dependent branch per cell mispredicts on real images and costs ~6x.
+
+    With ``bias_relu`` it pools relu(cell + bias) as it reads each cell: the fused conv block
+    reads its GEMM output once instead of in a ReLU pass and then a pooling pass.
+    """
+    out_h, out_w = out.shape
+    zero = out.dtype.type(0)
+    for py in range(out_h):
+        top = plane[py * stride]
+        bottom = plane[py * stride + 1]
+        out_row = out[py]
+        argmax_row = argmax[py]
+        for px in range(out_w):
+            x = px * stride
+            best, k = _cell(top[x], bias, zero, bias_relu), 0
+            v = _cell(top[x + 1], bias, zero, bias_relu)
+            gt = v > best
+            k = 1 if gt else k
+            best = v if gt else best
+            v = _cell(bottom[x], bias, zero, bias_relu)
+            gt = v > best
+            k = 2 if gt else k
+            best = v if gt else best
+            v = _cell(bottom[x + 1], bias, zero, bias_relu)
+            gt = v > best
+            k = 3 if gt else k
+            best = v if gt else best
+            out_row[px] = best
+            argmax_row[px] = k
+
+
+@njit(cache=True, inline="always")
 def _pool_plane(plane, pool_h, pool_w, stride, pad, out, argmax):
     """Max-pool one (H, W) plane into out and argmax (out_h, out_w)."""
     out_h, out_w = out.shape
     if pool_h == 2 and pool_w == 2 and pad == 0 and not _has_nan(plane):
-        # The book's 2x2 pool, unrolled into selects: a data-dependent branch per cell
-        # mispredicts on real images and costs ~6x. Planes holding a NaN take the general
-        # path: checking each window for one cost 40% of the pool.
-        for py in range(out_h):
-            top = plane[py * stride]
-            bottom = plane[py * stride + 1]
-            out_row = out[py]
-            argmax_row = argmax[py]
-            for px in range(out_w):
-                x = px * stride
-                best, k = top[x], 0
-                gt = top[x + 1] > best
-                k = 1 if gt else k
-                best = top[x + 1] if gt else best
-                gt = bottom[x] > best
-                k = 2 if gt else k
-                best = bottom[x] if gt else best
-                gt = bottom[x + 1] > best
-                k = 3 if gt else k
-                best = bottom[x + 1] if gt else best
-                out_row[px] = best
-                argmax_row[px] = k
+        # Planes holding a NaN take the general path: checking each window for one cost 40%
+        # of the pool.
+        _pool_2x2(plane, stride, out, argmax, out.dtype.type(0), False)
     else:
         for py in range(out_h):
             for px in range(out_w):
