@@ -300,7 +300,8 @@ def markdown(rows, header_lines):
     for row in rows:
         v = row["values"]
         ratio = "n/a" if row["ratio"] is None else f"{row['ratio']:.2f}"
-        spread = "n/a" if row["ratio_range"] is None else "{:.2f}–{:.2f}".format(*row["ratio_range"])
+        low_high = row["ratio_range"]
+        spread = "n/a" if low_high is None else "{:.2f}–{:.2f}".format(*low_high)
         met = {True: "yes", False: "**no**", None: "n/a" if row["target"] else "—"}[row["met"]]
         out.append(f"| {row['label']} | {fmt_value(v['book'], row['kind'])} "
                    f"| {fmt_value(v['torch'], row['kind'])} "

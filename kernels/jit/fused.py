@@ -11,7 +11,7 @@ from numba import njit
 
 from ..shapes import conv_output_hw
 from .conv import backward_pipeline, forward_pipeline
-from .pool import _has_nan, _pool_2x2, _pool_plane
+from .pool import _bias_relu, _has_nan, _pool_2x2, _pool_plane
 
 __all__ = ["conv_relu_forward", "conv_relu_backward",
            "conv_relu_pool_forward", "conv_relu_pool_backward"]
@@ -27,15 +27,7 @@ def _bias_relu_to_nchw(rows, b, n0, out):
             dst = out[n0 + i, f]
             bias = b[f]
             for p in range(P):
-                dst[p] = _relu_of(src[p], bias, zero)
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _relu_of(v, bias, zero):
-    """The book's ReLU of v + bias (NaN passes); zero has the arrays' dtype, since a literal
-    0 would make the result float64."""
-    v = v + bias
-    return zero if v <= 0 else v
+                dst[p] = _bias_relu(src[p], bias, zero)
 
 
 @njit(nogil=True, cache=True)
@@ -55,7 +47,7 @@ def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, po
                 _pool_2x2(plane, pool_stride, out[n0 + i, f], argmax[n0 + i, f], bias, True)
                 continue
             for p in range(P):
-                flat[p] = _relu_of(flat[p], bias, zero)
+                flat[p] = _bias_relu(flat[p], bias, zero)
             _pool_plane(plane, pool_h, pool_w, pool_stride, pool_pad,
                         out[n0 + i, f], argmax[n0 + i, f])
 

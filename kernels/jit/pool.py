@@ -47,21 +47,26 @@ def _has_nan(plane):
 
 
 @njit(cache=True, inline="always")
-def _cell(v, bias, zero, bias_relu):
-    """The value pooled: v itself, or the book's ReLU of v + bias (NaN passes)."""
-    if bias_relu:
-        v = v + bias
-        return zero if v <= 0 else v
-    return v
+def _bias_relu(v, bias, zero):
+    """The book's ReLU of v + bias (NaN passes). zero has the data's dtype: a literal 0 would
+    make the result float64."""
+    v = v + bias
+    return zero if v <= 0 else v
+
+
+@njit(cache=True, inline="always")
+def _cell(v, bias, zero, with_bias_relu):
+    """The value pooled: v itself, or _bias_relu(v, bias, zero)."""
+    return _bias_relu(v, bias, zero) if with_bias_relu else v
 
 
 @njit(cache=True)
-def _pool_2x2(plane, stride, out, argmax, bias, bias_relu):
+def _pool_2x2(plane, stride, out, argmax, bias, with_bias_relu):
     """The book's 2x2 pool (pad 0, no NaN in the plane), unrolled into selects: a
     data-dependent branch per cell mispredicts on real images and costs ~6x.
 
-    With ``bias_relu`` it pools relu(cell + bias) as it reads each cell: the fused conv block
-    reads its GEMM output once instead of in a ReLU pass and then a pooling pass.
+    With ``with_bias_relu`` it pools relu(cell + bias) as it reads each cell: the fused conv
+    block reads its GEMM output once instead of in a ReLU pass and then a pooling pass.
     """
     out_h, out_w = out.shape
     zero = out.dtype.type(0)
@@ -72,16 +77,16 @@ def _pool_2x2(plane, stride, out, argmax, bias, bias_relu):
         argmax_row = argmax[py]
         for px in range(out_w):
             x = px * stride
-            best, k = _cell(top[x], bias, zero, bias_relu), 0
-            v = _cell(top[x + 1], bias, zero, bias_relu)
+            best, k = _cell(top[x], bias, zero, with_bias_relu), 0
+            v = _cell(top[x + 1], bias, zero, with_bias_relu)
             gt = v > best
             k = 1 if gt else k
             best = v if gt else best
-            v = _cell(bottom[x], bias, zero, bias_relu)
+            v = _cell(bottom[x], bias, zero, with_bias_relu)
             gt = v > best
             k = 2 if gt else k
             best = v if gt else best
-            v = _cell(bottom[x + 1], bias, zero, bias_relu)
+            v = _cell(bottom[x + 1], bias, zero, with_bias_relu)
             gt = v > best
             k = 3 if gt else k
             best = v if gt else best
