@@ -19,6 +19,7 @@ from numba import njit
 
 from ..shapes import conv_output_hw
 from .gemm import pieces, run_parts, single_threaded_blas
+from .pool import _bias_relu
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward"]
 
@@ -181,15 +182,17 @@ def _crop_images(dxp, n0, n1, pad, dx):
 # index arithmetic written out, Numba's negative-index handling kept LLVM from vectorizing
 # them, and they ran 3-4x slower.
 @njit(nogil=True, cache=True)
-def _bias_to_nchw(rows, b, n0, out):
+def _bias_to_nchw(rows, b, n0, out, with_relu):
+    """out[n0 + i, f] = rows of image i + b[f], through the book's ReLU when with_relu."""
     _, FN, P = out.shape
+    zero = out.dtype.type(0)
     for i in range(rows.shape[1] // P):
         for f in range(FN):
             src = rows[f, i * P:(i + 1) * P]
             dst = out[n0 + i, f]
             bias = b[f]
             for p in range(P):
-                dst[p] = src[p] + bias
+                dst[p] = _bias_relu(src[p], bias, zero) if with_relu else src[p] + bias
 
 
 @njit(nogil=True, cache=True)
@@ -326,7 +329,8 @@ def conv2d_forward(x, W, b, stride=1, pad=0):
     N, _, H, Wd = x.shape
     out_h, out_w = conv_output_hw(H, Wd, W.shape[2], W.shape[3], stride, pad)
     out = np.empty((N, FN, out_h * out_w), dtype=x.dtype)
-    forward_pipeline(x, W, stride, pad, lambda rows, n0: _bias_to_nchw(rows, b, n0, out))
+    forward_pipeline(x, W, stride, pad,
+                     lambda rows, n0: _bias_to_nchw(rows, b, n0, out, False))
     return out.reshape(N, FN, out_h, out_w), None
 
 

@@ -10,24 +10,11 @@ import numpy as np
 from numba import njit
 
 from ..shapes import conv_output_hw
-from .conv import backward_pipeline, forward_pipeline
+from .conv import _bias_to_nchw, backward_pipeline, forward_pipeline
 from .pool import _bias_relu, _has_nan, _pool_2x2, _pool_plane
 
 __all__ = ["conv_relu_forward", "conv_relu_backward",
            "conv_relu_pool_forward", "conv_relu_pool_backward"]
-
-
-@njit(nogil=True, cache=True)
-def _bias_relu_to_nchw(rows, b, n0, out):
-    _, FN, P = out.shape
-    zero = out.dtype.type(0)
-    for i in range(rows.shape[1] // P):
-        for f in range(FN):
-            src = rows[f, i * P:(i + 1) * P]
-            dst = out[n0 + i, f]
-            bias = b[f]
-            for p in range(P):
-                dst[p] = _bias_relu(src[p], bias, zero)
 
 
 @njit(nogil=True, cache=True)
@@ -90,7 +77,8 @@ def conv_relu_forward(x, W, b, stride, pad):
     N, _, H, Wd = x.shape
     conv_h, conv_w = conv_output_hw(H, Wd, W.shape[2], W.shape[3], stride, pad)
     out = np.empty((N, FN, conv_h * conv_w), dtype=x.dtype)
-    forward_pipeline(x, W, stride, pad, lambda rows, n0: _bias_relu_to_nchw(rows, b, n0, out))
+    forward_pipeline(x, W, stride, pad,
+                     lambda rows, n0: _bias_to_nchw(rows, b, n0, out, True))
     return out.reshape(N, FN, conv_h, conv_w), None
 
 
