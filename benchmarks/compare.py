@@ -126,6 +126,48 @@ def _median_time(fn, warmup, number):
     return statistics.median(seconds), seconds
 
 
+def _thread_setter(framework):
+    """A function that sets the contender's thread count from inside its process."""
+    if framework == "torch":
+        import torch
+        return torch.set_num_threads
+    import numba
+    if framework == "fastconv":
+        return numba.set_num_threads
+    from threadpoolctl import ThreadpoolController
+    blas = ThreadpoolController().select(user_api="blas")
+
+    def set_book_threads(n):  # the NumPy backend's only threads are BLAS's
+        numba.set_num_threads(n)
+        blas.limit(limits=n)
+    return set_book_threads
+
+
+def _paired_speedup(fn, set_threads, threads, warmup, number):
+    """1 thread against `threads`, measured in pairs a few milliseconds apart.
+
+    Each pair times one step on 1 thread and one on `threads` (which goes first alternates),
+    each after an untimed step at that count; a pair's ratio is taken while the host is in
+    one state, so a slow spell of the shared machine moves both of its steps. Returns the
+    median of the pair ratios and the median time at each count.
+    """
+    for n in (1, threads):
+        set_threads(n)
+        for _ in range(warmup):
+            fn()
+    times = {1: [], threads: []}
+    for i in range(number):
+        for n in ((1, threads) if i % 2 == 0 else (threads, 1)):
+            set_threads(n)
+            fn()
+            start = time.perf_counter()
+            fn()
+            times[n].append(time.perf_counter() - start)
+    ratios = [one / many for one, many in zip(times[1], times[threads])]
+    return {"speedup": statistics.median(ratios), "seconds": statistics.median(times[threads]),
+            "seconds_1": statistics.median(times[1])}
+
+
 def worker(spec):
     """Run one measurement described by ``spec`` and return its result as a dict."""
     start = time.perf_counter()
@@ -149,7 +191,8 @@ def worker(spec):
     result["import_s"] = time.perf_counter() - start
     dtype = np.dtype(dtype).type
 
-    label, network, optimizer = WORKLOADS[workload]
+    label, network, optimizer = WORKLOADS["simple_step" if workload == "paired_scaling"
+                                          else workload]
     if workload == "inference":
         fn = _inference(framework, dtype)
     elif framework == "torch":
@@ -162,6 +205,9 @@ def worker(spec):
         fn()
         result["seconds"] = time.perf_counter() - t0
         result["all"] = [result["seconds"]]
+    elif workload == "paired_scaling":
+        warmup, number = spec["repeats"]
+        result.update(_paired_speedup(fn, _thread_setter(framework), threads, warmup, number))
     else:
         warmup, number = spec["repeats"]
         result["seconds"], result["all"] = _median_time(fn, warmup, number)
@@ -185,8 +231,10 @@ def measure(framework, workload, threads, repeats=None, log=print, note=""):
     if proc.returncode != 0:
         raise RuntimeError(f"worker {spec} failed:\n{proc.stderr}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
+    paired = (f"; 1 thread {fmt_seconds(result['seconds_1'])}, paired speed-up "
+              f"{result['speedup']:.2f}x" if "speedup" in result else "")
     log(f"  {framework:8s} {workload:15s} {threads} thread(s): "
-        f"{fmt_seconds(result['seconds'])}  (peak RSS {result['maxrss_mb']:.0f} MB){note}")
+        f"{fmt_seconds(result['seconds'])}{paired}  (peak RSS {result['maxrss_mb']:.0f} MB){note}")
     return result
 
 
@@ -225,6 +273,10 @@ def run_all(threads, quick, with_torch, rounds=3, log=print):
                 results.setdefault(("simple_step@%d" % n, framework), []).append(
                     results["simple_step", framework][-1] if n == threads else
                     measure(framework, "simple_step", n, (warmup, number), log))
+            if threads > 1:
+                results.setdefault(("paired_scaling", framework), []).append(
+                    measure(framework, "paired_scaling", threads,
+                            (warmup, max(2, number * 2 // 3)), log))
     # first step: one subprocess warms the Numba cache (and the OS file cache), then one
     # fresh subprocess per round
     for framework in frameworks:
@@ -253,8 +305,12 @@ def build_rows(results):
         row["target"] = (("ratio", ratio_targets[workload]) if workload in ratio_targets
                          else ("fastconv_max", 2.0))
         rows.append(row)
-    rows.append({"label": "SimpleConvNet step, 2 threads vs 1 thread speed-up", "kind": "x",
-                 "rounds": {f: speedups(f) for f in FRAMEWORKS}, "target": ("fastconv_min", 1.7)})
+    rows.append({"label": "SimpleConvNet step, 2 threads vs 1 thread speed-up, paired in one "
+                          "process", "kind": "x", "target": ("fastconv_min", 1.7),
+                 "rounds": {f: per_round("paired_scaling", f, "speedup") for f in FRAMEWORKS}})
+    rows.append({"label": "SimpleConvNet step, 2 threads vs 1 thread speed-up, separate "
+                          "processes", "kind": "x", "target": None,
+                 "rounds": {f: speedups(f) for f in FRAMEWORKS}})
     for workload, label in (("simple_step", "peak RSS, SimpleConvNet training steps"),
                             ("inference", "peak RSS, SimpleConvNet 10k inference")):
         rows.append({"label": label, "kind": "MB", "target": None,
