@@ -62,3 +62,59 @@ def test_block_rejects_bad_input_before_changing_state():
     with pytest.raises(ValueError, match="channels"):
         block.forward(np.zeros((1, 2, 6, 6)))
     assert conv.x is None and block.out is None
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("with_pool", [False, True])
+@pytest.mark.parametrize("with_argmax", [False, True])
+def test_layers_walked_backward_by_hand_after_a_fused_forward(backend, with_pool, with_argmax):
+    # the book's gradient methods call backward on each layer in turn; after a block's fused
+    # forward the Relu and Pooling re-run their forward passes unfused first
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 2, 8, 8))
+    W = rng.standard_normal((3, 2, 3, 3))
+    b = rng.standard_normal(3)
+
+    def layers():
+        chain = [Convolution(W, b, stride=1, pad=1), Relu()]
+        return chain + [Pooling(2, 2, stride=2)] if with_pool else chain
+
+    with using_backend(backend):
+        separate = layers()
+        y = x
+        for layer in separate:
+            y = layer.forward(y)
+        dout = rng.standard_normal(y.shape)
+        dx = dout.copy()
+        for layer in reversed(separate):
+            dx = layer.backward(dx)
+
+        by_hand = layers()
+        (block,) = fuse(by_hand)
+        y_block = block.forward(x, with_argmax=with_argmax)
+        assert by_hand[1].mask is None  # the fused pass made no mask
+        dx_hand = dout.copy()
+        for layer in reversed(by_hand):
+            dx_hand = layer.backward(dx_hand)
+
+    np.testing.assert_allclose(y_block, y, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx_hand, dx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(by_hand[0].dW, separate[0].dW, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(by_hand[0].db, separate[0].db, rtol=1e-12, atol=1e-12)
+    assert by_hand[1].fused_block is None  # its state is now its own forward's
+
+
+def test_block_backward_after_an_inference_forward_is_refused():
+    conv = Convolution(np.ones((2, 1, 3, 3)), np.zeros(2))
+    block = ConvReluBlock(conv, Relu(), Pooling(2, 2))
+    out = block.forward(np.ones((1, 1, 6, 6)), with_argmax=False)
+    assert block.pool.argmax is None
+    with pytest.raises(RuntimeError, match="argmax"):
+        block.backward(np.ones_like(out))
+
+
+def test_relu_and_pooling_backward_before_forward_say_so():
+    with pytest.raises(RuntimeError, match="before forward"):
+        Relu().backward(np.ones(3))
+    with pytest.raises(RuntimeError, match="before forward"):
+        Pooling(2, 2).backward(np.ones((1, 1, 2, 2)))

@@ -266,6 +266,47 @@ def test_conv_relu_pool_block_matches_twin(geometry, FN, dtype, need_dx, seed):
     assert_all_close(got, want, dtype)
 
 
+@SETTINGS
+@given(block_geometry(), st.integers(1, 4), DTYPES, st.integers(0, 2**32 - 1),
+       st.sampled_from(["plain", "ties", "nan", "inf bias"]))
+def test_conv_relu_pool_block_without_argmax_pools_the_same_values(geometry, FN, dtype, seed,
+                                                                   data):
+    # inference skips the window indices, and the 2x2 fast path then pools relu(max + bias)
+    # instead of the max of relu(cell + bias): the values must be identical, bit for bit,
+    # on ties (integer-valued inputs), NaN planes and non-finite biases too
+    shape, fh, fw, stride, pad, ph, pw, ps, pp = geometry
+    conv_h, conv_w = conv_output_hw(shape[2], shape[3], fh, fw, stride, pad)
+    if conv_h + 2 * pp < ph or conv_w + 2 * pp < pw:
+        return
+    rng, x, W, b = conv_operands(shape, FN, fh, fw, dtype, seed)
+    if data == "ties":
+        x, W = np.round(x * 2).astype(dtype), np.round(W).astype(dtype)
+    elif data == "nan":
+        x[0, 0, 0, 0] = np.nan
+    elif data == "inf bias":
+        b[0] = np.inf
+    for kernels in (jit, reference):
+        out, argmax, _ = kernels.conv_relu_pool_forward(x, W, b, stride, pad, ph, pw, ps, pp)
+        values, none, _ = kernels.conv_relu_pool_forward(x, W, b, stride, pad, ph, pw, ps, pp,
+                                                         with_argmax=False)
+        assert none is None
+        np.testing.assert_array_equal(values, out)  # NaN equals NaN here
+        assert values.dtype == out.dtype == dtype
+
+
+def test_conv_relu_pool_fast_path_without_argmax_is_taken():
+    # the fixed shapes of SimpleConvNet's block (2x2 pool, stride 2, finite bias, no NaN);
+    # ties at 0 from the ReLU are everywhere
+    rng = np.random.default_rng(7)
+    x = rng.random((3, 1, 28, 28), dtype=np.float32)
+    W = rng.standard_normal((5, 1, 5, 5)).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    out, _, _ = jit.conv_relu_pool_forward(x, W, b, 1, 0, 2, 2, 2, 0)
+    values, _, _ = jit.conv_relu_pool_forward(x, W, b, 1, 0, 2, 2, 2, 0, with_argmax=False)
+    np.testing.assert_array_equal(values, out)
+    assert (out == 0).any() and (out > 0).any()
+
+
 @pytest.mark.parametrize("pool", [(2, 2, 2, 0), (3, 3, 1, 1)])
 def test_maxpool_nan_wins_like_np_argmax(pool):
     ph, pw, stride, pad = pool

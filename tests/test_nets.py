@@ -153,6 +153,33 @@ def test_gradient_stores_its_loss():
     assert net.last_loss == net.loss(x, t, train_flg=True)
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_book_style_backward_by_hand_after_loss(backend):
+    # the book's SimpleConvNet.gradient: loss(), then backward through last_layer and the
+    # layers in reverse; the fused blocks of predict must not break that walk
+    np.random.seed(0)
+    with using_backend(backend):
+        net = SimpleConvNet(input_dim=(1, 10, 10), conv_param={
+            'filter_num': 3, 'filter_size': 3, 'pad': 0, 'stride': 1}, hidden_size=6,
+            output_size=4, weight_init_std=0.3, dtype=np.float64)
+        rng = np.random.default_rng(1)
+        x, t = rng.standard_normal((5, 1, 10, 10)), rng.integers(0, 4, 5)
+        want = net.gradient(x, t)
+        want = {key: value.copy() for key, value in want.items()}
+        assert net.layers['Pool1'].argmax is not None  # a gradient's forward keeps it
+        net.predict(x)
+        assert net.layers['Pool1'].argmax is None  # an inference forward does not
+
+        net.loss(x, t)
+        dout = net.last_layer.backward(1)
+        for layer in reversed(list(net.layers.values())):
+            dout = layer.backward(dout)
+    for key, layer, attr in (("W1", "Conv1", "dW"), ("b1", "Conv1", "db"),
+                             ("W2", "Affine1", "dW"), ("W3", "Affine2", "dW")):
+        np.testing.assert_allclose(getattr(net.layers[layer], attr), want[key],
+                                   rtol=1e-12, atol=1e-14)
+
+
 # --- same initial weights as the book ----------------------------------------------------------
 
 def _book_draws(seed, shapes, scales):

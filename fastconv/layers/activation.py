@@ -8,14 +8,20 @@ from fastconv._validate import as_float_array, check_shape
 class Relu:
     def __init__(self):
         self.mask = None
+        self.fused_block = None  # the ConvReluBlock whose fused forward ran last, if any
 
     def forward(self, x):
         x = as_float_array("x", x)
         out, self.mask = kernels().relu_forward(x)
+        self.fused_block = None
         return out
 
     def backward(self, dout):
         """Zeroes dout where x <= 0. Like the book, it may do so in dout itself."""
+        if self.fused_block is not None:
+            self.fused_block.run_unfused()  # a network ran this layer fused: see run_unfused
+        if self.mask is None:
+            raise RuntimeError("Relu.backward called before forward")
         check_shape("dout", np.asarray(dout), self.mask.shape)
         return kernels().relu_backward(dout, self.mask)
 

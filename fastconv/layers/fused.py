@@ -4,7 +4,16 @@ A block wraps the network's own layer objects and calls one fused kernel per ste
 of three; the numbers are those of the three layers run one after the other. What the
 block keeps up to date is what the networks and the book's scripts read: ``conv.x`` (and
 so ``conv.col``), ``conv.dW``, ``conv.db``, ``pool.argmax``. The full-size
-intermediate arrays are never made, so ``relu.mask`` and ``pool.x`` stay None.
+intermediate arrays are never made, so ``relu.mask`` and ``pool.x`` are not set.
+
+A forward pass that no backward pass will follow (``with_argmax=False``: the networks'
+``predict`` and ``accuracy``) keeps no ``pool.argmax`` either, and pools with a max that
+needs no window index.
+
+A script may still walk the network's layers backward by hand, as the book's ``gradient``
+methods do. The Relu and Pooling of a block then find that their last forward ran fused and
+call :meth:`ConvReluBlock.run_unfused` first, which runs the three layers one after another
+on the block's input: one extra forward pass, and the same numbers as unfused layers.
 """
 from fastconv.backend import kernels
 from fastconv._validate import as_float_array, check_shape
@@ -20,20 +29,34 @@ class ConvReluBlock:
         self.conv, self.relu, self.pool = conv, relu, pool
         self.out = None
 
-    def forward(self, x):
+    def forward(self, x, with_argmax=True):
+        """The block's output; ``with_argmax=False`` when no backward pass will follow."""
         x, W, b, stride, pad = self.conv._prepare(x)
         k = kernels()
         if self.pool is None:
             out, ctx = k.conv_relu_forward(x, W, b, stride, pad)
         else:
             geometry = self.pool._geometry(self.conv.output_shape(x.shape))
-            out, argmax, ctx = k.conv_relu_pool_forward(x, W, b, stride, pad, *geometry)
+            out, argmax, ctx = k.conv_relu_pool_forward(x, W, b, stride, pad, *geometry,
+                                                        with_argmax=with_argmax)
             self.pool.argmax = argmax
+            self.pool.fused_block = self
+        self.relu.fused_block = self
         self.conv._keep(x, ctx)
         self.out = out
         return out
 
+    def run_unfused(self):
+        """Run conv, relu (and pool) one after another on the block's last input, so that
+        each layer holds the state of its own forward pass for a backward walk by hand."""
+        out = self.relu.forward(self.conv.forward(self.conv.x))
+        if self.pool is not None:
+            self.pool.forward(out)
+
     def backward(self, dout):
+        if self.pool is not None and self.pool.argmax is None:
+            raise RuntimeError("the block's last forward pass kept no argmax (inference "
+                               "mode): run it with with_argmax=True before backward")
         conv = self.conv
         dout = as_float_array("dout", dout, ndim=4)
         check_shape("dout", dout, self.out.shape)

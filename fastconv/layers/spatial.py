@@ -95,6 +95,7 @@ class Pooling:
         self.pad = pad
         self.x = None
         self.argmax = None  # (N, C, out_h, out_w) window index ky*pool_w + kx
+        self.fused_block = None  # the ConvReluBlock whose fused forward ran last, if any
 
     @property
     def arg_max(self):
@@ -105,7 +106,7 @@ class Pooling:
         x = as_float_array("x", x, ndim=4)
         geometry = self._geometry(x.shape)
         out, argmax = kernels().maxpool_forward(x, *geometry)
-        self.x, self.argmax = x, argmax
+        self.x, self.argmax, self.fused_block = x, argmax, None
         return out
 
     def _geometry(self, x_shape):
@@ -120,6 +121,10 @@ class Pooling:
         return ph, pw, stride, pad
 
     def backward(self, dout):
+        if self.fused_block is not None:
+            self.fused_block.run_unfused()  # a network ran this layer fused: see run_unfused
+        if self.x is None:
+            raise RuntimeError("Pooling.backward called before forward")
         dout = as_float_array("dout", dout, ndim=4)
         check_shape("dout", dout, self.argmax.shape)
         return kernels().maxpool_backward(dout.astype(self.x.dtype, copy=False), self.argmax,

@@ -26,7 +26,7 @@ from fastconv import backend as _backend
 from fastconv.gradient import numerical_gradient as _numerical_gradient
 from fastconv.kernels.shapes import conv_output_hw
 from fastconv.layers import BatchNormalization, Dropout
-from fastconv.layers.fused import fuse
+from fastconv.layers.fused import ConvReluBlock, fuse
 from fastconv.nets import params_io
 
 __all__ = ["Network", "he_or_xavier_scale", "conv_pool_geometry"]
@@ -46,6 +46,7 @@ class Network:
         self.params = {key: np.array(value, dtype=dtype) for key, value in params.items()}
         self._slots = []  # (param key, layer, value attr, grad attr), in the grads' order
         self.last_loss = None
+        self._backward_follows = False  # True while gradient() runs its forward pass
 
     def _bind(self, layer, *keys, attrs=("W", "b"), grad_attrs=("dW", "db")):
         """Record that ``layer.<attrs[i]>`` is ``params[keys[i]]`` and its grad is ``grad_attrs[i]``."""
@@ -95,6 +96,10 @@ class Network:
             for step in self._steps:
                 if isinstance(step, (Dropout, BatchNormalization)):
                     x = step.forward(x, train_flg)
+                elif isinstance(step, ConvReluBlock):
+                    # only gradient() backpropagates through the blocks: other forward
+                    # passes need no pooling argmax
+                    x = step.forward(x, with_argmax=self._backward_follows)
                 else:
                     x = step.forward(x)
         return x
@@ -123,7 +128,11 @@ class Network:
         as in the book.
         """
         with _backend.kernels().blas_scope():  # one BLAS pin for the step, not one per GEMM
-            self.last_loss = self._loss(x, t, train_flg=True)
+            self._backward_follows = True
+            try:
+                self.last_loss = self._loss(x, t, train_flg=True)
+            finally:
+                self._backward_follows = False
             dout = self.last_layer.backward(1)
             for step in reversed(self._steps):
                 dout = step.backward(dout)

@@ -11,7 +11,7 @@ from numba import njit
 
 from ..shapes import conv_output_hw
 from .conv import _bias_to_nchw, backward_pipeline, forward_pipeline
-from .pool import _bias_relu, _has_nan, _pool_2x2, _pool_plane
+from .pool import _bias_relu, _has_nan, _pool_2x2, _pool_2x2_relu_values, _pool_plane
 
 __all__ = ["conv_relu_forward", "conv_relu_backward",
            "conv_relu_pool_forward", "conv_relu_pool_backward"]
@@ -19,11 +19,13 @@ __all__ = ["conv_relu_forward", "conv_relu_backward",
 
 @njit(nogil=True, cache=True)
 def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, pool_pad,
-                    out, argmax):
+                    out, argmax, with_argmax):
     FN = out.shape[1]
     P = conv_h * conv_w
     fast = pool_h == 2 and pool_w == 2 and pool_pad == 0
     zero = out.dtype.type(0)
+    column_max = np.empty(conv_w, dtype=out.dtype)
+    unread_argmax = np.empty(out.shape[2:], dtype=np.intp)  # where no argmax is kept
     for i in range(rows.shape[1] // P):
         for f in range(FN):
             flat = rows[f, i * P:(i + 1) * P]
@@ -31,12 +33,17 @@ def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, po
             bias = b[f]
             # with a finite bias, relu(plane + bias) holds a NaN only where plane does
             if fast and np.isfinite(bias) and not _has_nan(plane):
-                _pool_2x2(plane, pool_stride, out[n0 + i, f], argmax[n0 + i, f], bias, True)
+                if with_argmax:
+                    _pool_2x2(plane, pool_stride, out[n0 + i, f], argmax[n0 + i, f], bias,
+                              True)
+                else:
+                    _pool_2x2_relu_values(plane, pool_stride, out[n0 + i, f], bias,
+                                          column_max)
                 continue
             for p in range(P):
                 flat[p] = _bias_relu(flat[p], bias, zero)
-            _pool_plane(plane, pool_h, pool_w, pool_stride, pool_pad,
-                        out[n0 + i, f], argmax[n0 + i, f])
+            _pool_plane(plane, pool_h, pool_w, pool_stride, pool_pad, out[n0 + i, f],
+                        argmax[n0 + i, f] if with_argmax else unread_argmax)
 
 
 @njit(nogil=True, cache=True)
@@ -90,17 +97,20 @@ def conv_relu_backward(dout, out, x, W, ctx, stride, pad, need_dx=True):
                              lambda n0, n1, rows: _relu_grad_to_rows(dout, out, n0, rows))
 
 
-def conv_relu_pool_forward(x, W, b, stride, pad, pool_h, pool_w, pool_stride, pool_pad):
-    """Returns (out, argmax, None)."""
+def conv_relu_pool_forward(x, W, b, stride, pad, pool_h, pool_w, pool_stride, pool_pad,
+                           with_argmax=True):
+    """Returns (out, argmax, None); argmax is None when not ``with_argmax`` (inference)."""
     FN = W.shape[0]
     N, _, H, Wd = x.shape
     conv_h, conv_w = conv_output_hw(H, Wd, W.shape[2], W.shape[3], stride, pad)
     out_h, out_w = conv_output_hw(conv_h, conv_w, pool_h, pool_w, pool_stride, pool_pad)
     out = np.empty((N, FN, out_h, out_w), dtype=x.dtype)
-    argmax = np.empty((N, FN, out_h, out_w), dtype=np.intp)
+    shape = (N, FN, out_h, out_w) if with_argmax else (0, FN, out_h, out_w)
+    argmax = np.empty(shape, dtype=np.intp)
     forward_pipeline(x, W, stride, pad, lambda rows, n0: _bias_relu_pool(
-        rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, pool_pad, out, argmax))
-    return out, argmax, None
+        rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, pool_pad, out, argmax,
+        with_argmax))
+    return out, (argmax if with_argmax else None), None
 
 
 def conv_relu_pool_backward(dout, out, argmax, x, W, ctx, stride, pad,

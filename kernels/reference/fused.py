@@ -26,11 +26,13 @@ def conv_relu_backward(dout, out, x, W, ctx, stride, pad, need_dx=True):
     return conv2d_backward(dconv, x, W, ctx, stride, pad, need_dx)
 
 
-def conv_relu_pool_forward(x, W, b, stride, pad, pool_h, pool_w, pool_stride, pool_pad):
-    """Returns (out, argmax, ctx); out and argmax are (N, FN, pooled_h, pooled_w)."""
+def conv_relu_pool_forward(x, W, b, stride, pad, pool_h, pool_w, pool_stride, pool_pad,
+                           with_argmax=True):
+    """Returns (out, argmax, ctx); out and argmax are (N, FN, pooled_h, pooled_w), and argmax
+    is None when not ``with_argmax`` (inference: nothing will go backward)."""
     activated, ctx = conv_relu_forward(x, W, b, stride, pad)
     out, argmax = maxpool_forward(activated, pool_h, pool_w, pool_stride, pool_pad)
-    return out, argmax, ctx
+    return out, (argmax if with_argmax else None), ctx
 
 
 def conv_relu_pool_backward(dout, out, argmax, x, W, ctx, stride, pad,
