@@ -66,6 +66,7 @@ def test_one_thread_equals_two(run_with_threads, dtype):
 @pytest.mark.parametrize("shape", [(16, 144, 20000),   # long output rows: split columns
                                    (4000, 100, 100),   # tall output: split rows
                                    (16, 20000, 144),   # short output, long inner: split k
+                                   (100, 4320, 100),   # inner 8x+ the output sides: split k
                                    (3, 4, 5)])         # small: one call
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_split_matmul_is_thread_count_independent(run_with_threads, shape, dtype):

@@ -23,6 +23,8 @@ __all__ = ["matmul", "matmul_pair", "pieces", "run_parts", "single_threaded_blas
 PARTS = 2                 # how many pieces a large product is cut into
 MIN_SPLIT_FLOPS = 2e7     # smaller products run in one call: a hand-off costs ~25 us
 MIN_SPLIT_DIM = 64        # an output side shorter than this is not split
+INNER_SPLIT_RATIO = 8     # an inner dimension this many times the longer output side is split:
+                          # each part then reads half of both factors instead of all of one
 OPENBLAS_SERIAL_MNK = 65536 * 4  # OpenBLAS itself runs a GEMM with m*n*k up to this serially
 
 _executor = None
@@ -110,7 +112,7 @@ def matmul(a, b):
         if 2.0 * m * n * k < MIN_SPLIT_FLOPS:
             return a @ b
         out = np.empty((m, n), dtype=dtype)
-        if max(m, n) >= MIN_SPLIT_DIM:
+        if max(m, n) >= MIN_SPLIT_DIM and k < INNER_SPLIT_RATIO * max(m, n):
             if m >= n:
                 tasks = [lambda lo=lo, hi=hi: np.matmul(a[lo:hi], b, out=out[lo:hi])
                          for lo, hi in pieces(m)]
