@@ -294,7 +294,7 @@ def test_conv_relu_pool_block_without_argmax_pools_the_same_values(geometry, FN,
         assert values.dtype == out.dtype == dtype
 
 
-def test_conv_relu_pool_fast_path_without_argmax_is_taken():
+def test_conv_relu_pool_without_argmax_at_simple_convnet_shapes():
     # the fixed shapes of SimpleConvNet's block (2x2 pool, stride 2, finite bias, no NaN);
     # ties at 0 from the ReLU are everywhere
     rng = np.random.default_rng(7)

@@ -43,6 +43,10 @@ def all_kernels(dtype):
     block, block_argmax, ctx = jit.conv_relu_pool_forward(x, W, b, 1, 1, 3, 3, 2, 1)
     block_grads = jit.conv_relu_pool_backward(block, block, block_argmax, x, W, ctx,
                                               1, 1, 3, 3, 2, 1)
+    # the 2x2 fast paths, with the argmax (training) and without it (inference)
+    pool2, pool2_argmax, _ = jit.conv_relu_pool_forward(x, W, b, 1, 1, 2, 2, 2, 0)
+    pool2_values, _, _ = jit.conv_relu_pool_forward(x, W, b, 1, 1, 2, 2, 2, 0,
+                                                    with_argmax=False)
     relu_block, ctx = jit.conv_relu_forward(x, W, b, 1, 1)
     relu_grads = jit.conv_relu_backward(relu_block, relu_block, x, W, ctx, 1, 1)
     wide = rng.standard_normal((100, 700)).astype(dtype)  # above the parallel threshold
@@ -50,7 +54,8 @@ def all_kernels(dtype):
     bn = jit.batchnorm_forward(wide, scale, shift, dtype(1e-6))
     bn_grads = jit.batchnorm_backward(wide, *bn[3:6], scale)
     return [out, col, dcol, dx, dW, db, pooled, argmax, dpool, r, mask, dr, scores, adx, adW, adb,
-            y, np.asarray(loss), dy, block, block_argmax, *block_grads, relu_block, *relu_grads,
+            y, np.asarray(loss), dy, block, block_argmax, *block_grads, pool2, pool2_argmax,
+            pool2_values, relu_block, *relu_grads,
             *bn, *bn_grads]
 
 
