@@ -88,7 +88,7 @@ def pieces(size, parts=PARTS):
     """[lo, hi) ranges cutting range(size) into at most `parts` near-equal non-empty pieces.
 
     Depends on the sizes only, never on the thread count."""
-    bounds = np.linspace(0, size, parts + 1).astype(int)
+    bounds = [size * i // parts for i in range(parts + 1)]  # np.linspace cost 10 us a call
     return [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
 
 
