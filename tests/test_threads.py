@@ -49,8 +49,10 @@ def all_kernels(dtype):
                                                     with_argmax=False)
     relu_block, ctx = jit.conv_relu_forward(x, W, b, 1, 1)
     relu_grads = jit.conv_relu_backward(relu_block, relu_block, x, W, ctx, 1, 1)
-    wide = rng.standard_normal((100, 700)).astype(dtype)  # above the parallel threshold
-    scale, shift = rng.standard_normal((2, 700)).astype(dtype)
+    from fastconv.kernels.jit.dispatch import PARALLEL_MIN_SIZE
+    columns = PARALLEL_MIN_SIZE // 100 + 1
+    wide = rng.standard_normal((100, columns)).astype(dtype)  # above the parallel threshold
+    scale, shift = rng.standard_normal((2, columns)).astype(dtype)
     bn = jit.batchnorm_forward(wide, scale, shift, dtype(1e-6))
     bn_grads = jit.batchnorm_backward(wide, *bn[3:6], scale)
     return [out, col, dcol, dx, dW, db, pooled, argmax, dpool, r, mask, dr, scores, adx, adW, adb,
@@ -122,6 +124,32 @@ def test_serial_and_parallel_builds_agree():
         m, v = np.zeros_like(x), np.zeros_like(x)
         build(param, x, m, v, np.float32(1e-3), np.float32(0.9), np.float32(0.999), np.float32(1e-7))
     np.testing.assert_array_equal(params[0], params[1])
+
+
+@pytest.mark.parametrize("name, hyper", [("adagrad_update", (0.1, 0.0)),
+                                         ("rmsprop_update", (0.1, 0.99, 0.0)),
+                                         ("adam_update", (0.1, 0.9, 0.999, 0.0))])
+def test_both_builds_divide_by_zero_like_numpy(name, hyper):
+    # eps = 0 with a zero gradient and zero state divides 0 by 0. NumPy (the twin) gives NaN;
+    # the serial build used to raise ZeroDivisionError after updating the first element's
+    # state, so the same call gave NaN or an exception, and half-written state, by size
+    from fastconv.kernels import reference
+    from fastconv.kernels.jit import optim
+    dtype = np.float32
+    scalars = [dtype(h) for h in hyper]
+    n_state = 2 if name == "adam_update" else 1
+    results = []
+    for run in (getattr(optim, name).serial, getattr(optim, name).parallel,
+                getattr(reference, name)):
+        param, grad = np.ones(8, dtype), np.zeros(8, dtype)
+        state = [np.zeros(8, dtype) for _ in range(n_state)]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            run(param, grad, *state, *scalars)
+        results.append([param, *state])
+    for got in results[:2]:
+        for a, b in zip(got, results[2]):
+            np.testing.assert_array_equal(a, b)  # NaN equals NaN here
+    assert np.isnan(results[0][0]).all()
 
 
 
