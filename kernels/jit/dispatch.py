@@ -37,7 +37,7 @@ def parallel_above(min_size=PARALLEL_MIN_SIZE):
         parallel = njit(parallel=True, cache=True)(fn)
         # NumPy's error model, which parallel builds use too: a division by zero gives inf
         # or NaN as in NumPy instead of raising ZeroDivisionError half-way through an
-        # in-place update, and without that branch a loop that divides vectorizes (3-4x)
+        # in-place update, and without that branch a loop that divides vectorizes (Adam: 4-6x)
         serial = njit(cache=True, error_model="numpy")(_renamed(fn, "_serial_numpy_errors"))
 
         @functools.wraps(fn)
