@@ -1,0 +1,154 @@
+"""What the conv pipeline does to each chunk's GEMM output, and before its backward GEMMs.
+
+Forward, an epilogue reads a chunk's output ``rows (FN, images*out_h*out_w)`` while it is in
+cache and writes the layer's NCHW output: bias, then optionally ReLU, then optionally max
+pooling (``OUTPUT_*``). Backward, a prologue fills a chunk's ``rows`` with the output gradient
+(``GRADIENT_*``). The fused backward passes need no saved mask: ReLU passed a gradient
+exactly where its output is not 0, and after pooling that output at a maximum is the pooled
+value itself, so only the pooled maxima are visited.
+
+``forward_epilogue`` and ``backward_prologue`` pick one by a kind number, so that one
+compiled pipeline serves every layer. Their array arguments are always 4-D NCHW and
+C-contiguous.
+"""
+import numpy as np
+from numba import njit
+
+from .pool import _bias_relu, _has_nan, _pool_2x2, _pool_2x2_relu_values, _pool_plane
+
+OUTPUT_BIAS, OUTPUT_RELU, OUTPUT_RELU_POOL, OUTPUT_RELU_POOL_VALUES = range(4)
+GRADIENT, GRADIENT_RELU, GRADIENT_RELU_POOL = range(3)
+NO_POOL = (1, 1, 1, 0)  # (pool_h, pool_w, pool_stride, pool_pad) where nothing is pooled
+
+
+# The GEMM-layout <-> NCHW passes below index through per-plane slices: with the flat
+# index arithmetic written out, Numba's negative-index handling kept LLVM from vectorizing
+# them, and they ran 3-4x slower.
+@njit(nogil=True, cache=True)
+def _bias_to_nchw(rows, b, n0, out, with_relu):
+    """out[n0 + i, f] = rows of image i + b[f], through the book's ReLU when with_relu."""
+    _, FN, P = out.shape
+    zero = out.dtype.type(0)
+    for i in range(rows.shape[1] // P):
+        for f in range(FN):
+            src = rows[f, i * P:(i + 1) * P]
+            dst = out[n0 + i, f]
+            bias = b[f]
+            for p in range(P):
+                dst[p] = _bias_relu(src[p], bias, zero) if with_relu else src[p] + bias
+
+
+@njit(nogil=True, cache=True)
+def _nchw_to_rows(dout, n0, rows):
+    _, FN, P = dout.shape
+    for i in range(rows.shape[1] // P):
+        for f in range(FN):
+            src = dout[n0 + i, f]
+            dst = rows[f, i * P:(i + 1) * P]
+            for p in range(P):
+                dst[p] = src[p]
+
+
+@njit(nogil=True, cache=True, fastmath={"reassoc"})
+def _add_row_sums(rows, acc):
+    """acc[f] += sum(rows[f]) in float64. Reassociation lets the sum vectorize; a sum carried
+    in one register cost ~4 ns per element, more than the GEMMs around it. The order still
+    depends only on the shape, so results do not change with the thread count."""
+    for f in range(rows.shape[0]):
+        row = rows[f]
+        total = 0.0
+        for j in range(row.shape[0]):
+            total += row[j]
+        acc[f] += total
+
+
+@njit(nogil=True, cache=True)
+def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, pool_pad,
+                    out, argmax, with_argmax):
+    FN = out.shape[1]
+    P = conv_h * conv_w
+    fast = pool_h == 2 and pool_w == 2 and pool_pad == 0
+    zero = out.dtype.type(0)
+    column_max = np.empty(conv_w, dtype=out.dtype)
+    unread_argmax = np.empty(out.shape[2:], dtype=np.intp)  # where no argmax is kept
+    for i in range(rows.shape[1] // P):
+        for f in range(FN):
+            flat = rows[f, i * P:(i + 1) * P]
+            plane = flat.reshape((conv_h, conv_w))
+            bias = b[f]
+            # with a finite bias, relu(plane + bias) holds a NaN only where plane does
+            if fast and np.isfinite(bias) and not _has_nan(plane):
+                if with_argmax:
+                    _pool_2x2(plane, pool_stride, out[n0 + i, f], argmax[n0 + i, f], bias,
+                              True)
+                else:
+                    _pool_2x2_relu_values(plane, pool_stride, out[n0 + i, f], bias,
+                                          column_max)
+                continue
+            for p in range(P):
+                flat[p] = _bias_relu(flat[p], bias, zero)
+            _pool_plane(plane, pool_h, pool_w, pool_stride, pool_pad, out[n0 + i, f],
+                        argmax[n0 + i, f] if with_argmax else unread_argmax)
+
+
+@njit(nogil=True, cache=True)
+def _relu_grad_to_rows(dout, out, n0, rows):
+    _, FN, P = dout.shape
+    zero = rows.dtype.type(0)
+    for i in range(rows.shape[1] // P):
+        for f in range(FN):
+            grad = dout[n0 + i, f]
+            kept = out[n0 + i, f]
+            dst = rows[f, i * P:(i + 1) * P]
+            for p in range(P):
+                dst[p] = grad[p] if kept[p] != 0 else zero
+
+
+@njit(nogil=True, cache=True)
+def _pool_relu_grad_to_rows(dout, out, argmax, n0, n1, conv_w, P, pool_w, pool_stride,
+                            pool_pad, rows):
+    _, FN, out_h, out_w = dout.shape
+    rows[:] = 0
+    for n in range(n0, n1):
+        base = (n - n0) * P
+        for f in range(FN):
+            for py in range(out_h):
+                for px in range(out_w):
+                    if out[n, f, py, px] == 0:
+                        continue
+                    g = dout[n, f, py, px]
+                    k = argmax[n, f, py, px]
+                    oy = py * pool_stride - pool_pad + k // pool_w
+                    ox = px * pool_stride - pool_pad + k % pool_w
+                    rows[f, base + oy * conv_w + ox] += g
+
+
+@njit(nogil=True, cache=True)
+def forward_epilogue(kind, rows, n0, conv_h, conv_w, b, pool, out, argmax):
+    """Writes images n0.. of out (N, FN, *) from rows; argmax only for OUTPUT_RELU_POOL."""
+    if kind == OUTPUT_RELU_POOL or kind == OUTPUT_RELU_POOL_VALUES:
+        pool_h, pool_w, pool_stride, pool_pad = pool
+        _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, pool_pad,
+                        out, argmax, kind == OUTPUT_RELU_POOL)
+    else:
+        flat = out.reshape((out.shape[0], out.shape[1], conv_h * conv_w))
+        _bias_to_nchw(rows, b, n0, flat, kind == OUTPUT_RELU)
+
+
+@njit(nogil=True, cache=True)
+def backward_prologue(kind, n0, n1, conv_h, conv_w, pool, dout, out, argmax, rows):
+    """rows = the gradient of images n0..n1-1 at the conv output, from the layer's dout.
+
+    out (the layer's forward output) is read by the ReLU kinds, argmax by GRADIENT_RELU_POOL.
+    """
+    P = conv_h * conv_w
+    if kind == GRADIENT_RELU_POOL:
+        _, pool_w, pool_stride, pool_pad = pool
+        _pool_relu_grad_to_rows(dout, out, argmax, n0, n1, conv_w, P, pool_w, pool_stride,
+                                pool_pad, rows)
+        return
+    flat_dout = dout.reshape((dout.shape[0], dout.shape[1], P))
+    if kind == GRADIENT_RELU:
+        _relu_grad_to_rows(flat_dout, out.reshape(flat_dout.shape), n0, rows)
+    else:
+        _nchw_to_rows(flat_dout, n0, rows)

@@ -1,0 +1,179 @@
+"""Convolution as im2col + GEMM, run as a per-thread pipeline over chunks of images.
+
+The batch is cut into a fixed number of parts (``gemm.pieces``) that threads run at once,
+and each part walks its images in chunks whose im2col matrix fits in cache: im2col -> GEMM
+-> epilogue for the forward pass, and prologue -> im2col -> GEMMs -> col2im for the backward
+pass (``epilogues``). The im2col matrix of a chunk is K-major, ``cols (C*FH*FW,
+images*out_h*out_w)``, so the products need no transposed copies, and it is rebuilt in the
+backward pass instead of being kept: for the 16-channel layers of DeepConvNet the whole-batch
+matrix is 45 MB, and streaming it through memory four times a step cost more than building
+it twice in cache.
+
+A part is one compiled ``nogil`` call, BLAS included (``blas.gemm``), so the two threads
+never wait for each other's GIL in the middle of a layer. Where NumPy's bundled OpenBLAS
+is missing, the same loop runs as Python (``COMPILED`` is False) and multiplies through NumPy.
+
+Parts own disjoint images; the weight and bias gradients are summed per part and the parts
+added in a fixed order. No result depends on the thread count.
+"""
+import math
+import threading
+
+import numpy as np
+from numba import njit
+
+from ..shapes import conv_output_hw
+from . import blas
+from .blas import gemm
+from .epilogues import _add_row_sums, backward_prologue, forward_epilogue
+from .gemm import pieces, run_parts, single_threaded_blas
+from .im2col import _col2im_padded, _crop_images, _im2col_padded, _pad_images
+
+__all__ = ["forward_pipeline", "backward_pipeline", "images_parallel"]
+
+CHUNK_BYTES = 1 << 20  # an im2col chunk about the size of one core's L2 cache
+COMPILED = blas.AVAILABLE  # run each part as one compiled call (else its Python source)
+
+_scratch = threading.local()  # each thread's scratch arrays, see _scratch_array
+
+
+def _scratch_array(name, shape, dtype):
+    """A scratch array of the calling thread, reused across calls and grown when too small.
+
+    A fresh array of a megabyte comes from mmap, and its first touch faults every 4 KB
+    page: allocating each chunk's 1.2 MB GEMM output cost 0.8 ms, four times the GEMM. Each
+    thread runs one part at a time, so a thread's own arrays are never shared.
+    """
+    # math.prod, not np.prod: this runs several times per layer call, and np.prod's ~4 us
+    # was a third of a small layer's Python overhead
+    size = math.prod(shape) if isinstance(shape, tuple) else int(shape)
+    key = (name, np.dtype(dtype).char)
+    flat = _scratch.__dict__.get(key)
+    if flat is None or flat.size < size:
+        flat = _scratch.__dict__[key] = np.empty(size, dtype=dtype)
+    return flat[:size].reshape(shape)
+
+
+def _scratch_arrays(x, K, FN, chunk, P, pad):
+    """(cols, rows, padded images): this thread's buffers for one chunk."""
+    _, C, H, W = x.shape
+    return (_scratch_array("cols", K * chunk * P, x.dtype),
+            _scratch_array("rows", FN * chunk * P, x.dtype),
+            _scratch_array("padded", (chunk, C, H + 2 * pad, W + 2 * pad), x.dtype))
+
+
+@njit(nogil=True, cache=True)
+def _forward_chunks(x, Wm, lo, hi, chunk, geometry, scratch, epilogue):
+    """Images lo..hi-1 of x through the conv and the epilogue, chunk images at a time.
+
+    geometry = (FH, FW, stride, pad, conv_h, conv_w); scratch = (cols, rows, padded
+    images); epilogue = (kind, b, pool, out, argmax), see ``forward_epilogue``.
+    """
+    FH, FW, stride, pad, conv_h, conv_w = geometry
+    flat_cols, flat_rows, xp = scratch
+    kind, b, pool, out, argmax = epilogue
+    FN, K = Wm.shape
+    P = conv_h * conv_w
+    for n0 in range(lo, hi, chunk):
+        n1 = min(n0 + chunk, hi)
+        m = (n1 - n0) * P
+        cols = flat_cols[:K * m].reshape((K, m))
+        rows = flat_rows[:FN * m].reshape((FN, m))
+        _pad_images(x, n0, n1, pad, xp)
+        _im2col_padded(xp, n1 - n0, FH, FW, stride, conv_h, conv_w, cols)
+        gemm(Wm, False, cols, False, rows, 0)
+        forward_epilogue(kind, rows, n0, conv_h, conv_w, b, pool, out, argmax)
+
+
+@njit(nogil=True, cache=True)
+def _backward_chunks(x, Wm, lo, hi, chunk, geometry, scratch, prologue, dW, db, dx):
+    """Adds the weight and bias gradients of images lo..hi-1 to dW (FN, K) and db (FN,
+    float64), and writes their input gradient to dx unless dx is empty.
+
+    prologue = (kind, pool, dout, out, argmax), see ``backward_prologue``.
+    """
+    FH, FW, stride, pad, conv_h, conv_w = geometry
+    flat_cols, flat_rows, xp = scratch
+    kind, pool, dout, out, argmax = prologue
+    FN, K = Wm.shape
+    P = conv_h * conv_w
+    for n0 in range(lo, hi, chunk):
+        n1 = min(n0 + chunk, hi)
+        m = (n1 - n0) * P
+        rows = flat_rows[:FN * m].reshape((FN, m))
+        backward_prologue(kind, n0, n1, conv_h, conv_w, pool, dout, out, argmax, rows)
+        _add_row_sums(rows, db)
+        cols = flat_cols[:K * m].reshape((K, m))
+        _pad_images(x, n0, n1, pad, xp)
+        _im2col_padded(xp, n1 - n0, FH, FW, stride, conv_h, conv_w, cols)
+        gemm(rows, False, cols, True, dW, 1)
+        if dx.size:
+            gemm(Wm, True, rows, False, cols, 0)  # the chunk's dcol reuses the cols buffer
+            _col2im_padded(cols, n1 - n0, FH, FW, stride, conv_h, conv_w, xp)
+            _crop_images(xp, n0, n1, pad, dx)
+
+
+def _chunk_loop(kernel):
+    return kernel if COMPILED else kernel.py_func
+
+
+def chunk_images(C, filter_h, filter_w, out_h, out_w, itemsize):
+    return max(1, CHUNK_BYTES // (C * filter_h * filter_w * out_h * out_w * itemsize))
+
+
+def _layer_geometry(x, W, stride, pad):
+    FN, C, FH, FW = W.shape
+    N, _, H, Wd = x.shape
+    conv_h, conv_w = conv_output_hw(H, Wd, FH, FW, stride, pad)
+    chunk = chunk_images(C, FH, FW, conv_h, conv_w, x.itemsize)
+    return (FH, FW, stride, pad, conv_h, conv_w), chunk
+
+
+def forward_pipeline(x, W, stride, pad, epilogue):
+    """Runs the conv of x (N, C, H, W) with weights W (FN, C, FH, FW) into the epilogue
+    (kind, b, pool, out, argmax) of ``forward_epilogue``; out and argmax are written."""
+    geometry, chunk = _layer_geometry(x, W, stride, pad)
+    FN, K = W.shape[0], math.prod(W.shape[1:])
+    P = geometry[4] * geometry[5]
+    x = np.ascontiguousarray(x)
+    Wm = np.ascontiguousarray(W.reshape(FN, K))
+    run = _chunk_loop(_forward_chunks)
+
+    def part(lo, hi):
+        run(x, Wm, lo, hi, chunk, geometry, _scratch_arrays(x, K, FN, chunk, P, geometry[3]),
+            epilogue)
+
+    with single_threaded_blas():
+        images_parallel(part, x.shape[0])
+
+
+def backward_pipeline(x, W, stride, pad, need_dx, prologue):
+    """(dx or None, dW, db) from the output gradient that the prologue (kind, pool, dout,
+    out, argmax) of ``backward_prologue`` gives."""
+    geometry, chunk = _layer_geometry(x, W, stride, pad)
+    FN, K = W.shape[0], math.prod(W.shape[1:])
+    P = geometry[4] * geometry[5]
+    x = np.ascontiguousarray(x)
+    Wm = np.ascontiguousarray(W.reshape(FN, K))
+    dx = np.empty_like(x) if need_dx else np.empty((0,) + x.shape[1:], dtype=x.dtype)
+    run = _chunk_loop(_backward_chunks)
+
+    def part(lo, hi):
+        dW = np.zeros((FN, K), dtype=x.dtype)
+        db = np.zeros(FN)
+        run(x, Wm, lo, hi, chunk, geometry, _scratch_arrays(x, K, FN, chunk, P, geometry[3]),
+            prologue, dW, db, dx)
+        return dW, db
+
+    with single_threaded_blas():
+        partials = images_parallel(part, x.shape[0])
+    dW, db = partials[0]
+    for more_dW, more_db in partials[1:]:
+        dW = dW + more_dW
+        db = db + more_db
+    return (dx if need_dx else None), dW.reshape(W.shape), db.astype(x.dtype)
+
+
+def images_parallel(kernel, N):
+    """[kernel(lo, hi) for each fixed part of the batch], the parts run at once."""
+    return run_parts([lambda lo=lo, hi=hi: kernel(lo, hi) for lo, hi in pieces(N)])

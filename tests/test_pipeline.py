@@ -1,0 +1,117 @@
+"""The conv pipeline's two ways to run a part: one compiled call with BLAS bound from NumPy's
+OpenBLAS, or its Python source multiplying through NumPy (where that library is missing).
+Both must give the twin's results, and each must be independent of the thread count."""
+import contextlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from fastconv.kernels import jit, reference
+from fastconv.kernels.jit import blas, pipeline
+
+from conftest import tolerance
+from test_kernels import assert_all_close, assert_close, block_geometry, conv_operands
+from test_threads import all_kernels, run_with_threads  # noqa: F401 (a fixture)
+
+PATHS = st.sampled_from(["compiled", "python"])
+
+
+@contextlib.contextmanager
+def part_path(path):
+    saved = pipeline.COMPILED
+    pipeline.COMPILED = path == "compiled"
+    try:
+        yield
+    finally:
+        pipeline.COMPILED = saved
+
+
+def test_numpy_wheels_bundled_openblas_is_bound():
+    """pip's NumPy 2 bundles scipy-openblas (ILP64); there the compiled path must be on, so
+    that it cannot silently fall back to the slower Python loop."""
+    config = getattr(np.__config__, "CONFIG", {})  # NumPy >= 1.25
+    blas_info = config.get("Build Dependencies", {}).get("blas", {})
+    if blas_info.get("name") != "scipy-openblas" or "USE64BITINT" not in str(blas_info):
+        pytest.skip(f"NumPy links {blas_info.get('name', 'an unknown BLAS')}, not scipy-openblas64")
+    assert blas.AVAILABLE and pipeline.COMPILED
+
+
+@pytest.mark.skipif(not blas.AVAILABLE, reason="NumPy's bundled OpenBLAS not found")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("beta", [0, 1])
+def test_compiled_gemm_equals_numpy_matmul(dtype, trans_a, trans_b, beta):
+    from numba import njit
+
+    @njit
+    def call(a, b, c):
+        blas.gemm(a, trans_a, b, trans_b, c, beta)
+
+    rng = np.random.default_rng(0)
+    m, n, k = 37, 53, 29
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    c0 = rng.standard_normal((m, n)).astype(dtype)
+    product = (a.T if trans_a else a) @ (b.T if trans_b else b)
+    compiled, python = c0.copy(), c0.copy()
+    call(a, b, compiled)
+    blas.gemm(a, trans_a, b, trans_b, python, beta)
+    want = product + c0 if beta else product
+    rtol = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(compiled, want, rtol=rtol, atol=rtol * 10)
+    np.testing.assert_allclose(python, want, rtol=rtol, atol=rtol * 10)
+    if not beta:  # the same OpenBLAS product as NumPy's
+        np.testing.assert_array_equal(compiled, product)
+
+
+@pytest.mark.skipif(not blas.AVAILABLE, reason="NumPy's bundled OpenBLAS not found")
+def test_compiled_gemm_rejects_mismatched_shapes_and_strided_rows():
+    from numba import njit
+
+    @njit
+    def call(a, b, c):
+        blas.gemm(a, False, b, False, c, 0)
+
+    a = np.ones((4, 3), np.float32)
+    with pytest.raises(ValueError, match="shapes"):
+        call(a, np.ones((5, 2), np.float32), np.empty((4, 2), np.float32))
+    with pytest.raises(ValueError, match="contiguous rows"):
+        call(np.ones((4, 6), np.float32)[:, ::2], np.ones((3, 2), np.float32),
+             np.empty((4, 2), np.float32))
+
+
+@settings(max_examples=30, deadline=None)
+@given(block_geometry(), st.integers(1, 4), st.sampled_from([np.float32, np.float64]),
+       st.booleans(), PATHS, st.integers(0, 2**32 - 1))
+def test_both_paths_match_the_twin(geometry, FN, dtype, need_dx, path, seed):
+    shape, fh, fw, stride, pad, *pool = geometry
+    rng, x, W, b = conv_operands(shape, FN, fh, fw, dtype, seed)
+    with part_path(path):
+        out, ctx = jit.conv2d_forward(x, W, b, stride, pad)
+        block, argmax, block_ctx = jit.conv_relu_pool_forward(x, W, b, stride, pad, *pool)
+        dout = rng.standard_normal(out.shape).astype(dtype)
+        dblock = rng.standard_normal(block.shape).astype(dtype)
+        grads = jit.conv2d_backward(dout, x, W, ctx, stride, pad, need_dx)
+        block_grads = jit.conv_relu_pool_backward(dblock, block, argmax, x, W, block_ctx,
+                                                  stride, pad, *pool, need_dx)
+    ref_out, ref_ctx = reference.conv2d_forward(x, W, b, stride, pad)
+    assert_close(out, ref_out, dtype)
+    assert_all_close(grads, reference.conv2d_backward(dout, x, W, ref_ctx, stride, pad,
+                                                      need_dx), dtype)
+    ref_block, ref_argmax, ref_block_ctx = reference.conv_relu_pool_forward(
+        x, W, b, stride, pad, *pool)
+    assert_close(block, ref_block, dtype)
+    np.testing.assert_array_equal(argmax, ref_argmax)
+    assert_all_close(block_grads, reference.conv_relu_pool_backward(
+        dblock, ref_block, ref_argmax, x, W, ref_block_ctx, stride, pad, *pool, need_dx), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_python_path_is_thread_count_independent(run_with_threads, dtype):  # noqa: F811
+    with part_path("python"):
+        one = run_with_threads(1, lambda: all_kernels(dtype))
+        two = run_with_threads(2, lambda: all_kernels(dtype))
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
