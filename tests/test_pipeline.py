@@ -35,7 +35,7 @@ def test_numpy_wheels_bundled_openblas_is_bound():
     config = getattr(np.__config__, "CONFIG", {})  # NumPy >= 1.25
     blas_info = config.get("Build Dependencies", {}).get("blas", {})
     if blas_info.get("name") != "scipy-openblas" or "USE64BITINT" not in str(blas_info):
-        pytest.skip(f"NumPy links {blas_info.get('name', 'an unknown BLAS')}, not scipy-openblas64")
+        pytest.skip(f"NumPy links {blas_info.get('name', 'another BLAS')}, not scipy-openblas64")
     assert blas.AVAILABLE and pipeline.COMPILED
 
 

@@ -29,16 +29,16 @@ _CBLAS_ROW_MAJOR, _CBLAS_NO_TRANS, _CBLAS_TRANS = 101, 111, 112
 def _bundled_openblas():
     """ctypes handle of NumPy's bundled ILP64 OpenBLAS, or None."""
     root = os.path.dirname(np.__file__)
-    patterns = [os.path.join(root, os.pardir, "numpy.libs", "libscipy_openblas64_*"),  # Linux
-                os.path.join(root, ".dylibs", "libscipy_openblas64_*"),                  # macOS
-                os.path.join(root, os.pardir, "numpy.libs", "scipy_openblas64_*")]       # Windows
+    name = "libscipy_openblas64_*"
+    patterns = [os.path.join(root, os.pardir, "numpy.libs", name),  # Linux and Windows wheels
+                os.path.join(root, ".dylibs", name)]                # macOS wheels
     for path in sorted(p for pattern in patterns for p in glob.glob(pattern)):
         try:
-            lib = ctypes.CDLL(path)
-            lib.scipy_cblas_sgemm64_, lib.scipy_cblas_dgemm64_  # noqa: B018 (both or neither)
-            return lib
-        except (OSError, AttributeError):
+            lib = ctypes.CDLL(path)  # NumPy loaded it already: this finds the same copy
+        except OSError:
             continue
+        if all(hasattr(lib, f"scipy_cblas_{letter}gemm64_") for letter in "sd"):
+            return lib
     return None
 
 
@@ -48,8 +48,8 @@ def _register_symbols():
         return False
     import llvmlite.binding as llvm
     for letter in "sd":
-        function = getattr(lib, f"scipy_cblas_{letter}gemm64_")
-        llvm.add_symbol(f"fastconv_cblas_{letter}gemm64", ctypes.cast(function, ctypes.c_void_p).value)
+        address = ctypes.cast(getattr(lib, f"scipy_cblas_{letter}gemm64_"), ctypes.c_void_p).value
+        llvm.add_symbol(f"fastconv_cblas_{letter}gemm64", address)
     return True
 
 
@@ -60,9 +60,10 @@ AVAILABLE = _register_symbols()
 def _cblas_gemm(name, real):
     # order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc; pointers as
     # 64-bit integers, which is how the x86-64 and AArch64 C ABIs pass them too
-    i32, i64 = types.int32, types.int64
-    return types.ExternalFunction(name, types.void(i32, i32, i32, i64, i64, i64, real, types.uint64,
-                                                   i64, types.uint64, i64, real, types.uint64, i64))
+    i32, i64, pointer = types.int32, types.int64, types.uint64
+    signature = types.void(i32, i32, i32, i64, i64, i64, real, pointer, i64, pointer, i64, real,
+                           pointer, i64)
+    return types.ExternalFunction(name, signature)
 
 
 _sgemm = _cblas_gemm("fastconv_cblas_sgemm64", types.float32)
@@ -96,10 +97,9 @@ def _gemm_compiled(a, trans_a, b, trans_b, c, beta):
     cblas = _sgemm if a.dtype == types.float32 else _dgemm
 
     def impl(a, trans_a, b, trans_b, c, beta):
-        m, n = c.shape
-        k = a.shape[0] if trans_a else a.shape[1]
-        if (b.shape[1] if trans_b else b.shape[0]) != k or (a.shape[1] if trans_a else a.shape[0]) != m \
-                or (b.shape[0] if trans_b else b.shape[1]) != n:
+        m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
+        k_b, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
+        if k_b != k or c.shape[0] != m or c.shape[1] != n:
             raise ValueError("gemm: shapes do not match")
         one = c.dtype.type(1)
         cblas(np.int32(_CBLAS_ROW_MAJOR),
