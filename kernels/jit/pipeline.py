@@ -2,7 +2,7 @@
 
 The batch is cut into a fixed number of parts (``gemm.pieces``) that threads run at once,
 and each part walks its images in chunks whose im2col matrix fits in cache: im2col -> GEMM
--> epilogue for the forward pass, and prologue -> im2col -> GEMMs -> col2im for the backward
+-> epilogue for the forward pass, and im2col -> prologue -> GEMMs -> col2im for the backward
 pass (``epilogues``). The im2col matrix of a chunk is K-major, ``cols (C*FH*FW,
 images*out_h*out_w)``, so the products need no transposed copies, and it is rebuilt in the
 backward pass instead of being kept: for the 16-channel layers of DeepConvNet the whole-batch
@@ -67,24 +67,30 @@ def _scratch_arrays(x, K, FN, chunk, P, pad):
 
 
 @njit(nogil=True, cache=True)
+def _chunk_im2col(x, n0, n1, geometry, scratch, FN):
+    """(cols, rows) for images n0..n1-1: cols holds their K-major im2col, rows is the
+    (FN, images*P) view of the scratch for their GEMM output, not yet written."""
+    FH, FW, stride, pad, conv_h, conv_w = geometry
+    flat_cols, flat_rows, xp = scratch
+    K = x.shape[1] * FH * FW
+    m = (n1 - n0) * conv_h * conv_w
+    cols = flat_cols[:K * m].reshape((K, m))
+    _pad_images(x, n0, n1, pad, xp)
+    _im2col_padded(xp, n1 - n0, FH, FW, stride, conv_h, conv_w, cols)
+    return cols, flat_rows[:FN * m].reshape((FN, m))
+
+
+@njit(nogil=True, cache=True)
 def _forward_chunks(x, Wm, lo, hi, chunk, geometry, scratch, epilogue):
     """Images lo..hi-1 of x through the conv and the epilogue, chunk images at a time.
 
     geometry = (FH, FW, stride, pad, conv_h, conv_w); scratch = (cols, rows, padded
     images); epilogue = (kind, b, pool, out, argmax), see ``forward_epilogue``.
     """
-    FH, FW, stride, pad, conv_h, conv_w = geometry
-    flat_cols, flat_rows, xp = scratch
+    conv_h, conv_w = geometry[4], geometry[5]
     kind, b, pool, out, argmax = epilogue
-    FN, K = Wm.shape
-    P = conv_h * conv_w
     for n0 in range(lo, hi, chunk):
-        n1 = min(n0 + chunk, hi)
-        m = (n1 - n0) * P
-        cols = flat_cols[:K * m].reshape((K, m))
-        rows = flat_rows[:FN * m].reshape((FN, m))
-        _pad_images(x, n0, n1, pad, xp)
-        _im2col_padded(xp, n1 - n0, FH, FW, stride, conv_h, conv_w, cols)
+        cols, rows = _chunk_im2col(x, n0, min(n0 + chunk, hi), geometry, scratch, Wm.shape[0])
         gemm(Wm, False, cols, False, rows, 0)
         forward_epilogue(kind, rows, n0, conv_h, conv_w, b, pool, out, argmax)
 
@@ -97,19 +103,13 @@ def _backward_chunks(x, Wm, lo, hi, chunk, geometry, scratch, prologue, dW, db, 
     prologue = (kind, pool, dout, out, argmax), see ``backward_prologue``.
     """
     FH, FW, stride, pad, conv_h, conv_w = geometry
-    flat_cols, flat_rows, xp = scratch
+    xp = scratch[2]
     kind, pool, dout, out, argmax = prologue
-    FN, K = Wm.shape
-    P = conv_h * conv_w
     for n0 in range(lo, hi, chunk):
         n1 = min(n0 + chunk, hi)
-        m = (n1 - n0) * P
-        rows = flat_rows[:FN * m].reshape((FN, m))
+        cols, rows = _chunk_im2col(x, n0, n1, geometry, scratch, Wm.shape[0])
         backward_prologue(kind, n0, n1, conv_h, conv_w, pool, dout, out, argmax, rows)
         _add_row_sums(rows, db)
-        cols = flat_cols[:K * m].reshape((K, m))
-        _pad_images(x, n0, n1, pad, xp)
-        _im2col_padded(xp, n1 - n0, FH, FW, stride, conv_h, conv_w, cols)
         gemm(rows, False, cols, True, dW, 1)
         if dx.size:
             gemm(Wm, True, rows, False, cols, 0)  # the chunk's dcol reuses the cols buffer
@@ -140,7 +140,7 @@ def forward_pipeline(x, W, stride, pad, epilogue):
     FN, K = W.shape[0], math.prod(W.shape[1:])
     P = geometry[4] * geometry[5]
     x = np.ascontiguousarray(x)
-    Wm = np.ascontiguousarray(W.reshape(FN, K))
+    Wm = np.ascontiguousarray(W.reshape(FN, K), dtype=x.dtype)  # gemm takes one dtype
     run = _chunk_loop(_forward_chunks)
 
     def part(lo, hi):
@@ -158,7 +158,7 @@ def backward_pipeline(x, W, stride, pad, need_dx, prologue):
     FN, K = W.shape[0], math.prod(W.shape[1:])
     P = geometry[4] * geometry[5]
     x = np.ascontiguousarray(x)
-    Wm = np.ascontiguousarray(W.reshape(FN, K))
+    Wm = np.ascontiguousarray(W.reshape(FN, K), dtype=x.dtype)  # gemm takes one dtype
     dx = np.empty_like(x) if need_dx else np.empty((0,) + x.shape[1:], dtype=x.dtype)
     run = _chunk_loop(_backward_chunks)
 
