@@ -7,13 +7,11 @@ im2col + GEMM pipeline of ``pipeline.py``; im2col and col2im build the book's la
 import numpy as np
 
 from ..shapes import conv_output_hw
-from .epilogues import GRADIENT, NO_POOL, OUTPUT_BIAS
+from .epilogues import GRADIENT, NO_ARGMAX, NO_POOL, OUTPUT_BIAS
 from .im2col import _col2im_rows, _im2col_rows
 from .pipeline import backward_pipeline, forward_pipeline, images_parallel
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward"]
-
-NO_ARGMAX = np.empty((0, 1, 1, 1), dtype=np.intp)  # for the epilogues that keep none
 
 
 def im2col(x, filter_h, filter_w, stride=1, pad=0):

@@ -19,6 +19,7 @@ from .pool import _bias_relu, _has_nan, _pool_2x2, _pool_2x2_relu_values, _pool_
 OUTPUT_BIAS, OUTPUT_RELU, OUTPUT_RELU_POOL, OUTPUT_RELU_POOL_VALUES = range(4)
 GRADIENT, GRADIENT_RELU, GRADIENT_RELU_POOL = range(3)
 NO_POOL = (1, 1, 1, 0)  # (pool_h, pool_w, pool_stride, pool_pad) where nothing is pooled
+NO_ARGMAX = np.empty((0, 1, 1, 1), dtype=np.intp)  # argmax where none is kept or read
 
 
 # The GEMM-layout <-> NCHW passes below index through per-plane slices: with the flat

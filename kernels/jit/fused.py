@@ -8,8 +8,7 @@ needs no saved mask, see ``epilogues``.
 import numpy as np
 
 from ..shapes import conv_output_hw
-from .conv import NO_ARGMAX
-from .epilogues import (GRADIENT_RELU, GRADIENT_RELU_POOL, NO_POOL, OUTPUT_RELU,
+from .epilogues import (GRADIENT_RELU, GRADIENT_RELU_POOL, NO_ARGMAX, NO_POOL, OUTPUT_RELU,
                         OUTPUT_RELU_POOL, OUTPUT_RELU_POOL_VALUES)
 from .pipeline import backward_pipeline, forward_pipeline
 

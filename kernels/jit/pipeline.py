@@ -58,9 +58,11 @@ def _scratch_array(name, shape, dtype):
     return flat[:size].reshape(shape)
 
 
-def _scratch_arrays(x, K, FN, chunk, P, pad):
+def _scratch_arrays(x, Wm, geometry, chunk):
     """(cols, rows, padded images): this thread's buffers for one chunk."""
     _, C, H, W = x.shape
+    FN, K = Wm.shape
+    pad, P = geometry[3], geometry[4] * geometry[5]
     return (_scratch_array("cols", K * chunk * P, x.dtype),
             _scratch_array("rows", FN * chunk * P, x.dtype),
             _scratch_array("padded", (chunk, C, H + 2 * pad, W + 2 * pad), x.dtype))
@@ -125,27 +127,27 @@ def chunk_images(C, filter_h, filter_w, out_h, out_w, itemsize):
     return max(1, CHUNK_BYTES // (C * filter_h * filter_w * out_h * out_w * itemsize))
 
 
-def _layer_geometry(x, W, stride, pad):
+def _layer_operands(x, W, stride, pad):
+    """(x, Wm, geometry, chunk): x C-contiguous, Wm the (FN, C*FH*FW) weight matrix in x's
+    dtype (gemm takes one dtype), geometry as the chunk loops take it, and the images per
+    chunk."""
     FN, C, FH, FW = W.shape
-    N, _, H, Wd = x.shape
+    _, _, H, Wd = x.shape
     conv_h, conv_w = conv_output_hw(H, Wd, FH, FW, stride, pad)
+    x = np.ascontiguousarray(x)
+    Wm = np.ascontiguousarray(W.reshape(FN, C * FH * FW), dtype=x.dtype)
     chunk = chunk_images(C, FH, FW, conv_h, conv_w, x.itemsize)
-    return (FH, FW, stride, pad, conv_h, conv_w), chunk
+    return x, Wm, (FH, FW, stride, pad, conv_h, conv_w), chunk
 
 
 def forward_pipeline(x, W, stride, pad, epilogue):
     """Runs the conv of x (N, C, H, W) with weights W (FN, C, FH, FW) into the epilogue
     (kind, b, pool, out, argmax) of ``forward_epilogue``; out and argmax are written."""
-    geometry, chunk = _layer_geometry(x, W, stride, pad)
-    FN, K = W.shape[0], math.prod(W.shape[1:])
-    P = geometry[4] * geometry[5]
-    x = np.ascontiguousarray(x)
-    Wm = np.ascontiguousarray(W.reshape(FN, K), dtype=x.dtype)  # gemm takes one dtype
+    x, Wm, geometry, chunk = _layer_operands(x, W, stride, pad)
     run = _chunk_loop(_forward_chunks)
 
     def part(lo, hi):
-        run(x, Wm, lo, hi, chunk, geometry, _scratch_arrays(x, K, FN, chunk, P, geometry[3]),
-            epilogue)
+        run(x, Wm, lo, hi, chunk, geometry, _scratch_arrays(x, Wm, geometry, chunk), epilogue)
 
     with single_threaded_blas():
         images_parallel(part, x.shape[0])
@@ -154,18 +156,14 @@ def forward_pipeline(x, W, stride, pad, epilogue):
 def backward_pipeline(x, W, stride, pad, need_dx, prologue):
     """(dx or None, dW, db) from the output gradient that the prologue (kind, pool, dout,
     out, argmax) of ``backward_prologue`` gives."""
-    geometry, chunk = _layer_geometry(x, W, stride, pad)
-    FN, K = W.shape[0], math.prod(W.shape[1:])
-    P = geometry[4] * geometry[5]
-    x = np.ascontiguousarray(x)
-    Wm = np.ascontiguousarray(W.reshape(FN, K), dtype=x.dtype)  # gemm takes one dtype
+    x, Wm, geometry, chunk = _layer_operands(x, W, stride, pad)
     dx = np.empty_like(x) if need_dx else np.empty((0,) + x.shape[1:], dtype=x.dtype)
     run = _chunk_loop(_backward_chunks)
 
     def part(lo, hi):
-        dW = np.zeros((FN, K), dtype=x.dtype)
-        db = np.zeros(FN)
-        run(x, Wm, lo, hi, chunk, geometry, _scratch_arrays(x, K, FN, chunk, P, geometry[3]),
+        dW = np.zeros(Wm.shape, dtype=x.dtype)
+        db = np.zeros(Wm.shape[0])
+        run(x, Wm, lo, hi, chunk, geometry, _scratch_arrays(x, Wm, geometry, chunk),
             prologue, dW, db, dx)
         return dW, db
 
