@@ -31,37 +31,23 @@ _mount_source_kernels()
 
 
 def _choose_threading_layer():
-    # Where NumPy's bundled OpenBLAS can be called from compiled code, every parallel part
-    # of a step is a Numba parallel loop, and OpenMP's workers, which spin for a moment after
-    # each loop, pick up the next one within microseconds: Numba's workqueue layer wakes a
-    # sleeping thread each time (50-130 us here), and the fastest 2-thread SimpleConvNet
-    # steps took 7-8 ms against 8-10. The spin is cut from libgomp's ~10 ms to ~1 ms
-    # (GOMP_SPINCOUNT), enough to bridge the serial work inside a step. Without that BLAS,
-    # the parts run on Python threads, and spinning OpenMP workers would take their cores:
-    # a SimpleConvNet step ran several times slower, so workqueue is chosen there.
+    # OpenMP workers spin after each parallel loop and fight the BLAS threads of the GEMM
+    # that follows: on 2 cores a SimpleConvNet step ran ~10x slower than with workqueue.
     # An explicit NUMBA_THREADING_LAYER from the user still wins.
     if "NUMBA_THREADING_LAYER" in _os.environ:
         return
     import numba
     from numba.np.ufunc import parallel
-    from fastconv.kernels.jit import blas
     if getattr(parallel, "_is_initialized", False):
         # numba.set_num_threads() or a parallel function ran before this import
-        if numba.threading_layer() == "omp" and not blas.AVAILABLE:
+        if numba.threading_layer() == "omp":
             import warnings
             warnings.warn("Numba's threads were started with the OpenMP layer before fastconv "
                           "was imported; its spinning workers slow fastconv down several "
                           "times on small machines. Import fastconv first, or set "
                           "NUMBA_THREADING_LAYER=workqueue.", RuntimeWarning, stacklevel=3)
         return
-    if not blas.AVAILABLE:
-        numba.config.THREADING_LAYER = "workqueue"
-        return
-    if "NUMBA_THREADING_LAYER_PRIORITY" not in _os.environ:
-        numba.config.THREADING_LAYER = "default"
-        numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
-    if not {"GOMP_SPINCOUNT", "OMP_WAIT_POLICY"} & set(_os.environ):
-        _os.environ["GOMP_SPINCOUNT"] = "30000"
+    numba.config.THREADING_LAYER = "workqueue"
 
 
 _choose_threading_layer()

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 from fastconv.kernels import jit, reference
-from fastconv.kernels.jit import blas, gemm, pipeline
+from fastconv.kernels.jit import blas, pipeline
 from fastconv.kernels.shapes import conv_output_hw
 
 from conftest import tolerance
@@ -21,13 +21,12 @@ PATHS = st.sampled_from(["compiled", "python"])
 @contextlib.contextmanager
 def part_path(path, chunk_bytes=pipeline.CHUNK_BYTES):
     """Parts run compiled or as Python; chunk_bytes=1 makes every image a chunk of its own."""
-    saved = pipeline.COMPILED, gemm.COMPILED, pipeline.CHUNK_BYTES
-    compiled = path == "compiled"
-    pipeline.COMPILED, gemm.COMPILED, pipeline.CHUNK_BYTES = compiled, compiled, chunk_bytes
+    saved = pipeline.COMPILED, pipeline.CHUNK_BYTES
+    pipeline.COMPILED, pipeline.CHUNK_BYTES = path == "compiled", chunk_bytes
     try:
         yield
     finally:
-        pipeline.COMPILED, gemm.COMPILED, pipeline.CHUNK_BYTES = saved
+        pipeline.COMPILED, pipeline.CHUNK_BYTES = saved
 
 
 def test_numpy_wheels_bundled_openblas_is_bound():
@@ -37,7 +36,7 @@ def test_numpy_wheels_bundled_openblas_is_bound():
     blas_info = config.get("Build Dependencies", {}).get("blas", {})
     if blas_info.get("name") != "scipy-openblas" or "USE64BITINT" not in str(blas_info):
         pytest.skip(f"NumPy links {blas_info.get('name', 'another BLAS')}, not scipy-openblas64")
-    assert blas.AVAILABLE and pipeline.COMPILED and gemm.COMPILED
+    assert blas.AVAILABLE and pipeline.COMPILED
 
 
 @pytest.mark.skipif(not blas.AVAILABLE, reason="NumPy's bundled OpenBLAS not found")

@@ -1,16 +1,9 @@
-"""The jit kernels give bit-identical results with 1 thread and with 2, and run in a child
-forked after their threads ran."""
-import os
-import subprocess
-import sys
-import textwrap
-
+"""The jit kernels give bit-identical results with 1 thread and with 2."""
 import numba
 import numpy as np
 import pytest
 
 from fastconv.kernels import jit
-from fastconv.kernels.jit import blas, gemm
 
 
 @pytest.fixture
@@ -77,22 +70,14 @@ def test_one_thread_equals_two(run_with_threads, dtype):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.fixture(params=["compiled", "python"])
-def matmul_path(request, monkeypatch):
-    """Products cut in parts run as one compiled parallel loop, or on Python threads."""
-    if request.param == "compiled" and not blas.AVAILABLE:
-        pytest.skip("NumPy's bundled OpenBLAS not found")
-    monkeypatch.setattr(gemm, "COMPILED", request.param == "compiled")
-
-
 @pytest.mark.parametrize("shape", [(16, 144, 20000),   # long output rows: split columns
                                    (4000, 100, 100),   # tall output: split rows
                                    (16, 20000, 144),   # short output, long inner: split k
                                    (100, 4320, 100),   # inner 8x+ the output sides: split k
                                    (3, 4, 5)])         # small: one call
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_split_matmul_is_thread_count_independent(run_with_threads, matmul_path, shape, dtype):
-    matmul = gemm.matmul
+def test_split_matmul_is_thread_count_independent(run_with_threads, shape, dtype):
+    from fastconv.kernels.jit.gemm import matmul
     m, k, n = shape
     rng = np.random.default_rng(0)
     a = rng.standard_normal((m, k)).astype(dtype)
@@ -107,7 +92,7 @@ def test_split_matmul_is_thread_count_independent(run_with_threads, matmul_path,
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_affine_backward_products_side_by_side_are_thread_count_independent(run_with_threads,
-                                                                            matmul_path, dtype):
+                                                                            dtype):
     # SimpleConvNet's hidden Affine: big enough that dx and dW run on separate threads
     rng = np.random.default_rng(1)
     x = rng.standard_normal((100, 4320)).astype(dtype)
@@ -202,91 +187,3 @@ def test_blas_pin_is_reentrant_and_restores_the_outer_count(monkeypatch):
     with gemm.single_threaded_blas():  # the depth went back to 0: this block pins again
         assert lib.threads == 1
     assert lib.threads == 2
-
-
-FORK_SCRIPT = textwrap.dedent("""
-    import multiprocessing
-    import queue
-    import sys
-    import numpy as np
-    import numba
-    from fastconv.kernels import jit
-
-    def run():
-        rng = np.random.default_rng(3)
-        x = rng.standard_normal((8, 3, 12, 12)).astype(np.float32)
-        W = rng.standard_normal((6, 3, 3, 3)).astype(np.float32)
-        b = rng.standard_normal(6).astype(np.float32)
-        out, argmax, ctx = jit.conv_relu_pool_forward(x, W, b, 1, 1, 2, 2, 2, 0)
-        grads = jit.conv_relu_pool_backward(out, out, argmax, x, W, ctx, 1, 1, 2, 2, 2, 0)
-        col = jit.im2col(x, 3, 3, 1, 1)
-        pooled, pool_argmax = jit.maxpool_forward(x, 3, 3, 1, 1)
-        dpool = jit.maxpool_backward(pooled, pool_argmax, x.shape, 3, 3, 1, 1)
-        big = rng.standard_normal((100, 4320)).astype(np.float32)
-        A = rng.standard_normal((4320, 100)).astype(np.float32)
-        scores = jit.affine_forward(big, A, b[:1].repeat(100))
-        param = rng.standard_normal(1 << 20).astype(np.float32)
-        m, v = np.zeros_like(param), np.zeros_like(param)
-        h = np.float32(0.01)
-        jit.adam_update(param, param.copy(), m, v, h, h, h, h)
-        return [out, *grads, col, pooled, dpool, scores, param]
-
-    def child(results):
-        results.put(run())
-
-    if __name__ == "__main__":
-        mine = run()  # the parent's threads run first
-        context = multiprocessing.get_context("fork")
-        results = context.Queue()
-        process = context.Process(target=child, args=(results,))
-        process.start()
-        while True:
-            try:
-                theirs = results.get(timeout=1)
-                break
-            except queue.Empty:
-                if not process.is_alive():
-                    sys.exit(f"the child died, exit code {process.exitcode}")
-        process.join(60)
-        assert process.exitcode == 0, process.exitcode
-        for a, b in zip(mine, theirs):
-            np.testing.assert_array_equal(a, b)
-        print("ok", numba.threading_layer())
-""")
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
-def test_kernels_run_in_a_child_forked_after_their_threads_ran(tmp_path):
-    """GNU OpenMP is not fork-safe: Numba kills a forked child at its first parallel launch.
-    With the OpenMP layer, a child (multiprocessing's default on Linux) must take the serial
-    builds and give the parent's results."""
-    script = tmp_path / "fork_after_threads.py"
-    script.write_text(FORK_SCRIPT)
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=900)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.startswith("ok"), proc.stdout
-
-
-def test_openmp_layer_where_every_part_is_compiled():
-    """With the compiled parts, fastconv picks Numba's OpenMP layer (where it loads) and
-    shortens libgomp's spin; without them it picks workqueue."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY",
-                        "GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
-    code = ("import os, numpy as np, numba, fastconv\n"
-            "from fastconv.kernels import jit\n"
-            "jit.relu_forward(np.ones(1 << 21, dtype=np.float32))\n"
-            "print(numba.threading_layer(), os.environ.get('GOMP_SPINCOUNT'))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    layer, spin = proc.stdout.split()
-    if not blas.AVAILABLE:
-        assert layer == "workqueue"
-        return
-    try:
-        import numba.np.ufunc.omppool  # noqa: F401
-    except ImportError:
-        pytest.skip("Numba's OpenMP layer does not load here")
-    assert (layer, spin) == ("omp", "30000")

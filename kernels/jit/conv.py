@@ -8,9 +8,8 @@ import numpy as np
 
 from ..shapes import conv_output_hw
 from .epilogues import GRADIENT, NO_ARGMAX, NO_POOL, OUTPUT_BIAS
-from .gemm import part_bounds
-from .im2col import _col2im_parts, _im2col_parts
-from .pipeline import backward_pipeline, forward_pipeline
+from .im2col import _col2im_rows, _im2col_rows
+from .pipeline import backward_pipeline, forward_pipeline, images_parallel
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward"]
 
@@ -20,7 +19,9 @@ def im2col(x, filter_h, filter_w, stride=1, pad=0):
     N, C, H, W = x.shape
     out_h, out_w = conv_output_hw(H, W, filter_h, filter_w, stride, pad)
     col = np.empty((N * out_h * out_w, C * filter_h * filter_w), dtype=x.dtype)
-    _im2col_parts(x, part_bounds(N), filter_h, filter_w, stride, pad, out_h, out_w, col)
+    P = out_h * out_w
+    images_parallel(lambda lo, hi: _im2col_rows(
+        x, lo, hi, filter_h, filter_w, stride, pad, out_h, out_w, col[lo * P:hi * P]), N)
     return col
 
 
@@ -29,7 +30,9 @@ def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
     out_h, out_w = conv_output_hw(H, W, filter_h, filter_w, stride, pad)
     col = np.ascontiguousarray(col)
     dx = np.empty((N, C, H, W), dtype=col.dtype)
-    _col2im_parts(col, part_bounds(N), filter_h, filter_w, stride, pad, out_h, out_w, dx)
+    P = out_h * out_w
+    images_parallel(lambda lo, hi: _col2im_rows(
+        col[lo * P:hi * P], lo, hi, filter_h, filter_w, stride, pad, out_h, out_w, dx), N)
     return dx
 
 

@@ -10,42 +10,16 @@ compiles the same Python function both ways (``prange`` runs as ``range`` in the
 build) and picks one per call from the size of the first argument; each element's arithmetic
 is the same in both, and both use NumPy's error model (a division by zero gives inf or NaN),
 so the choice never changes a result.
-
-``parallel_above(0)`` builds the loops over a batch's fixed parts (the conv pipeline, the
-split matrix products): parallel always, except in a child forked from a process whose GNU
-OpenMP threads have run. Numba terminates such a child at its first parallel launch (libgomp
-is not fork-safe), so there every kernel takes its serial build, with the same results.
 """
 import functools
-import os
 import types
 
-import numba
 from numba import njit
 
-__all__ = ["parallel_above", "parallel_allowed", "PARALLEL_MIN_SIZE",
-           "PARALLEL_MIN_SIZE_DIVIDING"]
+__all__ = ["parallel_above", "PARALLEL_MIN_SIZE", "PARALLEL_MIN_SIZE_DIVIDING"]
 
 PARALLEL_MIN_SIZE = 1 << 20        # elements; below this a second thread does not pay
 PARALLEL_MIN_SIZE_DIVIDING = 3 << 17  # the same for the updates that divide (393,216)
-
-
-_forked_after_openmp = False
-
-
-def _note_fork():
-    global _forked_after_openmp
-    from numba.np.ufunc import parallel
-    if getattr(parallel, "_is_initialized", False) and numba.threading_layer() == "omp":
-        _forked_after_openmp = True
-
-
-os.register_at_fork(after_in_child=_note_fork)
-
-
-def parallel_allowed():
-    """False in a child forked after this process's OpenMP threads ran (see above)."""
-    return not _forked_after_openmp
 
 
 def _renamed(fn, suffix):
@@ -60,17 +34,15 @@ def _renamed(fn, suffix):
 
 def parallel_above(min_size=PARALLEL_MIN_SIZE):
     def decorate(fn):
-        parallel = njit(parallel=True, nogil=True, cache=True)(fn)
+        parallel = njit(parallel=True, cache=True)(fn)
         # NumPy's error model, which parallel builds use too: a division by zero gives inf
         # or NaN as in NumPy instead of raising ZeroDivisionError half-way through an
         # in-place update, and without that branch a loop that divides vectorizes (Adam: 4-6x)
-        serial = njit(nogil=True, cache=True, error_model="numpy")(
-            _renamed(fn, "_serial_numpy_errors"))
+        serial = njit(cache=True, error_model="numpy")(_renamed(fn, "_serial_numpy_errors"))
 
         @functools.wraps(fn)
         def call(*args):
-            big = args[0].size >= min_size
-            kernel = parallel if big and not _forked_after_openmp else serial
+            kernel = parallel if args[0].size >= min_size else serial
             return kernel(*args)
 
         call.parallel, call.serial = parallel, serial

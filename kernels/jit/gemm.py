@@ -17,11 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
-from numba import njit, prange
-
-from . import blas
-from .blas import gemm
-from .dispatch import parallel_above
 
 __all__ = ["matmul", "matmul_pair", "pieces", "run_parts", "single_threaded_blas", "blas_scope"]
 
@@ -31,8 +26,6 @@ MIN_SPLIT_DIM = 64        # an output side shorter than this is not split
 INNER_SPLIT_RATIO = 8     # an inner dimension this many times the longer output side is split:
                           # each part then reads half of both factors instead of all of one
 OPENBLAS_SERIAL_MNK = 65536 * 4  # OpenBLAS itself runs a GEMM with m*n*k up to this serially
-
-COMPILED = blas.AVAILABLE  # run the parts as one parallel compiled loop (else Python threads)
 
 _executor = None
 _blas = None
@@ -108,95 +101,29 @@ def run_parts(tasks):
     return [first] + [f.result() for f in futures]
 
 
-def part_bounds(size):
-    """np.array([lo_0, lo_1, ..., size]): the edges of ``pieces(size)``."""
-    return np.array([lo for lo, _ in pieces(size)] + [size])
-
-
-OUT_ROWS, OUT_COLUMNS, INNER = range(3)  # how matmul cuts a product into parts
-
-
-def _operand(m):
-    """(array with contiguous rows, transposed?) whose op() is m, for ``blas.gemm``."""
-    if m.strides[1] == m.itemsize:
-        return m, False
-    if m.strides[0] == m.itemsize:
-        return m.T, True
-    return np.ascontiguousarray(m), False
-
-
-@njit(nogil=True, cache=True)
-def _op_rows(m, trans, lo, hi):
-    """Rows lo..hi-1 of op(m), as the array gemm takes with the same trans flag."""
-    return m[:, lo:hi] if trans else m[lo:hi, :]
-
-
-@njit(nogil=True, cache=True)
-def _op_columns(m, trans, lo, hi):
-    return m[lo:hi, :] if trans else m[:, lo:hi]
-
-
-@njit(nogil=True, cache=True)
-def _matmul_part(a, ta, b, tb, lo, hi, cut, out):
-    """Part [lo, hi) of op(a) @ op(b): its output rows or columns, written into out, or
-    (cut INNER) the product over inner indices lo..hi-1, written to out whole."""
-    if cut == OUT_ROWS:
-        gemm(_op_rows(a, ta, lo, hi), ta, b, tb, out[lo:hi, :], 0)
-    elif cut == OUT_COLUMNS:
-        gemm(a, ta, _op_columns(b, tb, lo, hi), tb, out[:, lo:hi], 0)
-    else:
-        gemm(_op_columns(a, ta, lo, hi), ta, _op_rows(b, tb, lo, hi), tb, out, 0)
-
-
-@parallel_above(0)
-def _matmul_parts(a, ta, b, tb, bounds, cut, out):
-    """Every part at once; out is (1, m, n), or (parts, m, n) for the partial products of
-    an INNER cut."""
-    for p in prange(bounds.size - 1):
-        _matmul_part(a, ta, b, tb, bounds[p], bounds[p + 1], cut,
-                     out[p] if cut == INNER else out[0])
-
-
-@parallel_above(0)
-def _matmul_two(a1, ta1, b1, tb1, c1, a2, ta2, b2, tb2, c2):
-    for p in prange(2):
-        if p == 0:
-            gemm(a1, ta1, b1, tb1, c1, 0)
-        else:
-            gemm(a2, ta2, b2, tb2, c2, 0)
-
-
-def _run_matmul_parts(a, b, bounds, cut, out):
-    (a, ta), (b, tb) = _operand(a), _operand(b)
-    if COMPILED:
-        _matmul_parts(a, ta, b, tb, bounds, cut, out)
-        return
-    part = _matmul_part.py_func
-    run_parts([lambda p=p: part(a, ta, b, tb, bounds[p], bounds[p + 1], cut,
-                                out[p] if cut == INNER else out[0])
-               for p in range(bounds.size - 1)])
-
-
 def matmul(a, b):
     """a @ b for 2-D float arrays (views and transposes are fine), as a new C-ordered array."""
     m, k = a.shape
     n = b.shape[1]
     dtype = np.result_type(a, b)
-    if m * n * k <= OPENBLAS_SERIAL_MNK or dtype.char not in "fd":
+    if m * n * k <= OPENBLAS_SERIAL_MNK:
         return a @ b  # no worker thread wakes up: no need to pin BLAS to one thread
     with single_threaded_blas():
         if 2.0 * m * n * k < MIN_SPLIT_FLOPS:
             return a @ b
-        a, b = a.astype(dtype, copy=False), b.astype(dtype, copy=False)  # gemm takes one
+        out = np.empty((m, n), dtype=dtype)
         if max(m, n) >= MIN_SPLIT_DIM and k < INNER_SPLIT_RATIO * max(m, n):
-            out = np.empty((1, m, n), dtype=dtype)
-            cut, size = (OUT_ROWS, m) if m >= n else (OUT_COLUMNS, n)
-            _run_matmul_parts(a, b, part_bounds(size), cut, out)
-            return out[0]
-        bounds = part_bounds(k)
-        partials = np.empty((bounds.size - 1, m, n), dtype=dtype)
-        _run_matmul_parts(a, b, bounds, INNER, partials)
-        out = partials[0]  # the partial sums added in a fixed order
+            if m >= n:
+                tasks = [lambda lo=lo, hi=hi: np.matmul(a[lo:hi], b, out=out[lo:hi])
+                         for lo, hi in pieces(m)]
+            else:
+                tasks = [lambda lo=lo, hi=hi: np.matmul(a, b[:, lo:hi], out=out[:, lo:hi])
+                         for lo, hi in pieces(n)]
+            run_parts(tasks)
+            return out
+        partials = run_parts([lambda lo=lo, hi=hi: a[:, lo:hi] @ b[lo:hi]
+                              for lo, hi in pieces(k)])
+        out[...] = partials[0]
         for extra in partials[1:]:
             out += extra
         return out
@@ -208,14 +135,8 @@ def matmul_pair(a1, b1, a2, b2):
     whole GEMMs run faster than halves: the affine backward pass (dx and dW) uses this.
     Each product is one BLAS call either way, so the results do not depend on the threads."""
     flops = [2.0 * a.shape[0] * a.shape[1] * b.shape[1] for a, b in ((a1, b1), (a2, b2))]
-    dtypes = {m.dtype for m in (a1, b1, a2, b2)}
-    if min(flops) < MIN_SPLIT_FLOPS / 2 or len(dtypes) > 1 or dtypes.pop().char not in "fd":
+    if min(flops) < MIN_SPLIT_FLOPS / 2:
         return matmul(a1, b1), matmul(a2, b2)
     with single_threaded_blas():
-        if not COMPILED:
-            first, second = run_parts([lambda: a1 @ b1, lambda: a2 @ b2])
-            return first, second
-        c1 = np.empty((a1.shape[0], b1.shape[1]), dtype=a1.dtype)
-        c2 = np.empty((a2.shape[0], b2.shape[1]), dtype=a2.dtype)
-        _matmul_two(*_operand(a1), *_operand(b1), c1, *_operand(a2), *_operand(b2), c2)
-    return c1, c2
+        first, second = run_parts([lambda: a1 @ b1, lambda: a2 @ b2])
+    return first, second

@@ -6,9 +6,7 @@ images*out_h*out_w)``, built from a zero-padded copy of the images so that every
 stride-1 filter tap is one contiguous copy; col2im is its adjoint, summing tap by tap in
 (ky, kx) order like the book, so float64 results equal the twin's.
 """
-from numba import njit, prange
-
-from .dispatch import parallel_above
+from numba import njit
 
 
 @njit(cache=True)
@@ -67,25 +65,6 @@ def _col2im_rows(col, n0, n1, filter_h, filter_w, stride, pad, out_h, out_w, dx)
                         iy = oy * stride + ky - pad
                         for ox in range(ox_lo, ox_hi):
                             dx[n, c, iy, ox * stride + kx - pad] += col[j + ox, r]
-
-
-@parallel_above(0)
-def _im2col_parts(x, bounds, filter_h, filter_w, stride, pad, out_h, out_w, col):
-    """_im2col_rows for each part of the batch (images bounds[p]..bounds[p+1]-1) at once."""
-    P = out_h * out_w
-    for p in prange(bounds.size - 1):
-        lo, hi = bounds[p], bounds[p + 1]
-        _im2col_rows(x, lo, hi, filter_h, filter_w, stride, pad, out_h, out_w,
-                     col[lo * P:hi * P])
-
-
-@parallel_above(0)
-def _col2im_parts(col, bounds, filter_h, filter_w, stride, pad, out_h, out_w, dx):
-    P = out_h * out_w
-    for p in prange(bounds.size - 1):
-        lo, hi = bounds[p], bounds[p + 1]
-        _col2im_rows(col[lo * P:hi * P], lo, hi, filter_h, filter_w, stride, pad, out_h,
-                     out_w, dx)
 
 
 @njit(nogil=True, cache=True)

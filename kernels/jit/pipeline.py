@@ -20,17 +20,16 @@ import math
 import threading
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..shapes import conv_output_hw
 from . import blas
 from .blas import gemm
-from .dispatch import parallel_above
 from .epilogues import _add_row_sums, backward_prologue, forward_epilogue
-from .gemm import part_bounds, run_parts, single_threaded_blas
+from .gemm import pieces, run_parts, single_threaded_blas
 from .im2col import _col2im_padded, _crop_images, _im2col_padded, _pad_images
 
-__all__ = ["forward_pipeline", "backward_pipeline"]
+__all__ = ["forward_pipeline", "backward_pipeline", "images_parallel"]
 
 # An im2col chunk of 256 KB leaves room in a core's L2 (512 KB on the reference machine) for
 # the chunk's GEMM output. Since the parts became single compiled calls, a chunk costs no GIL
@@ -59,15 +58,14 @@ def _scratch_array(name, shape, dtype):
     return flat[:size].reshape(shape)
 
 
-def _scratch_arrays(x, Wm, geometry, chunk, parts):
-    """(cols, rows, padded images): the calling thread's buffers for one chunk of each part,
-    the part first."""
+def _scratch_arrays(x, Wm, geometry, chunk):
+    """(cols, rows, padded images): this thread's buffers for one chunk."""
     _, C, H, W = x.shape
     FN, K = Wm.shape
     pad, P = geometry[3], geometry[4] * geometry[5]
-    return (_scratch_array("cols", (parts, K * chunk * P), x.dtype),
-            _scratch_array("rows", (parts, FN * chunk * P), x.dtype),
-            _scratch_array("padded", (parts, chunk, C, H + 2 * pad, W + 2 * pad), x.dtype))
+    return (_scratch_array("cols", K * chunk * P, x.dtype),
+            _scratch_array("rows", FN * chunk * P, x.dtype),
+            _scratch_array("padded", (chunk, C, H + 2 * pad, W + 2 * pad), x.dtype))
 
 
 @njit(nogil=True, cache=True)
@@ -121,34 +119,8 @@ def _backward_chunks(x, Wm, lo, hi, chunk, geometry, scratch, prologue, dW, db, 
             _crop_images(xp, n0, n1, pad, dx)
 
 
-# Numba's parallel loops take arrays and scalars, not tuples: the tuples are taken apart
-# before the loop and built again inside it.
-@parallel_above(0)
-def _forward_parts(x, Wm, bounds, chunk, geometry, scratch, epilogue):
-    """Each part p, images bounds[p]..bounds[p+1]-1, through ``_forward_chunks`` with its
-    own scratch arrays (scratch[i][p]), the parts at once."""
-    FH, FW, stride, pad, conv_h, conv_w = geometry
-    cols, rows, padded = scratch
-    kind, b, pool, out, argmax = epilogue
-    pool_h, pool_w, pool_stride, pool_pad = pool
-    for p in prange(bounds.size - 1):
-        _forward_chunks(x, Wm, bounds[p], bounds[p + 1], chunk,
-                        (FH, FW, stride, pad, conv_h, conv_w), (cols[p], rows[p], padded[p]),
-                        (kind, b, (pool_h, pool_w, pool_stride, pool_pad), out, argmax))
-
-
-@parallel_above(0)
-def _backward_parts(x, Wm, bounds, chunk, geometry, scratch, prologue, dW, db, dx):
-    """``_backward_chunks`` for each part at once; part p adds to dW[p] and db[p]."""
-    FH, FW, stride, pad, conv_h, conv_w = geometry
-    cols, rows, padded = scratch
-    kind, pool, dout, out, argmax = prologue
-    pool_h, pool_w, pool_stride, pool_pad = pool
-    for p in prange(bounds.size - 1):
-        _backward_chunks(x, Wm, bounds[p], bounds[p + 1], chunk,
-                         (FH, FW, stride, pad, conv_h, conv_w), (cols[p], rows[p], padded[p]),
-                         (kind, (pool_h, pool_w, pool_stride, pool_pad), dout, out, argmax),
-                         dW[p], db[p], dx)
+def _chunk_loop(kernel):
+    return kernel if COMPILED else kernel.py_func
 
 
 def chunk_images(C, filter_h, filter_w, out_h, out_w, itemsize):
@@ -172,16 +144,13 @@ def forward_pipeline(x, W, stride, pad, epilogue):
     """Runs the conv of x (N, C, H, W) with weights W (FN, C, FH, FW) into the epilogue
     (kind, b, pool, out, argmax) of ``forward_epilogue``; out and argmax are written."""
     x, Wm, geometry, chunk = _layer_operands(x, W, stride, pad)
-    bounds = part_bounds(x.shape[0])
-    scratch = _scratch_arrays(x, Wm, geometry, chunk, bounds.size - 1)
+    run = _chunk_loop(_forward_chunks)
+
+    def part(lo, hi):
+        run(x, Wm, lo, hi, chunk, geometry, _scratch_arrays(x, Wm, geometry, chunk), epilogue)
+
     with single_threaded_blas():
-        if COMPILED:
-            _forward_parts(x, Wm, bounds, chunk, geometry, scratch, epilogue)
-            return
-        run = _forward_chunks.py_func
-        run_parts([lambda p=p: run(x, Wm, bounds[p], bounds[p + 1], chunk, geometry,
-                                   tuple(a[p] for a in scratch), epilogue)
-                   for p in range(bounds.size - 1)])
+        images_parallel(part, x.shape[0])
 
 
 def backward_pipeline(x, W, stride, pad, need_dx, prologue):
@@ -189,23 +158,24 @@ def backward_pipeline(x, W, stride, pad, need_dx, prologue):
     out, argmax) of ``backward_prologue`` gives."""
     x, Wm, geometry, chunk = _layer_operands(x, W, stride, pad)
     dx = np.empty_like(x) if need_dx else np.empty((0,) + x.shape[1:], dtype=x.dtype)
-    bounds = part_bounds(x.shape[0])
-    parts = bounds.size - 1
-    scratch = _scratch_arrays(x, Wm, geometry, chunk, parts)
-    dW_parts = np.zeros((parts,) + Wm.shape, dtype=x.dtype)
-    db_parts = np.zeros((parts, Wm.shape[0]))
+    run = _chunk_loop(_backward_chunks)
+
+    def part(lo, hi):
+        dW = np.zeros(Wm.shape, dtype=x.dtype)
+        db = np.zeros(Wm.shape[0])
+        run(x, Wm, lo, hi, chunk, geometry, _scratch_arrays(x, Wm, geometry, chunk),
+            prologue, dW, db, dx)
+        return dW, db
+
     with single_threaded_blas():
-        if COMPILED:
-            _backward_parts(x, Wm, bounds, chunk, geometry, scratch, prologue, dW_parts,
-                            db_parts, dx)
-        else:
-            run = _backward_chunks.py_func
-            run_parts([lambda p=p: run(x, Wm, bounds[p], bounds[p + 1], chunk, geometry,
-                                       tuple(a[p] for a in scratch), prologue, dW_parts[p],
-                                       db_parts[p], dx)
-                       for p in range(parts)])
-    dW, db = dW_parts[0], db_parts[0]
-    for p in range(1, parts):
-        dW = dW + dW_parts[p]
-        db = db + db_parts[p]
+        partials = images_parallel(part, x.shape[0])
+    dW, db = partials[0]
+    for more_dW, more_db in partials[1:]:
+        dW = dW + more_dW
+        db = db + more_db
     return (dx if need_dx else None), dW.reshape(W.shape), db.astype(x.dtype)
+
+
+def images_parallel(kernel, N):
+    """[kernel(lo, hi) for each fixed part of the batch], the parts run at once."""
+    return run_parts([lambda lo=lo, hi=hi: kernel(lo, hi) for lo, hi in pieces(N)])

@@ -8,7 +8,6 @@ import numpy as np
 from numba import njit, prange
 
 from ..shapes import conv_output_hw
-from .dispatch import parallel_above
 
 __all__ = ["maxpool_forward", "maxpool_backward"]
 
@@ -134,7 +133,7 @@ def _pool_plane(plane, pool_h, pool_w, stride, pad, out, argmax):
                 argmax[py, px] = k
 
 
-@parallel_above(0)  # every plane is a task; serial only in a forked child
+@njit(parallel=True, cache=True)
 def _maxpool_forward_into(x, pool_h, pool_w, stride, pad, out, argmax):
     N, C, H, W = x.shape
     for plane_index in prange(N * C):
@@ -143,7 +142,7 @@ def _maxpool_forward_into(x, pool_h, pool_w, stride, pad, out, argmax):
         _pool_plane(x[n, c], pool_h, pool_w, stride, pad, out[n, c], argmax[n, c])
 
 
-@parallel_above(0)
+@njit(parallel=True, cache=True)
 def _maxpool_backward_into(dout, argmax, pool_w, stride, pad, dx):
     N, C, H, W = dx.shape
     _, _, out_h, out_w = dout.shape
