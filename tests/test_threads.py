@@ -107,21 +107,21 @@ def test_affine_backward_products_side_by_side_are_thread_count_independent(run_
         np.testing.assert_allclose(a, want, rtol=rtol, atol=rtol * 100)
 
 
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")
 def test_parallel_build_only_when_big_and_threads_to_share(run_with_threads, monkeypatch):
     """The parallel build runs for big arrays on 2+ threads; with one thread the serial one
     does, since workqueue would hand even a one-thread loop to its worker and wait."""
     from fastconv.kernels.jit import optim
-    from fastconv.kernels.jit.dispatch import PARALLEL_MIN_SIZE_DIVIDING
-    kernel = optim.sgd_update  # threshold PARALLEL_MIN_SIZE
+    from fastconv.kernels.jit.dispatch import PARALLEL_MIN_SIZE
+    kernel = optim.sgd_update  # parallel from PARALLEL_MIN_SIZE elements
     calls = []
     monkeypatch.setattr(kernel, "parallel", lambda *a: calls.append("parallel"))
     monkeypatch.setattr(kernel, "serial", lambda *a: calls.append("serial"))
-    big = np.zeros(max(PARALLEL_MIN_SIZE_DIVIDING, 1 << 20), dtype=np.float32)
+    big = np.zeros(PARALLEL_MIN_SIZE, dtype=np.float32)
     small = big[:1000]
     for threads, array in ((2, big), (1, big), (2, small), (1, small)):
         run_with_threads(threads, lambda: kernel(array, array, np.float32(0.1)))
-    assert calls == (["parallel", "serial", "serial", "serial"]
-                     if numba.config.NUMBA_NUM_THREADS >= 2 else ["serial"] * 4)
+    assert calls == ["parallel", "serial", "serial", "serial"]
 
 
 def test_serial_and_parallel_builds_agree():
