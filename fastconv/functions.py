@@ -38,8 +38,15 @@ def softmax(x):
     return e / np.sum(e, axis=-1, keepdims=True)
 
 
+def _in_dtype_of(total, number):
+    """number as total's float type: NumPy 1.x makes a float32 scalar combined with a Python
+    number float64 (NumPy 2 keeps float32)."""
+    return total.dtype.type(number) if total.dtype.kind == "f" else number
+
+
 def sum_squared_error(y, t):
-    return 0.5 * np.sum((y - t) ** 2)
+    total = np.sum((y - t) ** 2)
+    return _in_dtype_of(total, 0.5) * total
 
 
 def cross_entropy_error(y, t):
@@ -49,7 +56,8 @@ def cross_entropy_error(y, t):
     if t.size == y.size:  # one-hot rows -> label indices
         t = t.argmax(axis=1)
     batch_size = y.shape[0]
-    return -np.sum(np.log(y[np.arange(batch_size), t] + 1e-7)) / batch_size
+    total = np.sum(np.log(y[np.arange(batch_size), t] + 1e-7))
+    return -total / _in_dtype_of(total, batch_size)
 
 
 def softmax_loss(X, t):

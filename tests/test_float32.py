@@ -14,6 +14,8 @@ import textwrap
 
 import pytest
 
+from fastconv.kernels.jit import pipeline
+
 # kernel -> why it may use float64: sums accumulated in float64 on purpose
 ALLOWED = {
     "_add_row_sums": "conv bias gradient, accumulated in float64",
@@ -107,5 +109,7 @@ def test_jit_kernels_do_no_float64_arithmetic_on_float32_data(tmp_path):
     unexpected = {label: n for label, n in found.items()
                   if label.split(".")[0] not in ALLOWED}
     assert not unexpected, f"float64 arithmetic in float32 kernels: {unexpected}"
-    # the allow-list is not stale: each entry still does what it says
-    assert set(ALLOWED) <= {label.split(".")[0] for label in found}
+    # the allow-list is not stale: each entry still does what it says (the compiled conv
+    # loop exists only where a BLAS is bound, see fastconv.kernels.jit.blas)
+    expected = set(ALLOWED) - (set() if pipeline.COMPILED else {"_backward_chunks"})
+    assert expected <= {label.split(".")[0] for label in found}

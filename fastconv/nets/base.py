@@ -109,11 +109,13 @@ class Network:
         loss = self.last_layer.forward(y, t)
         lam = getattr(self, "weight_decay_lambda", 0)
         if lam:
-            lam = self.dtype.type(lam)
-            weight_decay = 0
+            # every constant in the net's dtype: NumPy 1.x makes a float32 scalar combined
+            # with a Python number float64
+            real = self.dtype.type
+            weight_decay = real(0)
             for key, W in self.params.items():
                 if key.startswith("W"):
-                    weight_decay += 0.5 * lam * np.sum(W ** 2)
+                    weight_decay += real(0.5) * real(lam) * np.sum(W ** 2)
             loss = loss + weight_decay
         return loss
 
