@@ -40,7 +40,101 @@ def test_numpy_wheels_bundled_openblas_is_bound():
     assert blas.AVAILABLE and pipeline.COMPILED
 
 
-@pytest.mark.skipif(not blas.AVAILABLE, reason="NumPy's bundled OpenBLAS not found")
+def test_an_openblas_in_numpys_wheel_is_bound():
+    """NumPy 1.2x wheels bundle an OpenBLAS with cblas_?gemm64_, NumPy 2's scipy_cblas_?gemm64_."""
+    if not blas._numpy_wheel_libraries():
+        pytest.skip("this NumPy bundles no OpenBLAS")
+    assert blas.AVAILABLE and "64-bit sizes" in blas.BOUND
+
+
+class FakeLibrary:
+    """Stands for a ctypes library: the given symbols, and OpenBLAS's config string."""
+
+    def __init__(self, *symbols, config=None):
+        for name in symbols:
+            setattr(self, name, object())
+        if config is not None:
+            get_config = lambda: config.encode()  # noqa: E731
+            setattr(self, symbols[0].split("cblas")[0] + "openblas_get_config", get_config)
+
+
+@pytest.mark.parametrize("lib, want", [
+    (FakeLibrary("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_"),
+     ("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_", True)),
+    (FakeLibrary("cblas_sgemm64_", "cblas_dgemm64_"), ("cblas_sgemm64_", "cblas_dgemm64_", True)),
+    (FakeLibrary("cblas_sgemm", "cblas_dgemm", config="OpenBLAS 0.3.21 DYNAMIC_ARCH Zen MAX_THREADS=64"),
+     ("cblas_sgemm", "cblas_dgemm", False)),
+    (FakeLibrary("cblas_sgemm", "cblas_dgemm", config="OpenBLAS 0.3.21 USE64BITINT Zen"),
+     ("cblas_sgemm", "cblas_dgemm", True)),
+    (FakeLibrary("scipy_cblas_sgemm", "scipy_cblas_dgemm", config="OpenBLAS 0.3.28 Haswell"),
+     ("scipy_cblas_sgemm", "scipy_cblas_dgemm", False)),
+    (FakeLibrary("cblas_sgemm", "cblas_dgemm", "MKL_Get_Version"),
+     ("cblas_sgemm", "cblas_dgemm", False)),
+    (FakeLibrary("cblas_sgemm", "cblas_dgemm"), None),  # BLIS, Accelerate...: width unknown
+    (FakeLibrary("cblas_sgemm", config="OpenBLAS"), None),  # no dgemm
+])
+def test_cblas_symbols_and_their_integer_width(lib, want):
+    assert blas._cblas_symbols(lib) == want
+
+
+def test_mkl_with_its_64bit_interface_is_not_bound(monkeypatch):
+    monkeypatch.setenv("MKL_INTERFACE_LAYER", "ILP64")
+    assert blas._cblas_symbols(FakeLibrary("cblas_sgemm", "cblas_dgemm", "MKL_Get_Version")) is None
+
+
+NARROWING_SCRIPT = """
+import numpy as np
+from numba import njit
+from fastconv.kernels import jit, reference
+from fastconv.kernels.jit import blas
+print(blas.BOUND)
+print(len(blas._shims))
+
+@njit
+def call(a, trans_a, b, trans_b, c, beta):
+    blas.gemm(a, trans_a, b, trans_b, c, beta)
+
+rng = np.random.default_rng(0)
+for dtype in (np.float32, np.float64):
+    for trans_a in (False, True):
+        for trans_b in (False, True):
+            a = rng.standard_normal((29, 37) if trans_a else (37, 29)).astype(dtype)
+            b = rng.standard_normal((53, 29) if trans_b else (29, 53)).astype(dtype)
+            c = rng.standard_normal((37, 53)).astype(dtype)
+            want = (a.T if trans_a else a) @ (b.T if trans_b else b) + c
+            call(a, trans_a, b, trans_b, c, 1)
+            np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-5)
+x = rng.standard_normal((5, 3, 9, 9)).astype(np.float32)
+W = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+b = rng.standard_normal(4).astype(np.float32)
+out, ctx = jit.conv2d_forward(x, W, b, 1, 1)
+np.testing.assert_allclose(out, reference.conv2d_forward(x, W, b, 1, 1)[0], rtol=1e-4, atol=1e-4)
+print("ok")
+"""
+
+
+def test_a_32bit_cblas_is_called_through_the_narrowing_shim(tmp_path):
+    """Where NumPy links a 32-bit BLAS (Debian's, conda's), gemm goes through the shim. Here
+    FASTCONV_CBLAS binds the 32-bit OpenBLAS of the scipy-openblas32 wheel (a test extra).
+
+    On x86-64 a 32-bit callee reads the low half of each 64-bit argument, so the products
+    would come out right even without the shim; that the shims exist is checked directly."""
+    scipy_openblas32 = pytest.importorskip("scipy_openblas32")
+    import glob
+    import os
+    import subprocess
+    import sys
+    path, = glob.glob(os.path.join(scipy_openblas32.get_lib_dir(), "*scipy_openblas*"))
+    env = dict(os.environ, FASTCONV_CBLAS=path, NUMBA_CACHE_DIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", NARROWING_SCRIPT], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    bound, shims, ok = proc.stdout.split("\n")[:3]
+    assert bound.startswith("scipy_cblas_sgemm/scipy_cblas_dgemm (32-bit sizes)"), bound
+    assert shims == "2" and ok == "ok"
+
+
+@pytest.mark.skipif(not blas.AVAILABLE, reason="no BLAS bound for compiled code")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("trans_a", [False, True])
 @pytest.mark.parametrize("trans_b", [False, True])
@@ -69,7 +163,7 @@ def test_compiled_gemm_equals_numpy_matmul(dtype, trans_a, trans_b, beta):
         np.testing.assert_array_equal(compiled, product)
 
 
-@pytest.mark.skipif(not blas.AVAILABLE, reason="NumPy's bundled OpenBLAS not found")
+@pytest.mark.skipif(not blas.AVAILABLE, reason="no BLAS bound for compiled code")
 def test_compiled_gemm_rejects_mismatched_shapes_and_strided_rows():
     from numba import njit
 
