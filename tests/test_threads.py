@@ -76,8 +76,13 @@ def test_one_thread_equals_two(run_with_threads, dtype):
                                    (100, 4320, 100),   # inner 8x+ the output sides: split k
                                    (3, 4, 5)])         # small: one call
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_split_matmul_is_thread_count_independent(run_with_threads, shape, dtype):
+@pytest.mark.parametrize("parts", [None, 3, 8])  # this machine's, and other machines' counts
+def test_split_matmul_is_thread_count_independent(run_with_threads, monkeypatch, shape, dtype,
+                                                  parts):
+    from fastconv.kernels.jit import gemm
     from fastconv.kernels.jit.gemm import matmul
+    if parts is not None:
+        monkeypatch.setattr(gemm, "PARTS", parts)
     m, k, n = shape
     rng = np.random.default_rng(0)
     a = rng.standard_normal((m, k)).astype(dtype)
@@ -91,9 +96,14 @@ def test_split_matmul_is_thread_count_independent(run_with_threads, shape, dtype
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("parts", [None, 3, 8])
 def test_affine_backward_products_side_by_side_are_thread_count_independent(run_with_threads,
-                                                                            dtype):
-    # SimpleConvNet's hidden Affine: big enough that dx and dW run on separate threads
+                                                                            monkeypatch,
+                                                                            dtype, parts):
+    # SimpleConvNet's hidden Affine: big enough that dx and dW run side by side
+    from fastconv.kernels.jit import gemm
+    if parts is not None:
+        monkeypatch.setattr(gemm, "PARTS", parts)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((100, 4320)).astype(dtype)
     W = rng.standard_normal((4320, 100)).astype(dtype)
@@ -204,3 +214,97 @@ def test_blas_pin_is_reentrant_and_restores_the_outer_count(monkeypatch):
     with gemm.single_threaded_blas():  # the depth went back to 0: this block pins again
         assert lib.threads == 1
     assert lib.threads == 2
+
+
+def test_each_thread_runs_a_contiguous_group_of_parts(run_with_threads):
+    import threading
+
+    from fastconv.kernels.jit.gemm import run_parts
+    tasks = [lambda i=i: (i, threading.get_ident()) for i in range(5)]
+    main = threading.get_ident()
+    one = run_with_threads(1, lambda: run_parts(tasks))
+    assert one == [(i, main) for i in range(5)]
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        return
+    two = run_with_threads(2, lambda: run_parts(tasks))
+    assert [i for i, _ in two] == list(range(5))  # results in task order
+    threads = [ident for _, ident in two]
+    assert threads[:2] == [main, main]            # pieces(5, 2): tasks 0-1, then 2-4
+    assert len(set(threads[2:])) == 1 and threads[2] != main
+
+
+@pytest.mark.parametrize("setting, cpus, parts", [(None, 2, 2), (None, 64, 8), (None, None, 1),
+                                                  ("3", 64, 3), ("1", 2, 1)])
+def test_parts_follow_the_cpu_count_or_the_environment(monkeypatch, setting, cpus, parts):
+    from fastconv.kernels.jit import gemm
+    if setting is None:
+        monkeypatch.delenv("FASTCONV_PARTS", raising=False)
+    else:
+        monkeypatch.setenv("FASTCONV_PARTS", setting)
+    monkeypatch.setattr(gemm.os, "cpu_count", lambda: cpus)
+    assert gemm._parts_from_environment() == parts
+
+
+@pytest.mark.parametrize("setting", ["0", "-2", "four", ""])
+def test_a_bad_parts_setting_is_refused_by_name(monkeypatch, setting):
+    from fastconv.kernels.jit import gemm
+    monkeypatch.setenv("FASTCONV_PARTS", setting)
+    with pytest.raises(ValueError, match="FASTCONV_PARTS must be a positive integer"):
+        gemm._parts_from_environment()
+
+
+# Runs in a fresh process: the Numba thread count is fixed when Numba starts.
+MORE_THREADS_SCRIPT = """
+import sys
+import numba
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from test_threads import all_kernels
+from fastconv.kernels.jit import gemm
+from fastconv.nets import SimpleConvNet
+assert gemm.PARTS == 4 and numba.config.NUMBA_NUM_THREADS == 4
+
+def step():
+    rng = np.random.default_rng(3)
+    np.random.seed(3)  # the book's initial weights come from np.random
+    net = SimpleConvNet(dtype=np.float32)
+    x = rng.random((30, 1, 28, 28), dtype=np.float32)
+    grads = net.gradient(x, rng.integers(0, 10, 30))
+    return all_kernels(np.float32) + all_kernels(np.float64) + list(grads.values())
+
+results = {}
+for threads in (1, 2, 3, 4):
+    numba.set_num_threads(threads)
+    results[threads] = step()
+for threads in (2, 3, 4):
+    for a, b in zip(results[1], results[threads]):
+        np.testing.assert_array_equal(a, b, err_msg=f"{threads} threads")
+np.savez(sys.argv[2], *results[1])
+"""
+
+
+def test_four_parts_give_the_same_bits_on_one_to_four_threads(tmp_path):
+    """A 4-core machine's partition, on 1, 2, 3 and 4 threads (oversubscribed here), and
+    the same numbers as this machine's partition to rounding."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    env = dict(os.environ, FASTCONV_PARTS="4", NUMBA_NUM_THREADS="4")
+    out = tmp_path / "four_parts.npz"
+    proc = subprocess.run([sys.executable, "-c", MORE_THREADS_SCRIPT,
+                           str(Path(__file__).parent), str(out)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with np.load(out) as saved:
+        four_parts = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    rng = np.random.default_rng(3)
+    np.random.seed(3)
+    from fastconv.nets import SimpleConvNet
+    net = SimpleConvNet(dtype=np.float32)
+    x = rng.random((30, 1, 28, 28), dtype=np.float32)
+    here = (all_kernels(np.float32) + all_kernels(np.float64)
+            + list(net.gradient(x, rng.integers(0, 10, 30)).values()))
+    assert len(here) == len(four_parts)
+    for a, b in zip(here, four_parts):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

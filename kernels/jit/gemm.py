@@ -6,12 +6,15 @@ by a GEMM took 19-24 ms where the two alone took 10 + 4. So the jit backend keep
 single-threaded while it multiplies and splits a large product into parts that Python
 threads run at once (BLAS releases the GIL); idle pool threads sleep instead of spinning.
 
-Where a product is split depends only on its shapes, never on the thread count: output rows
-or columns when there are many, else the inner dimension into a fixed number of partial
-products summed in a fixed order. Results are therefore identical with 1 thread or 2.
+Where a product is split depends only on its shapes and ``PARTS``, never on the thread count:
+output rows or columns when there are many, else the inner dimension into ``PARTS`` partial
+products summed in a fixed order. ``PARTS`` is the machine's CPU count (at most
+``MAX_PARTS``), or ``FASTCONV_PARTS``; the threads Numba is allowed take the parts in
+contiguous groups. Results are therefore identical with any number of threads.
 """
 import atexit
 import contextlib
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,11 +23,34 @@ import numpy as np
 
 __all__ = ["matmul", "matmul_pair", "pieces", "run_parts", "single_threaded_blas", "blas_scope"]
 
-PARTS = 2                 # how many pieces a large product is cut into
+MAX_PARTS = 8  # a batch of 100 then still gives each part a dozen images
+
+
+def _parts_from_environment():
+    """How many parts a split product or batch is cut into.
+
+    The results depend on it (partial sums), so it must not follow any thread setting:
+    the CPU count is as fixed a property of the machine as the BLAS kernels its CPU
+    selects, which also change the last bits. ``os.cpu_count``, not the affinity mask,
+    for the same reason (``taskset`` must not change a result). ``FASTCONV_PARTS`` sets it,
+    to reproduce another machine's partition."""
+    text = os.environ.get("FASTCONV_PARTS")
+    if text is None:
+        return max(1, min(os.cpu_count() or 1, MAX_PARTS))
+    try:
+        parts = int(text)
+    except ValueError:
+        parts = 0
+    if parts < 1:
+        raise ValueError(f"FASTCONV_PARTS must be a positive integer, got {text!r}")
+    return parts
+
+
+PARTS = _parts_from_environment()  # how many pieces a large product or a batch is cut into
 MIN_SPLIT_FLOPS = 2e7     # smaller products run in one call: a hand-off costs ~25 us
 MIN_SPLIT_DIM = 64        # an output side shorter than this is not split
 INNER_SPLIT_RATIO = 8     # an inner dimension this many times the longer output side is split:
-                          # each part then reads half of both factors instead of all of one
+                          # each part then reads its share of both factors, not all of one
 OPENBLAS_SERIAL_MNK = 65536 * 4  # OpenBLAS itself runs a GEMM with m*n*k up to this serially
 
 _executor = None
@@ -35,7 +61,9 @@ _pinned = threading.local()  # .depth: how many single_threaded_blas blocks this
 def _pool():
     global _executor
     if _executor is None:
-        _executor = ThreadPoolExecutor(max_workers=PARTS - 1, thread_name_prefix="fastconv-gemm")
+        # the calling thread runs a group of parts itself: PARTS groups at most
+        _executor = ThreadPoolExecutor(max_workers=max(1, PARTS - 1),
+                                       thread_name_prefix="fastconv-gemm")
         atexit.register(_executor.shutdown, wait=False)
     return _executor
 
@@ -84,41 +112,65 @@ def single_threaded_blas():
 blas_scope = single_threaded_blas
 
 
-def pieces(size, parts=PARTS):
-    """[lo, hi) ranges cutting range(size) into at most `parts` near-equal non-empty pieces.
+def pieces(size, parts=None):
+    """[lo, hi) ranges cutting range(size) into at most `parts` (default ``PARTS``)
+    near-equal non-empty pieces.
 
     Depends on the sizes only, never on the thread count."""
+    parts = PARTS if parts is None else parts
     bounds = [size * i // parts for i in range(parts + 1)]  # np.linspace cost 10 us a call
     return [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
 
 
+def _run_all(tasks):
+    return [task() for task in tasks]
+
+
 def run_parts(tasks):
-    """Run the callables, in parallel when Numba is allowed more than one thread."""
-    if numba.get_num_threads() < 2 or len(tasks) < 2:
-        return [task() for task in tasks]
-    futures = [_pool().submit(task) for task in tasks[1:]]
-    first = tasks[0]()
-    return [first] + [f.result() for f in futures]
+    """[task() for task in tasks], run by as many threads as Numba is allowed: each thread
+    takes a contiguous group of tasks (neighbouring images stay on one core), the calling
+    thread the first group."""
+    threads = min(numba.get_num_threads(), len(tasks))
+    if threads < 2:
+        return _run_all(tasks)
+    groups = [tasks[lo:hi] for lo, hi in pieces(len(tasks), threads)]
+    futures = [_pool().submit(_run_all, group) for group in groups[1:]]
+    results = _run_all(groups[0])
+    for future in futures:
+        results.extend(future.result())
+    return results
+
+
+def _output_pieces(a, b, out, parts):
+    """Tasks that write a @ b into out in `parts` pieces of its longer side, or None when the
+    product has too few output rows and columns for that (split its inner side instead)."""
+    m, k = a.shape
+    n = b.shape[1]
+    if max(m, n) < MIN_SPLIT_DIM or k >= INNER_SPLIT_RATIO * max(m, n):
+        return None
+    if m >= n:
+        return [lambda lo=lo, hi=hi: np.matmul(a[lo:hi], b, out=out[lo:hi])
+                for lo, hi in pieces(m, parts)]
+    return [lambda lo=lo, hi=hi: np.matmul(a, b[:, lo:hi], out=out[:, lo:hi])
+            for lo, hi in pieces(n, parts)]
+
+
+def _empty_product(a, b):
+    return np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
 
 
 def matmul(a, b):
     """a @ b for 2-D float arrays (views and transposes are fine), as a new C-ordered array."""
     m, k = a.shape
     n = b.shape[1]
-    dtype = np.result_type(a, b)
     if m * n * k <= OPENBLAS_SERIAL_MNK:
         return a @ b  # no worker thread wakes up: no need to pin BLAS to one thread
     with single_threaded_blas():
         if 2.0 * m * n * k < MIN_SPLIT_FLOPS:
             return a @ b
-        out = np.empty((m, n), dtype=dtype)
-        if max(m, n) >= MIN_SPLIT_DIM and k < INNER_SPLIT_RATIO * max(m, n):
-            if m >= n:
-                tasks = [lambda lo=lo, hi=hi: np.matmul(a[lo:hi], b, out=out[lo:hi])
-                         for lo, hi in pieces(m)]
-            else:
-                tasks = [lambda lo=lo, hi=hi: np.matmul(a, b[:, lo:hi], out=out[:, lo:hi])
-                         for lo, hi in pieces(n)]
+        out = _empty_product(a, b)
+        tasks = _output_pieces(a, b, out, PARTS)
+        if tasks is not None:
             run_parts(tasks)
             return out
         partials = run_parts([lambda lo=lo, hi=hi: a[:, lo:hi] @ b[lo:hi]
@@ -130,13 +182,20 @@ def matmul(a, b):
 
 
 def matmul_pair(a1, b1, a2, b2):
-    """(a1 @ b1, a2 @ b2): two independent products, each whole on its own thread when both
-    are large, else through ``matmul``. One hand-off instead of one per split product, and
-    whole GEMMs run faster than halves: the affine backward pass (dx and dW) uses this.
-    Each product is one BLAS call either way, so the results do not depend on the threads."""
+    """(a1 @ b1, a2 @ b2): two independent products side by side, the parts shared between
+    them, when both are large; else each through ``matmul``. The affine backward pass (dx
+    and dW) uses this. With two parts each product is one whole GEMM on its own thread: one
+    hand-off instead of one per split product, and whole GEMMs ran faster than halves. The
+    pieces depend on the shapes and ``PARTS`` only, so the results do not depend on the
+    threads."""
     flops = [2.0 * a.shape[0] * a.shape[1] * b.shape[1] for a, b in ((a1, b1), (a2, b2))]
-    if min(flops) < MIN_SPLIT_FLOPS / 2:
-        return matmul(a1, b1), matmul(a2, b2)
-    with single_threaded_blas():
-        first, second = run_parts([lambda: a1 @ b1, lambda: a2 @ b2])
-    return first, second
+    if min(flops) >= MIN_SPLIT_FLOPS / 2:
+        with single_threaded_blas():
+            first, second = _empty_product(a1, b1), _empty_product(a2, b2)
+            share = max(1, PARTS // 2)
+            tasks = (_output_pieces(a1, b1, first, share),
+                     _output_pieces(a2, b2, second, max(1, PARTS - share)))
+            if None not in tasks:
+                run_parts(tasks[0] + tasks[1])
+                return first, second
+    return matmul(a1, b1), matmul(a2, b2)
