@@ -124,7 +124,8 @@ def test_a_32bit_cblas_is_called_through_the_narrowing_shim(tmp_path):
     import os
     import subprocess
     import sys
-    path, = glob.glob(os.path.join(scipy_openblas32.get_lib_dir(), "*scipy_openblas*"))
+    path, = [p for p in glob.glob(os.path.join(scipy_openblas32.get_lib_dir(), "*scipy_openblas*"))
+             if p.endswith((".so", ".dylib", ".dll"))]  # not Windows' import library
     env = dict(os.environ, FASTCONV_CBLAS=path, NUMBA_CACHE_DIR=str(tmp_path))
     proc = subprocess.run([sys.executable, "-c", NARROWING_SCRIPT], env=env,
                           capture_output=True, text=True, timeout=600)
