@@ -3,13 +3,17 @@
 A parallel loop costs 30-50 us to start with Numba's workqueue threading layer, and these
 loops are memory-bound: on the 2-core reference machine the serial build of a ReLU or an SGD
 step beat the 2-thread parallel one up to a million elements (ReLU at 1M: 140 against 204
-us). Updates that take a square root and divide per element (AdaGrad, RMSprop, Adam) gain
-from a second core sooner: Adam on 432,000 elements took 156 us serial and 110 us on 2
-threads, and lost at 262,144 (104 against 143 us). ``parallel_above``
-compiles the same Python function both ways (``prange`` runs as ``range`` in the serial
-build) and picks one per call from the size of the first argument and the thread count;
-each element's arithmetic is the same in both, and both use NumPy's error model (a division
-by zero gives inf or NaN), so the choice never changes a result.
+us). The updates that take a square root and divide (AdaGrad, RMSprop, Adam) had a lower
+threshold after one calm-host measurement (Adam on 432,000 elements: 156 us serial, 110 us
+on 2 threads). In SimpleConvNet's training steps, though (2 threads, 20-step blocks, five
+runs), the serial Adam phase took 0.49-0.70 ms and the parallel one 0.50-0.80 ms, never
+less, and on its own the parallel build lost from 432,000 to 2M elements the same day; so
+they share the threshold now.
+
+``parallel_above`` compiles the same Python function both ways (``prange`` runs as
+``range`` in the serial build) and picks one per call from the size of the first argument
+and the thread count; each element's arithmetic is the same in both, and both use NumPy's
+error model (a division by zero gives inf or NaN), so the choice never changes a result.
 
 With one Numba thread the serial build runs whatever the size: workqueue hands even a
 one-thread loop to its worker thread and waits for it, and Adam on 432,000 float32 elements
@@ -21,10 +25,9 @@ import types
 import numba
 from numba import njit
 
-__all__ = ["parallel_above", "PARALLEL_MIN_SIZE", "PARALLEL_MIN_SIZE_DIVIDING"]
+__all__ = ["parallel_above", "PARALLEL_MIN_SIZE"]
 
-PARALLEL_MIN_SIZE = 1 << 20        # elements; below this a second thread does not pay
-PARALLEL_MIN_SIZE_DIVIDING = 3 << 17  # the same for the updates that divide (393,216)
+PARALLEL_MIN_SIZE = 1 << 20  # elements; below this a second thread does not pay
 
 
 def _renamed(fn, suffix):

@@ -13,7 +13,7 @@ only its own element, so the result does not depend on the number of threads.
 import numpy as np
 from numba import njit, prange
 
-from .dispatch import PARALLEL_MIN_SIZE_DIVIDING, parallel_above
+from .dispatch import parallel_above
 
 __all__ = ["sgd_update", "momentum_update", "nesterov_update", "adagrad_update",
            "rmsprop_update", "adam_update"]
@@ -61,7 +61,7 @@ def nesterov_update(param, grad, v, lr, momentum):
         param[i] = p - grad_scale * g
 
 
-@parallel_above(PARALLEL_MIN_SIZE_DIVIDING)
+@parallel_above()
 def adagrad_update(param, grad, h, lr, eps):
     """h += grad**2; param -= lr * grad / (sqrt(h) + eps)."""
     _check_size(param, grad)
@@ -73,7 +73,7 @@ def adagrad_update(param, grad, h, lr, eps):
         param[i] = param[i] - lr * g / (np.sqrt(hi) + eps)
 
 
-@parallel_above(PARALLEL_MIN_SIZE_DIVIDING)
+@parallel_above()
 def rmsprop_update(param, grad, h, lr, decay_rate, eps):
     """h = decay_rate * h + (1 - decay_rate) * grad**2; param -= lr * grad / (sqrt(h) + eps)."""
     _check_size(param, grad)
@@ -87,7 +87,7 @@ def rmsprop_update(param, grad, h, lr, decay_rate, eps):
         param[i] = param[i] - lr * g / (np.sqrt(hi) + eps)
 
 
-@parallel_above(PARALLEL_MIN_SIZE_DIVIDING)
+@parallel_above()
 def adam_update(param, grad, m, v, lr_t, beta1, beta2, eps):
     """One Adam step with the bias correction already folded into ``lr_t``."""
     _check_size(param, grad)
