@@ -73,9 +73,11 @@ def _cblas_symbols(lib):
                            ("cblas_", "openblas_get_config")):
         if has(prefix + "sgemm") and has(prefix + "dgemm"):
             wide = _openblas_uses_64bit_ints(lib, config)
-            if wide is None and has("MKL_Get_Version"):  # MKL: 32-bit unless told otherwise
-                wide = None if "ILP64" in os.environ.get("MKL_INTERFACE_LAYER", "").upper() \
-                    else False
+            if wide is None and has("MKL_Get_Version"):
+                # MKL's cblas takes 32-bit sizes unless its interface layer says ILP64, and
+                # then the width is not one we can be sure of: leave wide unknown
+                if "ILP64" not in os.environ.get("MKL_INTERFACE_LAYER", "").upper():
+                    wide = False
             if wide is not None:
                 return prefix + "sgemm", prefix + "dgemm", wide
     return None
