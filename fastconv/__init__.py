@@ -55,6 +55,8 @@ _choose_threading_layer()
 # The context manager is exported as using_backend: a package attribute named "backend"
 # would hide the fastconv.backend module.
 from fastconv.backend import use_backend, get_backend, using_backend  # noqa: E402
+from fastconv.mode import set_mode, get_mode, using_mode  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["use_backend", "get_backend", "using_backend", "__version__"]
+__all__ = ["use_backend", "get_backend", "using_backend", "set_mode", "get_mode", "using_mode",
+           "__version__"]

@@ -8,8 +8,9 @@ layer attribute holds which parameter with :meth:`Network._bind`, and calls
 
 Differences from the book, common to every network:
 
-* ``dtype`` (keyword-only, default ``np.float32``): params are drawn in float64 like the book
-  and then cast; ``np.float64`` reproduces the book's numbers. ``predict`` casts inputs of
+* ``dtype`` (keyword-only, default ``None``: float64 in parity mode, the book's numbers,
+  float32 in fast mode; see :mod:`fastconv.mode`): params are drawn in float64 like the book
+  and then cast. ``predict`` casts inputs of
   any other dtype to the net's dtype, so float32 nets compute in float32 throughout.
 * ``gradient`` keeps the loss of its forward pass in ``last_loss``, so a trainer needs no
   second forward pass. The first layer skips its input gradient (``need_input_grad =
@@ -23,6 +24,7 @@ Differences from the book, common to every network:
 import numpy as np
 
 from fastconv import backend as _backend
+from fastconv import mode as _mode
 from fastconv.gradient import numerical_gradient as _numerical_gradient
 from fastconv.kernels.shapes import conv_output_hw
 from fastconv.layers import BatchNormalization, Dropout
@@ -39,7 +41,9 @@ class Network:
 
     def _init_params(self, params, dtype):
         """Cast the float64 ``params`` (built like the book's) to ``dtype``."""
-        if dtype is None or np.dtype(dtype) not in _DTYPES:  # np.dtype(None) is float64
+        if dtype is None:
+            dtype = _mode.default_dtype()
+        elif np.dtype(dtype) not in _DTYPES:
             raise TypeError(f"dtype must be np.float32 or np.float64; got {dtype!r}")
         dtype = np.dtype(dtype)
         self.dtype = dtype

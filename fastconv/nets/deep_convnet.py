@@ -27,7 +27,7 @@ __all__ = ["DeepConvNet"]
 class DeepConvNet(Network):
     """Six 3x3 convolutions in three pooled pairs, then two Affine layers with dropout.
 
-    ``dtype`` (keyword-only): ``np.float32`` (default) or ``np.float64`` (the book's numbers).
+    ``dtype`` (keyword-only): ``None`` (default: the mode's, see ``fastconv.mode``), ``np.float32`` or ``np.float64``.
     Dropout draws its masks from ``np.random``, like the book.
     """
 
@@ -38,7 +38,7 @@ class DeepConvNet(Network):
                  conv_param_4={'filter_num': 32, 'filter_size': 3, 'pad': 2, 'stride': 1},
                  conv_param_5={'filter_num': 64, 'filter_size': 3, 'pad': 1, 'stride': 1},
                  conv_param_6={'filter_num': 64, 'filter_size': 3, 'pad': 1, 'stride': 1},
-                 hidden_size=50, output_size=10, *, dtype=np.float32):
+                 hidden_size=50, output_size=10, *, dtype=None):
         conv_params = [conv_param_1, conv_param_2, conv_param_3,
                        conv_param_4, conv_param_5, conv_param_6]
         shape = tuple(input_dim)

@@ -40,13 +40,13 @@ class MultiLayerNet(Network):
     """input_size -> hidden_size_list... -> output_size, 'relu' or 'sigmoid' activations.
 
     ``weight_init_std``: a number, 'relu'/'he' (He init) or 'sigmoid'/'xavier'.
-    ``dtype`` (keyword-only): ``np.float32`` (default) or ``np.float64`` (the book's numbers).
+    ``dtype`` (keyword-only): ``None`` (default: the mode's, see ``fastconv.mode``), ``np.float32`` or ``np.float64``.
     ``accuracy(x, t, batch_size=None)`` may evaluate in chunks.
     """
 
     def __init__(self, input_size, hidden_size_list, output_size,
                  activation='relu', weight_init_std='relu', weight_decay_lambda=0, *,
-                 dtype=np.float32):
+                 dtype=None):
         self.input_size = input_size
         self.output_size = output_size
         self.hidden_size_list = hidden_size_list

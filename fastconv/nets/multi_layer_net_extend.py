@@ -22,14 +22,14 @@ __all__ = ["MultiLayerNetExtend"]
 class MultiLayerNetExtend(Network):
     """MultiLayerNet plus optional Dropout and Batch Normalization after each hidden Affine.
 
-    ``dtype`` (keyword-only): ``np.float32`` (default) or ``np.float64`` (the book's numbers).
+    ``dtype`` (keyword-only): ``None`` (default: the mode's, see ``fastconv.mode``), ``np.float32`` or ``np.float64``.
     Dropout draws its masks from ``np.random``, like the book.
     """
 
     def __init__(self, input_size, hidden_size_list, output_size,
                  activation='relu', weight_init_std='relu', weight_decay_lambda=0,
                  use_dropout=False, dropout_ration=0.5, use_batchnorm=False, *,
-                 dtype=np.float32):
+                 dtype=None):
         self.input_size = input_size
         self.output_size = output_size
         self.hidden_size_list = hidden_size_list

@@ -22,13 +22,13 @@ class SimpleConvNet(Network):
     """A small ConvNet for (C, H, W) inputs.
 
     ``conv_param``: dict with filter_num, filter_size, pad, stride. ``dtype`` (keyword-only):
-    ``np.float32`` (default) or ``np.float64`` (the book's numbers; with the same
-    ``np.random.seed`` the initial weights equal the book's).
+    ``None`` (the mode's: float64 in parity mode), ``np.float32`` or ``np.float64``; with the
+    same ``np.random.seed`` the initial weights equal the book's.
     """
 
     def __init__(self, input_dim=(1, 28, 28),
                  conv_param={'filter_num': 30, 'filter_size': 5, 'pad': 0, 'stride': 1},
-                 hidden_size=100, output_size=10, weight_init_std=0.01, *, dtype=np.float32):
+                 hidden_size=100, output_size=10, weight_init_std=0.01, *, dtype=None):
         filter_num = conv_param['filter_num']
         filter_size = conv_param['filter_size']
         pool_output_size = int(np.prod(conv_pool_geometry(input_dim, conv_param, pool=True)))

@@ -17,12 +17,13 @@ __all__ = ["TwoLayerNet"]
 class TwoLayerNet(Network):
     """input_size -> hidden_size (ReLU) -> output_size.
 
-    ``dtype`` (keyword-only): ``np.float32`` (default, fast) or ``np.float64`` (the book's
-    numbers; with the same ``np.random.seed`` the initial weights equal the book's).
+    ``dtype`` (keyword-only): ``None`` (the mode's: float64 in parity mode, the book's
+    numbers), ``np.float32`` or ``np.float64``; with the same ``np.random.seed`` the initial
+    weights equal the book's.
     """
 
     def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01, *,
-                 dtype=np.float32):
+                 dtype=None):
         params = {}
         params['W1'] = weight_init_std * np.random.randn(input_size, hidden_size)
         params['b1'] = np.zeros(hidden_size)

@@ -1,0 +1,64 @@
+"""Parity mode (the book's numbers) or fast mode (float32, one forward pass a step).
+
+``parity`` is the default: networks compute in float64, the book's dtype, and the
+``Trainer`` makes every random draw in the book's order, its loss pass after each update
+included, so the same ``np.random.seed`` prints the book's numbers to rounding.
+
+``fast`` trades that for speed: networks default to float32, and the ``Trainer`` records the
+loss of the step's own forward pass instead of running a second one.
+
+Select it with ``FASTCONV_MODE=fast`` in the environment, ``fastconv.set_mode("fast")`` or
+``with fastconv.using_mode("fast"):`` in code, or ``python -m fastconv --fast`` (which sets
+the environment variable, so worker processes follow). An explicit ``dtype=`` on a network
+always wins over the mode.
+"""
+import contextlib
+import os
+
+import numpy as np
+
+__all__ = ["MODES", "set_mode", "get_mode", "using_mode", "default_dtype", "is_fast"]
+
+MODES = ("parity", "fast")
+ENV_VAR = "FASTCONV_MODE"
+
+
+def _checked(name, source="mode"):
+    if not isinstance(name, str) or name.strip().lower() not in MODES:
+        raise ValueError(f"{source} must be one of {MODES}; got {name!r}")
+    return name.strip().lower()
+
+
+_current = _checked(os.environ.get(ENV_VAR) or "parity", source=ENV_VAR)
+
+
+def set_mode(name):
+    """Select ``"parity"`` (the book's numbers, float64) or ``"fast"`` (float32) from now on."""
+    global _current
+    _current = _checked(name)
+
+
+def get_mode():
+    """The name of the mode in use: ``"parity"`` or ``"fast"``."""
+    return _current
+
+
+@contextlib.contextmanager
+def using_mode(name):
+    """Run a block in one mode, then restore the previous one."""
+    global _current
+    previous = _current
+    _current = _checked(name)
+    try:
+        yield
+    finally:
+        _current = previous
+
+
+def is_fast():
+    return _current == "fast"
+
+
+def default_dtype():
+    """The dtype a network gets when its constructor is given none."""
+    return np.dtype(np.float32) if _current == "fast" else np.dtype(np.float64)
