@@ -510,3 +510,25 @@ def test_batchnorm_running_stats_optional(tmp_path):
     with pytest.raises(ValueError, match="running_var2"):
         net.load_params(_write(tmp_path / "bad.pkl", bad))
     np.testing.assert_array_equal(bn.running_var, 2.0)
+
+
+@pytest.mark.parametrize("first_call", [True, False])
+def test_gradient_with_bad_labels_leaves_batchnorm_statistics(first_call):
+    net = make("extend_bn")
+    x = inputs("extend_bn", n=4)
+    if not first_call:
+        net.gradient(x, np.arange(4) % 3)
+    before = [(layer.running_mean, layer.running_var) for layer in net._layer_list()
+              if isinstance(layer, BatchNormalization)]
+    before = [(None if m is None else m.copy(), None if v is None else v.copy())
+              for m, v in before]
+    with pytest.raises(ValueError, match="t"):
+        net.gradient(x, np.array([0, 1, 2, 99]))  # a label out of range: found after forward
+    after = [(layer.running_mean, layer.running_var) for layer in net._layer_list()
+             if isinstance(layer, BatchNormalization)]
+    for (m0, v0), (m1, v1) in zip(before, after):
+        if m0 is None:
+            assert m1 is None and v1 is None
+        else:
+            np.testing.assert_array_equal(m1, m0)
+            np.testing.assert_array_equal(v1, v0)
