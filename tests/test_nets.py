@@ -219,7 +219,7 @@ def test_init_draws_like_the_book():
     for i, W in enumerate(_book_draws(7, [(784, 50), (50, 10)], [0.01] * 2), start=1):
         np.testing.assert_array_equal(net.params['W%d' % i], W)
     np.random.seed(7)
-    net32 = TwoLayerNet(784, 50, 10)
+    net32 = TwoLayerNet(784, 50, 10, dtype=np.float32)
     assert net32.params['W1'].dtype == np.float32
     np.testing.assert_array_equal(net32.params['W1'], net.params['W1'].astype(np.float32))
 
