@@ -387,7 +387,7 @@ def test_book_deep_convnet_pickle_loads(tmp_path):
         np.testing.assert_array_equal(np.argmax(got, axis=1), np.argmax(expected, axis=1))
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
         assert_layers_share_params(fresh)
-    fresh32 = DeepConvNet()
+    fresh32 = DeepConvNet(dtype=np.float32)
     fresh32.load_params(str(path))
     assert fresh32.params['W1'].dtype == np.float32
     np.testing.assert_allclose(fresh32.predict(x), expected, rtol=1e-3, atol=1e-4)
@@ -429,7 +429,7 @@ def test_npz_with_objects_is_refused(tmp_path):
     data["W1"] = np.array([{"a": 1}] * 42, dtype=object).reshape(6, 7)
     path = str(tmp_path / "evil.npz")
     np.savez(path, **data)
-    with pytest.raises(ValueError):
+    with pytest.raises(TypeError, match="'W1' has dtype object"):
         net.load_params(path)
 
 
