@@ -127,6 +127,13 @@ def _latin1(text, encoding):
     return text.encode("latin-1")
 
 
+def _empty_bytes(*args):
+    # protocols 0-2 spell b"" as bytes(); any argument (bytes(10**12)) would allocate
+    if args:
+        raise TypeError("parameter file calls bytes() with arguments")
+    return b""
+
+
 class _Dict(dict):
     """Stands for ``collections.OrderedDict`` (a plain dict keeps order too)."""
 
@@ -141,6 +148,8 @@ _GLOBALS[("numpy", "ndarray")] = _ArrayClass
 _GLOBALS[("numpy", "dtype")] = _Dtype
 _GLOBALS[("collections", "OrderedDict")] = _Dict
 _GLOBALS[("_codecs", "encode")] = _latin1
+for _module in ("__builtin__", "builtins"):
+    _GLOBALS[(_module, "bytes")] = _empty_bytes
 
 
 class _RecordingUnpickler(pickle.Unpickler):
