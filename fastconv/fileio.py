@@ -10,6 +10,7 @@ removed (or, after SIGKILL, left under a name starting with ``.<target>.`` and e
 import contextlib
 import os
 import secrets
+import time
 
 __all__ = ["atomic_write", "remove_stale_temporaries"]
 
@@ -73,13 +74,19 @@ def atomic_write(path, mode="wb"):
     _fsync_folder(folder)
 
 
-def remove_stale_temporaries(path):
-    """Remove the temporary files that killed writers of ``path`` left behind."""
+def remove_stale_temporaries(path, min_age=0.0):
+    """Remove the temporary files that killed writers of ``path`` left behind.
+
+    Only those last modified more than ``min_age`` seconds ago: a younger one may belong to a
+    writer still running in another process.
+    """
     path = os.path.realpath(os.fspath(path))
-    folder = os.path.dirname(os.path.abspath(path))
-    prefix = "." + os.path.basename(path) + "."
+    folder, name = os.path.split(path)
+    prefix = "." + name + "."
+    now = time.time()
     with contextlib.suppress(OSError):
-        for name in os.listdir(folder):
-            if name.startswith(prefix) and name.endswith(_SUFFIX):
+        for entry in os.scandir(folder):
+            if entry.name.startswith(prefix) and entry.name.endswith(_SUFFIX):
                 with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(folder, name))
+                    if now - entry.stat(follow_symlinks=False).st_mtime >= min_age:
+                        os.unlink(entry.path)

@@ -2,7 +2,8 @@
 
 Most tests build tiny MNIST-shaped files in tmp_path. Those marked ``mnist`` read the real files
 from $FASTCONV_DATA/mnist and are skipped without them. No test reaches the network: downloads
-go through a fake ``_fetch``, or through the real one reading a file:// URL.
+go through a fake ``fetch``, or through the real one reading a file:// URL or a local HTTP
+server on 127.0.0.1 whose every loop is bounded.
 """
 import gzip
 import hashlib
@@ -14,16 +15,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import fastconv.datasets.download as downloads
 import fastconv.datasets.mnist as mnist_loader
 from fastconv.datasets import (IDXFormatError, MNISTFormatError, MNISTNotFoundError,
                                load_fashion_mnist, load_mnist, read_idx, write_idx)
 
 FILE_NAMES = list(mnist_loader.key_file.values())
 REAL_DATA_ROOT = os.environ.get("FASTCONV_DATA")  # read before the fixtures below hide it
-REAL_FETCH = mnist_loader._fetch
+REAL_FETCH = downloads.fetch
 
 
-def _no_network(url, dest_path, *args, **kwargs):
+def _no_network(url, out, *args, **kwargs):
     raise OSError(f"tests do not use the network ({url})")
 
 
@@ -33,7 +35,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.delenv("FASTCONV_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.setattr(mnist_loader, "_memo", {})
-    monkeypatch.setattr(mnist_loader, "_fetch", _no_network)
+    monkeypatch.setattr(downloads, "fetch", _no_network)
 
 
 def user_cache(tmp_path, dataset="mnist"):
@@ -366,26 +368,25 @@ def test_nothing_anywhere_raises_one_clear_error(tmp_path, monkeypatch):
 
 def test_download_false_never_fetches(tmp_path, monkeypatch):
     fetched = []
-    monkeypatch.setattr(mnist_loader, "_fetch", lambda url, dest, *a, **k: fetched.append(url))
+    monkeypatch.setattr(downloads, "fetch", lambda url, out, *a, **k: fetched.append(url))
     with pytest.raises(MNISTNotFoundError, match="download=False"):
         load_mnist(download=False)
     assert fetched == []
 
 
 def fake_server(files, log, bad_urls=(), fail_half_way=()):
-    """A stand-in for _fetch serving ``files`` (name -> bytes) from any mirror.
+    """A stand-in for downloads.fetch serving ``files`` (name -> bytes) from any mirror.
 
     URLs in ``bad_urls`` answer with wrong bytes; those in ``fail_half_way`` write half the
     file and then drop the connection.
     """
-    def fetch(url, dest_path, *args, **kwargs):
+    def fetch(url, out, *args, **kwargs):
         log.append(url)
         content = files[url.rsplit("/", 1)[-1]]
-        with open(dest_path, "wb") as out:
-            if url in fail_half_way:
-                out.write(content[:len(content) // 2])
-                raise ConnectionResetError("connection dropped half-way")
-            out.write(b"garbage" + content if url in bad_urls else content)
+        if url in fail_half_way:
+            out.write(content[:len(content) // 2])
+            raise ConnectionResetError("connection dropped half-way")
+        out.write(b"garbage" + content if url in bad_urls else content)
     return fetch
 
 
@@ -395,7 +396,9 @@ def publish(tmp_path, monkeypatch, dataset="mnist"):
     written = make_mnist_files(source, seed=3)
     files = {name: (source / name).read_bytes() for name in FILE_NAMES}
     checksums = {name: hashlib.md5(content).hexdigest() for name, content in files.items()}
-    monkeypatch.setitem(mnist_loader._MD5, dataset, checksums)
+    monkeypatch.setitem(downloads.MD5, dataset, checksums)
+    monkeypatch.setitem(downloads.SIZES, dataset, {name: len(content)
+                                                   for name, content in files.items()})
     return files, written
 
 
@@ -403,34 +406,35 @@ def publish(tmp_path, monkeypatch, dataset="mnist"):
 def test_good_download_lands_and_loads(tmp_path, monkeypatch, dataset):
     files, written = publish(tmp_path, monkeypatch, dataset)
     log = []
-    monkeypatch.setattr(mnist_loader, "_fetch", fake_server(files, log))
+    monkeypatch.setattr(downloads, "fetch", fake_server(files, log))
     (_, t_train), (x_test, _) = load_mnist(normalize=False, flatten=False, dataset=dataset)
     np.testing.assert_array_equal(t_train, written["train_label"])
     np.testing.assert_array_equal(x_test[:, 0], written["test_img"])
-    mirror = mnist_loader._MIRRORS[dataset][0]
+    mirror = downloads.MIRRORS[dataset][0]
     assert log == [mirror + name for name in FILE_NAMES]
     folder = user_cache(tmp_path, dataset)
     for name in FILE_NAMES:
         assert (folder / name).read_bytes() == files[name]
-    assert not list(folder.glob("*.part"))
+    assert not [p for p in folder.iterdir() if p.name.endswith((".part", ".tmp"))]
 
 
 def test_wrong_checksum_leaves_nothing_and_tries_next_mirror(tmp_path, monkeypatch):
     files, written = publish(tmp_path, monkeypatch)
-    first, second = mnist_loader._MIRRORS["mnist"]
+    first, second = downloads.MIRRORS["mnist"]
     log = []
     bad = {first + name for name in FILE_NAMES}
-    monkeypatch.setattr(mnist_loader, "_fetch", fake_server(files, log, bad_urls=bad))
+    monkeypatch.setattr(downloads, "fetch", fake_server(files, log, bad_urls=bad))
     (_, t_train), _ = load_mnist()
     np.testing.assert_array_equal(t_train, written["train_label"])
     assert log == [mirror + name for name in FILE_NAMES for mirror in (first, second)]
-    assert not list(user_cache(tmp_path).glob("*.part"))
+    folder = user_cache(tmp_path)
+    assert not [p for p in folder.iterdir() if p.name.endswith((".part", ".tmp"))]
 
 
 def test_wrong_checksum_everywhere_leaves_no_file(tmp_path, monkeypatch):
     files, _ = publish(tmp_path, monkeypatch)
-    bad = {mirror + name for mirror in mnist_loader._MIRRORS["mnist"] for name in FILE_NAMES}
-    monkeypatch.setattr(mnist_loader, "_fetch", fake_server(files, [], bad_urls=bad))
+    bad = {mirror + name for mirror in downloads.MIRRORS["mnist"] for name in FILE_NAMES}
+    monkeypatch.setattr(downloads, "fetch", fake_server(files, [], bad_urls=bad))
     with pytest.raises(MNISTNotFoundError, match="MD5"):
         load_mnist()
     assert list(user_cache(tmp_path).iterdir()) == []
@@ -438,8 +442,8 @@ def test_wrong_checksum_everywhere_leaves_no_file(tmp_path, monkeypatch):
 
 def test_download_failing_half_way_leaves_no_file(tmp_path, monkeypatch):
     files, _ = publish(tmp_path, monkeypatch)
-    dropped = {mirror + name for mirror in mnist_loader._MIRRORS["mnist"] for name in FILE_NAMES}
-    monkeypatch.setattr(mnist_loader, "_fetch", fake_server(files, [], fail_half_way=dropped))
+    dropped = {mirror + name for mirror in downloads.MIRRORS["mnist"] for name in FILE_NAMES}
+    monkeypatch.setattr(downloads, "fetch", fake_server(files, [], fail_half_way=dropped))
     with pytest.raises(MNISTNotFoundError, match="half-way"):
         load_mnist()
     assert list(user_cache(tmp_path).iterdir()) == []
@@ -451,7 +455,7 @@ def test_only_missing_files_are_downloaded(tmp_path, monkeypatch):
     folder.mkdir(parents=True)
     (folder / FILE_NAMES[0]).write_bytes(files[FILE_NAMES[0]])
     log = []
-    monkeypatch.setattr(mnist_loader, "_fetch", fake_server(files, log))
+    monkeypatch.setattr(downloads, "fetch", fake_server(files, log))
     load_mnist()
     assert [url.rsplit("/", 1)[-1] for url in log] == FILE_NAMES[1:]
 
@@ -459,8 +463,8 @@ def test_only_missing_files_are_downloaded(tmp_path, monkeypatch):
 def test_real_fetch_downloads_through_urllib(tmp_path, monkeypatch):
     # A file:// mirror exercises urllib, the progress bar and the checksum without a network.
     files, written = publish(tmp_path, monkeypatch)
-    monkeypatch.setitem(mnist_loader._MIRRORS, "mnist", ((tmp_path / "published").as_uri() + "/",))
-    monkeypatch.setattr(mnist_loader, "_fetch", REAL_FETCH)
+    monkeypatch.setitem(downloads.MIRRORS, "mnist", ((tmp_path / "published").as_uri() + "/",))
+    monkeypatch.setattr(downloads, "fetch", REAL_FETCH)
     (_, t_train), _ = load_mnist()
     np.testing.assert_array_equal(t_train, written["train_label"])
     assert (user_cache(tmp_path) / FILE_NAMES[0]).read_bytes() == files[FILE_NAMES[0]]
