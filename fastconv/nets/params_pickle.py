@@ -206,8 +206,8 @@ def read_pickled_params(data, where, max_opcodes):
     _scan(data, max_opcodes, where)
     try:
         loaded = _RecordingUnpickler(io.BytesIO(data)).load()
-    except pickle.UnpicklingError:
-        raise
+    except pickle.UnpicklingError as exc:
+        raise pickle.UnpicklingError(f"{where}: {exc}") from None
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{where}: {exc}") from None
     except Exception as exc:  # anything the stand-ins did not expect: a malformed file
