@@ -337,3 +337,11 @@ def test_saved_files_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "p.pkl").stat().st_mode & 0o777 == 0o640
+
+
+def test_npz_bomb_without_a_network_is_refused_from_the_directory(tmp_path):
+    path = tmp_path / "bomb.npz"
+    write_npz_with_big_member(path, "extra.npy", 48 << 20, book_style_params())
+    peak, error = peak_bytes(lambda: read_params(path))
+    assert peak < 2_000_000, f"{peak} bytes traced for a {path.stat().st_size}-byte file"
+    assert isinstance(error, ValueError) and "inflates to" in str(error), error

@@ -37,6 +37,10 @@ _PICKLE_BYTES_PER_BYTE = 6
 _PICKLE_BYTES_PER_ARRAY = 1024
 _OPCODES_PER_ARRAY = 200
 _OPCODES_UNBOUNDED = 10_000_000
+# Without a network's shapes, an .npz may inflate to at most this many times its own size
+# (plus the constant): savez_compressed shrinks real weights little, zero arrays a lot.
+_NPZ_INFLATION = 32
+_NPZ_INFLATION_EXTRA = 16 << 20
 
 
 def _where(file_name):
@@ -49,7 +53,8 @@ def read_params(file_name, expected_shapes=None):
     Every value is a plain bool, integer or float ndarray owned by the caller. With
     ``expected_shapes`` (``{name: shape}``), a name outside it or a size or shape that differs
     from it is refused before the data is read, and the file may be at most a few times the
-    size those arrays need. Raises ``pickle.UnpicklingError`` for a pickle holding anything but
+    size those arrays need. Without it, a pickle's arrays are built from the file's own bytes,
+    and an .npz may inflate to at most 32 times its size plus 16 MB. Raises ``pickle.UnpicklingError`` for a pickle holding anything but
     a dict of arrays, ``TypeError`` for a non-numeric value, ``ValueError`` for a wrong name,
     shape or size.
     """
@@ -59,7 +64,8 @@ def read_params(file_name, expected_shapes=None):
         head = f.read(len(_NPY_MAGIC))
         if head.startswith(_ZIP_MAGIC):
             f.seek(0)
-            return _read_npz(f, where, expected_shapes)
+            return _read_npz(f, where, expected_shapes,
+                             size * _NPZ_INFLATION + _NPZ_INFLATION_EXTRA)
         if head.startswith(_NPY_MAGIC):
             raise ValueError(f"{where} is a single .npy array; a parameter file is a pickle of "
                              f"a dict of arrays or an .npz archive")
@@ -102,13 +108,17 @@ def _check_expected(where, key, shape, expected_shapes):
                          f"{tuple(expected_shapes[key])}, got {tuple(shape)}")
 
 
-def _read_npz(f, where, expected_shapes):
+def _read_npz(f, where, expected_shapes, max_total):
     try:
         archive = zipfile.ZipFile(f)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise ValueError(f"{where}: not a readable .npz archive ({exc})") from None
     with archive:
         members = archive.infolist()
+        total = sum(member.file_size for member in members)
+        if expected_shapes is None and total > max_total:
+            raise ValueError(f"{where}: the archive inflates to {total} bytes, more than "
+                             f"{max_total} for a file of its size")
         keys = []
         for member in members:  # names and sizes from the zip directory, nothing inflated yet
             key = member.filename[:-4] if member.filename.endswith(".npy") else None
