@@ -166,8 +166,9 @@ def _not_found_message(dataset, dirs, outcome):
                  else "missing " + ", ".join(missing))
         lines.append(f"    {folder}  [{origin}; {state}]")
     lines.append(outcome)
-    lines.append(f"To fix it, pass data_dir= a folder holding the four files, or set FASTCONV_DATA "
-                 f"to a folder whose {dataset}/ subfolder holds them.")
+    book_pickle = f" (or the book's {BOOK_PICKLE})" if dataset == "mnist" else ""
+    lines.append(f"To fix it, pass data_dir= a folder holding the four files{book_pickle}, "
+                 f"or set FASTCONV_DATA to a folder whose {dataset}/ subfolder holds them.")
     return "\n".join(lines)
 
 

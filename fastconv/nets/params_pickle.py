@@ -94,7 +94,7 @@ class _Array:
             raise ValueError(f"array of shape {shape} and dtype {dtype} needs {needed} bytes; "
                              f"the parameter file gives {len(data)}")
         order = "F" if self.fortran is True else "C"
-        array = np.frombuffer(bytes(data), dtype=dtype).reshape(shape, order=order)
+        array = np.frombuffer(data, dtype=dtype).reshape(shape, order=order)
         return array.astype(dtype.newbyteorder("="), order="C")  # an owned, native array
 
 
