@@ -530,11 +530,12 @@ def test_real_unflattened_one_hot():
 
 
 @real_mnist_test
-def test_real_cached_reload_is_fast(monkeypatch):
-    forbid_parsing(monkeypatch)  # the module fixture's parse left an .npz in the user cache
-    start = time.perf_counter()
-    load_mnist()
-    assert time.perf_counter() - start < 1.0
+def test_real_cached_reload_skips_parsing(monkeypatch):
+    # the module fixture's parse left an .npz in the user cache; it must serve this load
+    # (how fast that is belongs in the benchmarks, not in a test on a shared machine)
+    forbid_parsing(monkeypatch)
+    (_, t_train), _ = load_mnist()
+    assert len(t_train) == 60000
 
 
 # ---- content-keyed cache (issue 15, item 7) ------------------------------------------------

@@ -456,8 +456,10 @@ def test_bad_files_leave_the_net_unchanged(tmp_path):
     with pytest.raises(ValueError, match="unexpected.*'W4'"):
         net.load_params(_write(tmp_path / "extra.pkl", extra))
 
-    with pytest.raises(TypeError):
+    with pytest.raises(pickle.UnpicklingError, match="list.pkl.*EMPTY_LIST"):
         net.load_params(_write(tmp_path / "list.pkl", [good]))
+    with pytest.raises(TypeError, match="tuple.pkl: expected a dict"):
+        net.load_params(_write(tmp_path / "tuple.pkl", (good,)))
     with pytest.raises(TypeError):
         net.load_params(_write(tmp_path / "str.pkl", dict(good, b1=np.array(["a"] * 3))))
 
