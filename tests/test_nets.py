@@ -442,7 +442,7 @@ def test_npz_with_objects_is_refused(tmp_path):
     data["W1"] = np.array([{"a": 1}] * 42, dtype=object).reshape(6, 7)
     path = str(tmp_path / "evil.npz")
     np.savez(path, **data)
-    with pytest.raises(ValueError):
+    with pytest.raises(TypeError, match="'W1' has dtype object"):
         net.load_params(path)
 
 
@@ -469,8 +469,10 @@ def test_bad_files_leave_the_net_unchanged(tmp_path):
     with pytest.raises(ValueError, match="unexpected.*'W4'"):
         net.load_params(_write(tmp_path / "extra.pkl", extra))
 
-    with pytest.raises(TypeError):
+    with pytest.raises(pickle.UnpicklingError, match="list.pkl.*EMPTY_LIST"):
         net.load_params(_write(tmp_path / "list.pkl", [good]))
+    with pytest.raises(TypeError, match="tuple.pkl: expected a dict"):
+        net.load_params(_write(tmp_path / "tuple.pkl", (good,)))
     with pytest.raises(TypeError):
         net.load_params(_write(tmp_path / "str.pkl", dict(good, b1=np.array(["a"] * 3))))
 
