@@ -6,8 +6,8 @@ jit kernels pin BLAS to one thread and split large products themselves (``gemm``
 
 Why not threadpoolctl alone: the OpenBLAS that NumPy's wheels bundle is built on pthreads and
 keeps a single thread count for the whole process (``openblas_set_num_threads_local`` is
-process-wide too, in 0.3.31). threadpoolctl 3.6 and later therefore lets only the first
-thread that sets it change it and silently ignores the others, so a pin set in a
+process-wide too, in 0.3.31). Recent threadpoolctl (3.8 here) therefore lets only the
+first thread that sets it change it and silently ignores the others, so a pin set in a
 ``threading.Thread`` did nothing and that thread's gradient differed from the main
 thread's. Such a library gets one pin shared by every thread inside fastconv: the first
 thread to enter pins it, the last to leave restores it, and the count is set through the
@@ -128,7 +128,7 @@ def single_threaded_blas():
     """BLAS on one thread inside the block; its previous thread count is restored after.
 
     Re-entrant: blocks nested in one thread pin and restore once, at the outermost block.
-    A pin and restore costs a few microseconds, so a network wraps its whole step in one
+    A pin and restore costs ~5 us (as through threadpoolctl), so a network wraps its step in one
     block (``gemm.blas_scope``) and the GEMMs inside it pay nothing.
     """
     depth = getattr(_this_thread, "depth", 0)
