@@ -31,9 +31,14 @@ _mount_source_kernels()
 
 
 def _choose_threading_layer():
-    # OpenMP workers spin after each parallel loop and fight the BLAS threads of the GEMM
-    # that follows: on 2 cores a SimpleConvNet step ran ~10x slower than with workqueue.
-    # An explicit NUMBA_THREADING_LAYER from the user still wins.
+    # workqueue: OpenMP workers spin after each parallel loop and fight the BLAS threads of
+    # the GEMM that follows (on 2 cores a SimpleConvNet step ran ~10x slower), and GNU
+    # OpenMP kills a forked child that runs a parallel loop; workqueue starts its threads
+    # again in a forked child. It aborts when two threads run parallel loops at once, so
+    # fastconv lets one thread at a time into them (kernels/jit/dispatch.py). TBB is safe
+    # both ways but needs a separate package that pip puts outside the loader's path, and
+    # was no faster here (docs/safety-threads.md). An explicit NUMBA_THREADING_LAYER from
+    # the user still wins.
     if "NUMBA_THREADING_LAYER" in _os.environ:
         return
     import numba
