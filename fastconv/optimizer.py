@@ -24,7 +24,9 @@ import numpy as np
 
 from fastconv import backend as _backend  # kernels() is looked up per update: switches apply
 
-__all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
+# np too: the book's module has no __all__, so `from common.optimizer import *` brings np,
+# and ch06/optimizer_compare_mnist.py uses it
+__all__ = ["np", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
 
 _EPS = 1e-7  # the book's constant in the denominators of AdaGrad, RMSprop and Adam
 _JIT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))

@@ -5,7 +5,8 @@ from fastconv.backend import kernels
 from fastconv._validate import as_float_array, check_int, check_window
 from fastconv.kernels.shapes import conv_output_hw
 
-__all__ = ["smooth_curve", "shuffle_dataset", "conv_output_size", "im2col", "col2im"]
+# np too: the book's module has no __all__, so its star import brings np
+__all__ = ["np", "smooth_curve", "shuffle_dataset", "conv_output_size", "im2col", "col2im"]
 
 
 def smooth_curve(x):
