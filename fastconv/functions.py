@@ -5,8 +5,8 @@
 """
 import numpy as np
 
-__all__ = ["np", "identity_function", "step_function", "sigmoid", "sigmoid_grad", "relu", "relu_grad",
-           "softmax", "sum_squared_error", "cross_entropy_error", "softmax_loss"]
+__all__ = ["np", "identity_function", "step_function", "sigmoid", "sigmoid_grad", "relu",
+           "relu_grad", "softmax", "sum_squared_error", "cross_entropy_error", "softmax_loss"]
 
 
 def identity_function(x):

@@ -47,7 +47,8 @@ def test_star_import_brings_what_the_books_brings(module):
 def test_star_import_layers_brings_the_functions_themselves():
     namespace = {}
     exec("from fastconv.layers import *", namespace)
-    assert namespace["softmax"] is softmax and namespace["cross_entropy_error"] is cross_entropy_error
+    assert namespace["softmax"] is softmax
+    assert namespace["cross_entropy_error"] is cross_entropy_error
 
 
 # --- labels of shape (N, 1) ----------------------------------------------------------------
