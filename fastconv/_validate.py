@@ -80,7 +80,9 @@ def bias_vector(name, b, size, dtype):
     if array.shape not in ((), (1,), (size,)):
         raise ValueError(f"{name} must be a number or have shape ({size},); got shape "
                          f"{array.shape}")
-    return np.ascontiguousarray(np.broadcast_to(array.astype(dtype, copy=False), (size,)))
+    if array.shape == (size,):
+        return array.astype(dtype, copy=False)  # the usual case: no copy
+    return np.full(size, array.reshape(()), dtype=dtype)
 
 
 def check_batch(name, a):
@@ -97,7 +99,8 @@ def check_ran_forward(layer, ready):
 def check_unchanged(layer, recorded, current):
     """The attributes (name -> value) a backward pass relies on must be those of the forward."""
     for name, value in current.items():
-        if value != recorded[name]:
+        # the type too: a stride of 2.0 equals 2 but is no integer for a kernel
+        if type(value) is not type(recorded[name]) or value != recorded[name]:
             raise ValueError(f"{type(layer).__name__}.{name} changed between forward and "
                              f"backward (from {recorded[name]!r} to {value!r}); run forward "
                              f"again")

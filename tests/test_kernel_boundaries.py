@@ -242,7 +242,7 @@ def test_batchnorm_sizes_must_all_match_the_features(gamma, beta, mean, features
 
 @settings(max_examples=20, deadline=None)
 @given(attr=st.sampled_from(["pool_h", "pool_w", "stride", "pad"]),
-       value=st.one_of(st.integers(-2, 4), st.floats(0.5, 3.5), st.none()))
+       value=st.one_of(st.integers(-2, 4), st.floats(0.5, 3.5), st.just(2.0), st.none()))
 def test_pooling_attributes_set_after_forward_are_checked_in_backward(attr, value):
     pool = Pooling(2, 2)
     x = x4()
