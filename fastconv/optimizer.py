@@ -62,7 +62,7 @@ def _param_array(key, param):
         return param, None
     if isinstance(param, np.floating):
         return np.array(param), lambda array: array[()]
-    if _is_real_number(param) and not isinstance(param, np.generic):
+    if _is_real_number(param):  # Python numbers and NumPy integers
         return np.array(float(param)), lambda array: float(array[()])
     raise TypeError(f"params[{key!r}] must be a floating-point numpy array or a number, "
                     f"got {type(param).__name__}")

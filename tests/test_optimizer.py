@@ -509,11 +509,12 @@ def test_plain_float_params_match_the_book_bit_for_bit(name, backend):
 
 
 def test_numpy_scalar_params_keep_their_type():
-    params = {"a": np.float32(3.0), "b": np.float64(-1.0), "c": 2}
-    fopt.Momentum(lr=0.5).update(params, {"a": 1.0, "b": 2.0, "c": 1})
+    params = {"a": np.float32(3.0), "b": np.float64(-1.0), "c": 2, "d": np.int64(4)}
+    fopt.Momentum(lr=0.5).update(params, {"a": 1.0, "b": 2.0, "c": 1, "d": 2})
     assert type(params["a"]) is np.float32 and params["a"] == np.float32(2.5)
     assert type(params["b"]) is np.float64 and params["b"] == -2.0
     assert type(params["c"]) is float and params["c"] == 1.5
+    assert type(params["d"]) is float and params["d"] == 3.0
 
 
 @pytest.mark.parametrize("name", NAMES)
