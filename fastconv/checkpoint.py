@@ -193,6 +193,17 @@ def read_header(path):
             raise _refuse(path, f"not a zip archive ({error})") from None
 
 
+def _shown(value):
+    """A header value as a person reads it: ``float64 (10, 12)`` for an array spec."""
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[0], list) \
+            and isinstance(value[1], str):
+        try:
+            return f"{np.dtype(value[1]).name} {tuple(value[0])}"
+        except TypeError:
+            pass
+    return repr(value)
+
+
 def _differences(what, found, expected):
     """Messages naming each entry of two spec dicts that differs."""
     messages = []
@@ -200,12 +211,17 @@ def _differences(what, found, expected):
         if key not in found:
             messages.append(f"{what} {key!r} is missing in the checkpoint")
         elif found[key] != expected[key]:
-            messages.append(f"{what} {key!r} is {found[key]!r} in the checkpoint, "
-                            f"{expected[key]!r} here")
+            messages.append(f"{what} {key!r} is {_shown(found[key])} in the checkpoint, "
+                            f"{_shown(expected[key])} here")
     for key in found:
         if key not in expected:
             messages.append(f"{what} {key!r} is in the checkpoint but not here")
     return messages
+
+
+def _listed(messages, limit=6):
+    shown = "; ".join(messages[:limit])
+    return shown + (f"; and {len(messages) - limit} more" if len(messages) > limit else "")
 
 
 def _check_matches(path, header, trainer):
@@ -215,35 +231,40 @@ def _check_matches(path, header, trainer):
     training = header.get("training")
     if not all(isinstance(part, dict) for part in (network, optimizer, training)):
         raise _refuse(path, "the header lacks its network, optimizer or training section")
-    expected = _network_spec(trainer.network)
-    if network.get("class") != expected["class"]:
-        raise _refuse(path, f"it was made for a {network.get('class')!r} network, "
-                            f"not a {expected['class']!r}")
-    messages = _differences("parameter", network.get("params") or {}, expected["params"])
-    # running statistics: the same names; the shapes of those the checkpoint holds
-    found_states = network.get("state") or {}
-    messages += _differences("running statistic", dict.fromkeys(found_states),
-                             dict.fromkeys(expected["state"]))
-    for key, spec in found_states.items():
-        shape = expected["state"].get(key, ...)
-        if spec is not None:
-            _checked_spec(path, key, spec)
-        if spec is not None and shape is not ... and list(spec[0]) != list(shape):
-            messages.append(f"running statistic {key!r} has shape {tuple(spec[0])} in the "
-                            f"checkpoint, {tuple(shape)} here")
-    if messages:
-        raise _refuse(path, "it was made for another network: " + "; ".join(messages))
-    expected = _optimizer_spec(trainer.optimizer)
-    if optimizer.get("class") != expected["class"]:
-        raise _refuse(path, f"it was made with the {optimizer.get('class')!r} optimizer, "
-                            f"not {expected['class']!r}")
-    messages = _differences("hyperparameter", optimizer.get("hyperparameters") or {},
-                            expected["hyperparameters"])
-    if messages:
-        raise _refuse(path, "it was made with another optimizer: " + "; ".join(messages))
+    refusals = []
     messages = _differences("setting", training, _training_spec(trainer))
     if messages:
-        raise _refuse(path, "it was made for another training run: " + "; ".join(messages))
+        refusals.append("another training run: " + _listed(messages))
+
+    expected = _network_spec(trainer.network)
+    if network.get("class") != expected["class"]:
+        messages = [f"a {network.get('class')!r} network, not a {expected['class']!r}"]
+    else:
+        messages = _differences("parameter", network.get("params") or {}, expected["params"])
+        # running statistics: the same names; the shapes of those the checkpoint holds
+        found_states = network.get("state") or {}
+        messages += _differences("running statistic", dict.fromkeys(found_states),
+                                 dict.fromkeys(expected["state"]))
+        for key, spec in found_states.items():
+            shape = expected["state"].get(key, ...)
+            if spec is not None:
+                _checked_spec(path, key, spec)
+            if spec is not None and shape is not ... and list(spec[0]) != list(shape):
+                messages.append(f"running statistic {key!r} has shape {tuple(spec[0])} in "
+                                f"the checkpoint, {tuple(shape)} here")
+    if messages:
+        refusals.append("another network: " + _listed(messages))
+
+    expected = _optimizer_spec(trainer.optimizer)
+    if optimizer.get("class") != expected["class"]:
+        messages = [f"the {optimizer.get('class')!r} optimizer, not {expected['class']!r}"]
+    else:
+        messages = _differences("hyperparameter", optimizer.get("hyperparameters") or {},
+                                expected["hyperparameters"])
+    if messages:
+        refusals.append("another optimizer: " + _listed(messages))
+    if refusals:
+        raise _refuse(path, "it was made for " + " | and for ".join(refusals))
 
 
 def _integer(path, name, value, low, high):
