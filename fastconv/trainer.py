@@ -333,7 +333,13 @@ class Trainer:
 
     def _resume(self):
         """At the start of train(): continue from the checkpoint file if there is one."""
-        if self.checkpoint is None or self.current_iter > 0:
+        if self.checkpoint is None:
+            return
+        folder = os.path.dirname(os.path.abspath(self.checkpoint))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"checkpoint folder {folder!r} does not exist; create it "
+                                    "or give checkpoint= another path")
+        if self.current_iter > 0:
             return  # a Trainer that has run already is newer than any file it wrote
         remove_stale_temporaries(self.checkpoint)
         if not os.path.exists(self.checkpoint):
