@@ -332,22 +332,26 @@ class Trainer:
         self.resumed_from = self.current_iter
 
     def _resume(self):
-        """At the start of train(): continue from the checkpoint file if there is one."""
+        """At the start of train(): continue from the checkpoint file if there is one.
+
+        Returns True when it loaded one.
+        """
         if self.checkpoint is None:
-            return
+            return False
         folder = os.path.dirname(os.path.abspath(self.checkpoint))
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"checkpoint folder {folder!r} does not exist; create it "
                                     "or give checkpoint= another path")
         if self.current_iter > 0:
-            return  # a Trainer that has run already is newer than any file it wrote
+            return False  # a Trainer that has run already is newer than any file it wrote
         remove_stale_temporaries(self.checkpoint)
         if not os.path.exists(self.checkpoint):
-            return
+            return False
         self.load_checkpoint()
         if self.verbose:
             self._log(f"resumed from {self.checkpoint} at step {self.current_iter} of "
                       f"{self.max_iter} (epoch {self.current_epoch} of {self.epochs})")
+        return True
 
     def _checkpoint_due(self):
         step = self.current_iter
@@ -389,9 +393,8 @@ class Trainer:
         every ``checkpoint_every`` steps), and save at Ctrl-C before re-raising it.
         """
         self._in_step = False  # a step that raised earlier is over
-        self._resume()
-        if self.current_iter >= self.max_iter and self.resumed_from != self.current_iter \
-                and self.verbose:
+        resumed = self._resume()
+        if self.current_iter >= self.max_iter and not resumed and self.verbose:
             self._log(f"training already ran its {plural(self.max_iter, 'step')}; raise "
                       "max_iter to train on")
         self._bar = self._open_bar()
