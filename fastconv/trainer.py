@@ -116,20 +116,20 @@ class Trainer:
         self.checkpoint, self.checkpoint_every = self._checked_checkpoint(checkpoint,
                                                                           checkpoint_every)
 
-        if seed is not None:
-            seed = _positive_int("seed", seed, 0)
-        self.seed = seed
-        self.rng = None
-        if seed is not None:
-            self.rng = np.random.default_rng(seed)
-            np.random.seed(seed)
-
         self.train_size = x_train.shape[0]
         if self.train_size == 0:
             raise ValueError("x_train is empty")
         if len(t_train) != self.train_size:
             raise ValueError(f"x_train has {self.train_size} samples but t_train has "
                              f"{len(t_train)}")
+
+        if seed is not None:  # last: a bad argument must not have reseeded np.random
+            seed = _positive_int("seed", seed, 0)
+        self.seed = seed
+        self.rng = None
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+            np.random.seed(seed)
         self.iter_per_epoch = max(math.ceil(self.train_size / self.batch_size), 1)
         self.max_iter = self.epochs * self.iter_per_epoch
         self.current_iter = 0

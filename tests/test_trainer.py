@@ -332,6 +332,12 @@ def test_bad_arguments_are_named():
         quiet(net(), checkpoint=3)
     with pytest.raises(ValueError, match="evaluate_sample_num_per_epoch"):
         quiet(net(), evaluate_sample_num_per_epoch=0)
+    network = net()
+    x, t, xt, tt = data()
+    before = np.random.get_state()[1].copy()
+    with pytest.raises(ValueError, match="t_train has 5"):
+        Trainer(network, x, t[:5], xt, tt, seed=3)
+    np.testing.assert_array_equal(np.random.get_state()[1], before)  # not reseeded
 
 
 # --- honest progress (issue #18): a fake clock makes the first step slow ----------------------
