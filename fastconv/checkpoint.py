@@ -16,6 +16,7 @@ refused with an error naming what differs. See docs/checkpoints.md.
 import json
 import math
 import os
+import struct
 import zipfile
 
 import numpy as np
@@ -39,6 +40,11 @@ _MT19937_WORDS = 624
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used here: unreadable, malformed, or made for another run."""
+
+
+# what zipfile and the .npy reader raise on damaged bytes (found by changing bytes at random)
+_DAMAGE = (zipfile.BadZipFile, NotImplementedError, EOFError, OverflowError, struct.error,
+           ValueError)
 
 
 # --- what the Trainer is: compared with a checkpoint before resuming -----------------------
@@ -189,8 +195,10 @@ def read_header(path):
         try:
             with zipfile.ZipFile(handle) as archive:
                 return _read_header(path, archive)
-        except zipfile.BadZipFile as error:
-            raise _refuse(path, f"not a zip archive ({error})") from None
+        except CheckpointError:
+            raise
+        except _DAMAGE as error:
+            raise _refuse(path, f"not a readable zip archive ({error})") from None
 
 
 def _shown(value):
@@ -441,7 +449,9 @@ def load(path, trainer):
                     raise _refuse(path, f"unexpected members {extra}, missing members {missing}")
                 arrays = {name: _read_array(path, archive, name, shape, dtype)
                           for name, (shape, dtype) in manifest.items()}
-        except zipfile.BadZipFile as error:
+        except CheckpointError:
+            raise
+        except _DAMAGE as error:
             raise _refuse(path, f"not a readable zip archive ({error})") from None
 
     # a generator state with the right fields can still hold bad values: try it on a copy

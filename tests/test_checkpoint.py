@@ -371,6 +371,15 @@ def test_not_a_zip_is_refused(saved):
     assert_refused(make_trainer(saved), saved, r"not a .*zip archive")
 
 
+def test_unsupported_zip_version_is_refused(saved):
+    # zipfile raises NotImplementedError for a "version needed to extract" above 6.3
+    blob = bytearray(saved.read_bytes())
+    entry = blob.index(b"PK\x01\x02")  # the first central directory entry
+    blob[entry + 6:entry + 8] = (64).to_bytes(2, "little")
+    saved.write_bytes(bytes(blob))
+    assert_refused(make_trainer(saved), saved, r"not a readable zip archive")
+
+
 def test_missing_folder_is_named_before_training(tmp_path):
     trainer = make_trainer(tmp_path / "no" / "such" / "run.ckpt")
     with pytest.raises(FileNotFoundError, match="checkpoint folder .*no/such"):
@@ -386,3 +395,34 @@ def test_checkpoint_needs_a_known_optimizer(tmp_path):
     network = MultiLayerNetExtend(6, [4], 3)
     with pytest.raises(TypeError, match="checkpoint= needs one of fastconv's optimizers"):
         Trainer(network, *data(), optimizer=Plain(), checkpoint=tmp_path / "c")
+
+
+def test_damaged_bytes_give_a_checkpoint_error_or_a_clean_load(tmp_path):
+    """Any byte of the file changed: refused with CheckpointError (or loaded), never a crash
+    or another exception."""
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    path = tmp_path / "run.ckpt"
+    trainer = make_trainer(path)
+    trainer.max_iter = 5
+    trainer.train()
+    original = path.read_bytes()
+
+    @settings(max_examples=60, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(st.tuples(st.integers(0, len(original) - 1), st.integers(0, 255)),
+                    min_size=1, max_size=4))
+    def check(changes):
+        damaged = bytearray(original)
+        for position, value in changes:
+            damaged[position] = value
+        path.write_bytes(bytes(damaged))
+        fresh = make_trainer(path)
+        try:
+            fresh.load_checkpoint()
+        except CheckpointError:
+            assert fresh.current_iter == 0
+        else:
+            assert fresh.current_iter == 5
+
+    check()
