@@ -46,15 +46,21 @@ def _same_default(a, b):
         return a is b
 
 
-def value_difference(user, ours, where="result"):
-    """Why the values differ (a short sentence naming ``where``), or None when they agree."""
+def value_difference(user, ours, where="result", strict_types=True):
+    """Why the values differ (a short sentence naming ``where``), or None when they agree.
+
+    strict_types: a result's scalar type must match too (``np.float64(0.5)`` and ``0.5``
+    display differently in a notebook); attributes compare by value only.
+    """
     if isinstance(user, (np.ndarray, np.generic, numbers.Number)) and not isinstance(user, bool):
+        if strict_types and not isinstance(user, np.ndarray) and type(user) is not type(ours):
+            return f"{where}: a {type(user).__name__} against a {type(ours).__name__}"
         return _number_difference(user, ours, where)
     if isinstance(user, dict):
         if not isinstance(ours, dict) or list(user) != list(ours):
             return f"{where}: keys {list(user)} against {_keys(ours)}"
         for key in user:
-            why = value_difference(user[key], ours[key], f"{where}[{key!r}]")
+            why = value_difference(user[key], ours[key], f"{where}[{key!r}]", strict_types)
             if why:
                 return why
         return None
@@ -62,7 +68,7 @@ def value_difference(user, ours, where="result"):
         if not isinstance(ours, (list, tuple)) or len(user) != len(ours):
             return f"{where}: a sequence of {len(user)} against {_describe(ours)}"
         for index, (a, b) in enumerate(zip(user, ours)):
-            why = value_difference(a, b, f"{where}[{index}]")
+            why = value_difference(a, b, f"{where}[{index}]", strict_types)
             if why:
                 return why
         return None

@@ -178,7 +178,7 @@ def _state_difference(user_instance, our_instance, where):
             return f"{where}: reading .{name} raises {type(exc).__name__}"
         if ours is missing:
             return f"fastconv's has no attribute .{name}"
-        why = value_difference(value, ours, f"{where}: .{name}")
+        why = value_difference(value, ours, f"{where}: .{name}", strict_types=False)
         if why:
             return why
     return None
