@@ -92,6 +92,8 @@ def test_course_fork_lesson_runs_unchanged_on_its_own_api(course):
     assert "use_batchnorm" in report_line(report, "MultiLayerNet")
     assert report_line(report, "Affine").startswith("served")
     assert report_line(report, "load_mnist").startswith("served")
+    # fastconv's loader read the lesson's own data folder (and left its parsed cache there)
+    assert (course[0] / "data" / "fastconv-cache.npz").is_file()
 
 
 def test_workers_follow_the_mode(book):
@@ -167,11 +169,15 @@ def sigmoid(x):
     return 1 / (1 + np.exp(-2 * x))
 def cross_entropy_error(d, y):
     return -np.sum(d * np.log(y + 1e-7)) / y.shape[0]
+def relu(x):
+    np.random.rand()  # same results, but the script's later draws would shift
+    return np.maximum(0, x)
 """)
     report = rules.serve(module, ("fastconv.functions",))
     assert report.served == {}
     assert "behaviour" in report.kept["sigmoid"]
     assert report.kept["cross_entropy_error"].startswith("signature")
+    assert "random numbers" in report.kept["relu"]
 
 
 def test_rule_survives_a_probe_that_raises_or_a_class_without_a_probe():
@@ -206,3 +212,18 @@ def test_signature_rule():
     assert signature_difference(book, ours_extra_keyword) is None
     assert "default" in signature_difference(book, ours_other_default)
     assert "parameter 1" in signature_difference(book, label_first)
+
+
+def test_probing_leaves_the_random_state_as_it_was():
+    module = _module("zc_probe_random", """
+import numpy as np
+def shuffle_dataset(x, t):
+    order = np.random.permutation(x.shape[0])
+    return x[order], t[order]
+""")
+    np.random.seed(123)
+    expected = np.random.rand(3)
+    np.random.seed(123)
+    report = rules.serve(module, ("fastconv.util",))
+    assert report.served == {"shuffle_dataset": "fastconv.util.shuffle_dataset"}
+    np.testing.assert_array_equal(np.random.rand(3), expected)
