@@ -7,7 +7,6 @@ which file that is, and wraps its loader: the module executes exactly as in a pl
 then :func:`fastconv.zerochange.rules.serve` rebinds the names fastconv may take over.
 """
 import importlib.abc
-import importlib.machinery
 import os
 import sys
 

@@ -7,7 +7,6 @@ scenario from a private generator, so each side gets fresh copies it may modify.
 tiny: every scenario runs in milliseconds once fastconv's kernels are compiled.
 """
 import copy
-from collections import OrderedDict
 
 import numpy as np
 
