@@ -62,6 +62,25 @@ _choose_threading_layer()
 from fastconv.backend import use_backend, get_backend, using_backend  # noqa: E402
 from fastconv.mode import set_mode, get_mode, using_mode  # noqa: E402
 
+
+
+def install(**options):
+    """Zero-change mode from code: the book's modules imported from now on are served by
+    fastconv where equivalent (see fastconv.zerochange.install for the options)."""
+    from fastconv.zerochange import install as _install
+    _install(**options)
+
+
+def load_ipython_extension(ipython):  # %load_ext fastconv
+    from fastconv.zerochange.ipython import load_ipython_extension as _load
+    _load(ipython)
+
+
+def unload_ipython_extension(ipython):
+    from fastconv.zerochange.ipython import unload_ipython_extension as _unload
+    _unload(ipython)
+
+
 __version__ = "0.1.0"
 __all__ = ["use_backend", "get_backend", "using_backend", "set_mode", "get_mode", "using_mode",
-           "__version__"]
+           "install", "__version__"]
