@@ -466,7 +466,10 @@ def plot_losses(args, losses, markers, title, file_name):
         ax.plot(np.arange(len(values)), smoothed(values), marker=markers.get(name),
                 markevery=max(longest // 10, 1), label=name)
     ax.set_yscale("log")
-    ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
+    low, high = ax.get_ylim()
+    # label 1-2-5 per decade; a range narrower than a decade needs more labels to be read
+    subs = (1, 2, 5) if high / low > 10 else (1, 1.5, 2, 3, 5, 7)
+    ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=subs))
     ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("iterations")
