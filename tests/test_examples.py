@@ -35,6 +35,8 @@ SCRIPTS = {
     "overfit_dropout.py": (["--epochs", "2", "--train-size", "200"], ["overfit_dropout.png"]),
     "hyperparameter_optimization.py": (["--quick", "--trials", "2", "--epochs", "1"],
                                        ["hyperparameter_optimization.png"]),
+    "sweep_convnet.py": (["--quick", "--trials", "2", "--train-size", "300"],
+                         ["sweep_convnet.png"]),
     "train_convnet.py": (["--epochs", "1", "--train-size", "500"],
                          ["train_convnet.png", "params.pkl"]),
     "train_deepnet.py": (["--epochs", "1", "--train-size", "200", "--test-size", "100"],
@@ -84,7 +86,7 @@ def test_example_runs(script, tiny_mnist, tmp_path):
     result = run_example(script, [*args, "--data-dir", str(tiny_mnist), "--out", str(out_dir),
                                   "--seed", "0"])
     check_output(result, out_dir, files)
-    if script != "hyperparameter_optimization.py":  # that one prints a line per trial
+    if script not in ("hyperparameter_optimization.py", "sweep_convnet.py"):  # per trial
         assert re.search(r"^epoch", result.stdout, re.MULTILINE), "no per-epoch line"
     assert "plt.show" not in (EXAMPLES / script).read_text()
 
