@@ -11,7 +11,7 @@ import time
 from fastconv.sweep.results import ResultsFile, plain, read_results, to_json_line
 from fastconv.sweep.samplers import check_seed, make_sampler, trial_seed
 
-__all__ = ["run_sweep", "run_trial"]
+__all__ = ["run_sweep", "run_trial", "start_local_cluster"]
 
 GOALS = ("max", "min")
 
@@ -151,15 +151,20 @@ def _dask_executor(train, client, workers, worker_threads, connect_timeout):
     if client is not None:
         raise TypeError(f"client must be a dask.distributed.Client, a scheduler address or "
                         f"None; got {client!r}")
-    import logging
-    # One worker process per core and one thread each; fastconv's own threads follow
-    # (NUMBA_NUM_THREADS), so the trials do not oversubscribe the cores.
-    cluster = distributed.LocalCluster(
-        n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-        dashboard_address=None, silence_logs=logging.ERROR,
-        env={"NUMBA_NUM_THREADS": str(worker_threads or 1)})
-    connected = distributed.Client(cluster)
+    connected, cluster = start_local_cluster(workers or os.cpu_count() or 1, worker_threads)
     return connected, [connected, cluster]
+
+
+def start_local_cluster(workers, worker_threads=1):
+    """A LocalCluster of ``workers`` processes with one Dask thread each, fastconv in each on
+    ``worker_threads`` threads (NUMBA_NUM_THREADS); ``(client, cluster)``."""
+    import logging
+
+    import distributed
+    cluster = distributed.LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+        silence_logs=logging.ERROR, env={"NUMBA_NUM_THREADS": str(worker_threads or 1)})
+    return distributed.Client(cluster), cluster
 
 
 def _best(records, metric, goal):
