@@ -106,6 +106,33 @@ def test_raising_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert [json.loads(line) for line in path.read_text().splitlines()] == records
 
 
+def test_results_json_cannot_hold_are_recorded_as_errors():
+    records = run_sweep(lambda hyperparameters, seed: [0.5], SPACE, 1, 0, workers=0,
+                        progress=False)
+    assert records[0]["error"] == "TypeError: the training function must return a dict of " \
+                                  "metrics; got list"
+    records = run_sweep(lambda hyperparameters, seed: {"lr": 0.5}, SPACE, 1, 0, workers=0,
+                        progress=False)
+    assert records[0]["error"].startswith("ValueError: the training function returned the "
+                                          "reserved or hyperparameter names ['lr']")
+    records = run_sweep(lambda hyperparameters, seed: {"net": object()}, SPACE, 1, 0,
+                        workers=0, progress=False)
+    assert records[0]["error"].startswith("TypeError: Object of type object")
+
+
+def test_each_trial_gets_its_own_checkpoint_in_the_folder(tmp_path):
+    seen = {}
+
+    def train(hyperparameters, seed, checkpoint):
+        seen[seed] = checkpoint
+        return {"val_acc": 0.5}
+
+    folder = tmp_path / "shared" / "checkpoints"
+    run_sweep(train, SPACE, 3, 0, workers=0, checkpoint_dir=folder, progress=False)
+    assert folder.is_dir()
+    assert seen == {trial_seed(0, i): str(folder / f"trial-{i:06d}.ckpt") for i in range(3)}
+
+
 def test_torn_last_line_is_dropped_and_the_trial_runs_again(tmp_path):
     path = tmp_path / "r.jsonl"
     run_sweep(sweep_trials.train_tiny, SPACE, 3, 0, workers=0, results=path, progress=False)

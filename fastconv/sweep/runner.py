@@ -104,14 +104,27 @@ class _Serial:
 
 
 class _Dask:
-    """Runs trials as Dask tasks; results come back in completion order."""
+    """Runs trials as Dask tasks; results come back in completion order.
 
-    def __init__(self, train, client, owned, limit):
+    At most twice as many trials as the cluster has threads are submitted at a time (re-read
+    at most once a second, so a cluster that grows gets used), and never more than the
+    sampler's limit: each task carries the training function and whatever data it holds.
+    """
+
+    def __init__(self, train, client, owned, sampler_limit):
         from distributed import as_completed
         self.train, self.client, self.owned = train, client, owned
-        self.limit = limit
+        self.sampler_limit = sampler_limit
         self.futures = {}
         self.done = as_completed()
+        self._threads, self._read_at = 0, -1.0
+
+    @property
+    def limit(self):
+        if time.monotonic() - self._read_at > 1.0:
+            self._threads = sum(self.client.nthreads().values())
+            self._read_at = time.monotonic()
+        return min(self.sampler_limit, max(2 * self._threads, 2))
 
     def submit(self, trial, seed, params, checkpoint):
         future = self.client.submit(run_trial, self.train, trial, seed, params, checkpoint,
@@ -159,11 +172,16 @@ def start_local_cluster(workers, worker_threads=1):
     """A LocalCluster of ``workers`` processes with one Dask thread each, fastconv in each on
     ``worker_threads`` threads (NUMBA_NUM_THREADS); ``(client, cluster)``."""
     import logging
+    import warnings
 
     import distributed
-    cluster = distributed.LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-        silence_logs=logging.ERROR, env={"NUMBA_NUM_THREADS": str(worker_threads or 1)})
+    with warnings.catch_warnings():
+        # without a dashboard the scheduler still serves metrics over HTTP, on port 8787 or,
+        # when that is taken (a second cluster), any free port after a UserWarning
+        warnings.filterwarnings("ignore", message="Port 8787 is already in use")
+        cluster = distributed.LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+            silence_logs=logging.ERROR, env={"NUMBA_NUM_THREADS": str(worker_threads or 1)})
     return distributed.Client(cluster), cluster
 
 
@@ -224,8 +242,7 @@ def run_sweep(train, space, n_trials, seed=0, *, sampler="random", results=None,
     else:
         dask_client, owned = _dask_executor(train, client, workers, worker_threads,
                                             connect_timeout)
-        limit = getattr(sampler, "in_flight", n_trials)
-        executor = _Dask(train, dask_client, owned, limit)
+        executor = _Dask(train, dask_client, owned, getattr(sampler, "in_flight", n_trials))
     if checkpoint_dir is not None:
         os.makedirs(checkpoint_dir, exist_ok=True)
     file = ResultsFile(path, good_size) if path is not None else None
