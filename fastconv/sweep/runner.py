@@ -21,9 +21,24 @@ def checkpoint_path(folder, trial):
     return os.path.join(os.fspath(folder), f"trial-{trial:06d}.ckpt")
 
 
-def run_trial(train, trial, seed, params, checkpoint=None):
+def run_trial(train, trial, seed, params, checkpoint=None, threads=None):
     """Run one trial and return its record; an exception in ``train`` becomes the record's
-    ``error`` ("Type: message") instead of propagating, so the sweep goes on."""
+    ``error`` ("Type: message") instead of propagating, so the sweep goes on.
+
+    ``threads``: fastconv's thread count for this trial (Numba's setting is per thread, so
+    this pins the worker thread running it on any cluster, whatever its environment)."""
+    if threads is None:
+        return _run_trial(train, trial, seed, params, checkpoint)
+    import numba
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        return _run_trial(train, trial, seed, params, checkpoint)
+    finally:
+        numba.set_num_threads(before)
+
+
+def _run_trial(train, trial, seed, params, checkpoint):
     record = {"trial": trial, "seed": seed, **params}
     try:
         kwargs = {} if checkpoint is None else {"checkpoint": checkpoint}
@@ -111,9 +126,10 @@ class _Dask:
     sampler's limit: each task carries the training function and whatever data it holds.
     """
 
-    def __init__(self, train, client, owned, sampler_limit):
+    def __init__(self, train, client, owned, sampler_limit, threads):
         from distributed import as_completed
         self.train, self.client, self.owned = train, client, owned
+        self.threads = threads
         self.sampler_limit = sampler_limit
         self.futures = {}
         self.done = as_completed()
@@ -127,8 +143,9 @@ class _Dask:
         return min(self.sampler_limit, max(2 * self._threads, 2))
 
     def submit(self, trial, seed, params, checkpoint):
+        key = f"fastconv-trial-{trial}-{os.urandom(4).hex()}"
         future = self.client.submit(run_trial, self.train, trial, seed, params, checkpoint,
-                                    pure=False, key=f"fastconv-trial-{trial}-{os.urandom(4).hex()}")
+                                    self.threads, pure=False, key=key)
         self.futures[future.key] = (trial, seed, params)
         self.done.add(future)
 
@@ -217,7 +234,9 @@ def run_sweep(train, space, n_trials, seed=0, *, sampler="random", results=None,
     ``workers=N`` on a new local Dask cluster of N processes with one thread each;
     ``client=`` a ``dask.distributed.Client`` or a scheduler address (``"tcp://host:8786"``,
     reached within ``connect_timeout`` seconds or a ConnectionError); neither: a local
-    cluster with one process per core.
+    cluster with one process per core. On Dask, each trial runs fastconv on
+    ``worker_threads`` threads (default 1; None: the worker's own setting); serially, the
+    process's setting applies.
 
     ``sampler``: ``"random"``, ``"grid"``, ``"tpe"`` (Optuna; needs ``metric``) or a sampler
     object (see fastconv.sweep.samplers). Trial ``i``'s hyperparameters and seed come from
@@ -242,7 +261,8 @@ def run_sweep(train, space, n_trials, seed=0, *, sampler="random", results=None,
     else:
         dask_client, owned = _dask_executor(train, client, workers, worker_threads,
                                             connect_timeout)
-        executor = _Dask(train, dask_client, owned, getattr(sampler, "in_flight", n_trials))
+        executor = _Dask(train, dask_client, owned, getattr(sampler, "in_flight", n_trials),
+                         worker_threads)
     if checkpoint_dir is not None:
         os.makedirs(checkpoint_dir, exist_ok=True)
     file = ResultsFile(path, good_size) if path is not None else None
