@@ -70,13 +70,14 @@ def main():
     train = functools.partial(ch06_trial, data=data, epochs=args.epochs)
 
     startup = {}
-    clients = {}
-    for name, workers, threads in (("dask-2x1", 2, 1), ("dask-1x2", 1, 2)):
+    clients, threads_of = {}, {"dask-2x1": 1, "dask-1x2": 2}
+    for name, workers in (("dask-2x1", 2), ("dask-1x2", 1)):
         start = time.perf_counter()
-        clients[name] = start_local_cluster(workers, threads)[0]
+        clients[name] = start_local_cluster(workers, threads_of[name])[0]
         startup[name] = time.perf_counter() - start
         # warm-up: every worker imports fastconv and loads the compiled kernels once
-        run_sweep(train, SPACE, 2 * workers, 999, client=clients[name], progress=False)
+        run_sweep(train, SPACE, 2 * workers, 999, client=clients[name],
+                  worker_threads=threads_of[name], progress=False)
         startup[name + " +warm-up"] = time.perf_counter() - start
     for name, seconds in startup.items():
         print(f"start-up {name}: {seconds:.1f} s")
@@ -94,8 +95,10 @@ def main():
     cases = {"serial-1t": serial(1), "serial-2t": serial(2)}
     for name, client in clients.items():
         cases[name] = functools.partial(
-            lambda seed, client: run_sweep(train, SPACE, args.trials, seed, client=client,
-                                           progress=False), client=client)
+            lambda seed, client, threads: run_sweep(train, SPACE, args.trials, seed,
+                                                    client=client, worker_threads=threads,
+                                                    progress=False),
+            client=client, threads=threads_of[name])
     serial(2)(998)  # warm-up in this process
     times = {name: [] for name in cases}
     for round_ in range(args.rounds):
