@@ -36,6 +36,8 @@ SCRIPTS = {
     "overfit_dropout.py": (["--epochs", "2", "--train-size", "200"], ["overfit_dropout.png"]),
     "hyperparameter_optimization.py": (["--quick", "--trials", "2", "--epochs", "2"],
                                        ["hyperparameter_optimization.png"]),
+    "sweep_convnet.py": (["--quick", "--trials", "2", "--train-size", "300"],
+                         ["sweep_convnet.png"]),
     "train_convnet.py": (["--epochs", "1", "--train-size", "500"],
                          ["train_convnet.png", "params.pkl"]),
     "train_deepnet.py": (["--epochs", "1", "--train-size", "200", "--test-size", "100"],
@@ -90,7 +92,7 @@ def test_example_runs(script, tiny_mnist, tmp_path):
     singular_plural = re.search(r"\b1 (epochs|iterations|trials|networks|images)\b",
                                 result.stdout)
     assert singular_plural is None, singular_plural
-    if script != "hyperparameter_optimization.py":  # that one prints a line per trial
+    if script not in ("hyperparameter_optimization.py", "sweep_convnet.py"):  # per trial
         assert re.search(r"^epoch", result.stdout, re.MULTILINE), "no per-epoch line"
     assert "plt.show" not in (EXAMPLES / script).read_text()
 
