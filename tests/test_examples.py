@@ -137,7 +137,7 @@ def test_train_convnet_real_mnist(tmp_path):
                                               "--seed", "0", "--out", str(tmp_path)],
                          timeout=1800)
     check_output(result, tmp_path, ["train_convnet.png", "params.pkl"])
-    assert "6000 training and 10000 test images" in result.stdout
+    assert "6,000 training images and 10,000 test images" in result.stdout
     accuracy = float(re.search(r"Final test accuracy: ([0-9.]+)", result.stdout).group(1))
     assert accuracy > 0.5, result.stdout  # 60 Adam steps: far above chance (0.1)
 
