@@ -126,11 +126,13 @@ def main(argv=None):
                         help="the published site (asv.conf.json's html_dir)")
     parser.add_argument("--cache", default=".asv/vendor-cache",
                         help="where the npm tarballs are kept between runs")
+    parser.add_argument("--config", default="asv.conf.json", help="asv's configuration file")
     parser.add_argument("--no-publish", action="store_true",
                         help="only vendor an already published site")
     args = parser.parse_args(argv)
     if not args.no_publish:
-        subprocess.run([sys.executable, "-m", "asv", "publish"], check=True)
+        subprocess.run([sys.executable, "-m", "asv", "--config", args.config, "publish"],
+                       check=True)
     if not os.path.isfile(os.path.join(args.html_dir, "index.html")):
         sys.exit(f"publish_offline: no index.html in {args.html_dir}: run asv publish first")
     changed = make_offline(args.html_dir, args.cache)
