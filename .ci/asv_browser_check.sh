@@ -40,7 +40,10 @@ asv run --config "$CONF" --quick --python=same --show-stderr --set-commit-hash "
     --bench "bench_training\.Slowdown\.track_step\('SimpleConvNet', " \
     --bench "bench_scripts\."
 
-# 2. Publish, then vendor the scripts the page would fetch from CDNs.
+# 2. Publish, then vendor the scripts the page would fetch from CDNs (npm packs them).
+if ! command -v npm >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+fi
 python benchmarks/publish_offline.py --config "$CONF" --html-dir "$OUT/html"
 
 # 3. Headless Chromium from Debian's package.
