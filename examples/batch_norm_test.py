@@ -13,6 +13,7 @@ import math
 
 import _common as common  # first: selects matplotlib's Agg backend
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 
 from fastconv.multi_layer_net_extend import MultiLayerNetExtend
@@ -61,17 +62,21 @@ def main(argv=None):
     parser.add_argument("--scales", type=common.positive_int, default=None,
                         help="number of weight scales in np.logspace(0, -4, N)")
     args = common.parse_args(parser, defaults={"epochs": 20, "train_size": 1000, "scales": 16},
-                             quick={"epochs": 2, "train_size": 300, "scales": 2}, argv=argv)
+                             quick={"epochs": 2, "train_size": 300, "scales": 2}, argv=argv,
+                             outputs=["batch_norm_test.png"])
 
     (x_train, t_train), _ = common.load_data(args, normalize=True)
     weight_scale_list = np.logspace(0, -4, num=args.scales)
     print(f"MultiLayerNetExtend 784-100x5-10 with and without BatchNorm, SGD lr {LEARNING_RATE}, "
-          f"batch {BATCH_SIZE}, {args.epochs} epochs x {args.scales} weight scales")
+          f"batch {BATCH_SIZE}, {common.count(args.epochs, 'epoch')} x "
+          f"{common.count(args.scales, 'weight scale')}")
 
-    clock = common.Clock()
+    clock = common.Clock(warmup_steps=2)
     cols = min(4, args.scales)
     rows = math.ceil(args.scales / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.5 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False,
+                             sharey=True, layout="constrained")
+    marker = "o" if args.epochs < 4 else None  # a short run's points stay visible
     x = np.arange(args.epochs)
     for idx, w in enumerate(weight_scale_list):
         print(f"============== {idx + 1}/{args.scales} (weight scale {w:.3g}) ==============")
@@ -81,21 +86,23 @@ def main(argv=None):
             train_acc_list, bn_train_acc_list = train_pair(w, x_train, t_train, args.epochs,
                                                            args, clock)
         ax = axes.flat[idx]
-        ax.set_title(f"W:{w:.3g}", fontsize=9)
-        ax.plot(x, bn_train_acc_list, label="Batch Normalization")
-        ax.plot(x, train_acc_list, linestyle="--", label="Normal (without BatchNorm)")
-        ax.set_ylim(0, 1.0)
-        if idx % cols:
-            ax.set_yticks([])
-        else:
-            ax.set_ylabel("accuracy")
-        if idx < args.scales - cols:
-            ax.set_xticks([])
-        else:
+        ax.set_title(f"initial weight std {w:.3g}", fontsize=9)
+        ax.plot(x, bn_train_acc_list, marker=marker, label="with Batch Normalization")
+        ax.plot(x, train_acc_list, marker=marker, linestyle="--",
+                label="without (plain MultiLayerNetExtend)")
+        ax.set_ylim(-0.03, 1.03)  # accuracies span 0.1 to 1 across the panels: one scale
+        ax.grid(True, alpha=0.3)
+        if idx % cols == 0:
+            ax.set_ylabel("train accuracy")
+        if idx + cols >= args.scales:  # the lowest panel of its column
             ax.set_xlabel("epochs")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     for ax in axes.flat[args.scales:]:
         ax.set_visible(False)
-    axes.flat[args.scales - 1].legend(loc="lower right", fontsize=7)
+    fig.suptitle(f"ch06 Batch Normalization: training accuracy by initial weight scale\n"
+                 f"MultiLayerNetExtend 784-100x5-10, SGD lr {LEARNING_RATE}, batch {BATCH_SIZE}, "
+                 f"{common.count(len(x_train), 'training image')}")
+    common.legend_below(fig, axes.flat[0].get_legend_handles_labels(), ncol=2)
     common.save_figure(fig, args, "batch_norm_test.png")
     clock.report()
 

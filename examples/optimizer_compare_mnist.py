@@ -26,7 +26,8 @@ def main(argv=None):
     parser = common.make_parser(__doc__, iters=True)
     parser.add_argument("--rmsprop", action="store_true", help="also train with RMSprop")
     parser.add_argument("--nesterov", action="store_true", help="also train with Nesterov")
-    args = common.parse_args(parser, defaults={"iters": 2000}, quick={"iters": 20}, argv=argv)
+    args = common.parse_args(parser, defaults={"iters": 2000}, quick={"iters": 20}, argv=argv,
+                             outputs=["optimizer_compare_mnist.png"])
 
     (x_train, t_train), _ = common.load_data(args, normalize=True)
     max_iterations = common.iterations(args, x_train.shape[0], BATCH_SIZE)
@@ -40,13 +41,14 @@ def main(argv=None):
                                     output_size=10, dtype=args.dtype)
                 for name in optimizers}
     print(f"MultiLayerNet 784-100x4-10 per optimizer ({', '.join(optimizers)}), "
-          f"batch {BATCH_SIZE}, {max_iterations} iterations")
+          f"batch {BATCH_SIZE}, {common.count(max_iterations, 'iteration')}")
 
-    clock = common.Clock()
+    clock = common.Clock(warmup_steps=len(networks))
     losses = common.train_side_by_side(networks, optimizers, x_train, t_train,
                                        max_iterations, BATCH_SIZE, clock)
-    common.plot_losses(args, losses, MARKERS, (0, 1), "ch06 optimizers on MNIST (smoothed loss)",
-                       "optimizer_compare_mnist.png")
+    common.plot_losses(args, losses, MARKERS,
+                       f"ch06 optimizers on MNIST: MultiLayerNet 784-100x4-10, batch {BATCH_SIZE}, "
+                       "default hyperparameters", "optimizer_compare_mnist.png")
     clock.report()
 
 

@@ -23,7 +23,8 @@ def main(argv=None):
     parser.add_argument("--weight-decay", type=float, default=0.1,
                         help="weight decay lambda (default: 0.1, as in the book)")
     args = common.parse_args(parser, defaults={"epochs": 201, "train_size": 300},
-                             quick={"epochs": 3}, argv=argv)
+                             quick={"epochs": 3}, argv=argv,
+                             outputs=["overfit_weight_decay.png"])
 
     (x_train, t_train), (x_test, t_test) = common.load_data(args, normalize=True)
     train_size = x_train.shape[0]
@@ -34,7 +35,7 @@ def main(argv=None):
                             dtype=args.dtype)
     optimizer = SGD(lr=LEARNING_RATE)
     print(f"MultiLayerNet 784-100x6-10, weight decay {args.weight_decay}, SGD lr "
-          f"{LEARNING_RATE}, batch {BATCH_SIZE}, {args.epochs} epochs")
+          f"{LEARNING_RATE}, batch {BATCH_SIZE}, {common.count(args.epochs, 'epoch')}")
 
     clock = common.Clock()
     train_acc_list, test_acc_list = [], []
@@ -55,9 +56,10 @@ def main(argv=None):
                   f"test acc:{test_acc:.4f} | {clock.lap_text()}")
         i += 1
 
-    common.plot_accuracy(args, train_acc_list, test_acc_list,
-                         f"ch06 weight decay lambda={args.weight_decay}",
-                         "overfit_weight_decay.png", mark_every=10)
+    common.plot_accuracy(args, {"train": train_acc_list, "test": test_acc_list},
+                         f"ch06 overfitting {common.count(train_size, 'image')}: weight decay "
+                         f"lambda {args.weight_decay}, SGD lr {LEARNING_RATE}, batch {BATCH_SIZE}",
+                         "overfit_weight_decay.png")
     clock.report()
 
 

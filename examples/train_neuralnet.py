@@ -24,7 +24,7 @@ LEARNING_RATE = 0.1
 def main(argv=None):
     parser = common.make_parser(__doc__, iters=True)
     args = common.parse_args(parser, defaults={"iters": 10000}, quick={"iters": 20},
-                             argv=argv)
+                             argv=argv, outputs=["train_neuralnet.png"])
 
     (x_train, t_train), (x_test, t_test) = common.load_data(
         args, normalize=True, one_hot_label=True)
@@ -35,7 +35,7 @@ def main(argv=None):
     network = TwoLayerNet(input_size=784, hidden_size=50, output_size=10, dtype=args.dtype)
     optimizer = SGD(lr=LEARNING_RATE)
     print(f"TwoLayerNet 784-50-10, SGD lr={LEARNING_RATE}, batch {BATCH_SIZE}, "
-          f"{iters_num} iterations ({iter_per_epoch} per epoch)")
+          f"{common.count(iters_num, 'iteration')} ({iter_per_epoch} per epoch)")
 
     clock = common.Clock()
     train_loss_list, train_acc_list, test_acc_list = [], [], []
@@ -57,18 +57,30 @@ def main(argv=None):
     final_acc = network.accuracy(x_test, t_test)
     print(f"Final test accuracy: {final_acc:.4f}")
 
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    ax_loss.plot(np.arange(len(train_loss_list)), train_loss_list, linewidth=0.5)
-    ax_loss.set_xlabel("iteration")
+    # The accuracy gets a panel only when there are two epochs to join (a lone point says
+    # less than the final figure in the title); a zoomed one when the curves crowd near 1.
+    curves = {"train": train_acc_list, "test": test_acc_list}
+    zoom_from = common.crowded_tail(curves)
+    panels = 1 + (len(train_acc_list) >= 2) + (zoom_from is not None)
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2), squeeze=False,
+                             layout="constrained")
+    ax_loss = axes[0, 0]
+    ax_loss.plot(np.arange(len(train_loss_list)), train_loss_list, linewidth=0.5,
+                 label="mini-batch loss")
+    ax_loss.set_xlabel("iterations")
     ax_loss.set_ylabel("mini-batch loss")
-    epochs = np.arange(len(train_acc_list))
-    ax_acc.plot(epochs, train_acc_list, marker="o", label="train acc")
-    ax_acc.plot(epochs, test_acc_list, marker="s", linestyle="--", label="test acc")
-    ax_acc.set_xlabel("epoch")
-    ax_acc.set_ylabel("accuracy")
-    ax_acc.set_ylim(0, 1.0)
-    ax_acc.legend(loc="lower right")
-    fig.suptitle("ch05 TwoLayerNet, SGD lr 0.1")
+    ax_loss.set_title("loss of each step")
+    ax_loss.grid(True, alpha=0.3)
+    if panels >= 2:
+        common.draw_accuracy(axes[0, 1], curves)
+        axes[0, 1].set_title("accuracy on the whole training and test sets")
+    if zoom_from is not None:
+        common.draw_accuracy(axes[0, 2], curves, start=zoom_from)
+        axes[0, 2].set_title(f"epochs {zoom_from}-{len(train_acc_list) - 1}, zoomed")
+    fig.suptitle(f"ch05 TwoLayerNet 784-50-10, SGD lr {LEARNING_RATE}, batch {BATCH_SIZE}: "
+                 f"final test accuracy {final_acc:.4f}")
+    if panels >= 2:
+        common.legend_below(fig, axes[0, 1].get_legend_handles_labels(), ncol=2)
     common.save_figure(fig, args, "train_neuralnet.png")
     clock.report()
 

@@ -23,7 +23,8 @@ MARKERS = {"std=0.01": "o", "Xavier": "s", "He": "D"}
 
 def main(argv=None):
     parser = common.make_parser(__doc__, iters=True)
-    args = common.parse_args(parser, defaults={"iters": 2000}, quick={"iters": 20}, argv=argv)
+    args = common.parse_args(parser, defaults={"iters": 2000}, quick={"iters": 20}, argv=argv,
+                             outputs=["weight_init_compare.png"])
 
     (x_train, t_train), _ = common.load_data(args, normalize=True)
     max_iterations = common.iterations(args, x_train.shape[0], BATCH_SIZE)
@@ -33,14 +34,14 @@ def main(argv=None):
                                     output_size=10, weight_init_std=init, dtype=args.dtype)
                 for name, init in WEIGHT_INIT_TYPES.items()}
     print(f"MultiLayerNet 784-100x4-10 per init ({', '.join(networks)}), SGD lr 0.01, "
-          f"batch {BATCH_SIZE}, {max_iterations} iterations")
+          f"batch {BATCH_SIZE}, {common.count(max_iterations, 'iteration')}")
 
-    clock = common.Clock()
+    clock = common.Clock(warmup_steps=len(networks))
     losses = common.train_side_by_side(networks, dict.fromkeys(networks, optimizer),
                                        x_train, t_train, max_iterations, BATCH_SIZE, clock)
-    common.plot_losses(args, losses, MARKERS, (0, 2.5),
-                       "ch06 weight initialisation on MNIST (smoothed loss)",
-                       "weight_init_compare.png")
+    common.plot_losses(args, losses, MARKERS,
+                       "ch06 weight initialisation on MNIST: MultiLayerNet 784-100x4-10, "
+                       f"SGD lr 0.01, batch {BATCH_SIZE}", "weight_init_compare.png")
     clock.report()
 
 

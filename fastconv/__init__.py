@@ -31,9 +31,14 @@ _mount_source_kernels()
 
 
 def _choose_threading_layer():
-    # OpenMP workers spin after each parallel loop and fight the BLAS threads of the GEMM
-    # that follows: on 2 cores a SimpleConvNet step ran ~10x slower than with workqueue.
-    # An explicit NUMBA_THREADING_LAYER from the user still wins.
+    # workqueue: OpenMP workers spin after each parallel loop and fight the BLAS threads of
+    # the GEMM that follows (on 2 cores a SimpleConvNet step ran ~10x slower), and GNU
+    # OpenMP kills a forked child that runs a parallel loop; workqueue starts its threads
+    # again in a forked child. It aborts when two threads run parallel loops at once, so
+    # fastconv lets one thread at a time into them (kernels/jit/dispatch.py). TBB is safe
+    # both ways but needs a separate package that pip puts outside the loader's path, and
+    # was no faster here (docs/safety-threads.md). An explicit NUMBA_THREADING_LAYER from
+    # the user still wins.
     if "NUMBA_THREADING_LAYER" in _os.environ:
         return
     import numba
@@ -57,6 +62,25 @@ _choose_threading_layer()
 from fastconv.backend import use_backend, get_backend, using_backend  # noqa: E402
 from fastconv.mode import set_mode, get_mode, using_mode  # noqa: E402
 
+
+
+def install(**options):
+    """Zero-change mode from code: the book's modules imported from now on are served by
+    fastconv where equivalent (see fastconv.zerochange.install for the options)."""
+    from fastconv.zerochange import install as _install
+    _install(**options)
+
+
+def load_ipython_extension(ipython):  # %load_ext fastconv
+    from fastconv.zerochange.ipython import load_ipython_extension as _load
+    _load(ipython)
+
+
+def unload_ipython_extension(ipython):
+    from fastconv.zerochange.ipython import unload_ipython_extension as _unload
+    _unload(ipython)
+
+
 __version__ = "0.1.0"
 __all__ = ["use_backend", "get_backend", "using_backend", "set_mode", "get_mode", "using_mode",
-           "__version__"]
+           "install", "__version__"]

@@ -44,3 +44,73 @@ def check_window(what, H, W, win_h, win_w, stride, pad):
         raise ValueError(
             f"{what} of {win_h}x{win_w} does not fit the input of {H}x{W} with pad={pad}: "
             f"need H + 2*pad >= {win_h} and W + 2*pad >= {win_w}")
+
+
+def as_real_array(name, a, ndim=None):
+    """``a`` (an array or a number) as an ndarray of integers or floats, as the book's layers
+    take them (``Convolution(w, 0)``); bool, complex and object arrays raise a TypeError."""
+    try:
+        array = np.asarray(a)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be a real numeric array; got {type(a).__name__}") from exc
+    if array.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a real numeric array (integer or float); "
+                        f"got dtype {array.dtype}")
+    if ndim is not None and array.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D; got shape {array.shape}")
+    return array
+
+
+def compute_dtype(*operands):
+    """The dtype NumPy computes ``operands`` in, which must be float32 or float64.
+
+    Python numbers count as NumPy counts them (weakly): a float32 input with a Python-int
+    bias stays float32, while an int64 array weight makes the result float64.
+    """
+    dtype = np.result_type(*(o if type(o) in (int, float) else np.asarray(o) for o in operands))
+    if dtype.type not in FLOAT_DTYPES:
+        raise TypeError(f"the layer would compute in {dtype}; its inputs must combine to "
+                        f"float32 or float64")
+    return dtype
+
+
+def bias_vector(name, b, size, dtype):
+    """A bias given as a number or of shape (1,) or (size,), as a (size,) array of ``dtype``."""
+    array = as_real_array(name, b)
+    if array.shape not in ((), (1,), (size,)):
+        raise ValueError(f"{name} must be a number or have shape ({size},); got shape "
+                         f"{array.shape}")
+    if array.shape == (size,):
+        return array.astype(dtype, copy=False)  # the usual case: no copy
+    return np.full(size, array.reshape(()), dtype=dtype)
+
+
+def check_batch(name, a):
+    """A batch must hold at least one sample: the mean over an empty batch is undefined."""
+    if a.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one sample; got shape {a.shape}")
+
+
+def check_ran_forward(layer, ready):
+    if not ready:
+        raise RuntimeError(f"{type(layer).__name__}.backward called before forward")
+
+
+def check_unchanged(layer, recorded, current):
+    """The attributes (name -> value) a backward pass relies on must be those of the forward."""
+    for name, value in current.items():
+        # the type too: a stride of 2.0 equals 2 but is no integer for a kernel
+        if type(value) is not type(recorded[name]) or value != recorded[name]:
+            raise ValueError(f"{type(layer).__name__}.{name} changed between forward and "
+                             f"backward (from {recorded[name]!r} to {value!r}); run forward "
+                             f"again")
+
+
+def check_fraction(name, value):
+    """A real number in [0, 1] (a ratio such as Dropout's)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                     np.floating)):
+        raise TypeError(f"{name} must be a real number in [0, 1]; got {value!r}")
+    if not 0 <= value <= 1:
+        raise ValueError(f"{name} must lie in [0, 1]; got {value!r}")
+    return value

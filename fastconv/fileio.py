@@ -9,18 +9,29 @@ removed (or, after SIGKILL, left under a name starting with ``.<target>.`` and e
 """
 import contextlib
 import os
-import tempfile
+import secrets
+import time
 
 __all__ = ["atomic_write", "remove_stale_temporaries"]
 
 _SUFFIX = ".tmp"
 
 
-def _umask():
-    # os.umask can only be read by setting it; set it straight back
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def _create_temporary(folder, name):
+    """Create and open a new file beside ``name``; return (fd, its path).
+
+    ``os.open`` with mode 0666 lets the kernel apply the umask (and a folder's default ACL)
+    exactly as for an ordinary ``open(path, "w")``; ``mkstemp`` would force 0600, and reading
+    the umask means setting it, which races with other threads creating files.
+    """
+    for _ in range(100):
+        temporary = os.path.join(folder, f".{name}.{secrets.token_hex(6)}{_SUFFIX}")
+        try:
+            return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                           | getattr(os, "O_BINARY", 0), 0o666), temporary
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {os.path.join(folder, name)}")
 
 
 def _fsync_folder(folder):
@@ -41,16 +52,16 @@ def atomic_write(path, mode="wb"):
     """Open a temporary file for writing; on a clean exit it replaces ``path`` atomically.
 
     The new file gets the permissions an ordinary ``open(path, "w")`` would give it (0666
-    less the umask), not ``mkstemp``'s 0600. ``mode`` is ``"wb"`` or ``"w"``.
+    less the umask), not ``mkstemp``'s 0600. A symbolic link is followed: the file it names is
+    replaced, the link stays. ``mode`` is ``"wb"`` or ``"w"``.
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"mode must be 'wb' or 'w'; got {mode!r}")
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".",
-                                     suffix=_SUFFIX, dir=folder)
+    # through a symbolic link to the file it names, as open() would write
+    path = os.path.realpath(os.fspath(path))
+    folder, name = os.path.split(path)
+    fd, temporary = _create_temporary(folder, name)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
@@ -63,13 +74,19 @@ def atomic_write(path, mode="wb"):
     _fsync_folder(folder)
 
 
-def remove_stale_temporaries(path):
-    """Remove the temporary files that killed writers of ``path`` left behind."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    prefix = "." + os.path.basename(path) + "."
+def remove_stale_temporaries(path, min_age=0.0):
+    """Remove the temporary files that killed writers of ``path`` left behind.
+
+    Only those last modified more than ``min_age`` seconds ago: a younger one may belong to a
+    writer still running in another process.
+    """
+    path = os.path.realpath(os.fspath(path))
+    folder, name = os.path.split(path)
+    prefix = "." + name + "."
+    now = time.time()
     with contextlib.suppress(OSError):
-        for name in os.listdir(folder):
-            if name.startswith(prefix) and name.endswith(_SUFFIX):
+        for entry in os.scandir(folder):
+            if entry.name.startswith(prefix) and entry.name.endswith(_SUFFIX):
                 with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(folder, name))
+                    if now - entry.stat(follow_symlinks=False).st_mtime >= min_age:
+                        os.unlink(entry.path)

@@ -1,8 +1,12 @@
-"""Drop-in for the book's ``common/functions.py``. float32 inputs stay float32."""
+"""Drop-in for the book's ``common/functions.py``. float32 inputs stay float32.
+
+``np`` is in ``__all__`` because the book's module has no ``__all__``: its star import brings
+``np`` too, and the book's scripts rely on it.
+"""
 import numpy as np
 
-__all__ = ["identity_function", "step_function", "sigmoid", "sigmoid_grad", "relu", "relu_grad",
-           "softmax", "sum_squared_error", "cross_entropy_error", "softmax_loss"]
+__all__ = ["np", "identity_function", "step_function", "sigmoid", "sigmoid_grad", "relu",
+           "relu_grad", "softmax", "sum_squared_error", "cross_entropy_error", "softmax_loss"]
 
 
 def identity_function(x):
@@ -50,11 +54,16 @@ def sum_squared_error(y, t):
 
 
 def cross_entropy_error(y, t):
+    t = np.asarray(t)
     if y.ndim == 1:
         t = t.reshape(1, t.size)
         y = y.reshape(1, y.size)
     if t.size == y.size:  # one-hot rows -> label indices
         t = t.argmax(axis=1)
+    elif t.ndim == 2 and t.shape[1] == 1:
+        # labels in a column (the book's ch07/gradient_check.py): the book's indexing would
+        # pair every row with every label for more than one row
+        t = t.reshape(-1)
     batch_size = y.shape[0]
     total = np.sum(np.log(y[np.arange(batch_size), t] + 1e-7))
     return -total / _in_dtype_of(total, batch_size)

@@ -11,24 +11,65 @@ anything is written, so a bad call raises (naming the key) and leaves params and
 they were; float32 parameters stay float32 all the way (the hyperparameters are cast to the
 parameter's dtype, and a gradient of another dtype is cast to it); and a parameter that is not
 C-contiguous is updated through a contiguous copy that is then written back into it.
+
+Like the book's, the optimizers also take plain numbers (``params = {'x': -7.0}``, as in
+ch06/optimizer_compare_naive.py): a number cannot be updated in place, so ``params[key]`` is
+rebound to the updated value, a Python float for a Python number, or a NumPy scalar of the
+same type for a NumPy scalar, with the book's float64 bits. The hyperparameters are checked
+too, at construction and at every update: ``lr=None`` or ``lr='0.1'`` raises a TypeError.
 """
+import numbers
+
 import numpy as np
 
 from fastconv import backend as _backend  # kernels() is looked up per update: switches apply
 
-__all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
+# np too: the book's module has no __all__, so `from common.optimizer import *` brings np,
+# and ch06/optimizer_compare_mnist.py uses it
+__all__ = ["np", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
 
 _EPS = 1e-7  # the book's constant in the denominators of AdaGrad, RMSprop and Adam
 _JIT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def _is_real_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _checked_hyperparameter(name, value, below_one=False):
+    """A finite real number (beta1 and beta2 of Adam also in [0, 1)), else TypeError/ValueError."""
+    if not _is_real_number(value):
+        raise TypeError(f"{name} must be a real number; got {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {value!r}")
+    if below_one and not 0 <= value < 1:
+        raise ValueError(f"{name} must lie in [0, 1); got {value!r}")
+    return value
+
+
+def _param_array(key, param):
+    """(array to update, how to rebind params[key] afterwards or None if in place).
+
+    A number is updated through a 0-d array: float64 for a Python number (the book's
+    arithmetic), its own dtype for a NumPy floating scalar.
+    """
+    if isinstance(param, np.ndarray):
+        if param.dtype.kind != "f":
+            raise TypeError(f"params[{key!r}] must be a floating-point numpy array or a "
+                            f"number, got dtype {param.dtype}")
+        if not param.flags.writeable:
+            raise ValueError(f"params[{key!r}] is read-only and cannot be updated in place")
+        return param, None
+    if isinstance(param, np.floating):
+        return np.array(param), lambda array: array[()]
+    if _is_real_number(param):  # Python numbers and NumPy integers
+        return np.array(float(param)), lambda array: float(array[()])
+    raise TypeError(f"params[{key!r}] must be a floating-point numpy array or a number, "
+                    f"got {type(param).__name__}")
+
+
 def _checked_grad(key, param, grads):
-    """The gradient of ``param`` as a C-contiguous array of its dtype, after checking both."""
-    if not isinstance(param, np.ndarray) or param.dtype.kind != "f":
-        found = param.dtype if isinstance(param, np.ndarray) else type(param).__name__
-        raise TypeError(f"params[{key!r}] must be a floating-point numpy array, got {found}")
-    if not param.flags.writeable:
-        raise ValueError(f"params[{key!r}] is read-only and cannot be updated in place")
+    """The gradient of ``param`` as a C-contiguous array of its dtype, after checking it."""
     if key not in grads:
         raise KeyError(f"grads has no entry for params key {key!r}")
     grad = np.asarray(grads[key])
@@ -52,6 +93,12 @@ class _Optimizer:
     """Shared plumbing: validation, lazily created per-key state, kernel dispatch."""
 
     _state = ()  # names of the per-key state dicts, e.g. ("m", "v"); each is None at first
+    _hyperparameters = ("lr",)  # checked at construction and before every update
+    _below_one = ()  # hyperparameters that must lie in [0, 1)
+
+    def _check_hyperparameters(self):
+        for name in self._hyperparameters:
+            _checked_hyperparameter(name, getattr(self, name), name in self._below_one)
 
     def _steps(self, params, grads):
         """Check every key, create missing state, then return an iterator of kernel jobs.
@@ -60,29 +107,35 @@ class _Optimizer:
         after this returns). Each job is ``(kernels, cast, param, grad, states)``: the kernel
         module, the parameter's scalar type for the hyperparameters, and 1-D arrays.
         """
-        checked = [(key, params[key], _checked_grad(key, params[key], grads))
-                   for key in params.keys()]
+        self._check_hyperparameters()
+        checked = []
+        for key in params.keys():
+            param, rebind = _param_array(key, params[key])
+            checked.append((key, param, _checked_grad(key, param, grads), rebind))
         for name in self._state:
             store = getattr(self, name)
-            for key, param, _ in checked:
+            for key, param, _, _ in checked:
                 state = None if store is None else store.get(key)
-                if state is not None and (state.shape != param.shape
+                if state is not None and (not isinstance(state, np.ndarray)
+                                          or state.shape != param.shape
                                           or state.dtype != param.dtype):
+                    found = (f"shape {state.shape} and dtype {state.dtype}"
+                             if isinstance(state, np.ndarray) else type(state).__name__)
                     raise ValueError(
-                        f"{name}[{key!r}] has shape {state.shape} and dtype {state.dtype} but "
-                        f"params[{key!r}] has shape {param.shape} and dtype {param.dtype}")
+                        f"{name}[{key!r}] has {found} but params[{key!r}] "
+                        f"has shape {param.shape} and dtype {param.dtype}")
         for name in self._state:
             if getattr(self, name) is None:
                 setattr(self, name, {})
             store = getattr(self, name)
-            for key, param, _ in checked:
+            for key, param, _, _ in checked:
                 if key not in store:
                     store[key] = np.zeros_like(param, order="C")
-        return self._jobs(checked)
+        return self._jobs(params, checked)
 
-    def _jobs(self, checked):
+    def _jobs(self, params, checked):
         current = _backend.kernels()
-        for key, param, grad in checked:
+        for key, param, grad, rebind in checked:
             # float16 and longdouble have no Numba kernels: they take the NumPy twins.
             kernels = current if param.dtype in _JIT_DTYPES else _backend.kernels("numpy")
             arrays = (param,) + tuple(getattr(self, name)[key] for name in self._state)
@@ -92,6 +145,17 @@ class _Optimizer:
             for array, (_, copy) in zip(arrays, flats):
                 if copy is not None:
                     array[...] = copy
+            if rebind is not None:  # a number: the book rebinds params[key] too
+                params[key] = rebind(param)
+
+
+def _checked_iter(value):
+    """Adam's step count so far: a non-negative integer."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"iter must be a non-negative integer; got {value!r}")
+    if value < 0:
+        raise ValueError(f"iter must be a non-negative integer; got {value!r}")
+    return value
 
 
 class SGD(_Optimizer):
@@ -99,6 +163,7 @@ class SGD(_Optimizer):
 
     def __init__(self, lr=0.01):
         self.lr = lr
+        self._check_hyperparameters()
 
     def update(self, params, grads):
         for k, cast, p, g, _ in self._steps(params, grads):
@@ -109,11 +174,13 @@ class Momentum(_Optimizer):
     """SGD with momentum: v = momentum * v - lr * dW; W += v."""
 
     _state = ("v",)
+    _hyperparameters = ("lr", "momentum")
 
     def __init__(self, lr=0.01, momentum=0.9):
         self.lr = lr
         self.momentum = momentum
         self.v = None
+        self._check_hyperparameters()
 
     def update(self, params, grads):
         for k, cast, p, g, (v,) in self._steps(params, grads):
@@ -121,14 +188,18 @@ class Momentum(_Optimizer):
 
 
 class Nesterov(_Optimizer):
-    """Nesterov's accelerated gradient, in the book's in-place form."""
+    """Nesterov's accelerated gradient, in the book's in-place form as upstream has had it
+    since January 2021 ("Fix Nesterov update function"): param moves with the old v, then v
+    is updated."""
 
     _state = ("v",)
+    _hyperparameters = ("lr", "momentum")
 
     def __init__(self, lr=0.01, momentum=0.9):
         self.lr = lr
         self.momentum = momentum
         self.v = None
+        self._check_hyperparameters()
 
     def update(self, params, grads):
         for k, cast, p, g, (v,) in self._steps(params, grads):
@@ -143,6 +214,7 @@ class AdaGrad(_Optimizer):
     def __init__(self, lr=0.01):
         self.lr = lr
         self.h = None
+        self._check_hyperparameters()
 
     def update(self, params, grads):
         for k, cast, p, g, (h,) in self._steps(params, grads):
@@ -153,11 +225,13 @@ class RMSprop(_Optimizer):
     """RMSprop: AdaGrad with an exponentially decaying sum."""
 
     _state = ("h",)
+    _hyperparameters = ("lr", "decay_rate")
 
     def __init__(self, lr=0.01, decay_rate=0.99):
         self.lr = lr
         self.decay_rate = decay_rate
         self.h = None
+        self._check_hyperparameters()
 
     def update(self, params, grads):
         for k, cast, p, g, (h,) in self._steps(params, grads):
@@ -168,6 +242,8 @@ class Adam(_Optimizer):
     """Adam (http://arxiv.org/abs/1412.6980v8), with the book's bias-corrected step size."""
 
     _state = ("m", "v")
+    _hyperparameters = ("lr", "beta1", "beta2")
+    _below_one = ("beta1", "beta2")  # the bias correction divides by 1 - beta1**iter
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
         self.lr = lr
@@ -176,11 +252,13 @@ class Adam(_Optimizer):
         self.iter = 0
         self.m = None
         self.v = None
+        self._check_hyperparameters()
 
     def update(self, params, grads):
+        step = _checked_iter(self.iter) + 1
         steps = self._steps(params, grads)  # raises before iter moves on a bad call
-        self.iter += 1
-        lr_t = self.lr * np.sqrt(1.0 - self.beta2**self.iter) / (1.0 - self.beta1**self.iter)
+        lr_t = self.lr * np.sqrt(1.0 - self.beta2**step) / (1.0 - self.beta1**step)
+        self.iter = step
         for k, cast, p, g, (m, v) in steps:
             k.adam_update(p, g, m, v, cast(lr_t), cast(self.beta1), cast(self.beta2),
                           cast(_EPS))

@@ -2,38 +2,64 @@
 
 Same constructor, attributes (``train_loss_list``, ``train_acc_list``, ``test_acc_list``,
 ``iter_per_epoch``, ``max_iter``, ``current_iter``, ``current_epoch``, ``batch_size``,
-``optimizer``, ...) and methods (``train_step``, ``train``) as the book. Differences:
+``optimizer``, ...) and methods (``train_step``, ``train``) as the book. What a step does
+follows :mod:`fastconv.mode`, read when the Trainer is made:
 
-* One forward pass per step. The loss recorded in ``train_loss_list`` is the one
-  ``network.gradient`` computed (its ``last_loss``), i.e. the mini-batch loss in training mode
-  BEFORE the update; the book runs ``network.loss`` again AFTER the update. A network without
-  ``last_loss`` (not from fastconv) falls back to the book's extra ``network.loss`` call.
+* ``"parity"`` (the default): the book's step. The loss recorded in ``train_loss_list`` comes
+  from ``network.loss`` run again AFTER the update, as the book does (DeepConvNet's Dropout
+  draws its masks there, so this call keeps every later mini-batch the book's), and with
+  ``verbose`` every step prints the book's ``train loss:`` line; the epoch and final lines are
+  the book's too, so a book script's output matches line for line.
+* ``"fast"``: one forward pass per step. The recorded loss is the one ``network.gradient``
+  computed (its ``last_loss``): the mini-batch loss in training mode BEFORE the update. A
+  network without ``last_loss`` (not from fastconv) falls back to the book's ``network.loss``.
+  With ``verbose``, a tqdm bar (epoch, loss, accuracies, steady images/s, ETA) replaces the
+  per-step lines, and a timing summary follows the final accuracy.
+
+Differences from the book in both modes:
+
 * Epochs: ``iter_per_epoch = max(ceil(train_size / mini_batch_size), 1)``, an integer, and
   ``max_iter = epochs * iter_per_epoch``. Accuracy is evaluated, and ``current_epoch``
   counted, after the steps at iterations 0, iter_per_epoch, 2*iter_per_epoch, ... exactly like
   the book (so each list of accuracies has ``epochs`` entries); the book's float
   ``train_size / mini_batch_size`` never divides ``current_iter`` evenly when the training set
   is not a multiple of the batch size, and then evaluates only once.
+* ``train()`` trains until ``current_iter`` reaches ``max_iter`` (the book's runs ``max_iter``
+  more steps on every call): a second call runs nothing new and says so; raise ``max_iter``
+  to train on.
 * Batches are drawn with replacement, like the book. ``seed=None``: from ``np.random``
   exactly as the book does (``np.random.choice``), so ``np.random.seed`` controls it.
   ``seed=<int>``: from ``np.random.default_rng(seed)``, and ``np.random.seed(seed)`` is called
   too, since Dropout draws its masks from ``np.random``; two runs with the same seed are then
   identical.
-* ``progress`` (default: on when ``verbose``): a tqdm bar showing epoch, loss, train/test
-  accuracy and images/s, instead of the book's print of every step's loss. The per-epoch
-  accuracy line and the final test accuracy are still printed when ``verbose``, through
+* ``checkpoint=PATH`` saves the whole training state atomically at the end of every epoch,
+  every ``checkpoint_every`` steps if given, and at Ctrl-C, and ``train()`` resumes from PATH
+  when it exists: a run killed at any moment and started again with the same command ends
+  with the same bits as an uninterrupted one (see :mod:`fastconv.checkpoint`).
+* ``progress`` (default: on in fast mode when ``verbose``): the tqdm bar. Messages go through
   ``log`` (default ``print``).
-* ``epoch_time_list``: wall time of each epoch's training steps (sampling, gradient, update;
-  the accuracy evaluation excluded); ``images_per_sec_list`` derives the throughput.
+* Timing: ``epoch_time_list`` holds the wall time of each epoch's training steps (sampling,
+  gradient, update, the parity loss pass; the accuracy evaluation excluded). The first step a
+  Trainer runs in a process compiles Numba's kernels: its time is ``first_step_time``, and the
+  images/s figures (``steady_images_per_sec``, ``images_per_sec_list``, the bar) count only
+  the steps after it.
 * ``optimizer`` is a name (case-insensitive, as in the book) or an optimizer instance (then
   ``optimizer_param`` is ignored). The final test accuracy is kept in ``final_test_acc``.
 """
+import contextlib
 import math
+import os
+import signal
+import threading
 import time
 
 import numpy as np
 
+from fastconv import checkpoint as _checkpoint
+from fastconv import mode as _mode
+from fastconv.fileio import remove_stale_temporaries
 from fastconv.optimizer import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
+from fastconv.progress import StepClock, format_duration, plural
 
 __all__ = ["Trainer"]
 
@@ -61,6 +87,8 @@ def _positive_int(name, value, minimum=1):
     return int(value)
 
 
+
+
 class Trainer:
     """Trains ``network`` on (x_train, t_train), tracking accuracy on both sets per epoch."""
 
@@ -68,7 +96,7 @@ class Trainer:
                  epochs=20, mini_batch_size=100,
                  optimizer='SGD', optimizer_param={'lr': 0.01},
                  evaluate_sample_num_per_epoch=None, verbose=True, *,
-                 seed=None, progress=None, log=print):
+                 seed=None, progress=None, log=print, checkpoint=None, checkpoint_every=None):
         self.network = network
         self.verbose = verbose
         self.x_train = x_train
@@ -77,16 +105,16 @@ class Trainer:
         self.t_test = t_test
         self.epochs = _positive_int("epochs", epochs, 0)
         self.batch_size = _positive_int("mini_batch_size", mini_batch_size)
+        if evaluate_sample_num_per_epoch is not None:
+            evaluate_sample_num_per_epoch = _positive_int("evaluate_sample_num_per_epoch",
+                                                          evaluate_sample_num_per_epoch)
         self.evaluate_sample_num_per_epoch = evaluate_sample_num_per_epoch
         self.optimizer = _make_optimizer(optimizer, optimizer_param)
-        self.progress = verbose if progress is None else progress
+        self.mode = _mode.get_mode()
+        self.progress = (verbose and self.mode == "fast") if progress is None else progress
         self.log = log
-
-        self.seed = seed
-        self.rng = None
-        if seed is not None:
-            self.rng = np.random.default_rng(seed)
-            np.random.seed(seed)
+        self.checkpoint, self.checkpoint_every = self._checked_checkpoint(checkpoint,
+                                                                          checkpoint_every)
 
         self.train_size = x_train.shape[0]
         if self.train_size == 0:
@@ -94,6 +122,14 @@ class Trainer:
         if len(t_train) != self.train_size:
             raise ValueError(f"x_train has {self.train_size} samples but t_train has "
                              f"{len(t_train)}")
+
+        if seed is not None:  # last: a bad argument must not have reseeded np.random
+            seed = _positive_int("seed", seed, 0)
+        self.seed = seed
+        self.rng = None
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+            np.random.seed(seed)
         self.iter_per_epoch = max(math.ceil(self.train_size / self.batch_size), 1)
         self.max_iter = self.epochs * self.iter_per_epoch
         self.current_iter = 0
@@ -104,14 +140,75 @@ class Trainer:
         self.test_acc_list = []
         self.epoch_time_list = []
         self.final_test_acc = None
+        self.resumed_from = None  # the step a checkpoint put this Trainer at, if any
         self._epoch_time = 0.0
+        self._epoch_steady = []  # (steady steps, their seconds) of each finished epoch
+        self._epoch_steady_now = [0, 0.0]  # the same for the epoch under way
+        self._clock = StepClock()
         self._bar = None
+        self._in_step = False
+        self._interrupted = False
+
+    def _checked_checkpoint(self, path, every):
+        if path is None:
+            if every is not None:
+                raise ValueError("checkpoint_every needs checkpoint=PATH")
+            return None, None
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"checkpoint must be a file path (str or os.PathLike); got {path!r}")
+        if not isinstance(self.optimizer, tuple(OPTIMIZERS.values())):
+            raise TypeError("checkpoint= needs one of fastconv's optimizers (whose state it "
+                            f"knows how to save); got {type(self.optimizer).__name__}")
+        if every is not None:
+            every = _positive_int("checkpoint_every", every)
+        return os.fspath(path), every
+
+    # --- the figures the examples and the bar show ------------------------------------------
+
+    @property
+    def first_step_time(self):
+        """Seconds of the first step this Trainer ran in this process (Numba compiles there)."""
+        return self._clock.first_step_time
+
+    @property
+    def steady_images_per_sec(self):
+        """Images/s over this process's steps after the first; None before the second step."""
+        return self._clock.images_per_sec(self.batch_size)
+
+    @property
+    def eta(self):
+        """Seconds left until ``max_iter``, or None while too few steps were timed to tell."""
+        steps_left = self.max_iter - self.current_iter
+        evaluations_left = math.ceil(self.max_iter / self.iter_per_epoch) - self.current_epoch
+        return self._clock.eta(steps_left, evaluations_left)
 
     @property
     def images_per_sec_list(self):
-        """Training throughput of each finished epoch, from ``epoch_time_list``."""
-        images = self.iter_per_epoch * self.batch_size
-        return [images / t if t > 0 else float("inf") for t in self.epoch_time_list]
+        """Steady training throughput of each finished epoch (the compile step left out);
+        NaN for an epoch whose only step was a compile step."""
+        return [steps * self.batch_size / seconds if steps and seconds > 0 else float("nan")
+                for steps, seconds in self._epoch_steady]
+
+    def timing_summary(self):
+        """One line: steps and epochs run, the first step's time apart, steady images/s."""
+        clock = self._clock
+        if clock.first_step_time is None:
+            return "no training step run in this process"
+        steps = 1 + clock.steady_steps
+        epochs, part = divmod(steps, self.iter_per_epoch)
+        if part == 0:
+            epochs = plural(epochs, "epoch")
+        else:
+            epochs = f"{steps / self.iter_per_epoch:.1f} epochs"
+        text = (f"{plural(steps, 'step')} ({epochs}) in "
+                f"{format_duration(clock.first_step_time + clock.steady_time)}: first step "
+                f"{format_duration(clock.first_step_time)} (includes compilation)")
+        rate = self.steady_images_per_sec
+        if rate is not None:
+            text += f", then {rate:,.0f} images/s"
+        return text
+
+    # --- one step -----------------------------------------------------------------------------
 
     def _sample(self):
         if self.rng is None:
@@ -127,6 +224,7 @@ class Trainer:
 
     def train_step(self):
         """One mini-batch step; evaluates accuracy at the start of each epoch, like the book."""
+        self._in_step = True
         start = time.perf_counter()
         batch_mask = self._sample()
         x_batch = self.x_train[batch_mask]
@@ -135,20 +233,32 @@ class Trainer:
         grads = self.network.gradient(x_batch, t_batch)
         self.optimizer.update(self.network.params, grads)
         loss = getattr(self.network, "last_loss", None)
-        if loss is None:  # not a fastconv network: the book's second forward pass
+        if self.mode == "parity" or loss is None:
+            # the book's second forward pass, after the update: in DeepConvNet it draws
+            # Dropout masks from np.random, which moves every later mini-batch
             loss = self.network.loss(x_batch, t_batch)
-        self._epoch_time += time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        self._epoch_time += seconds
+        if self._clock.step(seconds):
+            self._epoch_steady_now[0] += 1
+            self._epoch_steady_now[1] += seconds
         self.train_loss_list.append(float(loss))
+        if self.verbose and self.mode == "parity":
+            self._log("train loss:" + str(loss))
 
         if self.current_iter % self.iter_per_epoch == 0:
             self.current_epoch += 1
             self._evaluate()
         if (self.current_iter + 1) % self.iter_per_epoch == 0:
             self.epoch_time_list.append(self._epoch_time)
+            self._epoch_steady.append(tuple(self._epoch_steady_now))
             self._epoch_time = 0.0
+            self._epoch_steady_now = [0, 0.0]
         self.current_iter += 1
+        self._in_step = False
 
     def _evaluate(self):
+        start = time.perf_counter()
         x_train, t_train = self.x_train, self.t_train
         x_test, t_test = self.x_test, self.t_test
         n = self.evaluate_sample_num_per_epoch
@@ -159,42 +269,150 @@ class Trainer:
         test_acc = self.network.accuracy(x_test, t_test)
         self.train_acc_list.append(train_acc)
         self.test_acc_list.append(test_acc)
+        self._clock.evaluation(time.perf_counter() - start)
         if self.verbose:
-            self._log(f"=== epoch:{self.current_epoch}, train acc:{train_acc}, "
-                      f"test acc:{test_acc} ===")
+            self._log("=== epoch:" + str(self.current_epoch) + ", train acc:" + str(train_acc)
+                      + ", test acc:" + str(test_acc) + " ===")
+
+    # --- the progress bar -------------------------------------------------------------------
 
     def _postfix(self):
-        done = self.current_iter % self.iter_per_epoch  # steps into the current epoch
-        if done and self._epoch_time > 0:
-            rate = done * self.batch_size / self._epoch_time
-        elif self.epoch_time_list:
-            rate = self.images_per_sec_list[-1]
-        else:
-            rate = 0.0
-        return {"epoch": self.current_epoch,
-                "loss": f"{self.train_loss_list[-1]:.4f}",
-                "train_acc": f"{self.train_acc_list[-1]:.4f}",
-                "test_acc": f"{self.test_acc_list[-1]:.4f}",
-                "img/s": f"{rate:.0f}"}
+        postfix = {"epoch": f"{self.current_epoch}/{self.epochs}",
+                   "loss": f"{self.train_loss_list[-1]:.4f}",
+                   "train_acc": f"{self.train_acc_list[-1]:.4f}",
+                   "test_acc": f"{self.test_acc_list[-1]:.4f}"}
+        if self.first_step_time is not None:
+            postfix["first step"] = format_duration(self.first_step_time)
+        rate = self.steady_images_per_sec
+        if rate is not None:
+            postfix["img/s"] = f"{rate:.0f}"
+        eta = self.eta
+        if eta is not None:
+            postfix["eta"] = format_duration(eta)
+        return postfix
 
     def _open_bar(self):
-        if not self.progress or self.max_iter == 0:
+        if not self.progress or self.current_iter >= self.max_iter:
             return None
         try:
             from tqdm.auto import tqdm
         except ImportError:  # tqdm is a dependency, but training must not need it
             return None
-        return tqdm(total=self.max_iter, desc="train", unit="it", dynamic_ncols=True)
+        # no tqdm rate or remaining time: both would count the compile step; the postfix
+        # carries the steady figures instead
+        return tqdm(total=self.max_iter, initial=self.current_iter, desc="train", unit="step",
+                    dynamic_ncols=True,
+                    bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+
+    # --- checkpoints --------------------------------------------------------------------------
+
+    def save_checkpoint(self, path=None):
+        """Write the training state to ``path`` (default: the ``checkpoint`` given), atomically.
+
+        Call it between steps only: inside a step the parameters, the optimizer and the
+        random generators disagree.
+        """
+        path = self.checkpoint if path is None else os.fspath(path)
+        if path is None:
+            raise ValueError("save_checkpoint needs a path: none was given to the Trainer")
+        if self._in_step:
+            raise RuntimeError("save_checkpoint was called in the middle of a step")
+        _checkpoint.save(path, self)
+
+    def load_checkpoint(self, path=None):
+        """Put this Trainer in the state saved at ``path`` (default: ``checkpoint``).
+
+        Raises :class:`fastconv.checkpoint.CheckpointError` naming what differs when the file
+        was made for another network, optimizer or training set-up; nothing changes then.
+        """
+        path = self.checkpoint if path is None else os.fspath(path)
+        if path is None:
+            raise ValueError("load_checkpoint needs a path: none was given to the Trainer")
+        _checkpoint.load(path, self)
+        self.resumed_from = self.current_iter
+
+    def _resume(self):
+        """At the start of train(): continue from the checkpoint file if there is one.
+
+        Returns True when it loaded one.
+        """
+        if self.checkpoint is None:
+            return False
+        folder = os.path.dirname(os.path.abspath(self.checkpoint))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"checkpoint folder {folder!r} does not exist; create it "
+                                    "or give checkpoint= another path")
+        if self.current_iter > 0:
+            return False  # a Trainer that has run already is newer than any file it wrote
+        remove_stale_temporaries(self.checkpoint)
+        if not os.path.exists(self.checkpoint):
+            return False
+        self.load_checkpoint()
+        if self.verbose:
+            self._log(f"resumed from {self.checkpoint} at step {self.current_iter} of "
+                      f"{self.max_iter} (epoch {self.current_epoch} of {self.epochs})")
+        return True
+
+    def _checkpoint_due(self):
+        step = self.current_iter
+        if step % self.iter_per_epoch == 0 or step == self.max_iter:
+            return True
+        return self.checkpoint_every is not None and step % self.checkpoint_every == 0
+
+    @contextlib.contextmanager
+    def _interrupts_between_steps(self):
+        """Hold a Ctrl-C until the step under way is over, so the checkpoint is consistent.
+
+        A second Ctrl-C interrupts at once. Only with a checkpoint, in the main thread, and
+        when SIGINT has Python's default handler (a program's own handler is left alone).
+        """
+        if (self.checkpoint is None
+                or threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+            yield
+            return
+
+        def hold(signum, frame):
+            if self._interrupted or not self._in_step:
+                raise KeyboardInterrupt
+            self._interrupted = True
+
+        self._interrupted = False
+        signal.signal(signal.SIGINT, hold)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    # --- the loop -----------------------------------------------------------------------------
 
     def train(self):
-        """Run ``max_iter`` steps, then report the accuracy on the whole test set."""
+        """Train until ``max_iter`` steps in all, then report the accuracy on the test set.
+
+        With ``checkpoint``: resume from the file if it exists, save at every epoch's end (and
+        every ``checkpoint_every`` steps), and save at Ctrl-C before re-raising it.
+        """
+        self._in_step = False  # a step that raised earlier is over
+        resumed = self._resume()
+        if self.current_iter >= self.max_iter and not resumed and self.verbose:
+            self._log(f"training already ran its {plural(self.max_iter, 'step')}; raise "
+                      "max_iter to train on")
         self._bar = self._open_bar()
         try:
-            for _ in range(self.max_iter):
-                self.train_step()
-                if self._bar is not None:
-                    self._bar.set_postfix(self._postfix(), refresh=False)
-                    self._bar.update(1)
+            with self._interrupts_between_steps():
+                while self.current_iter < self.max_iter:
+                    self.train_step()
+                    if self.checkpoint is not None and (self._interrupted
+                                                        or self._checkpoint_due()):
+                        self.save_checkpoint()
+                    if self._interrupted:
+                        raise KeyboardInterrupt
+                    if self._bar is not None:
+                        self._bar.set_postfix(self._postfix(), refresh=False)
+                        self._bar.update(1)
+        except KeyboardInterrupt:
+            self._after_interrupt()
+            raise
         finally:
             if self._bar is not None:
                 self._bar.close()
@@ -205,3 +423,20 @@ class Trainer:
         if self.verbose:
             self.log("=============== Final Test Accuracy ===============")
             self.log("test acc:" + str(test_acc))
+            if self.mode == "fast" and self._clock.first_step_time is not None:
+                self.log(self.timing_summary())
+
+    def _after_interrupt(self):
+        """On Ctrl-C: save if the state is whole, and say where the run can resume."""
+        if self.checkpoint is None:
+            return
+        if self._in_step:  # stopped inside a step: the file keeps the last whole step
+            self._in_step = False
+            message = (f"interrupted inside step {self.current_iter + 1}; {self.checkpoint} "
+                       "keeps the last checkpoint")
+        else:
+            if not self._interrupted:  # between steps, not yet saved
+                self.save_checkpoint()
+            message = f"interrupted: saved step {self.current_iter} to {self.checkpoint}"
+        if self.verbose:
+            self._log(message + "; run the same command again to resume")

@@ -5,7 +5,8 @@ from fastconv.backend import kernels
 from fastconv._validate import as_float_array, check_int, check_window
 from fastconv.kernels.shapes import conv_output_hw
 
-__all__ = ["smooth_curve", "shuffle_dataset", "conv_output_size", "im2col", "col2im"]
+# np too: the book's module has no __all__, so its star import brings np
+__all__ = ["np", "smooth_curve", "shuffle_dataset", "conv_output_size", "im2col", "col2im"]
 
 
 def smooth_curve(x):
@@ -50,9 +51,9 @@ def im2col(input_data, filter_h, filter_w, stride=1, pad=0):
 def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
     """Adjoint of im2col: sums each column entry back into the pixel it was read from."""
     col = as_float_array("col", col, ndim=2)
-    if len(input_shape) != 4:
+    if not isinstance(input_shape, (tuple, list, np.ndarray)) or len(input_shape) != 4:
         raise ValueError(f"input_shape must be (N, C, H, W); got {input_shape!r}")
-    N, C, H, W = (check_int("input_shape", int(d), 1) for d in input_shape)
+    N, C, H, W = (check_int(f"input_shape[{i}]", d, 1) for i, d in enumerate(input_shape))
     filter_h, filter_w, stride, pad = _check_geometry((N, C, H, W), filter_h, filter_w, stride, pad)
     out_h, out_w = conv_output_hw(H, W, filter_h, filter_w, stride, pad)
     expected = (N * out_h * out_w, C * filter_h * filter_w)

@@ -4,6 +4,7 @@ import os
 import numpy as np
 import pytest
 
+from fastconv import using_mode
 from fastconv.datasets import load_mnist
 from fastconv.multi_layer_net_extend import MultiLayerNetExtend
 from fastconv.optimizer import SGD
@@ -20,16 +21,18 @@ pytestmark = [
 
 @pytest.mark.slow
 def test_simple_convnet_reaches_98_percent_in_two_epochs():
-    """ch07/train_convnet.py: Adam, lr 0.001, batch 100, float32, 2 epochs."""
+    """ch07/train_convnet.py in fast mode: Adam, lr 0.001, batch 100, float32, 2 epochs."""
     (x_train, t_train), (x_test, t_test) = load_mnist(flatten=False)
     np.random.seed(0)
-    network = SimpleConvNet(input_dim=(1, 28, 28),
-                            conv_param={'filter_num': 30, 'filter_size': 5, 'pad': 0, 'stride': 1},
-                            hidden_size=100, output_size=10, weight_init_std=0.01)
-    trainer = Trainer(network, x_train, t_train, x_test, t_test, epochs=2, mini_batch_size=100,
-                      optimizer='Adam', optimizer_param={'lr': 0.001},
-                      evaluate_sample_num_per_epoch=1000, verbose=False, seed=0)
-    trainer.train()
+    with using_mode("fast"):
+        network = SimpleConvNet(input_dim=(1, 28, 28),
+                                conv_param={'filter_num': 30, 'filter_size': 5, 'pad': 0,
+                                            'stride': 1},
+                                hidden_size=100, output_size=10, weight_init_std=0.01)
+        trainer = Trainer(network, x_train, t_train, x_test, t_test, epochs=2,
+                          mini_batch_size=100, optimizer='Adam', optimizer_param={'lr': 0.001},
+                          evaluate_sample_num_per_epoch=1000, verbose=False, seed=0)
+        trainer.train()
     assert network.params['W1'].dtype == np.float32
     accuracy = network.accuracy(x_test, t_test)
     assert accuracy >= 0.980, f"test accuracy {accuracy:.4f} after 2 epochs"

@@ -2,28 +2,35 @@
 
 Most tests build tiny MNIST-shaped files in tmp_path. Those marked ``mnist`` read the real files
 from $FASTCONV_DATA/mnist and are skipped without them. No test reaches the network: downloads
-go through a fake ``_fetch``, or through the real one reading a file:// URL.
+go through a fake ``fetch``, or through the real one reading a file:// URL or a local HTTP
+server on 127.0.0.1 whose every loop is bounded.
 """
 import gzip
 import hashlib
+import http.server
 import os
+import pickle
 import struct
+import threading
 import time
+import tracemalloc
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import fastconv.datasets.download as downloads
 import fastconv.datasets.mnist as mnist_loader
 from fastconv.datasets import (IDXFormatError, MNISTFormatError, MNISTNotFoundError,
                                load_fashion_mnist, load_mnist, read_idx, write_idx)
 
 FILE_NAMES = list(mnist_loader.key_file.values())
 REAL_DATA_ROOT = os.environ.get("FASTCONV_DATA")  # read before the fixtures below hide it
-REAL_FETCH = mnist_loader._fetch
+REAL_FETCH = downloads.fetch
 
 
-def _no_network(url, dest_path, *args, **kwargs):
+def _no_network(url, out, *args, **kwargs):
     raise OSError(f"tests do not use the network ({url})")
 
 
@@ -33,7 +40,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.delenv("FASTCONV_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.setattr(mnist_loader, "_memo", {})
-    monkeypatch.setattr(mnist_loader, "_fetch", _no_network)
+    monkeypatch.setattr(downloads, "fetch", _no_network)
 
 
 def user_cache(tmp_path, dataset="mnist"):
@@ -366,26 +373,25 @@ def test_nothing_anywhere_raises_one_clear_error(tmp_path, monkeypatch):
 
 def test_download_false_never_fetches(tmp_path, monkeypatch):
     fetched = []
-    monkeypatch.setattr(mnist_loader, "_fetch", lambda url, dest, *a, **k: fetched.append(url))
+    monkeypatch.setattr(downloads, "fetch", lambda url, out, *a, **k: fetched.append(url))
     with pytest.raises(MNISTNotFoundError, match="download=False"):
         load_mnist(download=False)
     assert fetched == []
 
 
 def fake_server(files, log, bad_urls=(), fail_half_way=()):
-    """A stand-in for _fetch serving ``files`` (name -> bytes) from any mirror.
+    """A stand-in for downloads.fetch serving ``files`` (name -> bytes) from any mirror.
 
     URLs in ``bad_urls`` answer with wrong bytes; those in ``fail_half_way`` write half the
     file and then drop the connection.
     """
-    def fetch(url, dest_path, *args, **kwargs):
+    def fetch(url, out, *args, **kwargs):
         log.append(url)
         content = files[url.rsplit("/", 1)[-1]]
-        with open(dest_path, "wb") as out:
-            if url in fail_half_way:
-                out.write(content[:len(content) // 2])
-                raise ConnectionResetError("connection dropped half-way")
-            out.write(b"garbage" + content if url in bad_urls else content)
+        if url in fail_half_way:
+            out.write(content[:len(content) // 2])
+            raise ConnectionResetError("connection dropped half-way")
+        out.write(b"garbage" + content if url in bad_urls else content)
     return fetch
 
 
@@ -395,7 +401,9 @@ def publish(tmp_path, monkeypatch, dataset="mnist"):
     written = make_mnist_files(source, seed=3)
     files = {name: (source / name).read_bytes() for name in FILE_NAMES}
     checksums = {name: hashlib.md5(content).hexdigest() for name, content in files.items()}
-    monkeypatch.setitem(mnist_loader._MD5, dataset, checksums)
+    monkeypatch.setitem(downloads.MD5, dataset, checksums)
+    monkeypatch.setitem(downloads.SIZES, dataset, {name: len(content)
+                                                   for name, content in files.items()})
     return files, written
 
 
@@ -403,34 +411,35 @@ def publish(tmp_path, monkeypatch, dataset="mnist"):
 def test_good_download_lands_and_loads(tmp_path, monkeypatch, dataset):
     files, written = publish(tmp_path, monkeypatch, dataset)
     log = []
-    monkeypatch.setattr(mnist_loader, "_fetch", fake_server(files, log))
+    monkeypatch.setattr(downloads, "fetch", fake_server(files, log))
     (_, t_train), (x_test, _) = load_mnist(normalize=False, flatten=False, dataset=dataset)
     np.testing.assert_array_equal(t_train, written["train_label"])
     np.testing.assert_array_equal(x_test[:, 0], written["test_img"])
-    mirror = mnist_loader._MIRRORS[dataset][0]
+    mirror = downloads.MIRRORS[dataset][0]
     assert log == [mirror + name for name in FILE_NAMES]
     folder = user_cache(tmp_path, dataset)
     for name in FILE_NAMES:
         assert (folder / name).read_bytes() == files[name]
-    assert not list(folder.glob("*.part"))
+    assert not [p for p in folder.iterdir() if p.name.endswith((".part", ".tmp"))]
 
 
 def test_wrong_checksum_leaves_nothing_and_tries_next_mirror(tmp_path, monkeypatch):
     files, written = publish(tmp_path, monkeypatch)
-    first, second = mnist_loader._MIRRORS["mnist"]
+    first, second = downloads.MIRRORS["mnist"]
     log = []
     bad = {first + name for name in FILE_NAMES}
-    monkeypatch.setattr(mnist_loader, "_fetch", fake_server(files, log, bad_urls=bad))
+    monkeypatch.setattr(downloads, "fetch", fake_server(files, log, bad_urls=bad))
     (_, t_train), _ = load_mnist()
     np.testing.assert_array_equal(t_train, written["train_label"])
     assert log == [mirror + name for name in FILE_NAMES for mirror in (first, second)]
-    assert not list(user_cache(tmp_path).glob("*.part"))
+    folder = user_cache(tmp_path)
+    assert not [p for p in folder.iterdir() if p.name.endswith((".part", ".tmp"))]
 
 
 def test_wrong_checksum_everywhere_leaves_no_file(tmp_path, monkeypatch):
     files, _ = publish(tmp_path, monkeypatch)
-    bad = {mirror + name for mirror in mnist_loader._MIRRORS["mnist"] for name in FILE_NAMES}
-    monkeypatch.setattr(mnist_loader, "_fetch", fake_server(files, [], bad_urls=bad))
+    bad = {mirror + name for mirror in downloads.MIRRORS["mnist"] for name in FILE_NAMES}
+    monkeypatch.setattr(downloads, "fetch", fake_server(files, [], bad_urls=bad))
     with pytest.raises(MNISTNotFoundError, match="MD5"):
         load_mnist()
     assert list(user_cache(tmp_path).iterdir()) == []
@@ -438,8 +447,8 @@ def test_wrong_checksum_everywhere_leaves_no_file(tmp_path, monkeypatch):
 
 def test_download_failing_half_way_leaves_no_file(tmp_path, monkeypatch):
     files, _ = publish(tmp_path, monkeypatch)
-    dropped = {mirror + name for mirror in mnist_loader._MIRRORS["mnist"] for name in FILE_NAMES}
-    monkeypatch.setattr(mnist_loader, "_fetch", fake_server(files, [], fail_half_way=dropped))
+    dropped = {mirror + name for mirror in downloads.MIRRORS["mnist"] for name in FILE_NAMES}
+    monkeypatch.setattr(downloads, "fetch", fake_server(files, [], fail_half_way=dropped))
     with pytest.raises(MNISTNotFoundError, match="half-way"):
         load_mnist()
     assert list(user_cache(tmp_path).iterdir()) == []
@@ -451,7 +460,7 @@ def test_only_missing_files_are_downloaded(tmp_path, monkeypatch):
     folder.mkdir(parents=True)
     (folder / FILE_NAMES[0]).write_bytes(files[FILE_NAMES[0]])
     log = []
-    monkeypatch.setattr(mnist_loader, "_fetch", fake_server(files, log))
+    monkeypatch.setattr(downloads, "fetch", fake_server(files, log))
     load_mnist()
     assert [url.rsplit("/", 1)[-1] for url in log] == FILE_NAMES[1:]
 
@@ -459,8 +468,8 @@ def test_only_missing_files_are_downloaded(tmp_path, monkeypatch):
 def test_real_fetch_downloads_through_urllib(tmp_path, monkeypatch):
     # A file:// mirror exercises urllib, the progress bar and the checksum without a network.
     files, written = publish(tmp_path, monkeypatch)
-    monkeypatch.setitem(mnist_loader._MIRRORS, "mnist", ((tmp_path / "published").as_uri() + "/",))
-    monkeypatch.setattr(mnist_loader, "_fetch", REAL_FETCH)
+    monkeypatch.setitem(downloads.MIRRORS, "mnist", ((tmp_path / "published").as_uri() + "/",))
+    monkeypatch.setattr(downloads, "fetch", REAL_FETCH)
     (_, t_train), _ = load_mnist()
     np.testing.assert_array_equal(t_train, written["train_label"])
     assert (user_cache(tmp_path) / FILE_NAMES[0]).read_bytes() == files[FILE_NAMES[0]]
@@ -521,8 +530,279 @@ def test_real_unflattened_one_hot():
 
 
 @real_mnist_test
-def test_real_cached_reload_is_fast(monkeypatch):
-    forbid_parsing(monkeypatch)  # the module fixture's parse left an .npz in the user cache
-    start = time.perf_counter()
+def test_real_cached_reload_skips_parsing(monkeypatch):
+    # the module fixture's parse left an .npz in the user cache; it must serve this load
+    # (how fast that is belongs in the benchmarks, not in a test on a shared machine)
+    forbid_parsing(monkeypatch)
+    (_, t_train), _ = load_mnist()
+    assert len(t_train) == 60000
+
+
+# ---- content-keyed cache (issue 15, item 7) ------------------------------------------------
+
+@pytest.mark.parametrize("fresh_process", [False, True])
+def test_replacement_with_same_size_and_mtime_is_seen(tmp_path, monkeypatch, fresh_process):
+    # cp -p and rsync -t keep the size and the mtime: only the content tells the files apart
+    written = make_mnist_files(tmp_path / "data")
+    labels_path = tmp_path / "data" / mnist_loader.key_file["train_label"]
+    labels_path.write_bytes(idx_bytes(written["train_label"]))  # raw IDX: sizes are exact
+    load_mnist(data_dir=tmp_path / "data")
+    before = labels_path.stat()
+    new_labels = (written["train_label"] + 1) % 10
+    labels_path.write_bytes(idx_bytes(new_labels))
+    os.utime(labels_path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = labels_path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    if fresh_process:
+        monkeypatch.setattr(mnist_loader, "_memo", {})
+    (_, t_train), _ = load_mnist(data_dir=tmp_path / "data")
+    np.testing.assert_array_equal(t_train, new_labels)
+
+
+@pytest.mark.parametrize("umask", [0o002, 0o027])
+def test_cache_file_follows_the_umask(tmp_path, umask):
+    make_mnist_files(tmp_path / "data")
+    old = os.umask(umask)
+    try:
+        load_mnist(data_dir=tmp_path / "data")
+    finally:
+        os.umask(old)
+    mode = (tmp_path / "data" / mnist_loader._CACHE_NAME).stat().st_mode & 0o777
+    assert mode == 0o666 & ~umask
+
+
+# ---- IDX bombs ------------------------------------------------------------------------------
+
+def gzip_stream(pieces):
+    """gzip the byte strings that ``pieces`` yields, without holding them all at once."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: a gzip header and trailer
+    return b"".join([*(compressor.compress(piece) for piece in pieces), compressor.flush()])
+
+
+def peak_bytes(action):
+    """Peak memory that tracemalloc (which sees NumPy's arrays) traced during ``action()``."""
+    tracemalloc.start()
+    try:
+        action()
+    except Exception as exc:  # noqa: BLE001 - returned for the caller to check
+        error = exc
+    else:
+        error = None
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak, error
+
+
+def test_gzip_bomb_stops_past_the_declared_size(tmp_path):
+    make_mnist_files(tmp_path / "data")
+    header = bytes([0, 0, 8, 3]) + struct.pack(">3I", 5, 28, 28)
+    zeros = bytes(1 << 20)
+    bomb = gzip_stream([header, bytes(5 * 784), *([zeros] * 96)])  # 96 MB of trailing zeros
+    path = tmp_path / "data" / mnist_loader.key_file["train_img"]
+    path.write_bytes(bomb)
+    assert len(bomb) < 200_000
+    peak, error = peak_bytes(lambda: load_mnist(data_dir=tmp_path / "data"))
+    assert peak < 4_000_000, f"{peak} bytes traced for a {len(bomb)}-byte file"
+    assert isinstance(error, IDXFormatError) and "trailing" in str(error), error
+
+
+def test_idx_header_declaring_too_much_is_refused_before_decompressing(tmp_path):
+    header = bytes([0, 0, 8, 3]) + struct.pack(">3I", 2**24, 28, 28)
+    path = tmp_path / "huge-idx3-ubyte.gz"
+    path.write_bytes(gzip_stream([header, bytes(1 << 20)]))
+    with pytest.raises(IDXFormatError, match="at most 1000 are expected"):
+        read_idx(path, max_items=1000)
+
+
+# ---- downloads from a local HTTP server ------------------------------------------------------
+
+class _MirrorHandler(http.server.BaseHTTPRequestHandler):
+    """Serves /<behaviour>/<name> from ``server.files``; every loop is bounded."""
+
+    def do_GET(self):  # noqa: N802 - the name http.server calls
+        behaviour, _, name = self.path.strip("/").partition("/")
+        content = self.server.files.get(name)
+        if content is None:
+            self.send_error(404)
+            return
+        try:
+            if behaviour == "good":
+                self._headers(len(content))
+                self.wfile.write(content)
+            elif behaviour == "slow":  # one byte every 0.1 s: 30 s for 300 bytes
+                self._headers(len(content))
+                for byte in content[:300]:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            elif behaviour in ("huge", "undeclared"):  # 512 MB announced or none; 16 MB sent
+                self._headers(512 << 20 if behaviour == "huge" else None)
+                for _ in range(256):
+                    self.wfile.write(bytes(1 << 16))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up, as it should
+
+    def _headers(self, length):
+        self.send_response(200)
+        if length is not None:
+            self.send_header("Content-Length", str(length))
+        self.send_header("Connection", "close")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def mirror(tmp_path, monkeypatch):
+    """A local HTTP mirror of freshly published files; returns (url, files, written)."""
+    source = tmp_path / "published"
+    written = make_mnist_files(source, n_train=600, seed=5)  # labels: several hundred bytes
+    files = {name: (source / name).read_bytes() for name in FILE_NAMES}
+    monkeypatch.setitem(downloads.MD5, "mnist", {name: hashlib.md5(content).hexdigest()
+                                                 for name, content in files.items()})
+    monkeypatch.setitem(downloads.SIZES, "mnist", {name: len(content)
+                                                   for name, content in files.items()})
+    monkeypatch.setattr(downloads, "fetch", REAL_FETCH)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _MirrorHandler)
+    server.daemon_threads = True
+    server.files = files
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", files, written
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def use_mirror(monkeypatch, url):
+    monkeypatch.setitem(downloads.MIRRORS, "mnist", (url + "/",))
+
+
+def test_http_download_lands_with_the_umask(tmp_path, monkeypatch, mirror):
+    url, files, written = mirror
+    use_mirror(monkeypatch, url + "/good")
+    old = os.umask(0o002)
+    try:
+        (_, t_train), _ = load_mnist()
+    finally:
+        os.umask(old)
+    np.testing.assert_array_equal(t_train, written["train_label"])
+    folder = user_cache(tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*FILE_NAMES,
+                                                               mnist_loader._CACHE_NAME])
+    for path in folder.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o664, path.name
+
+
+def test_download_has_one_overall_deadline(tmp_path, monkeypatch, mirror):
+    url, _, _ = mirror
+    use_mirror(monkeypatch, url + "/slow")
+    monkeypatch.setattr(downloads, "DEADLINE", 1.0)
+    monkeypatch.setattr(downloads, "READ_TIMEOUT", 0.5)
+    start = time.monotonic()
+    with pytest.raises(MNISTNotFoundError, match="not complete after"):
+        load_mnist()
+    # each byte comes well within the read timeout: only an overall deadline stops it
+    assert time.monotonic() - start < 15
+    assert list(user_cache(tmp_path).iterdir()) == []
+
+
+@pytest.mark.parametrize("behaviour, message", [("huge", "announced"),
+                                                ("undeclared", "more than the")])
+def test_oversized_download_is_cut_off(tmp_path, monkeypatch, mirror, behaviour, message):
+    url, _, _ = mirror
+    use_mirror(monkeypatch, url + "/" + behaviour)
+    with pytest.raises(MNISTNotFoundError, match=message):
+        load_mnist()
+    assert list(user_cache(tmp_path).iterdir()) == []
+
+
+def test_killed_runs_leftovers_are_removed(tmp_path, monkeypatch):
+    files, _ = publish(tmp_path, monkeypatch)
+    monkeypatch.setattr(downloads, "fetch", fake_server(files, []))
+    folder = user_cache(tmp_path)
+    folder.mkdir(parents=True)
+    stale = [folder / f".{FILE_NAMES[0]}.1a2b3c.tmp", folder / f"{FILE_NAMES[1]}.x7y8.part"]
+    fresh = folder / f".{FILE_NAMES[2]}.4d5e6f.tmp"  # another process may be writing it
+    long_ago = time.time() - 2 * downloads.STALE_AFTER
+    for path in [*stale, fresh]:
+        path.write_bytes(b"half a download")
+    for path in stale:
+        os.utime(path, (long_ago, long_ago))
     load_mnist()
-    assert time.perf_counter() - start < 1.0
+    assert [path.exists() for path in stale] == [False, False]
+    assert fresh.exists()
+
+
+# ---- the book's mnist.pkl -----------------------------------------------------------------
+
+def write_book_pickle(path, arrays, protocol=pickle.HIGHEST_PROTOCOL):
+    """A mnist.pkl as the book's dataset/mnist.py writes it: flattened uint8 images."""
+    book = {key: (value.reshape(len(value), -1) if key.endswith("_img") else value)
+            for key, value in arrays.items()}
+    with open(path, "wb") as f:
+        pickle.dump(book, f, protocol)
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_book_mnist_pickle_loads_from_data_dir(tmp_path, protocol):
+    rng = np.random.default_rng(7)
+    arrays = {"train_img": rng.integers(0, 256, (6, 28, 28), dtype=np.uint8),
+              "train_label": rng.integers(0, 10, 6, dtype=np.uint8),
+              "test_img": rng.integers(0, 256, (2, 28, 28), dtype=np.uint8),
+              "test_label": rng.integers(0, 10, 2, dtype=np.uint8)}
+    (tmp_path / "dataset").mkdir()
+    write_book_pickle(tmp_path / "dataset" / "mnist.pkl", arrays, protocol)
+    (x_train, t_train), (x_test, t_test) = load_mnist(normalize=False, flatten=False,
+                                                      data_dir=tmp_path / "dataset")
+    np.testing.assert_array_equal(x_train[:, 0], arrays["train_img"])
+    np.testing.assert_array_equal(t_test, arrays["test_label"])
+    assert os.listdir(tmp_path / "dataset") == ["mnist.pkl"]  # nothing written beside it
+
+
+def test_gz_files_win_over_mnist_pickle(tmp_path):
+    written = make_mnist_files(tmp_path / "dataset", n_train=4)
+    write_book_pickle(tmp_path / "dataset" / "mnist.pkl",
+                      make_mnist_files(tmp_path / "other", n_train=9))
+    (_, t_train), _ = load_mnist(data_dir=tmp_path / "dataset")
+    np.testing.assert_array_equal(t_train, written["train_label"])
+
+
+class _CallsSystem:
+    def __reduce__(self):
+        return os.system, ("echo pwned",)
+
+
+def _bad_book_pickles(arrays):
+    good = {key: (value.reshape(len(value), -1) if key.endswith("_img") else value)
+            for key, value in arrays.items()}
+    return {
+        "object array": dict(good, train_label=np.array([1, "a", None] * 2, dtype=object)),
+        "global": dict(good, test_img=_CallsSystem()),
+        "float images": dict(good, train_img=good["train_img"].astype(np.float64)),
+        "missing key": {key: value for key, value in good.items() if key != "test_label"},
+    }
+
+
+@pytest.mark.parametrize("case", ["object array", "global", "float images", "missing key"])
+def test_hostile_mnist_pickle_is_refused(tmp_path, case):
+    arrays = make_mnist_files(tmp_path / "source", n_train=6)
+    (tmp_path / "dataset").mkdir()
+    path = tmp_path / "dataset" / "mnist.pkl"
+    with open(path, "wb") as f:
+        pickle.dump(_bad_book_pickles(arrays)[case], f)
+    with pytest.raises(MNISTFormatError, match="mnist.pkl"):
+        load_mnist(data_dir=tmp_path / "dataset")
+
+
+def test_oversized_mnist_pickle_is_refused_unread(tmp_path):
+    (tmp_path / "dataset").mkdir()
+    path = tmp_path / "dataset" / "mnist.pkl"
+    with open(path, "wb") as f:
+        f.truncate(1 << 30)  # a sparse 1 GB file: nothing to read, only its size
+    peak, error = peak_bytes(lambda: load_mnist(data_dir=tmp_path / "dataset"))
+    assert peak < 1_000_000
+    assert isinstance(error, MNISTFormatError) and "bytes" in str(error), error

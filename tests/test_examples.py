@@ -5,6 +5,7 @@ a few seconds (all of them together well under a minute once Numba's on-disk cac
 writes its figures into a temporary folder and prints its timing. One test, marked
 ``mnist``, runs the main job on the real data when ``FASTCONV_DATA`` points at it.
 """
+import inspect
 import os
 import re
 import subprocess
@@ -33,7 +34,7 @@ SCRIPTS = {
     "overfit_weight_decay.py": (["--epochs", "2", "--train-size", "200"],
                                 ["overfit_weight_decay.png"]),
     "overfit_dropout.py": (["--epochs", "2", "--train-size", "200"], ["overfit_dropout.png"]),
-    "hyperparameter_optimization.py": (["--quick", "--trials", "2", "--epochs", "1"],
+    "hyperparameter_optimization.py": (["--quick", "--trials", "2", "--epochs", "2"],
                                        ["hyperparameter_optimization.png"]),
     "train_convnet.py": (["--epochs", "1", "--train-size", "500"],
                          ["train_convnet.png", "params.pkl"]),
@@ -84,6 +85,11 @@ def test_example_runs(script, tiny_mnist, tmp_path):
     result = run_example(script, [*args, "--data-dir", str(tiny_mnist), "--out", str(out_dir),
                                   "--seed", "0"])
     check_output(result, out_dir, files)
+    assert f"Output folder: {out_dir}" in result.stdout  # --out is used as it is
+    assert "mode=parity" in result.stdout  # each example says which mode it runs in
+    singular_plural = re.search(r"\b1 (epochs|iterations|trials|networks|images)\b",
+                                result.stdout)
+    assert singular_plural is None, singular_plural
     if script != "hyperparameter_optimization.py":  # that one prints a line per trial
         assert re.search(r"^epoch", result.stdout, re.MULTILINE), "no per-epoch line"
     assert "plt.show" not in (EXAMPLES / script).read_text()
@@ -96,10 +102,11 @@ def test_every_script_is_covered():
 
 def test_quick_numpy_float64(tiny_mnist, tmp_path):
     """--quick alone is enough, and the numpy backend and float64 work too."""
-    result = run_example("train_neuralnet.py", ["--quick", "--backend", "numpy",
+    result = run_example("train_neuralnet.py", ["--quick", "--fast", "--backend", "numpy",
                                                 "--dtype", "float64", "--data-dir",
                                                 str(tiny_mnist), "--out", str(tmp_path)])
     check_output(result, tmp_path, ["train_neuralnet.png"])
+    assert "mode=fast (float32, dtype overridden)" in result.stdout
     assert "backend=numpy, dtype=float64" in result.stdout
     assert "20 iterations" in result.stdout
 
@@ -131,3 +138,124 @@ def test_train_convnet_real_mnist(tmp_path):
     assert "6000 training and 10000 test images" in result.stdout
     accuracy = float(re.search(r"Final test accuracy: ([0-9.]+)", result.stdout).group(1))
     assert accuracy > 0.5, result.stdout  # 60 Adam steps: far above chance (0.1)
+
+
+# ---- the run folder, the clock and the messages, tested in this process --------------------
+
+@pytest.fixture
+def common(monkeypatch, tmp_path):
+    """examples/_common.py, imported here, writing its run folders under tmp_path."""
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    import _common
+    monkeypatch.setattr(_common, "OUT_ROOT", tmp_path / "out")
+    monkeypatch.setattr(sys, "argv", [str(EXAMPLES / "train_neuralnet.py")])
+    return _common
+
+
+def test_two_runs_in_the_same_second_get_two_folders(common, monkeypatch):
+    class FrozenClock:
+        @staticmethod
+        def now():
+            import datetime
+            return datetime.datetime(2026, 12, 1, 5, 30, 0)
+    monkeypatch.setattr(common, "datetime", FrozenClock)
+    outs = []
+    for _ in range(3):
+        args = common.parse_args(common.make_parser("test"), defaults={"epochs": 1}, argv=[])
+        outs.append(args.out)
+    assert [p.name for p in outs] == ["20261201-053000", "20261201-053000-2",
+                                      "20261201-053000-3"]
+    assert all(p.parent == common.OUT_ROOT / "train_neuralnet" and p.is_dir() for p in outs)
+
+
+def test_a_given_out_holding_this_scripts_files_is_refused(common, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "train_neuralnet.png").write_bytes(b"an earlier run")
+    with pytest.raises(SystemExit) as stop:
+        common.parse_args(common.make_parser("test"), defaults={"epochs": 1},
+                          argv=["--out", str(out)], outputs=["train_neuralnet.png"])
+    assert stop.value.code == 2
+    assert "already holds train_neuralnet.png" in capsys.readouterr().err
+    assert (out / "train_neuralnet.png").read_bytes() == b"an earlier run"
+
+
+def test_missing_data_names_the_scripts_option(common, tmp_path, monkeypatch):
+    import fastconv.datasets.mnist as mnist
+
+    def no_network(*args, **kwargs):
+        raise OSError("no network in this test")
+    monkeypatch.setattr(mnist, "_download", no_network)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("FASTCONV_DATA", raising=False)
+    args = common.parse_args(common.make_parser("test"), defaults={"epochs": 1},
+                             argv=["--data-dir", str(tmp_path / "empty"), "--out",
+                                   str(tmp_path / "run")])
+    with pytest.raises(SystemExit) as stop:
+        common.load_data(args)
+    message = str(stop.value.code)
+    assert "--data-dir" in message and "data_dir=" not in message, message
+
+
+def test_checkpoint_options_follow_the_trainer(common, tmp_path, capsys):
+    parser = common.make_parser("test", checkpoint=True)
+    argv = ["--checkpoint", "--out", str(tmp_path / "run")]
+    from fastconv.trainer import Trainer
+    if "checkpoint" in inspect.signature(Trainer).parameters:
+        args = common.parse_args(parser, defaults={"epochs": 1}, argv=argv)
+        assert common.trainer_options(args) == {
+            "checkpoint": str(tmp_path / "run" / common.CHECKPOINT_NAME)}
+    else:
+        with pytest.raises(SystemExit):
+            common.parse_args(parser, defaults={"epochs": 1}, argv=argv)
+        assert "Trainer takes checkpoint=" in capsys.readouterr().err
+
+
+def test_resume_picks_the_latest_run_with_a_checkpoint(common):
+    root = common.OUT_ROOT / "train_neuralnet"
+    for name, has_checkpoint in (("20261201-050000", True), ("20261201-060000", True),
+                                 ("20261201-070000", False)):
+        (root / name).mkdir(parents=True)
+        if has_checkpoint:
+            (root / name / common.CHECKPOINT_NAME).write_bytes(b"")
+    os.utime(root / "20261201-050000" / common.CHECKPOINT_NAME, (1, 1))
+    assert common.latest_run_with_checkpoint(common.OUT_ROOT, "train_neuralnet") == \
+        root / "20261201-060000"
+
+
+def test_wall_time_counts_from_process_start():
+    code = ("import time; time.sleep(1.5); import sys; sys.path.insert(0, sys.argv[1]); "
+            "import _common; print(_common.seconds_since_start())")
+    result = subprocess.run([sys.executable, "-c", code, str(EXAMPLES)], capture_output=True,
+                            text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout.split()[-1]) >= 1.5
+
+
+@pytest.mark.parametrize("n, text", [(1, "1 epoch"), (2, "2 epochs"), (0, "0 epochs"),
+                                     (1000, "1,000 epochs")])
+def test_count_words(common, n, text):
+    assert common.count(n, "epoch") == text
+
+
+def test_zoom_panel_only_where_the_curves_crowd(common):
+    crowded = {"train": [0.1, 0.9, 0.95, 0.97, 0.98, 0.985],
+               "test": [0.1, 0.89, 0.94, 0.96, 0.97, 0.975]}
+    assert common.crowded_tail(crowded) == 1
+    spread = {"train": [0.1, 0.3, 0.5, 0.7, 0.9, 1.0], "test": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]}
+    assert common.crowded_tail(spread) is None
+    assert common.crowded_tail({"train": [0.1, 0.9, 0.95]}) is None  # too short to zoom
+
+
+def test_figures_are_written_whole(common, tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+    args = common.parse_args(common.make_parser("test"), defaults={"epochs": 1},
+                             argv=["--out", str(tmp_path / "run")])
+    fig, _ = plt.subplots()
+
+    def fail(*a, **k):
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(fig, "savefig", fail)
+    with pytest.raises(RuntimeError):
+        common.save_figure(fig, args, "plot.png")
+    assert list((tmp_path / "run").iterdir()) == []  # no partial file, no temporary left

@@ -54,11 +54,11 @@ class OracleNesterov:
     def update(self, params, grads):
         if self.v is None:
             self.v = _zeros_for(params)
-        for key in params:
-            self.v[key] *= self.momentum
-            self.v[key] -= self.lr * grads[key]
+        for key in params:  # upstream's order since "Fix Nesterov update function" (2021)
             params[key] += self.momentum * self.momentum * self.v[key]
             params[key] -= (1 + self.momentum) * self.lr * grads[key]
+            self.v[key] *= self.momentum
+            self.v[key] -= self.lr * grads[key]
 
 
 class OracleAdaGrad:
@@ -458,3 +458,117 @@ def test_property_random_shapes_and_hyperparameters(name, shape_a, shape_b, lr, 
             assert np.array_equal(val, expected[key]), key
         else:
             np.testing.assert_allclose(val, expected[key], rtol=1e-6, atol=1e-9, err_msg=key)
+
+
+# --- the book's own usage: Nesterov's order, plain numbers, hyperparameters -------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nesterov_follows_upstream_order_three_steps_by_hand(backend):
+    # lr = momentum = 0.5, so momentum**2 = 0.25 and (1 + momentum) * lr = 0.75; every value
+    # is exact in binary. Each step: p += 0.25 * v; p -= 0.75 * g; v = 0.5 * v - 0.5 * g.
+    #   g = 1:  p = 1 + 0 - 0.75 = 0.25;                 v = 0 - 0.5 = -0.5
+    #   g = 2:  p = 0.25 - 0.125 - 1.5 = -1.375;         v = -0.25 - 1 = -1.25
+    #   g = -1: p = -1.375 - 0.3125 + 0.75 = -0.9375;    v = -0.625 + 0.5 = -0.125
+    # (the pre-2021 order, v first, would give p = 0.125 after the first step already)
+    expected = [(0.25, -0.5), (-1.375, -1.25), (-0.9375, -0.125)]
+    opt = fopt.Nesterov(lr=0.5, momentum=0.5)
+    params = {"a": np.array([1.0]), "x": 1.0}
+    with fastconv.using_backend(backend):
+        for g, (p, v) in zip((1.0, 2.0, -1.0), expected):
+            opt.update(params, {"a": np.array([g]), "x": g})
+            assert params["a"][0] == p and opt.v["a"][0] == v
+            assert params["x"] == p and opt.v["x"] == v
+
+
+def _bowl_gradient(x, y):
+    # ch06/optimizer_compare_naive.py's f(x, y) = x**2 / 20 + y**2, written out here
+    return x / 10.0, 2.0 * y
+
+
+BOOK_NAIVE_LR = {"SGD": 0.95, "Momentum": 0.1, "Nesterov": 0.1, "AdaGrad": 1.5,
+                 "RMSprop": 0.1, "Adam": 0.3}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", NAMES)
+def test_plain_float_params_match_the_book_bit_for_bit(name, backend):
+    """The book's ch06 script keeps params = {'x': -7.0, 'y': 2.0} and float gradients."""
+    lr = BOOK_NAIVE_LR[name]
+    ours, book = {"x": -7.0, "y": 2.0}, {"x": -7.0, "y": 2.0}
+    opt, oracle = getattr(fopt, name)(lr=lr), ORACLES[name](lr=lr)
+    with fastconv.using_backend(backend):
+        for _ in range(30):
+            gx, gy = _bowl_gradient(ours["x"], ours["y"])
+            opt.update(ours, {"x": gx, "y": gy})
+            bx, by = _bowl_gradient(book["x"], book["y"])
+            oracle.update(book, {"x": bx, "y": by})
+            for key in ("x", "y"):
+                assert type(ours[key]) is float, key
+                assert ours[key].hex() == float(book[key]).hex(), key
+    assert ours != {"x": -7.0, "y": 2.0}
+
+
+def test_numpy_scalar_params_keep_their_type():
+    params = {"a": np.float32(3.0), "b": np.float64(-1.0), "c": 2, "d": np.int64(4)}
+    fopt.Momentum(lr=0.5).update(params, {"a": 1.0, "b": 2.0, "c": 1, "d": 2})
+    assert type(params["a"]) is np.float32 and params["a"] == np.float32(2.5)
+    assert type(params["b"]) is np.float64 and params["b"] == -2.0
+    assert type(params["c"]) is float and params["c"] == 1.5
+    assert type(params["d"]) is float and params["d"] == 3.0
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("bad", [True, "0.5", [1.0], None, 1j])
+def test_params_that_are_not_numbers_are_refused(name, bad):
+    params = {"W": np.ones(3), "z": bad}
+    opt = getattr(fopt, name)()
+    with pytest.raises(TypeError, match=r"params\['z'\]"):
+        opt.update(params, {"W": np.ones(3), "z": 1.0})
+    assert params["z"] is bad and np.array_equal(params["W"], np.ones(3))
+    assert all(getattr(opt, attr) is None for attr in STATE[name])
+
+
+HYPERPARAMETERS = {"SGD": ("lr",), "Momentum": ("lr", "momentum"),
+                   "Nesterov": ("lr", "momentum"), "AdaGrad": ("lr",),
+                   "RMSprop": ("lr", "decay_rate"), "Adam": ("lr", "beta1", "beta2")}
+
+
+@pytest.mark.parametrize("bad, error", [(None, TypeError), ("0.1", TypeError),
+                                        (True, TypeError), (np.array([0.1]), TypeError),
+                                        (float("nan"), ValueError), (float("inf"), ValueError)])
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_hyperparameters_raise_naming_them_and_change_nothing(name, bad, error):
+    for attr in HYPERPARAMETERS[name]:
+        with pytest.raises(error, match=attr):
+            getattr(fopt, name)(**{attr: bad})
+        # set after construction, as a script may: the update refuses it and changes nothing
+        rng = np.random.default_rng(3)
+        params = make_params(rng)
+        opt = getattr(fopt, name)()
+        opt.update(params, make_grads(rng, params, 1)[0])
+        setattr(opt, attr, bad)
+        snapshot = _snapshot(opt, params)
+        with pytest.raises(error, match=attr):
+            opt.update(params, make_grads(rng, params, 1)[0])
+        params_before, vars_before = snapshot
+        assert_dicts_equal(params, params_before)
+        for state in STATE[name]:
+            assert_dicts_equal(getattr(opt, state), vars_before[state])
+        if name == "Adam":
+            assert opt.iter == 1
+
+
+@pytest.mark.parametrize("attr, bad", [("beta1", 1.0), ("beta2", -0.1), ("beta1", 1.5)])
+def test_adam_betas_must_lie_below_one(attr, bad):
+    with pytest.raises(ValueError, match=attr + r" must lie in \[0, 1\)"):
+        fopt.Adam(**{attr: bad})
+
+
+@pytest.mark.parametrize("bad, error", [(-1, ValueError), (1.5, TypeError), (None, TypeError)])
+def test_adam_iter_is_checked_before_anything_changes(bad, error):
+    opt, params = fopt.Adam(), {"W": np.ones(3)}
+    opt.iter = bad
+    with pytest.raises(error, match="iter"):
+        opt.update(params, {"W": np.ones(3)})
+    assert opt.m is None and opt.v is None and opt.iter is bad
+    assert np.array_equal(params["W"], np.ones(3))

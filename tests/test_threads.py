@@ -196,10 +196,11 @@ class _FakeBlas:
         self.threads = n
 
 
-def test_blas_pin_is_reentrant_and_restores_the_outer_count(monkeypatch):
-    from fastconv.kernels.jit import gemm
+@pytest.mark.parametrize("process_wide", [True, False])
+def test_blas_pin_is_reentrant_and_restores_the_outer_count(monkeypatch, process_wide):
+    from fastconv.kernels.jit import blas_pin, gemm
     lib = _FakeBlas(threads=2)
-    monkeypatch.setattr(gemm, "_blas_controllers", lambda: [lib])
+    monkeypatch.setattr(blas_pin, "_libraries", ([lib], []) if process_wide else ([], [lib]))
     with gemm.single_threaded_blas():
         assert lib.threads == 1
         calls = lib.calls

@@ -12,6 +12,8 @@ import zlib
 
 import numpy as np
 
+from fastconv.fileio import atomic_write
+
 UINT8_CODE = 0x08
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -20,41 +22,55 @@ class IDXFormatError(ValueError):
     """A file is not a well-formed uint8 IDX file, or not a readable gzip of one."""
 
 
-def read_idx(path):
-    """Return the uint8 array stored in the IDX file at ``path``, gzip-compressed or raw."""
+def read_idx(path, max_items=None):
+    """Return the uint8 array stored in the IDX file at ``path``, gzip-compressed or raw.
+
+    The header is read first and its shape checked against ``max_items`` (the most values
+    the caller accepts) before anything else is decompressed; then exactly the bytes that
+    shape needs are read, and one more to detect trailing data. So memory stays within the
+    declared size, and a gzip bomb is stopped one byte past it.
+    """
     path = os.fspath(path)
-    with open(path, "rb") as f:
-        data = f.read()
-    # Decided by content rather than by name, so a .gz unpacked in place still reads.
-    if data[:2] == _GZIP_MAGIC:
+    with open(path, "rb") as raw:
+        # Decided by content rather than by name, so a .gz unpacked in place still reads.
+        compressed = raw.read(2) == _GZIP_MAGIC
+        raw.seek(0)
+        stream = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
         try:
-            data = gzip.decompress(data)
+            return _read_stream(stream, path, max_items)
         except (OSError, EOFError, zlib.error) as exc:
+            if not compressed:
+                raise
             raise IDXFormatError(f"{path}: corrupt gzip data ({exc})") from exc
-    return _parse_idx(data, path)
 
 
-def _parse_idx(data, path):
-    if len(data) < 4 or data[:2] != b"\x00\x00":
-        raise IDXFormatError(f"{path}: not an IDX file (magic bytes {data[:4]!r})")
-    if data[2] != UINT8_CODE:
+def _read_stream(stream, path, max_items):
+    head = stream.read(4)
+    if len(head) < 4 or head[:2] != b"\x00\x00":
+        raise IDXFormatError(f"{path}: not an IDX file (magic bytes {head!r})")
+    if head[2] != UINT8_CODE:
         raise IDXFormatError(
-            f"{path}: IDX dtype code 0x{data[2]:02x} is not supported, only 0x08 (uint8)")
-    ndim = data[3]
+            f"{path}: IDX dtype code 0x{head[2]:02x} is not supported, only 0x08 (uint8)")
+    ndim = head[3]
     if ndim == 0:
         raise IDXFormatError(f"{path}: IDX header declares no dimensions")
-    header_size = 4 + 4 * ndim
-    if len(data) < header_size:
+    dims = stream.read(4 * ndim)
+    if len(dims) < 4 * ndim:
         raise IDXFormatError(f"{path}: truncated IDX header ({ndim} dimensions declared)")
-    shape = struct.unpack(f">{ndim}I", data[4:header_size])
+    shape = struct.unpack(f">{ndim}I", dims)
     expected = math.prod(shape)
-    found = len(data) - header_size
-    if found != expected:
-        problem = "truncated" if found < expected else "trailing bytes after the data"
+    if max_items is not None and expected > max_items:
+        raise IDXFormatError(f"{path}: IDX header declares shape {shape}, {expected} values; "
+                             f"at most {max_items} are expected")
+    data = stream.read(expected)
+    if len(data) < expected:
         raise IDXFormatError(
-            f"{path}: {problem}: shape {shape} needs {expected} bytes, found {found}")
+            f"{path}: truncated: shape {shape} needs {expected} bytes, found {len(data)}")
+    if stream.read(1):
+        raise IDXFormatError(f"{path}: trailing bytes after the data: shape {shape} needs "
+                             f"{expected} bytes")
     # frombuffer over bytes is read-only; the copy gives callers an ordinary array.
-    return np.frombuffer(data, np.uint8, count=expected, offset=header_size).reshape(shape).copy()
+    return np.frombuffer(data, np.uint8, count=expected).reshape(shape).copy()
 
 
 def write_idx(path, array):
@@ -68,5 +84,5 @@ def write_idx(path, array):
     data = header + np.ascontiguousarray(array).tobytes()
     if os.fspath(path).endswith(".gz"):
         data = gzip.compress(data, mtime=0)  # mtime=0: the same array always gives the same bytes
-    with open(path, "wb") as f:
+    with atomic_write(path) as f:
         f.write(data)

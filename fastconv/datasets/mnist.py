@@ -3,20 +3,22 @@
 ``load_mnist(normalize, flatten, one_hot_label)`` returns ``(x_train, t_train), (x_test, t_test)``
 as the book's function does. The four standard ``.gz`` files are looked for in ``data_dir=``,
 then ``$FASTCONV_DATA/<dataset>/``, then the user cache dir, and downloaded into the last when
-no folder has them. The parsed arrays are cached in an ``.npz`` so that later loads skip gzip.
+no folder has them (:mod:`fastconv.datasets.download`). A ``data_dir`` without them may hold
+the book's own cache, ``mnist.pkl``, read by a restricted reader. The parsed arrays are cached
+in an ``.npz`` keyed on a hash of the ``.gz`` files' content, so that later loads skip gzip and
+a replaced file is never served from a stale cache.
 """
-import contextlib
 import hashlib
-import http.client
 import os
-import tempfile
-import urllib.request
+import zipfile
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from fastconv.datasets import download as _downloads
 from fastconv.datasets.idx import read_idx
+from fastconv.fileio import atomic_write, remove_stale_temporaries
+from fastconv.nets.params_pickle import read_pickled_params
 
 key_file = {
     "train_img": "train-images-idx3-ubyte.gz",
@@ -29,33 +31,16 @@ test_num = 10000
 img_dim = (1, 28, 28)
 img_size = 784
 
-_MIRRORS = {
-    "mnist": (
-        "https://ossci-datasets.s3.amazonaws.com/mnist/",
-        "https://storage.googleapis.com/cvdf-datasets/mnist/",
-    ),
-    "fashion-mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
-}
-# Official checksums; only downloads are checked against them, since a copy that a user put
-# in place may legitimately differ (it is still validated by the parser).
-_MD5 = {
-    "mnist": {
-        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
-    },
-    "fashion-mnist": {
-        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
-        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
-        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
-    },
-}
-_DOWNLOAD_TIMEOUT = 30  # seconds per blocking socket operation
+BOOK_PICKLE = "mnist.pkl"  # the cache the book's dataset/mnist.py writes beside the .gz files
+# No file of a split holds more than the training set's 60000 samples: an IDX header or a
+# cached array declaring more is refused before its data is read.
+_MAX_SAMPLES = train_num
+_MAX_VALUES = {"train_img": _MAX_SAMPLES * img_size, "train_label": _MAX_SAMPLES,
+               "test_img": _MAX_SAMPLES * img_size, "test_label": _MAX_SAMPLES}
+_MAX_ARRAY_BYTES = _MAX_SAMPLES * img_size + 4096  # an .npy member: the values and a header
 _CACHE_NAME = "fastconv-cache.npz"
-_CACHE_VERSION = 1  # bump when the cache layout changes, so old files count as stale
-_memo = {}  # resolved data folder -> (source key, arrays): repeat loads in one process
+_CACHE_VERSION = 2  # bump when the cache layout changes, so old files count as stale
+_memo = {}  # resolved data folder -> (content key, arrays): repeat loads in one process
 
 
 class MNISTNotFoundError(FileNotFoundError):
@@ -66,10 +51,6 @@ class MNISTFormatError(ValueError):
     """A data file is valid IDX but does not hold what an MNIST file should."""
 
 
-class _DownloadError(RuntimeError):
-    pass
-
-
 def load_mnist(normalize=True, flatten=True, one_hot_label=False, *, data_dir=None,
                dataset="mnist", download=True, verbose=False):
     """Load MNIST as ``(x_train, t_train), (x_test, t_test)``, like the book's loader.
@@ -77,16 +58,27 @@ def load_mnist(normalize=True, flatten=True, one_hot_label=False, *, data_dir=No
     normalize: images as float32 in [0, 1] (else uint8 0..255).
     flatten: images as (N, 784) (else (N, 1, 28, 28)).
     one_hot_label: labels as float64 (N, 10) one-hot rows (else uint8 (N,)).
-    data_dir: a folder holding the four .gz files, searched before $FASTCONV_DATA/<dataset>
-        and the user cache dir.
+    data_dir: a folder (str or path) searched first. It is used when it holds the four .gz
+        files; else, for dataset="mnist", when it holds the book's cache ``mnist.pkl`` (a
+        pickle of a dict with uint8 arrays train_img (N, 784), train_label (N,), test_img,
+        test_label), which is read without running any code from it and with its size
+        bounded; else the search goes on in $FASTCONV_DATA/<dataset> and the user cache dir.
+        Nothing is written into data_dir unless it is writable and holds the .gz files (the
+        parsed cache, ``fastconv-cache.npz``).
     dataset: "mnist" or "fashion-mnist" (same file names and format).
     download: fetch the files into the user cache dir when no folder has them.
-    Every call returns new arrays that the caller may modify.
+    Every call returns new arrays that the caller may modify. Raises MNISTNotFoundError
+    (a FileNotFoundError) naming every folder tried when no data is found, and
+    IDXFormatError or MNISTFormatError (ValueErrors) naming the file when one is malformed.
     """
-    if dataset not in _MIRRORS:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(_MIRRORS)}")
+    if dataset not in _downloads.MIRRORS:
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of "
+                         f"{sorted(_downloads.MIRRORS)}")
     folder = _locate(dataset, data_dir, download, verbose)
-    arrays = _load_arrays(folder, dataset, verbose)
+    if _missing_files(folder):  # only a data_dir holding the book's pickle gets here
+        arrays = read_book_pickle(folder / BOOK_PICKLE)
+    else:
+        arrays = _load_arrays(folder, dataset, verbose)
     return ((_as_images(arrays["train_img"], normalize, flatten),
              _as_labels(arrays["train_label"], one_hot_label)),
             (_as_images(arrays["test_img"], normalize, flatten),
@@ -143,19 +135,22 @@ def _missing_files(folder):
 
 
 def _locate(dataset, data_dir, download, verbose):
-    """The first folder holding all four files, downloading them if none does."""
+    """The first folder holding all four files (or data_dir with mnist.pkl), else a download."""
     dirs = _search_dirs(dataset, data_dir)
-    for folder, _ in dirs:
+    for index, (folder, _) in enumerate(dirs):
         if not _missing_files(folder):
+            return folder
+        if index == 0 and data_dir is not None and dataset == "mnist" \
+                and (folder / BOOK_PICKLE).is_file():
             return folder
     download_dir = dirs[-1][0]
     if not download:
         outcome = "No download was tried (download=False)."
     else:
         try:
-            _download(dataset, download_dir, verbose)
+            _downloads.download(dataset, download_dir, _missing_files(download_dir), verbose)
             return download_dir
-        except (_DownloadError, OSError) as exc:
+        except (_downloads.DownloadError, OSError) as exc:
             outcome = f"Downloading into {download_dir} failed: {exc}"
     raise MNISTNotFoundError(_not_found_message(dataset, dirs, outcome))
 
@@ -171,73 +166,23 @@ def _not_found_message(dataset, dirs, outcome):
                  else "missing " + ", ".join(missing))
         lines.append(f"    {folder}  [{origin}; {state}]")
     lines.append(outcome)
-    lines.append(f"To fix it, pass data_dir= a folder holding the four files, or set FASTCONV_DATA "
-                 f"to a folder whose {dataset}/ subfolder holds them.")
+    book_pickle = f" (or the book's {BOOK_PICKLE})" if dataset == "mnist" else ""
+    lines.append(f"To fix it, pass data_dir= a folder holding the four files{book_pickle}, "
+                 f"or set FASTCONV_DATA to a folder whose {dataset}/ subfolder holds them.")
     return "\n".join(lines)
-
-
-# ---- downloading --------------------------------------------------------------------------
-
-def _fetch(url, dest_path, timeout=_DOWNLOAD_TIMEOUT):
-    """Stream ``url`` into the file ``dest_path`` with a progress bar (tests replace this)."""
-    with urllib.request.urlopen(url, timeout=timeout) as response, open(dest_path, "wb") as out:
-        size = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024,
-                  desc=url.rsplit("/", 1)[-1]) as progress:
-            while chunk := response.read(1 << 16):
-                out.write(chunk)
-                progress.update(len(chunk))
-
-
-def _md5(path):
-    digest = hashlib.md5(usedforsecurity=False)  # an integrity check, so FIPS builds allow it
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _download(dataset, folder, verbose):
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in _missing_files(folder):
-        _download_file(dataset, name, folder, verbose)
-
-
-def _download_file(dataset, name, folder, verbose):
-    """Fetch ``name`` from the first mirror that serves it with the official checksum."""
-    expected = _MD5[dataset][name]
-    failures = []
-    for mirror in _MIRRORS[dataset]:
-        url = mirror + name
-        if verbose:
-            print(f"Downloading {url}")
-        # A temp name in the same folder, renamed only once verified: an interrupted or
-        # corrupt download can never pass for a complete file.
-        fd, part_path = tempfile.mkstemp(prefix=name + ".", suffix=".part", dir=folder)
-        os.close(fd)
-        try:
-            _fetch(url, part_path)
-            digest = _md5(part_path)
-            if digest == expected:
-                os.replace(part_path, folder / name)
-                return
-            failures.append(f"{url}: MD5 {digest}, expected {expected}")
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            failures.append(f"{url}: {exc}")
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(part_path)
-    raise _DownloadError(f"no mirror served {name}:" + "".join(f"\n    {f}" for f in failures))
 
 
 # ---- parsing and caching ------------------------------------------------------------------
 
-def _check(arrays, folder):
-    """Raise MNISTFormatError unless the arrays look like MNIST (any number of samples)."""
+def _check(arrays, folder, source=None):
+    """Raise MNISTFormatError unless the arrays look like MNIST (any number of samples).
+
+    Errors name the file each array came from: ``source`` if given, else its .gz in folder.
+    """
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_img"], arrays[f"{split}_label"]
-        images_path, labels_path = (folder / key_file[f"{split}_img"],
-                                    folder / key_file[f"{split}_label"])
+        images_path, labels_path = (source or folder / key_file[f"{split}_img"],
+                                    source or folder / key_file[f"{split}_label"])
         if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != img_dim[1:]:
             raise MNISTFormatError(
                 f"{images_path}: expected N x 28 x 28 uint8 images, got shape {images.shape}")
@@ -252,18 +197,25 @@ def _check(arrays, folder):
 
 
 def _parse(folder):
-    arrays = {key: read_idx(folder / name) for key, name in key_file.items()}
+    arrays = {key: read_idx(folder / name, max_items=_MAX_VALUES[key])
+              for key, name in key_file.items()}
     _check(arrays, folder)
     return arrays
 
 
-def _source_key(folder):
-    """Identifies the source files' current state: a changed file gives a new key."""
-    parts = [f"v{_CACHE_VERSION}", str(folder)]
+def _content_key(folder):
+    """A digest of the four files' bytes: any change to any of them gives a new key.
+
+    Size and mtime are not enough (``cp -p`` and ``rsync -t`` keep both); hashing the 11 MB
+    of MNIST's .gz files takes some tens of milliseconds, a small part of a load.
+    """
+    digest = hashlib.blake2b(f"v{_CACHE_VERSION}".encode(), digest_size=20)
     for name in key_file.values():
-        stat = os.stat(folder / name)
-        parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}")
-    return "|".join(parts)
+        with open(folder / name, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+        digest.update(b"\0" + name.encode() + b"\0")
+    return digest.hexdigest()
 
 
 def _is_writable_dir(folder):
@@ -285,10 +237,17 @@ def _cache_paths(folder, dataset):
 
 
 def _read_cache(path, key, folder):
-    """The arrays cached at ``path`` for ``key``, or None if absent, stale or unreadable."""
+    """The arrays cached at ``path`` for ``key``, or None if absent, stale or unreadable.
+
+    Whoever can write the data folder can write this file, so it is read as untrusted: no
+    pickles, and no member larger than MNIST's largest array is inflated.
+    """
     try:
+        with zipfile.ZipFile(path) as archive:
+            if any(member.file_size > _MAX_ARRAY_BYTES for member in archive.infolist()):
+                return None
         with np.load(path, allow_pickle=False) as npz:
-            if str(npz["key"]) != key:
+            if set(npz.files) != {"key", *key_file} or str(npz["key"]) != key:
                 return None
             arrays = {name: npz[name] for name in key_file}
         _check(arrays, folder)
@@ -299,25 +258,20 @@ def _read_cache(path, key, folder):
 
 def _write_cache(path, key, arrays):
     """Save ``arrays`` at ``path`` atomically; return whether that worked."""
-    part_path = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, part_path = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
+        remove_stale_temporaries(path, min_age=_downloads.STALE_AFTER)
+        with atomic_write(path) as f:
             np.savez(f, key=np.array(key), **arrays)
-        os.replace(part_path, path)
         return True
     except OSError:
-        if part_path is not None:
-            with contextlib.suppress(OSError):
-                os.remove(part_path)
         return False
 
 
 def _load_arrays(folder, dataset, verbose):
     """The four uint8 arrays of ``folder``, from memory, the .npz cache, or parsing."""
     folder = folder.resolve()
-    key = _source_key(folder)
+    key = _content_key(folder)
     memo_key, arrays = _memo.get(str(folder), (None, None))
     if memo_key == key:
         return arrays
@@ -337,4 +291,41 @@ def _load_arrays(folder, dataset, verbose):
             print(f"Saved the parsed arrays to {written}" if written
                   else "Could not save a cache; the next process parses again")
     _memo[str(folder)] = (key, arrays)
+    return arrays
+
+
+# ---- the book's mnist.pkl -----------------------------------------------------------------
+
+def read_book_pickle(path):
+    """The four uint8 arrays in the book's ``mnist.pkl``, as ``{key: array}``.
+
+    The file is read without trusting it: at most the size MNIST's arrays need (twice that,
+    for the older pickle protocols' latin-1 text), only the NumPy array recipes a pickle of
+    arrays uses, and only uint8 arrays of MNIST's shapes come back (images as N x 28 x 28).
+    Raises MNISTFormatError naming the file otherwise.
+    """
+    path = Path(path)
+    values = sum(_MAX_VALUES.values())
+    limit = 2 * values + 64 * 1024
+    size = path.stat().st_size
+    if size > limit:
+        raise MNISTFormatError(f"{path}: {size} bytes is more than MNIST's arrays need "
+                               f"(at most {limit})")
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise MNISTFormatError(f"{path}: more than {limit} bytes")
+    try:
+        loaded = read_pickled_params(data, str(path), max_opcodes=1000)
+    except Exception as exc:  # UnpicklingError, TypeError, ValueError: all a malformed file
+        raise MNISTFormatError(f"not a readable MNIST pickle: {exc}") from None
+    if set(loaded) != set(key_file):
+        raise MNISTFormatError(f"{path}: expected the keys {sorted(key_file)}, found "
+                               f"{sorted(loaded)}")
+    arrays = {}
+    for key, array in loaded.items():
+        if key.endswith("_img") and array.ndim == 2 and array.shape[1] == img_size:
+            array = array.reshape(-1, 28, 28)  # the book stores flattened images
+        arrays[key] = array
+    _check(arrays, path.parent, source=path)
     return arrays

@@ -1,8 +1,6 @@
-import numpy as np
-
 from fastconv.backend import kernels
 from fastconv.functions import sigmoid
-from fastconv._validate import as_float_array, check_shape
+from fastconv._validate import as_float_array, check_ran_forward, check_shape
 
 
 class Relu:
@@ -20,9 +18,9 @@ class Relu:
         """Zeroes dout where x <= 0. Like the book, it may do so in dout itself."""
         if self.fused_block is not None:
             self.fused_block.run_unfused()  # a network ran this layer fused: see run_unfused
-        if self.mask is None:
-            raise RuntimeError("Relu.backward called before forward")
-        check_shape("dout", np.asarray(dout), self.mask.shape)
+        check_ran_forward(self, self.mask is not None)
+        dout = as_float_array("dout", dout)
+        check_shape("dout", dout, self.mask.shape)
         return kernels().relu_backward(dout, self.mask)
 
 
@@ -35,5 +33,7 @@ class Sigmoid:
         return self.out
 
     def backward(self, dout):
-        check_shape("dout", np.asarray(dout), self.out.shape)
+        check_ran_forward(self, self.out is not None)
+        dout = as_float_array("dout", dout)
+        check_shape("dout", dout, self.out.shape)
         return dout * (1.0 - self.out) * self.out

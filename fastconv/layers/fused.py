@@ -16,7 +16,8 @@ call :meth:`ConvReluBlock.run_unfused` first, which runs the three layers one af
 on the block's input: one extra forward pass, and the same numbers as unfused layers.
 """
 from fastconv.backend import kernels
-from fastconv._validate import as_float_array, check_shape
+from fastconv._validate import (as_float_array, as_real_array, check_ran_forward, check_shape,
+                                check_unchanged)
 
 from .activation import Relu
 from .spatial import Convolution, Pooling
@@ -41,6 +42,7 @@ class ConvReluBlock:
                                                         with_argmax=with_argmax)
             self.pool.argmax = argmax
             self.pool.fused_block = self
+            self.pool._window = self.pool._current_window()
         self.relu.fused_block = self
         self.conv._keep(x, ctx)
         self.out = out
@@ -54,20 +56,23 @@ class ConvReluBlock:
             self.pool.forward(out)
 
     def backward(self, dout):
+        check_ran_forward(self, self.out is not None)
+        conv, pool = self.conv, self.pool
+        check_unchanged(conv, conv._geometry, conv._current_geometry())
+        if pool is not None:
+            check_unchanged(pool, pool._window, pool._current_window())
         if self.pool is not None and self.pool.argmax is None:
             raise RuntimeError("the block's last forward pass kept no argmax (inference "
                                "mode): run it with with_argmax=True before backward")
-        conv = self.conv
         dout = as_float_array("dout", dout, ndim=4)
         check_shape("dout", dout, self.out.shape)
         dout = dout.astype(self.out.dtype, copy=False)
-        W = conv.W.astype(self.out.dtype, copy=False)
+        W = as_real_array("W", conv.W, ndim=4).astype(self.out.dtype, copy=False)
         args = (conv.x, W, conv.ctx, conv.stride, conv.pad)
         k = kernels()
         if self.pool is None:
             grads = k.conv_relu_backward(dout, self.out, *args, need_dx=conv.need_input_grad)
         else:
-            pool = self.pool
             grads = k.conv_relu_pool_backward(dout, self.out, pool.argmax, *args,
                                               pool.pool_h, pool.pool_w, pool.stride, pool.pad,
                                               need_dx=conv.need_input_grad)

@@ -1,9 +1,14 @@
 from fastconv.backend import kernels
-from fastconv._validate import as_float_array, check_shape, common_dtype
+from fastconv._validate import (as_float_array, as_real_array, bias_vector, check_batch,
+                                check_ran_forward, check_shape, compute_dtype)
 
 
 class Affine:
-    """y = x.reshape(N, -1) @ W + b; backward restores x's original shape."""
+    """y = x.reshape(N, -1) @ W + b; backward restores x's original shape.
+
+    Like the book, W may hold integers and b may be a number (broadcast over the outputs);
+    the layer computes in the dtype NumPy gives ``x @ W + b``, which must be a float.
+    """
 
     def __init__(self, W, b):
         self.W = W
@@ -17,16 +22,17 @@ class Affine:
 
     def forward(self, x):
         x = as_float_array("x", x)
-        W = as_float_array("W", self.W, ndim=2)
-        b = as_float_array("b", self.b, ndim=1)
+        W = as_real_array("W", self.W, ndim=2)
         if x.ndim < 2:
             raise ValueError(f"x must be at least 2-D (batch first); got shape {x.shape}")
+        check_batch("x", x)
         x2 = x.reshape(x.shape[0], -1)
         if x2.shape[1] != W.shape[0]:
             raise ValueError(f"x has {x2.shape[1]} features per sample (shape {x.shape}) "
                              f"but W expects {W.shape[0]} (W shape {W.shape})")
-        check_shape("b", b, (W.shape[1],))
-        dtype = common_dtype(x2, W)
+        as_real_array("b", self.b)  # a clear TypeError before NumPy's own
+        dtype = compute_dtype(x2, W, self.b)
+        b = bias_vector("b", self.b, W.shape[1], dtype)
         x2 = x2.astype(dtype, copy=False)
         out = kernels().affine_forward(x2, W.astype(dtype, copy=False), b)
         self.original_x_shape = x.shape
@@ -34,9 +40,14 @@ class Affine:
         return out
 
     def backward(self, dout):
+        check_ran_forward(self, self.x is not None)
         dout = as_float_array("dout", dout, ndim=2)
-        check_shape("dout", dout, (self.x.shape[0], self.W.shape[1]))
+        W = as_real_array("W", self.W, ndim=2)
+        if W.shape[0] != self.x.shape[1]:
+            raise ValueError(f"W has shape {W.shape} but the forward pass had "
+                             f"{self.x.shape[1]} features per sample; run forward again")
+        check_shape("dout", dout, (self.x.shape[0], W.shape[1]))
         dout = dout.astype(self.x.dtype, copy=False)
-        W = self.W.astype(self.x.dtype, copy=False)
-        dx, self.dW, self.db = kernels().affine_backward(dout, self.x, W, self.need_input_grad)
+        dx, self.dW, self.db = kernels().affine_backward(
+            dout, self.x, W.astype(self.x.dtype, copy=False), self.need_input_grad)
         return None if dx is None else dx.reshape(*self.original_x_shape)

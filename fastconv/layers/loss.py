@@ -1,11 +1,15 @@
+import numbers
+
 import numpy as np
 
 from fastconv.backend import kernels
-from fastconv._validate import as_float_array
+from fastconv._validate import as_float_array, check_batch, check_ran_forward
+
+__all__ = ["SoftmaxWithLoss", "target_labels"]
 
 
 class SoftmaxWithLoss:
-    """Softmax followed by the mean cross-entropy; t is one-hot (N, K) or labels (N,)."""
+    """Softmax followed by the mean cross-entropy; t is one-hot (N, K) or labels (N,) or (N, 1)."""
 
     def __init__(self):
         self.loss = None
@@ -14,33 +18,50 @@ class SoftmaxWithLoss:
 
     def forward(self, x, t):
         x = as_float_array("x", x, ndim=2)
-        labels = _labels(np.asarray(t), x.shape)
+        check_batch("x", x)
+        t_array = np.asarray(t)
+        labels = target_labels(t_array, x.shape)
         self.y, self.loss = kernels().softmax_cross_entropy_forward(x, labels)
         self.t = t
         self._labels = labels
+        # one-hot (or soft) rows take the book's (y - t) / N in backward
+        self._rows = t_array if t_array.shape == x.shape else None
         return self.loss
 
     def backward(self, dout=1):
-        t = np.asarray(self.t)
-        if t.ndim == 2:
+        check_ran_forward(self, self.y is not None)
+        if isinstance(dout, np.ndarray) and dout.size == 1:
+            dout = dout.reshape(())[()]
+        if not isinstance(dout, numbers.Real) or isinstance(dout, (bool, np.bool_)):
+            raise TypeError(f"dout must be a real number (the loss is a scalar); got {dout!r}")
+        if self._rows is not None:
             # exactly the book's (y - t) / N, which also covers soft targets
+            t = self._rows
             dx = (self.y - t.astype(self.y.dtype, copy=False)) / self.y.dtype.type(t.shape[0])
         else:
             dx = kernels().softmax_cross_entropy_backward(self.y, self._labels)
-        if not (np.isscalar(dout) and dout == 1):
+        if dout != 1:
             # the book drops dout; the chain rule does not
             dx *= self.y.dtype.type(dout)
         return dx
 
 
-def _labels(t, x_shape):
-    """Integer label per row, from labels (N,) or one-hot rows (N, K)."""
+def target_labels(t, x_shape):
+    """Integer label per row, from labels (N,) or (N, 1), or one-hot rows (N, K).
+
+    Raises before anything changes, so a caller (a network) can check its targets first.
+    """
+    t = np.asarray(t)
     N, K = x_shape
     if t.shape == (N, K):
+        if t.dtype.kind not in "biuf":
+            raise TypeError(f"t must be real one-hot rows; got dtype {t.dtype}")
         return np.argmax(t, axis=1)
+    if t.shape == (N, 1):  # labels in a column, as the book's ch07/gradient_check.py has them
+        t = t.reshape(N)
     if t.shape != (N,):
-        raise ValueError(f"t must be labels of shape ({N},) or one-hot of shape ({N}, {K}); "
-                         f"got shape {t.shape}")
+        raise ValueError(f"t must be labels of shape ({N},) or ({N}, 1), or one-hot of shape "
+                         f"({N}, {K}); got shape {t.shape}")
     if t.dtype.kind not in "iu":
         raise TypeError(f"t labels must be integers; got dtype {t.dtype}")
     if N and (t.min() < 0 or t.max() >= K):

@@ -1,25 +1,31 @@
+import numbers
+
 import numpy as np
 
 from fastconv.backend import kernels
-from fastconv._validate import as_float_array, check_shape, common_dtype
+from fastconv._validate import (as_float_array, check_batch, check_fraction, check_ran_forward,
+                                check_shape, common_dtype)
 
 
 class Dropout:
     """http://arxiv.org/abs/1207.0580 ; draws its mask from np.random like the book."""
 
     def __init__(self, dropout_ratio=0.5):
-        self.dropout_ratio = dropout_ratio
+        self.dropout_ratio = check_fraction("dropout_ratio", dropout_ratio)
         self.mask = None
 
     def forward(self, x, train_flg=True):
         x = as_float_array("x", x)
+        ratio = check_fraction("dropout_ratio", self.dropout_ratio)  # it may be set later
         if train_flg:
-            self.mask = np.random.rand(*x.shape) > self.dropout_ratio
+            self.mask = np.random.rand(*x.shape) > ratio
             return x * self.mask
-        return x * x.dtype.type(1.0 - self.dropout_ratio)
+        return x * x.dtype.type(1.0 - ratio)
 
     def backward(self, dout):
-        check_shape("dout", np.asarray(dout), self.mask.shape)
+        check_ran_forward(self, self.mask is not None)
+        dout = as_float_array("dout", dout)
+        check_shape("dout", dout, self.mask.shape)
         return dout * self.mask
 
 
@@ -27,7 +33,8 @@ class BatchNormalization:
     """http://arxiv.org/abs/1502.03167
 
     Like the book, a 4-D input (N, C, H, W) is normalized per feature of the flattened
-    (N, C*H*W) view, so gamma and beta have C*H*W entries.
+    (N, C*H*W) view, so gamma and beta have C*H*W entries (as do the running statistics).
+    Every size is checked at every call, since the kernels trust them.
     """
 
     def __init__(self, gamma, beta, momentum=0.9, running_mean=None, running_var=None):
@@ -43,29 +50,50 @@ class BatchNormalization:
         self.std = None
         self.dgamma = None
         self.dbeta = None
+        self._trained_shape = None  # the input shape of the last training-mode forward pass
 
     def forward(self, x, train_flg=True):
         x = as_float_array("x", x, ndim=(2, 4))
-        flat = x.reshape(x.shape[0], -1)
-        if flat.shape[1] != np.size(self.gamma):
-            raise ValueError(f"x has {flat.shape[1]} features per sample (shape {x.shape}) "
-                             f"but gamma has {np.size(self.gamma)}")
-        out = self._forward(flat, train_flg)
+        flat = x.reshape(x.shape[0], -1) if x.shape[0] else x.reshape(0, int(np.prod(x.shape[1:])))
+        features = flat.shape[1]
+        gamma = self._vector("gamma", self.gamma, features, x.shape)
+        beta = self._vector("beta", self.beta, features, x.shape)
+        if self.running_mean is not None or self.running_var is not None:
+            self._vector("running_mean", self.running_mean, features, x.shape)
+            self._vector("running_var", self.running_var, features, x.shape)
+        momentum = self.momentum
+        if not isinstance(momentum, numbers.Real) or isinstance(momentum, (bool, np.bool_)):
+            raise TypeError(f"momentum must be a real number; got {momentum!r}")
+        if train_flg:
+            check_batch("x", x)  # batch statistics of no sample are undefined
+        out = self._forward(flat, gamma, beta, train_flg)
         self.input_shape = x.shape
+        if train_flg:
+            self._trained_shape = x.shape  # what backward takes, whatever ran since
         return out.reshape(*x.shape)
 
-    def _forward(self, x, train_flg):
-        dtype = common_dtype(x, self.gamma)
+    @staticmethod
+    def _vector(name, value, features, x_shape):
+        array = as_float_array(name, value)
+        if array.size != features:
+            raise ValueError(f"x has {features} features per sample (shape {x_shape}) "
+                             f"but {name} has {array.size}")
+        return array
+
+    def _forward(self, x, gamma, beta, train_flg):
+        dtype = common_dtype(x, gamma)
         x = x.astype(dtype, copy=False)
         eps = dtype.type(10e-7)
         if self.running_mean is None:
             self.running_mean = np.zeros(x.shape[1], dtype=dtype)
             self.running_var = np.zeros(x.shape[1], dtype=dtype)
         if not train_flg:
-            xn = (x - self.running_mean) / np.sqrt(self.running_var + eps)
-            return self.gamma * xn + self.beta
-        gamma = np.asarray(self.gamma, dtype=dtype).reshape(-1)
-        beta = np.asarray(self.beta, dtype=dtype).reshape(-1)
+            mean = np.reshape(self.running_mean, -1)
+            var = np.reshape(self.running_var, -1)
+            xn = (x - mean) / np.sqrt(var + eps)
+            return gamma.reshape(-1) * xn + beta.reshape(-1)
+        gamma = np.asarray(gamma, dtype=dtype).reshape(-1)
+        beta = np.asarray(beta, dtype=dtype).reshape(-1)
         out, mu, var, xc, xn, std = kernels().batchnorm_forward(x, gamma, beta, eps)
         self.batch_size = x.shape[0]
         self.xc, self.xn, self.std = xc, xn, std
@@ -75,14 +103,20 @@ class BatchNormalization:
         return out
 
     def backward(self, dout):
-        dout = np.asarray(dout)
-        check_shape("dout", dout, self.input_shape)
-        dx = self._backward(dout.reshape(dout.shape[0], -1))
-        return dx.reshape(*self.input_shape)
+        check_ran_forward(self, self._trained_shape is not None)
+        dout = as_float_array("dout", dout)
+        check_shape("dout", dout, self._trained_shape)
+        N, D = self.xc.shape
+        gamma = as_float_array("gamma", self.gamma)
+        if gamma.size != D:
+            raise ValueError(f"gamma has {gamma.size} entries but the last training-mode "
+                             f"forward pass had {D} features; run forward again")
+        dx = self._backward(dout.reshape(N, D), gamma)
+        return dx.reshape(*dout.shape)
 
-    def _backward(self, dout):
+    def _backward(self, dout, gamma):
         dtype = self.xc.dtype
-        gamma = np.asarray(self.gamma, dtype=dtype).reshape(-1)
+        gamma = np.asarray(gamma, dtype=dtype).reshape(-1)
         dx, self.dgamma, self.dbeta = kernels().batchnorm_backward(
             dout.astype(dtype, copy=False), self.xc, self.xn, self.std, gamma)
         return dx

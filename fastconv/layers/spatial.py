@@ -1,13 +1,18 @@
 import numpy as np
 
 from fastconv.backend import kernels
-from fastconv._validate import (as_float_array, check_int, check_shape, check_window,
-                                common_dtype)
+from fastconv._validate import (as_float_array, as_real_array, bias_vector, check_batch,
+                                check_int, check_ran_forward, check_shape, check_unchanged,
+                                check_window, compute_dtype)
 from fastconv.kernels.shapes import conv_output_hw
 
 
 class Convolution:
-    """2-D convolution (cross-correlation) with W (FN, C, FH, FW) and b (FN,)."""
+    """2-D convolution (cross-correlation) with W (FN, C, FH, FW) and b (FN,).
+
+    Like the book, W may hold integers and b may be a number (``Convolution(w, 0)``); the
+    layer computes in the dtype NumPy gives x, W and b together, which must be a float.
+    """
 
     def __init__(self, W, b, stride=1, pad=0):
         self.W = W
@@ -21,6 +26,7 @@ class Convolution:
         # fastconv: a network sets this False on its first layer, which then skips col2im
         self.need_input_grad = True
         self._col = None
+        self._geometry = None  # (W shape, stride, pad) of the last forward pass
 
     @property
     def col(self):
@@ -51,12 +57,16 @@ class Convolution:
 
     def _keep(self, x, ctx):
         self.x, self.ctx, self._col = x, ctx, None
+        self._geometry = self._current_geometry()
+
+    def _current_geometry(self):
+        return {"W.shape": np.shape(self.W), "stride": self.stride, "pad": self.pad}
 
     def _prepare(self, x):
         """Checked (x, W, b, stride, pad), all arrays in the dtype the convolution runs in."""
         x = as_float_array("x", x, ndim=4)
-        W = as_float_array("W", self.W, ndim=4)
-        b = as_float_array("b", self.b, ndim=1)
+        W = as_real_array("W", self.W, ndim=4)
+        as_real_array("b", self.b)  # a clear TypeError before NumPy's own
         stride = check_int("stride", self.stride, 1)
         pad = check_int("pad", self.pad, 0)
         FN, C, FH, FW = W.shape
@@ -64,11 +74,11 @@ class Convolution:
         if xC != C:
             raise ValueError(f"x has {xC} channels (shape {x.shape}) but W expects {C} "
                              f"(W shape {W.shape}); x must be (N, {C}, H, W)")
-        check_shape("b", b, (FN,))
+        check_batch("x", x)
         check_window("filter", H, Wd, FH, FW, stride, pad)
-        dtype = common_dtype(x, W)
-        return (x.astype(dtype, copy=False), W.astype(dtype, copy=False),
-                b.astype(dtype, copy=False), stride, pad)
+        dtype = compute_dtype(x, W, self.b)
+        b = bias_vector("b", self.b, FN, dtype)
+        return (x.astype(dtype, copy=False), W.astype(dtype, copy=False), b, stride, pad)
 
     def output_shape(self, x_shape):
         N, C, H, W = x_shape
@@ -76,12 +86,14 @@ class Convolution:
         return (N, FN) + conv_output_hw(H, W, FH, FW, self.stride, self.pad)
 
     def backward(self, dout):
+        check_ran_forward(self, self.x is not None)
+        check_unchanged(self, self._geometry, self._current_geometry())
         dout = as_float_array("dout", dout, ndim=4)
         check_shape("dout", dout, self.output_shape(self.x.shape))
         dout = dout.astype(self.x.dtype, copy=False)
+        W = as_real_array("W", self.W, ndim=4).astype(self.x.dtype, copy=False)
         dx, self.dW, self.db = kernels().conv2d_backward(
-            dout, self.x, self.W.astype(self.x.dtype, copy=False), self.ctx,
-            self.stride, self.pad, self.need_input_grad)
+            dout, self.x, W, self.ctx, self.stride, self.pad, self.need_input_grad)
         return dx
 
 
@@ -96,6 +108,7 @@ class Pooling:
         self.x = None
         self.argmax = None  # (N, C, out_h, out_w) window index ky*pool_w + kx
         self.fused_block = None  # the ConvReluBlock whose fused forward ran last, if any
+        self._window = None  # (pool_h, pool_w, stride, pad) of the last forward pass
 
     @property
     def arg_max(self):
@@ -107,7 +120,12 @@ class Pooling:
         geometry = self._geometry(x.shape)
         out, argmax = kernels().maxpool_forward(x, *geometry)
         self.x, self.argmax, self.fused_block = x, argmax, None
+        self._window = self._current_window()
         return out
+
+    def _current_window(self):
+        return {"pool_h": self.pool_h, "pool_w": self.pool_w, "stride": self.stride,
+                "pad": self.pad}
 
     def _geometry(self, x_shape):
         """Checked (pool_h, pool_w, stride, pad) for an input of ``x_shape``."""
@@ -123,8 +141,8 @@ class Pooling:
     def backward(self, dout):
         if self.fused_block is not None:
             self.fused_block.run_unfused()  # a network ran this layer fused: see run_unfused
-        if self.x is None:
-            raise RuntimeError("Pooling.backward called before forward")
+        check_ran_forward(self, self.x is not None)
+        check_unchanged(self, self._window, self._current_window())
         dout = as_float_array("dout", dout, ndim=4)
         check_shape("dout", dout, self.argmax.shape)
         return kernels().maxpool_backward(dout.astype(self.x.dtype, copy=False), self.argmax,

@@ -127,6 +127,20 @@ class Network:
         """Mean cross-entropy of the softmax of ``predict(x)`` against ``t``."""
         return self._loss(x, t, train_flg=False)
 
+    def _training_loss(self, x, t):
+        """``_loss`` in training mode, which moves the BatchNorm running statistics; a pass
+        that raises (bad labels are found only after the forward pass) puts them back."""
+        def copied(a):
+            return None if a is None else np.copy(a)
+        saved = [(layer, copied(layer.running_mean), copied(layer.running_var))
+                 for layer in self._layer_list() if isinstance(layer, BatchNormalization)]
+        try:
+            return self._loss(x, t, train_flg=True)
+        except BaseException:
+            for layer, mean, var in saved:
+                layer.running_mean, layer.running_var = mean, var
+            raise
+
     def gradient(self, x, t):
         """Backprop gradients as the book's dict (W1, b1, ...); the loss goes to ``last_loss``.
 
@@ -136,7 +150,7 @@ class Network:
         with _backend.kernels().blas_scope():  # one BLAS pin for the step, not one per GEMM
             self._backward_follows = True
             try:
-                self.last_loss = self._loss(x, t, train_flg=True)
+                self.last_loss = self._training_loss(x, t)
             finally:
                 self._backward_follows = False
             dout = self.last_layer.backward(1)

@@ -2,118 +2,217 @@
 
 The file format is the book's: a pickle of a plain dict ``{key: ndarray}`` (``W1``, ``b1``,
 ...), so the book's published ``params.pkl`` files load here and our files load in the book's
-code. A name ending in ``.npz`` uses NumPy's ``savez`` instead.
+code. A name ending in ``.npz`` (any case) is written with NumPy's ``savez`` instead; reading
+tells the two apart by their first bytes, not by the name.
 
-Loading is safe against malicious files: pickles go through :class:`RestrictedUnpickler`,
-which resolves only the handful of globals a NumPy array pickle needs, and ``.npz`` files are
-read with ``allow_pickle=False``. Everything is checked before anything is written, so a bad
-file raises and leaves the network as it was.
+Loading treats the file as hostile. It yields only plain numeric arrays (bool, integer, float)
+and numbers, never an object array or anything built by an arbitrary global: pickles go
+through :mod:`fastconv.nets.params_pickle`, ``.npz`` members are read from their ``.npy``
+header and raw bytes without ``np.load``. When the network is known, memory is bounded by the
+network's own size: an unexpected key, a wrong shape or an oversized file is refused from the
+zip directory, the ``.npy`` headers or the file's size, before anything is allocated or
+decompressed. Everything is checked before anything is written, so a bad file raises and
+leaves the network as it was. Saving goes through :func:`fastconv.fileio.atomic_write`: a
+failed save leaves the previous file intact.
 """
-import collections
-import codecs
+import math
+import os
 import pickle
+import zipfile
 
 import numpy as np
 
-try:  # NumPy >= 2 (1.26 also ships numpy._core for reading NumPy 2 pickles)
-    from numpy._core import multiarray as _multiarray, numeric as _numeric
-except ImportError:  # pragma: no cover - older NumPy
-    from numpy.core import multiarray as _multiarray, numeric as _numeric
+from fastconv.fileio import atomic_write
+from fastconv.nets.params_pickle import NUMERIC_DTYPES, read_pickled_params
 
-__all__ = ["RestrictedUnpickler", "read_params", "save_params", "load_params"]
+__all__ = ["read_params", "save_params", "load_params"]
 
-# Every global an ndarray/dict pickle can name, for NumPy 1.x and 2.x writers:
-# _reconstruct/ndarray/dtype/scalar (all protocols), _frombuffer (protocol 5), and
-# _codecs.encode (protocols 0-2 write bytes through it).
-_ALLOWED = {}
-for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    _ALLOWED[(_module, "_reconstruct")] = _multiarray._reconstruct
-    _ALLOWED[(_module, "scalar")] = _multiarray.scalar
-for _module in ("numpy.core.numeric", "numpy._core.numeric"):
-    _ALLOWED[(_module, "_frombuffer")] = _numeric._frombuffer
-_ALLOWED[("numpy", "ndarray")] = np.ndarray
-_ALLOWED[("numpy", "dtype")] = np.dtype
-_ALLOWED[("collections", "OrderedDict")] = collections.OrderedDict
-_ALLOWED[("_codecs", "encode")] = codecs.encode
+_ZIP_MAGIC = b"PK"
+_NPY_MAGIC = b"\x93NUMPY"
+_MAX_ITEMSIZE = 8  # float64/int64: the widest dtype a parameter file may hold
+_MAX_NPY_HEADER = 10000  # np.lib.format's own limit on a trusted header
+# A pickle may spell each byte of an array as up to six characters (protocol 0 text escapes),
+# and needs some bytes and opcodes per array for names, dtypes and shapes.
+_PICKLE_BYTES_PER_BYTE = 6
+_PICKLE_BYTES_PER_ARRAY = 1024
+_OPCODES_PER_ARRAY = 200
+_OPCODES_UNBOUNDED = 10_000_000
+# Without a network's shapes, an .npz may inflate to at most this many times its own size
+# (plus the constant): savez_compressed shrinks real weights little, zero arrays a lot.
+_NPZ_INFLATION = 32
+_NPZ_INFLATION_EXTRA = 16 << 20
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that builds NumPy arrays, dicts and OrderedDicts, and nothing else.
+def _where(file_name):
+    return os.fspath(file_name) if isinstance(file_name, (str, os.PathLike)) else repr(file_name)
 
-    Any other global (``os.system``, ``builtins.eval``, ...) raises ``pickle.UnpicklingError``
-    naming it, before it could be called.
+
+def read_params(file_name, expected_shapes=None):
+    """The dict ``{name: ndarray}`` stored in ``file_name`` (book pickle or ``.npz``), read safely.
+
+    Every value is a plain bool, integer or float ndarray owned by the caller. With
+    ``expected_shapes`` (``{name: shape}``), a name outside it or a size or shape that differs
+    from it is refused before the data is read, and the file may be at most a few times the
+    size those arrays need. Without it, a pickle's arrays are built from the file's own bytes,
+    and an .npz may inflate to at most 32 times its size plus 16 MB. Raises ``pickle.UnpicklingError`` for a pickle holding anything but
+    a dict of arrays, ``TypeError`` for a non-numeric value, ``ValueError`` for a wrong name,
+    shape or size.
     """
-
-    def find_class(self, module, name):
-        try:
-            return _ALLOWED[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(
-                f"forbidden global {module}.{name} in parameter file: only NumPy arrays in a "
-                f"dict may be loaded") from None
-
-
-def _is_npz(file_name):
-    return str(file_name).lower().endswith(".npz")
-
-
-def read_params(file_name):
-    """The dict stored in ``file_name`` (book pickle or ``.npz``), read safely."""
-    if _is_npz(file_name):
-        with np.load(file_name, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
+    where = _where(file_name)
     with open(file_name, "rb") as f:
-        return RestrictedUnpickler(f).load()
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(len(_NPY_MAGIC))
+        if head.startswith(_ZIP_MAGIC):
+            f.seek(0)
+            return _read_npz(f, where, expected_shapes,
+                             size * _NPZ_INFLATION + _NPZ_INFLATION_EXTRA)
+        if head.startswith(_NPY_MAGIC):
+            raise ValueError(f"{where} is a single .npy array; a parameter file is a pickle of "
+                             f"a dict of arrays or an .npz archive")
+        limit, max_opcodes = _pickle_budget(expected_shapes)
+        if limit is not None and size > limit:
+            raise ValueError(f"{where}: {size} bytes is more than a parameter pickle of this "
+                             f"network can take (at most {limit} bytes)")
+        f.seek(0)
+        data = f.read() if limit is None else f.read(limit + 1)  # it may have grown since fstat
+    if limit is not None and len(data) > limit:
+        raise ValueError(f"{where}: more than {limit} bytes")
+    loaded = read_pickled_params(data, where, max_opcodes)
+    if expected_shapes is not None:
+        for key, value in loaded.items():
+            _check_expected(where, key, value.shape, expected_shapes)
+    return loaded
+
+
+def _pickle_budget(expected_shapes):
+    """(largest file size, most opcodes) a pickle of arrays of these shapes can need.
+
+    Without shapes there is no size limit: the arrays are then built from the file's own
+    bytes, so memory stays within a small multiple of the file's size.
+    """
+    if expected_shapes is None:
+        return None, _OPCODES_UNBOUNDED
+    elements = sum(math.prod(shape) for shape in expected_shapes.values())
+    arrays = len(expected_shapes)
+    limit = (elements * _MAX_ITEMSIZE * _PICKLE_BYTES_PER_BYTE
+             + (arrays + 1) * _PICKLE_BYTES_PER_ARRAY)
+    return limit, (arrays + 1) * _OPCODES_PER_ARRAY
+
+
+def _check_expected(where, key, shape, expected_shapes):
+    if key not in expected_shapes:
+        raise ValueError(f"{where}: unexpected key {key!r}; this network has "
+                         f"{list(expected_shapes)}")
+    if tuple(shape) != tuple(expected_shapes[key]):
+        raise ValueError(f"{where}: parameter {key!r} has the wrong shape: expected "
+                         f"{tuple(expected_shapes[key])}, got {tuple(shape)}")
+
+
+def _read_npz(f, where, expected_shapes, max_total):
+    try:
+        archive = zipfile.ZipFile(f)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ValueError(f"{where}: not a readable .npz archive ({exc})") from None
+    with archive:
+        members = archive.infolist()
+        total = sum(member.file_size for member in members)
+        if expected_shapes is None and total > max_total:
+            raise ValueError(f"{where}: the archive inflates to {total} bytes, more than "
+                             f"{max_total} for a file of its size")
+        keys = []
+        for member in members:  # names and sizes from the zip directory, nothing inflated yet
+            key = member.filename[:-4] if member.filename.endswith(".npy") else None
+            if key is None or key in keys:
+                raise ValueError(f"{where}: member {member.filename!r} is not one array of an "
+                                 f".npz archive")
+            if member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise ValueError(f"{where}: member {member.filename!r} uses compression "
+                                 f"{member.compress_type}; .npz archives use none or deflate")
+            if expected_shapes is not None:
+                if key not in expected_shapes:
+                    raise ValueError(f"{where}: unexpected key {key!r}; this network has "
+                                     f"{list(expected_shapes)}")
+                largest = (math.prod(expected_shapes[key]) * _MAX_ITEMSIZE
+                           + _MAX_NPY_HEADER + 16)
+                if member.file_size > largest:
+                    raise ValueError(f"{where}: member {member.filename!r} holds "
+                                     f"{member.file_size} bytes; parameter {key!r} needs at "
+                                     f"most {largest}")
+            keys.append(key)
+        try:
+            return {key: _read_npy_member(archive, member, where, key, expected_shapes)
+                    for key, member in zip(keys, members)}
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise ValueError(f"{where}: corrupt .npz archive ({exc})") from None
+
+
+def _read_npy_member(archive, member, where, key, expected_shapes):
+    """One member's array, from its .npy header and exactly the bytes that header declares."""
+    with archive.open(member) as stream:
+        try:
+            version = np.lib.format.read_magic(stream)
+            if version == (1, 0):
+                header = np.lib.format.read_array_header_1_0(stream, _MAX_NPY_HEADER)
+            elif version == (2, 0):
+                header = np.lib.format.read_array_header_2_0(stream, _MAX_NPY_HEADER)
+            else:
+                raise ValueError(f".npy version {version} is not supported")
+        except ValueError as exc:
+            raise ValueError(f"{where}: parameter {key!r}: bad .npy header ({exc})") from None
+        shape, fortran, dtype = header
+        if (dtype.fields is not None or dtype.subdtype is not None
+                or dtype.str[1:] not in NUMERIC_DTYPES):
+            raise TypeError(f"{where}: parameter {key!r} has dtype {dtype}; only bool, "
+                            f"integer and float arrays may be loaded")
+        if expected_shapes is not None:
+            _check_expected(where, key, shape, expected_shapes)
+        needed = math.prod(shape) * dtype.itemsize
+        data = stream.read(needed)
+        if len(data) != needed or stream.read(1):
+            raise ValueError(f"{where}: parameter {key!r}: shape {shape} of {dtype} needs "
+                             f"{needed} bytes; the member holds another amount")
+    array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+    return array.astype(dtype.newbyteorder("="), order="C")
 
 
 def save_params(net, file_name="params.pkl"):
-    """Write ``net.params`` (plus BatchNorm running statistics, when set) to ``file_name``."""
+    """Write ``net.params`` (plus BatchNorm running statistics, when set) to ``file_name``.
+
+    The file is written under exactly the name given, atomically: a failure half-way leaves
+    the previous file as it was. A name ending in ``.npz`` (any case) gets an .npz archive,
+    any other name the book's pickle.
+    """
     data = dict(net.params)
     for key, (layer, attr, _) in net._state_slots().items():
         value = getattr(layer, attr)
         if value is not None:
             data[key] = np.asarray(value)
-    if _is_npz(file_name):
-        np.savez(file_name, **data)
-    else:
-        with open(file_name, "wb") as f:
+    as_npz = os.fspath(file_name).lower().endswith(".npz")
+    with atomic_write(file_name) as f:
+        if as_npz:
+            np.savez(f, **data)  # a file object: savez adds no ".npz" to the name
+        else:
             pickle.dump(data, f)
-
-
-def _checked_value(key, value, expected_shape, dtype):
-    if not isinstance(value, np.ndarray):
-        value = np.asarray(value)
-    if value.dtype.kind not in "fiu":
-        raise TypeError(f"parameter {key!r} must be a numeric array; got dtype {value.dtype}")
-    if value.shape != tuple(expected_shape):
-        raise ValueError(f"parameter {key!r} has the wrong shape: expected "
-                         f"{tuple(expected_shape)}, got {value.shape}")
-    return value.astype(dtype)
 
 
 def load_params(net, file_name="params.pkl"):
     """Copy the parameters in ``file_name`` into ``net.params``, in place.
 
     The file must hold a dict with exactly the keys of ``net.params`` (plus, optionally, the
-    net's running statistics, e.g. ``running_mean1``), each of the right shape. Values are cast
-    to the net's dtype and written INTO the existing arrays, which the layers share, so
-    optimizers and layers keep seeing the same objects. On any error nothing is changed.
+    net's running statistics, e.g. ``running_mean1``), each a numeric array of the right
+    shape. Values are cast to the net's dtype and written INTO the existing arrays, which the
+    layers share, so optimizers and layers keep seeing the same objects. On any error nothing
+    is changed.
     """
-    loaded = read_params(file_name)
-    if not isinstance(loaded, dict):
-        raise TypeError(f"{file_name}: expected a dict of arrays, got {type(loaded).__name__}")
     slots = net._state_slots()
+    expected = {key: value.shape for key, value in net.params.items()}
+    expected.update({key: shape for key, (_, _, shape) in slots.items()})
+    loaded = read_params(file_name, expected)
     missing = [key for key in net.params if key not in loaded]
     if missing:
-        raise ValueError(f"{file_name}: missing parameters {missing}")
-    unexpected = [key for key in loaded if key not in net.params and key not in slots]
-    if unexpected:
-        raise ValueError(f"{file_name}: unexpected keys {unexpected}; this network has "
-                         f"{list(net.params)}")
-    values = {key: _checked_value(key, loaded[key], net.params[key].shape, net.dtype)
-              for key in net.params}
-    states = {key: _checked_value(key, loaded[key], shape, net.dtype)
-              for key, (_, _, shape) in slots.items() if key in loaded}
+        raise ValueError(f"{_where(file_name)}: missing parameters {missing}")
+    values = {key: loaded[key].astype(net.dtype) for key in net.params}
+    states = {key: loaded[key].astype(net.dtype) for key in slots if key in loaded}
     # all checks passed: commit
     for key, value in values.items():
         net.params[key][...] = value

@@ -18,16 +18,35 @@ error model (a division by zero gives inf or NaN), so the choice never changes a
 With one Numba thread the serial build runs whatever the size: workqueue hands even a
 one-thread loop to its worker thread and waits for it, and Adam on 432,000 float32 elements
 took 363 us that way against 213 us serial (one thread, medians of 400, interleaved).
+
+One parallel region at a time in the process: Numba's workqueue layer (which fastconv picks,
+see fastconv/__init__.py) aborts the whole process (SIGABRT) when two Python threads launch
+parallel loops at once. A call runs the parallel build only if it takes the region lock
+without waiting; a thread that finds another inside runs the serial build, which gives the
+same bits. Nothing waits on the lock, so nothing can deadlock on it.
 """
 import functools
+import os
+import threading
 import types
 
 import numba
 from numba import njit
 
-__all__ = ["parallel_above", "PARALLEL_MIN_SIZE"]
+__all__ = ["parallel_above", "parallel_region", "PARALLEL_MIN_SIZE"]
 
 PARALLEL_MIN_SIZE = 1 << 20  # elements; below this a second thread does not pay
+
+parallel_region = threading.Lock()  # held by the one thread inside a parallel build
+
+
+def _new_region_lock_in_child():
+    # a thread that held it in the parent does not exist in a forked child
+    global parallel_region
+    parallel_region = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_region_lock_in_child)
 
 
 def _renamed(fn, suffix):
@@ -51,7 +70,12 @@ def parallel_above(min_size=PARALLEL_MIN_SIZE):
         @functools.wraps(fn)
         def call(*args):
             if args[0].size >= min_size and numba.get_num_threads() > 1:
-                return call.parallel(*args)
+                region = parallel_region
+                if region.acquire(blocking=False):
+                    try:
+                        return call.parallel(*args)
+                    finally:
+                        region.release()
             return call.serial(*args)
 
         call.parallel, call.serial = parallel, serial

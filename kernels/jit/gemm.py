@@ -6,6 +6,9 @@ by a GEMM took 19-24 ms where the two alone took 10 + 4. So the jit backend keep
 single-threaded while it multiplies and splits a large product into parts that Python
 threads run at once (BLAS releases the GIL); idle pool threads sleep instead of spinning.
 
+The pool is per process: a forked child starts a new one (the parent's threads do not exist
+there), and any number of Python threads may share it.
+
 Where a product is split depends only on its shapes and ``PARTS``, never on the thread count:
 output rows or columns when there are many, else the inner dimension into ``PARTS`` partial
 products summed in a fixed order. ``PARTS`` is the machine's CPU count (at most
@@ -13,13 +16,14 @@ products summed in a fixed order. ``PARTS`` is the machine's CPU count (at most
 contiguous groups. Results are therefore identical with any number of threads.
 """
 import atexit
-import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
+
+from .blas_pin import single_threaded_blas
 
 __all__ = ["matmul", "matmul_pair", "pieces", "run_parts", "single_threaded_blas", "blas_scope"]
 
@@ -54,58 +58,34 @@ INNER_SPLIT_RATIO = 8     # an inner dimension this many times the longer output
 OPENBLAS_SERIAL_MNK = 65536 * 4  # OpenBLAS itself runs a GEMM with m*n*k up to this serially
 
 _executor = None
-_blas = None
-_pinned = threading.local()  # .depth: how many single_threaded_blas blocks this thread is in
+_executor_lock = threading.Lock()  # two threads calling at once must not start two pools
 
 
 def _pool():
     global _executor
     if _executor is None:
-        # the calling thread runs a group of parts itself: PARTS groups at most
-        _executor = ThreadPoolExecutor(max_workers=max(1, PARTS - 1),
-                                       thread_name_prefix="fastconv-gemm")
-        atexit.register(_executor.shutdown, wait=False)
+        with _executor_lock:
+            if _executor is None:
+                # the calling thread runs a group of parts itself: PARTS groups at most
+                _executor = ThreadPoolExecutor(max_workers=max(1, PARTS - 1),
+                                               thread_name_prefix="fastconv-gemm")
     return _executor
 
 
-def _blas_controllers():
-    global _blas
-    if _blas is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-            _blas = ThreadpoolController().select(user_api="blas").lib_controllers
-        except Exception:  # no threadpoolctl, or a BLAS it cannot drive: leave BLAS alone
-            _blas = []
-    return _blas
+@atexit.register
+def _shut_pool_down():
+    if _executor is not None:
+        _executor.shutdown(wait=False)
 
 
-@contextlib.contextmanager
-def single_threaded_blas():
-    """BLAS on one thread inside the block; its previous thread count is restored after.
+def _forget_pool_in_child():
+    # A forked child inherits the pool object but none of its threads: parts handed to it
+    # would wait forever. The child starts its own pool when it first needs one.
+    global _executor, _executor_lock
+    _executor, _executor_lock = None, threading.Lock()
 
-    Re-entrant: blocks nested in one thread pin and restore once, at the outermost block.
-    A pin and restore through threadpoolctl costs ~9 us, a tenth of a TwoLayerNet step, so a
-    network wraps its whole step in one block (``blas_scope``) and the GEMMs inside it pay
-    nothing.
-    """
-    depth = getattr(_pinned, "depth", 0)
-    _pinned.depth = depth + 1
-    try:
-        if depth:
-            yield
-            return
-        saved = [(lib, lib.get_num_threads()) for lib in _blas_controllers()]
-        for lib, count in saved:
-            if count != 1:
-                lib.set_num_threads(1)
-        try:
-            yield
-        finally:
-            for lib, count in saved:
-                if count != 1:
-                    lib.set_num_threads(count)
-    finally:
-        _pinned.depth = depth
+
+os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 # What a network step runs inside (see fastconv.nets): for this backend, one BLAS pin.
@@ -126,6 +106,12 @@ def _run_all(tasks):
     return [task() for task in tasks]
 
 
+def _run_all_pinned(tasks):
+    # a pool thread pins BLAS for itself: MKL's count, and OpenMP's, belong to each thread
+    with single_threaded_blas():
+        return _run_all(tasks)
+
+
 def run_parts(tasks):
     """[task() for task in tasks], run by as many threads as Numba is allowed: each thread
     takes a contiguous group of tasks (neighbouring images stay on one core), the calling
@@ -134,7 +120,7 @@ def run_parts(tasks):
     if threads < 2:
         return _run_all(tasks)
     groups = [tasks[lo:hi] for lo, hi in pieces(len(tasks), threads)]
-    futures = [_pool().submit(_run_all, group) for group in groups[1:]]
+    futures = [_pool().submit(_run_all_pinned, group) for group in groups[1:]]
     results = _run_all(groups[0])
     for future in futures:
         results.extend(future.result())

@@ -47,18 +47,20 @@ def momentum_update(param, grad, v, lr, momentum):
 
 @parallel_above()
 def nesterov_update(param, grad, v, lr, momentum):
-    """The book's Nesterov step (its reformulation that updates param in place)."""
+    """The book's Nesterov step as upstream has it since January 2021: param moves with the
+    old v first (param += momentum**2 * v; param -= (1 + momentum) * lr * grad), then
+    v = momentum * v - lr * grad."""
     _check_size(param, grad)
     _check_size(param, v)
     momentum_sq = momentum * momentum
     grad_scale = (param.dtype.type(1) + momentum) * lr
     for i in prange(param.size):
         g = grad[i]
-        vi = v[i] * momentum
-        vi = vi - lr * g
-        v[i] = vi
-        p = param[i] + momentum_sq * vi
+        v_old = v[i]
+        p = param[i] + momentum_sq * v_old
         param[i] = p - grad_scale * g
+        vi = v_old * momentum
+        v[i] = vi - lr * g
 
 
 @parallel_above()

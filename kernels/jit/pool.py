@@ -8,6 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..shapes import conv_output_hw
+from .dispatch import parallel_above
 
 __all__ = ["maxpool_forward", "maxpool_backward"]
 
@@ -133,7 +134,7 @@ def _pool_plane(plane, pool_h, pool_w, stride, pad, out, argmax):
                 argmax[py, px] = k
 
 
-@njit(parallel=True, cache=True)
+@parallel_above(min_size=1)  # parallel whenever another thread is not in a parallel loop
 def _maxpool_forward_into(x, pool_h, pool_w, stride, pad, out, argmax):
     N, C, H, W = x.shape
     for plane_index in prange(N * C):
@@ -142,7 +143,7 @@ def _maxpool_forward_into(x, pool_h, pool_w, stride, pad, out, argmax):
         _pool_plane(x[n, c], pool_h, pool_w, stride, pad, out[n, c], argmax[n, c])
 
 
-@njit(parallel=True, cache=True)
+@parallel_above(min_size=1)  # parallel whenever another thread is not in a parallel loop
 def _maxpool_backward_into(dout, argmax, pool_w, stride, pad, dx):
     N, C, H, W = dx.shape
     _, _, out_h, out_w = dout.shape

@@ -23,11 +23,11 @@ def momentum_update(param, grad, v, lr, momentum):
 
 
 def nesterov_update(param, grad, v, lr, momentum):
-    """The book's Nesterov step (its reformulation that updates param in place)."""
-    v *= momentum
-    v -= lr * grad
+    """The book's Nesterov step as upstream has it since January 2021 (param first, old v)."""
     param += momentum * momentum * v
     param -= (1 + momentum) * lr * grad
+    v *= momentum
+    v -= lr * grad
 
 
 def adagrad_update(param, grad, h, lr, eps):

@@ -1,0 +1,90 @@
+"""``python -m fastconv [--fast] [--report] [--plots DIR] SCRIPT [ARGS...]``.
+
+Runs SCRIPT as ``__main__`` the way ``python SCRIPT ARGS...`` would (same ``sys.argv``,
+``sys.path[0]`` the script's folder, same exit code, the script's own traceback), with the
+book's modules served by fastconv.
+"""
+import argparse
+import os
+import runpy
+import sys
+import traceback
+
+USAGE = "python -m fastconv [--fast] [--report] [--plots DIR] SCRIPT [ARGS...]"
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m fastconv", usage=USAGE,
+        description="Run a script of 'Deep Learning from Scratch' unchanged, with the book's "
+                    "modules (common.*, dataset.mnist, the chapters' networks) served by "
+                    "fastconv wherever they behave as fastconv's.")
+    parser.add_argument("--fast", action="store_true",
+                        help="fast mode: float32 networks, one forward pass per training step "
+                             "(default: parity mode, the book's numbers)")
+    parser.add_argument("--report", action="store_true",
+                        help="print to stderr, at exit, which names fastconv served in each "
+                             "module and which stayed the user's, and why")
+    parser.add_argument("--plots", metavar="DIR", default=None,
+                        help="with no display, save the figures that plt.show() would show "
+                             "here as PNG (default: ./fastconv-plots)")
+    parser.add_argument("script", metavar="SCRIPT", help="the Python file to run")
+    parser.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
+                        help="arguments for the script")
+    return parser
+
+
+def main(argv=None):
+    try:
+        options = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as exc:  # --help or a usage error: argparse already printed
+        return exc.code if isinstance(exc.code, int) else 2
+    script = os.path.abspath(options.script)
+    if not os.path.isfile(script):
+        print(f"python -m fastconv: can't open file {options.script!r}: no such file",
+              file=sys.stderr)
+        return 2
+    import fastconv.zerochange as zerochange
+    stem = os.path.splitext(os.path.basename(script))[0]
+    zerochange.install(fast=True if options.fast else None,
+                       plots_dir=options.plots or os.path.join(os.getcwd(), "fastconv-plots"),
+                       plots_prefix=stem)
+    sys.argv = [options.script] + options.args
+    sys.path[0] = os.path.dirname(script)
+    try:
+        return _run(script)
+    finally:
+        if options.report:
+            sys.stdout.flush()
+            print(zerochange.report(), file=sys.stderr)
+
+
+def _run(script):
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as exc:
+        return _exit_code(exc.code)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        _print_script_traceback(exc, script)
+        return 1
+    return 0
+
+
+def _exit_code(code):
+    """What the interpreter makes of ``sys.exit(code)``."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _print_script_traceback(exc, script):
+    """The traceback a plain run prints: from the script's first frame on, not runpy's."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != script:
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb or exc.__traceback__)

@@ -1,0 +1,53 @@
+"""tools/example_times.py rewrites only the marked block, and says what it measured."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+TOOL = Path(__file__).resolve().parent.parent / "tools" / "example_times.py"
+
+
+@pytest.fixture(scope="module")
+def times():
+    spec = importlib.util.spec_from_file_location("example_times", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rewrite_replaces_the_block_and_nothing_else(times, tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(f"before\n{times.START}\nold times\n{times.END}\nafter\n")
+    rows = {"train_convnet.py": (0, 71.4, ["Training: 1 image in 1 s, 23,456 images/s"]),
+            "train_deepnet.py": (1, 5.0, [])}
+    times.rewrite(page, times.block(rows, ["--only", "train_convnet.py"]))
+    text = page.read_text()
+    assert text.startswith(f"before\n{times.START}\nMeasured ") and text.endswith(
+        f"{times.END}\nafter\n")
+    assert "old times" not in text
+    assert "`python tools/example_times.py --only train_convnet.py`" in text
+    assert "| `train_convnet.py` | ch07 SimpleConvNet, 20 epochs | 71 s | 23,456 images/s |" in text
+    assert "failed (exit 1)" in text
+    assert "load average" in text
+
+
+def test_a_page_without_the_markers_is_refused(times, tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("no block here\n")
+    with pytest.raises(SystemExit):
+        times.rewrite(page, "x")
+    assert page.read_text() == "no block here\n"
+
+
+@pytest.mark.parametrize("seconds, text", [(5.34, "5.3 s"), (71.4, "71 s"), (960, "16.0 min"),
+                                           (7200, "2.0 h")])
+def test_duration(times, seconds, text):
+    assert times.duration(seconds) == text
+
+
+def test_every_example_and_both_pages_are_covered(times):
+    examples = {p.name for p in (TOOL.parent.parent / "examples").glob("*.py")
+                if not p.name.startswith("_")}
+    assert set(times.SCRIPTS) == examples
+    for page in times.TARGETS:
+        assert times.START in page.read_text() and times.END in page.read_text()

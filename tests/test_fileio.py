@@ -1,0 +1,119 @@
+"""fastconv.fileio.atomic_write: the previous file survives any failure; new files follow the umask.
+
+Failures that end the process (a full disk, SIGKILL) run in a subprocess with a timeout.
+"""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from fastconv.fileio import atomic_write, remove_stale_temporaries
+
+
+def write(path, data, mode="wb"):
+    with atomic_write(path, mode) as f:
+        f.write(data)
+
+
+def run_child(script):
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_replaces_the_file(tmp_path):
+    path = tmp_path / "f.bin"
+    write(path, b"old")
+    write(path, b"new contents")
+    assert path.read_bytes() == b"new contents"
+    write(path, "text\n", mode="w")
+    assert path.read_text() == "text\n"
+    assert os.listdir(tmp_path) == ["f.bin"]
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_exception_mid_write_keeps_the_previous_file(tmp_path, error):
+    path = tmp_path / "f.bin"
+    write(path, b"good")
+    with pytest.raises(error):
+        with atomic_write(path) as f:
+            f.write(b"half of the new")
+            raise error
+    assert path.read_bytes() == b"good"
+    assert os.listdir(tmp_path) == ["f.bin"]
+
+
+def test_full_disk_keeps_the_previous_file(tmp_path):
+    path = tmp_path / "f.bin"
+    write(path, b"good" * 1000)
+    done = run_child(f"""
+        import resource, signal
+        from fastconv.fileio import atomic_write
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+        try:
+            with atomic_write({str(path)!r}) as f:
+                for _ in range(100):
+                    f.write(bytes(10_000))
+        except OSError as exc:
+            print("failed:", exc)
+        """)
+    assert done.returncode == 0 and done.stdout.startswith("failed:"), done.stdout + done.stderr
+    assert path.read_bytes() == b"good" * 1000
+    assert os.listdir(tmp_path) == ["f.bin"]
+
+
+def test_kill_mid_write_keeps_the_previous_file(tmp_path):
+    path = tmp_path / "f.bin"
+    write(path, b"good")
+    done = run_child(f"""
+        import os, signal
+        from fastconv.fileio import atomic_write
+        with atomic_write({str(path)!r}) as f:
+            f.write(b"half")
+            f.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        """)
+    assert done.returncode == -signal.SIGKILL
+    assert path.read_bytes() == b"good"
+    left = sorted(os.listdir(tmp_path))
+    assert len(left) == 2 and left[0].startswith(".f.bin.") and left[0].endswith(".tmp")
+    (tmp_path / "f.bin.other").write_bytes(b"not a temporary")
+    remove_stale_temporaries(path)
+    assert sorted(os.listdir(tmp_path)) == ["f.bin", "f.bin.other"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_new_files_follow_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        write(tmp_path / "f.bin", b"x")
+        with open(tmp_path / "plain.bin", "wb"):
+            pass
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "f.bin").stat().st_mode == (tmp_path / "plain.bin").stat().st_mode
+
+
+def test_symbolic_link_is_followed(tmp_path):
+    target = tmp_path / "real.bin"
+    write(target, b"old")
+    link = tmp_path / "link.bin"
+    link.symlink_to(target)
+    write(link, b"new")
+    assert link.is_symlink() and target.read_bytes() == b"new"
+
+
+def test_bad_mode_creates_nothing(tmp_path):
+    with pytest.raises(ValueError, match="mode"):
+        with atomic_write(tmp_path / "f.bin", "ab"):
+            pass
+    assert os.listdir(tmp_path) == []
+
+
+def test_missing_folder_raises(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        write(tmp_path / "nowhere" / "f.bin", b"x")

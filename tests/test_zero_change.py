@@ -1,0 +1,229 @@
+"""Zero-change mode: fixture trees in the book's and the course fork's layouts, run plainly and
+through ``python -m fastconv`` / ``%load_ext fastconv``; the rule on in-memory modules."""
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from fastconv.zerochange import rules
+from fastconv.zerochange.compare import signature_difference
+from zero_change_helpers import assert_same_output, make_tree, report_line, run
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("zc")
+    return make_tree(tmp, "book_tree", "dataset"), tmp
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("zc-course")
+    return make_tree(tmp, "course_tree", "data"), tmp
+
+
+def _plain_and_served(tree, tmp, chapter, script, *args):
+    plain = run([script, *args], tree / chapter, tmp)
+    served = run([script, *args], tree / chapter, tmp, runner=True)
+    assert plain.returncode == 0, plain.stderr
+    assert served.returncode == 0, served.stderr
+    assert_same_output(plain.stdout, served.stdout)
+    return served
+
+
+def test_ch05_net_and_layers_are_served_with_the_plain_run_numbers(book):
+    served = _plain_and_served(*book, "ch05", "train_neuralnet.py")
+    net = report_line(served.stderr, "TwoLayerNet")
+    # served, or kept for a behaviour the probes saw differ (fastconv's accuracy returned a
+    # Python float where the book's gives np.float64, when this test was written)
+    assert "by fastconv.two_layer_net.TwoLayerNet" in net or "behaviour" in net, net
+    assert "by fastconv.layers.Affine" in report_line(served.stderr, "Affine")
+    assert "reads " in report_line(served.stderr, "load_mnist")
+    # the student's gradient takes a step argument: a changed signature keeps theirs
+    assert "extra parameter 'h'" in report_line(served.stderr, "numerical_gradient")
+
+
+def test_ch04_sigmoid_net_is_told_apart_from_ch05s(book):
+    served = _plain_and_served(*book, "ch04", "train_neuralnet.py", "5")
+    line = report_line(served.stderr, "TwoLayerNet")
+    if "two_layer_net_ch04" in line and line.startswith("served"):
+        return  # this fastconv has ch04's net, and the probes picked it
+    assert line.startswith("user's") and "behaviour" in line, line
+
+
+def test_star_import_and_float_params_keep_working(book):
+    served = _plain_and_served(*book, "ch06", "optimizer_naive.py")
+    assert "SGD" in served.stdout and report_line(served.stderr, "Adam")
+
+
+def test_edited_and_own_layers_stay_the_users_and_plots_are_saved(book, tmp_path):
+    tree, tmp = book
+    plain = run(["dropout_and_plot.py", "3"], tree / "ch06", tmp)
+    served = run(["dropout_and_plot.py", "3"], tree / "ch06", tmp, runner=True)
+    assert plain.returncode == served.returncode == 3  # the script's own exit code
+    assert_same_output(plain.stdout, served.stdout)
+    dropout = report_line(served.stderr, "Dropout")
+    assert dropout.startswith("user's") and "behaviour" in dropout
+    assert "LeakyRelu" in served.stderr and "fastconv has no such name" in served.stderr
+    png = tree / "ch06" / "fastconv-plots" / "dropout_and_plot-1.png"
+    assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
+    assert str(png) in served.stderr
+
+
+def test_a_failing_script_fails_as_in_a_plain_run(book):
+    tree, tmp = book
+    (tree / "ch06" / "broken.py").write_text(
+        "import sys, os\nsys.path.append(os.pardir)\nfrom common.layers import Affine\n"
+        "def inner():\n    raise ZeroDivisionError('from the script')\ninner()\n")
+    plain = run(["broken.py"], tree / "ch06", tmp)
+    served = run(["broken.py"], tree / "ch06", tmp, runner=True)
+    assert plain.returncode == served.returncode == 1
+    tail = plain.stderr.strip().splitlines()[-3:]
+    assert served.stderr.split("fastconv zero-change report")[0].strip().splitlines()[-3:] == tail
+    assert "runpy" not in served.stderr
+
+
+def test_course_fork_lesson_runs_unchanged_on_its_own_api(course):
+    served = _plain_and_served(*course, "lesson_2", "train_l2.py")
+    report = served.stderr
+    assert "parameter 1 is 'd'" in report_line(report, "cross_entropy_error")
+    assert "d_relu" in report and "fastconv has no such name" in report
+    assert "use_batchnorm" in report_line(report, "MultiLayerNet")
+    assert report_line(report, "Affine").startswith("served")
+    assert report_line(report, "load_mnist").startswith("served")
+    # fastconv's loader read the lesson's own data folder (and left its parsed cache there)
+    assert (course[0] / "data" / "fastconv-cache.npz").is_file()
+
+
+def test_workers_follow_the_mode(book):
+    tree, tmp = book
+    served = run(["--fast", "workers.py", "spawn", "fork", "forkserver"], tree / "ch06", tmp,
+                 runner=True)
+    assert served.returncode == 0, served.stderr
+    lines = served.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["spawn", "fork", "forkserver"]
+    for line in lines:
+        assert line.split()[1:] == ["fastconv.layers.linear", "fast"], line
+
+
+def test_ipython_load_ext_serves_the_same_numbers(book):
+    pytest.importorskip("IPython")
+    tree, tmp = book
+    plain = run(["train_neuralnet.py"], tree / "ch05", tmp)
+    code = ("ip = get_ipython(); ip.run_line_magic('load_ext', 'fastconv'); "
+            "ip.run_line_magic('run', 'train_neuralnet.py'); "
+            "import fastconv.zerochange as z, sys; print(z.report(), file=sys.stderr)")
+    served = run(["-m", "IPython", "--quick", "--no-banner", "--colors=NoColor", "-c", code],
+                 tree / "ch05", tmp)
+    assert served.returncode == 0, served.stderr
+    assert_same_output(plain.stdout, served.stdout)
+    assert report_line(served.stderr, "Affine").startswith("served")
+
+
+# ---- the rule, on modules built in memory -----------------------------------------------
+
+def _module(name, source):
+    module = types.ModuleType(name)
+    module.__file__ = f"<{name}>"
+    sys.modules[name] = module
+    try:
+        exec(compile(source, module.__file__, "exec"), module.__dict__)
+    finally:
+        del sys.modules[name]
+    return module
+
+
+_BOOK_LIKE = """
+import numpy as np
+def softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+def relu(x):
+    return np.maximum(x, 0) * (1 + 1e-3 * np.random.rand())   # draws and changes results
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+def uses_softmax(x):
+    return softmax(x)
+"""
+
+
+def test_rule_serves_equivalents_and_rebinds_the_users_globals():
+    module = _module("zc_probe_functions", _BOOK_LIKE)
+    state = np.random.get_state()
+    report = rules.serve(module, ("fastconv.functions",))
+    after = np.random.get_state()
+    import fastconv.functions as ours
+    assert module.softmax is ours.softmax and module.sigmoid is ours.sigmoid
+    assert module.uses_softmax.__globals__["softmax"] is ours.softmax
+    assert "relu" in report.kept and module.relu is not ours.relu
+    assert report.served["softmax"] == "fastconv.functions.softmax"
+    assert all(np.array_equal(a, b) for a, b in zip(state[1:2], after[1:2]))  # RNG untouched
+    assert state[2] == after[2]
+
+
+def test_rule_keeps_a_changed_formula_and_a_label_first_signature():
+    module = _module("zc_probe_changed", """
+import numpy as np
+def sigmoid(x):
+    return 1 / (1 + np.exp(-2 * x))
+def cross_entropy_error(d, y):
+    return -np.sum(d * np.log(y + 1e-7)) / y.shape[0]
+def relu(x):
+    np.random.rand()  # same results, but the script's later draws would shift
+    return np.maximum(0, x)
+""")
+    report = rules.serve(module, ("fastconv.functions",))
+    assert report.served == {}
+    assert "behaviour" in report.kept["sigmoid"]
+    assert report.kept["cross_entropy_error"].startswith("signature")
+    assert "random numbers" in report.kept["relu"]
+
+
+def test_rule_survives_a_probe_that_raises_or_a_class_without_a_probe():
+    module = _module("zc_probe_classes", """
+class Relu:
+    def forward(self, x):
+        raise RuntimeError("a student's unfinished layer")
+    def backward(self, dout):
+        return dout
+class Affine:
+    def __init__(self, W, b, scale):
+        pass
+""")
+    report = rules.serve(module, ("fastconv.layers",))
+    assert "the user's raises on the probe" in report.kept["Relu"]
+    assert "extra parameter 'scale'" in report.kept["Affine"]
+
+
+def test_signature_rule():
+    def book(x, t, batch_size=100):
+        pass
+
+    def ours_extra_keyword(x, t, batch_size=100, *, dtype=None):
+        pass
+
+    def ours_other_default(x, t, batch_size=10):
+        pass
+
+    def label_first(t, x, batch_size=100):
+        pass
+
+    assert signature_difference(book, ours_extra_keyword) is None
+    assert "default" in signature_difference(book, ours_other_default)
+    assert "parameter 1" in signature_difference(book, label_first)
+
+
+def test_probing_leaves_the_random_state_as_it_was():
+    module = _module("zc_probe_random", """
+import numpy as np
+def shuffle_dataset(x, t):
+    order = np.random.permutation(x.shape[0])
+    return x[order], t[order]
+""")
+    np.random.seed(123)
+    expected = np.random.rand(3)
+    np.random.seed(123)
+    report = rules.serve(module, ("fastconv.util",))
+    assert report.served == {"shuffle_dataset": "fastconv.util.shuffle_dataset"}
+    np.testing.assert_array_equal(np.random.rand(3), expected)

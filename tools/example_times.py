@@ -1,0 +1,132 @@
+"""Run the examples, time them, and write the times into README.md and docs/examples.md.
+
+    python tools/example_times.py                       # every example, the book's sizes
+    python tools/example_times.py --only train_convnet.py train_neuralnet.py
+    python tools/example_times.py --dry-run             # print the block, write nothing
+    python tools/example_times.py --fast                # the examples in fast mode
+
+Each example runs once as its own process, one after the other, with its output in a
+temporary folder; its time is the process's wall time (interpreter start-up, imports, data
+loading, Numba's compilation or cache load, training and figures). The block between the
+markers ``<!-- example-times:start -->`` and ``<!-- example-times:end -->`` in each file is
+replaced by a table of the measured times with the date, the machine, its load average and
+the command, so that a reader can judge the figures. An example that fails keeps its row with
+the exit code instead of a time, and the script exits non-zero.
+
+Run it on an idle machine: on a shared one the times say more about the neighbours.
+"""
+import argparse
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+TARGETS = (ROOT / "README.md", ROOT / "docs" / "examples.md")
+START, END = "<!-- example-times:start -->", "<!-- example-times:end -->"
+
+# script -> what it runs by default (the book's settings), for the table
+SCRIPTS = {
+    "train_convnet.py": "ch07 SimpleConvNet, 20 epochs",
+    "train_deepnet.py": "ch08 DeepConvNet, 20 epochs",
+    "train_neuralnet.py": "ch05 TwoLayerNet, 10,000 iterations",
+    "optimizer_compare_mnist.py": "ch06 four optimizers, 2,000 iterations",
+    "weight_init_compare.py": "ch06 three initialisations, 2,000 iterations",
+    "batch_norm_test.py": "ch06 with/without BatchNorm, 16 scales x 20 epochs",
+    "overfit_weight_decay.py": "ch06 weight decay, 201 epochs",
+    "overfit_dropout.py": "ch06 Dropout, 301 epochs",
+    "hyperparameter_optimization.py": "ch06 random search, 100 trials x 50 epochs",
+}
+
+
+def duration(seconds):
+    """'48 s', '3.2 min', '1.1 h'."""
+    if seconds < 100:
+        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+    if seconds < 6000:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def run_one(script, extra, out_root):
+    """(exit code, wall seconds, the script's own summary lines) of one example run."""
+    command = [sys.executable, str(EXAMPLES / script), *extra,
+               "--out", str(out_root / Path(script).stem)]
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    seconds = time.perf_counter() - start
+    summary = [line for line in result.stdout.splitlines()
+               if line.startswith(("Final test accuracy", "Training:", "First steps"))]
+    if result.returncode:
+        sys.stderr.write(f"{script} failed ({result.returncode}):\n{result.stderr[-2000:]}\n")
+    return result.returncode, seconds, summary
+
+
+def images_per_second(summary):
+    for line in summary:
+        found = re.search(r"([\d,]+|n/a) images/s", line)
+        if found:
+            return found.group(1)
+    return "n/a"
+
+
+def block(rows, extra):
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    command = " ".join(["python tools/example_times.py", *extra]).strip()
+    lines = [START,
+             f"Measured {stamp} by `{command}` on {platform.machine()}, "
+             f"{os.cpu_count()} CPUs ({platform.processor() or platform.system()}), "
+             f"load average {load:.1f} at the end; wall time of the whole process, one run "
+             "each, Numba's cache warm unless the first row says otherwise.",
+             "",
+             "| script | what it runs | wall time | steady training speed |",
+             "|---|---|---:|---:|"]
+    for script, (code, seconds, summary) in rows.items():
+        time_text = duration(seconds) if code == 0 else f"failed (exit {code})"
+        lines.append(f"| `{script}` | {SCRIPTS[script]} | {time_text} | "
+                     f"{images_per_second(summary)} images/s |")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def rewrite(path, text):
+    content = path.read_text(encoding="utf-8")
+    if START not in content or END not in content:
+        raise SystemExit(f"{path}: no {START} ... {END} block to replace")
+    head, rest = content.split(START, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(head + text + tail, encoding="utf-8")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=list(SCRIPTS), default=list(SCRIPTS))
+    parser.add_argument("--fast", action="store_true", help="run the examples in fast mode")
+    parser.add_argument("--dry-run", action="store_true", help="print the block only")
+    options = parser.parse_args(argv)
+    extra = ["--fast"] if options.fast else []
+    rows = {}
+    with tempfile.TemporaryDirectory(prefix="example-times-") as out_root:
+        for script in options.only:
+            print(f"running {script} ...", flush=True)
+            rows[script] = run_one(script, extra, Path(out_root))
+            print(f"  {duration(rows[script][1])}", flush=True)
+    text = block(rows, (["--only", *options.only] if options.only != list(SCRIPTS) else [])
+                 + extra)
+    print(text)
+    if not options.dry_run:
+        for path in TARGETS:
+            rewrite(path, text)
+            print(f"rewrote the block in {path.relative_to(ROOT)}")
+    return 1 if any(code for code, _, _ in rows.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
