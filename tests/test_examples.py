@@ -183,11 +183,11 @@ def test_a_given_out_holding_this_scripts_files_is_refused(common, tmp_path, cap
 
 
 def test_missing_data_names_the_scripts_option(common, tmp_path, monkeypatch):
-    import fastconv.datasets.mnist as mnist
+    import fastconv.datasets.download as downloads
 
     def no_network(*args, **kwargs):
         raise OSError("no network in this test")
-    monkeypatch.setattr(mnist, "_download", no_network)
+    monkeypatch.setattr(downloads, "download", no_network)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("FASTCONV_DATA", raising=False)
     args = common.parse_args(common.make_parser("test"), defaults={"epochs": 1},
