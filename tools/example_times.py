@@ -42,6 +42,7 @@ SCRIPTS = {
     "overfit_weight_decay.py": "ch06 weight decay, 201 epochs",
     "overfit_dropout.py": "ch06 Dropout, 301 epochs",
     "hyperparameter_optimization.py": "ch06 random search, 100 trials x 50 epochs",
+    "sweep_convnet.py": "SimpleConvNet sweep of lr x batch size, 12 trials x 5 epochs",
 }
 
 
