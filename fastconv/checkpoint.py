@@ -487,9 +487,12 @@ def _restore(trainer, arrays, progress, present, count, legacy_state, generator)
     trainer.current_epoch = progress["current_epoch"]
     trainer._epoch_time = progress["epoch_time"]
     trainer._epoch_steady_now = list(progress["epoch_steady"])
-    trainer.train_loss_list = arrays["lists/train_loss"].tolist()
-    trainer.train_acc_list = arrays["lists/train_acc"].tolist()
-    trainer.test_acc_list = arrays["lists/test_acc"].tolist()
+    # the same element types as the lists an uninterrupted run builds: accuracies are
+    # np.float64, losses too in parity mode (the book's), plain floats in fast mode
+    losses = arrays["lists/train_loss"]
+    trainer.train_loss_list = list(losses) if trainer.mode == "parity" else losses.tolist()
+    trainer.train_acc_list = list(arrays["lists/train_acc"])
+    trainer.test_acc_list = list(arrays["lists/test_acc"])
     trainer.epoch_time_list = arrays["lists/epoch_time"].tolist()
     trainer._epoch_steady = [(int(steps), seconds)
                              for steps, seconds in arrays["lists/epoch_steady"].tolist()]

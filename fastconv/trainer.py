@@ -246,7 +246,9 @@ class Trainer:
         if self._clock.step(seconds):
             self._epoch_steady_now[0] += 1
             self._epoch_steady_now[1] += seconds
-        self.train_loss_list.append(float(loss))
+        # parity keeps the loss's own type, as the book appends it (np.float64 prints as
+        # such in a notebook); fast mode stores plain floats
+        self.train_loss_list.append(loss if self.mode == "parity" else float(loss))
         if self.verbose and self.mode == "parity":
             self._log("train loss:" + str(loss))
 

@@ -198,7 +198,7 @@ class Network:
         for start in range(0, n, batch_size):
             y = self.predict(x[start:start + batch_size], train_flg=False)
             correct += int(np.sum(np.argmax(y, axis=1) == t[start:start + batch_size]))
-        return correct / n
+        return np.float64(correct / n)  # the book's type: np.sum(...) / float(N)
 
     def save_params(self, file_name="params.pkl"):
         """Write the params as the book's pickle (a dict of arrays), or ``.npz`` by name."""
