@@ -68,6 +68,10 @@ def _param_array(key, param):
                     f"got {type(param).__name__}")
 
 
+def _as_float64(rebind):
+    return lambda array: np.float64(rebind(array))
+
+
 def _checked_grad(key, param, grads):
     """The gradient of ``param`` as a C-contiguous array of its dtype, after checking it."""
     if key not in grads:
@@ -111,6 +115,11 @@ class _Optimizer:
         checked = []
         for key in params.keys():
             param, rebind = _param_array(key, params[key])
+            if rebind is not None and not isinstance(params[key], np.floating) and (
+                    self._state or isinstance(grads.get(key), (np.ndarray, np.generic))):
+                # in the book's code a Python float meets a NumPy state array (v, h, m) or a
+                # NumPy gradient and comes out np.float64; SGD on plain floats stays float
+                rebind = _as_float64(rebind)
             checked.append((key, param, _checked_grad(key, param, grads), rebind))
         for name in self._state:
             store = getattr(self, name)

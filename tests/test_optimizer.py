@@ -503,8 +503,8 @@ def test_plain_float_params_match_the_book_bit_for_bit(name, backend):
             bx, by = _bowl_gradient(book["x"], book["y"])
             oracle.update(book, {"x": bx, "y": by})
             for key in ("x", "y"):
-                assert type(ours[key]) is float, key
-                assert ours[key].hex() == float(book[key]).hex(), key
+                assert type(ours[key]) is type(book[key]), key  # float for SGD, else np.float64
+                assert float(ours[key]).hex() == float(book[key]).hex(), key
     assert ours != {"x": -7.0, "y": 2.0}
 
 
@@ -513,8 +513,9 @@ def test_numpy_scalar_params_keep_their_type():
     fopt.Momentum(lr=0.5).update(params, {"a": 1.0, "b": 2.0, "c": 1, "d": 2})
     assert type(params["a"]) is np.float32 and params["a"] == np.float32(2.5)
     assert type(params["b"]) is np.float64 and params["b"] == -2.0
-    assert type(params["c"]) is float and params["c"] == 1.5
-    assert type(params["d"]) is float and params["d"] == 3.0
+    # numbers other than NumPy floats meet Momentum's np.float64 state: np.float64, as in the book
+    assert type(params["c"]) is np.float64 and params["c"] == 1.5
+    assert type(params["d"]) is np.float64 and params["d"] == 3.0
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -572,3 +573,18 @@ def test_adam_iter_is_checked_before_anything_changes(bad, error):
         opt.update(params, {"W": np.ones(3)})
     assert opt.m is None and opt.v is None and opt.iter is bad
     assert np.array_equal(params["W"], np.ones(3))
+
+
+@pytest.mark.parametrize("name", ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"])
+def test_a_float_parameter_comes_back_with_the_books_type(name):
+    # The book's arithmetic: a Python float meets a NumPy state array (v, h, m) and becomes
+    # np.float64; SGD on plain floats keeps a float, and a NumPy gradient makes it np.float64.
+    # The zero-change rule compares these types, so a notebook shows the same thing.
+    import fastconv.optimizer as optimizers
+    plain, numpy_grad = {'x': -7.0}, {'x': -7.0}
+    opt, opt2 = getattr(optimizers, name)(), getattr(optimizers, name)()
+    for _ in range(2):
+        opt.update(plain, {'x': 0.5})
+        opt2.update(numpy_grad, {'x': np.float64(0.5)})
+    assert type(plain['x']) is (float if name == "SGD" else np.float64)
+    assert type(numpy_grad['x']) is np.float64

@@ -204,7 +204,11 @@ def _trainer(cls):
     from fastconv.nets.multi_layer_net import MultiLayerNet
     global _TRAINER_NET
     if _TRAINER_NET is None:
+        # built once and copied into each run; its draws must not move np.random, or the
+        # side that builds it (the first to run) samples other mini-batches than the second
+        state = np.random.get_state()
         _TRAINER_NET = MultiLayerNet(4, [5], 3, dtype=np.float64)
+        np.random.set_state(state)
     x, t = _x(12, 4), _labels(12, 3)
     trainer = cls(copy.deepcopy(_TRAINER_NET), x[:8], t[:8], x[8:], t[8:], epochs=2,
                   mini_batch_size=4, optimizer="Adam", optimizer_param={"lr": 0.01},

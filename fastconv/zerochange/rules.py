@@ -123,8 +123,10 @@ def _method_difference(user_cls, our_cls):
 def behaviour_difference(user, ours, scenario):
     start = _rng_state()
     try:
-        user_seen, user_error, user_end = _run(user, scenario, start)
-        with _mode.using_mode("parity"):  # compared in float64; served in the mode in use
+        # both sides in parity mode: equivalence is judged in float64, the book's dtype, and
+        # what is served then runs in the mode in use (a probe's networks follow the mode too)
+        with _mode.using_mode("parity"):
+            user_seen, user_error, user_end = _run(user, scenario, start)
             our_seen, our_error, our_end = _run(ours, scenario, start)
     finally:
         _set_rng_state(start)
