@@ -150,15 +150,23 @@ def forced_kernel_warning(environ=None):
 
 
 def machine_name():
-    """The CPU's model name (Linux), else what platform knows."""
+    """The CPU's model name, family and widest vector unit (Linux), else what platform knows.
+
+    The family matters: "AMD EPYC" is the whole name on some clouds, and Zen 3/4 (family 25)
+    and Zen 5 (family 26) have different peak rates and OpenBLAS kernels."""
+    fields = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    if "model name" not in fields:
+        return platform.processor() or platform.machine()
+    flags = fields.get("flags", "").split()
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{fields['model name']} (family {fields.get('cpu family', '?')}, {vector})"
 
 
 def gemm_peak(size, number):
@@ -509,7 +517,7 @@ def _judge(row):
     row["values"] = {f: statistics.median(v) if v else None for f, v in rounds.items()}
     row["ratio"], row["ratio_range"] = _median_ratio(rounds["fastconv"], rounds["torch"])
     row["book_speedup"] = (_median_ratio(rounds["book"], rounds["fastconv"])[0]
-                           if row["kind"] == "s" else None)
+                           if "flops" in row else None)  # not for first steps
     fast = row["values"]["fastconv"]
     limit = row.get("limit")
     row["of_limit"] = None if limit is None or fast is None else fast / limit

@@ -145,7 +145,8 @@ def test_architectures_match_the_networks(compare, network):
 def test_rows_give_the_hardware_limit_and_the_parity_speedup(compare):
     times = {("simple_step", "torch"): [0.020, 0.020], ("simple_step", "fastconv"): [0.004, 0.006],
              ("simple_step64", "book"): [0.100, 0.120], ("simple_step64", "fastconv"):
-             [0.008, 0.015]}
+             [0.008, 0.015], ("first_step", "book"): [0.1, 0.1],
+             ("first_step", "fastconv"): [0.3, 0.3]}
     results = fake_results(times)
     results["gemm_peak", "numpy"] = [{"rates": {"float32": 100e9, "float64": 40e9}},
                                      {"rates": {"float32": 200e9, "float64": 50e9}}]
@@ -162,6 +163,8 @@ def test_rows_give_the_hardware_limit_and_the_parity_speedup(compare):
     # per-round book/fastconv 12.5 and 8: the median 10.25 meets "at least 10x"
     assert parity["book_speedup"] == pytest.approx(10.25) and parity["met"] is True
     assert parity["ratio"] is None  # no PyTorch in parity mode
+    first = rows[compare.WORKLOADS["first_step"][0]]
+    assert first["book_speedup"] is None and first.get("limit") is None  # no FLOPs to judge
     table = compare.markdown(list(rows.values()), ["header"])
     line = next(l for l in table.splitlines() if l.startswith(f"| {parity['label']} |"))
     assert "10.2×" in line and "≥ 10× faster than the book" in line
