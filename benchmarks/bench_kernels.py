@@ -1,7 +1,8 @@
 """asv: the kernels one by one, at the SimpleConvNet and DeepConvNet geometries (batch 100).
 
-Parameters: ``shape`` (a key of ``fastconv.bench.CONV_SHAPES``), ``dtype`` and ``backend``
-(``numba``: the compiled kernels; ``numpy``: their twins, the book's algorithms). The max
+Parameters: ``shape`` (a key of ``fastconv.bench.CONV_SHAPES``), ``dtype``, ``backend``
+(``numba``: the compiled kernels; ``numpy``: their twins, the book's algorithms) and
+``threads`` (Numba's and BLAS's thread count, pinned: see ``_threads``). The max
 pool and ReLU benchmarks run on the convolution output of the geometry, with the networks'
 2x2 window and stride 2. The optimizer updates run over every parameter array of a network,
 as one ``update`` call does.
@@ -11,10 +12,15 @@ import numpy as np
 from fastconv.backend import kernels
 from fastconv.bench import CONV_SHAPES
 
+from ._threads import THREADS, Pinned
+
 SHAPES = list(CONV_SHAPES)
 DTYPES = ["float32", "float64"]
 BACKENDS = ["numba", "numpy"]
 POOL = (2, 2, 2, 0)  # pool_h, pool_w, stride, pad: the networks' pooling
+# at least 5 samples a round (asv runs 2 rounds), up to 10 while under 20 s: the NumPy twins'
+# slow cases would otherwise get a single sample per round
+REPEAT = (5, 10, 20.0)
 
 
 def conv_data(shape, dtype, seed=0):
@@ -27,12 +33,14 @@ def conv_data(shape, dtype, seed=0):
     return x, W, b, stride, pad
 
 
-class _Kernel:
-    params = (SHAPES, DTYPES, BACKENDS)
-    param_names = ["shape", "dtype", "backend"]
-    timeout = 120
+class _Kernel(Pinned):
+    params = (SHAPES, DTYPES, BACKENDS, THREADS)
+    param_names = ["shape", "dtype", "backend", "threads"]
+    repeat = REPEAT
+    timeout = 300  # setup compiles (or loads) the kernels; on a loaded machine that is slow
 
-    def _common(self, shape, dtype, backend):
+    def _common(self, shape, dtype, backend, threads):
+        self.pin(threads)
         self.k = kernels(backend)
         self.x, self.W, self.b, self.stride, self.pad = conv_data(shape, dtype)
         self.fh, self.fw = self.W.shape[2:]
@@ -47,75 +55,75 @@ class _Kernel:
 class Im2col(_Kernel):
     """im2col of the input and col2im of a gradient of the same shape."""
 
-    def setup(self, shape, dtype, backend):
-        self._common(shape, dtype, backend)
+    def setup(self, shape, dtype, backend, threads):
+        self._common(shape, dtype, backend, threads)
         col = self.k.im2col(self.x, self.fh, self.fw, self.stride, self.pad)
         self.dcol = self.rng.standard_normal(col.shape).astype(dtype)
         self.k.col2im(self.dcol, self.x.shape, self.fh, self.fw, self.stride, self.pad)
 
-    def time_im2col(self, shape, dtype, backend):
+    def time_im2col(self, shape, dtype, backend, threads):
         self.k.im2col(self.x, self.fh, self.fw, self.stride, self.pad)
 
-    def time_col2im(self, shape, dtype, backend):
+    def time_col2im(self, shape, dtype, backend, threads):
         self.k.col2im(self.dcol, self.x.shape, self.fh, self.fw, self.stride, self.pad)
 
 
 class Conv(_Kernel):
     """Convolution forward (im2col + GEMM + bias) and backward (dW, db and dx)."""
 
-    def setup(self, shape, dtype, backend):
-        self._common(shape, dtype, backend)
+    def setup(self, shape, dtype, backend, threads):
+        self._common(shape, dtype, backend, threads)
         out, self.ctx = self.k.conv2d_forward(self.x, self.W, self.b, self.stride, self.pad)
         self.dout = self.rng.standard_normal(out.shape).astype(dtype)
-        self.time_conv_backward(shape, dtype, backend)
+        self.time_backward(shape, dtype, backend, threads)
 
-    def time_conv_forward(self, shape, dtype, backend):
+    def time_forward(self, shape, dtype, backend, threads):
         self.k.conv2d_forward(self.x, self.W, self.b, self.stride, self.pad)
 
-    def time_conv_backward(self, shape, dtype, backend):
+    def time_backward(self, shape, dtype, backend, threads):
         self.k.conv2d_backward(self.dout, self.x, self.W, self.ctx, self.stride, self.pad, True)
 
 
 class MaxPool(_Kernel):
     """2x2 stride-2 max pooling of the convolution output, forward and backward."""
 
-    def setup(self, shape, dtype, backend):
-        self._common(shape, dtype, backend)
+    def setup(self, shape, dtype, backend, threads):
+        self._common(shape, dtype, backend, threads)
         self.h = self._conv_out()
         out, self.argmax = self.k.maxpool_forward(self.h, *POOL)
         self.dout = self.rng.standard_normal(out.shape).astype(dtype)
         self.k.maxpool_backward(self.dout, self.argmax, self.h.shape, *POOL)
 
-    def time_maxpool_forward(self, shape, dtype, backend):
+    def time_forward(self, shape, dtype, backend, threads):
         self.k.maxpool_forward(self.h, *POOL)
 
-    def time_maxpool_backward(self, shape, dtype, backend):
+    def time_backward(self, shape, dtype, backend, threads):
         self.k.maxpool_backward(self.dout, self.argmax, self.h.shape, *POOL)
 
 
 class Relu(_Kernel):
     """ReLU of the convolution output; the backward pass zeroes its gradient in place."""
 
-    def setup(self, shape, dtype, backend):
-        self._common(shape, dtype, backend)
+    def setup(self, shape, dtype, backend, threads):
+        self._common(shape, dtype, backend, threads)
         self.h = self._conv_out()
         _, self.mask = self.k.relu_forward(self.h)
         self.dout = self.rng.standard_normal(self.h.shape).astype(dtype)
         # in place, so every timed call after the first does the same work on the same zeros
         self.k.relu_backward(self.dout, self.mask)
 
-    def time_relu_forward(self, shape, dtype, backend):
+    def time_forward(self, shape, dtype, backend, threads):
         self.k.relu_forward(self.h)
 
-    def time_relu_backward(self, shape, dtype, backend):
+    def time_backward(self, shape, dtype, backend, threads):
         self.k.relu_backward(self.dout, self.mask)
 
 
 class ConvReluPool(_Kernel):
     """The fused convolution + ReLU + 2x2 max pool block, forward and backward (dx too)."""
 
-    def setup(self, shape, dtype, backend):
-        self._common(shape, dtype, backend)
+    def setup(self, shape, dtype, backend, threads):
+        self._common(shape, dtype, backend, threads)
         self.out, self.argmax, self.ctx = self._forward()
         self.dout = self.rng.standard_normal(self.out.shape).astype(dtype)
         self._backward()
@@ -128,10 +136,10 @@ class ConvReluPool(_Kernel):
         return self.k.conv_relu_pool_backward(self.dout, self.out, self.argmax, self.x, self.W,
                                               self.ctx, self.stride, self.pad, *POOL, True)
 
-    def time_conv_relu_pool_forward(self, shape, dtype, backend):
+    def time_forward(self, shape, dtype, backend, threads):
         self._forward()
 
-    def time_conv_relu_pool_backward(self, shape, dtype, backend):
+    def time_backward(self, shape, dtype, backend, threads):
         self._backward()
 
 
@@ -159,14 +167,20 @@ RULES = {
 }
 
 
-class OptimizerUpdate:
-    """One optimizer step over all parameters of a network: one kernel call per array."""
+class _Update(Pinned):
+    """One optimizer step over all parameters of a network: one kernel call per array.
 
-    params = (["SimpleConvNet", "DeepConvNet"], list(RULES), DTYPES, BACKENDS)
-    param_names = ["net", "rule", "dtype", "backend"]
+    One class per rule, so each rule's graph has its own 8 curves (net x dtype x backend),
+    which fits asv's default cap on the number of curves drawn."""
 
-    def setup(self, net, rule, dtype, backend):
-        name, n_state, hyper = RULES[rule]
+    rule = None  # a key of RULES, set by each subclass
+    params = (["SimpleConvNet", "DeepConvNet"], DTYPES, BACKENDS, THREADS)
+    param_names = ["net", "dtype", "backend", "threads"]
+    repeat = REPEAT
+
+    def setup(self, net, dtype, backend, threads):
+        self.pin(threads)
+        name, n_state, hyper = RULES[self.rule]
         self.update = getattr(kernels(backend), name)
         rng = np.random.default_rng(0)
         self.jobs = []
@@ -174,26 +188,52 @@ class OptimizerUpdate:
             param = (0.1 * rng.standard_normal(size)).astype(dtype)
             grad = (0.01 * rng.standard_normal(size)).astype(dtype)
             states = [np.zeros(size, dtype) for _ in range(n_state)]
-            if rule == "adam":  # v as after a few steps, away from the eps regime
+            if self.rule == "adam":  # v as after a few steps, away from the eps regime
                 states[1] += 1e-4
             self.jobs.append((param, grad, *states))
         self.hyper = tuple(np.dtype(dtype).type(h) for h in hyper)
-        self.time_update(net, rule, dtype, backend)
+        self.time_update(net, dtype, backend, threads)
 
-    def time_update(self, net, rule, dtype, backend):
+    def time_update(self, net, dtype, backend, threads):
         update, hyper = self.update, self.hyper
         for arrays in self.jobs:
             update(*arrays, *hyper)
 
 
-class BatchNorm:
+class UpdateSGD(_Update):
+    rule = "sgd"
+
+
+class UpdateMomentum(_Update):
+    rule = "momentum"
+
+
+class UpdateNesterov(_Update):
+    rule = "nesterov"
+
+
+class UpdateAdaGrad(_Update):
+    rule = "adagrad"
+
+
+class UpdateRMSprop(_Update):
+    rule = "rmsprop"
+
+
+class UpdateAdam(_Update):
+    rule = "adam"
+
+
+class BatchNorm(Pinned):
     """Training-mode batch norm of a batch of 100, forward and backward: the hidden layers of
     the book's ch06 MultiLayerNetExtend (100 features) and a 784-feature input."""
 
-    params = ([100, 784], DTYPES, BACKENDS)
-    param_names = ["features", "dtype", "backend"]
+    params = ([100, 784], DTYPES, BACKENDS, THREADS)
+    param_names = ["features", "dtype", "backend", "threads"]
+    repeat = REPEAT
 
-    def setup(self, features, dtype, backend):
+    def setup(self, features, dtype, backend, threads):
+        self.pin(threads)
         self.k = kernels(backend)
         rng = np.random.default_rng(0)
         self.x = rng.standard_normal((100, features)).astype(dtype)
@@ -203,10 +243,10 @@ class BatchNorm:
         _, _, _, self.xc, self.xn, self.std = self.k.batchnorm_forward(
             self.x, self.gamma, self.beta, self.eps)
         self.dout = rng.standard_normal(self.x.shape).astype(dtype)
-        self.time_batchnorm_backward(features, dtype, backend)
+        self.time_backward(features, dtype, backend, threads)
 
-    def time_batchnorm_forward(self, features, dtype, backend):
+    def time_forward(self, features, dtype, backend, threads):
         self.k.batchnorm_forward(self.x, self.gamma, self.beta, self.eps)
 
-    def time_batchnorm_backward(self, features, dtype, backend):
+    def time_backward(self, features, dtype, backend, threads):
         self.k.batchnorm_backward(self.dout, self.xc, self.xn, self.std, self.gamma)

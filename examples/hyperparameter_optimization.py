@@ -1,4 +1,4 @@
-"""Chapter 6: random search for the learning rate and weight decay, timed.
+"""Chapter 6: random search for the learning rate and weight decay, on fastconv.sweep.
 
 The book's ch06/hyperparameter_optimization.py: the first 500 training images, shuffled and
 split 80/20 into training and validation data; 100 trials, each drawing weight decay
@@ -6,42 +6,65 @@ split 80/20 into training and validation data; 100 trials, each drawing weight d
 (784-100x6-10) with the Trainer (SGD, mini-batches of 100) for 50 epochs; the validation
 accuracies are printed, and the 20 best trials plotted (validation solid, training dashed).
 
+The trials run through fastconv.sweep, serially or on Dask workers; trial i's
+hyperparameters and seed come from --seed and i alone, so every way of running gives the same
+numbers. The ranking uses each trial's accuracy after its last step (``val_acc``).
+
     python examples/hyperparameter_optimization.py                 # 100 trials x 50 epochs
     python examples/hyperparameter_optimization.py --trials 20 --epochs 10
+    python examples/hyperparameter_optimization.py --workers 2 --results ch06.jsonl
+    python examples/hyperparameter_optimization.py --scheduler tcp://host:8786 --sampler tpe
+
+Sweep options (see examples/_sweep_cli.py and docs/cluster.md): --trials, --workers N (0, the
+default: serially in this process), --scheduler ADDRESS, --results FILE (resumes when it
+exists), --sampler random|grid|tpe, --checkpoint-dir DIR. --seed is the base seed (default 0).
 """
+import functools
+import inspect
 import math
 
 import _common as common  # first: selects matplotlib's Agg backend
+import _sweep_cli
 import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
 
 from fastconv.multi_layer_net import MultiLayerNet
+from fastconv.sweep import LogUniform
 from fastconv.trainer import Trainer
 from fastconv.util import shuffle_dataset
 
 VALIDATION_RATE = 0.20
 GRAPH_DRAW_NUM = 20
 COL_NUM = 5
+SPACE = {"weight_decay": LogUniform(1e-8, 1e-4), "lr": LogUniform(1e-6, 1e-2)}  # the book's
 
 
-def train_trial(lr, weight_decay, data, args, seed):
-    """Train one net quietly; its validation and training accuracy per epoch, and its Trainer."""
+def train_trial(hyperparameters, seed, checkpoint=None, *, data, epochs, dtype):
+    """Train one net quietly; its final accuracies and its per-epoch curves."""
     x_train, t_train, x_val, t_val = data
+    np.random.seed(seed)  # the initial weights
     network = MultiLayerNet(input_size=784, hidden_size_list=[100, 100, 100, 100, 100, 100],
-                            output_size=10, weight_decay_lambda=weight_decay, dtype=args.dtype)
+                            output_size=10, weight_decay_lambda=hyperparameters["weight_decay"],
+                            dtype=dtype)
+    resume = {}
+    if checkpoint is not None and "checkpoint" in inspect.signature(Trainer).parameters:
+        resume = {"checkpoint": checkpoint}  # a Trainer that checkpoints: resume from it
     trainer = Trainer(network, x_train, t_train, x_val, t_val,
-                      epochs=args.epochs, mini_batch_size=100,
-                      optimizer='sgd', optimizer_param={'lr': lr}, verbose=False, seed=seed)
+                      epochs=epochs, mini_batch_size=100, optimizer='sgd',
+                      optimizer_param={'lr': hyperparameters["lr"]}, verbose=False, seed=seed,
+                      **resume)
     trainer.train()
-    return trainer.test_acc_list, trainer.train_acc_list, trainer
+    return {"val_acc": trainer.final_test_acc,
+            "train_acc": network.accuracy(x_train, t_train),
+            "val_acc_list": trainer.test_acc_list, "train_acc_list": trainer.train_acc_list}
 
 
 def main(argv=None):
     parser = common.make_parser(__doc__)
-    parser.add_argument("--trials", type=common.positive_int, default=None,
-                        help="number of random trials")
-    args = common.parse_args(parser, defaults={"epochs": 50, "train_size": 500, "trials": 100},
+    _sweep_cli.add_sweep_options(parser, common.positive_int)
+    args = common.parse_args(parser, defaults={"epochs": 50, "train_size": 500, "trials": 100,
+                                               "seed": 0},
                              quick={"epochs": 2, "trials": 3}, argv=argv,
                              outputs=["hyperparameter_optimization.png"])
 
@@ -54,50 +77,46 @@ def main(argv=None):
           f"784-100x6-10, SGD, batch 100, {common.count(args.trials, 'trial')} x "
           f"{common.count(args.epochs, 'epoch')}")
 
-    # The search draws from its own generator: a seeded Trainer reseeds np.random, which
-    # would otherwise make every trial draw the same hyperparameters.
-    search_rng = np.random.default_rng(args.seed)
-    clock = common.Clock()
-    results_val, results_train, settings = {}, {}, {}
-    for trial in range(args.trials):
-        weight_decay = 10 ** search_rng.uniform(-8, -4)
-        lr = 10 ** search_rng.uniform(-6, -2)
-        seed = None if args.seed is None else args.seed + trial
-        val_acc_list, train_acc_list, trainer = train_trial(lr, weight_decay, data, args, seed)
-        common.add_trainer_time(clock, trainer)
-        key = f"lr:{lr:.3e}, weight decay:{weight_decay:.3e}"
-        results_val[key] = val_acc_list
-        results_train[key] = train_acc_list
-        settings[key] = (lr, weight_decay)
-        print(f"trial {trial + 1}/{args.trials}: val acc:{val_acc_list[-1]:.4f} | {key} "
-              f"| {clock.lap_text()}")
+    train = functools.partial(train_trial, data=data, epochs=args.epochs, dtype=args.dtype)
+    records, seconds = _sweep_cli.run(args, train, SPACE)
+    clock = common.Clock()  # the sweep's wall time, Dask and the evaluations included
+    steps = args.epochs * common.iters_per_epoch(len(data[0]), 100)
+    clock.add_steady(seconds, len(records) * steps * 100)
+    for r in records:
+        key = f"lr:{r['lr']:.3e}, weight decay:{r['weight_decay']:.3e}"
+        outcome = f"error: {r['error']}" if "error" in r else f"val acc:{r['val_acc']:.4f}"
+        print(f"trial {r['trial'] + 1}/{args.trials}: {outcome} | {key}")
+    print(f"{common.count(len(records), 'trial')} in {seconds:.1f} s "
+          f"({60 * len(records) / seconds:.1f} trials/min)")
 
     print("=========== Hyper-Parameter Optimization Result ===========")
-    ranked = sorted(results_val.items(), key=lambda item: item[1][-1], reverse=True)
+    ranked = sorted((r for r in records if "error" not in r), key=lambda r: r["val_acc"],
+                    reverse=True)
     shown = ranked[:GRAPH_DRAW_NUM]
-    cols = min(COL_NUM, len(shown))
-    rows = math.ceil(len(shown) / cols)
+    cols = max(min(COL_NUM, len(shown)), 1)
+    rows = max(math.ceil(len(shown) / cols), 1)
     fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.6 * rows), squeeze=False,
                              sharey=True, layout="constrained")
     marker = "o" if args.epochs < 4 else None  # a short run's points stay visible
     shown_values = []
-    for i, (key, val_acc_list) in enumerate(shown):
-        print(f"Best-{i + 1} (val acc:{val_acc_list[-1]:.4f}) | {key}")
-        lr, weight_decay = settings[key]
+    for i, r in enumerate(shown):
+        print(f"Best-{i + 1} (val acc:{r['val_acc']:.4f}) | lr:{r['lr']:.3e}, "
+              f"weight decay:{r['weight_decay']:.3e}")
         ax = axes.flat[i]
-        ax.set_title(f"Best-{i + 1}: val {val_acc_list[-1]:.3f}\nlr {lr:.1e}, "
-                     f"weight decay {weight_decay:.1e}", fontsize=8)
-        x = np.arange(len(val_acc_list))
-        ax.plot(x, val_acc_list, marker=marker, label="validation accuracy")
-        ax.plot(x, results_train[key], "--", marker=marker, label="training accuracy")
-        shown_values += list(val_acc_list) + list(results_train[key])
+        ax.set_title(f"Best-{i + 1}: val {r['val_acc']:.3f}\nlr {r['lr']:.1e}, "
+                     f"weight decay {r['weight_decay']:.1e}", fontsize=8)
+        x = np.arange(len(r["val_acc_list"]))
+        ax.plot(x, r["val_acc_list"], marker=marker, label="validation accuracy")
+        ax.plot(x, r["train_acc_list"], "--", marker=marker, label="training accuracy")
+        shown_values += list(r["val_acc_list"]) + list(r["train_acc_list"])
         ax.grid(True, alpha=0.3)
         if i % cols == 0:
             ax.set_ylabel("accuracy")
         if i + cols >= len(shown):  # the lowest panel of its column
             ax.set_xlabel("epochs")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    axes.flat[0].set_ylim(*common.fitted_range(shown_values))
+    if shown_values:
+        axes.flat[0].set_ylim(*common.fitted_range(shown_values))
     for ax in axes.flat[len(shown):]:
         ax.set_visible(False)
     fig.suptitle(f"ch06 random search: the {len(shown)} best of "
@@ -105,7 +124,8 @@ def main(argv=None):
                  f"MultiLayerNet 784-100x6-10, SGD, batch 100, "
                  f"{common.count(args.epochs, 'epoch')}, {common.count(len(data[0]), 'image')}; "
                  "solid: validation, dashed: training")
-    common.legend_below(fig, axes.flat[0].get_legend_handles_labels(), ncol=2)
+    if shown:
+        common.legend_below(fig, axes.flat[0].get_legend_handles_labels(), ncol=2)
     common.save_figure(fig, args, "hyperparameter_optimization.png")
     clock.report()
 

@@ -37,7 +37,7 @@ def _choose_threading_layer():
     # again in a forked child. It aborts when two threads run parallel loops at once, so
     # fastconv lets one thread at a time into them (kernels/jit/dispatch.py). TBB is safe
     # both ways but needs a separate package that pip puts outside the loader's path, and
-    # was no faster here (docs/safety-threads.md). An explicit NUMBA_THREADING_LAYER from
+    # was no faster here (docs/safety.md). An explicit NUMBA_THREADING_LAYER from
     # the user still wins.
     if "NUMBA_THREADING_LAYER" in _os.environ:
         return

@@ -5,6 +5,7 @@ with the same signatures, so a layer asks ``kernels()`` for the module on every 
 switch takes effect at once, even for layers built before it.
 """
 import contextlib
+import contextvars
 import importlib
 import os
 
@@ -18,30 +19,32 @@ def _checked(name):
     return name.lower()
 
 
-_current = _checked(os.environ.get("FASTCONV_BACKEND", "numba"))
+_global = _checked(os.environ.get("FASTCONV_BACKEND", "numba"))
+# using_backend() switches its own thread (or asyncio task) only
+_local = contextvars.ContextVar("fastconv_backend", default=None)
 
 
 def use_backend(name):
-    """Select the kernels every layer uses from now on: ``"numba"`` (default) or ``"numpy"``."""
-    global _current
-    _current = _checked(name)
+    """Select the kernels every layer uses from now on, in every thread: ``"numba"``
+    (default) or ``"numpy"``."""
+    global _global
+    _global = _checked(name)
 
 
 def get_backend():
-    """The name of the backend in use."""
-    return _current
+    """The name of the backend in use here."""
+    return _local.get() or _global
 
 
 @contextlib.contextmanager
 def using_backend(name):
-    """Run a block on one backend, then restore the previous one."""
-    global _current
-    previous = _current
-    _current = _checked(name)
+    """Run a block on one backend, then restore the previous one; other threads are not
+    affected."""
+    token = _local.set(_checked(name))
     try:
         yield
     finally:
-        _current = previous
+        _local.reset(token)
 
 
 _loaded = {}
@@ -49,7 +52,7 @@ _loaded = {}
 
 def kernels(name=None):
     """The kernel module of ``name`` (default: the current backend)."""
-    name = _current if name is None else _checked(name)
+    name = (_local.get() or _global) if name is None else _checked(name)
     module = _loaded.get(name)
     if module is None:  # layers ask on every call: import once
         module = _loaded[name] = importlib.import_module(_MODULES[name])

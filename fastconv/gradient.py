@@ -1,7 +1,8 @@
 """Drop-in for the book's ``common/gradient.py``: central differences, h = 1e-4."""
 import numpy as np
 
-__all__ = ["numerical_gradient", "numerical_gradient_2d"]
+# np too: the book's module has no __all__, so its star import brings np
+__all__ = ["np", "numerical_gradient", "numerical_gradient_2d"]
 
 _H = 1e-4
 

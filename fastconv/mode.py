@@ -13,6 +13,7 @@ the environment variable, so worker processes follow). An explicit ``dtype=`` on
 always wins over the mode.
 """
 import contextlib
+import contextvars
 import os
 
 import numpy as np
@@ -29,36 +30,39 @@ def _checked(name, source="mode"):
     return name.strip().lower()
 
 
-_current = _checked(os.environ.get(ENV_VAR) or "parity", source=ENV_VAR)
+_global = _checked(os.environ.get(ENV_VAR) or "parity", source=ENV_VAR)
+# using_mode() sets this for its own thread (or asyncio task) only: a block in one thread
+# must not switch the dtype of networks that another thread is building at that moment.
+_local = contextvars.ContextVar("fastconv_mode", default=None)
 
 
 def set_mode(name):
-    """Select ``"parity"`` (the book's numbers, float64) or ``"fast"`` (float32) from now on."""
-    global _current
-    _current = _checked(name)
+    """Select ``"parity"`` (the book's numbers, float64) or ``"fast"`` (float32) from now on,
+    in every thread."""
+    global _global
+    _global = _checked(name)
 
 
 def get_mode():
-    """The name of the mode in use: ``"parity"`` or ``"fast"``."""
-    return _current
+    """The name of the mode in use here: ``"parity"`` or ``"fast"``."""
+    return _local.get() or _global
 
 
 @contextlib.contextmanager
 def using_mode(name):
-    """Run a block in one mode, then restore the previous one."""
-    global _current
-    previous = _current
-    _current = _checked(name)
+    """Run a block in one mode, then restore the previous one; other threads are not
+    affected."""
+    token = _local.set(_checked(name))
     try:
         yield
     finally:
-        _current = previous
+        _local.reset(token)
 
 
 def is_fast():
-    return _current == "fast"
+    return get_mode() == "fast"
 
 
 def default_dtype():
     """The dtype a network gets when its constructor is given none."""
-    return np.dtype(np.float32) if _current == "fast" else np.dtype(np.float64)
+    return np.dtype(np.float32) if get_mode() == "fast" else np.dtype(np.float64)

@@ -50,6 +50,7 @@ import contextlib
 import math
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -61,7 +62,10 @@ from fastconv.fileio import remove_stale_temporaries
 from fastconv.optimizer import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 from fastconv.progress import StepClock, format_duration, plural
 
-__all__ = ["Trainer"]
+# What the book's module brings to a star import (it has no __all__): scripts rely on it,
+# e.g. ch06/optimizer_compare_mnist.py gets np and the optimizers from common.optimizer this way
+__all__ = ["Trainer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam",
+           "np", "os", "sys"]
 
 OPTIMIZERS = {'sgd': SGD, 'momentum': Momentum, 'nesterov': Nesterov,
               'adagrad': AdaGrad, 'rmsprop': RMSprop, 'adam': Adam}

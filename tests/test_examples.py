@@ -36,6 +36,8 @@ SCRIPTS = {
     "overfit_dropout.py": (["--epochs", "2", "--train-size", "200"], ["overfit_dropout.png"]),
     "hyperparameter_optimization.py": (["--quick", "--trials", "2", "--epochs", "2"],
                                        ["hyperparameter_optimization.png"]),
+    "sweep_convnet.py": (["--quick", "--trials", "2", "--train-size", "300"],
+                         ["sweep_convnet.png"]),
     "train_convnet.py": (["--epochs", "1", "--train-size", "500"],
                          ["train_convnet.png", "params.pkl"]),
     "train_deepnet.py": (["--epochs", "1", "--train-size", "200", "--test-size", "100"],
@@ -90,7 +92,7 @@ def test_example_runs(script, tiny_mnist, tmp_path):
     singular_plural = re.search(r"\b1 (epochs|iterations|trials|networks|images)\b",
                                 result.stdout)
     assert singular_plural is None, singular_plural
-    if script != "hyperparameter_optimization.py":  # that one prints a line per trial
+    if script not in ("hyperparameter_optimization.py", "sweep_convnet.py"):  # per trial
         assert re.search(r"^epoch", result.stdout, re.MULTILINE), "no per-epoch line"
     assert "plt.show" not in (EXAMPLES / script).read_text()
 
@@ -135,7 +137,7 @@ def test_train_convnet_real_mnist(tmp_path):
                                               "--seed", "0", "--out", str(tmp_path)],
                          timeout=1800)
     check_output(result, tmp_path, ["train_convnet.png", "params.pkl"])
-    assert "6000 training and 10000 test images" in result.stdout
+    assert "6,000 training images and 10,000 test images" in result.stdout
     accuracy = float(re.search(r"Final test accuracy: ([0-9.]+)", result.stdout).group(1))
     assert accuracy > 0.5, result.stdout  # 60 Adam steps: far above chance (0.1)
 
@@ -181,11 +183,11 @@ def test_a_given_out_holding_this_scripts_files_is_refused(common, tmp_path, cap
 
 
 def test_missing_data_names_the_scripts_option(common, tmp_path, monkeypatch):
-    import fastconv.datasets.mnist as mnist
+    import fastconv.datasets.download as downloads
 
     def no_network(*args, **kwargs):
         raise OSError("no network in this test")
-    monkeypatch.setattr(mnist, "_download", no_network)
+    monkeypatch.setattr(downloads, "download", no_network)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("FASTCONV_DATA", raising=False)
     args = common.parse_args(common.make_parser("test"), defaults={"epochs": 1},

@@ -309,3 +309,26 @@ def test_four_parts_give_the_same_bits_on_one_to_four_threads(tmp_path):
     assert len(here) == len(four_parts)
     for a, b in zip(here, four_parts):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_using_mode_and_using_backend_switch_only_their_own_thread():
+    import threading
+
+    from fastconv import backend, get_backend, get_mode, using_backend, using_mode
+    inside, seen = threading.Event(), {}
+    release = threading.Event()
+
+    def switched():
+        with using_mode("fast"), using_backend("numpy"):
+            seen["own"] = (get_mode(), get_backend(), backend.kernels().__name__)
+            inside.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=switched)
+    thread.start()
+    assert inside.wait(30)
+    seen["other"] = (get_mode(), get_backend(), backend.kernels().__name__)
+    release.set()
+    thread.join(30)
+    assert seen["own"] == ("fast", "numpy", "fastconv.kernels.reference")
+    assert seen["other"] == ("parity", "numba", "fastconv.kernels.jit")

@@ -84,7 +84,7 @@ def block(rows, extra):
              f"Measured {stamp} by `{command}` on {platform.machine()}, "
              f"{os.cpu_count()} CPUs ({platform.processor() or platform.system()}), "
              f"load average {load:.1f} at the end; wall time of the whole process, one run "
-             "each, Numba's cache warm unless the first row says otherwise.",
+             "each, with Numba's on-disk cache as earlier runs left it.",
              "",
              "| script | what it runs | wall time | steady training speed |",
              "|---|---|---:|---:|"]

@@ -1,0 +1,293 @@
+"""fastconv.sweep: determinism, nothing lost, bad input refused before anything starts.
+
+The Dask cases run their driver in a subprocess with a time limit (a hang fails the test, not
+the suite) on a local cluster of 2 worker processes, and compare its results file with a
+serial run's in this process. The training functions live in tests/sweep_trials.py.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sweep_trials
+from fastconv.sweep import (Choice, GridSampler, LogUniform, OptunaSampler, RandomSampler,
+                            Uniform, read_results, run_sweep, run_trial, trial_seed)
+from fastconv.sweep import runner
+
+TESTS = Path(__file__).resolve().parent
+SPACE = {"lr": LogUniform(0.01, 1.0)}  # the same space as sweep_trials.main
+TIMEOUT = 240  # seconds per driver subprocess: far above the ~20 s each needs under load
+
+
+def sorted_lines(path):
+    return sorted(Path(path).read_text().splitlines(), key=lambda line: json.loads(line)["trial"])
+
+
+def run_driver(options, timeout=TIMEOUT):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    return subprocess.run([sys.executable, str(TESTS / "sweep_trials.py"), json.dumps(options)],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+class Counted:
+    """A training function (by default, one returning a constant) that counts its calls."""
+
+    def __init__(self, train=lambda hyperparameters, seed: {"val_acc": 0.5}):
+        self.train, self.calls = train, 0
+
+    def __call__(self, hyperparameters, seed):
+        self.calls += 1
+        return self.train(hyperparameters, seed)
+
+
+class NewestFirst:
+    """An executor for the sweep's driver that returns the newest submitted trial first:
+    the completion order reversed, as a cluster may give it."""
+
+    def __init__(self, train, limit):
+        self.train, self.limit, self.queue = train, limit, []
+
+    def submit(self, *trial):
+        self.queue.append(trial)
+
+    def next_result(self):
+        return run_trial(self.train, *self.queue.pop())
+
+
+# ---- samplers ----------------------------------------------------------------------------
+
+def test_trial_draws_depend_on_base_seed_and_index_alone():
+    space = {"weight_decay": LogUniform(1e-8, 1e-4), "lr": LogUniform(1e-6, 1e-2),
+             "batch": Choice([50, 100]), "momentum": Uniform(0.5, 0.9)}
+    sampler = RandomSampler(space, 7)
+    forward = [sampler.params(i) for i in range(20)]
+    backward = [RandomSampler(space, 7).params(i) for i in reversed(range(20))][::-1]
+    assert forward == backward
+    assert len({p["lr"] for p in forward}) == 20
+    assert RandomSampler(space, 8).params(3) != forward[3]
+    assert trial_seed(7, 3) == trial_seed(7, 3) != trial_seed(7, 4)
+    lrs = np.array([RandomSampler(space, 7).params(i)["lr"] for i in range(400)])
+    # log-uniform over four decades: about a quarter of the draws in each decade
+    counts = np.histogram(np.log10(lrs), bins=[-6, -5, -4, -3, -2])[0]
+    assert counts.sum() == 400 and counts.min() > 60, counts
+
+
+def test_grid_covers_every_point_once():
+    space = {"weight_decay": LogUniform(1e-8, 1e-4), "lr": LogUniform(1e-6, 1e-2)}
+    grid = GridSampler(space, 100)
+    points = [grid.params(i) for i in range(100)]
+    assert points == grid.points()
+    assert len({tuple(p.values()) for p in points}) == 100  # a 10 x 10 grid
+    assert points[0] == {"weight_decay": 1e-8, "lr": 1e-6}
+    assert points[99] == pytest.approx({"weight_decay": 1e-4, "lr": 1e-2}, rel=1e-12)
+    with pytest.raises(ValueError, match="more than the grid's 4 points"):
+        GridSampler(space, 5, points=2)
+
+
+# ---- serial runs and the results file ----------------------------------------------------
+
+def test_raising_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
+    path = tmp_path / "r.jsonl"
+    records = run_sweep(sweep_trials.raises_on_large_lr, SPACE, 6, 0, workers=0, results=path,
+                        progress=False)
+    failed = [r for r in records if "error" in r]
+    assert [r["trial"] for r in records] == list(range(6))
+    assert failed and len(failed) < 6
+    assert all(r["error"].startswith("FloatingPointError: lr ") and r["lr"] > 0.1
+               for r in failed)
+    assert all(0 <= r["val_acc"] <= 1 for r in records if "error" not in r)
+    assert [json.loads(line) for line in path.read_text().splitlines()] == records
+
+
+def test_results_json_cannot_hold_are_recorded_as_errors():
+    records = run_sweep(lambda hyperparameters, seed: [0.5], SPACE, 1, 0, workers=0,
+                        progress=False)
+    assert records[0]["error"] == "TypeError: the training function must return a dict of " \
+                                  "metrics; got list"
+    records = run_sweep(lambda hyperparameters, seed: {"lr": 0.5}, SPACE, 1, 0, workers=0,
+                        progress=False)
+    assert records[0]["error"].startswith("ValueError: the training function returned the "
+                                          "reserved or hyperparameter names ['lr']")
+    records = run_sweep(lambda hyperparameters, seed: {"net": object()}, SPACE, 1, 0,
+                        workers=0, progress=False)
+    assert records[0]["error"].startswith("TypeError: Object of type object")
+
+
+def test_each_trial_gets_its_own_checkpoint_in_the_folder(tmp_path):
+    seen = {}
+
+    def train(hyperparameters, seed, checkpoint):
+        seen[seed] = checkpoint
+        return {"val_acc": 0.5}
+
+    folder = tmp_path / "shared" / "checkpoints"
+    run_sweep(train, SPACE, 3, 0, workers=0, checkpoint_dir=folder, progress=False)
+    assert folder.is_dir()
+    assert seen == {trial_seed(0, i): str(folder / f"trial-{i:06d}.ckpt") for i in range(3)}
+
+
+def test_torn_last_line_is_dropped_and_the_trial_runs_again(tmp_path):
+    path = tmp_path / "r.jsonl"
+    run_sweep(sweep_trials.train_tiny, SPACE, 3, 0, workers=0, results=path, progress=False)
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-20])  # the third append cut short
+    assert sorted(read_results(path)[0]) == [0, 1]
+    counted = Counted(sweep_trials.train_tiny)
+    records = run_sweep(counted, SPACE, 3, 0, workers=0, results=path, progress=False)
+    assert path.read_bytes() == whole
+    assert len(records) == 3 and counted.calls == 1
+
+
+def test_restart_skips_finished_trials(tmp_path):
+    path = tmp_path / "r.jsonl"
+    run_sweep(sweep_trials.train_tiny, SPACE, 4, 0, workers=0, results=path, progress=False)
+    counted = Counted()
+    records = run_sweep(counted, SPACE, 6, 0, workers=0, results=path, progress=False)
+    assert counted.calls == 2
+    assert [r["trial"] for r in records] == list(range(6))
+
+
+def test_driver_killed_then_restarted_runs_no_trial_twice(tmp_path):
+    """Serial driver: trial 3's first run SIGKILLs the driver itself; the restart must run
+    trials 3-5 once more each and trials 0-2 never again."""
+    path, folder = tmp_path / "r.jsonl", tmp_path / "markers"
+    folder.mkdir()
+    options = {"train": "kills", "n_trials": 6, "seed": 0, "workers": 0,
+               "results": str(path), "folder": str(folder), "victim_seed": trial_seed(0, 3)}
+    first = run_driver(options)
+    assert first.returncode == -signal.SIGKILL, first.stderr
+    assert sorted(read_results(path)[0]) == [0, 1, 2]
+    second = run_driver(options)
+    assert second.returncode == 0, second.stderr
+    reference = tmp_path / "reference.jsonl"
+    run_sweep(sweep_trials.train_tiny, SPACE, 6, 0, workers=0, results=reference,
+              progress=False)
+    assert path.read_bytes() == reference.read_bytes()
+    runs = sweep_trials.runs_per_seed(folder)
+    assert runs == {trial_seed(0, i): 2 if i == 3 else 1 for i in range(6)}
+
+
+# ---- bad input: a clear error, and nothing starts ----------------------------------------
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"sampler": "bayes"}, ValueError, "unknown sampler 'bayes'"),
+    ({"space": {}}, ValueError, "space is empty"),
+    ({"space": {"lr": (1e-3, 1e-1)}}, TypeError, r"space\['lr'\] must be"),
+    ({"n_trials": 0}, ValueError, "n_trials must be a positive integer"),
+    ({"seed": -1}, ValueError, "seed must be a non-negative integer"),
+    ({"workers": 2, "client": "tcp://127.0.0.1:1"}, ValueError, "not both"),
+    ({"goal": "maximize"}, ValueError, "goal must be one of"),
+])
+def test_bad_arguments_start_nothing(tmp_path, kwargs, error, message):
+    counted = Counted()
+    arguments = {"space": SPACE, "n_trials": 3, "seed": 0, "workers": 0,
+                 "results": tmp_path / "r.jsonl", **kwargs}
+    with pytest.raises(error, match=message):
+        run_sweep(counted, progress=False, **arguments)
+    assert counted.calls == 0
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b'{"trial": 0, "seed": 1}\nnot json\n', "line 2 is not valid JSON"),
+    (b'[1, 2]\n', "line 1 is not a JSON object"),
+    (b'{"seed": 1}\n', "line 1 has no non-negative integer 'trial'"),
+    (b'{"trial": 0, "seed": 1, "a": 1}\n{"trial": 0, "seed": 1, "a": 2}\n', "recorded twice"),
+])
+def test_malformed_results_file_is_refused_and_kept(tmp_path, content, message):
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(content)
+    counted = Counted()
+    with pytest.raises(ValueError, match=message):
+        run_sweep(counted, SPACE, 3, 0, workers=0, results=path, progress=False)
+    assert counted.calls == 0 and path.read_bytes() == content
+
+
+def test_results_of_another_sweep_are_refused(tmp_path):
+    path = tmp_path / "r.jsonl"
+    run_sweep(Counted(), SPACE, 2, 0, workers=0, results=path, progress=False)
+    content = path.read_bytes()
+    counted = Counted()
+    with pytest.raises(ValueError, match="written by another sweep: trial 0 has seed="):
+        run_sweep(counted, SPACE, 3, 1, workers=0, results=path, progress=False)
+    assert counted.calls == 0 and path.read_bytes() == content
+
+
+# ---- Dask --------------------------------------------------------------------------------
+
+def test_unreachable_scheduler_times_out_and_starts_nothing(tmp_path):
+    pytest.importorskip("distributed")
+    with socket.socket() as probe:  # a port with nothing listening on it
+        probe.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    counted = Counted()
+    with pytest.raises(ConnectionError, match="could not reach the Dask scheduler"):
+        run_sweep(counted, SPACE, 3, 0, client=address, connect_timeout=1,
+                  results=tmp_path / "r.jsonl", progress=False)
+    assert counted.calls == 0 and not (tmp_path / "r.jsonl").exists()
+
+
+@pytest.fixture(scope="module")
+def serial_reference(tmp_path_factory):
+    """The 6-trial sweep of raises_on_large_lr and of train_tiny, serially in this process."""
+    folder = tmp_path_factory.mktemp("serial")
+    for name, train in (("raises", sweep_trials.raises_on_large_lr),
+                        ("tiny", sweep_trials.train_tiny)):
+        run_sweep(train, SPACE, 6, 0, workers=0, results=folder / name, progress=False)
+    return folder
+
+
+def test_two_workers_give_the_serial_results(tmp_path, serial_reference):
+    pytest.importorskip("distributed")
+    path = tmp_path / "r.jsonl"
+    result = run_driver({"train": "raises", "n_trials": 6, "seed": 0, "workers": 2,
+                         "results": str(path)})
+    assert result.returncode == 0, result.stderr
+    assert sorted_lines(path) == sorted_lines(serial_reference / "raises")
+    assert any('"error": ' in line for line in sorted_lines(path))
+
+
+def test_killed_worker_trial_is_rescheduled(tmp_path, serial_reference):
+    pytest.importorskip("distributed")
+    path, folder = tmp_path / "r.jsonl", tmp_path / "markers"
+    folder.mkdir()
+    result = run_driver({"train": "kills", "n_trials": 6, "seed": 0, "workers": 2,
+                         "results": str(path), "folder": str(folder),
+                         "victim_seed": trial_seed(0, 2)})
+    assert result.returncode == 0, result.stderr
+    assert (folder / "killed").exists()
+    assert sweep_trials.runs_per_seed(folder)[trial_seed(0, 2)] == 2
+    assert sorted_lines(path) == sorted_lines(serial_reference / "tiny")
+
+
+def tpe_objective(hyperparameters, seed):
+    return {"val_acc": -abs(np.log10(hyperparameters["lr"]) + 1.0)}
+
+
+def test_tpe_is_independent_of_completion_order_and_restarts(tmp_path):
+    """With a fixed in_flight, Optuna's TPE asks the same hyperparameters serially, in the
+    reversed completion order, and after a restart that replays its history."""
+    pytest.importorskip("optuna")
+    serial = run_sweep(tpe_objective, SPACE, 14, 3, sampler="tpe", metric="val_acc",
+                       workers=0, progress=False)
+    assert len({r["lr"] for r in serial}) == 14
+
+    finished = {}
+    runner._drive(OptunaSampler(SPACE, 3, "val_acc", "max"), NewestFirst(tpe_objective, 4),
+                  None, finished, 14, 3, None, "val_acc", "max", progress=False)
+    assert [finished[i] for i in range(14)] == serial
+
+    path = tmp_path / "r.jsonl"
+    run_sweep(tpe_objective, SPACE, 9, 3, sampler="tpe", metric="val_acc", workers=0,
+              results=path, progress=False)
+    counted = Counted(tpe_objective)
+    resumed = run_sweep(counted, SPACE, 14, 3, sampler="tpe", metric="val_acc", workers=0,
+                        results=path, progress=False)
+    assert resumed == serial and counted.calls == 5
