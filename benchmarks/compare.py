@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """fastconv vs the book's code (fastconv's NumPy backend) vs PyTorch on the CPU, in one run.
 
-    python benchmarks/compare.py [--threads 2] [--rounds 3] [--out benchmarks/results] [--quick]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compare.py \
+        [--threads 2] [--rounds 3] [--out benchmarks/results] [--quick] [--readme README.md]
 
 Every measurement runs in its own subprocess whose thread settings (``OMP_NUM_THREADS``,
 ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``, ``NUMBA_NUM_THREADS``) are in the environment
@@ -9,9 +10,11 @@ before Python starts, and which also calls ``numba.set_num_threads`` / ``torch.s
 with the same number: all three contenders get the same cores, and a measurement's peak RSS
 (``ru_maxrss``) is its own. Subprocesses run one after another, never side by side.
 
-Contenders: fastconv (Numba backend, float32); the book's algorithms (fastconv's NumPy
-backend, float64 like the book); PyTorch (``benchmarks/torch_models.py``, float32) when it is
-importable, else its columns say "n/a". A training step is what the book's Trainer does per
+Both modes are measured. Fast mode: fastconv (Numba backend, float32) against PyTorch
+(``benchmarks/torch_models.py``, float32) when it is importable, else its columns say "n/a".
+Parity mode: fastconv in float64 against the book's algorithms (fastconv's NumPy backend,
+float64 like the book, its BLAS threads pinned to the same count with threadpoolctl so that the
+baseline does not collapse under load). A training step is what the book's Trainer does per
 mini-batch of 100: fastconv ``net.gradient`` + ``optimizer.update``; PyTorch ``zero_grad``,
 forward, cross-entropy, ``backward``, ``optimizer.step``. A run's time is the median over N
 calls after warm-up calls (so JIT compilation is never timed), except "first training step",
@@ -20,8 +23,15 @@ warmed. The whole set is measured ``--rounds`` times, contenders taking turns wi
 round; the table shows medians over rounds and the range of the per-round ratios, because on
 a shared 2-core machine a noisy spell can slow one run by 30%.
 
+Each workload's FLOPs (``workload_flops``: 2 per multiply-add of its convolutions and
+affine layers) divided by the peak GEMM rate measured in the same run with the same threads
+(a square sgemm/dgemm, ``GEMM_SIZE``) gives its hardware limit; the table prints fastconv's time
+as a multiple of it. The header names the BLAS kernel in use (threadpoolctl's
+``architecture``, ``internal_api`` and version) and warns when ``OPENBLAS_CORETYPE`` forces one.
+
 Writes ``<out>/compare.md`` (the table) and ``<out>/compare.png`` (grouped bar charts) and
-prints the table. This file is not an asv suite; it imports nothing heavy at module level so
+prints the table; ``--readme FILE`` also rewrites the short table between
+``<!-- compare:begin -->`` and ``<!-- compare:end -->`` in FILE. This file is not an asv suite; it imports nothing heavy at module level so
 that asv's discovery of ``benchmarks/`` can import it harmlessly.
 """
 import argparse
@@ -32,6 +42,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -40,6 +51,8 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
 FRAMEWORKS = ("book", "torch", "fastconv")
 BATCH = 100
 N_INFER = 10_000
+GEMM_SIZE = 2048  # the square GEMM whose rate is the "peak"; --quick uses 1024
+README_BEGIN, README_END = "<!-- compare:begin -->", "<!-- compare:end -->"
 
 # workload -> (label, network, optimizer)
 WORKLOADS = {
@@ -49,7 +62,13 @@ WORKLOADS = {
     "inference": ("SimpleConvNet inference, 10k images (batch 100)", "SimpleConvNet", None),
     "first_step": ("first SimpleConvNet step after import (warm JIT cache)", "SimpleConvNet",
                    "Adam"),
+    "first_step_cold": ("first SimpleConvNet step on an empty Numba cache", "SimpleConvNet",
+                        "Adam"),
+    "simple_step64": ("SimpleConvNet training step, float64 (parity mode)", "SimpleConvNet",
+                      "Adam"),
+    "deep_step64": ("DeepConvNet training step, float64 (parity mode)", "DeepConvNet", "Adam"),
 }
+FLOAT64_WORKLOADS = ("simple_step64", "deep_step64")  # fastconv in float64, no PyTorch
 
 # (warm-up calls, timed calls) for fastconv/PyTorch and for the book's code
 REPEATS = {
@@ -57,7 +76,48 @@ REPEATS = {
     "deep_step": ((2, 10), (1, 2)),
     "two_layer_step": ((5, 100), (3, 50)),
     "inference": ((1, 5), (1, 3)),
+    "simple_step64": ((3, 30), (1, 10)),
+    "deep_step64": ((2, 10), (1, 2)),
 }
+
+# The layers that do the arithmetic, per image: ("conv", C, H, W, filters, size, pad, stride,
+# pooled after) or ("affine", inputs, outputs). Written from the networks' default
+# hyper-parameters (fastconv/nets); tests/test_compare.py checks them against the networks.
+ARCHITECTURES = {
+    "SimpleConvNet": [("conv", 1, 28, 28, 30, 5, 0, 1, True),
+                      ("affine", 30 * 12 * 12, 100), ("affine", 100, 10)],
+    "DeepConvNet": [("conv", 1, 28, 28, 16, 3, 1, 1, False),
+                    ("conv", 16, 28, 28, 16, 3, 1, 1, True),
+                    ("conv", 16, 14, 14, 32, 3, 1, 1, False),
+                    ("conv", 32, 14, 14, 32, 3, 2, 1, True),
+                    ("conv", 32, 8, 8, 64, 3, 1, 1, False),
+                    ("conv", 64, 8, 8, 64, 3, 1, 1, True),
+                    ("affine", 64 * 4 * 4, 50), ("affine", 50, 10)],
+    "TwoLayerNet": [("affine", 784, 50), ("affine", 50, 10)],
+}
+
+
+def layer_macs(layer):
+    """Multiply-adds of one layer's forward pass for one image."""
+    if layer[0] == "affine":
+        return layer[1] * layer[2]
+    _, channels, height, width, filters, size, pad, stride, _ = layer
+    out_h = (height + 2 * pad - size) // stride + 1
+    out_w = (width + 2 * pad - size) // stride + 1
+    return filters * out_h * out_w * channels * size * size
+
+
+def workload_flops(workload):
+    """The arithmetic a workload cannot avoid: 2 FLOPs per multiply-add of its convolutions
+    and affine layers. A training step does the forward pass, the weight gradient (as much
+    again) and the input gradient (as much again) of every layer but the first, whose input
+    gradient nobody needs; inference does N_INFER forward passes. Element-wise work (ReLU,
+    pooling, softmax, the optimizer) is left out: it is memory-bound, not FLOPs."""
+    network = WORKLOADS[workload][1]
+    macs = [layer_macs(layer) for layer in ARCHITECTURES[network]]
+    if workload == "inference":
+        return 2 * sum(macs) * N_INFER
+    return 2 * (3 * sum(macs) - macs[0]) * BATCH
 
 
 def thread_env(threads):
@@ -65,7 +125,67 @@ def thread_env(threads):
     for var in THREAD_VARS:
         env[var] = str(threads)
     env.pop("FASTCONV_BACKEND", None)  # the worker selects the backend itself
+    env.pop("FASTCONV_MODE", None)  # and the dtype
     return env
+
+
+def blas_info():
+    """The BLAS libraries NumPy loaded: threadpoolctl's internal_api, architecture, version,
+    threads."""
+    from threadpoolctl import threadpool_info
+    keys = ("internal_api", "architecture", "version", "num_threads")
+    return [{k: lib.get(k) for k in keys} for lib in threadpool_info()
+            if lib.get("user_api") == "blas"]
+
+
+def forced_kernel_warning(environ=None):
+    """A warning line when OPENBLAS_CORETYPE forces OpenBLAS's kernel, else None."""
+    environ = os.environ if environ is None else environ
+    forced = environ.get("OPENBLAS_CORETYPE")
+    if not forced:
+        return None
+    return (f"**Warning: OPENBLAS_CORETYPE={forced} forces OpenBLAS's {forced} kernel** (and "
+            f"OPENBLAS_L2_SIZE={environ.get('OPENBLAS_L2_SIZE', 'unset')}); no user has it "
+            "set: measure with `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`.")
+
+
+def machine_name():
+    """The CPU's model name, family and widest vector unit (Linux), else what platform knows.
+
+    The family matters: "AMD EPYC" is the whole name on some clouds, and Zen 3/4 (family 25)
+    and Zen 5 (family 26) have different peak rates and OpenBLAS kernels."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    if "model name" not in fields:
+        return platform.processor() or platform.machine()
+    flags = fields.get("flags", "").split()
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{fields['model name']} (family {fields.get('cpu family', '?')}, {vector})"
+
+
+def gemm_peak(size, number):
+    """The best sgemm and dgemm rates (FLOP/s) over `number` square size x size products."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    rates = {}
+    for dtype in ("float32", "float64"):
+        a = rng.random((size, size)).astype(dtype)
+        b = rng.random((size, size)).astype(dtype)
+        out = np.empty((size, size), dtype)
+        np.matmul(a, b, out=out)  # warm-up: threads started, pages touched
+        best = float("inf")
+        for _ in range(number):
+            start = time.perf_counter()
+            np.matmul(a, b, out=out)
+            best = min(best, time.perf_counter() - start)
+        rates[dtype] = 2.0 * size ** 3 / best
+    return rates
 
 
 # --- the worker: one measurement in a fresh process ----------------------------------------
@@ -174,6 +294,15 @@ def worker(spec):
     framework, workload, threads = spec["framework"], spec["workload"], spec["threads"]
     sys.path.insert(0, HERE)
     result = {"spec": spec, "versions": {}}
+    if workload == "gemm_peak":
+        import numpy as np
+        from threadpoolctl import threadpool_limits
+        with threadpool_limits(limits=threads, user_api="blas"):
+            size, number = spec["repeats"]
+            result["rates"] = gemm_peak(size, number)
+            result["blas"] = blas_info()
+        result["versions"]["numpy"] = np.__version__
+        return result
     if framework == "torch":
         import torch
         torch.set_num_threads(threads)
@@ -185,7 +314,11 @@ def worker(spec):
         numba.set_num_threads(threads)
         fastconv.use_backend("numba" if framework == "fastconv" else "numpy")
         result["versions"].update(fastconv=fastconv.__version__, numba=numba.__version__)
-        dtype = "float32" if framework == "fastconv" else "float64"
+        if framework == "book":  # pinned, so that OpenBLAS's threads do not fight under load
+            from threadpoolctl import threadpool_limits
+            threadpool_limits(limits=threads, user_api="blas")  # holds for the process
+        float64 = framework == "book" or workload in FLOAT64_WORKLOADS
+        dtype = "float64" if float64 else "float32"
     import numpy as np
     result["versions"]["numpy"] = np.__version__
     result["import_s"] = time.perf_counter() - start
@@ -200,7 +333,7 @@ def worker(spec):
     else:
         fn = _fastconv_step(network, optimizer, dtype)
 
-    if workload == "first_step":
+    if workload.startswith("first_step"):
         t0 = time.perf_counter()
         fn()
         result["seconds"] = time.perf_counter() - t0
@@ -223,14 +356,35 @@ def torch_available():
     return probe.returncode == 0
 
 
+def run_worker(spec, env):
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
+                          env=env, capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {spec} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure_peak(threads, size, log=print):
+    """The best sgemm/dgemm rates at `threads` threads and the BLAS in use, in a fresh process."""
+    spec = {"framework": "numpy", "workload": "gemm_peak", "threads": threads,
+            "repeats": (size, 5)}
+    result = run_worker(spec, thread_env(threads))
+    rates = result["rates"]
+    log(f"  numpy    gemm_peak {size}^2 {threads} thread(s): sgemm "
+        f"{rates['float32'] / 1e9:.0f} GFLOP/s, dgemm {rates['float64'] / 1e9:.0f} GFLOP/s")
+    return result
+
+
 def measure(framework, workload, threads, repeats=None, log=print, note=""):
     spec = {"framework": framework, "workload": workload, "threads": threads,
             "repeats": repeats}
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
-                          env=thread_env(threads), capture_output=True, text=True, timeout=1800)
-    if proc.returncode != 0:
-        raise RuntimeError(f"worker {spec} failed:\n{proc.stderr}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    env = thread_env(threads)
+    if workload == "first_step_cold":  # an empty Numba cache: every kernel compiles
+        with tempfile.TemporaryDirectory(prefix="fastconv-cold-cache-") as cache:
+            env["NUMBA_CACHE_DIR"] = cache
+            result = run_worker(spec, env)
+    else:
+        result = run_worker(spec, env)
     paired = (f"; 1 thread {fmt_seconds(result['seconds_1'])}, paired speed-up "
               f"{result['speedup']:.2f}x" if "speedup" in result else "")
     log(f"  {framework:8s} {workload:15s} {threads} thread(s): "
@@ -246,7 +400,7 @@ def fmt_seconds(s):
 
 def run_all(threads, quick, with_torch, rounds=3, log=print):
     """{(workload, framework): [result dict per round]}, the 1-thread and 2-thread SimpleConvNet
-    runs under 'simple_step@1' and 'simple_step@2'.
+    runs under 'simple_step@1' and 'simple_step@2', the GEMM peak under ('gemm_peak', 'numpy').
 
     Each round measures every contender once, one after another, so a spell of machine noise
     lands in one round of each contender instead of in every run of one of them; the table
@@ -257,8 +411,12 @@ def run_all(threads, quick, with_torch, rounds=3, log=print):
     for round_index in range(rounds):
         log(f"round {round_index + 1} of {rounds}")
         order = frameworks if round_index % 2 == 0 else frameworks[::-1]
+        results.setdefault(("gemm_peak", "numpy"), []).append(
+            measure_peak(threads, GEMM_SIZE // 2 if quick else GEMM_SIZE, log))
         for workload, (fast_rep, book_rep) in REPEATS.items():
             for framework in order:
+                if framework == "torch" and workload in FLOAT64_WORKLOADS:
+                    continue  # parity mode: fastconv float64 against the book's code only
                 warmup, number = book_rep if framework == "book" else fast_rep
                 if quick:
                     number = max(2, number // 5)
@@ -283,12 +441,32 @@ def run_all(threads, quick, with_torch, rounds=3, log=print):
         measure(framework, "first_step", threads, log=log, note="  [cache warm-up, not used]")
         results["first_step", framework] = [measure(framework, "first_step", threads, log=log)
                                             for _ in range(rounds)]
+    # a fresh install: fastconv's first step compiling every kernel, once (about 10 s)
+    results["first_step_cold", "fastconv"] = [measure("fastconv", "first_step_cold", threads,
+                                                      log=log)]
     return results
+
+
+# the targets of issue #16 (2 threads, native kernels)
+RATIO_TARGETS = {"simple_step": 0.25, "deep_step": 0.6, "two_layer_step": 0.4, "inference": 0.1}
+BOOK_SPEEDUP_TARGET = 10.0  # parity mode: at least this many times faster than the book's code
+LIMIT_TARGET = 2.5  # fast mode: within this multiple of the hardware limit
+FIRST_STEP_TARGETS = {"first_step": 0.5, "first_step_cold": 10.0}  # seconds
+SCALING_TARGET = 1.7
+
+
+def peak_rates(results):
+    """{dtype: best GEMM FLOP/s over the rounds}, empty when the peak was not measured."""
+    runs = results.get(("gemm_peak", "numpy"), [])
+    return {dtype: max(r["rates"][dtype] for r in runs) for dtype in ("float32", "float64")
+            } if runs else {}
 
 
 def build_rows(results):
     """Table rows: dicts with label, kind ('s', 'x' or 'MB'), values per framework (median over
-    rounds), the fastconv/PyTorch ratio (median of the per-round ratios) and its range."""
+    rounds), the fastconv/PyTorch ratio (median of the per-round ratios) and its range, the
+    book/fastconv speed-up, and for workloads with FLOPs the hardware limit (the FLOPs at the
+    measured peak GEMM rate of the workload's dtype) and fastconv's time as a multiple of it."""
     def per_round(key, framework, field="seconds"):
         return [r[field] for r in results.get((key, framework), [])]
 
@@ -296,17 +474,25 @@ def build_rows(results):
         return [one / two for one, two in zip(per_round("simple_step@1", framework),
                                                 per_round("simple_step@2", framework))]
 
+    peaks = peak_rates(results)
     rows = []
-    ratio_targets = {"simple_step": 0.5, "deep_step": 1.0, "two_layer_step": 0.7,
-                     "inference": 0.5}
-    for workload in ("simple_step", "deep_step", "two_layer_step", "inference", "first_step"):
-        row = {"label": WORKLOADS[workload][0], "kind": "s",
+    for workload in ("simple_step", "deep_step", "two_layer_step", "inference",
+                     "simple_step64", "deep_step64", "first_step", "first_step_cold"):
+        row = {"label": WORKLOADS[workload][0], "kind": "s", "workload": workload,
                "rounds": {f: per_round(workload, f) for f in FRAMEWORKS}}
-        row["target"] = (("ratio", ratio_targets[workload]) if workload in ratio_targets
-                         else ("fastconv_max", 2.0))
+        if workload in RATIO_TARGETS:
+            row["target"] = ("ratio", RATIO_TARGETS[workload])
+        elif workload in FLOAT64_WORKLOADS:
+            row["target"] = ("book_speedup", BOOK_SPEEDUP_TARGET)
+        else:
+            row["target"] = ("fastconv_max", FIRST_STEP_TARGETS[workload])
+        if not workload.startswith("first_step"):
+            row["flops"] = workload_flops(workload)
+            dtype = "float64" if workload in FLOAT64_WORKLOADS else "float32"
+            row["limit"] = row["flops"] / peaks[dtype] if peaks else None
         rows.append(row)
     rows.append({"label": "SimpleConvNet step, 2 threads vs 1 thread speed-up, paired in one "
-                          "process", "kind": "x", "target": ("fastconv_min", 1.7),
+                          "process", "kind": "x", "target": ("fastconv_min", SCALING_TARGET),
                  "rounds": {f: per_round("paired_scaling", f, "speedup") for f in FRAMEWORKS}})
     rows.append({"label": "SimpleConvNet step, 2 threads vs 1 thread speed-up, separate "
                           "processes", "kind": "x", "target": None,
@@ -316,24 +502,42 @@ def build_rows(results):
         rows.append({"label": label, "kind": "MB", "target": None,
                      "rounds": {f: per_round(workload, f, "maxrss_mb") for f in FRAMEWORKS}})
     for row in rows:
-        row["values"] = {f: statistics.median(v) if v else None for f, v in row["rounds"].items()}
-        ratios = [a / b for a, b in zip(row["rounds"]["fastconv"], row["rounds"]["torch"])]
-        row["ratio"] = statistics.median(ratios) if ratios else None
-        row["ratio_range"] = (min(ratios), max(ratios)) if ratios else None
-        fast = row["values"]["fastconv"]
-        kind, limit = row["target"] or (None, None)
-        if kind == "ratio":
-            row["target_text"] = f"≤ {limit:g}× PyTorch"
-            row["met"] = None if row["ratio"] is None else row["ratio"] <= limit
-        elif kind == "fastconv_max":
-            row["target_text"] = f"≤ {limit:g} s"
-            row["met"] = None if fast is None else fast <= limit
-        elif kind == "fastconv_min":
-            row["target_text"] = f"≥ {limit:g}×"
-            row["met"] = None if fast is None else fast >= limit
-        else:
-            row["target_text"], row["met"] = "—", None
+        _judge(row)
     return rows
+
+
+def _median_ratio(numerators, denominators):
+    ratios = [a / b for a, b in zip(numerators, denominators)]
+    return (statistics.median(ratios), (min(ratios), max(ratios))) if ratios else (None, None)
+
+
+def _judge(row):
+    """Fill in a row's medians, ratios and whether its targets are met."""
+    rounds = row["rounds"]
+    row["values"] = {f: statistics.median(v) if v else None for f, v in rounds.items()}
+    row["ratio"], row["ratio_range"] = _median_ratio(rounds["fastconv"], rounds["torch"])
+    row["book_speedup"] = (_median_ratio(rounds["book"], rounds["fastconv"])[0]
+                           if "flops" in row else None)  # not for first steps
+    fast = row["values"]["fastconv"]
+    limit = row.get("limit")
+    row["of_limit"] = None if limit is None or fast is None else fast / limit
+    row["limit_met"] = (None if row["of_limit"] is None or row.get("workload") in
+                        FLOAT64_WORKLOADS else row["of_limit"] <= LIMIT_TARGET)
+    kind, bound = row["target"] or (None, None)
+    if kind == "ratio":
+        row["target_text"] = f"≤ {bound:g}× PyTorch"
+        row["met"] = None if row["ratio"] is None else row["ratio"] <= bound
+    elif kind == "book_speedup":
+        row["target_text"] = f"≥ {bound:g}× faster than the book"
+        row["met"] = None if row["book_speedup"] is None else row["book_speedup"] >= bound
+    elif kind == "fastconv_max":
+        row["target_text"] = f"≤ {bound:g} s"
+        row["met"] = None if fast is None else fast <= bound
+    elif kind == "fastconv_min":
+        row["target_text"] = f"≥ {bound:g}×"
+        row["met"] = None if fast is None else fast >= bound
+    else:
+        row["target_text"], row["met"] = "—", None
 
 
 def fmt_value(v, kind):
@@ -346,24 +550,85 @@ def fmt_value(v, kind):
     return f"{v:.0f} MB"
 
 
+def fmt_flops(flops):
+    return "—" if flops is None else f"{flops / 1e9:.3g} G"
+
+
+def _yes_no(met, has_target=True):
+    return {True: "yes", False: "**no**", None: "n/a" if has_target else "—"}[met]
+
+
+def _limit_cell(row):
+    if row.get("limit") is None:
+        return "—"
+    multiple = "n/a" if row["of_limit"] is None else f"{row['of_limit']:.1f}×"
+    judged = "" if row["limit_met"] is None else f" ({_yes_no(row['limit_met'])})"
+    return f"{fmt_seconds(row['limit'])}; fastconv {multiple}{judged}"
+
+
 def markdown(rows, header_lines):
     out = list(header_lines) + [
         "",
-        "| workload | book's code (NumPy backend) | PyTorch | fastconv | fastconv/PyTorch "
-        "| per round | target | met? |",
-        "|---|---:|---:|---:|---:|---:|---|---|",
+        "| workload | book's code (NumPy backend, float64) | PyTorch | fastconv "
+        "| fastconv/PyTorch | per round | × faster than the book | FLOPs "
+        f"| hardware limit; fastconv's multiple (≤ {LIMIT_TARGET:g}×?) | target | met? |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in rows:
         v = row["values"]
         ratio = "n/a" if row["ratio"] is None else f"{row['ratio']:.2f}"
         low_high = row["ratio_range"]
         spread = "n/a" if low_high is None else "{:.2f}–{:.2f}".format(*low_high)
-        met = {True: "yes", False: "**no**", None: "n/a" if row["target"] else "—"}[row["met"]]
+        book = "—" if row["book_speedup"] is None else f"{row['book_speedup']:.1f}×"
         out.append(f"| {row['label']} | {fmt_value(v['book'], row['kind'])} "
                    f"| {fmt_value(v['torch'], row['kind'])} "
-                   f"| {fmt_value(v['fastconv'], row['kind'])} | {ratio} | {spread} "
-                   f"| {row['target_text']} | {met} |")
+                   f"| {fmt_value(v['fastconv'], row['kind'])} | {ratio} | {spread} | {book} "
+                   f"| {fmt_flops(row.get('flops'))} | {_limit_cell(row)} "
+                   f"| {row['target_text']} | {_yes_no(row['met'], bool(row['target']))} |")
     return "\n".join(out) + "\n"
+
+
+def short_markdown(rows, header_lines):
+    """The README's table: the timed workloads, their ratios and targets, nothing else."""
+    out = list(header_lines) + [
+        "",
+        "| workload | book's code | PyTorch | fastconv | fastconv/PyTorch "
+        "| × faster than the book | hardware limit | target met? |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        if row["kind"] == "MB" or row["target"] is None:
+            continue
+        v = row["values"]
+        ratio = "—" if row["ratio"] is None else f"{row['ratio']:.2f}"
+        book = "—" if row["book_speedup"] is None else f"{row['book_speedup']:.1f}×"
+        limit = "—" if row.get("limit") is None else fmt_seconds(row["limit"])
+        out.append(f"| {row['label']} | {fmt_value(v['book'], row['kind'])} "
+                   f"| {fmt_value(v['torch'], row['kind'])} "
+                   f"| {fmt_value(v['fastconv'], row['kind'])} | {ratio} | {book} | {limit} "
+                   f"| {row['target_text']}: {_yes_no(row['met'])} |")
+    return "\n".join(out) + "\n"
+
+
+def replace_readme_block(text, block):
+    """`text` with what lies between README_BEGIN and README_END replaced by `block`."""
+    begin, end = text.find(README_BEGIN), text.find(README_END)
+    if begin < 0 or end < begin or text.count(README_BEGIN) != 1 or text.count(README_END) != 1:
+        raise ValueError(f"--readme: the file must hold one {README_BEGIN} line followed by one "
+                         f"{README_END} line")
+    head = text[:begin + len(README_BEGIN)]
+    return head + "\n" + block.rstrip("\n") + "\n" + text[end:]
+
+
+def rewrite_readme(path, block):
+    """Replace the compare block of the file at `path`; the file is untouched on error."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    new_text = replace_readme_block(text, block)
+    sys.path.insert(0, os.path.dirname(HERE))
+    from fastconv.fileio import atomic_write
+    with atomic_write(path, "wb") as f:
+        f.write(new_text.encode("utf-8"))
 
 
 def chart(rows, path, title):
@@ -421,6 +686,42 @@ def _wrap(text, width=22):
     return "\n".join(lines + [line])
 
 
+def report_header(results, args, argv, started, versions):
+    """The lines above the table: what ran, where, when, on which BLAS kernel, at what peak."""
+    unset = "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE " if forced_kernel_warning() is None \
+        else ""
+    command = unset + "python benchmarks/compare.py " + " ".join(
+        argv if argv is not None else sys.argv[1:])
+    peak_runs = results.get(("gemm_peak", "numpy"), [])
+    blas = "; ".join(f"{lib['internal_api']} {lib['version']} kernel {lib['architecture']}"
+                     for lib in (peak_runs[0]["blas"] if peak_runs else [])) or "unknown"
+    peaks = peak_rates(results)
+    size = GEMM_SIZE // 2 if args.quick else GEMM_SIZE
+    peak_text = (f"peak GEMM ({size}², best of 5 per round, {args.threads} thread(s)): sgemm "
+                 f"{peaks['float32'] / 1e9:.0f} GFLOP/s, dgemm {peaks['float64'] / 1e9:.0f} "
+                 "GFLOP/s" if peaks else "peak GEMM not measured")
+    lines = [
+        f"fastconv vs the book's code vs PyTorch, {started:%Y-%m-%d %H:%M} "
+        f"{started.astimezone():%Z}, `{command.strip()}`",
+        "",
+        f"{machine_name()}, {os.cpu_count()} CPUs (load average at the start "
+        f"{args.load_at_start:.1f}), {args.threads} thread(s) for every contender; BLAS: "
+        f"{blas}; {peak_text}; "
+        + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
+        + f"; Python {platform.python_version()}. Each of {args.rounds} round(s) runs every "
+        "contender once; a time is the median over rounds of each run's median after warm-up, "
+        "fastconv/PyTorch is the median of the per-round ratios and \"per round\" their "
+        "range. The book's code is fastconv's NumPy backend in float64 with its BLAS pinned to "
+        "the same threads; PyTorch runs float32; fastconv runs float32 (fast mode) except in "
+        "the float64 (parity mode) rows. The hardware limit is the FLOPs (convolutions and "
+        "affine layers) at the peak GEMM rate of the workload's dtype.",
+    ]
+    warning = forced_kernel_warning()
+    if warning:
+        lines += ["", warning]
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2,
@@ -432,6 +733,9 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds of measurements, every contender once per round (default 3)")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--readme", metavar="FILE",
+                        help=f"also rewrite the short table between {README_BEGIN} and "
+                             f"{README_END} in FILE")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -443,9 +747,16 @@ def main(argv=None):
         os.environ[var] = str(args.threads)
     with_torch = not args.no_torch and torch_available()
     started = datetime.datetime.now()
+    args.load_at_start = os.getloadavg()[0]
     print(f"threads: {args.threads}; PyTorch: {'yes' if with_torch else 'not importable, n/a'}")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.readme:  # fail now, not after half an hour of measuring
+        with open(args.readme, encoding="utf-8") as f:
+            try:
+                replace_readme_block(f.read(), "")
+            except ValueError as error:
+                parser.error(str(error))
     results = run_all(args.threads, args.quick, with_torch, args.rounds)
     rows = build_rows(results)
 
@@ -453,22 +764,10 @@ def main(argv=None):
     for runs in results.values():
         for r in runs:
             versions.update(r["versions"])
-    command = "python benchmarks/compare.py " + " ".join(
-        a for a in (argv if argv is not None else sys.argv[1:]))
-    header = [
-        f"fastconv vs the book's code vs PyTorch, {started:%Y-%m-%d %H:%M}, "
-        f"`{command.strip()}`",
-        "",
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"{args.threads} thread(s) for every contender; "
-        + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
-        + f"; Python {platform.python_version()}. Each of {args.rounds} round(s) runs every "
-        "contender once; a time is the median over rounds of each run's median after warm-up, "
-        "fastconv/PyTorch is the median of the per-round ratios and \"per round\" their "
-        "range. The book's code is fastconv's NumPy backend in float64, PyTorch and fastconv "
-        "run float32.",
-    ]
+    header = report_header(results, args, argv, started, versions)
     table = markdown(rows, header)
+    if args.readme:
+        rewrite_readme(args.readme, short_markdown(rows, header))
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "compare.md"), "w", encoding="utf-8") as f:
         f.write(table)
@@ -478,6 +777,7 @@ def main(argv=None):
     print(table)
     print(f"wrote {os.path.join(args.out, 'compare.md')} and "
           f"{os.path.join(args.out, 'compare.png')} "
+          f"{'and ' + args.readme + ' ' if args.readme else ''}"
           f"in {(datetime.datetime.now() - started).total_seconds():.0f} s")
     return 0
 

@@ -1,0 +1,146 @@
+#!/usr/bin/env python
+"""Where a DeepConvNet training step spends its time, per layer and phase (forward/backward).
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE NUMBA_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 \\
+        python benchmarks/profile_step.py [--dtype float32|float64|both] [--steps 20]
+
+Each step the network runs (a fused conv block, an affine layer, dropout, the loss) and the
+optimizer update is timed on its own with ``perf_counter`` around its ``forward`` and
+``backward``; the table gives each one's median over ``--steps`` training steps after two
+untimed warm-up steps (so JIT compilation is never timed), its GFLOP/s where it has FLOPs,
+and the whole step's median. Not an asv suite: it imports nothing heavy at module level.
+"""
+import argparse
+import statistics
+import sys
+import time
+from collections import defaultdict
+
+
+def _timed(cls, method, label_of, times):
+    """Wrap ``cls.method`` so that each call adds its duration to times[label, method]."""
+    original = getattr(cls, method)
+
+    def wrapper(self, *args, **kwargs):
+        start = time.perf_counter()
+        out = original(self, *args, **kwargs)
+        times[label_of(self), method].append(time.perf_counter() - start)
+        return out
+    setattr(cls, method, wrapper)
+    return lambda: setattr(cls, method, original)
+
+
+def _conv_label(conv):
+    filters, channels, size, _ = conv.W.shape
+    _, _, height, width = conv.x.shape
+    return f"conv {channels}->{filters} {size}x{size} pad {conv.pad} at {height}x{width}"
+
+
+def conv_macs(conv):
+    """Multiply-adds of one forward convolution over the batch it last saw."""
+    filters, channels, size, _ = conv.W.shape
+    n, _, height, width = conv.x.shape
+    out_h = (height + 2 * conv.pad - size) // conv.stride + 1
+    out_w = (width + 2 * conv.pad - size) // conv.stride + 1
+    return n * filters * out_h * out_w * channels * size * size
+
+
+def profile(dtype, steps, seed=0):
+    """{label: {"forward": s, "backward": s, "flops": forward+backward FLOPs or None}} and the
+    median step time, for a DeepConvNet step (batch 100, Adam) in `dtype`."""
+    import numpy as np
+    from fastconv import nets, optimizer
+    from fastconv.layers import Affine, Dropout, SoftmaxWithLoss
+    from fastconv.layers.fused import ConvReluBlock
+
+    np.random.seed(seed)
+    net = nets.DeepConvNet(dtype=np.dtype(dtype).type)
+    adam = optimizer.Adam()
+    rng = np.random.default_rng(seed)
+    x = rng.random((100, 1, 28, 28)).astype(dtype)
+    t = rng.integers(0, 10, 100)
+
+    def step():
+        adam.update(net.params, net.gradient(x, t))
+
+    for _ in range(2):  # compiles or loads every kernel; never timed
+        step()
+
+    times, flops = defaultdict(list), {}
+
+    def block_label(block):
+        label = _conv_label(block.conv) + (" +relu+pool" if block.pool is not None else
+                                           " +relu")
+        first = block.conv is net.layers[0]  # no input gradient is needed there
+        flops[label] = 2 * conv_macs(block.conv) * (2 if first else 3)
+        return label
+
+    def affine_label(layer):
+        label = "affine {}x{}".format(*layer.W.shape)
+        flops[label] = 2 * layer.x.shape[0] * layer.W.size * 3
+        return label
+
+    restore = []
+    for cls, label_of in ((ConvReluBlock, block_label), (Affine, affine_label),
+                          (Dropout, lambda _: "dropout (both)"),
+                          (SoftmaxWithLoss, lambda _: "softmax + loss")):
+        for method in ("forward", "backward"):
+            restore.append(_timed(cls, method, label_of, times))
+    restore.append(_timed(type(adam), "update", lambda _: "Adam update", times))
+    step_times = []
+    try:
+        for _ in range(steps):
+            start = time.perf_counter()
+            step()
+            step_times.append(time.perf_counter() - start)
+    finally:
+        for undo in restore:
+            undo()
+
+    rows = defaultdict(dict)
+    for (label, method), seconds in times.items():
+        # two dropout layers share a label: a step's dropout time is their sum
+        per_step = len(seconds) // steps
+        sums = [sum(seconds[i * per_step:(i + 1) * per_step]) for i in range(steps)]
+        rows[label][method] = statistics.median(sums)
+        rows[label]["flops"] = flops.get(label)
+    return dict(rows), statistics.median(step_times)
+
+
+def markdown(rows, step, dtype, threads):
+    lines = [f"DeepConvNet training step, batch 100, Adam, {dtype}, {threads} thread(s): "
+             f"median step {step * 1e3:.1f} ms",
+             "",
+             "| step | forward | backward (or update) | share of the step | GFLOP/s |",
+             "|---|---:|---:|---:|---:|"]
+    accounted = 0.0
+    for label, row in rows.items():
+        forward = row.get("forward", 0.0)
+        backward = row.get("backward", 0.0) + row.get("update", 0.0)
+        total = forward + backward
+        accounted += total
+        rate = "—" if not row.get("flops") else f"{row['flops'] / total / 1e9:.0f}"
+        lines.append(f"| {label} | {forward * 1e3:.2f} ms | {backward * 1e3:.2f} ms "
+                     f"| {total / step:.0%} | {rate} |")
+    lines.append(f"| the rest (Python, loss bookkeeping, gradient dict) | | "
+                 f"| {max(0.0, 1 - accounted / step):.0%} | |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dtype", choices=("float32", "float64", "both"), default="both")
+    parser.add_argument("--steps", type=int, default=20)
+    args = parser.parse_args(argv)
+    import numba
+    import fastconv
+    fastconv.use_backend("numba")
+    threads = numba.get_num_threads()
+    for dtype in (("float32", "float64") if args.dtype == "both" else (args.dtype,)):
+        rows, step = profile(dtype, args.steps)
+        print(markdown(rows, step, dtype, threads))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""benchmarks/profile_step.py: every block of a DeepConvNet step timed, the classes restored."""
+import importlib.util
+import os
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(scope="module")
+def profile_step():
+    path = os.path.join(HERE, os.pardir, "benchmarks", "profile_step.py")
+    spec = importlib.util.spec_from_file_location("profile_step_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_profile_names_every_block_and_restores_the_layers(profile_step):
+    from fastconv.layers import Affine
+    from fastconv.layers.fused import ConvReluBlock
+    originals = (ConvReluBlock.forward, ConvReluBlock.backward, Affine.forward)
+    rows, step = profile_step.profile("float32", steps=1)
+    convs = [label for label in rows if label.startswith("conv ")]
+    assert len(convs) == 6 and "conv 32->32 3x3 pad 2 at 14x14 +relu+pool" in convs
+    assert {"affine 1024x50", "affine 50x10", "Adam update", "softmax + loss"} <= set(rows)
+    first = rows["conv 1->16 3x3 pad 1 at 28x28 +relu"]
+    # forward + weight gradient only: 2 * (100 images * 16 * 28 * 28 * 9 taps) * 2
+    assert first["flops"] == 2 * 100 * 16 * 28 * 28 * 9 * 2
+    timed = sum(r.get("forward", 0) + r.get("backward", 0) + r.get("update", 0)
+                for r in rows.values())
+    assert 0 < timed <= step * 1.05  # the parts are inside the step
+    assert (ConvReluBlock.forward, ConvReluBlock.backward, Affine.forward) == originals
+    table = profile_step.markdown(rows, step, "float32", 1)
+    assert table.count("| conv ") == 6
