@@ -12,57 +12,41 @@ Select it with ``FASTCONV_MODE=fast`` in the environment, ``fastconv.set_mode("f
 the environment variable, so worker processes follow). An explicit ``dtype=`` on a network
 always wins over the mode.
 """
-import contextlib
-import contextvars
 import os
 
 import numpy as np
+
+from fastconv._switch import Switch
 
 __all__ = ["MODES", "set_mode", "get_mode", "using_mode", "default_dtype", "is_fast"]
 
 MODES = ("parity", "fast")
 ENV_VAR = "FASTCONV_MODE"
 
-
-def _checked(name, source="mode"):
-    if not isinstance(name, str) or name.strip().lower() not in MODES:
-        raise ValueError(f"{source} must be one of {MODES}; got {name!r}")
-    return name.strip().lower()
-
-
-_global = _checked(os.environ.get(ENV_VAR) or "parity", source=ENV_VAR)
-# using_mode() sets this for its own thread (or asyncio task) only: a block in one thread
-# must not switch the dtype of networks that another thread is building at that moment.
-_local = contextvars.ContextVar("fastconv_mode", default=None)
+_mode = Switch("mode", MODES, os.environ.get(ENV_VAR) or "parity", source=ENV_VAR)
 
 
 def set_mode(name):
     """Select ``"parity"`` (the book's numbers, float64) or ``"fast"`` (float32) from now on,
     in every thread."""
-    global _global
-    _global = _checked(name)
+    _mode.set(name)
 
 
 def get_mode():
     """The name of the mode in use here: ``"parity"`` or ``"fast"``."""
-    return _local.get() or _global
+    return _mode.get()
 
 
-@contextlib.contextmanager
 def using_mode(name):
-    """Run a block in one mode, then restore the previous one; other threads are not
-    affected."""
-    token = _local.set(_checked(name))
-    try:
-        yield
-    finally:
-        _local.reset(token)
+    """``with using_mode("fast"):`` runs a block in one mode, then restores the previous one;
+    other threads are not affected."""
+    return _mode.using(name)
 
 
 def is_fast():
-    return get_mode() == "fast"
+    return _mode.get() == "fast"
 
 
 def default_dtype():
     """The dtype a network gets when its constructor is given none."""
-    return np.dtype(np.float32) if get_mode() == "fast" else np.dtype(np.float64)
+    return np.dtype(np.float32) if is_fast() else np.dtype(np.float64)
