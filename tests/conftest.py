@@ -1,3 +1,5 @@
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -13,3 +15,20 @@ def numpy_backend():
 def tolerance(dtype):
     """rtol/atol for comparing a jit kernel with its NumPy twin."""
     return {"rtol": 2e-5, "atol": 2e-5} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
+
+
+def peak_bytes(action):
+    """(peak memory that tracemalloc, which sees NumPy's arrays, traced while ``action()``
+    ran, the exception it raised or None): the hostile-file tests expect an error, and a
+    bounded peak on the way to it."""
+    tracemalloc.start()
+    try:
+        action()
+    except Exception as exc:  # noqa: BLE001 - returned for the caller to check
+        error = exc
+    else:
+        error = None
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak, error

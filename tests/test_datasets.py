@@ -13,7 +13,6 @@ import pickle
 import struct
 import threading
 import time
-import tracemalloc
 import zlib
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pytest
 
 import fastconv.datasets.download as downloads
 import fastconv.datasets.mnist as mnist_loader
+from conftest import peak_bytes
 from fastconv.datasets import (IDXFormatError, MNISTFormatError, MNISTNotFoundError,
                                load_fashion_mnist, load_mnist, read_idx, write_idx)
 
@@ -577,21 +577,6 @@ def gzip_stream(pieces):
     """gzip the byte strings that ``pieces`` yields, without holding them all at once."""
     compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: a gzip header and trailer
     return b"".join([*(compressor.compress(piece) for piece in pieces), compressor.flush()])
-
-
-def peak_bytes(action):
-    """Peak memory that tracemalloc (which sees NumPy's arrays) traced during ``action()``."""
-    tracemalloc.start()
-    try:
-        action()
-    except Exception as exc:  # noqa: BLE001 - returned for the caller to check
-        error = exc
-    else:
-        error = None
-    finally:
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-    return peak, error
 
 
 def test_gzip_bomb_stops_past_the_declared_size(tmp_path):

@@ -11,12 +11,12 @@ import pickle
 import subprocess
 import sys
 import textwrap
-import tracemalloc
 import zipfile
 
 import numpy as np
 import pytest
 
+from conftest import peak_bytes
 from fastconv.nets import TwoLayerNet
 from fastconv.nets import params_io
 from fastconv.nets.params_io import read_params
@@ -47,21 +47,6 @@ def snapshot(net):
 def assert_unchanged(net, before):
     for key, value in before.items():
         np.testing.assert_array_equal(net.params[key], value)
-
-
-def peak_bytes(action):
-    """Peak memory traced while ``action()`` runs (it is expected to raise)."""
-    tracemalloc.start()
-    try:
-        action()
-    except Exception as exc:  # noqa: BLE001 - the caller checks the error itself
-        error = exc
-    else:
-        error = None
-    finally:
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-    return peak, error
 
 
 # ---- forged arrays: object dtypes and pointers -------------------------------------------------
