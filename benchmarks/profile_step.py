@@ -1,8 +1,9 @@
 #!/usr/bin/env python
-"""Where a DeepConvNet training step spends its time, per layer and phase (forward/backward).
+"""Where a training step spends its time, per layer and phase (forward/backward).
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE NUMBA_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 \\
-        python benchmarks/profile_step.py [--dtype float32|float64|both] [--steps 20]
+        python benchmarks/profile_step.py [--net deep|simple] [--dtype float32|float64|both] \\
+        [--steps 20]
 
 Each step the network runs (a fused conv block, an affine layer, dropout, the loss) and the
 optimizer update is timed on its own with ``perf_counter`` around its ``forward`` and
@@ -45,16 +46,19 @@ def conv_macs(conv):
     return n * filters * out_h * out_w * channels * size * size
 
 
-def profile(dtype, steps, seed=0):
+NETS = {"deep": "DeepConvNet", "simple": "SimpleConvNet"}
+
+
+def profile(dtype, steps, seed=0, net_name="deep"):
     """{label: {"forward": s, "backward": s, "flops": forward+backward FLOPs or None}} and the
-    median step time, for a DeepConvNet step (batch 100, Adam) in `dtype`."""
+    median step time, for a training step (batch 100, Adam) of NETS[net_name] in `dtype`."""
     import numpy as np
     from fastconv import nets, optimizer
     from fastconv.layers import Affine, Dropout, SoftmaxWithLoss
     from fastconv.layers.fused import ConvReluBlock
 
     np.random.seed(seed)
-    net = nets.DeepConvNet(dtype=np.dtype(dtype).type)
+    net = getattr(nets, NETS[net_name])(dtype=np.dtype(dtype).type)
     adam = optimizer.Adam()
     rng = np.random.default_rng(seed)
     x = rng.random((100, 1, 28, 28)).astype(dtype)
@@ -68,10 +72,12 @@ def profile(dtype, steps, seed=0):
 
     times, flops = defaultdict(list), {}
 
+    layers = list(net.layers.values()) if hasattr(net.layers, "values") else net.layers
+
     def block_label(block):
         label = _conv_label(block.conv) + (" +relu+pool" if block.pool is not None else
                                            " +relu")
-        first = block.conv is net.layers[0]  # no input gradient is needed there
+        first = block.conv is layers[0]  # no input gradient is needed there
         flops[label] = 2 * conv_macs(block.conv) * (2 if first else 3)
         return label
 
@@ -107,8 +113,8 @@ def profile(dtype, steps, seed=0):
     return dict(rows), statistics.median(step_times)
 
 
-def markdown(rows, step, dtype, threads):
-    lines = [f"DeepConvNet training step, batch 100, Adam, {dtype}, {threads} thread(s): "
+def markdown(rows, step, dtype, threads, net_name="deep"):
+    lines = [f"{NETS[net_name]} training step, batch 100, Adam, {dtype}, {threads} thread(s): "
              f"median step {step * 1e3:.1f} ms",
              "",
              "| step | forward | backward (or update) | share of the step | GFLOP/s |",
@@ -131,14 +137,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", choices=("float32", "float64", "both"), default="both")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--net", choices=sorted(NETS), default="deep")
     args = parser.parse_args(argv)
     import numba
     import fastconv
     fastconv.use_backend("numba")
     threads = numba.get_num_threads()
     for dtype in (("float32", "float64") if args.dtype == "both" else (args.dtype,)):
-        rows, step = profile(dtype, args.steps)
-        print(markdown(rows, step, dtype, threads))
+        rows, step = profile(dtype, args.steps, net_name=args.net)
+        print(markdown(rows, step, dtype, threads, args.net))
     return 0
 
 

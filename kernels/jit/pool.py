@@ -63,8 +63,13 @@ def _cell(v, bias, zero, with_bias_relu):
 
 @njit(cache=True)
 def _pool_2x2(plane, stride, out, argmax, bias, with_bias_relu):
-    """The book's 2x2 pool (pad 0, no NaN in the plane), unrolled into selects: a
+    """The book's 2x2 pool (pad 0, no NaN in the plane), written without branches: a
     data-dependent branch per cell mispredicts on real images and costs ~6x.
+
+    The window index is the first cell equal to the maximum (np.argmax's tie rule), computed
+    with integer arithmetic on the comparisons. A chain of selects carrying the index did the
+    same, but in float64 LLVM compiled it to branches: 8.0 ms against 1.2 ms for a
+    SimpleConvNet batch's 3000 planes (float32: 0.96 against 1.08 ms).
 
     With ``with_bias_relu`` it pools relu(cell + bias) as it reads each cell: the fused conv
     block reads its GEMM output once instead of in a ReLU pass and then a pooling pass.
@@ -78,21 +83,15 @@ def _pool_2x2(plane, stride, out, argmax, bias, with_bias_relu):
         argmax_row = argmax[py]
         for px in range(out_w):
             x = px * stride
-            best, k = _cell(top[x], bias, zero, with_bias_relu), 0
-            v = _cell(top[x + 1], bias, zero, with_bias_relu)
-            gt = v > best
-            k = 1 if gt else k
-            best = v if gt else best
-            v = _cell(bottom[x], bias, zero, with_bias_relu)
-            gt = v > best
-            k = 2 if gt else k
-            best = v if gt else best
-            v = _cell(bottom[x + 1], bias, zero, with_bias_relu)
-            gt = v > best
-            k = 3 if gt else k
-            best = v if gt else best
+            a = _cell(top[x], bias, zero, with_bias_relu)
+            b = _cell(top[x + 1], bias, zero, with_bias_relu)
+            c = _cell(bottom[x], bias, zero, with_bias_relu)
+            d = _cell(bottom[x + 1], bias, zero, with_bias_relu)
+            upper = a if a >= b else b
+            lower = c if c >= d else d
+            best = upper if upper >= lower else lower
             out_row[px] = best
-            argmax_row[px] = k
+            argmax_row[px] = (a != best) * (1 + (b != best) * (1 + (c != best)))
 
 
 @njit(cache=True)
