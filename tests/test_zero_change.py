@@ -96,6 +96,13 @@ def test_course_fork_lesson_runs_unchanged_on_its_own_api(course):
     assert (course[0] / "data" / "fastconv-cache.npz").is_file()
 
 
+def test_course_lesson_at_the_courses_sizes_keeps_its_numbers(course):
+    # the lesson timed in docs/zero-change.md, cut to a few iterations
+    served = _plain_and_served(*course, "lesson_2", "train_weight_decay.py", "3")
+    assert "iteration 0 loss" in served.stdout
+    assert report_line(served.stderr, "Affine").startswith("served")
+
+
 def test_workers_follow_the_mode(book):
     tree, tmp = book
     served = run(["--fast", "workers.py", "spawn", "fork", "forkserver"], tree / "ch06", tmp,
