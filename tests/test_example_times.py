@@ -1,5 +1,6 @@
 """tools/example_times.py rewrites only the marked block, and says what it measured."""
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,22 @@ def test_every_example_and_both_pages_are_covered(times):
     assert set(times.SCRIPTS) == examples
     for page in times.TARGETS:
         assert times.START in page.read_text() and times.END in page.read_text()
+
+
+def test_load_rewrites_the_readme_with_its_rows_and_the_guide_with_all(times, tmp_path,
+                                                                         monkeypatch):
+    readme, guide = tmp_path / "README.md", tmp_path / "examples.md"
+    for page in (readme, guide):
+        page.write_text(f"{times.START}\nold\n{times.END}\n")
+    monkeypatch.setattr(times, "README", readme)
+    monkeypatch.setattr(times, "TARGETS", (readme, guide))
+    saved = tmp_path / "times.json"
+    saved.write_text(json.dumps({
+        "rows": {"train_convnet.py": [0, 71.4, []], "overfit_dropout.py": [0, 12.0, []]},
+        "extra": [], "load": 0.5, "stamp": "2026-12-04 14:00 UTC"}))
+    assert times.main(["--load", str(saved)]) == 0
+    short, full = readme.read_text(), guide.read_text()
+    assert "train_convnet.py" in short and "overfit_dropout.py" not in short
+    assert "docs/examples.md" in short
+    assert "train_convnet.py" in full and "overfit_dropout.py" in full
+    assert "2026-12-04 14:00 UTC" in short and "load average 0.5" in full

@@ -4,18 +4,23 @@
     python tools/example_times.py --only train_convnet.py train_neuralnet.py
     python tools/example_times.py --dry-run             # print the block, write nothing
     python tools/example_times.py --fast                # the examples in fast mode
+    python tools/example_times.py --save times.json     # also keep the measurements
+    python tools/example_times.py --load times.json     # rewrite the pages, run nothing
 
 Each example runs once as its own process, one after the other, with its output in a
 temporary folder; its time is the process's wall time (interpreter start-up, imports, data
 loading, Numba's compilation or cache load, training and figures). The block between the
 markers ``<!-- example-times:start -->`` and ``<!-- example-times:end -->`` in each file is
 replaced by a table of the measured times with the date, the machine, its load average and
-the command, so that a reader can judge the figures. An example that fails keeps its row with
+the command, so that a reader can judge the figures. The README's table holds the main job
+and the longest and shortest book experiments (``README_SCRIPTS``); docs/examples.md holds
+every example. An example that fails keeps its row with
 the exit code instead of a time, and the script exits non-zero.
 
 Run it on an idle machine: on a shared one the times say more about the neighbours.
 """
 import argparse
+import json
 import os
 import platform
 import re
@@ -28,7 +33,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-TARGETS = (ROOT / "README.md", ROOT / "docs" / "examples.md")
+README = ROOT / "README.md"
+TARGETS = (README, ROOT / "docs" / "examples.md")
 START, END = "<!-- example-times:start -->", "<!-- example-times:end -->"
 
 # script -> what it runs by default (the book's settings), for the table
@@ -44,6 +50,7 @@ SCRIPTS = {
     "hyperparameter_optimization.py": "ch06 random search, 100 trials x 50 epochs",
     "sweep_convnet.py": "SimpleConvNet sweep of lr x batch size, 12 trials x 5 epochs",
 }
+README_SCRIPTS = ("train_convnet.py", "train_deepnet.py", "train_neuralnet.py")
 
 
 def duration(seconds):
@@ -77,9 +84,12 @@ def images_per_second(summary):
     return "n/a"
 
 
-def block(rows, extra):
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+def block(rows, extra, load=None, stamp=None, more=None):
+    """The marked block: a table of rows {script: (exit code, seconds, summary lines)}, with
+    the load average and time of the measurement (now, unless given), and a closing line."""
+    if load is None:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    stamp = stamp or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     command = " ".join(["python tools/example_times.py", *extra]).strip()
     lines = [START,
              f"Measured {stamp} by `{command}` on {platform.machine()}, "
@@ -93,6 +103,8 @@ def block(rows, extra):
         time_text = duration(seconds) if code == 0 else f"failed (exit {code})"
         lines.append(f"| `{script}` | {SCRIPTS[script]} | {time_text} | "
                      f"{images_per_second(summary)} images/s |")
+    if more:
+        lines += ["", more]
     lines.append(END)
     return "\n".join(lines)
 
@@ -111,21 +123,41 @@ def main(argv=None):
     parser.add_argument("--only", nargs="+", choices=list(SCRIPTS), default=list(SCRIPTS))
     parser.add_argument("--fast", action="store_true", help="run the examples in fast mode")
     parser.add_argument("--dry-run", action="store_true", help="print the block only")
+    parser.add_argument("--save", metavar="JSON", help="also write the measurements here")
+    parser.add_argument("--load", metavar="JSON",
+                        help="rewrite the pages from a --save file instead of running")
     options = parser.parse_args(argv)
-    extra = ["--fast"] if options.fast else []
-    rows = {}
-    with tempfile.TemporaryDirectory(prefix="example-times-") as out_root:
-        for script in options.only:
-            print(f"running {script} ...", flush=True)
-            rows[script] = run_one(script, extra, Path(out_root))
-            print(f"  {duration(rows[script][1])}", flush=True)
-    text = block(rows, (["--only", *options.only] if options.only != list(SCRIPTS) else [])
-                 + extra)
-    print(text)
-    if not options.dry_run:
-        for path in TARGETS:
+    if options.load:
+        saved = json.loads(Path(options.load).read_text(encoding="utf-8"))
+        rows = {script: tuple(row) for script, row in saved["rows"].items()}
+        extra, load, stamp = saved["extra"], saved["load"], saved["stamp"]
+    else:
+        extra = (["--only", *options.only] if options.only != list(SCRIPTS) else []) + (
+            ["--fast"] if options.fast else [])
+        rows = {}
+        with tempfile.TemporaryDirectory(prefix="example-times-") as out_root:
+            for script in options.only:
+                print(f"running {script} ...", flush=True)
+                rows[script] = run_one(script, ["--fast"] if options.fast else [],
+                                       Path(out_root))
+                print(f"  {duration(rows[script][1])}", flush=True)
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        if options.save:
+            Path(options.save).write_text(json.dumps(
+                {"rows": rows, "extra": extra, "load": load, "stamp": stamp}, indent=1),
+                encoding="utf-8")
+    for path in TARGETS:
+        if path == README:
+            shown = {s: rows[s] for s in README_SCRIPTS if s in rows}
+            more = "Every example, and its options: [docs/examples.md](docs/examples.md)."
+        else:
+            shown, more = rows, None
+        text = block(shown, extra, load, stamp, more)
+        print(text)
+        if not options.dry_run:
             rewrite(path, text)
-            print(f"rewrote the block in {path.relative_to(ROOT)}")
+            print(f"rewrote the block in {path}")
     return 1 if any(code for code, _, _ in rows.values()) else 0
 
 
