@@ -1,9 +1,27 @@
+import importlib.util
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fastconv.backend import backend
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """``load_script("benchmarks/compare.py")``: a script of the repository as a fresh module
+    (benchmarks/ and tools/ are not on the tests' sys.path); the caller's fixture scope says
+    how long that module lives."""
+    def load(relative_path):
+        path = ROOT / relative_path
+        spec = importlib.util.spec_from_file_location("_script_" + path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load
 
 
 @pytest.fixture

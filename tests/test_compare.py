@@ -1,19 +1,10 @@
 """benchmarks/compare.py's table: medians over rounds, per-round ratios, targets."""
-import importlib.util
-import os
-
 import pytest
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @pytest.fixture(scope="module")
-def compare():
-    path = os.path.join(HERE, os.pardir, "benchmarks", "compare.py")
-    spec = importlib.util.spec_from_file_location("compare_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def compare(load_script):
+    return load_script("benchmarks/compare.py")
 
 
 def fake_results(times):
