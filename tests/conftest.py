@@ -24,6 +24,16 @@ def load_script():
     return load
 
 
+def blobs(n_train, n_test, features, classes=3, seed=0):
+    """(x_train, t_train, x_test, t_test): one Gaussian blob a class, far enough apart that a
+    small network learns them in a few epochs."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((classes, features)) * 2
+    t = rng.integers(0, classes, n_train + n_test)
+    x = centers[t] + rng.standard_normal((n_train + n_test, features))
+    return x[:n_train], t[:n_train], x[n_train:], t[n_train:]
+
+
 @pytest.fixture
 def numpy_backend():
     with backend("numpy"):
