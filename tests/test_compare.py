@@ -222,3 +222,33 @@ def test_readme_option_is_checked_before_measuring(compare, tmp_path, capsys, mo
                       "--out", str(tmp_path)])
     assert "compare:begin" in capsys.readouterr().err
     assert not (tmp_path / "compare.md").exists()
+
+
+def _full_results(compare):
+    """Every workload measured by every framework, as a real run fills the chart."""
+    times = {(w, f): [0.001 * (i + 1), 0.0012 * (i + 1)]
+             for i, w in enumerate(compare.WORKLOADS) for f in compare.FRAMEWORKS}
+    for f in compare.FRAMEWORKS:
+        times["simple_step@1", f], times["simple_step@2", f] = [0.02, 0.02], [0.012, 0.011]
+    results = fake_results(times)
+    for f, speedup in zip(compare.FRAMEWORKS, (1.05, 1.59, 1.75)):
+        results["paired_scaling", f] = [{"speedup": speedup, "seconds": 0.01,
+                                         "maxrss_mb": 100.0, "versions": {}}] * 2
+    return results
+
+
+def test_chart_labels_do_not_overlap_and_the_target_line_is_named(compare):
+    pytest.importorskip("matplotlib")
+    fig = compare.figure(compare.build_rows(_full_results(compare)), "title")
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        boxes = [label.get_window_extent(renderer) for label in ax.get_xticklabels()
+                 if label.get_text()]
+        assert len(boxes) >= 2
+        for left, right in zip(boxes, boxes[1:]):
+            assert left.x1 < right.x0, (ax.get_ylabel(), left, right)
+    texts = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert any(f"{compare.SCALING_TARGET:g}×" in t and "target" in t for t in texts), texts
+    assert len(texts) == len(set(texts)) == len(compare.FRAMEWORKS) + 1, texts
+    import matplotlib.pyplot as plt
+    plt.close(fig)
