@@ -240,6 +240,7 @@ def _full_results(compare):
 def test_chart_labels_do_not_overlap_and_the_target_line_is_named(compare):
     pytest.importorskip("matplotlib")
     fig = compare.figure(compare.build_rows(_full_results(compare)), "title")
+    fig.canvas.draw()  # the constrained layout places the axes when the figure is drawn
     renderer = fig.canvas.get_renderer()
     for ax in fig.axes:
         boxes = [label.get_window_extent(renderer) for label in ax.get_xticklabels()
