@@ -1,76 +1,25 @@
 """asv: a book-style training script run unchanged, as ``python SCRIPT`` and as
 ``python -m fastconv SCRIPT`` (the zero-change mode, ``fastconv.zerochange``).
 
-The script and its ``common/`` package are written into a temporary folder in setup: they
-are this suite's own small stand-ins for the book's layout (``sys.path.append(os.pardir)``,
-``from common.layers import ...``), a two-layer network trained for 100 steps on random data.
+In setup, a temporary folder gets the ``common/`` package of the tests' book-style fixture
+(tests/fixtures/book_tree: a student's copy of the book's layers, most of which fastconv
+serves) and the script below in ``ch05/`` (``sys.path.append(os.pardir)``, ``from
+common.layers import ...``): a two-layer network trained for 100 steps on random data.
 Each timed call is a whole process, interpreter start-up and imports included, as a user
 sees it; setup runs it once first so Numba's on-disk cache is warm and compilation is never
 timed. Skipped (asv shows n/a) where ``fastconv.zerochange`` does not exist yet.
 """
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 
 from ._threads import THREADS
 
-FUNCTIONS = '''import numpy as np
-
-
-def softmax(a):
-    a = a - a.max(axis=1, keepdims=True)
-    e = np.exp(a)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def cross_entropy_error(y, t):
-    rows = np.arange(y.shape[0])
-    return -np.sum(np.log(y[rows, t] + 1e-7)) / y.shape[0]
-'''
-
-LAYERS = '''import numpy as np
-
-from common.functions import softmax, cross_entropy_error
-
-
-class Affine:
-    def __init__(self, W, b):
-        self.W, self.b = W, b
-
-    def forward(self, x):
-        self.x = x
-        return x @ self.W + self.b
-
-    def backward(self, dout):
-        self.dW = self.x.T @ dout
-        self.db = dout.sum(axis=0)
-        return dout @ self.W.T
-
-
-class Relu:
-    def forward(self, x):
-        self.mask = x <= 0
-        out = x.copy()
-        out[self.mask] = 0
-        return out
-
-    def backward(self, dout):
-        dout[self.mask] = 0
-        return dout
-
-
-class SoftmaxWithLoss:
-    def forward(self, x, t):
-        self.t, self.y = t, softmax(x)
-        return cross_entropy_error(self.y, t)
-
-    def backward(self, dout=1):
-        dx = self.y.copy()
-        dx[np.arange(self.t.shape[0]), self.t] -= 1
-        return dx / self.t.shape[0]
-'''
+COMMON = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests",
+                      "fixtures", "book_tree", "common")
 
 SCRIPT = '''import os
 import sys
@@ -119,13 +68,12 @@ class BookScript:
             raise NotImplementedError("fastconv.zerochange is not in this commit")
         self.tmp = tempfile.TemporaryDirectory(prefix="fastconv-bench-")
         root = self.tmp.name
-        os.makedirs(os.path.join(root, "common"))
-        os.makedirs(os.path.join(root, "ch05"))
-        for rel, text in (("common/__init__.py", ""), ("common/functions.py", FUNCTIONS),
-                          ("common/layers.py", LAYERS), ("ch05/train.py", SCRIPT)):
-            with open(os.path.join(root, rel), "w") as f:
-                f.write(text)
+        shutil.copytree(COMMON, os.path.join(root, "common"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
         self.cwd = os.path.join(root, "ch05")
+        os.makedirs(self.cwd)
+        with open(os.path.join(self.cwd, "train.py"), "w") as f:
+            f.write(SCRIPT)
         # the child's thread pools are pinned before it starts, as compare.py does
         self.env = dict(os.environ)
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",

@@ -492,14 +492,17 @@ def build_rows(results):
             row["limit"] = row["flops"] / peaks[dtype] if peaks else None
         rows.append(row)
     rows.append({"label": "SimpleConvNet step, 2 threads vs 1 thread speed-up, paired in one "
-                          "process", "kind": "x", "target": ("fastconv_min", SCALING_TARGET),
+                          "process", "short": "paired in one process (steps alternate)",
+                 "kind": "x", "target": ("fastconv_min", SCALING_TARGET),
                  "rounds": {f: per_round("paired_scaling", f, "speedup") for f in FRAMEWORKS}})
     rows.append({"label": "SimpleConvNet step, 2 threads vs 1 thread speed-up, separate "
-                          "processes", "kind": "x", "target": None,
+                          "processes", "short": "separate processes", "kind": "x",
+                 "target": None,
                  "rounds": {f: speedups(f) for f in FRAMEWORKS}})
     for workload, label in (("simple_step", "peak RSS, SimpleConvNet training steps"),
                             ("inference", "peak RSS, SimpleConvNet 10k inference")):
-        rows.append({"label": label, "kind": "MB", "target": None,
+        rows.append({"label": label, "short": label.replace("peak RSS, ", ""), "kind": "MB",
+                     "target": None,
                      "rounds": {f: per_round(workload, f, "maxrss_mb") for f in FRAMEWORKS}})
     for row in rows:
         _judge(row)
@@ -646,47 +649,64 @@ def rewrite_readme(path, block):
 
 
 def chart(rows, path, title):
+    """Write the chart of ``rows`` as a PNG file at ``path``."""
+    import matplotlib.pyplot as plt
+    fig = figure(rows, title)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def figure(rows, title):
+    """The chart of ``rows``: the times (log scale) across the top; peak memory and the thread
+    scaling, with its target line, below. One legend under the panels, where it covers no bar."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
     names = {"book": "book's code (NumPy backend, float64)", "torch": "PyTorch (float32)",
-             "fastconv": "fastconv (Numba, float32)"}
+             "fastconv": "fastconv (Numba; float32, float64 in the parity rows)"}
     colors = {"book": "#9e9e9e", "torch": "#ee4c2c", "fastconv": "#1f77b4"}
-    panels = [("s", "time per workload (s, log scale)", True),
-              ("MB", "peak RSS (MB)", False),
-              ("x", "speed-up, 2 threads vs 1", False)]
-    fig, axes = plt.subplots(1, 3, figsize=(17, 6.5),
-                             gridspec_kw={"width_ratios": [5, 2, 1.3]})
+    fig = plt.figure(figsize=(15, 10), layout="constrained")
+    grid = fig.add_gridspec(2, 2, height_ratios=[1.2, 1])
+    panels = [(fig.add_subplot(grid[0, :]), "s", "time per workload (s, log scale)", None),
+              (fig.add_subplot(grid[1, 0]), "MB", "peak RSS (MB)", "peak memory"),
+              (fig.add_subplot(grid[1, 1]), "x", "speed-up (×)",
+               "SimpleConvNet step: 2 threads against 1 thread")]
     width = 0.27
-    for ax, (kind, ylabel, log) in zip(axes, panels):
+    for ax, kind, ylabel, panel_title in panels:
         panel = [r for r in rows if r["kind"] == kind]
         pos = np.arange(len(panel))
+        if kind == "s":
+            ax.set_yscale("log")  # before the bars, so an "n/a" sits at the log axis' floor
         for i, f in enumerate(FRAMEWORKS):
             heights = [r["values"][f] if r["values"][f] is not None else 0.0 for r in panel]
             bars = ax.bar(pos + (i - 1) * width, heights, width, label=names[f], color=colors[f])
             for bar, r in zip(bars, panel):
                 v = r["values"][f]
                 text = "n/a" if v is None else fmt_value(v, kind).replace(" ", "\u2009")
-                y = bar.get_height() if v else (ax.get_ylim()[0] if log else 0.0)
+                y = bar.get_height() if v else (ax.get_ylim()[0] if kind == "s" else 0.0)
+                # on white, so that the target line and the grid do not cross the digits
                 ax.annotate(text, (bar.get_x() + bar.get_width() / 2, y), ha="center",
                             va="bottom", fontsize=7, rotation=90, xytext=(0, 2),
-                            textcoords="offset points")
-        if log:
-            ax.set_yscale("log")
+                            textcoords="offset points",
+                            bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5})
         ax.set_xticks(pos)
-        ax.set_xticklabels([_wrap(r["label"]) for r in panel], fontsize=8)
+        ax.set_xticklabels([_wrap(r.get("short", r["label"])) for r in panel], fontsize=8)
         ax.set_ylabel(ylabel)
+        if panel_title:
+            ax.set_title(panel_title, fontsize=9)
         ax.margins(y=0.25)
-        ax.grid(axis="y", alpha=0.3, which="both" if log else "major")
+        ax.grid(axis="y", alpha=0.3, which="both" if kind == "s" else "major")
         if kind == "x":
-            ax.axhline(1.7, color="k", ls="--", lw=0.8)
-    axes[0].legend(fontsize=8, loc="upper left")
+            target = ax.axhline(SCALING_TARGET, color="k", ls="--", lw=0.8, zorder=1,
+                                label=f"target: fastconv ≥ {SCALING_TARGET:g}× (paired in one "
+                                      "process)")
+    handles, labels = panels[0][0].get_legend_handles_labels()
+    fig.legend(handles + [target], labels + [target.get_label()], loc="upper center",
+               bbox_to_anchor=(0.5, 0.0), ncol=4, fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def _wrap(text, width=22):

@@ -21,32 +21,28 @@ import subprocess
 import sys
 import tarfile
 
-# CDN address (as in asv's index.html) -> (npm package@version, file in its tarball, name
-# under vendor/). The bootstrap stylesheet sits in vendor/css/ because it loads its icon
-# font from ../fonts/.
-VENDORED = {
-    "https://code.jquery.com/jquery-3.3.1.min.js":
-        ("jquery@3.3.1", "package/dist/jquery.min.js", "jquery.min.js"),
-    "https://cdnjs.cloudflare.com/ajax/libs/flot/0.8.3/jquery.flot.min.js":
-        ("flot@0.8.3", "package/jquery.flot.js", "jquery.flot.js"),
-    "https://cdnjs.cloudflare.com/ajax/libs/flot/0.8.3/jquery.flot.time.min.js":
-        ("flot@0.8.3", "package/jquery.flot.time.js", "jquery.flot.time.js"),
-    "https://cdnjs.cloudflare.com/ajax/libs/flot/0.8.3/jquery.flot.selection.min.js":
-        ("flot@0.8.3", "package/jquery.flot.selection.js", "jquery.flot.selection.js"),
-    "https://cdnjs.cloudflare.com/ajax/libs/flot/0.8.3/jquery.flot.categories.min.js":
-        ("flot@0.8.3", "package/jquery.flot.categories.js", "jquery.flot.categories.js"),
-    "https://cdn.jsdelivr.net/npm/flot-orderbars@1.0.0/js/jquery.flot.orderBars.js":
-        ("flot-orderbars@1.0.0", "package/js/jquery.flot.orderBars.js",
-         "jquery.flot.orderBars.js"),
-    "https://cdnjs.cloudflare.com/ajax/libs/stupidtable/1.0.1/stupidtable.min.js":
-        ("stupid-table-plugin@1.1.3", "package/stupidtable.min.js", "stupidtable.min.js"),
-    "https://cdnjs.cloudflare.com/ajax/libs/blueimp-md5/2.19.0/js/md5.min.js":
-        ("blueimp-md5@2.19.0", "package/js/md5.min.js", "md5.min.js"),
-    "https://cdn.jsdelivr.net/npm/bootstrap@3.1.1/dist/js/bootstrap.min.js":
-        ("bootstrap@3.1.1", "package/dist/js/bootstrap.min.js", "bootstrap.min.js"),
-    "https://cdn.jsdelivr.net/npm/bootstrap@3.1.1/dist/css/bootstrap.min.css":
-        ("bootstrap@3.1.1", "package/dist/css/bootstrap.min.css", "css/bootstrap.min.css"),
-}
+CDNJS = "https://cdnjs.cloudflare.com/ajax/libs/"
+JSDELIVR = "https://cdn.jsdelivr.net/npm/"
+FLOT = ("", ".time", ".selection", ".categories")  # flot and the plugins asv loads
+# (CDN address as in asv's index.html, npm package@version, file in its tarball)
+SOURCES = [
+    ("https://code.jquery.com/jquery-3.3.1.min.js", "jquery@3.3.1", "package/dist/jquery.min.js"),
+    *((f"{CDNJS}flot/0.8.3/jquery.flot{part}.min.js", "flot@0.8.3", f"package/jquery.flot{part}.js")
+      for part in FLOT),
+    (f"{JSDELIVR}flot-orderbars@1.0.0/js/jquery.flot.orderBars.js", "flot-orderbars@1.0.0",
+     "package/js/jquery.flot.orderBars.js"),
+    (f"{CDNJS}stupidtable/1.0.1/stupidtable.min.js", "stupid-table-plugin@1.1.3",
+     "package/stupidtable.min.js"),
+    (f"{CDNJS}blueimp-md5/2.19.0/js/md5.min.js", "blueimp-md5@2.19.0", "package/js/md5.min.js"),
+    (f"{JSDELIVR}bootstrap@3.1.1/dist/js/bootstrap.min.js", "bootstrap@3.1.1",
+     "package/dist/js/bootstrap.min.js"),
+    (f"{JSDELIVR}bootstrap@3.1.1/dist/css/bootstrap.min.css", "bootstrap@3.1.1",
+     "package/dist/css/bootstrap.min.css"),
+]
+# CDN address -> (package, file in its tarball, name under vendor/). The stylesheet sits in
+# vendor/css/ because it loads its icon font from ../fonts/.
+VENDORED = {url: (spec, member, ("css/" if member.endswith(".css") else "")
+                  + member.rsplit("/", 1)[1]) for url, spec, member in SOURCES}
 # files the stylesheet refers to: (package, tarball folder, vendor/ folder)
 EXTRA_TREES = [("bootstrap@3.1.1", "package/dist/fonts/", "fonts/")]
 
@@ -97,7 +93,7 @@ def rewrite(html):
         tag, url = match.group(0), match.group(2)
         if url not in VENDORED:
             raise ValueError(f"{match.group(1)} tag loads {url}, which is not vendored; "
-                             "add it to VENDORED in benchmarks/publish_offline.py")
+                             "add it to SOURCES in benchmarks/publish_offline.py")
         return DROPPED_ATTRS.sub("", tag.replace(url, "vendor/" + VENDORED[url][2]))
     return REMOTE_TAG.sub(local, html)
 

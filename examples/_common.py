@@ -472,6 +472,7 @@ def plot_losses(args, losses, markers, title, file_name):
     ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=subs))
     ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("iterations")
     ax.set_ylabel("mini-batch loss, smoothed (log scale)")
     ax.grid(True, which="both", alpha=0.3)

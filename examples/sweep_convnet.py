@@ -91,21 +91,27 @@ def main(argv=None):
         print(f"Best: lr:{best['lr']:.3e}, batch:{best['batch_size']} -> val acc "
               f"{best['val_acc']:.4f}, test acc {best['test_acc']:.4f}")
 
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = plt.subplots(figsize=(7, 5), layout="constrained")
     for batch_size, marker in zip(SPACE["batch_size"].values, "osD"):
         points = [r for r in done if r["batch_size"] == batch_size]
-        ax.plot([r["lr"] for r in points], [r["val_acc"] for r in points], marker,
-                label=f"batch {batch_size}")
+        if points:
+            ax.plot([r["lr"] for r in points], [r["val_acc"] for r in points], marker,
+                    markersize=8, label=f"batch {batch_size}")
     ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
+    low, high = SPACE["lr"].low, SPACE["lr"].high
+    ax.set_xlim(low / 1.3, high * 1.3)  # the whole search range, to see where trials fell
+    ax.set_xlabel(f"learning rate (drawn log-uniformly from {low:g} to {high:g})")
     ax.set_ylabel("final validation accuracy")
     values = [r["val_acc"] for r in done]
     if values:
         ax.set_ylim(*common.fitted_range(values))
-    ax.legend(loc="lower right")
-    ax.grid(True, alpha=0.3)
-    ax.set_title(f"SimpleConvNet on {args.dataset}: {common.count(len(done), 'trial')}, "
-                 f"{common.count(args.epochs, 'epoch')} each")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title(f"SimpleConvNet on {args.dataset}, Adam: {common.count(len(done), 'trial')} "
+                 f"of {common.count(args.epochs, 'epoch')}\n"
+                 f"{common.count(args.train_size, 'training image')} (10% held out for "
+                 "validation); the marker is the batch size")
+    if done:
+        common.legend_below(fig, ax.get_legend_handles_labels(), ncol=3)
     common.save_figure(fig, args, "sweep_convnet.png")
     clock.report()
 

@@ -1,8 +1,20 @@
 """fastconv: a Numba-compiled drop-in replacement for the 'Deep Learning from Scratch' package.
 
-Swap ``from common.layers import Convolution`` for ``from fastconv.layers import Convolution``
-(likewise functions, util, gradient, optimizer, trainer and the networks) and the script runs
-unchanged, with the hot loops compiled by Numba.
+Zero-change mode: the book's scripts run as they are, and fastconv serves the book's modules
+(``common.layers``, ``dataset.mnist``, the chapters' networks) where your copy defines them
+as the book does::
+
+    python -m fastconv ch07/train_convnet.py     # or: fastconv run ch07/train_convnet.py
+    %load_ext fastconv                           # IPython / Jupyter, in the first cell
+    fastconv.install()                           # from code, before the book's imports
+
+Import swap: ``from fastconv.layers import Convolution`` for ``from common.layers import
+Convolution`` (likewise functions, util, gradient, optimizer, trainer, the networks and
+``fastconv.datasets.load_mnist``).
+
+Two modes: ``parity`` (the default: float64 and the book's order of random draws, so the
+book's numbers) and ``fast`` (float32, one forward pass a step); choose with
+``FASTCONV_MODE``, ``set_mode``/``using_mode`` or ``--fast``.
 """
 import importlib.util as _importlib_util
 import os as _os
@@ -61,7 +73,6 @@ _choose_threading_layer()
 # would hide the fastconv.backend module.
 from fastconv.backend import use_backend, get_backend, using_backend  # noqa: E402
 from fastconv.mode import set_mode, get_mode, using_mode  # noqa: E402
-
 
 
 def install(**options):

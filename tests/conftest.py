@@ -1,9 +1,37 @@
+import importlib.util
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fastconv.backend import backend
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """``load_script("benchmarks/compare.py")``: a script of the repository as a fresh module
+    (benchmarks/ and tools/ are not on the tests' sys.path); the caller's fixture scope says
+    how long that module lives."""
+    def load(relative_path):
+        path = ROOT / relative_path
+        spec = importlib.util.spec_from_file_location("_script_" + path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load
+
+
+def blobs(n_train, n_test, features, classes=3, seed=0):
+    """(x_train, t_train, x_test, t_test): one Gaussian blob a class, far enough apart that a
+    small network learns them in a few epochs."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((classes, features)) * 2
+    t = rng.integers(0, classes, n_train + n_test)
+    x = centers[t] + rng.standard_normal((n_train + n_test, features))
+    return x[:n_train], t[:n_train], x[n_train:], t[n_train:]
 
 
 @pytest.fixture

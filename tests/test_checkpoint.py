@@ -1,4 +1,5 @@
 """Trainer checkpoints: resume to the same bits, Ctrl-C, SIGKILL, and files that must be refused."""
+import functools
 import io
 import json
 import os
@@ -19,15 +20,12 @@ from fastconv.checkpoint import CheckpointError
 from fastconv.nets import MultiLayerNetExtend
 from fastconv.trainer import OPTIMIZERS, Trainer
 
+from conftest import blobs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
 
 
-def data(n_train=120, n_test=40, features=6, classes=3, seed=0):
-    rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((classes, features)) * 2
-    t = rng.integers(0, classes, n_train + n_test)
-    x = centers[t] + rng.standard_normal((n_train + n_test, features))
-    return x[:n_train], t[:n_train], x[n_train:], t[n_train:]
+data = functools.partial(blobs, n_train=120, n_test=40, features=6)
 
 
 def make_trainer(path, optimizer="adam", seed=None, hidden=(10, 10), epochs=4, lr=0.01,

@@ -1,19 +1,10 @@
 """benchmarks/compare.py's table: medians over rounds, per-round ratios, targets."""
-import importlib.util
-import os
-
 import pytest
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @pytest.fixture(scope="module")
-def compare():
-    path = os.path.join(HERE, os.pardir, "benchmarks", "compare.py")
-    spec = importlib.util.spec_from_file_location("compare_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def compare(load_script):
+    return load_script("benchmarks/compare.py")
 
 
 def fake_results(times):
@@ -247,3 +238,34 @@ def test_readme_block_says_when_and_how_and_shows_the_chart(compare):
                             "--readme README.md`")
     assert "2 threads" in block and "load average 0.2" in block
     assert block.rstrip().endswith("(docs/compare.png)")
+
+
+def _full_results(compare):
+    """Every workload measured by every framework, as a real run fills the chart."""
+    times = {(w, f): [0.001 * (i + 1), 0.0012 * (i + 1)]
+             for i, w in enumerate(compare.WORKLOADS) for f in compare.FRAMEWORKS}
+    for f in compare.FRAMEWORKS:
+        times["simple_step@1", f], times["simple_step@2", f] = [0.02, 0.02], [0.012, 0.011]
+    results = fake_results(times)
+    for f, speedup in zip(compare.FRAMEWORKS, (1.05, 1.59, 1.75)):
+        results["paired_scaling", f] = [{"speedup": speedup, "seconds": 0.01,
+                                         "maxrss_mb": 100.0, "versions": {}}] * 2
+    return results
+
+
+def test_chart_labels_do_not_overlap_and_the_target_line_is_named(compare):
+    pytest.importorskip("matplotlib")
+    fig = compare.figure(compare.build_rows(_full_results(compare)), "title")
+    fig.canvas.draw()  # the constrained layout places the axes when the figure is drawn
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        boxes = [label.get_window_extent(renderer) for label in ax.get_xticklabels()
+                 if label.get_text()]
+        assert len(boxes) >= 2
+        for left, right in zip(boxes, boxes[1:]):
+            assert left.x1 < right.x0, (ax.get_ylabel(), left, right)
+    texts = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert any(f"{compare.SCALING_TARGET:g}×" in t and "target" in t for t in texts), texts
+    assert len(texts) == len(set(texts)) == len(compare.FRAMEWORKS) + 1, texts
+    import matplotlib.pyplot as plt
+    plt.close(fig)

@@ -1,19 +1,15 @@
 """tools/example_times.py rewrites only the marked block, and says what it measured."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-TOOL = Path(__file__).resolve().parent.parent / "tools" / "example_times.py"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def times():
-    spec = importlib.util.spec_from_file_location("example_times", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def times(load_script):
+    return load_script("tools/example_times.py")
 
 
 def test_rewrite_replaces_the_block_and_nothing_else(times, tmp_path):
@@ -47,7 +43,7 @@ def test_duration(times, seconds, text):
 
 
 def test_every_example_and_both_pages_are_covered(times):
-    examples = {p.name for p in (TOOL.parent.parent / "examples").glob("*.py")
+    examples = {p.name for p in (ROOT / "examples").glob("*.py")
                 if not p.name.startswith("_")}
     assert set(times.SCRIPTS) == examples
     for page in times.TARGETS:

@@ -1,19 +1,10 @@
 """benchmarks/profile_step.py: every block of a DeepConvNet step timed, the classes restored."""
-import importlib.util
-import os
-
 import pytest
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @pytest.fixture(scope="module")
-def profile_step():
-    path = os.path.join(HERE, os.pardir, "benchmarks", "profile_step.py")
-    spec = importlib.util.spec_from_file_location("profile_step_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def profile_step(load_script):
+    return load_script("benchmarks/profile_step.py")
 
 
 def test_profile_names_every_block_and_restores_the_layers(profile_step):

@@ -1,5 +1,6 @@
 """fastconv.trainer.Trainer: epochs, lists, seeding, the two modes' steps, book-style use,
 honest progress figures."""
+import functools
 import os
 import subprocess
 import sys
@@ -16,13 +17,10 @@ from fastconv.optimizer import Adam, Momentum
 from fastconv.progress import ETA_MIN_STEADY_STEPS, plural
 from fastconv.trainer import Trainer
 
+from conftest import blobs
 
-def data(n_train=230, n_test=70, features=8, classes=3, seed=0):
-    rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((classes, features)) * 2
-    t = rng.integers(0, classes, n_train + n_test)
-    x = centers[t] + rng.standard_normal((n_train + n_test, features))
-    return x[:n_train], t[:n_train], x[n_train:], t[n_train:]
+
+data = functools.partial(blobs, n_train=230, n_test=70, features=8)
 
 
 def net(seed=0, dropout=False, dtype=np.float32):
