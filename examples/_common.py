@@ -344,8 +344,10 @@ class Clock:
         if self.warmup_seconds:
             print(f"First steps: {self.warmup_seconds:.2f} s (Numba compiles here on a "
                   "fresh install; not in images/s)")
-        print(f"Training: {count(self.images, 'image')} in {self.seconds:.1f} s of steady "
-              f"training steps, {rate(self.images, self.seconds)} images/s")
+        # a --quick run's steady steps take milliseconds: "0.0 s" would say nothing
+        spent = f"{self.seconds:.1f} s" if self.seconds >= 1 else f"{self.seconds * 1e3:.0f} ms"
+        print(f"Training: {count(self.images, 'image')} in {spent} of steady training steps, "
+              f"{rate(self.images, self.seconds)} images/s")
         print(f"Total wall time: {seconds_since_start():.1f} s (from process start)")
 
 
@@ -365,7 +367,7 @@ class _Step:
 
 def rate(images, seconds):
     """images/s as a whole number (or 'n/a' when nothing was timed)."""
-    return f"{images / seconds:.0f}" if seconds > 0 and images else "n/a"
+    return f"{images / seconds:,.0f}" if seconds > 0 and images else "n/a"
 
 
 class TrainerLog:
