@@ -113,6 +113,7 @@ def _record_step(net, x, t):
 
 PHASES = ("pad", "im2col", "gemm forward", "epilogue", "prologue", "row sums (db)",
           "gemm dW", "gemm dx", "col2im", "crop")
+INFERENCE = len(PHASES)  # the epilogue of a pooling block without argmax (predict, accuracy)
 _driver = None
 
 
@@ -193,6 +194,11 @@ def _block_cases(label, block, x64, dout64, np):
             return lambda: jit.conv_relu_forward(x, W, b, conv.stride, conv.pad)
         return lambda: jit.conv_relu_pool_forward(x, W, b, conv.stride, conv.pad, *pool_args)
 
+    def inference(dtype):
+        x, W, b, *_ = operands(dtype)
+        return lambda: jit.conv_relu_pool_forward(x, W, b, conv.stride, conv.pad, *pool_args,
+                                                  with_argmax=False)
+
     def backward(dtype):
         x, W, b, dout, out, argmax = operands(dtype)
         if pool is None:
@@ -203,6 +209,7 @@ def _block_cases(label, block, x64, dout64, np):
 
     def phase(index):
         def make(dtype):
+            step = index
             x, W, b, dout, out, argmax = operands(dtype)
             x, Wm, geometry, chunk = _layer_operands(x, W, conv.stride, conv.pad)
             FN, K = Wm.shape
@@ -213,11 +220,13 @@ def _block_cases(label, block, x64, dout64, np):
                                  x.shape[3] + 2 * pad), dtype))
             pool_t = ep.NO_POOL if pool is None else pool_args
             kind = ep.OUTPUT_RELU if pool is None else ep.OUTPUT_RELU_POOL
+            if step == INFERENCE:
+                kind, step = ep.OUTPUT_RELU_POOL_VALUES, 3
             pkind = ep.GRADIENT_RELU if pool is None else ep.GRADIENT_RELU_POOL
             out_w = np.empty_like(out)
             argmax_w = np.empty_like(argmax)
-            epilogue = (kind, b, pool_t, out_w if index == 3 else out,
-                        argmax_w if index == 3 else argmax)
+            epilogue = (kind, b, pool_t, out_w if step == 3 else out,
+                        argmax_w if step == 3 else argmax)
             prologue = (pkind, pool_t, dout, out, argmax)
             dW = np.zeros(Wm.shape, dtype)
             db = np.zeros(FN)
@@ -227,11 +236,11 @@ def _block_cases(label, block, x64, dout64, np):
             one = x[:chunk]
             for before in (0, 1, 2):
                 drive(before, one, Wm, chunk, geometry, scratch, epilogue, prologue, dW, db, dx)
-            if index >= 4:
+            if step >= 4:
                 drive(4, one, Wm, chunk, geometry, scratch, epilogue, prologue, dW, db, dx)
-            if index >= 8:
+            if step >= 8:
                 drive(7, one, Wm, chunk, geometry, scratch, epilogue, prologue, dW, db, dx)
-            return lambda: drive(index, x, Wm, chunk, geometry, scratch, epilogue, prologue,
+            return lambda: drive(step, x, Wm, chunk, geometry, scratch, epilogue, prologue,
                                  dW, db, dx)
         return make
 
@@ -240,6 +249,9 @@ def _block_cases(label, block, x64, dout64, np):
         if name in ("gemm dx", "col2im", "crop") and not need_dx:
             continue
         cases.append((f"{label} | {name}", phase(index)))
+    if pool is not None:
+        cases += [(f"{label} forward without argmax (inference)", inference),
+                  (f"{label} | epilogue without argmax (inference)", phase(INFERENCE))]
     return cases
 
 
