@@ -346,6 +346,42 @@ def _layer_cases(label, layer, x64, dout64, np):
     return []
 
 
+def _unfused_cases(label, block, x64, np):
+    """The layer-by-layer kernels of a conv block (conv, ReLU, pool, the book's im2col): what
+    a network of the user's own, or a backward walk by hand, runs instead of the block."""
+    from fastconv.kernels import jit
+
+    conv, pool = block.conv, block.pool
+    FH, FW, s, p = conv.W.shape[2], conv.W.shape[3], conv.stride, conv.pad
+    y64, _ = jit.conv2d_forward(x64, conv.W, conv.b, s, p)
+    r64 = np.maximum(y64, 0)
+    pool_args = (pool.pool_h, pool.pool_w, pool.stride, pool.pad)
+    p64, argmax = jit.maxpool_forward(r64, *pool_args)
+    dout64 = np.random.default_rng(0).standard_normal(p64.shape)
+
+    def case(name, arrays, call):
+        def make(dtype):  # float operands in dtype, masks as they are
+            args = [a.astype(dtype) if a.dtype.kind == "f" else a for a in arrays]
+            return lambda: call(*args)
+        return (f"{label} unfused {name}", make)
+
+    return [
+        case("conv forward", (x64, conv.W, conv.b),
+             lambda x, W, b: jit.conv2d_forward(x, W, b, s, p)),
+        case("conv backward", (y64, x64, conv.W),
+             lambda d, x, W: jit.conv2d_backward(d, x, W, None, s, p, conv.need_input_grad)),
+        case(f"relu {'x'.join(map(str, y64.shape[1:]))} forward", (y64,), jit.relu_forward),
+        case(f"relu {'x'.join(map(str, y64.shape[1:]))} backward", (y64, y64 <= 0),
+             jit.relu_backward),
+        case("maxpool forward", (r64,), lambda x: jit.maxpool_forward(x, *pool_args)),
+        case("maxpool backward", (dout64,),
+             lambda d: jit.maxpool_backward(d, argmax, r64.shape, *pool_args)),
+        case("im2col (the book's layout)", (x64,), lambda x: jit.im2col(x, FH, FW, s, p)),
+        case("col2im (the book's layout)", (jit.im2col(x64, FH, FW, s, p),),
+             lambda col: jit.col2im(col, x64.shape, FH, FW, s, p)),
+    ]
+
+
 def _update_cases(label, net, grads64, np):
     """Adam for every network; SGD as well for MultiLayerNetExtend (batch_norm_test.py)."""
     from fastconv import optimizer
@@ -399,6 +435,8 @@ def build_cases(names, data, steps=True):
                          f"{x_in.shape[2]}x{x_in.shape[3]}"
                          + (" +relu+pool" if layer.pool is not None else " +relu"))
                 cases += _block_cases(label, layer, x_in, dout, np)
+                if name == "simple":
+                    cases += _unfused_cases(name, layer, x_in, np)
             else:
                 if type(layer).__name__ == "SoftmaxWithLoss":
                     layer._labels = np.asarray(t, dtype=np.intp)

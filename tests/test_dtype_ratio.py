@@ -23,7 +23,8 @@ def test_cases_cover_the_step_and_restore_the_layers(dtype_ratio):
         f"{block} | epilogue without argmax (inference)"]
     for name in ("simple affine 4320x100 backward", "simple softmax + loss forward",
                  "extend batchnorm 100 backward", "extend dropout 100 forward (NumPy)",
-                 "extend SGD update"):
+                 "extend SGD update", "simple unfused maxpool backward",
+                 "simple unfused col2im (the book's layout)"):
         assert name in names
     assert len(names) == len(set(names))
 
