@@ -1,4 +1,4 @@
-"""benchmarks/dtype_ratio.py: every kernel of a step found, its phases timed, the layers restored."""
+"""benchmarks/dtype_ratio.py: the kernels of a step found, phases timed, the layers restored."""
 import numpy as np
 import pytest
 
