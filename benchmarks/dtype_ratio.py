@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """float64 against float32, kernel by kernel: which jit kernels fall off the vector path.
 
-    NUMBA_NUM_THREADS=1 python benchmarks/dtype_ratio.py [--rounds 30] [--nets simple,deep,extend]
-        [--no-steps] [--json FILE] [--data random|mnist]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE FASTCONV_DATA=... \
+        python benchmarks/dtype_ratio.py [--rounds 30] [--nets simple,deep,extend] \
+        [--data mnist|random] [--only TEXT] [--no-steps] [--json FILE]
 
 A kernel that streams memory or runs a GEMM should take about twice as long in float64 as
 in float32 (twice the bytes, half the GEMM rate). One that takes much longer has lost its
