@@ -1,0 +1,225 @@
+"""Run the book's notebooks plainly and under ``%load_ext fastconv``, and compare the outputs.
+
+    python tools/book_notebooks.py --book /tmp/book                 # all notebooks/*.ipynb
+    python tools/book_notebooks.py --book /tmp/book --reduce        # short training loops
+    python tools/book_notebooks.py --book /tmp/book --only ch05 ch07 --timeout 600
+
+Each notebook runs twice with nbclient (a fresh kernel each time), one side after the other.
+Both sides start from a fresh copy of the book's tree at the same path (so that files a
+notebook writes, such as ``ch07/params.pkl`` or ``dataset/mnist.pkl``, and paths in warnings
+are the same on both sides, and the book's folder is never written to). The kernel's working
+folder is the notebook's folder, ``MPLBACKEND`` is ``Agg`` (``--backend inline``: the
+notebook's inline figures), and a first cell ``import numpy as np; np.random.seed(0)`` is
+added on both sides; the fastconv side gets ``%load_ext fastconv`` before it.
+
+Per cell of the book's notebook, the two sides must give: the same stdout and stderr text
+and the same text/plain results, numbers equal to a relative 1e-9 (float64 sums in another
+order) and runs of spaces counted as one (NumPy pads its columns to the printed digits),
+everything else exactly; errors with the same exception name (a cell that fails plainly, for
+a missing package or file, must fail in the same way); and the same number of images.
+
+``--reduce`` shortens the long training loops by the textual substitutions in ``REDUCE``,
+the same on both sides, and prints each one it made. The result is a markdown table:
+notebook | cells | same outputs? | first difference | time plain | time with %load_ext.
+The exit status is 1 when any notebook differs, or a side timed out.
+"""
+import argparse
+import copy
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SEED_CELL = "import numpy as np; np.random.seed(0)"
+LOAD_CELL = "%load_ext fastconv"
+REL = 1e-9
+_NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
+_SPACES = re.compile(r"[ \t]+")
+
+# (notebook, text in a cell, replacement). Only iteration, epoch, trial and sample counts;
+# each is the book's own constant (or its commented-out "reduce the data" line).
+REDUCE = [
+    ("ch04", "iters_num = 10000", "iters_num = 200"),
+    ("ch05", "iters_num = 10000", "iters_num = 200"),
+    ("ch06", "max_iterations = 2000", "max_iterations = 100"),
+    ("ch06", "max_epochs = 20\n", "max_epochs = 2\n"),
+    ("ch06", "max_epochs = 201", "max_epochs = 3"),
+    ("ch06", "epochs=301", "epochs=3"),
+    ("ch06", "optimization_trial = 100", "optimization_trial = 3"),
+    ("ch06", "epocs=50", "epocs=3"),
+    ("ch07", "max_epochs = 20", "max_epochs = 2"),
+    ("ch07", "#x_train, t_train = x_train[:5000], t_train[:5000]",
+     "x_train, t_train = x_train[:300], t_train[:300]"),
+    ("ch07", "#x_test, t_test = x_test[:1000], t_test[:1000]",
+     "x_test, t_test = x_test[:300], t_test[:300]"),
+    ("ch08", "epochs=20", "epochs=1"),
+    ("ch08", "network = DeepConvNet()  \n",
+     "network = DeepConvNet()  \nx_train, t_train = x_train[:300], t_train[:300]\n"
+     "x_test, t_test = x_test[:300], t_test[:300]\n"),
+    ("ch08", "#sampled = 1000\n#x_test = x_test[:sampled]\n#t_test = t_test[:sampled]",
+     "sampled = 300\nx_test = x_test[:sampled]\nt_test = t_test[:sampled]"),
+    ("ch08", "sampled = 10000", "sampled = 300"),
+]
+
+
+@dataclass
+class Result:
+    name: str
+    cells: int
+    difference: str = None  # None: the same outputs
+    seconds: dict = field(default_factory=dict)  # side -> wall time of the run
+
+
+def reduce_cells(name, sources, log=print):
+    """The cell sources with ``REDUCE``'s substitutions for notebook ``name`` made."""
+    out = list(sources)
+    for notebook, old, new in REDUCE:
+        if notebook != name:
+            continue
+        for i, source in enumerate(out):
+            if old in source:
+                out[i] = source.replace(old, new)
+                log(f"{name} cell {i}: {old.strip()!r} -> {new.strip()!r}")
+    return out
+
+
+def execute(sources, folder, timeout, fastconv):
+    """Run the cells in a fresh kernel in ``folder``: (the notebook's cells, seconds, error)."""
+    import nbclient
+    import nbformat
+    prefix = ([LOAD_CELL] if fastconv else []) + [SEED_CELL]
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(s) for s in prefix + list(sources)]
+    client = nbclient.NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                                     allow_errors=True,
+                                     resources={"metadata": {"path": str(folder)}})
+    start, error = time.perf_counter(), None
+    try:
+        client.execute()
+    except Exception as exc:  # a timeout or a dead kernel: the cells run so far are kept
+        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:120]}"
+    return notebook.cells[len(prefix):], time.perf_counter() - start, error
+
+
+def summarize(cell):
+    """What is compared of a cell: stream texts, text/plain results, errors, image count."""
+    streams, results, errors, images = {}, [], [], 0
+    for output in cell.get("outputs", []):
+        kind = output["output_type"]
+        if kind == "stream":
+            streams[output["name"]] = streams.get(output["name"], "") + output["text"]
+        elif kind == "error":
+            errors.append(output["ename"])
+        else:
+            data = output.get("data", {})
+            images += any(key.startswith("image/") for key in data)
+            if "text/plain" in data:
+                results.append(data["text/plain"])
+    return {"stdout": streams.get("stdout", ""), "stderr": streams.get("stderr", ""),
+            "results": "\n".join(results), "errors": errors, "images": images}
+
+
+def same_text(a, b, rel=REL):
+    """Equal once numbers are equal to ``rel`` and runs of spaces count as one."""
+    if _SPACES.sub(" ", _NUMBER.sub("#", a)) != _SPACES.sub(" ", _NUMBER.sub("#", b)):
+        return False
+    for x, y in zip(_NUMBER.findall(a), _NUMBER.findall(b)):
+        x, y = float(x), float(y)
+        if abs(x - y) > rel * max(abs(x), abs(y)):
+            return False
+    return True
+
+
+def first_difference(plain_cells, served_cells):
+    """A short description of the first cell whose outputs differ, or None."""
+    for i, (a, b) in enumerate(zip(plain_cells, served_cells)):
+        sa, sb = summarize(a), summarize(b)
+        for key in ("stdout", "stderr", "results"):
+            if not same_text(sa[key], sb[key]):
+                return f"cell {i} {key}: {_diff_snippet(sa[key], sb[key])}"
+        if sa["errors"] != sb["errors"]:
+            return f"cell {i} errors: {sa['errors']} vs {sb['errors']}"
+        if sa["images"] != sb["images"]:
+            return f"cell {i} images: {sa['images']} vs {sb['images']}"
+    if len(plain_cells) != len(served_cells):
+        return f"cells: {len(plain_cells)} vs {len(served_cells)}"
+    return None
+
+
+def _diff_snippet(a, b):
+    lines_a, lines_b = a.splitlines() or [""], b.splitlines() or [""]
+    for la, lb in zip(lines_a + [""] * len(lines_b), lines_b + [""] * len(lines_a)):
+        if not same_text(la, lb):
+            return f"{la.strip()[:60]!r} vs {lb.strip()[:60]!r}"
+    return f"{len(lines_a)} vs {len(lines_b)} lines"
+
+
+def compare_notebook(book, path, reduce=False, timeout=1800, workdir=None, log=print):
+    """Run ``path`` (a notebook in ``book``) on both sides; a :class:`Result`."""
+    import nbformat
+    book, path = Path(book).resolve(), Path(path).resolve()
+    name = path.stem
+    sources = [c.source for c in nbformat.read(path, as_version=4).cells
+               if c.cell_type == "code"]
+    if reduce:
+        sources = reduce_cells(name, sources, log)
+    result, cells = Result(name, len(sources)), {}
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        tree = Path(tmp) / "book"
+        for side in ("plain", "fastconv"):
+            shutil.rmtree(tree, ignore_errors=True)
+            shutil.copytree(book, tree, ignore=shutil.ignore_patterns("__pycache__", ".git"))
+            folder = tree / path.relative_to(book).parent
+            cells[side], result.seconds[side], error = execute(
+                copy.deepcopy(sources), folder, timeout, side == "fastconv")
+            if error:
+                result.difference = f"{side} side: {error}"
+                return result
+    result.difference = first_difference(cells["plain"], cells["fastconv"])
+    return result
+
+
+def table(results):
+    lines = ["| notebook | cells | same outputs? | first difference | time plain "
+             "| time with %load_ext |", "|---|---:|---|---|---:|---:|"]
+    for r in results:
+        times = [f"{r.seconds[s]:.0f} s" if s in r.seconds else "-" for s in ("plain", "fastconv")]
+        same = "yes" if r.difference is None else "**no**"
+        diff = (r.difference or "").replace("|", "\\|")
+        lines.append(f"| {r.name} | {r.cells} | {same} | {diff} | {times[0]} | {times[1]} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--book", required=True, help="the book's tree (holds notebooks/)")
+    parser.add_argument("--reduce", action="store_true", help="shorten the training loops")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="notebooks by stem: ch05 ...")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per cell")
+    parser.add_argument("--backend", default="Agg",
+                        help="MPLBACKEND for the kernels; 'inline': the notebook's default")
+    args = parser.parse_args(argv)
+    paths = sorted((Path(args.book) / "notebooks").glob("*.ipynb"))
+    if args.only:
+        paths = [p for p in paths if p.stem in args.only]
+    if not paths:
+        parser.error(f"--book {args.book}: no notebooks/*.ipynb (or none named by --only)")
+    if args.backend == "inline":
+        os.environ.pop("MPLBACKEND", None)
+    else:
+        os.environ["MPLBACKEND"] = args.backend
+    results = []
+    for path in paths:
+        results.append(compare_notebook(args.book, path, args.reduce, args.timeout))
+        r = results[-1]
+        print(f"{r.name}: {'same outputs' if r.difference is None else r.difference}", flush=True)
+    print(table(results))
+    return 1 if any(r.difference for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
