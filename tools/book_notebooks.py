@@ -70,7 +70,8 @@ REDUCE = [
 class Result:
     name: str
     cells: int
-    difference: str = None  # None: the same outputs
+    difference: str = None  # the first one; None: the same outputs
+    differences: list = field(default_factory=list)
     seconds: dict = field(default_factory=dict)  # side -> wall time of the run
 
 
@@ -134,20 +135,21 @@ def same_text(a, b, rel=REL):
     return True
 
 
-def first_difference(plain_cells, served_cells):
-    """A short description of the first cell whose outputs differ, or None."""
+def differences(plain_cells, served_cells):
+    """A short description of each difference, cell by cell (empty: the same outputs)."""
+    found = []
     for i, (a, b) in enumerate(zip(plain_cells, served_cells)):
         sa, sb = summarize(a), summarize(b)
         for key in ("stdout", "stderr", "results"):
             if not same_text(sa[key], sb[key]):
-                return f"cell {i} {key}: {_diff_snippet(sa[key], sb[key])}"
+                found.append(f"cell {i} {key}: {_diff_snippet(sa[key], sb[key])}")
         if sa["errors"] != sb["errors"]:
-            return f"cell {i} errors: {sa['errors']} vs {sb['errors']}"
+            found.append(f"cell {i} errors: {sa['errors']} vs {sb['errors']}")
         if sa["images"] != sb["images"]:
-            return f"cell {i} images: {sa['images']} vs {sb['images']}"
+            found.append(f"cell {i} images: {sa['images']} vs {sb['images']}")
     if len(plain_cells) != len(served_cells):
-        return f"cells: {len(plain_cells)} vs {len(served_cells)}"
-    return None
+        found.append(f"cells: {len(plain_cells)} vs {len(served_cells)}")
+    return found
 
 
 def _diff_snippet(a, b):
@@ -179,7 +181,8 @@ def compare_notebook(book, path, reduce=False, timeout=1800, workdir=None, log=p
             if error:
                 result.difference = f"{side} side: {error}"
                 return result
-    result.difference = first_difference(cells["plain"], cells["fastconv"])
+    result.differences = differences(cells["plain"], cells["fastconv"])
+    result.difference = (result.differences or [None])[0]
     return result
 
 
@@ -216,7 +219,8 @@ def main(argv=None):
     for path in paths:
         results.append(compare_notebook(args.book, path, args.reduce, args.timeout))
         r = results[-1]
-        print(f"{r.name}: {'same outputs' if r.difference is None else r.difference}", flush=True)
+        print(f"{r.name}: " + ("\n    ".join(r.differences or [r.difference or "same outputs"])),
+              flush=True)
     print(table(results))
     return 1 if any(r.difference for r in results) else 0
 
