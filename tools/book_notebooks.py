@@ -17,7 +17,9 @@ and the same text/plain results, numbers equal to a relative 1e-9 (float64 sums 
 order) and runs of spaces counted as one (NumPy pads its columns to the printed digits),
 everything else exactly (the numbers a gradient check prints, mean |numerical - backprop|,
 are rounding noise themselves: ``GRADIENT_CHECKS`` lists those cells, compared to 1e-10
-absolute); errors with the same exception name (a cell that fails plainly, for
+absolute); NumPy's floating-point warnings of the same kinds (overflow, invalid value,
+divide by zero, underflow: on the fastconv side they name fastconv's code, not the line of
+the book's that overflowed); errors with the same exception name (a cell that fails plainly, for
 a missing package or file, must fail in the same way); and the same number of images.
 
 ``--reduce`` shortens the long training loops by the textual substitutions in ``REDUCE``,
@@ -49,6 +51,10 @@ GRADIENT_CHECKS = [("ch05", "grad_numerical ="), ("ch06", "grad_numerical ="),
 ATOL_CHECK = 1e-10
 _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 _SPACES = re.compile(r"[ \t]+")
+# A Python warning on stderr: "file:line: Category: message" and the source line, indented.
+_WARNING = re.compile(r"^[^\n]*?:\d+: (\w+Warning): ([^\n]*)\n(?:  [^\n]*\n?)?", re.M)
+_FP_ERROR = re.compile(r"(overflow|invalid value|divide by zero|underflow) encountered in ")
+_KERNEL_FILE = re.compile(r"ipykernel_\d+")  # the kernel's process id differs per run
 
 # (notebook, text in a cell, replacement). Only iteration, epoch, trial and sample counts;
 # each is the book's own constant (or its commented-out "reduce the data" line).
@@ -127,11 +133,30 @@ def summarize(cell):
             errors.append(output["ename"])
         else:
             data = output.get("data", {})
-            images += any(key.startswith("image/") for key in data)
-            if "text/plain" in data:
+            if any(key.startswith("image/") for key in data):
+                images += 1  # counted; its text/plain is the figure's repr
+            elif "text/plain" in data:
                 results.append(data["text/plain"])
-    return {"stdout": streams.get("stdout", ""), "stderr": streams.get("stderr", ""),
+    stderr, fp_warnings = split_fp_warnings(streams.get("stderr", ""))
+    return {"stdout": streams.get("stdout", ""), "stderr": stderr, "fp_warnings": fp_warnings,
             "results": "\n".join(results), "errors": errors, "images": images}
+
+
+def split_fp_warnings(stderr):
+    """(stderr without NumPy's floating-point warnings, the sorted kinds of those warnings).
+
+    Such a warning names the operation and the line that overflowed, which on the fastconv
+    side is fastconv's code ("overflow encountered in matmul" in a kernel instead of "... in
+    dot" in common/layers.py): the two sides must warn about the same kinds, not lines."""
+    kinds = set()
+
+    def drop(match):
+        kind = _FP_ERROR.match(match.group(2)) if match.group(1) == "RuntimeWarning" else None
+        if kind is None:
+            return match.group(0)
+        kinds.add(kind.group(1))
+        return ""
+    return _KERNEL_FILE.sub("ipykernel_PID", _WARNING.sub(drop, stderr)), sorted(kinds)
 
 
 def same_text(a, b, rel=REL, atol=0.0):
@@ -155,6 +180,9 @@ def differences(plain_cells, served_cells, atols=()):
         for key in ("stdout", "stderr", "results"):
             if not same_text(sa[key], sb[key], atol=atol):
                 found.append(f"cell {i} {key}: {_diff_snippet(sa[key], sb[key], atol)}")
+        if sa["fp_warnings"] != sb["fp_warnings"]:
+            found.append(f"cell {i} floating-point warnings: {sa['fp_warnings']} vs "
+                         f"{sb['fp_warnings']}")
         if sa["errors"] != sb["errors"]:
             found.append(f"cell {i} errors: {sa['errors']} vs {sb['errors']}")
         if sa["images"] != sb["images"]:
