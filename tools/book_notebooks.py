@@ -12,16 +12,20 @@ folder is the notebook's folder, ``MPLBACKEND`` is ``Agg`` (``--backend inline``
 notebook's inline figures), and a first cell ``import numpy as np; np.random.seed(0)`` is
 added on both sides; the fastconv side gets ``%load_ext fastconv`` before it.
 
-Per cell of the book's notebook, the two sides must give: the same stdout and stderr text
-and the same text/plain results, numbers equal to a relative 1e-9 (float64 sums in another
-order) and runs of spaces counted as one (NumPy pads its columns to the printed digits),
-everything else exactly (the numbers a gradient check prints, mean |numerical - backprop|,
-are rounding noise themselves: ``GRADIENT_CHECKS`` lists those cells, compared to 1e-10
-absolute); tempfile's random names and the kernel's process id in warnings are not compared, nor are
-NumPy's floating-point warnings ("overflow encountered in dot"): they name the line of code
-that overflowed, fastconv's on its side, and its compiled kernels raise none; the table
-notes which kinds each side showed when they differ; errors with the same exception name (a cell that fails plainly, for
-a missing package or file, must fail in the same way); and the same number of images.
+Per cell of the book's notebook, the two sides must give:
+
+* the same stdout and stderr text and the same text/plain results: numbers equal to a
+  relative 1e-9 (float64 sums in another order), runs of spaces counted as one (NumPy pads
+  its columns to the printed digits), everything else exactly;
+* errors with the same exception name (a cell that fails plainly, for a missing package
+  or file, must fail in the same way), and the same number of images.
+
+Left out, each for a reason: the kernel's process id and tempfile's random names in
+messages; NumPy's floating-point warnings ("overflow encountered in dot"), which name the
+line that overflowed (fastconv's, on its side) and which fastconv's compiled kernels (such
+as SoftmaxWithLoss's) do not raise: the table notes the kinds each side showed when they
+differ. The numbers a gradient check prints (mean |numerical - backprop|) are rounding
+noise themselves: in the cells ``GRADIENT_CHECKS`` lists they compare to 1e-10 absolute.
 
 ``--reduce`` shortens the long training loops by the textual substitutions in ``REDUCE``,
 the same on both sides, and prints each one it made. The result is a markdown table:
@@ -152,7 +156,7 @@ def split_fp_warnings(stderr):
     Such a warning names the operation and the line that overflowed, which on the fastconv
     side is fastconv's code ("overflow encountered in matmul" in a kernel instead of "... in
     dot" in common/layers.py); Python shows it once per line of code, and fastconv's compiled
-    kernels (softmax, the fused layers) raise none. So they are not compared: the kinds each
+    kernels (SoftmaxWithLoss's, for one) raise none. So they are not compared: the kinds each
     side showed are reported as a note (:func:`fp_warning_note`)."""
     kinds = set()
 
