@@ -113,3 +113,6 @@ def test_reduce_substitutes_the_listed_constants_and_says_so():
     assert said == ["ch05 cell 1: 'iters_num = 10000' -> 'iters_num = 200'"]
     assert book_notebooks.reduce_cells("ch04b", ["iters_num = 10000"], said.append) \
         == ["iters_num = 10000"]
+    said.clear()
+    book_notebooks.reduce_cells("ch05", ["iters_num = 500"], said.append)
+    assert said == ["ch05: 'iters_num = 10000' not found, not reduced"]

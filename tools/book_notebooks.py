@@ -33,7 +33,6 @@ notebook | cells | same outputs? | first difference | time plain | time with %lo
 The exit status is 1 when any notebook differs, or a side timed out.
 """
 import argparse
-import copy
 import os
 import re
 import shutil
@@ -104,10 +103,12 @@ def reduce_cells(name, sources, log=print):
     for notebook, old, new in REDUCE:
         if notebook != name:
             continue
-        for i, source in enumerate(out):
-            if old in source:
-                out[i] = source.replace(old, new)
-                log(f"{name} cell {i}: {old.strip()!r} -> {new.strip()!r}")
+        cells = [i for i, source in enumerate(out) if old in source]
+        for i in cells:
+            out[i] = out[i].replace(old, new)
+            log(f"{name} cell {i}: {old.strip()!r} -> {new.strip()!r}")
+        if not cells:  # a newer book: the list needs updating
+            log(f"{name}: {old.strip()!r} not found, not reduced")
     return out
 
 
@@ -234,7 +235,7 @@ def compare_notebook(book, path, reduce=False, timeout=1800, workdir=None, log=p
             shutil.copytree(book, tree, ignore=shutil.ignore_patterns("__pycache__", ".git"))
             folder = tree / path.relative_to(book).parent
             cells[side], result.seconds[side], error = execute(
-                copy.deepcopy(sources), folder, timeout, side == "fastconv")
+                sources, folder, timeout, side == "fastconv")
             if error:
                 result.difference = f"{side} side: {error}"
                 return result
