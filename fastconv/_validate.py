@@ -61,6 +61,15 @@ def as_real_array(name, a, ndim=None):
     return array
 
 
+def as_image_batch(name, a):
+    """An (N, C, H, W) input of a layer built on the book's im2col. That im2col copies any
+    real input into a float64 matrix, so the book takes integer and float16 images
+    (``half_float_network``'s ``x.astype(np.float16)``): those become float64 here too.
+    float32 stays float32, fastconv's float32 path."""
+    array = as_real_array(name, a, ndim=4)
+    return array if array.dtype.type in FLOAT_DTYPES else array.astype(np.float64)
+
+
 def compute_dtype(*operands):
     """The dtype NumPy computes ``operands`` in, which must be float32 or float64.
 

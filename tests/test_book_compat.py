@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 import fastconv
 from fastconv.functions import cross_entropy_error, softmax
-from fastconv.layers import Affine, Convolution, SoftmaxWithLoss
+from fastconv.layers import Affine, Convolution, Pooling, SoftmaxWithLoss
 
 rng = np.random.default_rng(21)
 
@@ -112,6 +112,23 @@ def test_integer_weights_are_cast_by_numpys_rules():
     assert out32.dtype == np.result_type(np.float32, W.dtype) == np.float64
     affine = Affine(np.ones((3, 2), dtype=np.int32), np.zeros(2, dtype=np.int32))
     assert affine.forward(np.ones((1, 3), dtype=np.float32)).dtype == np.float64
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.uint8, np.int64])
+def test_half_float_and_integer_images_run_in_float64_like_the_book(dtype):
+    # the book's im2col copies any image into a float64 matrix; ch08's half_float_network
+    # feeds float16 images to float64 weights
+    x = (rng.standard_normal((2, 2, 6, 6)) * 3).astype(dtype)
+    W = rng.standard_normal((3, 2, 3, 3))
+    conv, ref = Convolution(W, np.ones(3)), Convolution(W, np.ones(3))
+    out = conv.forward(x)
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, ref.forward(x.astype(np.float64)))
+    conv.backward(np.ones_like(out))
+    np.testing.assert_array_equal(conv.dW, (ref.backward(np.ones_like(out)), ref.dW)[1])
+    pooled = Pooling(2, 2).forward(x)
+    assert pooled.dtype == np.float64
+    np.testing.assert_array_equal(pooled, Pooling(2, 2).forward(x.astype(np.float64)))
 
 
 @pytest.mark.parametrize("bias, error, words", [

@@ -234,3 +234,47 @@ def shuffle_dataset(x, t):
     report = rules.serve(module, ("fastconv.util",))
     assert report.served == {"shuffle_dataset": "fastconv.util.shuffle_dataset"}
     np.testing.assert_array_equal(np.random.rand(3), expected)
+
+
+_BOOK_STYLE_LOADER = '''
+import gzip, os, pickle
+import numpy as np
+dataset_dir = os.path.dirname(os.path.abspath(__file__))
+save_file = dataset_dir + "/mnist.pkl"
+names = {"train_img": "train-images-idx3-ubyte.gz", "train_label": "train-labels-idx1-ubyte.gz",
+         "test_img": "t10k-images-idx3-ubyte.gz", "test_label": "t10k-labels-idx1-ubyte.gz"}
+
+def init_mnist():
+    data = {}
+    for key, name in names.items():
+        print("Converting " + name + " ...")
+        with gzip.open(os.path.join(dataset_dir, name)) as f:
+            data[key] = np.frombuffer(f.read(), np.uint8, offset=16 if "img" in key else 8)
+    with open(save_file, "wb") as f:
+        pickle.dump(data, f)
+
+def load_mnist(normalize=True, flatten=True, one_hot_label=False):
+    if not os.path.exists(save_file):
+        init_mnist()
+    with open(save_file, "rb") as f:
+        data = pickle.load(f)
+    x = data["test_img"].reshape(-1, 784).astype(np.float32) / 255.0
+    return (x, data["test_label"]), (x, data["test_label"])
+'''
+
+
+def test_served_loader_builds_the_users_pickle_and_prints_as_plainly(tmp_path, capsys):
+    from fastconv.zerochange.datasets import serve_loader
+    from zero_change_helpers import write_fake_mnist
+    write_fake_mnist(tmp_path)
+    (tmp_path / "mnist.py").write_text(_BOOK_STYLE_LOADER)
+    module = types.ModuleType("dataset.mnist")
+    module.__file__ = str(tmp_path / "mnist.py")
+    exec(compile(_BOOK_STYLE_LOADER, module.__file__, "exec"), module.__dict__)
+    assert "load_mnist" in serve_loader(module).served
+    for first in (True, False):  # the first call converts, as the book's loader does
+        (x, t), _ = module.load_mnist()
+        out = capsys.readouterr().out
+        assert out.count("Converting") == (4 if first else 0), out
+        assert (tmp_path / "mnist.pkl").is_file()
+    assert x.shape == (40, 784) and t.shape == (40,)  # fastconv read the .gz (40 training images)

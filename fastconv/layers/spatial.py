@@ -1,9 +1,9 @@
 import numpy as np
 
 from fastconv.backend import kernels
-from fastconv._validate import (as_float_array, as_real_array, bias_vector, check_batch,
-                                check_int, check_ran_forward, check_shape, check_unchanged,
-                                check_window, compute_dtype)
+from fastconv._validate import (as_float_array, as_image_batch, as_real_array, bias_vector,
+                                check_batch, check_int, check_ran_forward, check_shape,
+                                check_unchanged, check_window, compute_dtype)
 from fastconv.kernels.shapes import conv_output_hw
 
 
@@ -64,7 +64,7 @@ class Convolution:
 
     def _prepare(self, x):
         """Checked (x, W, b, stride, pad), all arrays in the dtype the convolution runs in."""
-        x = as_float_array("x", x, ndim=4)
+        x = as_image_batch("x", x)
         W = as_real_array("W", self.W, ndim=4)
         as_real_array("b", self.b)  # a clear TypeError before NumPy's own
         stride = check_int("stride", self.stride, 1)
@@ -116,7 +116,7 @@ class Pooling:
         return None if self.argmax is None else self.argmax.transpose(0, 2, 3, 1).ravel()
 
     def forward(self, x):
-        x = as_float_array("x", x, ndim=4)
+        x = as_image_batch("x", x)
         geometry = self._geometry(x.shape)
         out, argmax = kernels().maxpool_forward(x, *geometry)
         self.x, self.argmax, self.fused_block = x, argmax, None
