@@ -67,6 +67,8 @@ def test_verdict_and_speedup(tool):
     assert tool.speedup(run(seconds=4.0), run(seconds=2.0)) == "2.00"  # both finished: times
     plain = run(seconds=60.0, out="train loss:1\n" * 10, stopped=True)
     assert tool.speedup(plain, run(seconds=60.0, out="train loss:1\n" * 50, stopped=True)) == "5.00"
+    coarse = run(seconds=60.0, out="calculating ...\n", stopped=True)
+    assert tool.speedup(coarse, run(seconds=10.0, out="calculating ...\n0.99\n")) == "12.00 (>= 6.0)"
 
 
 def test_budget_stops_a_run_with_ctrl_c_even_from_a_background_job(tool, tmp_path, monkeypatch):

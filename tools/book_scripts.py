@@ -15,7 +15,10 @@ seconds. Outputs are compared line by line over the lines both runs printed comp
 (numbers to rounding, relative 1e-9; the text exactly). The speed-up is the work done per
 second, runner over plain (above 1: the runner is faster): for a run that finished, its
 lines over its time; for a stopped one, the lines it printed in the budget, where a line is
-a training step (``train loss:``) when the script prints those.
+a training step (``train loss:``, or fastconv's progress bar in fast mode) when the script
+prints those. Where the runner finished and the plain run was stopped, the cell also gives
+the sure lower bound budget / runner time (a script that prints once an epoch, or only at
+the end, makes the rate coarse).
 """
 import argparse
 import os
@@ -287,9 +290,15 @@ def speedup(plain, other):
         return "-"
     if not plain.stopped and not other.stopped:  # both did all the work: time against time
         return f"{plain.seconds / other.seconds:.2f}"
+    if plain.stopped and not other.stopped:
+        # a script that prints little (one line per epoch, or only at the end) makes the
+        # rate coarse; that the runner finished where plain did not is a sure lower bound
+        bound = f" (>= {plain.seconds / other.seconds:.1f})"
+    else:
+        bound = ""
     if plain.rate() == 0 or other.rate() == 0:
-        return "n/a (no output in budget)"
-    return f"{other.rate() / plain.rate():.2f}"
+        return "n/a (no output in budget)" + bound
+    return f"{other.rate() / plain.rate():.2f}{bound}"
 
 
 def row(script, runs, budget):
