@@ -1,8 +1,8 @@
 import numpy as np
 
 from fastconv.backend import kernels
-from fastconv._validate import (FLOAT_DTYPES, as_float_array, as_real_array, bias_vector, check_batch,
-                                check_ran_forward, check_shape, compute_dtype)
+from fastconv._validate import (FLOAT_DTYPES, as_float_array, as_real_array, bias_vector,
+                                check_batch, check_ran_forward, check_shape, compute_dtype)
 
 
 class Affine:

@@ -132,7 +132,7 @@ class Network:
 
     def _loss(self, x, t, train_flg):
         with self._small_batch_scope(x):
-            y = self._predict(x, train_flg)
+            y = self.predict(x, train_flg)  # the public method: a subclass's or a wrapper's
             loss = self.last_layer.forward(y, t)
         lam = getattr(self, "weight_decay_lambda", 0)
         if lam:
