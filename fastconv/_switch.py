@@ -1,6 +1,5 @@
 """A process-wide choice among fixed names that a ``with`` block can override for its own
 thread: the mode (parity/fast) and the backend (numba/numpy) are both one."""
-import contextlib
 import contextvars
 
 
@@ -25,10 +24,22 @@ class Switch:
     def get(self):
         return self._local.get() or self._global
 
-    @contextlib.contextmanager
     def using(self, name):
-        token = self._local.set(self.checked(name))
-        try:
-            yield
-        finally:
-            self._local.reset(token)
+        return _Using(self._local, self.checked(name))
+
+
+class _Using:
+    """The ``with`` block of ``Switch.using``: a class, not a generator, because networks
+    enter one per call on small batches, where a generator's set-up cost shows."""
+
+    __slots__ = ("_var", "_name", "_token")
+
+    def __init__(self, var, name):
+        self._var, self._name = var, name
+
+    def __enter__(self):
+        self._token = self._var.set(self._name)
+
+    def __exit__(self, *exc):
+        self._var.reset(self._token)
+        return False

@@ -1,6 +1,8 @@
+import numpy as np
+
 from fastconv.backend import kernels
-from fastconv._validate import (as_float_array, as_real_array, bias_vector, check_batch,
-                                check_ran_forward, check_shape, compute_dtype)
+from fastconv._validate import (FLOAT_DTYPES, as_float_array, as_real_array, bias_vector,
+                                check_batch, check_ran_forward, check_shape, compute_dtype)
 
 
 class Affine:
@@ -21,6 +23,19 @@ class Affine:
         self.need_input_grad = True
 
     def forward(self, x):
+        W, b = self.W, self.b
+        if (type(x) is np.ndarray and type(W) is np.ndarray and type(b) is np.ndarray
+                and x.dtype == W.dtype == b.dtype and x.dtype.type in FLOAT_DTYPES
+                and x.ndim >= 2 and W.ndim == 2 and x.shape[0] and b.shape == W.shape[1:]):
+            # the usual call (float arrays of one dtype, a bias vector): what the checks
+            # below would pass through unchanged, without their cost, which is most of a
+            # call on the few-sample batches of the book's gradient checks
+            x2 = x.reshape(x.shape[0], -1)
+            if x2.shape[1] == W.shape[0]:
+                out = kernels().affine_forward(x2, W, b)
+                self.original_x_shape = x.shape
+                self.x = x2
+                return out
         x = as_float_array("x", x)
         W = as_real_array("W", self.W, ndim=2)
         if x.ndim < 2:

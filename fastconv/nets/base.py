@@ -21,6 +21,8 @@ Differences from the book, common to every network:
   dict, checks keys and shapes first, and copies values into the existing arrays, so layers
   and ``params`` keep sharing the same objects (see :mod:`fastconv.nets.params_io`).
 """
+import contextlib
+
 import numpy as np
 
 from fastconv import backend as _backend
@@ -34,6 +36,14 @@ from fastconv.nets import params_io
 __all__ = ["Network", "he_or_xavier_scale", "conv_pool_geometry"]
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# In float64, a batch of at most BOOK_BATCH samples runs on the NumPy twins, the book's own
+# algorithm. The book's gradient checks (ch05-ch07, 1-3 samples) divide the loss's last bits
+# by 2h = 2e-4, so a 1-ulp difference in exp or in a summation order shows in their printed
+# digits; with the twins they print the book's. At these sizes the compiled kernels do not
+# pay anyway (a loss call is mostly Python either way).
+BOOK_BATCH = 8
+_NO_SCOPE = contextlib.nullcontext()
 
 
 class Network:
@@ -88,8 +98,20 @@ class Network:
 
     # --- the book's API ---------------------------------------------------------------------
 
+    def _small_batch_scope(self, x):
+        """The NumPy twins for a small float64 batch (see BOOK_BATCH), else nothing."""
+        shape = np.shape(x)
+        if (self.dtype == np.float64 and shape and shape[0] <= BOOK_BATCH
+                and _backend.get_backend() == "numba"):
+            return _backend.using_backend("numpy")
+        return _NO_SCOPE
+
     def predict(self, x, train_flg=False):
         """Scores (before softmax). Dropout and BatchNormalization get ``train_flg``."""
+        with self._small_batch_scope(x):
+            return self._predict(x, train_flg)
+
+    def _predict(self, x, train_flg):
         x = np.asarray(x)
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
@@ -109,8 +131,9 @@ class Network:
         return x
 
     def _loss(self, x, t, train_flg):
-        y = self.predict(x, train_flg)
-        loss = self.last_layer.forward(y, t)
+        with self._small_batch_scope(x):
+            y = self.predict(x, train_flg)  # the public method: a subclass's or a wrapper's
+            loss = self.last_layer.forward(y, t)
         lam = getattr(self, "weight_decay_lambda", 0)
         if lam:
             # every constant in the net's dtype: NumPy 1.x makes a float32 scalar combined
@@ -147,7 +170,8 @@ class Network:
         The forward pass runs in training mode (dropout masks drawn, batch statistics used),
         as in the book.
         """
-        with _backend.kernels().blas_scope():  # one BLAS pin for the step, not one per GEMM
+        with self._small_batch_scope(x), _backend.kernels().blas_scope():
+            # (one BLAS pin for the step, not one per GEMM)
             self._backward_follows = True
             try:
                 self.last_loss = self._training_loss(x, t)

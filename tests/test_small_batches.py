@@ -1,0 +1,78 @@
+"""Small float64 batches compute as the NumPy twins (the book's algorithm) do, to the bit, so
+the book's gradient checks print the book's digits; and Affine's unchecked path for the usual
+call gives exactly what its checked path gives."""
+import copy
+
+import numpy as np
+import pytest
+
+import fastconv
+import fastconv.kernels.reference as reference
+from fastconv.layers import Affine
+from fastconv.multi_layer_net_extend import MultiLayerNetExtend
+from fastconv.nets.base import BOOK_BATCH
+from fastconv.two_layer_net import TwoLayerNet
+
+
+def _one_hot(rng, n, k):
+    return np.eye(k)[rng.randint(0, k, n)]
+
+
+@pytest.mark.parametrize("make", [lambda: TwoLayerNet(6, 5, 10, weight_init_std=1.0),
+                                  lambda: MultiLayerNetExtend(6, [5, 5], 10, use_batchnorm=True)],
+                         ids=["two_layer", "extend_bn"])
+def test_a_small_batch_gives_the_numpy_twins_bits(make):
+    # a numerical gradient divides each loss's last bit by 2h = 2e-4: the compiled softmax
+    # (another exp, another summation order) differs there on some of these 100+ losses
+    rng = np.random.RandomState(0)
+    x, t = 3.0 * rng.randn(3, 6), _one_hot(rng, 3, 10)  # 10 classes, as MNIST
+    np.random.seed(0)
+    net = make()
+    twin = copy.deepcopy(net)  # training passes move BatchNorm's running statistics
+    got = net.numerical_gradient(x, t), net.gradient(x, t), net.loss(x, t), net.predict(x)
+    with fastconv.using_backend("numpy"):
+        want = (twin.numerical_gradient(x, t), twin.gradient(x, t), twin.loss(x, t),
+                twin.predict(x))
+    for key in want[0]:
+        np.testing.assert_array_equal(got[0][key], want[0][key], err_msg=key)
+        np.testing.assert_array_equal(got[1][key], want[1][key], err_msg=key)
+    assert got[2] == want[2] and type(got[2]) is type(want[2])
+    np.testing.assert_array_equal(got[3], want[3])
+
+
+def test_only_small_float64_batches_leave_the_compiled_kernels(monkeypatch):
+    calls = []
+    twin = reference.softmax_cross_entropy_forward
+    monkeypatch.setattr(reference, "softmax_cross_entropy_forward",
+                        lambda x, t: calls.append(len(x)) or twin(x, t))
+    rng = np.random.RandomState(1)
+    net = TwoLayerNet(6, 5, 4)
+    for n in (1, BOOK_BATCH, BOOK_BATCH + 1, 100):
+        net.loss(rng.randn(n, 6), rng.randint(0, 4, n))
+    assert calls == [1, BOOK_BATCH]
+    net32 = TwoLayerNet(6, 5, 4, dtype=np.float32)  # fast mode's dtype: always compiled
+    net32.loss(rng.randn(2, 6), rng.randint(0, 4, 2))
+    with fastconv.using_backend("numpy"):  # the numpy backend stays the numpy backend
+        net.loss(rng.randn(100, 6), rng.randint(0, 4, 100))
+    assert calls == [1, BOOK_BATCH, 100]
+
+
+class _Subclass(np.ndarray):
+    pass
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_affine_usual_call_matches_the_checked_path(dtype):
+    rng = np.random.RandomState(2)
+    W, b = rng.randn(12, 5).astype(dtype), rng.randn(5).astype(dtype)
+    x, dout = rng.randn(2, 3, 2, 2).astype(dtype), rng.randn(2, 5).astype(dtype)
+    usual, checked = Affine(W, b), Affine(W, b.view(_Subclass))  # not an ndarray: checked
+    out = usual.forward(x)
+    np.testing.assert_array_equal(out, checked.forward(x))
+    assert out.dtype == dtype
+    dx = usual.backward(dout.copy())
+    assert dx.shape == x.shape
+    np.testing.assert_array_equal(dx, checked.backward(dout.copy()))
+    np.testing.assert_array_equal(usual.dW, checked.dW)
+    with pytest.raises(ValueError, match="features per sample"):
+        usual.forward(rng.randn(2, 11).astype(dtype))
