@@ -615,16 +615,23 @@ def short_markdown(rows, header_lines, chart=None):
     return "\n".join(out) + "\n"
 
 
+def run_command(argv):
+    """The command line of this run, as a reader would type it to repeat it."""
+    unset = "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE " if forced_kernel_warning() is None \
+        else ""
+    return (unset + "python benchmarks/compare.py " + " ".join(
+        argv if argv is not None else sys.argv[1:])).strip()
+
+
 def short_header(args, argv, started):
     """The README block's one paragraph: when, where and how it was measured."""
-    command = "python benchmarks/compare.py " + " ".join(
-        argv if argv is not None else sys.argv[1:])
-    return [f"Measured {started:%Y-%m-%d} by `{command.strip()}` on {machine_name()}, "
+    text = (f"Measured {started:%Y-%m-%d} by `{run_command(argv)}` on {machine_name()}, "
             f"{args.threads} threads for every contender, batch 100 (load average "
             f"{args.load_at_start:.1f} at the start). fastconv and PyTorch run float32 (fast "
             "mode), the book's code float64, except in the two float64 rows (parity mode). "
             "Medians over rounds; the full table, with each workload's hardware limit: "
-            "[docs/compare.md](docs/compare.md)."]
+            "[docs/compare.md](docs/compare.md).")
+    return [_wrap(text, width=92)]
 
 
 def replace_readme_block(text, block):
@@ -722,10 +729,7 @@ def _wrap(text, width=22):
 
 def report_header(results, args, argv, started, versions):
     """The lines above the table: what ran, where, when, on which BLAS kernel, at what peak."""
-    unset = "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE " if forced_kernel_warning() is None \
-        else ""
-    command = unset + "python benchmarks/compare.py " + " ".join(
-        argv if argv is not None else sys.argv[1:])
+    command = run_command(argv)
     peak_runs = results.get(("gemm_peak", "numpy"), [])
     blas = "; ".join(f"{lib['internal_api']} {lib['version']} kernel {lib['architecture']}"
                      for lib in (peak_runs[0]["blas"] if peak_runs else [])) or "unknown"

@@ -234,9 +234,11 @@ def test_readme_block_says_when_and_how_and_shows_the_chart(compare):
     header = compare.short_header(args, ["--rounds", "3", "--readme", "README.md"],
                                   datetime.datetime(2026, 12, 4, 14, 0))
     block = compare.short_markdown(rows, header, "docs/compare.png")
-    assert block.startswith("Measured 2026-12-04 by `python benchmarks/compare.py --rounds 3 "
-                            "--readme README.md`")
-    assert "2 threads" in block and "load average 0.2" in block
+    flat = " ".join(block.split())
+    assert flat.startswith("Measured 2026-12-04 by `")
+    assert "python benchmarks/compare.py --rounds 3 --readme README.md`" in flat
+    assert "2 threads" in flat and "load average 0.2" in flat
+    assert max(len(line) for line in block.splitlines()[:3]) <= 92
     assert block.rstrip().endswith("(docs/compare.png)")
 
 
