@@ -26,6 +26,8 @@ def test_rewrite_replaces_the_block_and_nothing_else(times, tmp_path):
     assert "| `train_convnet.py` | ch07 SimpleConvNet, 20 epochs | 71 s | 23,456 images/s |" in text
     assert "failed (exit 1)" in text
     assert "load average" in text
+    assert "parity mode" in text
+    assert "fast mode" in times.block(rows, ["--fast"])
 
 
 def test_a_page_without_the_markers_is_refused(times, tmp_path):

@@ -94,8 +94,11 @@ def block(rows, extra, load=None, stamp=None, more=None):
     lines = [START,
              f"Measured {stamp} by `{command}` on {platform.machine()}, "
              f"{os.cpu_count()} CPUs ({platform.processor() or platform.system()}), "
-             f"load average {load:.1f} at the end; wall time of the whole process, one run "
-             "each, with Numba's on-disk cache as earlier runs left it.",
+             f"load average {load:.1f} at the end; "
+             + ("fast mode (float32)" if "--fast" in extra else
+                "parity mode, the default (float64, the book's numbers)")
+             + "; wall time of the whole process, one run each, with Numba's on-disk cache "
+             "as earlier runs left it.",
              "",
              "| script | what it runs | wall time | steady training speed |",
              "|---|---|---:|---:|"]
