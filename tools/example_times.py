@@ -27,6 +27,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -92,13 +93,13 @@ def block(rows, extra, load=None, stamp=None, more=None):
     stamp = stamp or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     command = " ".join(["python tools/example_times.py", *extra]).strip()
     lines = [START,
-             f"Measured {stamp} by `{command}` on {platform.machine()}, "
+             textwrap.fill(f"Measured {stamp} by `{command}` on {platform.machine()}, "
              f"{os.cpu_count()} CPUs ({platform.processor() or platform.system()}), "
              f"load average {load:.1f} at the end; "
              + ("fast mode (float32)" if "--fast" in extra else
                 "parity mode, the default (float64, the book's numbers)")
              + "; wall time of the whole process, one run each, with Numba's on-disk cache "
-             "as earlier runs left it.",
+             "as earlier runs left it.", width=92, break_on_hyphens=False),
              "",
              "| script | what it runs | wall time | steady training speed |",
              "|---|---|---:|---:|"]
