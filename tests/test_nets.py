@@ -534,3 +534,20 @@ def test_gradient_with_bad_labels_leaves_batchnorm_statistics(first_call):
         else:
             np.testing.assert_array_equal(m1, m0)
             np.testing.assert_array_equal(v1, v0)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered", "ignore:invalid value encountered")
+def test_a_zero_weight_decay_is_the_books_arithmetic_in_float64():
+    # the book adds 0.5 * 0 * sum(W**2) anyway: NaN once a square overflows, where a forward
+    # pass that multiplies the huge weight by a zero pixel stays finite
+    from fastconv.nets import MultiLayerNet
+    x = np.zeros((2, 4))
+    x[:, 1] = 1.0
+    t = np.array([0, 1])
+    for dtype, nan in ((np.float64, True), (np.float32, False)):
+        np.random.seed(0)
+        net = MultiLayerNet(4, [3], 2, dtype=dtype)
+        net.params["W1"][0, 0] = 1e200 if dtype == np.float64 else 1e30
+        assert np.isnan(net.loss(x, t)) == nan
+        grads = net.gradient(x, t)
+        assert (grads["W1"] is net.layers["Affine1"].dW) != nan  # the book's: a new array

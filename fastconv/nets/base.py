@@ -130,12 +130,23 @@ class Network:
                     x = step.forward(x)
         return x
 
+    def _weight_decay(self):
+        """The L2 factor of the book's MultiLayerNet(Extend), or None where no term is added.
+
+        In float64 the book's arithmetic is kept for a factor of 0 too: its 0 * sum(W**2) is
+        NaN once a weight's square overflows, and its weight gradients are new arrays, not the
+        layers' own. float32 (fast mode) skips a term of 0."""
+        if not hasattr(self, "weight_decay_lambda"):
+            return None
+        lam = self.weight_decay_lambda
+        return lam if lam or self.dtype == np.float64 else None
+
     def _loss(self, x, t, train_flg):
         with self._small_batch_scope(x):
             y = self.predict(x, train_flg)  # the public method: a subclass's or a wrapper's
             loss = self.last_layer.forward(y, t)
-        lam = getattr(self, "weight_decay_lambda", 0)
-        if lam:
+        lam = self._weight_decay()
+        if lam is not None:
             # every constant in the net's dtype: NumPy 1.x makes a float32 scalar combined
             # with a Python number float64
             real = self.dtype.type
@@ -180,11 +191,11 @@ class Network:
             dout = self.last_layer.backward(1)
             for step in reversed(self._steps):
                 dout = step.backward(dout)
-        lam = getattr(self, "weight_decay_lambda", 0)
+        lam = self._weight_decay()
         grads = {}
         for key, layer, _, grad_attr in self._slots:
             grad = getattr(layer, grad_attr)
-            if lam and key.startswith("W"):
+            if lam is not None and key.startswith("W"):
                 grad = grad + self.dtype.type(lam) * self.params[key]
             grads[key] = grad
         return grads
