@@ -164,12 +164,7 @@ def run_one(command, cwd, env, budget):
             stopped = True
             elapsed = time.perf_counter() - start
             printed = os.fstat(out.fileno()).st_size, os.fstat(err.fileno()).st_size
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=SIGINT_GRACE)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            interrupt(process)
         if not stopped:
             elapsed = time.perf_counter() - start
         out.seek(0)
@@ -178,6 +173,17 @@ def run_one(command, cwd, env, budget):
         stderr = err.read(printed[1]) if stopped else err.read()
         return Run(process.returncode, elapsed, stdout.decode("utf-8", "replace"),
                    stderr.decode("utf-8", "replace"), stopped)
+
+
+def interrupt(process):
+    """Ctrl-C, as a user stops a training script; killed if it has not ended within
+    SIGINT_GRACE seconds."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=SIGINT_GRACE)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def warm_up(command, cwd, env, until=("=== epoch",), timeout=600):
@@ -194,12 +200,7 @@ def warm_up(command, cwd, env, until=("=== epoch",), timeout=600):
             if any(line.startswith(until) for line in out.read().decode("utf-8", "replace").splitlines()):
                 break
         if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=SIGINT_GRACE)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            interrupt(process)
 
 
 def child_env(timing_env=True, extra=None):
