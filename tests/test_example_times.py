@@ -62,10 +62,12 @@ def test_load_rewrites_the_readme_with_its_rows_and_the_guide_with_all(times, tm
     saved = tmp_path / "times.json"
     saved.write_text(json.dumps({
         "rows": {"train_convnet.py": [0, 71.4, []], "overfit_dropout.py": [0, 12.0, []]},
-        "extra": [], "load": 0.5, "stamp": "2026-12-04 14:00 UTC"}))
+        "extra": [], "measured": {"load": 0.5, "stamp": "2026-12-04 14:00 UTC",
+                                  "machine": "the measuring machine"}}))
     assert times.main(["--load", str(saved)]) == 0
     short, full = readme.read_text(), guide.read_text()
     assert "train_convnet.py" in short and "overfit_dropout.py" not in short
     assert "docs/examples.md" in short
     assert "train_convnet.py" in full and "overfit_dropout.py" in full
     assert "2026-12-04 14:00 UTC" in short and "load average 0.5" in full
+    assert "the measuring machine" in " ".join(full.split())

@@ -85,17 +85,23 @@ def images_per_second(summary):
     return "n/a"
 
 
-def block(rows, extra, load=None, stamp=None, more=None):
+def measured_now():
+    """When and where a measurement ends: the time, the load average and the machine, kept
+    with the rows so that ``--load`` on another day or machine still describes this one."""
+    return {"stamp": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "load": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs "
+                       f"({platform.processor() or platform.system()})"}
+
+
+def block(rows, extra, measured=None, more=None):
     """The marked block: a table of rows {script: (exit code, seconds, summary lines)}, with
-    the load average and time of the measurement (now, unless given), and a closing line."""
-    if load is None:
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    stamp = stamp or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    ``measured`` (``measured_now()``'s, by default now) and a closing line."""
+    measured = measured or measured_now()
     command = " ".join(["python tools/example_times.py", *extra]).strip()
     lines = [START,
-             textwrap.fill(f"Measured {stamp} by `{command}` on {platform.machine()}, "
-             f"{os.cpu_count()} CPUs ({platform.processor() or platform.system()}), "
-             f"load average {load:.1f} at the end; "
+             textwrap.fill(f"Measured {measured['stamp']} by `{command}` on "
+             f"{measured['machine']}, load average {measured['load']:.1f} at the end; "
              + ("fast mode (float32)" if "--fast" in extra else
                 "parity mode, the default (float64, the book's numbers)")
              + "; wall time of the whole process, one run each, with Numba's on-disk cache "
@@ -134,7 +140,7 @@ def main(argv=None):
     if options.load:
         saved = json.loads(Path(options.load).read_text(encoding="utf-8"))
         rows = {script: tuple(row) for script, row in saved["rows"].items()}
-        extra, load, stamp = saved["extra"], saved["load"], saved["stamp"]
+        extra, measured = saved["extra"], saved["measured"]
     else:
         extra = (["--only", *options.only] if options.only != list(SCRIPTS) else []) + (
             ["--fast"] if options.fast else [])
@@ -145,11 +151,10 @@ def main(argv=None):
                 rows[script] = run_one(script, ["--fast"] if options.fast else [],
                                        Path(out_root))
                 print(f"  {duration(rows[script][1])}", flush=True)
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        measured = measured_now()
         if options.save:
             Path(options.save).write_text(json.dumps(
-                {"rows": rows, "extra": extra, "load": load, "stamp": stamp}, indent=1),
+                {"rows": rows, "extra": extra, "measured": measured}, indent=1),
                 encoding="utf-8")
     for path in TARGETS:
         if path == README:
@@ -157,7 +162,7 @@ def main(argv=None):
             more = "Every example, and its options: [docs/examples.md](docs/examples.md)."
         else:
             shown, more = rows, None
-        text = block(shown, extra, load, stamp, more)
+        text = block(shown, extra, measured, more)
         print(text)
         if not options.dry_run:
             rewrite(path, text)
