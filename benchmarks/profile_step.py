@@ -72,7 +72,7 @@ def profile(dtype, steps, seed=0, net_name="deep"):
 
     times, flops = defaultdict(list), {}
 
-    layers = list(net.layers.values()) if hasattr(net.layers, "values") else net.layers
+    layers = net._layer_list()  # an OrderedDict (SimpleConvNet) or a list (DeepConvNet)
 
     def block_label(block):
         label = _conv_label(block.conv) + (" +relu+pool" if block.pool is not None else

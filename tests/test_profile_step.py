@@ -24,3 +24,12 @@ def test_profile_names_every_block_and_restores_the_layers(profile_step):
     assert (ConvReluBlock.forward, ConvReluBlock.backward, Affine.forward) == originals
     table = profile_step.markdown(rows, step, "float32", 1)
     assert table.count("| conv ") == 6
+
+
+def test_simple_convnet_profile_counts_its_first_layer_without_input_gradient(profile_step):
+    rows, _ = profile_step.profile("float64", steps=1, net_name="simple")
+    first = rows["conv 1->30 5x5 pad 0 at 28x28 +relu+pool"]
+    # forward + weight gradient only: 2 * (100 images * 30 * 24 * 24 * 25 taps) * 2
+    assert first["flops"] == 2 * 100 * 30 * 24 * 24 * 25 * 2
+    assert "affine 4320x100" in rows
+    assert profile_step.markdown(rows, 1.0, "float64", 1, "simple").startswith("SimpleConvNet")
