@@ -128,6 +128,8 @@ def _phase_driver():
                                                     forward_epilogue)
         from fastconv.kernels.jit.im2col import (_col2im_padded, _crop_images,
                                                  _im2col_padded, _pad_images)
+        from fastconv.kernels.jit.pipeline import uses_dot_products
+        from fastconv.kernels.jit.weight_gradient import add_weight_gradient
 
         @njit(nogil=True)
         def drive(phase, x, Wm, chunk, geometry, scratch, epilogue, prologue, dW, db, dx):
@@ -155,8 +157,11 @@ def _phase_driver():
                                       rows)
                 elif phase == 5:
                     _add_row_sums(rows, db)
-                elif phase == 6:
-                    gemm(rows, False, cols, True, dW, 1)
+                elif phase == 6:  # as the pipeline sums it
+                    if uses_dot_products(cols):
+                        add_weight_gradient(rows, cols, dW)
+                    else:
+                        gemm(rows, False, cols, True, dW, 1)
                 elif phase == 7:
                     gemm(Wm, True, rows, False, cols, 0)
                 elif phase == 8:

@@ -317,6 +317,38 @@ def test_conv_relu_pool_without_argmax_at_simple_convnet_shapes():
     assert (out == 0).any() and (out > 0).any()
 
 
+@SETTINGS
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 4), st.integers(1, 4),
+       st.integers(1, 4), DTYPES, st.booleans(), st.integers(0, 2**32 - 1),
+       st.sampled_from(["plain", "ties", "nan"]))
+def test_the_2x2_stride_2_block_matches_twin_exactly_on_ties(N, C, FN, half_h, half_w, dtype,
+                                                               need_dx, seed, data):
+    # the book's pool (2x2, stride 2, pad 0) on conv outputs of even height and width has
+    # its own two-pass forward kernel; with integer-valued operands every
+    # product is exact, ties between the four cells of a window are everywhere, and the
+    # window index must be the first maximum, as np.argmax's, in every window
+    shape = (N, C, 2 * half_h + 2, 2 * half_w + 2)  # 3x3 filters, pad 0
+    rng, x, W, b = conv_operands(shape, FN, 3, 3, dtype, seed)
+    if data == "ties":
+        x, W, b = (np.round(a * 2).astype(dtype) for a in (x, W, b))
+    elif data == "nan":
+        x[tuple(rng.integers(size) for size in shape)] = np.nan
+    out, argmax, ctx = jit.conv_relu_pool_forward(x, W, b, 1, 0, 2, 2, 2, 0)
+    ref_out, ref_argmax, ref_ctx = reference.conv_relu_pool_forward(x, W, b, 1, 0, 2, 2, 2, 0)
+    if data == "ties":
+        np.testing.assert_array_equal(out, ref_out)
+        np.testing.assert_array_equal(argmax, ref_argmax)
+    else:
+        np.testing.assert_allclose(out, ref_out, **tolerance(dtype))  # NaN matches NaN
+        same = (out == ref_out) | (np.isnan(out) & np.isnan(ref_out))
+        np.testing.assert_array_equal(argmax[same], ref_argmax[same])
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    args = (1, 0, 2, 2, 2, 0, need_dx)
+    got = jit.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ctx, *args)
+    want = reference.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ref_ctx, *args)
+    assert_all_close(got, want, dtype)  # NaN matches NaN
+
+
 @pytest.mark.parametrize("pool", [(2, 2, 2, 0), (3, 3, 1, 1)])
 def test_maxpool_nan_wins_like_np_argmax(pool):
     ph, pw, stride, pad = pool
@@ -346,3 +378,32 @@ def test_conv_relu_pool_block_nan_and_infinite_bias_like_twin(bias):
     same = (out == ref_out) | (np.isnan(out) & np.isnan(ref_out))
     np.testing.assert_array_equal(argmax[same], ref_argmax[same])
     assert np.isnan(out).any()
+
+
+@SETTINGS
+@given(st.integers(1, 13), st.integers(1, 11), st.integers(1, 700), DTYPES,
+       st.integers(0, 2**32 - 1))
+def test_weight_gradient_dot_products_match_matmul(FN, K, m, dtype, seed):
+    # 4x4 tiles of dot products, with the filters and columns they leave over; the sums are
+    # added to what dW holds, as the pipeline sums a part's chunks
+    from fastconv.kernels.jit.weight_gradient import add_weight_gradient
+    rng = np.random.default_rng(seed)
+    rows, cols = (rng.standard_normal(shape).astype(dtype) for shape in ((FN, m), (K, m)))
+    start = rng.standard_normal((FN, K)).astype(dtype)
+    dW = start.copy()
+    add_weight_gradient(rows, cols, dW)
+    want = start.astype(np.float64) + rows.astype(np.float64) @ cols.astype(np.float64).T
+    # rounding grows with the length of each sum and the size of its terms
+    scale = np.sqrt(m) * np.abs(rows).max() * np.abs(cols).max() + np.abs(start).max()
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(dW, want, rtol=0, atol=8 * eps * scale)
+    assert dW.dtype == dtype
+
+
+def test_weight_gradient_refuses_shapes_that_disagree():
+    from fastconv.kernels.jit.weight_gradient import add_weight_gradient
+    rows, cols = np.ones((4, 5)), np.ones((3, 6))
+    dW = np.zeros((4, 3))
+    with pytest.raises(ValueError, match="must agree"):
+        add_weight_gradient(rows, cols, dW)
+    assert not dW.any()

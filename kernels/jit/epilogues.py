@@ -14,7 +14,8 @@ C-contiguous.
 import numpy as np
 from numba import njit
 
-from .pool import _bias_relu, _has_nan, _pool_2x2, _pool_2x2_relu_values, _pool_plane
+from .pool import (_bias_relu, _has_nan, _pool_2x2, _pool_2x2_relu_values, _pool_2x2_stride_2,
+                   _pool_plane)
 
 OUTPUT_BIAS, OUTPUT_RELU, OUTPUT_RELU_POOL, OUTPUT_RELU_POOL_VALUES = range(4)
 GRADIENT, GRADIENT_RELU, GRADIENT_RELU_POOL = range(3)
@@ -69,8 +70,11 @@ def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, po
     FN = out.shape[1]
     P = conv_h * conv_w
     fast = pool_h == 2 and pool_w == 2 and pool_pad == 0
+    halves = fast and pool_stride == 2 and conv_h % 2 == 0 and conv_w % 2 == 0
     zero = out.dtype.type(0)
     column_max = np.empty(conv_w, dtype=out.dtype)
+    top_cells = np.empty((conv_h // 2, conv_w), dtype=out.dtype)
+    pair_max = np.empty((conv_h // 2, conv_w), dtype=out.dtype)
     unread_argmax = np.empty(out.shape[2:], dtype=np.intp)  # where no argmax is kept
     for i in range(rows.shape[1] // P):
         for f in range(FN):
@@ -78,6 +82,10 @@ def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, po
             plane = flat.reshape((conv_h, conv_w))
             bias = b[f]
             # with a finite bias, relu(plane + bias) holds a NaN only where plane does
+            if (halves and with_argmax and np.isfinite(bias)
+                    and _pool_2x2_stride_2(plane, out[n0 + i, f], argmax[n0 + i, f], bias,
+                                           top_cells, pair_max)):
+                continue
             if fast and np.isfinite(bias) and not _has_nan(plane):
                 if with_argmax:
                     _pool_2x2(plane, pool_stride, out[n0 + i, f], argmax[n0 + i, f], bias,
@@ -108,6 +116,9 @@ def _relu_grad_to_rows(dout, out, n0, rows):
 @njit(nogil=True, cache=True)
 def _pool_relu_grad_to_rows(dout, out, argmax, n0, n1, conv_w, P, pool_w, pool_stride,
                             pool_pad, rows):
+    # Zeroing the rows and adding at the maxima beat a dense branch-free pass that writes
+    # every cell once (2.3 against 1.5 ms for SimpleConvNet's batch on one thread): on MNIST
+    # most windows pool a ReLU zero, and the branch that skips them is well predicted.
     _, FN, out_h, out_w = dout.shape
     rows[:] = 0
     for n in range(n0, n1):
@@ -117,11 +128,14 @@ def _pool_relu_grad_to_rows(dout, out, argmax, n0, n1, conv_w, P, pool_w, pool_s
                 for px in range(out_w):
                     if out[n, f, py, px] == 0:
                         continue
-                    g = dout[n, f, py, px]
                     k = argmax[n, f, py, px]
-                    oy = py * pool_stride - pool_pad + k // pool_w
-                    ox = px * pool_stride - pool_pad + k % pool_w
-                    rows[f, base + oy * conv_w + ox] += g
+                    if pool_w == 2:  # a shift, not a 64-bit division (~25 cycles) per window
+                        ky, kx = k >> 1, k & 1
+                    else:
+                        ky, kx = k // pool_w, k % pool_w
+                    oy = py * pool_stride - pool_pad + ky
+                    ox = px * pool_stride - pool_pad + kx
+                    rows[f, base + oy * conv_w + ox] += dout[n, f, py, px]
 
 
 @njit(nogil=True, cache=True)
