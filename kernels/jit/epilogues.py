@@ -75,7 +75,7 @@ def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, po
     column_max = np.empty(conv_w, dtype=out.dtype)
     top_cells = np.empty((conv_h // 2, conv_w), dtype=out.dtype)
     pair_max = np.empty((conv_h // 2, conv_w), dtype=out.dtype)
-    unread_argmax = np.empty(out.shape[2:], dtype=np.intp)  # where no argmax is kept
+    unread_argmax = np.empty(out.shape[2:], dtype=argmax.dtype)  # where no argmax is kept
     for i in range(rows.shape[1] // P):
         for f in range(FN):
             flat = rows[f, i * P:(i + 1) * P]
