@@ -128,8 +128,8 @@ def _phase_driver():
                                                     forward_epilogue)
         from fastconv.kernels.jit.im2col import (_col2im_padded, _crop_images,
                                                  _im2col_padded, _pad_images)
-        from fastconv.kernels.jit.pipeline import uses_dot_products
-        from fastconv.kernels.jit.weight_gradient import add_weight_gradient
+        from fastconv.kernels.jit.pipeline import DOT_MIN_COLUMNS, DOT_MIN_POSITIONS
+        from fastconv.kernels.jit.weight_gradient import add_weight_gradient_tiles
 
         @njit(nogil=True)
         def drive(phase, x, Wm, chunk, geometry, scratch, epilogue, prologue, dW, db, dx):
@@ -157,11 +157,13 @@ def _phase_driver():
                                       rows)
                 elif phase == 5:
                     _add_row_sums(rows, db)
-                elif phase == 6:  # as the pipeline sums it
-                    if uses_dot_products(cols):
-                        add_weight_gradient(rows, cols, dW)
-                    else:
+                elif phase == 6:  # as _backward_chunks sums it
+                    if cols.shape[1] < DOT_MIN_POSITIONS or cols.shape[0] < DOT_MIN_COLUMNS:
                         gemm(rows, False, cols, True, dW, 1)
+                    else:
+                        f, k = add_weight_gradient_tiles(rows, cols, dW)
+                        gemm(rows[f:], False, cols, True, dW[f:], 1)
+                        gemm(rows[:f], False, cols[k:], True, dW[:f, k:], 1)
                 elif phase == 7:
                     gemm(Wm, True, rows, False, cols, 0)
                 elif phase == 8:

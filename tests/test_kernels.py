@@ -383,27 +383,51 @@ def test_conv_relu_pool_block_nan_and_infinite_bias_like_twin(bias):
 @SETTINGS
 @given(st.integers(1, 13), st.integers(1, 11), st.integers(1, 700), DTYPES,
        st.integers(0, 2**32 - 1))
-def test_weight_gradient_dot_products_match_matmul(FN, K, m, dtype, seed):
-    # 4x4 tiles of dot products, with the filters and columns they leave over; the sums are
-    # added to what dW holds, as the pipeline sums a part's chunks
-    from fastconv.kernels.jit.weight_gradient import add_weight_gradient
+def test_weight_gradient_tiles_match_matmul(FN, K, m, dtype, seed):
+    # 4x4 tiles of dot products cover the largest block of whole tiles and nothing else;
+    # the sums are added to what dW holds, as the pipeline sums a part's chunks
+    from fastconv.kernels.jit.weight_gradient import add_weight_gradient_tiles
     rng = np.random.default_rng(seed)
     rows, cols = (rng.standard_normal(shape).astype(dtype) for shape in ((FN, m), (K, m)))
     start = rng.standard_normal((FN, K)).astype(dtype)
     dW = start.copy()
-    add_weight_gradient(rows, cols, dW)
-    want = start.astype(np.float64) + rows.astype(np.float64) @ cols.astype(np.float64).T
+    F, C = add_weight_gradient_tiles(rows, cols, dW)
+    assert (F, C) == (FN - FN % 4, K - K % 4)
+    want = start.astype(np.float64)
+    want[:F, :C] += rows[:F].astype(np.float64) @ cols[:C].astype(np.float64).T
     # rounding grows with the length of each sum and the size of its terms
     scale = np.sqrt(m) * np.abs(rows).max() * np.abs(cols).max() + np.abs(start).max()
-    eps = np.finfo(dtype).eps
-    np.testing.assert_allclose(dW, want, rtol=0, atol=8 * eps * scale)
+    np.testing.assert_allclose(dW, want, rtol=0, atol=8 * np.finfo(dtype).eps * scale)
     assert dW.dtype == dtype
 
 
-def test_weight_gradient_refuses_shapes_that_disagree():
-    from fastconv.kernels.jit.weight_gradient import add_weight_gradient
-    rows, cols = np.ones((4, 5)), np.ones((3, 6))
-    dW = np.zeros((4, 3))
+def test_weight_gradient_tiles_refuse_shapes_that_disagree():
+    from fastconv.kernels.jit.weight_gradient import add_weight_gradient_tiles
+    rows, cols = np.ones((4, 5)), np.ones((4, 6))
+    dW = np.zeros((4, 4))
     with pytest.raises(ValueError, match="must agree"):
-        add_weight_gradient(rows, cols, dW)
+        add_weight_gradient_tiles(rows, cols, dW)
     assert not dW.any()
+
+
+@pytest.mark.parametrize("FN, C", [(30, 25), (16, 16), (7, 2), (3, 17)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_weight_gradient_through_the_tiles_and_the_strips(FN, C, dtype):
+    # chunks of 24x24 positions take the tiled path (DOT_MIN_POSITIONS): the filters and
+    # the im2col columns (C*9) that whole tiles leave over go through BLAS, and dW must be
+    # whole
+    from fastconv.kernels.jit import pipeline
+    rng = np.random.default_rng(FN * C)
+    x = rng.standard_normal((3, C, 26, 26)).astype(dtype)
+    W = rng.standard_normal((FN, C, 3, 3)).astype(dtype)
+    out, ctx = jit.conv2d_forward(x, W, np.zeros(FN, dtype), 1, 0)
+    assert out.shape[2] * out.shape[3] >= pipeline.DOT_MIN_POSITIONS
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    _, dW, db = jit.conv2d_backward(dout, x, W, ctx, 1, 0, False)
+    want = np.einsum("nfyx,ncyx->fc", dout.astype(np.float64),
+                     np.lib.stride_tricks.sliding_window_view(x, (3, 3), axis=(2, 3))
+                     .astype(np.float64).reshape(3, C, 24, 24, 9).transpose(0, 1, 4, 2, 3)
+                     .reshape(3, C * 9, 24, 24)).reshape(W.shape)
+    # each entry sums 3 * 576 products of unit-scale numbers: its rounding is of that scale
+    np.testing.assert_allclose(dW, want, rtol=0, atol=8 * np.finfo(dtype).eps * 3 * 576)
+    np.testing.assert_allclose(db, dout.sum(axis=(0, 2, 3)), rtol=1e-5)

@@ -14,7 +14,7 @@ C-contiguous.
 import numpy as np
 from numba import njit
 
-from .pool import (_bias_relu, _has_nan, _pool_2x2, _pool_2x2_relu_values, _pool_2x2_stride_2,
+from .pool import (_bias_relu, _has_nan, _pool_2x2_relu_values, _pool_2x2_stride_2,
                    _pool_plane)
 
 OUTPUT_BIAS, OUTPUT_RELU, OUTPUT_RELU_POOL, OUTPUT_RELU_POOL_VALUES = range(4)
@@ -86,14 +86,12 @@ def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, po
                     and _pool_2x2_stride_2(plane, out[n0 + i, f], argmax[n0 + i, f], bias,
                                            top_cells, pair_max)):
                 continue
-            if fast and np.isfinite(bias) and not _has_nan(plane):
-                if with_argmax:
-                    _pool_2x2(plane, pool_stride, out[n0 + i, f], argmax[n0 + i, f], bias,
-                              True)
-                else:
-                    _pool_2x2_relu_values(plane, pool_stride, out[n0 + i, f], bias,
-                                          column_max)
+            if fast and not with_argmax and np.isfinite(bias) and not _has_nan(plane):
+                _pool_2x2_relu_values(plane, pool_stride, out[n0 + i, f], bias, column_max)
                 continue
+            # the rest (other strides, odd sizes, NaN): ReLU in place, then the plain pool,
+            # whose own 2x2 path is the one-pass select chain; one compiled copy of it, not
+            # a second with the ReLU folded in, keeps an empty cache's first step shorter
             for p in range(P):
                 flat[p] = _bias_relu(flat[p], bias, zero)
             _pool_plane(plane, pool_h, pool_w, pool_stride, pool_pad, out[n0 + i, f],

@@ -28,7 +28,7 @@ from .blas import gemm
 from .epilogues import _add_row_sums, backward_prologue, forward_epilogue
 from .gemm import pieces, run_parts, single_threaded_blas
 from .im2col import _col2im_padded, _crop_images, _im2col_padded, _pad_images
-from .weight_gradient import add_weight_gradient
+from .weight_gradient import add_weight_gradient_tiles
 
 __all__ = ["forward_pipeline", "backward_pipeline", "images_parallel"]
 
@@ -43,11 +43,6 @@ CHUNK_BYTES = 1 << 18
 # at 8x8 walk one image of 64 positions a chunk) and with 9 columns.
 DOT_MIN_POSITIONS = 384
 DOT_MIN_COLUMNS = 16
-
-
-@njit(nogil=True, cache=True)
-def uses_dot_products(cols):
-    return cols.shape[1] >= DOT_MIN_POSITIONS and cols.shape[0] >= DOT_MIN_COLUMNS
 
 
 COMPILED = blas.AVAILABLE  # run each part as one compiled call (else its Python source)
@@ -126,10 +121,14 @@ def _backward_chunks(x, Wm, lo, hi, chunk, geometry, scratch, prologue, dW, db, 
         cols, rows = _chunk_im2col(x, n0, n1, geometry, scratch, Wm.shape[0])
         backward_prologue(kind, n0, n1, conv_h, conv_w, pool, dout, out, argmax, rows)
         _add_row_sums(rows, db)
-        if uses_dot_products(cols):
-            add_weight_gradient(rows, cols, dW)
-        else:
+        if cols.shape[1] < DOT_MIN_POSITIONS or cols.shape[0] < DOT_MIN_COLUMNS:
             gemm(rows, False, cols, True, dW, 1)
+        else:  # 4x4 tiles of dot products, and the strips they leave over by BLAS
+            tiled_f, tiled_k = add_weight_gradient_tiles(rows, cols, dW)
+            if tiled_f < rows.shape[0]:
+                gemm(rows[tiled_f:], False, cols, True, dW[tiled_f:], 1)
+            if tiled_k < cols.shape[0]:
+                gemm(rows[:tiled_f], False, cols[tiled_k:], True, dW[:tiled_f, tiled_k:], 1)
         if dx.size:
             gemm(Wm, True, rows, False, cols, 0)  # the chunk's dcol reuses the cols buffer
             _col2im_padded(cols, n1 - n0, FH, FW, stride, conv_h, conv_w, xp)

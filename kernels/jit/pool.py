@@ -55,14 +55,8 @@ def _bias_relu(v, bias, zero):
     return zero if v <= 0 else v
 
 
-@njit(cache=True, inline="always")
-def _cell(v, bias, zero, with_bias_relu):
-    """The value pooled: v itself, or _bias_relu(v, bias, zero)."""
-    return _bias_relu(v, bias, zero) if with_bias_relu else v
-
-
 @njit(cache=True)
-def _pool_2x2(plane, stride, out, argmax, bias, with_bias_relu):
+def _pool_2x2(plane, stride, out, argmax):
     """The book's 2x2 pool (pad 0, no NaN in the plane), written without branches: a
     data-dependent branch per cell mispredicts on real images and costs ~6x.
 
@@ -70,12 +64,8 @@ def _pool_2x2(plane, stride, out, argmax, bias, with_bias_relu):
     with integer arithmetic on the comparisons. A chain of selects carrying the index did the
     same, but in float64 LLVM compiled it to branches: 8.0 ms against 1.2 ms for a
     SimpleConvNet batch's 3000 planes (float32: 0.96 against 1.08 ms).
-
-    With ``with_bias_relu`` it pools relu(cell + bias) as it reads each cell: the fused conv
-    block reads its GEMM output once instead of in a ReLU pass and then a pooling pass.
     """
     out_h, out_w = out.shape
-    zero = out.dtype.type(0)
     for py in range(out_h):
         top = plane[py * stride]
         bottom = plane[py * stride + 1]
@@ -83,10 +73,7 @@ def _pool_2x2(plane, stride, out, argmax, bias, with_bias_relu):
         argmax_row = argmax[py]
         for px in range(out_w):
             x = px * stride
-            a = _cell(top[x], bias, zero, with_bias_relu)
-            b = _cell(top[x + 1], bias, zero, with_bias_relu)
-            c = _cell(bottom[x], bias, zero, with_bias_relu)
-            d = _cell(bottom[x + 1], bias, zero, with_bias_relu)
+            a, b, c, d = top[x], top[x + 1], bottom[x], bottom[x + 1]
             upper = a if a >= b else b
             lower = c if c >= d else d
             best = upper if upper >= lower else lower
@@ -96,9 +83,10 @@ def _pool_2x2(plane, stride, out, argmax, bias, with_bias_relu):
 
 @njit(cache=True)
 def _pool_2x2_stride_2(plane, out, argmax, bias, top_cells, pair_max):
-    """What _pool_2x2(plane, 2, out, argmax, bias, True) writes, for a plane of even height
-    and width, in two passes that vectorize; returns False, with out and argmax unfinished,
-    when the plane holds a NaN (the caller then takes the general path).
+    """What _pool_2x2(relu(plane + bias), 2, out, argmax) writes, for a plane of even height
+    and width, in two passes that vectorize, reading the GEMM output once (no ReLU pass
+    first); returns False, with out and argmax unfinished, when the plane holds a NaN (the
+    caller then takes the general path).
 
     Windows of a 2x2 stride-2 pool on rows of 24 or 28 cells are too few per row for vectors,
     and the one-pass select chain ran scalar (2.7 ns a window). The first pass goes down the
@@ -168,7 +156,7 @@ def _pool_plane(plane, pool_h, pool_w, stride, pad, out, argmax):
     if pool_h == 2 and pool_w == 2 and pad == 0 and not _has_nan(plane):
         # Planes holding a NaN take the general path: checking each window for one cost 40%
         # of the pool.
-        _pool_2x2(plane, stride, out, argmax, out.dtype.type(0), False)
+        _pool_2x2(plane, stride, out, argmax)
     else:
         for py in range(out_h):
             for px in range(out_w):

@@ -4,15 +4,17 @@ In the conv pipeline this product is thin: 16-64 filters by 9-576 columns, summe
 chunk's m = images * out_h * out_w positions. OpenBLAS packs both factors for each call and
 ran it at 45-100 GFLOP/s on one AVX-512 core (sgemm), 29-57 in double. Here each output
 entry is a dot product of two contiguous rows, and a tile of 4 filters by 4 columns keeps
-its 16 sums in vector registers while one pass over m reads 8 rows. Filters and columns
-left over take smaller tiles.
+its 16 sums in vector registers while one pass over m reads 8 rows. The caller multiplies
+the few filters and columns left over (a strip of at most 3 rows and one of 3 columns) by
+BLAS: smaller tiles for them cost as much compile time on an empty cache (0.5 s) as the
+4x4 tile itself.
 
 The sums are reassociated (``fastmath``) so that the compiler can vectorize them; the order
 then depends on the shapes and the machine's vector width, never on the thread count.
 """
 from numba import njit
 
-__all__ = ["add_weight_gradient"]
+__all__ = ["add_weight_gradient_tiles"]
 
 _REASSOCIATE = {"reassoc", "contract"}
 
@@ -41,27 +43,6 @@ def _tile_4x4(rows, f, cols, k, dW):
     _add_4(dW[f + 3], k, s30, s31, s32, s33)
 
 
-@njit(nogil=True, cache=True, fastmath=_REASSOCIATE)
-def _tile_1x4(rows, f, cols, k, dW):
-    """dW[f, k:k+4] += cols[k:k+4] @ rows[f], for the filters the 4-row tiles leave over."""
-    r = rows[f]
-    c0, c1, c2, c3 = cols[k], cols[k + 1], cols[k + 2], cols[k + 3]
-    zero = dW.dtype.type(0)
-    s0 = s1 = s2 = s3 = zero
-    for p in range(rows.shape[1]):
-        x = r[p]
-        s0 += x * c0[p]; s1 += x * c1[p]; s2 += x * c2[p]; s3 += x * c3[p]  # noqa: E702
-    _add_4(dW[f], k, s0, s1, s2, s3)
-
-
-@njit(nogil=True, cache=True, fastmath=_REASSOCIATE)
-def _dot(a, b):
-    total = a.dtype.type(0)
-    for p in range(a.shape[0]):
-        total += a[p] * b[p]
-    return total
-
-
 @njit(nogil=True, cache=True, inline="always")
 def _add_4(row, k, s0, s1, s2, s3):
     row[k] += s0
@@ -71,21 +52,18 @@ def _add_4(row, k, s0, s1, s2, s3):
 
 
 @njit(nogil=True, cache=True)
-def add_weight_gradient(rows, cols, dW):
-    """dW (FN, K) += rows (FN, m) @ cols (K, m).T; all three C-contiguous, one dtype."""
+def add_weight_gradient_tiles(rows, cols, dW):
+    """dW[:F, :C] += rows[:F] @ cols[:C].T for the largest F, C that are multiples of 4, and
+    returns (F, C); the caller adds the filters and columns left over. rows (FN, m), cols
+    (K, m) and dW (FN, K) are C-contiguous, of one dtype."""
     FN = rows.shape[0]
     K = cols.shape[0]
     if rows.shape[1] != cols.shape[1] or dW.shape[0] != FN or dW.shape[1] != K:
-        raise ValueError("add_weight_gradient: rows (FN, m), cols (K, m) and dW (FN, K) "
-                         "must agree")
-    full_k = K - K % 4
+        raise ValueError("add_weight_gradient_tiles: rows (FN, m), cols (K, m) and dW "
+                         "(FN, K) must agree")
     full_f = FN - FN % 4
+    full_k = K - K % 4
     for f in range(0, full_f, 4):
         for k in range(0, full_k, 4):
             _tile_4x4(rows, f, cols, k, dW)
-    for f in range(full_f, FN):
-        for k in range(0, full_k, 4):
-            _tile_1x4(rows, f, cols, k, dW)
-    for f in range(FN):
-        for k in range(full_k, K):
-            dW[f, k] += _dot(rows[f], cols[k])
+    return full_f, full_k
