@@ -103,6 +103,16 @@ def test_course_lesson_at_the_courses_sizes_keeps_its_numbers(course):
     assert report_line(served.stderr, "Affine").startswith("served")
 
 
+def test_course_cnn_lesson_runs_on_served_conv_and_pool_with_its_own_numbers(course):
+    # the lesson's own SimpleConvNet on the fork's Convolution, Pooling and im2col (timed in
+    # docs/zero-change.md), cut to a few iterations; its label-first loss stays the user's
+    served = _plain_and_served(*course, "lesson_3", "train_simple_convnet.py", "3")
+    assert "iteration 0 loss" in served.stdout and "test acc" in served.stdout
+    for name in ("Convolution", "Pooling", "im2col", "col2im", "Affine"):
+        assert report_line(served.stderr, name).startswith("served"), name
+    assert report_line(served.stderr, "SoftmaxWithLoss").startswith("user's")
+
+
 def test_workers_follow_the_mode(book):
     tree, tmp = book
     served = run(["--fast", "workers.py", "spawn", "fork", "forkserver"], tree / "ch06", tmp,
