@@ -162,8 +162,10 @@ def _phase_driver():
                         gemm(rows, False, cols, True, dW, 1)
                     else:
                         f, k = add_weight_gradient_tiles(rows, cols, dW)
-                        gemm(rows[f:], False, cols, True, dW[f:], 1)
-                        gemm(rows[:f], False, cols[k:], True, dW[:f, k:], 1)
+                        if f < rows.shape[0]:
+                            gemm(rows[f:], False, cols, True, dW[f:], 1)
+                        if k < cols.shape[0]:
+                            gemm(rows[:f], False, cols[k:], True, dW[:f, k:], 1)
                 elif phase == 7:
                     gemm(Wm, True, rows, False, cols, 0)
                 elif phase == 8:

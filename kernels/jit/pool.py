@@ -129,7 +129,7 @@ def _pool_2x2_stride_2(plane, out, argmax, bias, top_cells, pair_max):
 
 @njit(cache=True)
 def _pool_2x2_relu_values(plane, stride, out, bias, column_max):
-    """out = the values _pool_2x2 pools with ``with_bias_relu``, without the window indices.
+    """out = what _pool_2x2 pools from relu(plane + bias), without the window indices.
 
     relu(v + bias) never decreases as v grows, so the pooled value is relu(max + bias): a
     max of each cell pair down the rows (contiguous, so it vectorizes), then of each pair of
