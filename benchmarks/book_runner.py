@@ -13,8 +13,6 @@ over plain steps (issue #14's targets: parity >= 5x, fast >= 10x). Before the ti
 runner side runs once until its first epoch line, so that Numba's cache is warm.
 """
 import argparse
-import importlib.util
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -25,10 +23,9 @@ TARGETS = {"runner": 5.0, "fast": 10.0}
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("book_scripts", ROOT / "tools" / "book_scripts.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    sys.path.insert(0, str(ROOT / "tools"))  # tools/ is a folder of scripts, not a package
+    import book_scripts
+    return book_scripts
 
 
 def main(argv=None):

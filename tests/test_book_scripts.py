@@ -1,23 +1,16 @@
 """tools/book_scripts.py: how it compares two outputs, how it stops a run at the budget, and
 one real pair of runs (plainly and through the runner) on the fixture book tree."""
-import importlib.util
 import signal
 import sys
-from pathlib import Path
 
 import pytest
 
 from zero_change_helpers import FIXTURES, clean_env, make_tree
 
-TOOL = Path(__file__).resolve().parent.parent / "tools" / "book_scripts.py"
-
 
 @pytest.fixture(scope="module")
-def tool():
-    spec = importlib.util.spec_from_file_location("book_scripts", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def tool(load_script):
+    return load_script("tools/book_scripts.py")
 
 
 def test_finds_the_scripts_that_import_the_books_package(tool):

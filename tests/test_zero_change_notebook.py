@@ -1,8 +1,6 @@
 """A notebook run with ``%load_ext fastconv`` as its first cell gives the outputs it gives
 without it: ``tools/book_notebooks.py`` (nbclient, a kernel in a subprocess) on notebooks of
 our own in the fixture's book-layout tree, and that tool's comparison on its own."""
-import importlib.util
-from pathlib import Path
 
 import pytest
 
@@ -12,10 +10,11 @@ nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
-TOOL = Path(__file__).resolve().parent.parent / "tools" / "book_notebooks.py"
-_spec = importlib.util.spec_from_file_location("book_notebooks", TOOL)
-book_notebooks = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(book_notebooks)
+
+@pytest.fixture(scope="module")
+def book_notebooks(load_script):
+    return load_script("tools/book_notebooks.py")
+
 
 SAME = [  # the book's notebooks' way: the folder's parent on sys.path, classes in cells
     "import sys, os\nsys.path.append(os.pardir)\nsys.path.append(os.path.join(os.pardir, 'ch05'))\n"
@@ -46,8 +45,8 @@ def _book(tmp_path):
     return tree
 
 
-def test_load_ext_gives_the_notebooks_outputs_and_a_difference_fails(tmp_path, monkeypatch,
-                                                                     capsys):
+def test_load_ext_gives_the_notebooks_outputs_and_a_difference_fails(book_notebooks, tmp_path,
+                                                                     monkeypatch, capsys):
     for key, value in clean_env(tmp_path).items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("MPLBACKEND", "Agg")  # restored afterwards; the tool sets it
@@ -80,7 +79,7 @@ def _cell(stdout="", error=None, images=0, result=None, stderr=""):
     return cell
 
 
-def test_comparison_rules():
+def test_comparison_rules(book_notebooks):
     differences = book_notebooks.differences
     assert differences([_cell("loss 0.1\n", result="array([1.5,  2. ])")],
                        [_cell("loss 0.10000000000000002\n", result="array([1.5, 2. ])")]) == []
@@ -106,7 +105,7 @@ def test_comparison_rules():
     assert differences(*check) and not differences(*check, atols=[1e-10])
 
 
-def test_reduce_substitutes_the_listed_constants_and_says_so():
+def test_reduce_substitutes_the_listed_constants_and_says_so(book_notebooks):
     said = []
     cells = book_notebooks.reduce_cells("ch05", ["x = 1", "iters_num = 10000  # ..."], said.append)
     assert cells == ["x = 1", "iters_num = 200  # ..."]
