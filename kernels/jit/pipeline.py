@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit
 
 from ..shapes import conv_output_hw
-from . import blas
+from . import background_compile, blas
 from .blas import gemm
 from .epilogues import _add_row_sums, backward_prologue, forward_epilogue
 from .gemm import pieces, run_parts, single_threaded_blas
@@ -167,6 +167,7 @@ def forward_pipeline(x, W, stride, pad, epilogue):
     """Runs the conv of x (N, C, H, W) with weights W (FN, C, FH, FW) into the epilogue
     (kind, b, pool, out, argmax) of ``forward_epilogue``; out and argmax are written."""
     x, Wm, geometry, chunk = _layer_operands(x, W, stride, pad)
+    background_compile.start(x.dtype)
     run = _chunk_loop(_forward_chunks)
 
     def part(lo, hi):
@@ -181,6 +182,7 @@ def backward_pipeline(x, W, stride, pad, need_dx, prologue):
     out, argmax) of ``backward_prologue`` gives."""
     x, Wm, geometry, chunk = _layer_operands(x, W, stride, pad)
     dx = np.empty_like(x) if need_dx else np.empty((0,) + x.shape[1:], dtype=x.dtype)
+    background_compile.finish(x.dtype)
     run = _chunk_loop(_backward_chunks)
 
     def part(lo, hi):

@@ -1,0 +1,106 @@
+"""On an empty cache a helper process compiles the conv backward loop while the forward loop
+compiles here (kernels/jit/background_compile.py). Each test runs in a fresh process with an
+empty cache of its own, since what is tested is a first compilation."""
+import os
+import subprocess
+import sys
+import textwrap
+
+SETUP = textwrap.dedent("""\
+    import os, sys
+    import numpy as np
+    from fastconv.kernels.jit import background_compile, fused, pipeline
+
+    def block(dtype, kernels=fused):
+        # the backward pass of a fused conv block, after its forward pass
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((3, 2, 6, 6)).astype(dtype)
+        W = rng.standard_normal((4, 2, 3, 3)).astype(dtype)
+        b = rng.standard_normal(4).astype(dtype)
+        out, argmax, ctx = kernels.conv_relu_pool_forward(x, W, b, 1, 1, 2, 2, 2, 0)
+        dout = rng.standard_normal(out.shape).astype(dtype)
+        return lambda: kernels.conv_relu_pool_backward(dout, out, argmax, x, W, ctx, 1, 1,
+                                                       2, 2, 2, 0)
+    """)
+
+
+def _run(tmp_path, code, cache="cache"):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir(exist_ok=True)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / cache), TMPDIR=str(scratch))
+    env.pop("FASTCONV_BACKGROUND_COMPILE", None)
+    done = subprocess.run([sys.executable, "-c", SETUP + textwrap.dedent(code)], env=env,
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert os.listdir(scratch) == []  # no helper folder left behind
+    return done.stdout.split()
+
+
+def test_the_first_backward_pass_adopts_the_helpers_loop_with_the_same_bits(tmp_path):
+    # A forked child does not own the helper and compiles the loop itself; its gradients are
+    # the reference for the parent's, which come from the adopted loop.
+    printed = _run(tmp_path, """\
+        backward = block(np.float64)
+        assert list(background_compile._pending) == ["d"]
+        child = os.fork()
+        if child == 0:
+            code = 1
+            try:  # (without writing to the cache, whose entry the next process must find)
+                from numba.core.caching import NullCache
+                pipeline._backward_chunks._cache = NullCache()
+                np.savez("child.npz", *backward()[:3])
+                code = 0 if background_compile.adopted == [] else 2
+            finally:
+                os._exit(code)
+        assert os.waitpid(child, 0)[1] == 0
+        mine = backward()
+        stats = pipeline._backward_chunks.stats  # neither compiled here nor read from the cache
+        print(background_compile.adopted,
+              sum(stats.cache_misses.values()) + sum(stats.cache_hits.values()))
+        theirs = np.load("child.npz")
+        print(all(np.array_equal(a, theirs[f"arr_{i}"]) for i, a in enumerate(mine)))
+        """)
+    assert printed == ["['d']", "0", "True"]
+    # the adopted loop was saved to the cache: the next process loads it, with no helper
+    printed = _run(tmp_path, """\
+        backward = block(np.float64)
+        backward()
+        print(background_compile._pending, background_compile.adopted,
+              sum(pipeline._backward_chunks.stats.cache_hits.values()))
+        """)
+    assert printed == ["{}", "[]", "1"]
+
+
+def test_a_failed_or_slow_helper_leaves_the_loop_to_compile_here(tmp_path):
+    printed = _run(tmp_path, """\
+        import subprocess
+        from fastconv.kernels import reference
+        commands = iter([[sys.executable, "-c", "raise SystemExit(3)"],
+                         [sys.executable, "-c", "import time; time.sleep(60)"]])
+        spawn = background_compile._spawn
+        def failing_spawn(dtype):
+            process, folder = spawn(dtype)
+            process.kill()
+            process.wait()
+            return subprocess.Popen(next(commands)), folder
+        background_compile._spawn = failing_spawn
+        background_compile.WAIT_SECONDS = 2
+        for dtype in (np.float32, np.float64):
+            for got, want in zip(block(dtype)(), block(dtype, reference.fused)()):
+                assert np.allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+        print(background_compile.adopted, len(pipeline._backward_chunks.overloads))
+        """)
+    assert printed == ["[]", "2"]
+
+
+def test_no_helper_with_the_switch_off_or_one_cpu(tmp_path):
+    printed = _run(tmp_path, """\
+        os.environ["FASTCONV_BACKGROUND_COMPILE"] = "0"
+        block(np.float64)
+        print(background_compile._pending)
+        os.environ["FASTCONV_BACKGROUND_COMPILE"] = "1"
+        background_compile._usable_cpus = lambda: 1
+        block(np.float32)
+        print(background_compile._pending)
+        """)
+    assert printed == ["{}", "{}"]
