@@ -26,7 +26,7 @@ NO_ARGMAX = np.empty((0, 1, 1, 1), dtype=np.intp)  # argmax where none is kept o
 # The GEMM-layout <-> NCHW passes below index through per-plane slices: with the flat
 # index arithmetic written out, Numba's negative-index handling kept LLVM from vectorizing
 # them, and they ran 3-4x slower.
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True)
 def _bias_to_nchw(rows, b, n0, out, with_relu):
     """out[n0 + i, f] = rows of image i + b[f], through the book's ReLU when with_relu."""
     _, FN, P = out.shape
@@ -40,7 +40,7 @@ def _bias_to_nchw(rows, b, n0, out, with_relu):
                 dst[p] = _bias_relu(src[p], bias, zero) if with_relu else src[p] + bias
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True)
 def _nchw_to_rows(dout, n0, rows):
     _, FN, P = dout.shape
     for i in range(rows.shape[1] // P):
@@ -64,7 +64,7 @@ def _add_row_sums(rows, acc):
         acc[f] += total
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True)
 def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, pool_pad,
                     out, argmax, with_argmax):
     FN = out.shape[1]
@@ -98,7 +98,7 @@ def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, po
                         argmax[n0 + i, f] if with_argmax else unread_argmax)
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True)
 def _relu_grad_to_rows(dout, out, n0, rows):
     _, FN, P = dout.shape
     zero = rows.dtype.type(0)
@@ -111,7 +111,7 @@ def _relu_grad_to_rows(dout, out, n0, rows):
                 dst[p] = grad[p] if kept[p] != 0 else zero
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True)
 def _pool_relu_grad_to_rows(dout, out, argmax, n0, n1, conv_w, P, pool_w, pool_stride,
                             pool_pad, rows):
     # Zeroing the rows and adding at the maxima beat a dense branch-free pass that writes
@@ -136,7 +136,7 @@ def _pool_relu_grad_to_rows(dout, out, argmax, n0, n1, conv_w, P, pool_w, pool_s
                     rows[f, base + oy * conv_w + ox] += dout[n, f, py, px]
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True)
 def forward_epilogue(kind, rows, n0, conv_h, conv_w, b, pool, out, argmax):
     """Writes images n0.. of out (N, FN, *) from rows; argmax only for OUTPUT_RELU_POOL."""
     if kind == OUTPUT_RELU_POOL or kind == OUTPUT_RELU_POOL_VALUES:
@@ -148,7 +148,7 @@ def forward_epilogue(kind, rows, n0, conv_h, conv_w, b, pool, out, argmax):
         _bias_to_nchw(rows, b, n0, flat, kind == OUTPUT_RELU)
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True)
 def backward_prologue(kind, n0, n1, conv_h, conv_w, pool, dout, out, argmax, rows):
     """rows = the gradient of images n0..n1-1 at the conv output, from the layer's dout.
 

@@ -13,13 +13,6 @@ A part is one compiled ``nogil`` call, BLAS included (``blas.gemm``), so the two
 never wait for each other's GIL in the middle of a layer. Where NumPy's bundled OpenBLAS
 is missing, the same loop runs as Python (``COMPILED`` is False) and multiplies through NumPy.
 
-The helpers that the two chunk loops call are ``inline="always"``: Numba then types their
-code into the loop, where as separate functions each was compiled on its own and its machine
-code optimized again at every level of calls above it. On an empty cache the first
-SimpleConvNet step compiled in 11.0-11.4 s instead of 13.0 s (paired runs), and the steps
-took the same time. The weight-gradient tiles stay a separate function: their fastmath
-flags would not survive inlining into a loop compiled without them.
-
 Parts own disjoint images; the weight and bias gradients are summed per part and the parts
 added in a fixed order. No result depends on the thread count.
 """
@@ -84,7 +77,7 @@ def _scratch_arrays(x, Wm, geometry, chunk):
             _scratch_array("padded", (chunk, C, H + 2 * pad, W + 2 * pad), x.dtype))
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True)
 def _chunk_im2col(x, n0, n1, geometry, scratch, FN):
     """(cols, rows) for images n0..n1-1: cols holds their K-major im2col, rows is the
     (FN, images*P) view of the scratch for their GEMM output, not yet written."""

@@ -13,7 +13,7 @@ from .dispatch import parallel_above
 __all__ = ["maxpool_forward", "maxpool_backward"]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _window_argmax(plane, y0, x0, pool_h, pool_w):
     """(max, window index) of plane[y0:y0+pool_h, x0:x0+pool_w]; cells outside are -inf.
 
@@ -37,7 +37,7 @@ def _window_argmax(plane, y0, x0, pool_h, pool_w):
     return best, best_k
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _has_nan(plane):
     found = False
     for iy in range(plane.shape[0]):
@@ -55,7 +55,7 @@ def _bias_relu(v, bias, zero):
     return zero if v <= 0 else v
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _pool_2x2(plane, stride, out, argmax):
     """The book's 2x2 pool (pad 0, no NaN in the plane), written without branches: a
     data-dependent branch per cell mispredicts on real images and costs ~6x.
@@ -81,7 +81,7 @@ def _pool_2x2(plane, stride, out, argmax):
             argmax_row[px] = (a != best) * (1 + (b != best) * (1 + (c != best)))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _pool_2x2_stride_2(plane, out, argmax, bias, top_cells, pair_max):
     """What _pool_2x2(relu(plane + bias), 2, out, argmax) writes, for a plane of even height
     and width, in two passes that vectorize, reading the GEMM output once (no ReLU pass
@@ -127,7 +127,7 @@ def _pool_2x2_stride_2(plane, out, argmax, bias, top_cells, pair_max):
     return True
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _pool_2x2_relu_values(plane, stride, out, bias, column_max):
     """out = what _pool_2x2 pools from relu(plane + bias), without the window indices.
 
