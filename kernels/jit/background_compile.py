@@ -91,7 +91,9 @@ def _spawn(dtype):
     env[SWITCH] = "0"
     command = [sys.executable, "-m", __name__, np.dtype(dtype).name, folder, str(os.getpid())]
     try:
-        process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
+        # started in its own folder, so that no module in the caller's working directory
+        # (sys.path[0] under -m) can shadow the ones it imports
+        process = subprocess.Popen(command, env=env, cwd=folder, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except OSError:
         shutil.rmtree(folder, ignore_errors=True)
