@@ -21,11 +21,12 @@ OUTPUT_BIAS, OUTPUT_RELU, OUTPUT_RELU_POOL, OUTPUT_RELU_POOL_VALUES = range(4)
 GRADIENT, GRADIENT_RELU, GRADIENT_RELU_POOL = range(3)
 NO_POOL = (1, 1, 1, 0)  # (pool_h, pool_w, pool_stride, pool_pad) where nothing is pooled
 NO_ARGMAX = np.empty((0, 1, 1, 1), dtype=np.intp)  # argmax where none is kept or read
-# The two-pass 2x2 stride-2 pool (pool.py) vectorizes along rows; on narrow planes its
-# per-plane set-up costs more than it saves, and the one-pass select chain of _pool_plane wins.
-# Per 100 images on one thread (float32; float64 alike): 64 planes of 8x8, 0.71 ms by the
-# chain against 1.64 ms; 32 of 16x16, 0.99 against 1.20; 30 of 24x24, 1.89 against 1.38.
-TWO_PASS_MIN_WIDTH = 24
+# The two-pass 2x2 stride-2 pool (pool.py) vectorizes along rows; on narrow planes its set-up
+# costs what it saves, and the one-pass select chain of _pool_plane is as fast. Per 100
+# images on one thread, epilogue alone: 64 planes of 8x8, 0.73 ms by two passes against
+# 0.68-0.79 by the chain (float32), 0.79-0.91 against 0.69-0.74 (float64); 32 planes of
+# 16x16, 0.56-0.58 against 0.80-0.90 (float32), 0.62-0.64 against 0.96 (float64).
+TWO_PASS_MIN_WIDTH = 12
 
 
 # The GEMM-layout <-> NCHW passes below index through per-plane slices: with the flat
@@ -79,19 +80,23 @@ def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, po
               and conv_w >= TWO_PASS_MIN_WIDTH)
     zero = out.dtype.type(0)
     column_max = np.empty(conv_w, dtype=out.dtype)
-    top_cells = np.empty((conv_h // 2, conv_w), dtype=out.dtype)
-    pair_max = np.empty((conv_h // 2, conv_w), dtype=out.dtype)
+    top_cells = np.empty(P // 2, dtype=out.dtype)
+    pair_max = np.empty(P // 2, dtype=out.dtype)
     unread_argmax = np.empty(out.shape[2:], dtype=argmax.dtype)  # where no argmax is kept
+    # the windows of each plane in row order, for the two-pass pool (reshaped once here)
+    windows = out.shape[2] * out.shape[3]
+    flat_out = out.reshape((out.shape[0], FN, windows))
+    flat_argmax = argmax.reshape((argmax.shape[0], FN, windows))
     for i in range(rows.shape[1] // P):
         for f in range(FN):
             flat = rows[f, i * P:(i + 1) * P]
-            plane = flat.reshape((conv_h, conv_w))
             bias = b[f]
             # with a finite bias, relu(plane + bias) holds a NaN only where plane does
             if (halves and with_argmax and np.isfinite(bias)
-                    and _pool_2x2_stride_2(plane, out[n0 + i, f], argmax[n0 + i, f], bias,
-                                           top_cells, pair_max)):
+                    and _pool_2x2_stride_2(flat, conv_w, flat_out[n0 + i, f],
+                                           flat_argmax[n0 + i, f], bias, top_cells, pair_max)):
                 continue
+            plane = flat.reshape((conv_h, conv_w))
             if fast and not with_argmax and np.isfinite(bias) and not _has_nan(plane):
                 _pool_2x2_relu_values(plane, pool_stride, out[n0 + i, f], bias, column_max)
                 continue

@@ -82,28 +82,31 @@ def _pool_2x2(plane, stride, out, argmax):
 
 
 @njit(cache=True)
-def _pool_2x2_stride_2(plane, out, argmax, bias, top_cells, pair_max):
+def _pool_2x2_stride_2(flat, W, out, argmax, bias, top_cells, pair_max):
     """What _pool_2x2(relu(plane + bias), 2, out, argmax) writes, for a plane of even height
-    and width, in two passes that vectorize, reading the GEMM output once (no ReLU pass
-    first); returns False, with out and argmax unfinished, when the plane holds a NaN (the
-    caller then takes the general path).
+    and width W given as its cells in row order (flat), in two passes that vectorize, reading
+    the GEMM output once (no ReLU pass first); out and argmax hold the windows in row order,
+    top_cells and pair_max are scratch of half the plane. Returns False, with out and argmax
+    unfinished, when the plane holds a NaN (the caller then takes the general path).
 
     Windows of a 2x2 stride-2 pool on rows of 24 or 28 cells are too few per row for vectors,
     and the one-pass select chain ran scalar (2.7 ns a window). The first pass goes down the
     row pairs, contiguous: relu(top + bias) into top_cells and the larger of each vertical
-    pair into pair_max (out_h, W). The second goes along all windows of the plane at once,
-    window q reading entries 2q and 2q+1 of both. The first maximum in row-major order is
-    the top-left cell if it equals the best, else the top-right, else the bottom-left when
-    the left pair's maximum is the best (the top-left is not), else the bottom-right.
+    pair into pair_max. The second goes along all windows of the plane at once, window q
+    reading entries 2q and 2q+1 of both. The first maximum in row-major order is the
+    top-left cell if it equals the best, else the top-right, else the bottom-left when the
+    left pair's maximum is the best (the top-left is not), else the bottom-right.
+
+    Everything is 1-D and sliced, never reshaped: a Numba reshape is a call into its C
+    helpers, 18 ns each, and four of them were a third of a 24x24 plane's time.
     """
-    H, W = plane.shape
     zero = out.dtype.type(0)
     found_nan = False
-    for r in range(H // 2):
-        top = plane[2 * r]
-        bottom = plane[2 * r + 1]
-        upper = top_cells[r]
-        larger = pair_max[r]
+    for r in range(flat.shape[0] // (2 * W)):
+        top = flat[2 * r * W:(2 * r + 1) * W]
+        bottom = flat[(2 * r + 1) * W:(2 * r + 2) * W]
+        upper = top_cells[r * W:(r + 1) * W]
+        larger = pair_max[r * W:(r + 1) * W]
         for x in range(W):
             a = _bias_relu(top[x], bias, zero)
             c = _bias_relu(bottom[x], bias, zero)
@@ -112,18 +115,13 @@ def _pool_2x2_stride_2(plane, out, argmax, bias, top_cells, pair_max):
             larger[x] = a if a >= c else c
     if found_nan:
         return False
-    windows = out.size
-    tops = top_cells.reshape(2 * windows)
-    pairs = pair_max.reshape(2 * windows)
-    best_values = out.reshape(windows)
-    best_cells = argmax.reshape(windows)
-    for q in range(windows):
-        left = pairs[2 * q]
-        right = pairs[2 * q + 1]
+    for q in range(out.shape[0]):
+        left = pair_max[2 * q]
+        right = pair_max[2 * q + 1]
         best = left if left >= right else right
-        best_values[q] = best
-        best_cells[q] = (tops[2 * q] != best) * (1 + (tops[2 * q + 1] != best)
-                                                 * (1 + (left != best)))
+        out[q] = best
+        argmax[q] = (top_cells[2 * q] != best) * (1 + (top_cells[2 * q + 1] != best)
+                                                  * (1 + (left != best)))
     return True
 
 
