@@ -292,8 +292,8 @@ def test_conv_relu_pool_block_without_argmax_pools_the_same_values(geometry, FN,
     rng, x, W, b = conv_operands(shape, FN, fh, fw, dtype, seed)
     if data == "ties":
         x, W = np.round(x * 2).astype(dtype), np.round(W).astype(dtype)
-    elif data == "nan":
-        x[0, 0, 0, 0] = np.nan
+    elif data == "nan":  # anywhere: Numba's max(1.0, nan) is 1.0, max(nan, 1.0) nan
+        x[tuple(rng.integers(size) for size in shape)] = np.nan
     elif data == "inf bias":
         b[0] = np.inf
     for kernels in (jit, reference):
@@ -303,6 +303,20 @@ def test_conv_relu_pool_block_without_argmax_pools_the_same_values(geometry, FN,
         assert none is None
         np.testing.assert_array_equal(values, out)  # NaN equals NaN here
         assert values.dtype == out.dtype == dtype
+
+
+@pytest.mark.parametrize("cell", range(4))
+@pytest.mark.parametrize("stride", [1, 2])
+def test_the_2x2_pool_without_argmax_keeps_a_nan_in_any_cell_of_a_window(cell, stride):
+    # Numba's max(1.0, nan) is 1.0 but max(nan, 1.0) is nan, so the values-only fast path
+    # must hand a plane with a NaN to the general one, wherever in a window the NaN is
+    x = np.ones((1, 1, 4, 4))
+    x[0, 0, cell // 2, cell % 2] = np.nan
+    W, b = np.ones((1, 1, 1, 1)), np.zeros(1)
+    values, _, _ = jit.conv_relu_pool_forward(x, W, b, 1, 0, 2, 2, stride, 0, with_argmax=False)
+    want, _, _ = reference.conv_relu_pool_forward(x, W, b, 1, 0, 2, 2, stride, 0)
+    np.testing.assert_array_equal(values, want)  # NaN equals NaN here
+    assert np.isnan(values[0, 0, 0, 0])
 
 
 def test_conv_relu_pool_without_argmax_at_simple_convnet_shapes():

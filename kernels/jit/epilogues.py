@@ -14,8 +14,7 @@ C-contiguous.
 import numpy as np
 from numba import njit
 
-from .pool import (_bias_relu, _has_nan, _pool_2x2_relu_values, _pool_2x2_stride_2,
-                   _pool_plane)
+from .pool import _bias_relu, _pool_2x2_relu_values, _pool_2x2_stride_2, _pool_plane
 
 OUTPUT_BIAS, OUTPUT_RELU, OUTPUT_RELU_POOL, OUTPUT_RELU_POOL_VALUES = range(4)
 GRADIENT, GRADIENT_RELU, GRADIENT_RELU_POOL = range(3)
@@ -83,7 +82,7 @@ def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, po
     top_cells = np.empty(P // 2, dtype=out.dtype)
     pair_max = np.empty(P // 2, dtype=out.dtype)
     unread_argmax = np.empty(out.shape[2:], dtype=argmax.dtype)  # where no argmax is kept
-    # the windows of each plane in row order, for the two-pass pool (reshaped once here)
+    # the windows of each plane in row order, for the 2x2 pools (reshaped once here)
     windows = out.shape[2] * out.shape[3]
     flat_out = out.reshape((out.shape[0], FN, windows))
     flat_argmax = argmax.reshape((argmax.shape[0], FN, windows))
@@ -96,10 +95,11 @@ def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, po
                     and _pool_2x2_stride_2(flat, conv_w, flat_out[n0 + i, f],
                                            flat_argmax[n0 + i, f], bias, top_cells, pair_max)):
                 continue
-            plane = flat.reshape((conv_h, conv_w))
-            if fast and not with_argmax and np.isfinite(bias) and not _has_nan(plane):
-                _pool_2x2_relu_values(plane, pool_stride, out[n0 + i, f], bias, column_max)
+            if (fast and not with_argmax and np.isfinite(bias)
+                    and _pool_2x2_relu_values(flat, conv_w, pool_stride, flat_out[n0 + i, f],
+                                              bias, column_max)):
                 continue
+            plane = flat.reshape((conv_h, conv_w))
             # the rest (other strides, odd sizes, NaN): ReLU in place, then the plain pool,
             # whose own 2x2 path is the one-pass select chain; one compiled copy of it, not
             # a second with the ReLU folded in, keeps an empty cache's first step shorter
