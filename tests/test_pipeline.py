@@ -21,13 +21,16 @@ PATHS = st.sampled_from(["compiled", "python"] if blas.AVAILABLE else ["python"]
 
 @contextlib.contextmanager
 def part_path(path, chunk_bytes=pipeline.CHUNK_BYTES):
-    """Parts run compiled or as Python; chunk_bytes=1 makes every image a chunk of its own."""
-    saved = pipeline.COMPILED, pipeline.CHUNK_BYTES
+    """Parts run compiled or as Python; chunk_bytes=1 makes every image a chunk of its own
+    (the floor of positions per chunk goes too)."""
+    saved = pipeline.COMPILED, pipeline.CHUNK_BYTES, pipeline.MIN_CHUNK_POSITIONS
     pipeline.COMPILED, pipeline.CHUNK_BYTES = path == "compiled", chunk_bytes
+    if chunk_bytes == 1:
+        pipeline.MIN_CHUNK_POSITIONS = 1
     try:
         yield
     finally:
-        pipeline.COMPILED, pipeline.CHUNK_BYTES = saved
+        pipeline.COMPILED, pipeline.CHUNK_BYTES, pipeline.MIN_CHUNK_POSITIONS = saved
 
 
 def test_numpy_wheels_bundled_openblas_is_bound():

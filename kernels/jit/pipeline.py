@@ -37,16 +37,16 @@ __all__ = ["forward_pipeline", "backward_pipeline", "images_parallel"]
 # hand-off, and 256 KB beat 1 MB in interleaved runs: SimpleConvNet step 0.96-0.97x the time
 # on 2 threads and 0.98-0.99x on 1, DeepConvNet 0.96-1.00x on 2 and 0.96x on 1.
 CHUNK_BYTES = 1 << 18
-# The weight gradient of a chunk is summed by dot products of its rows (weight_gradient.py)
-# where they are long enough to beat OpenBLAS: 2x at DeepConvNet's 16-channel layers in
-# float32, 1.4x in float64, on one thread. The BLAS wins on short rows (the 64-channel layers
-# at 8x8 walk one image of 64 positions a chunk) and with 9 columns.
-DOT_MIN_POSITIONS = 384
 # A chunk holds at least this many output positions: one 8x8 image gives a GEMM of 64
 # columns, where OpenBLAS ran 17% slower than on 192 (64 filters x 576 taps, float32, one
 # thread: 3 x 44.9 us against 112.4 us). DeepConvNet's 64->64 block took 2-8% less time
 # (float32, three alternating pairs); float64 moved within its noise.
 MIN_CHUNK_POSITIONS = 192
+# The weight gradient of a chunk is summed by dot products of its rows (weight_gradient.py)
+# where they are long enough to beat OpenBLAS: 2x at DeepConvNet's 16-channel layers in
+# float32, 1.4x in float64, on one thread. The BLAS wins on short rows (the 64-channel layers
+# at 8x8 walk 192 positions a chunk) and with 9 columns.
+DOT_MIN_POSITIONS = 384
 DOT_MIN_COLUMNS = 16
 
 
