@@ -60,9 +60,8 @@ def _has_backward_loop(dtype):
     import numba
     loop = _backward_loop()
     wanted = numba.from_dtype(dtype)
-    compiled = [signature for signature in loop.overloads]
     cached = [key[0] for key in loop._cache._cache_file._load_index()]
-    return any(signature[0].dtype == wanted for signature in compiled + cached)
+    return any(signature[0].dtype == wanted for signature in list(loop.overloads) + cached)
 
 
 def _usable_cpus():
