@@ -29,6 +29,9 @@ from .epilogues import _add_row_sums, backward_prologue, forward_epilogue
 from .gemm import pieces, run_parts, single_threaded_blas
 from .im2col import _col2im_padded, _crop_images, _im2col_padded, _pad_images
 from .weight_gradient import add_weight_gradient_tiles
+from .winograd import (TILE_CELLS, _input_transform, _input_transform_adjoint,
+                       _output_transform, _output_transform_adjoint, filter_gradient,
+                       filter_transform, tiles_hw)
 
 __all__ = ["forward_pipeline", "backward_pipeline", "images_parallel"]
 
@@ -48,6 +51,9 @@ MIN_CHUNK_POSITIONS = 192
 # at 8x8 walk 192 positions a chunk) and with 9 columns.
 DOT_MIN_POSITIONS = 384
 DOT_MIN_COLUMNS = 16
+# Which 3x3 stride-1 convs run by Winograd F(2x2, 3x3) (winograd.py)
+WINOGRAD_DTYPES = (np.dtype(np.float32),)
+WINOGRAD_MIN_CHANNELS = 8
 
 
 COMPILED = blas.AVAILABLE  # run each part as one compiled call (else its Python source)
@@ -140,6 +146,87 @@ def _backward_chunks(x, Wm, lo, hi, chunk, geometry, scratch, prologue, dW, db, 
             _crop_images(xp, n0, n1, pad, dx)
 
 
+@njit(cache=True)
+def _winograd_columns(T, rows, itemsize):
+    """Row length for the tile matrices V (16, rows, T) and M: T plus a margin, so that the
+    16 cells of one tile are not a multiple of 4 KB apart. At that distance they share a
+    cache set, and the transforms, which touch all 16 at once, ran 4-5x slower (32 filters
+    x 128 tiles of float32 = 16 KB)."""
+    columns = T + 1
+    for _ in range(64):  # a bound, for row sizes that are themselves multiples of 4 KB
+        offset = (rows * columns * itemsize) % 4096
+        if 512 <= offset <= 3584:
+            break
+        columns += 1
+    return columns
+
+
+@njit(nogil=True, cache=True)
+def _winograd_chunk(x, n0, n1, tiles, scratch, FN, P):
+    """(V, M, rows) views of the scratch for images n0..n1-1: V (16, C, tiles) for their
+    transformed input, M (16, FN, tiles) for the products, rows (FN, positions)."""
+    flat_V, flat_M, flat_rows = scratch[0], scratch[1], scratch[2]
+    C, T = x.shape[1], (n1 - n0) * tiles[0] * tiles[1]
+    TV, TM = _winograd_columns(T, C, x.itemsize), _winograd_columns(T, FN, x.itemsize)
+    V = flat_V[:TILE_CELLS * C * TV].reshape((TILE_CELLS, C, TV))[:, :, :T]
+    M = flat_M[:TILE_CELLS * FN * TM].reshape((TILE_CELLS, FN, TM))[:, :, :T]
+    rows = flat_rows[:FN * (n1 - n0) * P].reshape((FN, (n1 - n0) * P))
+    return V, M, rows
+
+
+@njit(nogil=True, cache=True)
+def _winograd_forward_chunks(x, U, lo, hi, chunk, geometry, scratch, epilogue):
+    """_forward_chunks for a 3x3 stride-1 conv, by Winograd F(2x2, 3x3) (``winograd``), U its
+    transformed filters. Returns False as soon as an input value is not finite: the part
+    must then run by im2col, which rewrites every output of it."""
+    pad, conv_h, conv_w = geometry[3], geometry[4], geometry[5]
+    tiles_h, tiles_w = tiles_hw(conv_h, conv_w)
+    xp, down = scratch[3], scratch[4]
+    kind, b, pool, out, argmax = epilogue
+    for n0 in range(lo, hi, chunk):
+        n1 = min(n0 + chunk, hi)
+        V, M, rows = _winograd_chunk(x, n0, n1, (tiles_h, tiles_w), scratch, U.shape[1],
+                                     conv_h * conv_w)
+        _pad_images(x, n0, n1, pad, xp)
+        if _input_transform(xp, n1 - n0, tiles_h, tiles_w, V, down):
+            return False
+        for k in range(TILE_CELLS):
+            gemm(U[k], False, V[k], False, M[k], 0)
+        _output_transform(M, n1 - n0, tiles_h, tiles_w, conv_h, conv_w, rows)
+        forward_epilogue(kind, rows, n0, conv_h, conv_w, b, pool, out, argmax)
+    return True
+
+
+@njit(nogil=True, cache=True)
+def _winograd_backward_chunks(x, U, lo, hi, chunk, geometry, scratch, prologue, dU, db, dx):
+    """_backward_chunks by Winograd: adds the gradient of the transformed filters to dU (16,
+    FN, C) instead of dW. Returns False as soon as an input or gradient value is not finite,
+    with dU, db and dx then to be recomputed by im2col."""
+    pad, conv_h, conv_w = geometry[3], geometry[4], geometry[5]
+    tiles_h, tiles_w = tiles_hw(conv_h, conv_w)
+    xp, down, across = scratch[3], scratch[4], scratch[5]
+    kind, pool, dout, out, argmax = prologue
+    for n0 in range(lo, hi, chunk):
+        n1 = min(n0 + chunk, hi)
+        V, dM, rows = _winograd_chunk(x, n0, n1, (tiles_h, tiles_w), scratch, U.shape[1],
+                                      conv_h * conv_w)
+        _pad_images(x, n0, n1, pad, xp)
+        if _input_transform(xp, n1 - n0, tiles_h, tiles_w, V, down):
+            return False
+        backward_prologue(kind, n0, n1, conv_h, conv_w, pool, dout, out, argmax, rows)
+        if _output_transform_adjoint(rows, n1 - n0, tiles_h, tiles_w, conv_h, conv_w, dM):
+            return False
+        _add_row_sums(rows, db)
+        for k in range(TILE_CELLS):
+            gemm(dM[k], False, V[k], True, dU[k], 1)
+        if dx.size:
+            for k in range(TILE_CELLS):  # the chunk's dV reuses the V buffer
+                gemm(U[k], True, dM[k], False, V[k], 0)
+            _input_transform_adjoint(V, n1 - n0, tiles_h, tiles_w, xp, across)
+            _crop_images(xp, n0, n1, pad, dx)
+    return True
+
+
 def _chunk_loop(kernel):
     return kernel if COMPILED else kernel.py_func
 
@@ -162,14 +249,52 @@ def _layer_operands(x, W, stride, pad):
     return x, Wm, (FH, FW, stride, pad, conv_h, conv_w), chunk
 
 
+def _winograd_operands(x, W, geometry):
+    """(U, images per chunk) where the layer runs by Winograd F(2x2, 3x3), else None."""
+    FH, FW, stride, _, conv_h, conv_w = geometry
+    C = x.shape[1]
+    if ((FH, FW, stride) != (3, 3, 1) or x.dtype not in WINOGRAD_DTYPES
+            or C < WINOGRAD_MIN_CHANNELS):
+        return None
+    U = filter_transform(W, x.dtype)
+    if not np.isfinite(U).all():  # the transforms would spread it past its 3x3 windows
+        return None
+    tiles_h, tiles_w = tiles_hw(conv_h, conv_w)
+    by_bytes = CHUNK_BYTES // (TILE_CELLS * C * tiles_h * tiles_w * x.itemsize)
+    return U, max(1, by_bytes, -(-MIN_CHUNK_POSITIONS // (conv_h * conv_w)))
+
+
+def _winograd_scratch(x, FN, geometry, chunk):
+    """(V, M, rows, padded images, down, across): this thread's buffers for a Winograd
+    chunk; down and across are the transforms' scratch."""
+    C = x.shape[1]
+    conv_h, conv_w = geometry[4], geometry[5]
+    tiles_h, tiles_w = tiles_hw(conv_h, conv_w)
+    T = chunk * tiles_h * tiles_w
+    TV, TM = _winograd_columns(T, C, x.itemsize), _winograd_columns(T, FN, x.itemsize)
+    return (_scratch_array("winograd V", TILE_CELLS * C * TV, x.dtype),
+            _scratch_array("winograd M", TILE_CELLS * FN * TM, x.dtype),
+            _scratch_array("rows", FN * chunk * conv_h * conv_w, x.dtype),
+            _scratch_array("padded", (chunk, C, 2 * tiles_h + 2, 2 * tiles_w + 2), x.dtype),
+            _scratch_array("down", (4, 2 * tiles_w + 2), x.dtype),
+            _scratch_array("across", (4, 2 * tiles_h + 2, tiles_w), x.dtype))
+
+
 def forward_pipeline(x, W, stride, pad, epilogue):
     """Runs the conv of x (N, C, H, W) with weights W (FN, C, FH, FW) into the epilogue
     (kind, b, pool, out, argmax) of ``forward_epilogue``; out and argmax are written."""
     x, Wm, geometry, chunk = _layer_operands(x, W, stride, pad)
     background_compile.start(x.dtype)
     run = _chunk_loop(_forward_chunks)
+    winograd = _winograd_operands(x, W, geometry)
 
     def part(lo, hi):
+        if winograd is not None:
+            U, images = winograd
+            scratch = _winograd_scratch(x, Wm.shape[0], geometry, images)
+            if _chunk_loop(_winograd_forward_chunks)(x, U, lo, hi, images, geometry, scratch,
+                                                     epilogue):
+                return
         run(x, Wm, lo, hi, chunk, geometry, _scratch_arrays(x, Wm, geometry, chunk), epilogue)
 
     with single_threaded_blas():
@@ -183,20 +308,36 @@ def backward_pipeline(x, W, stride, pad, need_dx, prologue):
     dx = np.empty_like(x) if need_dx else np.empty((0,) + x.shape[1:], dtype=x.dtype)
     background_compile.finish(x.dtype)
     run = _chunk_loop(_backward_chunks)
+    winograd = _winograd_operands(x, W, geometry)
 
     def part(lo, hi):
-        dW = np.zeros(Wm.shape, dtype=x.dtype)
+        """(gradient, db, is the gradient dU): dW (FN, K), or dU by Winograd."""
         db = np.zeros(Wm.shape[0])
+        if winograd is not None:
+            U, images = winograd
+            dU = np.zeros(U.shape, dtype=x.dtype)
+            scratch = _winograd_scratch(x, Wm.shape[0], geometry, images)
+            if _chunk_loop(_winograd_backward_chunks)(x, U, lo, hi, images, geometry, scratch,
+                                                      prologue, dU, db, dx):
+                return dU, db, True
+            db[:] = 0
+        dW = np.zeros(Wm.shape, dtype=x.dtype)
         run(x, Wm, lo, hi, chunk, geometry, _scratch_arrays(x, Wm, geometry, chunk),
             prologue, dW, db, dx)
-        return dW, db
+        return dW, db, False
 
     with single_threaded_blas():
         partials = images_parallel(part, x.shape[0])
-    dW, db = partials[0]
-    for more_dW, more_db in partials[1:]:
-        dW = dW + more_dW
-        db = db + more_db
+    # summed in part order, whichever way each part ran: no result depends on the threads
+    sums = {True: None, False: None}
+    db = None
+    for gradient, part_db, is_dU in partials:
+        sums[is_dU] = gradient if sums[is_dU] is None else sums[is_dU] + gradient
+        db = part_db if db is None else db + part_db
+    dW = sums[False]
+    if sums[True] is not None:
+        from_dU = filter_gradient(sums[True]).reshape(Wm.shape)
+        dW = from_dU if dW is None else dW + from_dU
     return (dx if need_dx else None), dW.reshape(W.shape), db.astype(x.dtype)
 
 

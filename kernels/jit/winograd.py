@@ -1,0 +1,233 @@
+"""Winograd F(2x2, 3x3): a 3x3 stride-1 convolution with 16 multiplies per 2x2 outputs, not 36.
+
+For a 4x4 tile d of the padded input (tiles step by 2) and a 3x3 filter g, the 2x2 outputs
+are ``A^T [(G g G^T) * (B^T d B)] A``. Over a chunk of images the elementwise product becomes
+16 GEMMs, one per tile cell xi: ``M[xi] (FN, tiles) = U[xi] (FN, C) @ V[xi] (C, tiles)``,
+with U = G g G^T the transformed filters and V = B^T d B the transformed input. The products
+have 2.25x fewer multiply-adds than im2col's, and V is 4 values per input pixel against
+im2col's 9. The backward pass is the adjoint of each step: ``dM = A dY A^T``, ``dU[xi] +=
+dM[xi] @ V[xi]^T`` (then dW = G^T dU G) and ``dV[xi] = U[xi]^T @ dM[xi]``, which the adjoint
+input transform sums back into the overlapping tiles.
+
+The transforms mix up to 16 inputs, so a NaN or infinity reaches outputs whose 3x3 window
+never saw it (NaN * 0 is NaN, inf - inf too). The input transforms report whether they met
+a value that is not finite, and the pipeline then runs that part by im2col instead.
+
+``_input_transform`` etc. work on one chunk; their NumPy twins are in
+``fastconv.kernels.reference.winograd``.
+"""
+import numpy as np
+from numba import njit
+
+__all__ = ["TILE_CELLS", "tiles_hw", "filter_transform", "filter_gradient"]
+
+TILE_CELLS = 16
+# G, the filter transform (its entries are exact in binary)
+G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+
+
+@njit(cache=True)
+def tiles_hw(conv_h, conv_w):
+    """(tiles_h, tiles_w): 2x2 output tiles covering a conv_h x conv_w output."""
+    return (conv_h + 1) // 2, (conv_w + 1) // 2
+
+
+def filter_transform(W, dtype):
+    """U (16, FN, C) = G g G^T for every filter g of W (FN, C, 3, 3), in float64 then dtype."""
+    U = np.einsum("ik,fckl,jl->ijfc", G, W.astype(np.float64, copy=False), G)
+    return np.ascontiguousarray(U.reshape(TILE_CELLS, W.shape[0], W.shape[1]), dtype=dtype)
+
+
+def filter_gradient(dU):
+    """dW (FN, C, 3, 3) = G^T dU G, the adjoint of ``filter_transform``, in dU's dtype."""
+    FN, C = dU.shape[1:]
+    dW = np.einsum("ik,ijfc,jl->fckl", G, dU.reshape(4, 4, FN, C).astype(np.float64), G)
+    return dW.astype(dU.dtype)
+
+
+@njit(nogil=True, cache=True)
+def _any_not_finite(row):
+    bad = False
+    for v in row:
+        bad |= (v - v) != 0  # inf - inf and NaN - NaN are NaN; an OR of compares vectorizes
+    return bad
+
+
+@njit(nogil=True, cache=True)
+def _input_transform(xp, count, tiles_h, tiles_w, V, down):
+    """V[4i + j, c, image tiles] = (B^T d B)[i, j] for the first count padded images of xp
+    (chunk, C, 2*tiles_h + 2, 2*tiles_w + 2); tile (ty, tx) of image n is column
+    n*tiles_h*tiles_w + ty*tiles_w + tx. down (4, 2*tiles_w + 2) is scratch. Returns True
+    when the images hold a value that is not finite (V is then not to be used)."""
+    C = xp.shape[1]
+    T = tiles_h * tiles_w
+    width = 2 * tiles_w + 2
+    bad = False
+    for n in range(count):
+        for c in range(C):
+            for ty in range(tiles_h):
+                # B^T down the tile row's four input rows, whole rows at a time
+                r = 2 * ty
+                for x in range(width):
+                    d0, d1 = xp[n, c, r, x], xp[n, c, r + 1, x]
+                    d2, d3 = xp[n, c, r + 2, x], xp[n, c, r + 3, x]
+                    # inf - inf and NaN - NaN are NaN; an OR of compares vectorizes
+                    bad |= ((d0 - d0) + (d1 - d1) + (d2 - d2) + (d3 - d3)) != 0
+                    down[0, x] = d0 - d2
+                    down[1, x] = d1 + d2
+                    down[2, x] = d2 - d1
+                    down[3, x] = d1 - d3
+                # then B along each of the four, tile by tile
+                t0 = n * T + ty * tiles_w
+                for i in range(4):
+                    for tx in range(tiles_w):
+                        a0, a1 = down[i, 2 * tx], down[i, 2 * tx + 1]
+                        a2, a3 = down[i, 2 * tx + 2], down[i, 2 * tx + 3]
+                        V[4 * i, c, t0 + tx] = a0 - a2
+                        V[4 * i + 1, c, t0 + tx] = a1 + a2
+                        V[4 * i + 2, c, t0 + tx] = a2 - a1
+                        V[4 * i + 3, c, t0 + tx] = a1 - a3
+    return bad
+
+
+@njit(nogil=True, cache=True)
+def _input_transform_adjoint(V, count, tiles_h, tiles_w, dxp, across):
+    """dxp[n] (C, 2*tiles_h + 2, 2*tiles_w + 2) = the adjoint of ``_input_transform`` applied
+    to V: each padded pixel sums the tile cells it fed, in an order fixed by the shape."""
+    C = dxp.shape[1]
+    T = tiles_h * tiles_w
+    for n in range(count):
+        for c in range(C):
+            # B^T's adjoint: row 2k of across gets cell 0 of tile row k and cells 1, 2, -0 of
+            # tile row k-1; row 2k+1 cells 1, -2, 3 of tile row k and -3 of tile row k-1
+            for j in range(4):
+                for tx in range(tiles_w):
+                    t = n * T + tx
+                    across[j, 0, tx] = V[j, c, t]
+                    across[j, 1, tx] = V[4 + j, c, t] - V[8 + j, c, t] + V[12 + j, c, t]
+                for k in range(1, tiles_h):
+                    for tx in range(tiles_w):
+                        t = n * T + k * tiles_w + tx
+                        u = t - tiles_w
+                        across[j, 2 * k, tx] = V[j, c, t] + (V[4 + j, c, u] + V[8 + j, c, u]
+                                                             - V[j, c, u])
+                        across[j, 2 * k + 1, tx] = ((V[4 + j, c, t] - V[8 + j, c, t]
+                                                     + V[12 + j, c, t]) - V[12 + j, c, u])
+                for tx in range(tiles_w):
+                    u = n * T + (tiles_h - 1) * tiles_w + tx
+                    across[j, 2 * tiles_h, tx] = V[4 + j, c, u] + V[8 + j, c, u] - V[j, c, u]
+                    across[j, 2 * tiles_h + 1, tx] = -V[12 + j, c, u]
+            # B's adjoint along each row, the same way: column 2k from tiles k and k-1
+            last = tiles_w - 1
+            for r in range(2 * tiles_h + 2):
+                dxp[n, c, r, 0] = across[0, r, 0]
+                dxp[n, c, r, 1] = across[1, r, 0] - across[2, r, 0] + across[3, r, 0]
+                for k in range(1, tiles_w):
+                    dxp[n, c, r, 2 * k] = across[0, r, k] + (across[1, r, k - 1]
+                                                             + across[2, r, k - 1]
+                                                             - across[0, r, k - 1])
+                    dxp[n, c, r, 2 * k + 1] = ((across[1, r, k] - across[2, r, k]
+                                                + across[3, r, k]) - across[3, r, k - 1])
+                dxp[n, c, r, 2 * tiles_w] = (across[1, r, last] + across[2, r, last]
+                                             - across[0, r, last])
+                dxp[n, c, r, 2 * tiles_w + 1] = -across[3, r, last]
+    return dxp
+
+
+@njit(nogil=True, cache=True)
+def _output_tile(M, f, t):
+    """The 2x2 outputs A^T m A of tile t of filter f."""
+    s00 = M[0, f, t] + M[4, f, t] + M[8, f, t]
+    s01 = M[1, f, t] + M[5, f, t] + M[9, f, t]
+    s02 = M[2, f, t] + M[6, f, t] + M[10, f, t]
+    s03 = M[3, f, t] + M[7, f, t] + M[11, f, t]
+    s10 = M[4, f, t] - M[8, f, t] - M[12, f, t]
+    s11 = M[5, f, t] - M[9, f, t] - M[13, f, t]
+    s12 = M[6, f, t] - M[10, f, t] - M[14, f, t]
+    s13 = M[7, f, t] - M[11, f, t] - M[15, f, t]
+    return s00 + s01 + s02, s01 - s02 - s03, s10 + s11 + s12, s11 - s12 - s13
+
+
+@njit(nogil=True, cache=True)
+def _output_transform(M, count, tiles_h, tiles_w, conv_h, conv_w, rows):
+    """rows (FN, count*conv_h*conv_w), the GEMM layout of the conv output, from the tiles'
+    products M (16, FN, count*tiles); a tile past an odd edge writes only its inner cells."""
+    FN = M.shape[1]
+    T = tiles_h * tiles_w
+    P = conv_h * conv_w
+    whole_w = conv_w // 2  # tiles with both columns inside
+    for n in range(count):
+        for f in range(FN):
+            for ty in range(tiles_h):
+                top = n * P + 2 * ty * conv_w
+                t0 = n * T + ty * tiles_w
+                if 2 * ty + 1 < conv_h:
+                    low = top + conv_w
+                    for tx in range(whole_w):
+                        y00, y01, y10, y11 = _output_tile(M, f, t0 + tx)
+                        rows[f, top + 2 * tx] = y00
+                        rows[f, top + 2 * tx + 1] = y01
+                        rows[f, low + 2 * tx] = y10
+                        rows[f, low + 2 * tx + 1] = y11
+                    if whole_w < tiles_w:
+                        y00, y01, y10, y11 = _output_tile(M, f, t0 + whole_w)
+                        rows[f, top + 2 * whole_w] = y00
+                        rows[f, low + 2 * whole_w] = y10
+                else:
+                    for tx in range(tiles_w):
+                        y00, y01, y10, y11 = _output_tile(M, f, t0 + tx)
+                        rows[f, top + 2 * tx] = y00
+                        if 2 * tx + 1 < conv_w:
+                            rows[f, top + 2 * tx + 1] = y01
+
+
+@njit(nogil=True, cache=True)
+def _tile_gradient(dM, f, t, g00, g01, g10, g11):
+    """dM[:, f, t] = A dY A^T for the tile's output gradient dY = [[g00, g01], [g10, g11]]."""
+    # A dY: rows (g0., g0. + g1., g0. - g1., -g1.); then the same along the columns
+    r0c0, r0c1 = g00, g01
+    r1c0, r1c1 = g00 + g10, g01 + g11
+    r2c0, r2c1 = g00 - g10, g01 - g11
+    r3c0, r3c1 = -g10, -g11
+    dM[0, f, t], dM[1, f, t] = r0c0, r0c0 + r0c1
+    dM[2, f, t], dM[3, f, t] = r0c0 - r0c1, -r0c1
+    dM[4, f, t], dM[5, f, t] = r1c0, r1c0 + r1c1
+    dM[6, f, t], dM[7, f, t] = r1c0 - r1c1, -r1c1
+    dM[8, f, t], dM[9, f, t] = r2c0, r2c0 + r2c1
+    dM[10, f, t], dM[11, f, t] = r2c0 - r2c1, -r2c1
+    dM[12, f, t], dM[13, f, t] = r3c0, r3c0 + r3c1
+    dM[14, f, t], dM[15, f, t] = r3c0 - r3c1, -r3c1
+
+
+@njit(nogil=True, cache=True)
+def _output_transform_adjoint(rows, count, tiles_h, tiles_w, conv_h, conv_w, dM):
+    """dM (16, FN, count*tiles) = A dY A^T for each tile's 2x2 output gradient dY, read from
+    rows (FN, count*conv_h*conv_w); cells past an odd edge count as 0. Returns True when
+    rows hold a value that is not finite."""
+    FN = dM.shape[1]
+    T = tiles_h * tiles_w
+    P = conv_h * conv_w
+    whole_w = conv_w // 2
+    zero = dM.dtype.type(0)
+    bad = False
+    for f in range(FN):
+        bad |= _any_not_finite(rows[f, :count * P])
+    for n in range(count):
+        for f in range(FN):
+            for ty in range(tiles_h):
+                top = n * P + 2 * ty * conv_w
+                low = top + conv_w
+                t0 = n * T + ty * tiles_w
+                if 2 * ty + 1 < conv_h:
+                    for tx in range(whole_w):
+                        _tile_gradient(dM, f, t0 + tx, rows[f, top + 2 * tx],
+                                       rows[f, top + 2 * tx + 1], rows[f, low + 2 * tx],
+                                       rows[f, low + 2 * tx + 1])
+                    if whole_w < tiles_w:
+                        _tile_gradient(dM, f, t0 + whole_w, rows[f, top + 2 * whole_w], zero,
+                                       rows[f, low + 2 * whole_w], zero)
+                else:
+                    for tx in range(tiles_w):
+                        right = rows[f, top + 2 * tx + 1] if 2 * tx + 1 < conv_w else zero
+                        _tile_gradient(dM, f, t0 + tx, rows[f, top + 2 * tx], right, zero, zero)
+    return bad
