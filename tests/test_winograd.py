@@ -1,0 +1,194 @@
+"""The Winograd F(2x2, 3x3) path of the jit conv pipeline: its transforms against their NumPy
+twins, and the convolutions it runs against the im2col twin, over random shapes, paddings,
+odd edges and both dtypes; values that are not finite must take the im2col path."""
+import contextlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from fastconv.kernels import jit, reference
+from fastconv.kernels.jit import pipeline, winograd
+from fastconv.kernels.reference import winograd as twin
+from fastconv.kernels.shapes import conv_output_hw
+
+from test_kernels import assert_all_close, assert_close, conv_operands
+
+SETTINGS = settings(max_examples=40, deadline=None)
+DTYPES = st.sampled_from([np.float32, np.float64])
+
+
+@contextlib.contextmanager
+def every_3x3_by_winograd():
+    """Every 3x3 stride-1 conv takes the Winograd path, whatever its channels and width;
+    yields a list of each call's choice (True: Winograd)."""
+    saved = (pipeline.WINOGRAD_MIN_CHANNELS, pipeline.WINOGRAD_MIN_WIDTH,
+             pipeline._winograd_operands)
+    chosen = []
+
+    def recording(*args):
+        operands = saved[2](*args)
+        chosen.append(operands is not None)
+        return operands
+
+    pipeline.WINOGRAD_MIN_CHANNELS = 1
+    pipeline.WINOGRAD_MIN_WIDTH = {np.dtype(np.float32): 1, np.dtype(np.float64): 1}
+    pipeline._winograd_operands = recording
+    try:
+        yield chosen
+    finally:
+        (pipeline.WINOGRAD_MIN_CHANNELS, pipeline.WINOGRAD_MIN_WIDTH,
+         pipeline._winograd_operands) = saved
+
+
+@st.composite
+def tile_geometry(draw):
+    """(count, C, tiles_h, tiles_w, conv_h, conv_w), with odd output edges too."""
+    conv_h, conv_w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    tiles_h, tiles_w = winograd.tiles_hw(conv_h, conv_w)
+    return draw(st.integers(1, 3)), draw(st.integers(1, 4)), tiles_h, tiles_w, conv_h, conv_w
+
+
+def _scratch(tiles_h, tiles_w, dtype):
+    return (np.empty((4, 2 * tiles_w + 2), dtype), np.empty((4, 2 * tiles_h + 2, tiles_w), dtype))
+
+
+@SETTINGS
+@given(tile_geometry(), DTYPES, st.integers(0, 2**32 - 1))
+def test_input_transform_and_its_adjoint_match_twin(geometry, dtype, seed):
+    count, C, tiles_h, tiles_w, _, _ = geometry
+    rng = np.random.default_rng(seed)
+    xp = rng.standard_normal((count, C, 2 * tiles_h + 2, 2 * tiles_w + 2)).astype(dtype)
+    down, across = _scratch(tiles_h, tiles_w, dtype)
+    V = np.full((16, C, count * tiles_h * tiles_w), np.nan, dtype)
+    assert not winograd._input_transform(xp, count, tiles_h, tiles_w, V, down)
+    assert_close(V, twin.input_transform(xp, tiles_h, tiles_w), dtype)
+    dV = rng.standard_normal(V.shape).astype(dtype)
+    dxp = np.full(xp.shape, np.nan, dtype)
+    winograd._input_transform_adjoint(dV, count, tiles_h, tiles_w, dxp, across)
+    assert_close(dxp, twin.input_transform_adjoint(dV, count, tiles_h, tiles_w), dtype)
+
+
+@SETTINGS
+@given(tile_geometry(), st.integers(1, 4), DTYPES, st.integers(0, 2**32 - 1))
+def test_output_transform_and_its_adjoint_match_twin(geometry, FN, dtype, seed):
+    count, _, tiles_h, tiles_w, conv_h, conv_w = geometry
+    rng = np.random.default_rng(seed)
+    M = rng.standard_normal((16, FN, count * tiles_h * tiles_w)).astype(dtype)
+    rows = np.full((FN, count * conv_h * conv_w), np.nan, dtype)
+    winograd._output_transform(M, count, tiles_h, tiles_w, conv_h, conv_w, rows)
+    assert_close(rows, twin.output_transform(M, count, tiles_h, tiles_w, conv_h, conv_w), dtype)
+    dY = rng.standard_normal(rows.shape).astype(dtype)
+    dM = np.full(M.shape, np.nan, dtype)
+    assert not winograd._output_transform_adjoint(dY, count, tiles_h, tiles_w, conv_h, conv_w, dM)
+    want = twin.output_transform_adjoint(dY, count, tiles_h, tiles_w, conv_h, conv_w)
+    assert_close(dM, want, dtype)
+
+
+def test_the_twins_are_each_others_adjoints():
+    """<T v, w> = <v, T* w> for both transforms, so the twins are not merely self-consistent."""
+    rng = np.random.default_rng(0)
+    count, C, tiles_h, tiles_w, conv_h, conv_w = 2, 3, 3, 4, 5, 8
+    xp = rng.standard_normal((count, C, 2 * tiles_h + 2, 2 * tiles_w + 2))
+    V = rng.standard_normal((16, C, count * tiles_h * tiles_w))
+    assert np.isclose(np.vdot(twin.input_transform(xp, tiles_h, tiles_w), V),
+                      np.vdot(xp, twin.input_transform_adjoint(V, count, tiles_h, tiles_w)))
+    rows = rng.standard_normal((C, count * conv_h * conv_w))
+    lhs = np.vdot(twin.output_transform(V, count, tiles_h, tiles_w, conv_h, conv_w), rows)
+    rhs = np.vdot(V, twin.output_transform_adjoint(rows, count, tiles_h, tiles_w, conv_h, conv_w))
+    assert np.isclose(lhs, rhs)
+
+
+def test_filter_gradient_is_the_adjoint_of_filter_transform():
+    rng = np.random.default_rng(1)
+    W = rng.standard_normal((3, 2, 3, 3))
+    dU = rng.standard_normal((16, 3, 2))
+    assert np.isclose(np.vdot(winograd.filter_transform(W, np.float64), dU),
+                      np.vdot(W, winograd.filter_gradient(dU)))
+
+
+@st.composite
+def winograd_geometry(draw):
+    """(x shape, pad) of a 3x3 stride-1 conv: odd and even outputs, pads 0-3."""
+    pad = draw(st.integers(0, 3))
+    H = draw(st.integers(max(1, 3 - 2 * pad), 11))
+    W = draw(st.integers(max(1, 3 - 2 * pad), 11))
+    return (draw(st.integers(1, 4)), draw(st.integers(1, 5)), H, W), pad
+
+
+@SETTINGS
+@given(winograd_geometry(), st.integers(1, 5), DTYPES, st.booleans(), st.integers(0, 2**32 - 1))
+def test_conv_relu_by_winograd_matches_twin(geometry, FN, dtype, need_dx, seed):
+    shape, pad = geometry
+    rng, x, W, b = conv_operands(shape, FN, 3, 3, dtype, seed)
+    with every_3x3_by_winograd() as chosen:
+        out, ctx = jit.conv_relu_forward(x, W, b, 1, pad)
+        ref_out, ref_ctx = reference.conv_relu_forward(x, W, b, 1, pad)
+        dout = rng.standard_normal(out.shape).astype(dtype)
+        got = jit.conv_relu_backward(dout, ref_out, x, W, ctx, 1, pad, need_dx)
+    assert chosen == [True, True]
+    assert_close(out, ref_out, dtype)
+    want = reference.conv_relu_backward(dout, ref_out, x, W, ref_ctx, 1, pad, need_dx)
+    assert_all_close(got, want, dtype)
+
+
+@SETTINGS
+@given(winograd_geometry(), st.integers(1, 5), DTYPES, st.integers(0, 2**32 - 1))
+def test_conv_relu_2x2_pool_by_winograd_matches_twin(geometry, FN, dtype, seed):
+    shape, pad = geometry
+    conv_h, conv_w = conv_output_hw(shape[2], shape[3], 3, 3, 1, pad)
+    if conv_h < 2 or conv_w < 2:
+        return
+    rng, x, W, b = conv_operands(shape, FN, 3, 3, dtype, seed)
+    pool = (2, 2, 2, 0)
+    ref_out, ref_argmax, ref_ctx = reference.conv_relu_pool_forward(x, W, b, 1, pad, *pool)
+    dout = rng.standard_normal(ref_out.shape).astype(dtype)
+    with every_3x3_by_winograd() as chosen:
+        out, argmax, ctx = jit.conv_relu_pool_forward(x, W, b, 1, pad, *pool)
+        got = jit.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ctx, 1, pad, *pool)
+    assert chosen == [True, True]
+    assert_close(out, ref_out, dtype)
+    want = reference.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ref_ctx, 1, pad,
+                                             *pool)
+    assert_all_close(got, want, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("where", ["input", "filter", "gradient"])
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_a_value_that_is_not_finite_reaches_what_im2col_reaches(dtype, where, value):
+    """The transforms mix a tile's 16 inputs: a NaN or inf in the input would reach outputs
+    whose windows never held it, and an inf in the gradient would come back as NaN (inf -
+    inf); those parts must take the im2col path."""
+    rng, x, W, b = conv_operands((4, 3, 8, 8), 4, 3, 3, dtype, 5)
+    dout = rng.standard_normal((4, 4, 8, 8)).astype(dtype)
+    if where == "filter":
+        W[1, 2, 0, 1] = value
+    elif where == "input":
+        x[1, 2, 4, 5] = value
+    else:  # where ReLU passes it on
+        dout[1, 2, 4, 5] = value
+        b[2] = 100
+    with every_3x3_by_winograd() as chosen, np.errstate(invalid="ignore"):
+        ref_out, ref_ctx = reference.conv_relu_forward(x, W, b, 1, 1)
+        out, ctx = jit.conv_relu_forward(x, W, b, 1, 1)
+        got = jit.conv_relu_backward(dout, ref_out, x, W, ctx, 1, 1)
+        want = reference.conv_relu_backward(dout, ref_out, x, W, ref_ctx, 1, 1)
+    assert chosen == ([False, False] if where == "filter" else [True, True])
+    for g, w in zip((out,) + got, (ref_out,) + want):
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(w))
+        np.testing.assert_array_equal(np.isinf(g), np.isinf(w))
+        finite = np.isfinite(w)
+        np.testing.assert_allclose(g[finite], w[finite], rtol=2e-5, atol=2e-5)
+
+
+def test_deep_convnet_layers_choose_by_dtype_and_width():
+    """float64 takes Winograd from 8 channels; float32 only where outputs are 12 wide, as the
+    measurements in pipeline.py decided."""
+    def chosen(C, H, dtype):
+        x = np.zeros((1, C, H, H), dtype)
+        _, _, geometry, _ = pipeline._layer_operands(x, np.zeros((4, C, 3, 3), dtype), 1, 1)
+        return pipeline._winograd_operands(x, np.zeros((4, C, 3, 3), dtype), geometry) is not None
+    assert chosen(16, 28, np.float32) and chosen(32, 14, np.float32)
+    assert not chosen(64, 8, np.float32) and chosen(64, 8, np.float64)
+    assert not chosen(1, 28, np.float32) and not chosen(1, 28, np.float64)
