@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 SETUP = textwrap.dedent("""\
     import os, sys
     import numpy as np
@@ -13,11 +15,12 @@ SETUP = textwrap.dedent("""\
 
     background_compile._usable_cpus = lambda: 2  # tested on one-CPU machines too
 
-    def block(dtype, kernels=fused):
-        # the backward pass of a fused conv block, after its forward pass
+    def block(dtype, kernels=fused, channels=2):
+        # the backward pass of a fused conv block, after its forward pass; by im2col with 2
+        # channels, by Winograd with 8 in float64
         rng = np.random.default_rng(0)
-        x = rng.standard_normal((3, 2, 6, 6)).astype(dtype)
-        W = rng.standard_normal((4, 2, 3, 3)).astype(dtype)
+        x = rng.standard_normal((3, channels, 6, 6)).astype(dtype)
+        W = rng.standard_normal((4, channels, 3, 3)).astype(dtype)
         b = rng.standard_normal(4).astype(dtype)
         out, argmax, ctx = kernels.conv_relu_pool_forward(x, W, b, 1, 1, 2, 2, 2, 0)
         dout = rng.standard_normal(out.shape).astype(dtype)
@@ -38,37 +41,41 @@ def _run(tmp_path, code):
     return done.stdout.split()
 
 
-def test_the_first_backward_pass_adopts_the_helpers_loop_with_the_same_bits(tmp_path):
+@pytest.mark.parametrize("loop, channels", [("im2col", 2), ("winograd", 8)])
+def test_the_first_backward_pass_adopts_the_helpers_loop_with_the_same_bits(tmp_path, loop,
+                                                                           channels):
     # A forked child does not own the helper and compiles the loop itself; its gradients are
     # the reference for the parent's, which come from the adopted loop.
-    printed = _run(tmp_path, """\
-        backward = block(np.float64)
-        assert list(background_compile._pending) == ["d"]
+    setup = (f"        LOOP = getattr(pipeline, background_compile.LOOPS['{loop}'])\n"
+             f"        CHANNELS = {channels}\n")
+    printed = _run(tmp_path, setup + """\
+        backward = block(np.float64, channels=CHANNELS)
+        print(list(background_compile._pending))
         child = os.fork()
         if child == 0:
             code = 1
             try:  # (without writing to the cache, whose entry the next process must find)
                 from numba.core.caching import NullCache
-                pipeline._backward_chunks._cache = NullCache()
+                LOOP._cache = NullCache()
                 np.savez("child.npz", *backward()[:3])
                 code = 0 if background_compile.adopted == [] else 2
             finally:
                 os._exit(code)
         assert os.waitpid(child, 0)[1] == 0
         mine = backward()
-        stats = pipeline._backward_chunks.stats  # neither compiled here nor read from the cache
+        stats = LOOP.stats  # neither compiled here nor read from the cache
         print(background_compile.adopted,
               sum(stats.cache_misses.values()) + sum(stats.cache_hits.values()))
         theirs = np.load("child.npz")
         print(all(np.array_equal(a, theirs[f"arr_{i}"]) for i, a in enumerate(mine)))
         """)
-    assert printed == ["['d']", "0", "True"]
+    assert printed == [f"['{loop}-d']", f"['{loop}-d']", "0", "True"]
     # the adopted loop was saved to the cache: the next process loads it, with no helper
-    printed = _run(tmp_path, """\
-        backward = block(np.float64)
+    printed = _run(tmp_path, setup + """\
+        backward = block(np.float64, channels=CHANNELS)
         backward()
         print(background_compile._pending, background_compile.adopted,
-              sum(pipeline._backward_chunks.stats.cache_hits.values()))
+              sum(LOOP.stats.cache_hits.values()))
         """)
     assert printed == ["{}", "[]", "1"]
 
@@ -80,8 +87,8 @@ def test_a_failed_or_slow_helper_leaves_the_loop_to_compile_here(tmp_path):
         commands = iter([[sys.executable, "-c", "raise SystemExit(3)"],
                          [sys.executable, "-c", "import time; time.sleep(60)"]])
         spawn = background_compile._spawn
-        def failing_spawn(dtype):
-            process, folder = spawn(dtype)
+        def failing_spawn(dtype, loop):
+            process, folder = spawn(dtype, loop)
             process.kill()
             process.wait()
             return subprocess.Popen(next(commands)), folder

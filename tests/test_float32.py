@@ -22,6 +22,7 @@ ALLOWED = {
     "_column_sum": "affine bias gradient, accumulated in float64",
     # LLVM inlines _add_row_sums here; without that call this loop has no float64 (checked)
     "_backward_chunks": "conv pipeline's backward loop, which sums the bias gradient",
+    "_winograd_backward_chunks": "its Winograd backward loop, which sums it as well",
 }
 
 SCRIPT = textwrap.dedent("""
@@ -30,7 +31,7 @@ SCRIPT = textwrap.dedent("""
     from numba.core.registry import CPUDispatcher
     from fastconv.kernels import jit
     from fastconv.kernels.jit import (conv, elementwise, epilogues, fused, im2col, normalization,
-                                      optim, pipeline, pool)
+                                      optim, pipeline, pool, winograd)
 
     f4 = np.float32
     rng = np.random.default_rng(0)
@@ -47,6 +48,9 @@ SCRIPT = textwrap.dedent("""
         jit.conv_relu_pool_backward(p, p, am, x, W, c, 1, 1, ph, pw, ps, pp)
     r, c = jit.conv_relu_forward(x, W, b, 1, 1)
     jit.conv_relu_backward(r, r, x, W, c, 1, 1)
+    pipeline.WINOGRAD_MIN_CHANNELS, pipeline.WINOGRAD_MIN_WIDTH = 1, {np.dtype(f4): 1}
+    p, am, c = jit.conv_relu_pool_forward(x, W, b, 1, 1, 2, 2, 2, 0)
+    jit.conv_relu_pool_backward(p, p, am, x, W, c, 1, 1, 2, 2, 2, 0)
     r, mask = jit.relu_forward(x)
     jit.relu_backward(r, mask)
     flat = x.reshape(4, -1)
@@ -82,7 +86,7 @@ SCRIPT = textwrap.dedent("""
 
     found = {}
     for module in (conv, elementwise, epilogues, fused, im2col, normalization, optim, pipeline,
-                   pool):
+                   pool, winograd):
         for label, d in dispatchers(module):
             for sig in d.signatures:
                 if "float32" not in str(sig):
@@ -113,5 +117,6 @@ def test_jit_kernels_do_no_float64_arithmetic_on_float32_data(tmp_path):
     assert not unexpected, f"float64 arithmetic in float32 kernels: {unexpected}"
     # the allow-list is not stale: each entry still does what it says (the compiled conv
     # loop exists only where a BLAS is bound, see fastconv.kernels.jit.blas)
-    expected = set(ALLOWED) - (set() if pipeline.COMPILED else {"_backward_chunks"})
+    loops = {"_backward_chunks", "_winograd_backward_chunks"}
+    expected = set(ALLOWED) - (set() if pipeline.COMPILED else loops)
     assert expected <= {label.split(".")[0] for label in found}

@@ -1,12 +1,14 @@
-"""Compiles the conv backward loop in a helper process while this one compiles the forward.
+"""Compiles the conv backward loops in helper processes while this one compiles the forward.
 
 On an empty Numba cache a first training step spends about 11 s compiling, nearly all of it
-in the two chunk loops of ``pipeline.py``: about 6 s for the forward loop and 5 s for the
-backward loop. Numba compiles one function at a time in a process, holding the GIL, so a
-second core stays idle. So when the forward pass of a dtype runs for the first time and
-Numba's cache holds no backward loop for that dtype, a helper process compiles the backward
-loop meanwhile. The first backward pass waits for the helper, adopts its compiled code the
-way Numba adopts a cache entry, and saves it to the cache for later processes.
+in the chunk loops of ``pipeline.py``: about 6 s for the im2col forward loop and 5 s for its
+backward loop; layers that run by Winograd (DeepConvNet's) add about 3 s for each of the
+two Winograd loops. Numba compiles one function at a time in a process, holding the GIL, so
+a second core stays idle. So when a forward pass first runs a loop (im2col or Winograd) in a
+dtype and Numba's cache holds no matching backward loop, a helper process compiles that
+backward loop meanwhile. The first backward pass of that loop waits for the helper, adopts
+its compiled code the way Numba adopts a cache entry, and saves it to the cache for later
+processes.
 
 The helper writes only in a temporary folder of its own, cache included: when two processes
 compile different signatures of one function into one cache folder at once, Numba can give
@@ -33,11 +35,13 @@ SWITCH = "FASTCONV_BACKGROUND_COMPILE"
 # (a swapping or stopped machine), and compiling here is the safer way on.
 WAIT_SECONDS = 120
 PAYLOAD = "backward.pkl"
+LOOPS = {"im2col": "_backward_chunks", "winograd": "_winograd_backward_chunks"}  # in pipeline
 
 _lock = threading.Lock()
-_decided = set()  # dtype chars whose helper was started or ruled out in this process
-_pending = {}     # dtype char -> (helper process, its folder)
-adopted = []      # dtype chars whose backward loop came from a helper
+# keys "<loop>-<dtype char>", e.g. "im2col-f", "winograd-d"
+_decided = set()  # keys whose helper was started or ruled out in this process
+_pending = {}     # key -> (helper process, its folder)
+adopted = []      # keys whose backward loop came from a helper
 
 
 def _forget_helpers_in_child():
@@ -50,15 +54,19 @@ def _forget_helpers_in_child():
 os.register_at_fork(after_in_child=_forget_helpers_in_child)
 
 
-def _backward_loop():
-    from .pipeline import _backward_chunks
-    return _backward_chunks
+def _backward_loop(name):
+    from . import pipeline
+    return getattr(pipeline, LOOPS[name])
 
 
-def _has_backward_loop(dtype):
+def _key(dtype, loop):
+    return f"{loop}-{np.dtype(dtype).char}"
+
+
+def _has_backward_loop(dtype, name):
     """Whether this process or Numba's cache already has the backward loop for dtype."""
     import numba
-    loop = _backward_loop()
+    loop = _backward_loop(name)
     wanted = numba.from_dtype(dtype)
     cached = [key[0] for key in loop._cache._cache_file._load_index()]
     return any(signature[0].dtype == wanted for signature in list(loop.overloads) + cached)
@@ -71,24 +79,25 @@ def _usable_cpus():
         return os.cpu_count() or 1
 
 
-def _helper_is_worth_it(dtype):
+def _helper_is_worth_it(dtype, loop):
     from .pipeline import COMPILED
     if os.environ.get(SWITCH, "1") == "0" or not COMPILED or _usable_cpus() < 2:
         return False
     try:
-        return not _has_backward_loop(dtype)
+        return not _has_backward_loop(dtype, loop)
     except Exception:  # Numba internals moved, or the cache cannot be read: compile here
         return False
 
 
-def _spawn(dtype):
+def _spawn(dtype, loop):
     folder = tempfile.mkdtemp(prefix="fastconv-compile-")
     top = __name__.split(".")[0]
     root = os.path.dirname(os.path.dirname(os.path.abspath(sys.modules[top].__file__)))
     env = dict(os.environ, NUMBA_CACHE_DIR=os.path.join(folder, "cache"), NUMBA_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     env[SWITCH] = "0"
-    command = [sys.executable, "-m", __name__, np.dtype(dtype).name, folder, str(os.getpid())]
+    command = [sys.executable, "-m", __name__, loop, np.dtype(dtype).name, folder,
+               str(os.getpid())]
     try:
         # started in its own folder, so that no module in the caller's working directory
         # (sys.path[0] under -m) can shadow the ones it imports
@@ -100,26 +109,28 @@ def _spawn(dtype):
     return process, folder
 
 
-def start(dtype):
-    """Called before the first forward pass of dtype: starts the helper if it pays."""
-    key = np.dtype(dtype).char
+def start(dtype, loop="im2col"):
+    """Called before a forward pass runs loop ("im2col" or "winograd") in dtype: the first
+    time, starts the helper if it pays."""
+    key = _key(dtype, loop)
     if key in _decided:
         return
     with _lock:
         if key in _decided:
             return
         _decided.add(key)
-        if _helper_is_worth_it(dtype):
-            helper = _spawn(dtype)
+        if _helper_is_worth_it(dtype, loop):
+            helper = _spawn(dtype, loop)
             if helper is not None:
                 _pending[key] = helper
 
 
-def finish(dtype):
-    """Called before a backward pass of dtype: adopts the helper's loop if one is running."""
+def finish(dtype, loop="im2col"):
+    """Called before a backward pass runs loop in dtype: adopts the helper's loop if one is
+    running."""
     if not _pending:
         return
-    key = np.dtype(dtype).char
+    key = _key(dtype, loop)
     with _lock:
         helper = _pending.pop(key, None)
         if helper is None:
@@ -128,7 +139,7 @@ def finish(dtype):
         try:
             process.wait(timeout=WAIT_SECONDS)
             if process.returncode == 0:
-                _adopt(os.path.join(folder, PAYLOAD))
+                _adopt(os.path.join(folder, PAYLOAD), loop)
                 adopted.append(key)
         except BaseException as error:
             _stop(process)
@@ -138,11 +149,11 @@ def finish(dtype):
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _adopt(path):
+def _adopt(path, name):
     """Adds the compiled loops in the helper's payload to this process and to the cache, as
     Numba's dispatcher does with a cache entry."""
     from numba.core.compiler_lock import global_compiler_lock
-    loop = _backward_loop()
+    loop = _backward_loop(name)
     with open(path, "rb") as file:
         payloads = pickle.load(file)
     with global_compiler_lock:
@@ -177,17 +188,21 @@ def _stop_helpers():
     _pending.clear()
 
 
-def _compile_backward(dtype, folder, parent):
+def _compile_backward(name, dtype, folder, parent):
     """The helper: one tiny fused conv backward pass of dtype compiles the same loop that the
     layers call, then the compiled code goes to the payload file."""
     from numba.core.serialize import dumps
+    from . import pipeline
     from .fused import conv_relu_pool_backward
     dtype = np.dtype(dtype)
+    # the tiny pass takes the loop asked for: Winograd for every 3x3 stride-1 conv, or none
+    pipeline.WINOGRAD_MIN_CHANNELS = 1 if name == "winograd" else sys.maxsize
+    pipeline.WINOGRAD_MIN_WIDTH = {dtype: 1}
     images, weights = np.zeros((1, 1, 4, 4), dtype), np.zeros((1, 1, 3, 3), dtype)
     pooled = np.zeros((1, 1, 1, 1), dtype)
     conv_relu_pool_backward(pooled, pooled, np.zeros(pooled.shape, np.intp), images, weights,
                             None, 1, 0, 2, 2, 2, 0)
-    loop = _backward_loop()
+    loop = _backward_loop(name)
     data = dumps([loop._cache._impl.reduce(compiled) for compiled in loop.overloads.values()])
     partial = os.path.join(folder, PAYLOAD + ".partial")
     with open(partial, "wb") as file:
@@ -198,4 +213,4 @@ def _compile_backward(dtype, folder, parent):
 
 
 if __name__ == "__main__":
-    _compile_backward(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    _compile_backward(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))

@@ -289,9 +289,9 @@ def forward_pipeline(x, W, stride, pad, epilogue):
     """Runs the conv of x (N, C, H, W) with weights W (FN, C, FH, FW) into the epilogue
     (kind, b, pool, out, argmax) of ``forward_epilogue``; out and argmax are written."""
     x, Wm, geometry, chunk = _layer_operands(x, W, stride, pad)
-    background_compile.start(x.dtype)
-    run = _chunk_loop(_forward_chunks)
     winograd = _winograd_operands(x, W, geometry)
+    background_compile.start(x.dtype, "im2col" if winograd is None else "winograd")
+    run = _chunk_loop(_forward_chunks)
 
     def part(lo, hi):
         if winograd is not None:
@@ -311,9 +311,9 @@ def backward_pipeline(x, W, stride, pad, need_dx, prologue):
     out, argmax) of ``backward_prologue`` gives."""
     x, Wm, geometry, chunk = _layer_operands(x, W, stride, pad)
     dx = np.empty_like(x) if need_dx else np.empty((0,) + x.shape[1:], dtype=x.dtype)
-    background_compile.finish(x.dtype)
-    run = _chunk_loop(_backward_chunks)
     winograd = _winograd_operands(x, W, geometry)
+    background_compile.finish(x.dtype, "im2col" if winograd is None else "winograd")
+    run = _chunk_loop(_backward_chunks)
 
     def part(lo, hi):
         """(gradient, db, is the gradient dU): dW (FN, K), or dU by Winograd."""
