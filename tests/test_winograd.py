@@ -8,11 +8,12 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from fastconv.kernels import jit, reference
-from fastconv.kernels.jit import pipeline, winograd
+from fastconv.kernels.jit import blas, pipeline, winograd
 from fastconv.kernels.reference import winograd as twin
 from fastconv.kernels.shapes import conv_output_hw
 
 from test_kernels import assert_all_close, assert_close, conv_operands
+from test_pipeline import part_path
 
 SETTINGS = settings(max_examples=40, deadline=None)
 DTYPES = st.sampled_from([np.float32, np.float64])
@@ -49,8 +50,6 @@ def tile_geometry(draw):
     return draw(st.integers(1, 3)), draw(st.integers(1, 4)), tiles_h, tiles_w, conv_h, conv_w
 
 
-def _scratch(tiles_h, tiles_w, dtype):
-    return (np.empty((4, 2 * tiles_w + 2), dtype), np.empty((4, 2 * tiles_h + 2, tiles_w), dtype))
 
 
 @SETTINGS
@@ -59,13 +58,13 @@ def test_input_transform_and_its_adjoint_match_twin(geometry, dtype, seed):
     count, C, tiles_h, tiles_w, _, _ = geometry
     rng = np.random.default_rng(seed)
     xp = rng.standard_normal((count, C, 2 * tiles_h + 2, 2 * tiles_w + 2)).astype(dtype)
-    down, across = _scratch(tiles_h, tiles_w, dtype)
+    down = np.empty((4, 2 * tiles_w + 2), dtype)
     V = np.full((16, C, count * tiles_h * tiles_w), np.nan, dtype)
     assert not winograd._input_transform(xp, count, tiles_h, tiles_w, V, down)
     assert_close(V, twin.input_transform(xp, tiles_h, tiles_w), dtype)
     dV = rng.standard_normal(V.shape).astype(dtype)
     dxp = np.full(xp.shape, np.nan, dtype)
-    winograd._input_transform_adjoint(dV, count, tiles_h, tiles_w, dxp, across)
+    winograd._input_transform_adjoint(dV, count, tiles_h, tiles_w, dxp, down)
     assert_close(dxp, twin.input_transform_adjoint(dV, count, tiles_h, tiles_w), dtype)
 
 
@@ -192,3 +191,22 @@ def test_deep_convnet_layers_choose_by_dtype_and_width():
     assert chosen(16, 28, np.float32) and chosen(32, 14, np.float32)
     assert not chosen(64, 8, np.float32) and chosen(64, 8, np.float64)
     assert not chosen(1, 28, np.float32) and not chosen(1, 28, np.float64)
+
+
+@pytest.mark.parametrize("path", ["compiled", "python"] if blas.AVAILABLE else ["python"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_winograd_parts_of_several_chunks_compiled_or_as_python(path, dtype):
+    """Each part walks several chunks (one image each), compiled or as Python (no BLAS bound
+    for compiled code), and both match the twin."""
+    rng, x, W, b = conv_operands((6, 3, 9, 10), 4, 3, 3, dtype, 11)
+    pool = (2, 2, 2, 0)
+    ref_out, ref_argmax, ref_ctx = reference.conv_relu_pool_forward(x, W, b, 1, 1, *pool)
+    dout = rng.standard_normal(ref_out.shape).astype(dtype)
+    with every_3x3_by_winograd() as chosen, part_path(path, chunk_bytes=1):
+        out, argmax, ctx = jit.conv_relu_pool_forward(x, W, b, 1, 1, *pool)
+        got = jit.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ctx, 1, 1, *pool)
+    assert chosen == [True, True]
+    assert_close(out, ref_out, dtype)
+    want = reference.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ref_ctx, 1, 1,
+                                             *pool)
+    assert_all_close(got, want, dtype)

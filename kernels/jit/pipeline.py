@@ -209,7 +209,7 @@ def _winograd_backward_chunks(x, U, lo, hi, chunk, geometry, scratch, prologue, 
     with dU, db and dx then to be recomputed by im2col."""
     pad, conv_h, conv_w = geometry[3], geometry[4], geometry[5]
     tiles_h, tiles_w = tiles_hw(conv_h, conv_w)
-    xp, down, across = scratch[3], scratch[4], scratch[5]
+    xp, down = scratch[3], scratch[4]
     kind, pool, dout, out, argmax = prologue
     for n0 in range(lo, hi, chunk):
         n1 = min(n0 + chunk, hi)
@@ -227,7 +227,7 @@ def _winograd_backward_chunks(x, U, lo, hi, chunk, geometry, scratch, prologue, 
         if dx.size:
             for k in range(TILE_CELLS):  # the chunk's dV reuses the V buffer
                 gemm(U[k], True, dM[k], False, V[k], 0)
-            _input_transform_adjoint(V, n1 - n0, tiles_h, tiles_w, xp, across)
+            _input_transform_adjoint(V, n1 - n0, tiles_h, tiles_w, xp, down)
             _crop_images(xp, n0, n1, pad, dx)
     return True
 
@@ -270,8 +270,8 @@ def _winograd_operands(x, W, geometry):
 
 
 def _winograd_scratch(x, FN, geometry, chunk):
-    """(V, M, rows, padded images, down, across): this thread's buffers for a Winograd
-    chunk; down and across are the transforms' scratch."""
+    """(V, M, rows, padded images, down): this thread's buffers for a Winograd chunk; down
+    is the transforms' scratch."""
     C = x.shape[1]
     conv_h, conv_w = geometry[4], geometry[5]
     tiles_h, tiles_w = tiles_hw(conv_h, conv_w)
@@ -281,8 +281,7 @@ def _winograd_scratch(x, FN, geometry, chunk):
             _scratch_array("winograd M", TILE_CELLS * FN * TM, x.dtype),
             _scratch_array("rows", FN * chunk * conv_h * conv_w, x.dtype),
             _scratch_array("padded", (chunk, C, 2 * tiles_h + 2, 2 * tiles_w + 2), x.dtype),
-            _scratch_array("down", (4, 2 * tiles_w + 2), x.dtype),
-            _scratch_array("across", (4, 2 * tiles_h + 2, tiles_w), x.dtype))
+            _scratch_array("down", (4, 2 * tiles_w + 2), x.dtype))
 
 
 def forward_pipeline(x, W, stride, pad, epilogue):

@@ -91,46 +91,48 @@ def _input_transform(xp, count, tiles_h, tiles_w, V, down):
 
 
 @njit(nogil=True, cache=True)
-def _input_transform_adjoint(V, count, tiles_h, tiles_w, dxp, across):
+def _input_transform_adjoint(V, count, tiles_h, tiles_w, dxp, down):
     """dxp[n] (C, 2*tiles_h + 2, 2*tiles_w + 2) = the adjoint of ``_input_transform`` applied
-    to V: each padded pixel sums the tile cells it fed, in an order fixed by the shape."""
+    to V: each padded pixel sums the tile cells it fed, in an order fixed by the shape. down
+    (4, 2*tiles_w + 2) is scratch."""
     C = dxp.shape[1]
     T = tiles_h * tiles_w
+    width = 2 * tiles_w + 2
+    last = tiles_w - 1
     for n in range(count):
         for c in range(C):
-            # B^T's adjoint: row 2k of across gets cell 0 of tile row k and cells 1, 2, -0 of
-            # tile row k-1; row 2k+1 cells 1, -2, 3 of tile row k and -3 of tile row k-1
-            for j in range(4):
-                for tx in range(tiles_w):
-                    t = n * T + tx
-                    across[j, 0, tx] = V[j, c, t]
-                    across[j, 1, tx] = V[4 + j, c, t] - V[8 + j, c, t] + V[12 + j, c, t]
-                for k in range(1, tiles_h):
-                    for tx in range(tiles_w):
-                        t = n * T + k * tiles_w + tx
-                        u = t - tiles_w
-                        across[j, 2 * k, tx] = V[j, c, t] + (V[4 + j, c, u] + V[8 + j, c, u]
-                                                             - V[j, c, u])
-                        across[j, 2 * k + 1, tx] = ((V[4 + j, c, t] - V[8 + j, c, t]
-                                                     + V[12 + j, c, t]) - V[12 + j, c, u])
-                for tx in range(tiles_w):
-                    u = n * T + (tiles_h - 1) * tiles_w + tx
-                    across[j, 2 * tiles_h, tx] = V[4 + j, c, u] + V[8 + j, c, u] - V[j, c, u]
-                    across[j, 2 * tiles_h + 1, tx] = -V[12 + j, c, u]
-            # B's adjoint along each row, the same way: column 2k from tiles k and k-1
-            last = tiles_w - 1
-            for r in range(2 * tiles_h + 2):
-                dxp[n, c, r, 0] = across[0, r, 0]
-                dxp[n, c, r, 1] = across[1, r, 0] - across[2, r, 0] + across[3, r, 0]
-                for k in range(1, tiles_w):
-                    dxp[n, c, r, 2 * k] = across[0, r, k] + (across[1, r, k - 1]
-                                                             + across[2, r, k - 1]
-                                                             - across[0, r, k - 1])
-                    dxp[n, c, r, 2 * k + 1] = ((across[1, r, k] - across[2, r, k]
-                                                + across[3, r, k]) - across[3, r, k - 1])
-                dxp[n, c, r, 2 * tiles_w] = (across[1, r, last] + across[2, r, last]
-                                             - across[0, r, last])
-                dxp[n, c, r, 2 * tiles_w + 1] = -across[3, r, last]
+            for ty in range(tiles_h):
+                t0 = n * T + ty * tiles_w
+                # B's adjoint along each of the tile row's four rows: column 2k gets cell 0 of
+                # tile k and cells 1 + 2 - 0 of tile k-1, column 2k+1 cells 1 - 2 + 3 of
+                # tile k and -3 of tile k-1
+                for i in range(4):
+                    down[i, 0] = V[4 * i, c, t0]
+                    down[i, 1] = V[4 * i + 1, c, t0] - V[4 * i + 2, c, t0] + V[4 * i + 3, c, t0]
+                    for k in range(1, tiles_w):
+                        t = t0 + k
+                        down[i, 2 * k] = V[4 * i, c, t] + (V[4 * i + 1, c, t - 1]
+                                                           + V[4 * i + 2, c, t - 1]
+                                                           - V[4 * i, c, t - 1])
+                        down[i, 2 * k + 1] = ((V[4 * i + 1, c, t] - V[4 * i + 2, c, t]
+                                               + V[4 * i + 3, c, t]) - V[4 * i + 3, c, t - 1])
+                    down[i, 2 * tiles_w] = (V[4 * i + 1, c, t0 + last] + V[4 * i + 2, c, t0 + last]
+                                            - V[4 * i, c, t0 + last])
+                    down[i, 2 * tiles_w + 1] = -V[4 * i + 3, c, t0 + last]
+                # then B^T's adjoint down the four rows, whole rows at a time; the top two rows
+                # add to what the tile row above left in them
+                r = 2 * ty
+                if ty == 0:
+                    for x in range(width):
+                        dxp[n, c, 0, x] = down[0, x]
+                        dxp[n, c, 1, x] = down[1, x] - down[2, x] + down[3, x]
+                else:
+                    for x in range(width):
+                        dxp[n, c, r, x] += down[0, x]
+                        dxp[n, c, r + 1, x] += down[1, x] - down[2, x] + down[3, x]
+                for x in range(width):
+                    dxp[n, c, r + 2, x] = down[1, x] + down[2, x] - down[0, x]
+                    dxp[n, c, r + 3, x] = -down[3, x]
     return dxp
 
 
