@@ -210,3 +210,26 @@ def test_winograd_parts_of_several_chunks_compiled_or_as_python(path, dtype):
     want = reference.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ref_ctx, 1, 1,
                                              *pool)
     assert_all_close(got, want, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_a_pooled_gradient_that_is_not_finite_reaches_what_im2col_reaches(dtype, value):
+    """The 2x2 pool's windows are the tiles here, and its gradient goes to the tiles without
+    the conv output's rows: that path must also hand a NaN or inf over to im2col."""
+    rng, x, W, b = conv_operands((4, 3, 8, 8), 4, 3, 3, dtype, 5)
+    b[2] = 100  # the pool passes the gradient on
+    pool = (2, 2, 2, 0)
+    with every_3x3_by_winograd() as chosen, np.errstate(invalid="ignore"):
+        ref_out, ref_argmax, ref_ctx = reference.conv_relu_pool_forward(x, W, b, 1, 1, *pool)
+        dout = rng.standard_normal(ref_out.shape).astype(dtype)
+        dout[1, 2, 1, 2] = value
+        got = jit.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, None, 1, 1, *pool)
+        want = reference.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ref_ctx, 1, 1,
+                                                 *pool)
+    assert chosen == [True]
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(w))
+        np.testing.assert_array_equal(np.isinf(g), np.isinf(w))
+        finite = np.isfinite(w)
+        np.testing.assert_allclose(g[finite], w[finite], rtol=2e-5, atol=2e-5)

@@ -25,13 +25,13 @@ from numba import njit
 from ..shapes import conv_output_hw
 from . import background_compile, blas
 from .blas import gemm
-from .epilogues import _add_row_sums, backward_prologue, forward_epilogue
+from .epilogues import GRADIENT_RELU_POOL, _add_row_sums, backward_prologue, forward_epilogue
 from .gemm import pieces, run_parts, single_threaded_blas
 from .im2col import _col2im_padded, _crop_images, _im2col_padded, _pad_images
 from .weight_gradient import add_weight_gradient_tiles
 from .winograd import (TILE_CELLS, _input_transform, _input_transform_adjoint,
-                       _output_transform, _output_transform_adjoint, filter_gradient,
-                       filter_transform, tiles_hw)
+                       _output_transform, _output_transform_adjoint, _pooled_gradient_tiles,
+                       filter_gradient, filter_transform, tiles_hw)
 
 __all__ = ["forward_pipeline", "backward_pipeline", "images_parallel"]
 
@@ -211,6 +211,12 @@ def _winograd_backward_chunks(x, U, lo, hi, chunk, geometry, scratch, prologue, 
     tiles_h, tiles_w = tiles_hw(conv_h, conv_w)
     xp, down = scratch[3], scratch[4]
     kind, pool, dout, out, argmax = prologue
+    pooled_tiles = (kind == GRADIENT_RELU_POOL and pool[0] == 2 and pool[1] == 2
+                    and pool[2] == 2 and pool[3] == 0 and conv_h % 2 == 0 and conv_w % 2 == 0)
+    windows = dout.shape[2] * dout.shape[3]
+    windows_dout = dout.reshape((dout.shape[0], dout.shape[1], windows))
+    windows_out = out.reshape(windows_dout.shape)
+    windows_argmax = argmax.reshape((argmax.shape[0], argmax.shape[1], windows))
     for n0 in range(lo, hi, chunk):
         n1 = min(n0 + chunk, hi)
         V, dM, rows = _winograd_chunk(x, n0, n1, (tiles_h, tiles_w), scratch, U.shape[1],
@@ -218,10 +224,15 @@ def _winograd_backward_chunks(x, U, lo, hi, chunk, geometry, scratch, prologue, 
         _pad_images(x, n0, n1, pad, xp)
         if _input_transform(xp, n1 - n0, tiles_h, tiles_w, V, down):
             return False
-        backward_prologue(kind, n0, n1, conv_h, conv_w, pool, dout, out, argmax, rows)
-        if _output_transform_adjoint(rows, n1 - n0, tiles_h, tiles_w, conv_h, conv_w, dM):
-            return False
-        _add_row_sums(rows, db)
+        if pooled_tiles:  # the pool's windows are the tiles: no scatter into rows
+            if _pooled_gradient_tiles(windows_dout, windows_out, windows_argmax, n0, n1, dM,
+                                      db):
+                return False
+        else:
+            backward_prologue(kind, n0, n1, conv_h, conv_w, pool, dout, out, argmax, rows)
+            if _output_transform_adjoint(rows, n1 - n0, tiles_h, tiles_w, conv_h, conv_w, dM):
+                return False
+            _add_row_sums(rows, db)
         for k in range(TILE_CELLS):
             gemm(dM[k], False, V[k], True, dU[k], 1)
         if dx.size:

@@ -233,3 +233,38 @@ def _output_transform_adjoint(rows, count, tiles_h, tiles_w, conv_h, conv_w, dM)
                         right = rows[f, top + 2 * tx + 1] if 2 * tx + 1 < conv_w else zero
                         _tile_gradient(dM, f, t0 + tx, rows[f, top + 2 * tx], right, zero, zero)
     return bad
+
+
+# A's columns: how a tile's output (a, b) enters its 4x4 cells, dM[4i + j] = A[i, a] A[j, b]
+_A = np.array([[1.0, 0.0], [1.0, 1.0], [1.0, -1.0], [0.0, -1.0]])
+
+
+@njit(nogil=True, cache=True)
+def _pooled_gradient_tiles(dout, out, argmax, n0, n1, dM, db):
+    """dM (16, FN, tiles) = A dY A^T for images n0..n1-1 of a conv -> ReLU -> 2x2 stride-2
+    pool whose windows are the tiles (even conv output): each tile's dY is dout at its
+    window's argmax where the pooled output is not 0, else 0. Adds the windows' gradients to
+    db (FN, float64). One pass over the windows instead of scattering into the conv output's
+    rows and reading them back. Returns True when a gradient that passes is not finite.
+
+    dout, out and argmax are (N, FN, windows)."""
+    FN, windows = dout.shape[1], dout.shape[2]
+    A = _A.astype(dM.dtype)
+    zero = dM.dtype.type(0)
+    bad = False
+    for n in range(n0, n1):
+        for f in range(FN):
+            total = 0.0
+            for q in range(windows):
+                g = dout[n, f, q] if out[n, f, q] != 0 else zero
+                bad |= (g - g) != 0
+                total += g
+                k = argmax[n, f, q]
+                a, b = (k >> 1) & 1, k & 1  # masked: no index past A, whatever argmax holds
+                t = (n - n0) * windows + q
+                for i in range(4):
+                    row = A[i, a] * g
+                    for j in range(4):
+                        dM[4 * i + j, f, t] = row * A[j, b]
+            db[f] += total
+    return bad
