@@ -233,3 +233,33 @@ def test_a_pooled_gradient_that_is_not_finite_reaches_what_im2col_reaches(dtype,
         np.testing.assert_array_equal(np.isinf(g), np.isinf(w))
         finite = np.isfinite(w)
         np.testing.assert_allclose(g[finite], w[finite], rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pad", [0, 1])
+def test_on_integers_winograd_is_exact_ties_and_window_indices_included(dtype, pad):
+    """Small integers keep every transform exact (G's halves make quarters at most), so the
+    Winograd blocks must give the twin's values, window indices (the first maximum on ties)
+    and gradients bit for bit, with and without the indices."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(-2, 3, (3, 4, 8, 10)).astype(dtype)
+    W = rng.integers(-1, 2, (5, 4, 3, 3)).astype(dtype)
+    b = rng.integers(-2, 3, 5).astype(dtype)
+    pool = (2, 2, 2, 0)
+    ref_out, ref_argmax, ref_ctx = reference.conv_relu_pool_forward(x, W, b, 1, pad, *pool)
+    dout = rng.integers(-3, 4, ref_out.shape).astype(dtype)
+    with every_3x3_by_winograd() as chosen:
+        out, argmax, ctx = jit.conv_relu_pool_forward(x, W, b, 1, pad, *pool)
+        values, _, _ = jit.conv_relu_pool_forward(x, W, b, 1, pad, *pool, with_argmax=False)
+        got = jit.conv_relu_pool_backward(dout, out, argmax, x, W, ctx, 1, pad, *pool)
+        relu_out, relu_ctx = jit.conv_relu_forward(x, W, b, 1, pad)
+    assert chosen == [True] * 4
+    assert (np.unique(ref_argmax).size, (ref_out == 0).any()) == (4, True)  # ties and zeros
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(values, ref_out)
+    np.testing.assert_array_equal(argmax, ref_argmax)
+    want = reference.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ref_ctx, 1, pad,
+                                             *pool)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    np.testing.assert_array_equal(relu_out, reference.conv_relu_forward(x, W, b, 1, pad)[0])

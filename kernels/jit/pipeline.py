@@ -25,13 +25,14 @@ from numba import njit
 from ..shapes import conv_output_hw
 from . import background_compile, blas
 from .blas import gemm
-from .epilogues import GRADIENT_RELU_POOL, _add_row_sums, backward_prologue, forward_epilogue
+from .epilogues import (GRADIENT_RELU_POOL, OUTPUT_RELU_POOL, OUTPUT_RELU_POOL_VALUES,
+                        _add_row_sums, backward_prologue, forward_epilogue)
 from .gemm import pieces, run_parts, single_threaded_blas
 from .im2col import _col2im_padded, _crop_images, _im2col_padded, _pad_images
 from .weight_gradient import add_weight_gradient_tiles
 from .winograd import (TILE_CELLS, _input_transform, _input_transform_adjoint,
                        _output_transform, _output_transform_adjoint, _pooled_gradient_tiles,
-                       filter_gradient, filter_transform, tiles_hw)
+                       _pooled_output_tiles, filter_gradient, filter_transform, tiles_hw)
 
 __all__ = ["forward_pipeline", "backward_pipeline", "images_parallel"]
 
@@ -188,6 +189,12 @@ def _winograd_forward_chunks(x, U, lo, hi, chunk, geometry, scratch, epilogue):
     tiles_h, tiles_w = tiles_hw(conv_h, conv_w)
     xp, down = scratch[3], scratch[4]
     kind, b, pool, out, argmax = epilogue
+    pooled_tiles = ((kind == OUTPUT_RELU_POOL or kind == OUTPUT_RELU_POOL_VALUES)
+                    and pool[0] == 2 and pool[1] == 2 and pool[2] == 2 and pool[3] == 0
+                    and conv_h % 2 == 0 and conv_w % 2 == 0 and np.isfinite(b).all())
+    windows = out.shape[2] * out.shape[3]
+    windows_out = out.reshape((out.shape[0], out.shape[1], windows))
+    windows_argmax = argmax.reshape((argmax.shape[0], argmax.shape[1], windows))
     for n0 in range(lo, hi, chunk):
         n1 = min(n0 + chunk, hi)
         V, M, rows = _winograd_chunk(x, n0, n1, (tiles_h, tiles_w), scratch, U.shape[1],
@@ -197,8 +204,13 @@ def _winograd_forward_chunks(x, U, lo, hi, chunk, geometry, scratch, epilogue):
             return False
         for k in range(TILE_CELLS):
             gemm(U[k], False, V[k], False, M[k], 0)
-        _output_transform(M, n1 - n0, tiles_h, tiles_w, conv_h, conv_w, rows)
-        forward_epilogue(kind, rows, n0, conv_h, conv_w, b, pool, out, argmax)
+        if pooled_tiles:  # the pool's windows are the tiles: no conv output rows
+            if not _pooled_output_tiles(M, n0, n1, b, windows_out, windows_argmax,
+                                        kind == OUTPUT_RELU_POOL):
+                return False
+        else:
+            _output_transform(M, n1 - n0, tiles_h, tiles_w, conv_h, conv_w, rows)
+            forward_epilogue(kind, rows, n0, conv_h, conv_w, b, pool, out, argmax)
     return True
 
 

@@ -19,6 +19,8 @@ a value that is not finite, and the pipeline then runs that part by im2col inste
 import numpy as np
 from numba import njit
 
+from .pool import _bias_relu
+
 __all__ = ["TILE_CELLS", "tiles_hw", "filter_transform", "filter_gradient"]
 
 TILE_CELLS = 16
@@ -268,3 +270,34 @@ def _pooled_gradient_tiles(dout, out, argmax, n0, n1, dM, db):
                         dM[4 * i + j, f, t] = row * A[j, b]
             db[f] += total
     return bad
+
+
+@njit(nogil=True, cache=True)
+def _pooled_output_tiles(M, n0, n1, b, out, argmax, with_argmax):
+    """out (N, FN, windows) for images n0..n1-1 = a 2x2 stride-2 max pool of relu(conv + b)
+    whose windows are the tiles (even conv output), straight from the tiles' products M,
+    without the conv output's rows; argmax too when with_argmax. The same values and
+    indices as the epilogue's two-pass pool (``pool._pool_2x2_stride_2``) gives from those
+    rows. Returns False, with the chunk unfinished, when a value is NaN (an overflow in the
+    transform: the caller then runs im2col, whose pools handle NaN)."""
+    FN, windows = out.shape[1], out.shape[2]
+    zero = out.dtype.type(0)
+    for n in range(n0, n1):
+        for f in range(FN):
+            bias = b[f]
+            for q in range(windows):
+                y00, y01, y10, y11 = _output_tile(M, f, (n - n0) * windows + q)
+                top_left = _bias_relu(y00, bias, zero)
+                top_right = _bias_relu(y01, bias, zero)
+                bottom_left = _bias_relu(y10, bias, zero)
+                bottom_right = _bias_relu(y11, bias, zero)
+                left = top_left if top_left >= bottom_left else bottom_left
+                right = top_right if top_right >= bottom_right else bottom_right
+                best = left if left >= right else right
+                if best != best:
+                    return False
+                out[n, f, q] = best
+                if with_argmax:  # the first maximum in row-major order
+                    argmax[n, f, q] = (top_left != best) * (
+                        1 + (top_right != best) * (1 + (left != best)))
+    return True
