@@ -22,7 +22,8 @@ ALLOWED = {
     "_column_sum": "affine bias gradient, accumulated in float64",
     # LLVM inlines _add_row_sums here; without that call this loop has no float64 (checked)
     "_backward_chunks": "conv pipeline's backward loop, which sums the bias gradient",
-    "_winograd_backward_chunks": "its Winograd backward loop, which sums it as well",
+    "_pooled_gradient_tiles": "the bias gradient of a pooled Winograd block, in float64",
+    "_winograd_backward_chunks": "the Winograd backward loop, which sums both",
 }
 
 SCRIPT = textwrap.dedent("""
@@ -49,8 +50,10 @@ SCRIPT = textwrap.dedent("""
     r, c = jit.conv_relu_forward(x, W, b, 1, 1)
     jit.conv_relu_backward(r, r, x, W, c, 1, 1)
     pipeline.WINOGRAD_MIN_CHANNELS, pipeline.WINOGRAD_MIN_WIDTH = 1, {np.dtype(f4): 1}
-    p, am, c = jit.conv_relu_pool_forward(x, W, b, 1, 1, 2, 2, 2, 0)
+    p, am, c = jit.conv_relu_pool_forward(x, W, b, 1, 1, 2, 2, 2, 0)  # the pooled tiles
     jit.conv_relu_pool_backward(p, p, am, x, W, c, 1, 1, 2, 2, 2, 0)
+    r, c = jit.conv_relu_forward(x, W, b, 1, 1)  # the output transform and its adjoint
+    jit.conv_relu_backward(r, r, x, W, c, 1, 1)
     r, mask = jit.relu_forward(x)
     jit.relu_backward(r, mask)
     flat = x.reshape(4, -1)

@@ -168,16 +168,35 @@ def _winograd_columns(T, rows, itemsize):
 
 
 @njit(nogil=True, cache=True)
-def _winograd_chunk(x, n0, n1, tiles, scratch, FN, P):
-    """(V, M, rows) views of the scratch for images n0..n1-1: V (16, C, tiles) for their
-    transformed input, M (16, FN, tiles) for the products, rows (FN, positions)."""
-    flat_V, flat_M, flat_rows = scratch[0], scratch[1], scratch[2]
-    C, T = x.shape[1], (n1 - n0) * tiles[0] * tiles[1]
+def _transformed_chunk(x, n0, n1, geometry, scratch, FN):
+    """(finite, V, M, rows) for images n0..n1-1: V (16, C, tiles) their transformed input,
+    unless they hold a value that is not finite (finite False); M (16, FN, tiles) and rows
+    (FN, positions) views of the scratch for the products and the conv output."""
+    pad, conv_h, conv_w = geometry[3], geometry[4], geometry[5]
+    tiles_h, tiles_w = tiles_hw(conv_h, conv_w)
+    flat_V, flat_M, flat_rows, xp, down = scratch
+    C, T, m = x.shape[1], (n1 - n0) * tiles_h * tiles_w, (n1 - n0) * conv_h * conv_w
     TV, TM = _winograd_columns(T, C, x.itemsize), _winograd_columns(T, FN, x.itemsize)
     V = flat_V[:TILE_CELLS * C * TV].reshape((TILE_CELLS, C, TV))[:, :, :T]
     M = flat_M[:TILE_CELLS * FN * TM].reshape((TILE_CELLS, FN, TM))[:, :, :T]
-    rows = flat_rows[:FN * (n1 - n0) * P].reshape((FN, (n1 - n0) * P))
-    return V, M, rows
+    rows = flat_rows[:FN * m].reshape((FN, m))
+    _pad_images(x, n0, n1, pad, xp)
+    finite = not _input_transform(xp, n1 - n0, tiles_h, tiles_w, V, down)
+    return finite, V, M, rows
+
+
+@njit(cache=True)
+def _windows_are_tiles(pool, conv_h, conv_w):
+    """Whether a (pool_h, pool_w, stride, pad) pool of the conv output has the Winograd tiles
+    for windows: 2x2 stride 2 on an even output."""
+    return (pool[0] == 2 and pool[1] == 2 and pool[2] == 2 and pool[3] == 0
+            and conv_h % 2 == 0 and conv_w % 2 == 0)
+
+
+@njit(nogil=True, cache=True)
+def _by_window(pooled):
+    """The (N, FN, windows) view of a pooled (N, FN, out_h, out_w) array."""
+    return pooled.reshape((pooled.shape[0], pooled.shape[1], pooled.shape[2] * pooled.shape[3]))
 
 
 @njit(nogil=True, cache=True)
@@ -185,22 +204,16 @@ def _winograd_forward_chunks(x, U, lo, hi, chunk, geometry, scratch, epilogue):
     """_forward_chunks for a 3x3 stride-1 conv, by Winograd F(2x2, 3x3) (``winograd``), U its
     transformed filters. Returns False as soon as an input value is not finite: the part
     must then run by im2col, which rewrites every output of it."""
-    pad, conv_h, conv_w = geometry[3], geometry[4], geometry[5]
+    conv_h, conv_w = geometry[4], geometry[5]
     tiles_h, tiles_w = tiles_hw(conv_h, conv_w)
-    xp, down = scratch[3], scratch[4]
     kind, b, pool, out, argmax = epilogue
     pooled_tiles = ((kind == OUTPUT_RELU_POOL or kind == OUTPUT_RELU_POOL_VALUES)
-                    and pool[0] == 2 and pool[1] == 2 and pool[2] == 2 and pool[3] == 0
-                    and conv_h % 2 == 0 and conv_w % 2 == 0 and np.isfinite(b).all())
-    windows = out.shape[2] * out.shape[3]
-    windows_out = out.reshape((out.shape[0], out.shape[1], windows))
-    windows_argmax = argmax.reshape((argmax.shape[0], argmax.shape[1], windows))
+                    and _windows_are_tiles(pool, conv_h, conv_w) and np.isfinite(b).all())
+    windows_out, windows_argmax = _by_window(out), _by_window(argmax)
     for n0 in range(lo, hi, chunk):
         n1 = min(n0 + chunk, hi)
-        V, M, rows = _winograd_chunk(x, n0, n1, (tiles_h, tiles_w), scratch, U.shape[1],
-                                     conv_h * conv_w)
-        _pad_images(x, n0, n1, pad, xp)
-        if _input_transform(xp, n1 - n0, tiles_h, tiles_w, V, down):
+        ok, V, M, rows = _transformed_chunk(x, n0, n1, geometry, scratch, U.shape[1])
+        if not ok:
             return False
         for k in range(TILE_CELLS):
             gemm(U[k], False, V[k], False, M[k], 0)
@@ -223,18 +236,13 @@ def _winograd_backward_chunks(x, U, lo, hi, chunk, geometry, scratch, prologue, 
     tiles_h, tiles_w = tiles_hw(conv_h, conv_w)
     xp, down = scratch[3], scratch[4]
     kind, pool, dout, out, argmax = prologue
-    pooled_tiles = (kind == GRADIENT_RELU_POOL and pool[0] == 2 and pool[1] == 2
-                    and pool[2] == 2 and pool[3] == 0 and conv_h % 2 == 0 and conv_w % 2 == 0)
-    windows = dout.shape[2] * dout.shape[3]
-    windows_dout = dout.reshape((dout.shape[0], dout.shape[1], windows))
-    windows_out = out.reshape(windows_dout.shape)
-    windows_argmax = argmax.reshape((argmax.shape[0], argmax.shape[1], windows))
+    pooled_tiles = kind == GRADIENT_RELU_POOL and _windows_are_tiles(pool, conv_h, conv_w)
+    windows_dout, windows_out = _by_window(dout), _by_window(out)
+    windows_argmax = _by_window(argmax)
     for n0 in range(lo, hi, chunk):
         n1 = min(n0 + chunk, hi)
-        V, dM, rows = _winograd_chunk(x, n0, n1, (tiles_h, tiles_w), scratch, U.shape[1],
-                                      conv_h * conv_w)
-        _pad_images(x, n0, n1, pad, xp)
-        if _input_transform(xp, n1 - n0, tiles_h, tiles_w, V, down):
+        ok, V, dM, rows = _transformed_chunk(x, n0, n1, geometry, scratch, U.shape[1])
+        if not ok:
             return False
         if pooled_tiles:  # the pool's windows are the tiles: no scatter into rows
             if _pooled_gradient_tiles(windows_dout, windows_out, windows_argmax, n0, n1, dM,
