@@ -13,6 +13,11 @@ A part is one compiled ``nogil`` call, BLAS included (``blas.gemm``), so the two
 never wait for each other's GIL in the middle of a layer. Where NumPy's bundled OpenBLAS
 is missing, the same loop runs as Python (``COMPILED`` is False) and multiplies through NumPy.
 
+The 3x3 stride-1 convolutions of 8+ channels run the same way by Winograd F(2x2, 3x3)
+(``winograd``, ``_winograd_*_chunks``): input transform -> 16 GEMMs -> output transform ->
+epilogue, and the adjoints backward. A part that meets a value that is not finite reruns by
+im2col (see ``winograd``).
+
 Parts own disjoint images; the weight and bias gradients are summed per part and the parts
 added in a fixed order. No result depends on the thread count.
 """
@@ -54,10 +59,11 @@ DOT_MIN_POSITIONS = 384
 DOT_MIN_COLUMNS = 16
 # Which 3x3 stride-1 convs run by Winograd F(2x2, 3x3) (winograd.py): at least this many
 # input channels, and outputs at least this wide per dtype. Forward + backward against
-# im2col, DeepConvNet's blocks, 100 images, 2 threads (float32 / float64): 16->16 at 28x28
-# 1.07x / 1.32x faster, 16->32 at 14x14 1.14x / 1.21x, 32->32 at 16x16 1.33x / 1.39x,
-# 32->64 at 8x8 0.89x / 1.16x, 64->64 at 8x8 0.94x / 1.21x; 1->16 0.64x / 0.34x. The
-# transforms are scalar loops, whose cost per tile weighs most against float32's GEMMs.
+# im2col, DeepConvNet's blocks, 100 images, 2 threads (float32 / float64, 2026-12-04):
+# 16->16 at 28x28 +pool 1.13x / 1.40x faster, 16->32 at 14x14 1.14x / 1.21x, 32->32 at
+# 16x16 +pool 1.45x / 1.51x, 32->64 at 8x8 0.89x / 1.16x, 64->64 at 8x8 +pool 0.99x /
+# 1.37x; 1->16 0.64x / 0.34x. The transforms are scalar loops, whose cost per tile weighs
+# most against float32's faster GEMMs.
 WINOGRAD_MIN_CHANNELS = 8
 WINOGRAD_MIN_WIDTH = {np.dtype(np.float32): 12, np.dtype(np.float64): 1}
 

@@ -10,10 +10,15 @@ dM[xi] @ V[xi]^T`` (then dW = G^T dU G) and ``dV[xi] = U[xi]^T @ dM[xi]``, which
 input transform sums back into the overlapping tiles.
 
 The transforms mix up to 16 inputs, so a NaN or infinity reaches outputs whose 3x3 window
-never saw it (NaN * 0 is NaN, inf - inf too). The input transforms report whether they met
-a value that is not finite, and the pipeline then runs that part by im2col instead.
+never saw it (NaN * 0 is NaN, inf - inf too). The transforms of the input and of the output
+gradient report whether they met a value that is not finite, and the pipeline then runs that
+part by im2col instead.
 
-``_input_transform`` etc. work on one chunk; their NumPy twins are in
+Where a 2x2 stride-2 pool follows an even-sized output, each pool window is a tile, and
+``_pooled_output_tiles`` / ``_pooled_gradient_tiles`` go between the tiles and the pooled
+arrays directly, without the conv output's rows.
+
+The functions here work on one chunk of images; the transforms' NumPy twins are in
 ``fastconv.kernels.reference.winograd``.
 """
 import numpy as np
