@@ -49,6 +49,11 @@ def all_kernels(dtype):
                                                     with_argmax=False)
     relu_block, ctx = jit.conv_relu_forward(x, W, b, 1, 1)
     relu_grads = jit.conv_relu_backward(relu_block, relu_block, x, W, ctx, 1, 1)
+    # the 3x3 convolutions above of 8 channels run by Winograd; with 4, by im2col
+    few = np.ascontiguousarray(x[:, :4]), np.ascontiguousarray(W[:, :4])
+    im2col_block, im2col_argmax, ctx = jit.conv_relu_pool_forward(*few, b, 1, 1, 2, 2, 2, 0)
+    im2col_grads = jit.conv_relu_pool_backward(im2col_block, im2col_block, im2col_argmax,
+                                               *few, ctx, 1, 1, 2, 2, 2, 0)
     from fastconv.kernels.jit.dispatch import PARALLEL_MIN_SIZE
     columns = PARALLEL_MIN_SIZE // 100 + 1
     wide = rng.standard_normal((100, columns)).astype(dtype)  # above the parallel threshold
@@ -57,7 +62,7 @@ def all_kernels(dtype):
     bn_grads = jit.batchnorm_backward(wide, *bn[3:6], scale)
     return [out, col, dcol, dx, dW, db, pooled, argmax, dpool, r, mask, dr, scores, adx, adW, adb,
             y, np.asarray(loss), dy, block, block_argmax, *block_grads, pool2, pool2_argmax,
-            pool2_values, relu_block, *relu_grads,
+            pool2_values, relu_block, *relu_grads, im2col_block, im2col_argmax, *im2col_grads,
             *bn, *bn_grads]
 
 
