@@ -325,8 +325,6 @@ def forward_pipeline(x, W, stride, pad, epilogue):
     """Runs the conv of x (N, C, H, W) with weights W (FN, C, FH, FW) into the epilogue
     (kind, b, pool, out, argmax) of ``forward_epilogue``; out and argmax are written."""
     x, Wm, geometry, chunk = _layer_operands(x, W, stride, pad)
-    winograd = _winograd_operands(x, W, geometry)
-    background_compile.start(x.dtype, "im2col" if winograd is None else "winograd")
     run = _chunk_loop(_forward_chunks)
 
     def part(lo, hi):
@@ -338,7 +336,10 @@ def forward_pipeline(x, W, stride, pad, epilogue):
                 return
         run(x, Wm, lo, hi, chunk, geometry, _scratch_arrays(x, Wm, geometry, chunk), epilogue)
 
+    # the filter transform is a BLAS product too: on OpenBLAS's threads it took 2-3x longer
     with single_threaded_blas():
+        winograd = _winograd_operands(x, W, geometry)
+        background_compile.start(x.dtype, "im2col" if winograd is None else "winograd")
         images_parallel(part, x.shape[0])
 
 
@@ -347,8 +348,6 @@ def backward_pipeline(x, W, stride, pad, need_dx, prologue):
     out, argmax) of ``backward_prologue`` gives."""
     x, Wm, geometry, chunk = _layer_operands(x, W, stride, pad)
     dx = np.empty_like(x) if need_dx else np.empty((0,) + x.shape[1:], dtype=x.dtype)
-    winograd = _winograd_operands(x, W, geometry)
-    background_compile.finish(x.dtype, "im2col" if winograd is None else "winograd")
     run = _chunk_loop(_backward_chunks)
 
     def part(lo, hi):
@@ -367,18 +366,20 @@ def backward_pipeline(x, W, stride, pad, need_dx, prologue):
             prologue, dW, db, dx)
         return dW, db, False
 
-    with single_threaded_blas():
+    with single_threaded_blas():  # the filter transforms are BLAS products too
+        winograd = _winograd_operands(x, W, geometry)
+        background_compile.finish(x.dtype, "im2col" if winograd is None else "winograd")
         partials = images_parallel(part, x.shape[0])
-    # summed in part order, whichever way each part ran: no result depends on the threads
-    sums = {True: None, False: None}
-    db = None
-    for gradient, part_db, is_dU in partials:
-        sums[is_dU] = gradient if sums[is_dU] is None else sums[is_dU] + gradient
-        db = part_db if db is None else db + part_db
-    dW = sums[False]
-    if sums[True] is not None:
-        from_dU = filter_gradient(sums[True]).reshape(Wm.shape)
-        dW = from_dU if dW is None else dW + from_dU
+        # summed in part order, whichever way each part ran: no result depends on the threads
+        sums = {True: None, False: None}
+        db = None
+        for gradient, part_db, is_dU in partials:
+            sums[is_dU] = gradient if sums[is_dU] is None else sums[is_dU] + gradient
+            db = part_db if db is None else db + part_db
+        dW = sums[False]
+        if sums[True] is not None:
+            from_dU = filter_gradient(sums[True]).reshape(Wm.shape)
+            dW = from_dU if dW is None else dW + from_dU
     return (dx if need_dx else None), dW.reshape(W.shape), db.astype(x.dtype)
 
 
