@@ -273,9 +273,11 @@ def _chunk_loop(kernel):
     return kernel if COMPILED else kernel.py_func
 
 
-def chunk_images(C, filter_h, filter_w, out_h, out_w, itemsize):
-    by_bytes = CHUNK_BYTES // (C * filter_h * filter_w * out_h * out_w * itemsize)
-    return max(1, by_bytes, -(-MIN_CHUNK_POSITIONS // (out_h * out_w)))
+def chunk_images(bytes_per_image, positions_per_image):
+    """Images per chunk: as many as CHUNK_BYTES of im2col matrix (or Winograd tiles) hold,
+    and enough for MIN_CHUNK_POSITIONS output positions."""
+    by_bytes = CHUNK_BYTES // bytes_per_image
+    return max(1, by_bytes, -(-MIN_CHUNK_POSITIONS // positions_per_image))
 
 
 def _layer_operands(x, W, stride, pad):
@@ -287,7 +289,7 @@ def _layer_operands(x, W, stride, pad):
     conv_h, conv_w = conv_output_hw(H, Wd, FH, FW, stride, pad)
     x = np.ascontiguousarray(x)
     Wm = np.ascontiguousarray(W.reshape(FN, C * FH * FW), dtype=x.dtype)
-    chunk = chunk_images(C, FH, FW, conv_h, conv_w, x.itemsize)
+    chunk = chunk_images(C * FH * FW * conv_h * conv_w * x.itemsize, conv_h * conv_w)
     return x, Wm, (FH, FW, stride, pad, conv_h, conv_w), chunk
 
 
@@ -302,8 +304,7 @@ def _winograd_operands(x, W, geometry):
     if not np.isfinite(U).all():  # the transforms would spread it past its 3x3 windows
         return None
     tiles_h, tiles_w = tiles_hw(conv_h, conv_w)
-    by_bytes = CHUNK_BYTES // (TILE_CELLS * C * tiles_h * tiles_w * x.itemsize)
-    return U, max(1, by_bytes, -(-MIN_CHUNK_POSITIONS // (conv_h * conv_w)))
+    return U, chunk_images(TILE_CELLS * C * tiles_h * tiles_w * x.itemsize, conv_h * conv_w)
 
 
 def _winograd_scratch(x, FN, geometry, chunk):

@@ -93,9 +93,7 @@ def _pool_2x2_stride_2(flat, W, out, argmax, bias, top_cells, pair_max):
     and the one-pass select chain ran scalar (2.7 ns a window). The first pass goes down the
     row pairs, contiguous: relu(top + bias) into top_cells and the larger of each vertical
     pair into pair_max. The second goes along all windows of the plane at once, window q
-    reading entries 2q and 2q+1 of both. The first maximum in row-major order is the
-    top-left cell if it equals the best, else the top-right, else the bottom-left when the
-    left pair's maximum is the best (the top-left is not), else the bottom-right.
+    reading entries 2q and 2q+1 of both (``_first_max_of_window``).
 
     Everything is 1-D and sliced, never reshaped: a Numba reshape is a call into its C
     helpers, 18 ns each, and four of them were a third of a 24x24 plane's time.
@@ -116,13 +114,19 @@ def _pool_2x2_stride_2(flat, W, out, argmax, bias, top_cells, pair_max):
     if found_nan:
         return False
     for q in range(out.shape[0]):
-        left = pair_max[2 * q]
-        right = pair_max[2 * q + 1]
-        best = left if left >= right else right
-        out[q] = best
-        argmax[q] = (top_cells[2 * q] != best) * (1 + (top_cells[2 * q + 1] != best)
-                                                  * (1 + (left != best)))
+        out[q], argmax[q] = _first_max_of_window(top_cells[2 * q], top_cells[2 * q + 1],
+                                                 pair_max[2 * q], pair_max[2 * q + 1])
     return True
+
+
+@njit(cache=True)
+def _first_max_of_window(top_left, top_right, left, right):
+    """(maximum, index of its first cell in row-major order) of a 2x2 window without NaN,
+    from its top cells and the maxima of its left and right columns: the top-left cell if it
+    equals the maximum, else the top-right, else the bottom-left when the left column holds
+    the maximum, else the bottom-right. Branch-free, so that a loop over windows vectorizes."""
+    best = left if left >= right else right
+    return best, (top_left != best) * (1 + (top_right != best) * (1 + (left != best)))
 
 
 @njit(cache=True)

@@ -24,7 +24,7 @@ The functions here work on one chunk of images; the transforms' NumPy twins are 
 import numpy as np
 from numba import njit
 
-from .pool import _bias_relu
+from .pool import _bias_relu, _first_max_of_window
 
 __all__ = ["TILE_CELLS", "tiles_hw", "filter_transform", "filter_gradient"]
 
@@ -306,11 +306,10 @@ def _pooled_output_tiles(M, n0, n1, b, out, argmax, with_argmax):
                 bottom_right = _bias_relu(y11, bias, zero)
                 left = top_left if top_left >= bottom_left else bottom_left
                 right = top_right if top_right >= bottom_right else bottom_right
-                best = left if left >= right else right
+                best, index = _first_max_of_window(top_left, top_right, left, right)
                 if best != best:
                     return False
                 out[n, f, q] = best
-                if with_argmax:  # the first maximum in row-major order
-                    argmax[n, f, q] = (top_left != best) * (
-                        1 + (top_right != best) * (1 + (left != best)))
+                if with_argmax:
+                    argmax[n, f, q] = index
     return True
