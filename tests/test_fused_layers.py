@@ -118,3 +118,74 @@ def test_relu_and_pooling_backward_before_forward_say_so():
         Relu().backward(np.ones(3))
     with pytest.raises(RuntimeError, match="before forward"):
         Pooling(2, 2).backward(np.ones((1, 1, 2, 2)))
+
+
+def _pooled_block(C, H, dtype, pool):
+    """A fused conv -> relu -> pool block and an input; C >= 8 with 3x3 filters runs by
+    Winograd (pipeline.WINOGRAD_MIN_CHANNELS), fewer channels by im2col."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3, C, H, H)).astype(dtype)
+    W = rng.standard_normal((6, C, 3, 3)).astype(dtype)
+    b = rng.standard_normal(6).astype(dtype)
+    return ConvReluBlock(Convolution(W, b, stride=1, pad=1), Relu(), Pooling(*pool)), x
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels", [2, 8])  # im2col, Winograd
+@pytest.mark.parametrize("pool", [(2, 2, 2, 0), (3, 3, 2, 1)])
+def test_window_indices_outside_the_window_route_no_gradient(dtype, channels, pool):
+    """An argmax changed by hand between forward and backward (the attribute is public) may
+    hold any integer. Each backend then routes the gradient of an index that names no cell of
+    its window nowhere, as the NumPy twin does, and never writes outside its arrays."""
+    grads = {}
+    for backend in ("numpy", "numba"):
+        with using_backend(backend):
+            block, x = _pooled_block(channels, 12, dtype, pool)
+            out = block.forward(x)
+            cells = pool[0] * pool[1]
+            argmax = block.pool.argmax
+            argmax.flat[::3] = cells  # one past the last cell
+            argmax.flat[1::7] = -1
+            argmax.flat[2::11] = 1 << 40
+            dout = np.random.default_rng(5).standard_normal(out.shape).astype(dtype)
+            dx = block.backward(dout)
+            grads[backend] = (dx, block.conv.dW, block.conv.db)
+    tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == np.float32 else {"rtol": 1e-10, "atol": 1e-10}
+    for fused, twin in zip(grads["numba"], grads["numpy"]):
+        np.testing.assert_allclose(fused, twin, **tol)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_unfused_pooling_routes_no_gradient_for_indices_outside_the_window(backend):
+    x = np.arange(2 * 1 * 6 * 6, dtype=np.float64).reshape(2, 1, 6, 6)
+    with using_backend(backend):
+        pool = Pooling(2, 2, stride=2)
+        pool.forward(x)
+        pool.argmax[0, 0, 0, 0] = 4
+        pool.argmax[0, 0, 0, 1] = -3
+        pool.argmax[1, 0, 2, 2] = 7
+        dx = pool.backward(np.ones((2, 1, 3, 3)))
+    assert dx.sum() == 18 - 3  # every other window passes one gradient, to its maximum
+    assert dx[0, 0, 1, 1] == 0 and dx[0, 0, 1, 3] == 0 and dx[1, 0, 5, 5] == 0
+
+
+@pytest.mark.parametrize("replace", [
+    lambda a: a[:, :, :-1], lambda a: a[:1], lambda a: a.astype(np.float64),
+    lambda a: a.reshape(-1)])
+def test_block_backward_refuses_an_argmax_of_another_shape_or_type(replace):
+    block, x = _pooled_block(2, 8, np.float64, (2, 2, 2, 0))
+    out = block.forward(x)
+    block.pool.argmax = replace(block.pool.argmax)
+    with pytest.raises(ValueError, match="argmax"):
+        block.backward(np.ones_like(out))
+    assert block.conv.dW is None
+
+
+@pytest.mark.parametrize("replace", [
+    lambda a: a[:, :, :-1], lambda a: a.astype(np.float32), lambda a: a[:1]])
+def test_pooling_backward_refuses_an_argmax_of_another_shape_or_type(replace):
+    pool = Pooling(2, 2, stride=2)
+    out = pool.forward(np.ones((2, 3, 6, 6)))
+    pool.argmax = replace(pool.argmax)
+    with pytest.raises(ValueError, match="argmax"):
+        pool.backward(np.ones_like(out))

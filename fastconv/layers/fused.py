@@ -73,7 +73,8 @@ class ConvReluBlock:
         if self.pool is None:
             grads = k.conv_relu_backward(dout, self.out, *args, need_dx=conv.need_input_grad)
         else:
-            grads = k.conv_relu_pool_backward(dout, self.out, pool.argmax, *args,
+            argmax = pool.checked_argmax(self.out.shape)
+            grads = k.conv_relu_pool_backward(dout, self.out, argmax, *args,
                                               pool.pool_h, pool.pool_w, pool.stride, pool.pad,
                                               need_dx=conv.need_input_grad)
         dx, conv.dW, conv.db = grads

@@ -143,8 +143,23 @@ class Pooling:
             self.fused_block.run_unfused()  # a network ran this layer fused: see run_unfused
         check_ran_forward(self, self.x is not None)
         check_unchanged(self, self._window, self._current_window())
+        N, C, H, W = self.x.shape
+        out_shape = (N, C) + conv_output_hw(H, W, self.pool_h, self.pool_w, self.stride,
+                                            self.pad)
+        argmax = self.checked_argmax(out_shape)
         dout = as_float_array("dout", dout, ndim=4)
-        check_shape("dout", dout, self.argmax.shape)
-        return kernels().maxpool_backward(dout.astype(self.x.dtype, copy=False), self.argmax,
+        check_shape("dout", dout, out_shape)
+        return kernels().maxpool_backward(dout.astype(self.x.dtype, copy=False), argmax,
                                           self.x.shape, self.pool_h, self.pool_w,
                                           self.stride, self.pad)
+
+    def checked_argmax(self, out_shape):
+        """``argmax`` as the backward kernels read it: window indices (intp) of the forward
+        output's shape. The attribute is public, and the kernels index by its shape."""
+        argmax = self.argmax
+        if not isinstance(argmax, np.ndarray) or argmax.dtype.kind not in "iu":
+            raise ValueError(f"{type(self).__name__}.argmax must be an integer array of the "
+                             f"window indices of the last forward pass; got "
+                             f"{type(argmax).__name__} {getattr(argmax, 'dtype', '')}".rstrip())
+        check_shape(f"{type(self).__name__}.argmax", argmax, out_shape)
+        return argmax.astype(np.intp, copy=False)

@@ -187,7 +187,7 @@ def _maxpool_forward_into(x, pool_h, pool_w, stride, pad, out, argmax):
 
 
 @parallel_above(min_size=1)  # parallel whenever another thread is not in a parallel loop
-def _maxpool_backward_into(dout, argmax, pool_w, stride, pad, dx):
+def _maxpool_backward_into(dout, argmax, pool_h, pool_w, stride, pad, dx):
     N, C, H, W = dx.shape
     _, _, out_h, out_w = dout.shape
     for plane in prange(N * C):
@@ -199,6 +199,8 @@ def _maxpool_backward_into(dout, argmax, pool_w, stride, pad, dx):
         for oy in range(out_h):
             for ox in range(out_w):
                 k = argmax[n, c, oy, ox]
+                if k < 0 or k >= pool_h * pool_w:
+                    continue  # names no cell of the window: routes nothing, as in the twin
                 iy = oy * stride - pad + k // pool_w
                 ix = ox * stride - pad + k % pool_w
                 if 0 <= iy < H and 0 <= ix < W:
@@ -218,5 +220,5 @@ def maxpool_forward(x, pool_h, pool_w, stride, pad=0):
 def maxpool_backward(dout, argmax, x_shape, pool_h, pool_w, stride, pad=0):
     dx = np.empty(x_shape, dtype=dout.dtype)
     _maxpool_backward_into(np.ascontiguousarray(dout), np.ascontiguousarray(argmax),
-                           pool_w, stride, pad, dx)
+                           pool_h, pool_w, stride, pad, dx)
     return dx

@@ -271,10 +271,11 @@ def _pooled_gradient_tiles(dout, out, argmax, n0, n1, dM, db):
         for f in range(FN):
             total = 0.0
             for q in range(windows):
-                g = dout[n, f, q] if out[n, f, q] != 0 else zero
+                k = argmax[n, f, q]
+                # an index that names no cell of the window routes nothing, as in the twin
+                g = dout[n, f, q] if out[n, f, q] != 0 and 0 <= k < 4 else zero
                 bad |= (g - g) != 0
                 total += g
-                k = argmax[n, f, q]
                 a, b = (k >> 1) & 1, k & 1  # masked: no index past A, whatever argmax holds
                 t = (n - n0) * windows + q
                 for i in range(4):
