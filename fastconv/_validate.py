@@ -105,6 +105,21 @@ def check_ran_forward(layer, ready):
         raise RuntimeError(f"{type(layer).__name__}.backward called before forward")
 
 
+def check_saved(layer, name, shape, dtype):
+    """A backward pass reads arrays its forward pass left on the layer. They are public
+    attributes, which a script may replace, and the kernels index them by the forward's
+    shapes: anything else than the array forward left is refused."""
+    value = getattr(layer, name)
+    if (not isinstance(value, np.ndarray) or value.shape != tuple(shape)
+            or value.dtype != dtype):
+        got = (f"{value.dtype} array of shape {value.shape}" if isinstance(value, np.ndarray)
+               else type(value).__name__)
+        raise ValueError(f"{type(layer).__name__}.{name} must be the {np.dtype(dtype)} array "
+                         f"of shape {tuple(shape)} that forward left; got {got}; run forward "
+                         f"again")
+    return value
+
+
 def check_unchanged(layer, recorded, current):
     """The attributes (name -> value) a backward pass relies on must be those of the forward."""
     for name, value in current.items():

@@ -3,7 +3,7 @@ import numbers
 import numpy as np
 
 from fastconv.backend import kernels
-from fastconv._validate import as_float_array, check_batch, check_ran_forward
+from fastconv._validate import as_float_array, check_batch, check_ran_forward, check_saved
 
 __all__ = ["SoftmaxWithLoss", "target_labels"]
 
@@ -15,6 +15,7 @@ class SoftmaxWithLoss:
         self.loss = None
         self.y = None  # softmax output
         self.t = None  # targets as given
+        self._y_saved = None  # (shape, dtype) of the y that forward left
 
     def forward(self, x, t):
         x = as_float_array("x", x, ndim=2)
@@ -22,6 +23,7 @@ class SoftmaxWithLoss:
         t_array = np.asarray(t)
         labels = target_labels(t_array, x.shape)
         self.y, self.loss = kernels().softmax_cross_entropy_forward(x, labels)
+        self._y_saved = (self.y.shape, self.y.dtype)
         self.t = t
         self._labels = labels
         # one-hot (or soft) rows take the book's (y - t) / N in backward
@@ -29,11 +31,12 @@ class SoftmaxWithLoss:
         return self.loss
 
     def backward(self, dout=1):
-        check_ran_forward(self, self.y is not None)
+        check_ran_forward(self, self._y_saved is not None)
         if isinstance(dout, np.ndarray) and dout.size == 1:
             dout = dout.reshape(())[()]
         if not isinstance(dout, numbers.Real) or isinstance(dout, (bool, np.bool_)):
             raise TypeError(f"dout must be a real number (the loss is a scalar); got {dout!r}")
+        check_saved(self, "y", *self._y_saved)
         if self._rows is not None:
             # exactly the book's (y - t) / N, which also covers soft targets
             t = self._rows

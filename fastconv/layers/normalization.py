@@ -4,7 +4,7 @@ import numpy as np
 
 from fastconv.backend import kernels
 from fastconv._validate import (as_float_array, check_batch, check_fraction, check_ran_forward,
-                                check_shape, common_dtype)
+                                check_saved, check_shape, common_dtype)
 
 
 class Dropout:
@@ -51,6 +51,7 @@ class BatchNormalization:
         self.dgamma = None
         self.dbeta = None
         self._trained_shape = None  # the input shape of the last training-mode forward pass
+        self._trained_sizes = None  # (N, D, dtype) of the arrays that pass left for backward
 
     def forward(self, x, train_flg=True):
         x = as_float_array("x", x, ndim=(2, 4))
@@ -97,6 +98,7 @@ class BatchNormalization:
         out, mu, var, xc, xn, std = kernels().batchnorm_forward(x, gamma, beta, eps)
         self.batch_size = x.shape[0]
         self.xc, self.xn, self.std = xc, xn, std
+        self._trained_sizes = xc.shape + (xc.dtype,)
         m = self.momentum
         self.running_mean = m * self.running_mean + (1 - m) * mu
         self.running_var = m * self.running_var + (1 - m) * var
@@ -106,7 +108,9 @@ class BatchNormalization:
         check_ran_forward(self, self._trained_shape is not None)
         dout = as_float_array("dout", dout)
         check_shape("dout", dout, self._trained_shape)
-        N, D = self.xc.shape
+        N, D, dtype = self._trained_sizes
+        for name, shape in (("xc", (N, D)), ("xn", (N, D)), ("std", (D,))):
+            check_saved(self, name, shape, dtype)
         gamma = as_float_array("gamma", self.gamma)
         if gamma.size != D:
             raise ValueError(f"gamma has {gamma.size} entries but the last training-mode "

@@ -26,7 +26,7 @@ class Convolution:
         # fastconv: a network sets this False on its first layer, which then skips col2im
         self.need_input_grad = True
         self._col = None
-        self._geometry = None  # (W shape, stride, pad) of the last forward pass
+        self._geometry = None  # W's shape, stride, pad, x's shape and dtype at forward
 
     @property
     def col(self):
@@ -60,7 +60,10 @@ class Convolution:
         self._geometry = self._current_geometry()
 
     def _current_geometry(self):
-        return {"W.shape": np.shape(self.W), "stride": self.stride, "pad": self.pad}
+        # x too: the Numba backend's backward pass rebuilds im2col from it, indexed by the
+        # forward's shapes (a fused block's output and argmax)
+        return {"W.shape": np.shape(self.W), "stride": self.stride, "pad": self.pad,
+                "x.shape": np.shape(self.x), "x.dtype": getattr(self.x, "dtype", None)}
 
     def _prepare(self, x):
         """Checked (x, W, b, stride, pad), all arrays in the dtype the convolution runs in."""
