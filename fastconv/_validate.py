@@ -14,6 +14,7 @@ def as_float_array(name, a, ndim=None):
                             f"got {type(a).__name__}") from exc
     if a.dtype.type not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64; got {a.dtype}")
+    a = _native(a)
     if ndim is not None and a.ndim not in (ndims := ndim if isinstance(ndim, tuple) else (ndim,)):
         expected = " or ".join(f"{d}-D" for d in ndims)
         raise ValueError(f"{name} must be {expected}; got shape {a.shape}")
@@ -34,8 +35,9 @@ def check_shape(name, a, expected):
 
 
 def common_dtype(*arrays):
-    """The dtype NumPy would compute in; all-float32 inputs stay float32."""
-    return np.result_type(*arrays)
+    """The dtype NumPy would compute in, in the machine's byte order; all-float32 inputs stay
+    float32."""
+    return np.result_type(*arrays).newbyteorder("=")
 
 
 def check_window(what, H, W, win_h, win_w, stride, pad):
@@ -58,7 +60,13 @@ def as_real_array(name, a, ndim=None):
                         f"got dtype {array.dtype}")
     if ndim is not None and array.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D; got shape {array.shape}")
-    return array
+    return _native(array)
+
+
+def _native(array):
+    """array in the machine's byte order: the compiled kernels take no other (data read from
+    a big-endian file, ``np.dtype('>f8')``, computes as NumPy computes it)."""
+    return array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
 
 
 def as_image_batch(name, a):
@@ -80,7 +88,7 @@ def compute_dtype(*operands):
     if dtype.type not in FLOAT_DTYPES:
         raise TypeError(f"the layer would compute in {dtype}; its inputs must combine to "
                         f"float32 or float64")
-    return dtype
+    return dtype.newbyteorder("=")
 
 
 def bias_vector(name, b, size, dtype):

@@ -190,3 +190,42 @@ def test_conv_input_replaced_between_forward_and_backward_is_refused(backend, wi
             conv.x = replace(conv.x)
             with pytest.raises(ValueError, match=r"Convolution\.x\.(shape|dtype) changed"):
                 layer.backward(np.ones_like(out))
+
+
+@pytest.mark.parametrize("replace", [lambda a: a.astype(int), lambda a: a.astype(np.float32),
+                                     lambda a: a[:1].copy()])
+def test_block_output_replaced_between_forward_and_backward_is_refused(replace):
+    rng = np.random.default_rng(2)
+    block = ConvReluBlock(Convolution(rng.standard_normal((4, 3, 3, 3)), np.zeros(4), pad=1),
+                          Relu(), Pooling(2, 2))
+    out = block.forward(rng.standard_normal((2, 3, 8, 8)))
+    block.out = replace(block.out)
+    with pytest.raises(ValueError, match=r"ConvReluBlock\.out must be"):
+        block.backward(np.ones_like(out))
+
+
+def _big_endian(a):
+    return a.astype(a.dtype.newbyteorder(">"))
+
+
+@pytest.mark.parametrize("make, x_shape, extra", [
+    (lambda rng: Relu(), (4, 5), ()),
+    (lambda rng: Affine(rng.standard_normal((5, 3)), np.zeros(3)), (4, 5), ()),
+    (lambda rng: Pooling(2, 2), (2, 3, 6, 6), ()),
+    (lambda rng: Convolution(rng.standard_normal((4, 3, 3, 3)), np.zeros(4), pad=1),
+     (2, 3, 6, 6), ()),
+    (lambda rng: BatchNormalization(np.ones(5), np.zeros(5)), (4, 5), ()),
+    (lambda rng: SoftmaxWithLoss(), (4, 5), (np.array([0, 1, 4, 2]),)),
+])
+def test_big_endian_input_computes_as_native(make, x_shape, extra):
+    """Data read from a big-endian file (np.dtype('>f8')) goes through the compiled kernels,
+    which take only the machine's byte order, with NumPy's numbers."""
+    x = np.random.default_rng(4).standard_normal(x_shape)
+    results = []
+    for data in (x, _big_endian(x)):
+        layer = make(np.random.default_rng(5))
+        out = layer.forward(data, *extra)
+        dx = layer.backward(np.ones_like(out) if np.ndim(out) else 1)
+        results.append((out, dx))
+    for native, swapped in zip(*results):
+        np.testing.assert_array_equal(swapped, native)

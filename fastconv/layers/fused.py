@@ -16,8 +16,8 @@ call :meth:`ConvReluBlock.run_unfused` first, which runs the three layers one af
 on the block's input: one extra forward pass, and the same numbers as unfused layers.
 """
 from fastconv.backend import kernels
-from fastconv._validate import (as_float_array, as_real_array, check_ran_forward, check_shape,
-                                check_unchanged)
+from fastconv._validate import (as_float_array, as_real_array, check_ran_forward, check_saved,
+                                check_shape, check_unchanged)
 
 from .activation import Relu
 from .spatial import Convolution, Pooling
@@ -29,6 +29,7 @@ class ConvReluBlock:
     def __init__(self, conv, relu, pool=None):
         self.conv, self.relu, self.pool = conv, relu, pool
         self.out = None
+        self._out_saved = None  # (shape, dtype) of the out that forward left
 
     def forward(self, x, with_argmax=True):
         """The block's output; ``with_argmax=False`` when no backward pass will follow."""
@@ -46,6 +47,7 @@ class ConvReluBlock:
         self.relu.fused_block = self
         self.conv._keep(x, ctx)
         self.out = out
+        self._out_saved = (out.shape, out.dtype)
         return out
 
     def run_unfused(self):
@@ -56,7 +58,8 @@ class ConvReluBlock:
             self.pool.forward(out)
 
     def backward(self, dout):
-        check_ran_forward(self, self.out is not None)
+        check_ran_forward(self, self._out_saved is not None)
+        check_saved(self, "out", *self._out_saved)  # the ReLU's mask, and the pool's maxima
         conv, pool = self.conv, self.pool
         check_unchanged(conv, conv._geometry, conv._current_geometry())
         if pool is not None:

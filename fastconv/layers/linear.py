@@ -37,6 +37,7 @@ class Affine:
         W, b = self.W, self.b
         if (type(x) is np.ndarray and type(W) is np.ndarray and type(b) is np.ndarray
                 and x.dtype == W.dtype == b.dtype and x.dtype.type in FLOAT_DTYPES
+                and x.dtype.isnative
                 and x.ndim >= 2 and W.ndim == 2 and x.shape[0] and b.shape == W.shape[1:]):
             x2 = x.reshape(x.shape[0], -1)
             if x2.shape[1] == W.shape[0]:
