@@ -37,7 +37,8 @@ from .im2col import _col2im_padded, _crop_images, _im2col_padded, _pad_images
 from .weight_gradient import add_weight_gradient_tiles
 from .winograd import (TILE_CELLS, _input_transform, _input_transform_adjoint,
                        _output_transform, _output_transform_adjoint, _pooled_gradient_tiles,
-                       _pooled_output_tiles, filter_gradient, filter_transform, tiles_hw)
+                       _pooled_output_tiles, filter_gradient, filter_transform, tiles_hw,
+                       transform_scratch_size)
 
 __all__ = ["forward_pipeline", "backward_pipeline", "images_parallel"]
 
@@ -175,20 +176,22 @@ def _winograd_columns(T, rows, itemsize):
 
 @njit(nogil=True, cache=True)
 def _transformed_chunk(x, n0, n1, geometry, scratch, FN):
-    """(finite, V, M, rows) for images n0..n1-1: V (16, C, tiles) their transformed input,
-    unless they hold a value that is not finite (finite False); M (16, FN, tiles) and rows
-    (FN, positions) views of the scratch for the products and the conv output."""
+    """(finite, V, M, rows, T) for images n0..n1-1 and their T tiles: V (16, C, >= T) their
+    transformed input in columns :T, unless they hold a value that is not finite (finite
+    False); M (16, FN, >= T) and rows (FN, positions) views of the scratch for the products
+    and the conv output. V and M are whole C-contiguous arrays, not [:, :, :T] views: with a
+    row stride known to be 1 the transforms vectorize (2.5 against 7.8 ns a pooled tile)."""
     pad, conv_h, conv_w = geometry[3], geometry[4], geometry[5]
     tiles_h, tiles_w = tiles_hw(conv_h, conv_w)
     flat_V, flat_M, flat_rows, xp, down = scratch
     C, T, m = x.shape[1], (n1 - n0) * tiles_h * tiles_w, (n1 - n0) * conv_h * conv_w
     TV, TM = _winograd_columns(T, C, x.itemsize), _winograd_columns(T, FN, x.itemsize)
-    V = flat_V[:TILE_CELLS * C * TV].reshape((TILE_CELLS, C, TV))[:, :, :T]
-    M = flat_M[:TILE_CELLS * FN * TM].reshape((TILE_CELLS, FN, TM))[:, :, :T]
+    V = flat_V[:TILE_CELLS * C * TV].reshape((TILE_CELLS, C, TV))
+    M = flat_M[:TILE_CELLS * FN * TM].reshape((TILE_CELLS, FN, TM))
     rows = flat_rows[:FN * m].reshape((FN, m))
     _pad_images(x, n0, n1, pad, xp)
     finite = not _input_transform(xp, n1 - n0, tiles_h, tiles_w, V, down)
-    return finite, V, M, rows
+    return finite, V, M, rows, T
 
 
 @njit(cache=True)
@@ -218,11 +221,11 @@ def _winograd_forward_chunks(x, U, lo, hi, chunk, geometry, scratch, epilogue):
     windows_out, windows_argmax = _by_window(out), _by_window(argmax)
     for n0 in range(lo, hi, chunk):
         n1 = min(n0 + chunk, hi)
-        ok, V, M, rows = _transformed_chunk(x, n0, n1, geometry, scratch, U.shape[1])
+        ok, V, M, rows, T = _transformed_chunk(x, n0, n1, geometry, scratch, U.shape[1])
         if not ok:
             return False
         for k in range(TILE_CELLS):
-            gemm(U[k], False, V[k], False, M[k], 0)
+            gemm(U[k], False, V[k, :, :T], False, M[k, :, :T], 0)
         if pooled_tiles:  # the pool's windows are the tiles: no conv output rows
             if not _pooled_output_tiles(M, n0, n1, b, windows_out, windows_argmax,
                                         kind == OUTPUT_RELU_POOL):
@@ -247,7 +250,7 @@ def _winograd_backward_chunks(x, U, lo, hi, chunk, geometry, scratch, prologue, 
     windows_argmax = _by_window(argmax)
     for n0 in range(lo, hi, chunk):
         n1 = min(n0 + chunk, hi)
-        ok, V, dM, rows = _transformed_chunk(x, n0, n1, geometry, scratch, U.shape[1])
+        ok, V, dM, rows, T = _transformed_chunk(x, n0, n1, geometry, scratch, U.shape[1])
         if not ok:
             return False
         if pooled_tiles:  # the pool's windows are the tiles: no scatter into rows
@@ -260,10 +263,10 @@ def _winograd_backward_chunks(x, U, lo, hi, chunk, geometry, scratch, prologue, 
                 return False
             _add_row_sums(rows, db)
         for k in range(TILE_CELLS):
-            gemm(dM[k], False, V[k], True, dU[k], 1)
+            gemm(dM[k, :, :T], False, V[k, :, :T], True, dU[k], 1)
         if dx.size:
             for k in range(TILE_CELLS):  # the chunk's dV reuses the V buffer
-                gemm(U[k], True, dM[k], False, V[k], 0)
+                gemm(U[k], True, dM[k, :, :T], False, V[k, :, :T], 0)
             _input_transform_adjoint(V, n1 - n0, tiles_h, tiles_w, xp, down)
             _crop_images(xp, n0, n1, pad, dx)
     return True
@@ -309,7 +312,7 @@ def _winograd_operands(x, W, geometry):
 
 def _winograd_scratch(x, FN, geometry, chunk):
     """(V, M, rows, padded images, down): this thread's buffers for a Winograd chunk; down
-    is the transforms' scratch."""
+    is the input transforms' scratch."""
     C = x.shape[1]
     conv_h, conv_w = geometry[4], geometry[5]
     tiles_h, tiles_w = tiles_hw(conv_h, conv_w)
@@ -319,7 +322,7 @@ def _winograd_scratch(x, FN, geometry, chunk):
             _scratch_array("winograd M", TILE_CELLS * FN * TM, x.dtype),
             _scratch_array("rows", FN * chunk * conv_h * conv_w, x.dtype),
             _scratch_array("padded", (chunk, C, 2 * tiles_h + 2, 2 * tiles_w + 2), x.dtype),
-            _scratch_array("down", (4, 2 * tiles_w + 2), x.dtype))
+            _scratch_array("down", transform_scratch_size(tiles_h, tiles_w), x.dtype))
 
 
 def forward_pipeline(x, W, stride, pad, epilogue):

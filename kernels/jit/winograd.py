@@ -68,40 +68,92 @@ def _any_not_finite(row):
     return bad
 
 
+def transform_scratch_size(tiles_h, tiles_w):
+    """Length of the input transforms' 1-D scratch (``_plane_rows``)."""
+    return 16 * tiles_h * tiles_w + 8 * tiles_w + 8 + 8 * tiles_h
+
+
+@njit(nogil=True, cache=True)
+def _plane_rows(down, tiles_h, tiles_w, which):
+    """Region which (0 or 1) of the scratch down as (4, tiles_h, 2*tiles_w) and as the same
+    memory (4, tiles_h*2*tiles_w): a plane's rows after the pass along its rows, tile row
+    after tile row."""
+    size = 8 * tiles_h * tiles_w
+    region = down[which * size:(which + 1) * size]
+    return (region.reshape((4, tiles_h, 2 * tiles_w)),
+            region.reshape((4, 2 * tiles_h * tiles_w)))
+
+
+@njit(nogil=True, cache=True)
+def _scratch_tail(down, tiles_h, tiles_w, columns):
+    """The (4, columns) region of the scratch after the two plane regions."""
+    start = 16 * tiles_h * tiles_w
+    return down[start:start + 4 * columns].reshape((4, columns))
+
+
+# The input transforms go in two passes over a plane: along its rows (B^T, tile row by tile
+# row), then along its tiles (B). The second pass runs over all tiles of the plane in one
+# loop with unit strides, which vectorizes, where a loop per tile row of 4-14 tiles did not;
+# the arithmetic of each value is unchanged. Every index in these loops is a loop counter
+# (plus a constant) or loop-invariant: an index Numba cannot prove non-negative gets a
+# wraparound select per access, which keeps the loop scalar. A slice rebases an index to 0
+# but costs a few ns to make, so the loops take views made once per call or per plane.
 @njit(nogil=True, cache=True)
 def _input_transform(xp, count, tiles_h, tiles_w, V, down):
     """V[4i + j, c, image tiles] = (B^T d B)[i, j] for the first count padded images of xp
     (chunk, C, 2*tiles_h + 2, 2*tiles_w + 2); tile (ty, tx) of image n is column
-    n*tiles_h*tiles_w + ty*tiles_w + tx. down (4, 2*tiles_w + 2) is scratch. Returns True
-    when the images hold a value that is not finite (V is then not to be used)."""
+    n*tiles_h*tiles_w + ty*tiles_w + tx. down (``transform_scratch_size``) is scratch.
+    Returns True when the images hold a value that is not finite (V is then not to be
+    used)."""
     C = xp.shape[1]
     T = tiles_h * tiles_w
-    width = 2 * tiles_w + 2
+    pitch = 2 * tiles_w
+    # the row pass's columns 0..pitch-1 of each tile row, rows end to end, so that tile q
+    # of the plane reads its four columns at 2q..2q+3; the last tile of a tile row reads
+    # its right two from ``last`` instead, where the row pass puts columns pitch, pitch+1
+    grid, rows = _plane_rows(down, tiles_h, tiles_w, 0)
+    last = _scratch_tail(down, tiles_h, tiles_w, 2 * tiles_h)
     bad = False
     for n in range(count):
         for c in range(C):
             for ty in range(tiles_h):
-                # B^T down the tile row's four input rows, whole rows at a time
                 r = 2 * ty
-                for x in range(width):
+                for x in range(pitch):
                     d0, d1 = xp[n, c, r, x], xp[n, c, r + 1, x]
                     d2, d3 = xp[n, c, r + 2, x], xp[n, c, r + 3, x]
                     # inf - inf and NaN - NaN are NaN; an OR of compares vectorizes
                     bad |= ((d0 - d0) + (d1 - d1) + (d2 - d2) + (d3 - d3)) != 0
-                    down[0, x] = d0 - d2
-                    down[1, x] = d1 + d2
-                    down[2, x] = d2 - d1
-                    down[3, x] = d1 - d3
-                # then B along each of the four, tile by tile
-                t0 = n * T + ty * tiles_w
-                for i in range(4):
-                    for tx in range(tiles_w):
-                        a0, a1 = down[i, 2 * tx], down[i, 2 * tx + 1]
-                        a2, a3 = down[i, 2 * tx + 2], down[i, 2 * tx + 3]
-                        V[4 * i, c, t0 + tx] = a0 - a2
-                        V[4 * i + 1, c, t0 + tx] = a1 + a2
-                        V[4 * i + 2, c, t0 + tx] = a2 - a1
-                        V[4 * i + 3, c, t0 + tx] = a1 - a3
+                    grid[0, ty, x] = d0 - d2
+                    grid[1, ty, x] = d1 + d2
+                    grid[2, ty, x] = d2 - d1
+                    grid[3, ty, x] = d1 - d3
+                for k in range(2):
+                    d0, d1 = xp[n, c, r, pitch + k], xp[n, c, r + 1, pitch + k]
+                    d2, d3 = xp[n, c, r + 2, pitch + k], xp[n, c, r + 3, pitch + k]
+                    bad |= ((d0 - d0) + (d1 - d1) + (d2 - d2) + (d3 - d3)) != 0
+                    last[0, 2 * ty + k], last[1, 2 * ty + k] = d0 - d2, d1 + d2
+                    last[2, 2 * ty + k], last[3, 2 * ty + k] = d2 - d1, d1 - d3
+            # then B along each of the four, all tiles of the plane at once (each tile row's
+            # last tile reads the next row's first columns there, and is redone below)
+            for i in range(4):
+                e = rows[i]
+                v0 = V[4 * i, c, n * T:(n + 1) * T]
+                v1 = V[4 * i + 1, c, n * T:(n + 1) * T]
+                v2 = V[4 * i + 2, c, n * T:(n + 1) * T]
+                v3 = V[4 * i + 3, c, n * T:(n + 1) * T]
+                for q in range(T - 1):
+                    a0, a1, a2, a3 = e[2 * q], e[2 * q + 1], e[2 * q + 2], e[2 * q + 3]
+                    v0[q] = a0 - a2
+                    v1[q] = a1 + a2
+                    v2[q] = a2 - a1
+                    v3[q] = a1 - a3
+                for ty in range(tiles_h):
+                    q = ty * tiles_w + tiles_w - 1
+                    a0, a1, a2, a3 = e[2 * q], e[2 * q + 1], last[i, 2 * ty], last[i, 2 * ty + 1]
+                    v0[q] = a0 - a2
+                    v1[q] = a1 + a2
+                    v2[q] = a2 - a1
+                    v3[q] = a1 - a3
     return bad
 
 
@@ -109,45 +161,53 @@ def _input_transform(xp, count, tiles_h, tiles_w, V, down):
 def _input_transform_adjoint(V, count, tiles_h, tiles_w, dxp, down):
     """dxp[n] (C, 2*tiles_h + 2, 2*tiles_w + 2) = the adjoint of ``_input_transform`` applied
     to V: each padded pixel sums the tile cells it fed, in an order fixed by the shape. down
-    (4, 2*tiles_w + 2) is scratch."""
+    (``transform_scratch_size``) is scratch."""
     C = dxp.shape[1]
     T = tiles_h * tiles_w
-    width = 2 * tiles_w + 2
-    last = tiles_w - 1
+    pitch = 2 * tiles_w
+    width = pitch + 2
+    # what each tile gives its two left columns (left) and its two right ones (right)
+    left_grid, left = _plane_rows(down, tiles_h, tiles_w, 0)
+    right_grid, right = _plane_rows(down, tiles_h, tiles_w, 1)
+    row = _scratch_tail(down, tiles_h, tiles_w, width)
     for n in range(count):
         for c in range(C):
+            # B's adjoint along the tiles, all of the plane at once
+            for i in range(4):
+                lo, hi = left[i], right[i]
+                v0 = V[4 * i, c, n * T:(n + 1) * T]
+                v1 = V[4 * i + 1, c, n * T:(n + 1) * T]
+                v2 = V[4 * i + 2, c, n * T:(n + 1) * T]
+                v3 = V[4 * i + 3, c, n * T:(n + 1) * T]
+                for q in range(T):
+                    a0, a1, a2, a3 = v0[q], v1[q], v2[q], v3[q]
+                    lo[2 * q] = a0
+                    lo[2 * q + 1] = a1 - a2 + a3
+                    hi[2 * q] = a1 + a2 - a0
+                    hi[2 * q + 1] = -a3
             for ty in range(tiles_h):
-                t0 = n * T + ty * tiles_w
-                # B's adjoint along each of the tile row's four rows: column 2k gets cell 0 of
-                # tile k and cells 1 + 2 - 0 of tile k-1, column 2k+1 cells 1 - 2 + 3 of
-                # tile k and -3 of tile k-1
+                # a tile row's four rows: column 2k gets what tile k gives its left columns
+                # and tile k-1 its right ones
                 for i in range(4):
-                    down[i, 0] = V[4 * i, c, t0]
-                    down[i, 1] = V[4 * i + 1, c, t0] - V[4 * i + 2, c, t0] + V[4 * i + 3, c, t0]
-                    for k in range(1, tiles_w):
-                        t = t0 + k
-                        down[i, 2 * k] = V[4 * i, c, t] + (V[4 * i + 1, c, t - 1]
-                                                           + V[4 * i + 2, c, t - 1]
-                                                           - V[4 * i, c, t - 1])
-                        down[i, 2 * k + 1] = ((V[4 * i + 1, c, t] - V[4 * i + 2, c, t]
-                                               + V[4 * i + 3, c, t]) - V[4 * i + 3, c, t - 1])
-                    down[i, 2 * tiles_w] = (V[4 * i + 1, c, t0 + last] + V[4 * i + 2, c, t0 + last]
-                                            - V[4 * i, c, t0 + last])
-                    down[i, 2 * tiles_w + 1] = -V[4 * i + 3, c, t0 + last]
+                    row[i, 0], row[i, 1] = left_grid[i, ty, 0], left_grid[i, ty, 1]
+                    for x in range(pitch - 2):
+                        row[i, x + 2] = left_grid[i, ty, x + 2] + right_grid[i, ty, x]
+                    row[i, pitch] = right_grid[i, ty, pitch - 2]
+                    row[i, pitch + 1] = right_grid[i, ty, pitch - 1]
                 # then B^T's adjoint down the four rows, whole rows at a time; the top two rows
                 # add to what the tile row above left in them
                 r = 2 * ty
                 if ty == 0:
                     for x in range(width):
-                        dxp[n, c, 0, x] = down[0, x]
-                        dxp[n, c, 1, x] = down[1, x] - down[2, x] + down[3, x]
+                        dxp[n, c, 0, x] = row[0, x]
+                        dxp[n, c, 1, x] = row[1, x] - row[2, x] + row[3, x]
                 else:
                     for x in range(width):
-                        dxp[n, c, r, x] += down[0, x]
-                        dxp[n, c, r + 1, x] += down[1, x] - down[2, x] + down[3, x]
+                        dxp[n, c, r, x] += row[0, x]
+                        dxp[n, c, r + 1, x] += row[1, x] - row[2, x] + row[3, x]
                 for x in range(width):
-                    dxp[n, c, r + 2, x] = down[1, x] + down[2, x] - down[0, x]
-                    dxp[n, c, r + 3, x] = -down[3, x]
+                    dxp[n, c, r + 2, x] = row[1, x] + row[2, x] - row[0, x]
+                    dxp[n, c, r + 3, x] = -row[3, x]
     return dxp
 
 
@@ -296,11 +356,15 @@ def _pooled_output_tiles(M, n0, n1, b, out, argmax, with_argmax):
     transform: the caller then runs im2col, whose pools handle NaN)."""
     FN, windows = out.shape[1], out.shape[2]
     zero = out.dtype.type(0)
+    found_nan = False
     for n in range(n0, n1):
+        t0 = (n - n0) * windows
         for f in range(FN):
             bias = b[f]
+            pooled = out[n, f]
+            # a NaN is noted, not returned at once: a loop with an exit does not vectorize
             for q in range(windows):
-                y00, y01, y10, y11 = _output_tile(M, f, (n - n0) * windows + q)
+                y00, y01, y10, y11 = _output_tile(M, f, t0 + q)
                 top_left = _bias_relu(y00, bias, zero)
                 top_right = _bias_relu(y01, bias, zero)
                 bottom_left = _bias_relu(y10, bias, zero)
@@ -308,9 +372,10 @@ def _pooled_output_tiles(M, n0, n1, b, out, argmax, with_argmax):
                 left = top_left if top_left >= bottom_left else bottom_left
                 right = top_right if top_right >= bottom_right else bottom_right
                 best, index = _first_max_of_window(top_left, top_right, left, right)
-                if best != best:
-                    return False
-                out[n, f, q] = best
+                found_nan |= best != best
+                pooled[q] = best
                 if with_argmax:
                     argmax[n, f, q] = index
+        if found_nan:
+            return False
     return True
