@@ -49,7 +49,7 @@ SCRIPT = textwrap.dedent("""
         jit.conv_relu_pool_backward(p, p, am, x, W, c, 1, 1, ph, pw, ps, pp)
     r, c = jit.conv_relu_forward(x, W, b, 1, 1)
     jit.conv_relu_backward(r, r, x, W, c, 1, 1)
-    pipeline.WINOGRAD_MIN_CHANNELS, pipeline.WINOGRAD_MIN_WIDTH = 1, {np.dtype(f4): 1}
+    pipeline.WINOGRAD_MIN_CHANNELS = 1
     p, am, c = jit.conv_relu_pool_forward(x, W, b, 1, 1, 2, 2, 2, 0)  # the pooled tiles
     jit.conv_relu_pool_backward(p, p, am, x, W, c, 1, 1, 2, 2, 2, 0)
     r, c = jit.conv_relu_forward(x, W, b, 1, 1)  # the output transform and its adjoint

@@ -21,25 +21,22 @@ DTYPES = st.sampled_from([np.float32, np.float64])
 
 @contextlib.contextmanager
 def every_3x3_by_winograd():
-    """Every 3x3 stride-1 conv takes the Winograd path, whatever its channels and width;
+    """Every 3x3 stride-1 conv takes the Winograd path, whatever its channels;
     yields a list of each call's choice (True: Winograd)."""
-    saved = (pipeline.WINOGRAD_MIN_CHANNELS, pipeline.WINOGRAD_MIN_WIDTH,
-             pipeline._winograd_operands)
+    saved = (pipeline.WINOGRAD_MIN_CHANNELS, pipeline._winograd_operands)
     chosen = []
 
     def recording(*args):
-        operands = saved[2](*args)
+        operands = saved[1](*args)
         chosen.append(operands is not None)
         return operands
 
     pipeline.WINOGRAD_MIN_CHANNELS = 1
-    pipeline.WINOGRAD_MIN_WIDTH = {np.dtype(np.float32): 1, np.dtype(np.float64): 1}
     pipeline._winograd_operands = recording
     try:
         yield chosen
     finally:
-        (pipeline.WINOGRAD_MIN_CHANNELS, pipeline.WINOGRAD_MIN_WIDTH,
-         pipeline._winograd_operands) = saved
+        pipeline.WINOGRAD_MIN_CHANNELS, pipeline._winograd_operands = saved
 
 
 @st.composite
@@ -181,16 +178,16 @@ def test_a_value_that_is_not_finite_reaches_what_im2col_reaches(dtype, where, va
         np.testing.assert_allclose(g[finite], w[finite], rtol=2e-5, atol=2e-5)
 
 
-def test_deep_convnet_layers_choose_by_dtype_and_width():
-    """float64 takes Winograd from 8 channels; float32 only where outputs are 12 wide, as the
-    measurements in pipeline.py decided."""
+def test_deep_convnet_layers_choose_winograd_from_8_channels():
+    """Both dtypes take Winograd for 3x3 stride-1 convs from 8 input channels, whatever the
+    output's size, as the measurements in pipeline.py decided; 1 channel stays on im2col."""
     def chosen(C, H, dtype):
         x = np.zeros((1, C, H, H), dtype)
         _, _, geometry, _ = pipeline._layer_operands(x, np.zeros((4, C, 3, 3), dtype), 1, 1)
         return pipeline._winograd_operands(x, np.zeros((4, C, 3, 3), dtype), geometry) is not None
-    assert chosen(16, 28, np.float32) and chosen(32, 14, np.float32)
-    assert not chosen(64, 8, np.float32) and chosen(64, 8, np.float64)
-    assert not chosen(1, 28, np.float32) and not chosen(1, 28, np.float64)
+    for dtype in (np.float32, np.float64):
+        assert chosen(16, 28, dtype) and chosen(32, 14, dtype) and chosen(64, 8, dtype)
+        assert chosen(8, 4, dtype) and not chosen(7, 28, dtype) and not chosen(1, 28, dtype)
 
 
 @pytest.mark.parametrize("path", ["compiled", "python"] if blas.AVAILABLE else ["python"])

@@ -195,9 +195,9 @@ def _compile_backward(name, dtype, folder, parent):
     from . import pipeline
     from .fused import conv_relu_pool_backward
     dtype = np.dtype(dtype)
-    # the tiny pass takes the loop asked for: Winograd for every 3x3 stride-1 conv, or none
+    # the tiny pass takes the loop asked for: Winograd for a 3x3 stride-1 conv of 1 channel,
+    # or none
     pipeline.WINOGRAD_MIN_CHANNELS = 1 if name == "winograd" else sys.maxsize
-    pipeline.WINOGRAD_MIN_WIDTH = {dtype: 1}
     images, weights = np.zeros((1, 1, 4, 4), dtype), np.zeros((1, 1, 3, 3), dtype)
     pooled = np.zeros((1, 1, 1, 1), dtype)
     conv_relu_pool_backward(pooled, pooled, np.zeros(pooled.shape, np.intp), images, weights,

@@ -59,14 +59,14 @@ MIN_CHUNK_POSITIONS = 192
 DOT_MIN_POSITIONS = 384
 DOT_MIN_COLUMNS = 16
 # Which 3x3 stride-1 convs run by Winograd F(2x2, 3x3) (winograd.py): at least this many
-# input channels, and outputs at least this wide per dtype. Forward + backward against
-# im2col, DeepConvNet's blocks, 100 images, 2 threads (float32 / float64, 2026-12-04):
-# 16->16 at 28x28 +pool 1.13x / 1.40x faster, 16->32 at 14x14 1.14x / 1.21x, 32->32 at
-# 16x16 +pool 1.45x / 1.51x, 32->64 at 8x8 0.89x / 1.16x, 64->64 at 8x8 +pool 0.99x /
-# 1.37x; 1->16 0.64x / 0.34x. The transforms are scalar loops, whose cost per tile weighs
-# most against float32's faster GEMMs.
+# input channels. Forward + backward against im2col, DeepConvNet's blocks, 100 images, 2
+# threads (float32 / float64, 2026-12-04, scalar transforms then): 16->16 at 28x28 +pool
+# 1.13x / 1.40x faster, 16->32 at 14x14 1.14x / 1.21x, 32->32 at 16x16 +pool 1.45x / 1.51x,
+# 32->64 at 8x8 0.89x / 1.16x, 64->64 at 8x8 +pool 0.99x / 1.37x; 1->16 0.64x / 0.34x.
+# float32's 8x8 layers stayed on im2col until the transforms vectorized (2026-12-05); since,
+# Winograd there too took the float32 DeepConvNet step from 39.0-40.8 to 35.2-37.2 ms
+# (three alternating pairs).
 WINOGRAD_MIN_CHANNELS = 8
-WINOGRAD_MIN_WIDTH = {np.dtype(np.float32): 12, np.dtype(np.float64): 1}
 
 
 COMPILED = blas.AVAILABLE  # run each part as one compiled call (else its Python source)
@@ -300,8 +300,7 @@ def _winograd_operands(x, W, geometry):
     """(U, images per chunk) where the layer runs by Winograd F(2x2, 3x3), else None."""
     FH, FW, stride, _, conv_h, conv_w = geometry
     C = x.shape[1]
-    if ((FH, FW, stride) != (3, 3, 1) or C < WINOGRAD_MIN_CHANNELS
-            or conv_w < WINOGRAD_MIN_WIDTH.get(x.dtype, conv_w + 1)):
+    if (FH, FW, stride) != (3, 3, 1) or C < WINOGRAD_MIN_CHANNELS:
         return None
     U = filter_transform(W, x.dtype)
     if not np.isfinite(U).all():  # the transforms would spread it past its 3x3 windows
