@@ -22,7 +22,9 @@ ALLOWED = {
     "_column_sum": "affine bias gradient, accumulated in float64",
     # LLVM inlines _add_row_sums here; without that call this loop has no float64 (checked)
     "_backward_chunks": "conv pipeline's backward loop, which sums the bias gradient",
-    "_pooled_gradient_tiles": "the bias gradient of a pooled Winograd block, in float64",
+    "_add_passing_gradients": "the bias gradient of a pooled Winograd block, in float64",
+    # LLVM inlines _add_passing_gradients here
+    "_pooled_gradient_tiles": "the pooled Winograd block's backward, which sums it",
     "_winograd_backward_chunks": "the Winograd backward loop, which sums both",
 }
 

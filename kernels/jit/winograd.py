@@ -314,6 +314,23 @@ def _output_transform_adjoint(rows, count, tiles_h, tiles_w, conv_h, conv_w, dM)
 _A = np.array([[1.0, 0.0], [1.0, 1.0], [1.0, -1.0], [0.0, -1.0]])
 
 
+@njit(nogil=True, cache=True, fastmath={"reassoc"})
+def _add_passing_gradients(grad, kept, index, zero, db, f):
+    """db[f] += the sum, in float64, of a plane's window gradients that pass: dout where the
+    pooled output is not 0 and the window index names a cell; True when one is not finite.
+    Reassociated so that it vectorizes, as ``epilogues._add_row_sums``; the order depends
+    only on the shape."""
+    total = 0.0
+    bad = False
+    for q in range(grad.shape[0]):
+        k = index[q]
+        g = grad[q] if kept[q] != 0 and 0 <= k < 4 else zero
+        bad |= (g - g) != 0
+        total += g
+    db[f] += total
+    return bad
+
+
 @njit(nogil=True, cache=True)
 def _pooled_gradient_tiles(dout, out, argmax, n0, n1, dM, db):
     """dM (16, FN, tiles) = A dY A^T for images n0..n1-1 of a conv -> ReLU -> 2x2 stride-2
@@ -322,27 +339,38 @@ def _pooled_gradient_tiles(dout, out, argmax, n0, n1, dM, db):
     db (FN, float64). One pass over the windows instead of scattering into the conv output's
     rows and reading them back. Returns True when a gradient that passes is not finite.
 
-    dout, out and argmax are (N, FN, windows)."""
+    dout, out and argmax are (N, FN, windows). The cells go four at a time, one row i of A
+    per pass over a plane's windows: a pass writing all 16 (through 16 arrays) did not
+    vectorize, four passes of 4 do (746 against 3234 us for 100 images of 16 planes of 196
+    windows, float32, one thread)."""
     FN, windows = dout.shape[1], dout.shape[2]
     A = _A.astype(dM.dtype)
+    # A[j, b] for the column of the cell, b = 0 or 1
+    left0, left1, left2, left3 = A[0, 0], A[1, 0], A[2, 0], A[3, 0]
+    right0, right1, right2, right3 = A[0, 1], A[1, 1], A[2, 1], A[3, 1]
     zero = dM.dtype.type(0)
     bad = False
     for n in range(n0, n1):
+        t0 = (n - n0) * windows
         for f in range(FN):
-            total = 0.0
-            for q in range(windows):
-                k = argmax[n, f, q]
-                # an index that names no cell of the window routes nothing, as in the twin
-                g = dout[n, f, q] if out[n, f, q] != 0 and 0 <= k < 4 else zero
-                bad |= (g - g) != 0
-                total += g
-                a, b = (k >> 1) & 1, k & 1  # masked: no index past A, whatever argmax holds
-                t = (n - n0) * windows + q
-                for i in range(4):
-                    row = A[i, a] * g
-                    for j in range(4):
-                        dM[4 * i + j, f, t] = row * A[j, b]
-            db[f] += total
+            grad, kept, index = dout[n, f], out[n, f], argmax[n, f]
+            bad |= _add_passing_gradients(grad, kept, index, zero, db, f)
+            for i in range(4):
+                top, bottom = A[i, 0], A[i, 1]  # A[i, a] for the row a of the cell
+                d0 = dM[4 * i, f, t0:t0 + windows]
+                d1 = dM[4 * i + 1, f, t0:t0 + windows]
+                d2 = dM[4 * i + 2, f, t0:t0 + windows]
+                d3 = dM[4 * i + 3, f, t0:t0 + windows]
+                for q in range(windows):
+                    k = index[q]
+                    # an index that names no cell of the window routes nothing, as in the twin
+                    g = grad[q] if kept[q] != 0 and 0 <= k < 4 else zero
+                    row = (bottom if (k >> 1) & 1 else top) * g
+                    right = (k & 1) != 0
+                    d0[q] = row * (right0 if right else left0)
+                    d1[q] = row * (right1 if right else left1)
+                    d2[q] = row * (right2 if right else left2)
+                    d3[q] = row * (right3 if right else left3)
     return bad
 
 
