@@ -91,6 +91,19 @@ def _scratch_tail(down, tiles_h, tiles_w, columns):
     return down[start:start + 4 * columns].reshape((4, columns))
 
 
+@njit(nogil=True, cache=True)
+def _b_transpose(d0, d1, d2, d3):
+    """B^T applied to four values along a tile's rows or columns."""
+    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+
+
+@njit(nogil=True, cache=True)
+def _b_transpose_adjoint(a0, a1, a2, a3):
+    """The adjoint of ``_b_transpose``: what four transformed values give back to the four
+    they came from."""
+    return a0, a1 - a2 + a3, a1 + a2 - a0, -a3
+
+
 # The input transforms go in two passes over a plane: along its rows (B^T, tile row by tile
 # row), then along its tiles (B). The second pass runs over all tiles of the plane in one
 # loop with unit strides, which vectorizes, where a loop per tile row of 4-14 tiles did not;
@@ -123,16 +136,14 @@ def _input_transform(xp, count, tiles_h, tiles_w, V, down):
                     d2, d3 = xp[n, c, r + 2, x], xp[n, c, r + 3, x]
                     # inf - inf and NaN - NaN are NaN; an OR of compares vectorizes
                     bad |= ((d0 - d0) + (d1 - d1) + (d2 - d2) + (d3 - d3)) != 0
-                    grid[0, ty, x] = d0 - d2
-                    grid[1, ty, x] = d1 + d2
-                    grid[2, ty, x] = d2 - d1
-                    grid[3, ty, x] = d1 - d3
+                    grid[0, ty, x], grid[1, ty, x], grid[2, ty, x], grid[3, ty, x] = (
+                        _b_transpose(d0, d1, d2, d3))
                 for k in range(2):
                     d0, d1 = xp[n, c, r, pitch + k], xp[n, c, r + 1, pitch + k]
                     d2, d3 = xp[n, c, r + 2, pitch + k], xp[n, c, r + 3, pitch + k]
                     bad |= ((d0 - d0) + (d1 - d1) + (d2 - d2) + (d3 - d3)) != 0
-                    last[0, 2 * ty + k], last[1, 2 * ty + k] = d0 - d2, d1 + d2
-                    last[2, 2 * ty + k], last[3, 2 * ty + k] = d2 - d1, d1 - d3
+                    j = 2 * ty + k
+                    last[0, j], last[1, j], last[2, j], last[3, j] = _b_transpose(d0, d1, d2, d3)
             # then B along each of the four, all tiles of the plane at once (each tile row's
             # last tile reads the next row's first columns there, and is redone below)
             for i in range(4):
@@ -142,18 +153,12 @@ def _input_transform(xp, count, tiles_h, tiles_w, V, down):
                 v2 = V[4 * i + 2, c, n * T:(n + 1) * T]
                 v3 = V[4 * i + 3, c, n * T:(n + 1) * T]
                 for q in range(T - 1):
-                    a0, a1, a2, a3 = e[2 * q], e[2 * q + 1], e[2 * q + 2], e[2 * q + 3]
-                    v0[q] = a0 - a2
-                    v1[q] = a1 + a2
-                    v2[q] = a2 - a1
-                    v3[q] = a1 - a3
+                    v0[q], v1[q], v2[q], v3[q] = _b_transpose(e[2 * q], e[2 * q + 1],
+                                                              e[2 * q + 2], e[2 * q + 3])
                 for ty in range(tiles_h):
                     q = ty * tiles_w + tiles_w - 1
-                    a0, a1, a2, a3 = e[2 * q], e[2 * q + 1], last[i, 2 * ty], last[i, 2 * ty + 1]
-                    v0[q] = a0 - a2
-                    v1[q] = a1 + a2
-                    v2[q] = a2 - a1
-                    v3[q] = a1 - a3
+                    v0[q], v1[q], v2[q], v3[q] = _b_transpose(e[2 * q], e[2 * q + 1],
+                                                              last[i, 2 * ty], last[i, 2 * ty + 1])
     return bad
 
 
@@ -180,11 +185,8 @@ def _input_transform_adjoint(V, count, tiles_h, tiles_w, dxp, down):
                 v2 = V[4 * i + 2, c, n * T:(n + 1) * T]
                 v3 = V[4 * i + 3, c, n * T:(n + 1) * T]
                 for q in range(T):
-                    a0, a1, a2, a3 = v0[q], v1[q], v2[q], v3[q]
-                    lo[2 * q] = a0
-                    lo[2 * q + 1] = a1 - a2 + a3
-                    hi[2 * q] = a1 + a2 - a0
-                    hi[2 * q + 1] = -a3
+                    lo[2 * q], lo[2 * q + 1], hi[2 * q], hi[2 * q + 1] = _b_transpose_adjoint(
+                        v0[q], v1[q], v2[q], v3[q])
             for ty in range(tiles_h):
                 # a tile row's four rows: column 2k gets what tile k gives its left columns
                 # and tile k-1 its right ones
@@ -197,17 +199,15 @@ def _input_transform_adjoint(V, count, tiles_h, tiles_w, dxp, down):
                 # then B^T's adjoint down the four rows, whole rows at a time; the top two rows
                 # add to what the tile row above left in them
                 r = 2 * ty
-                if ty == 0:
-                    for x in range(width):
-                        dxp[n, c, 0, x] = row[0, x]
-                        dxp[n, c, 1, x] = row[1, x] - row[2, x] + row[3, x]
-                else:
-                    for x in range(width):
-                        dxp[n, c, r, x] += row[0, x]
-                        dxp[n, c, r + 1, x] += row[1, x] - row[2, x] + row[3, x]
                 for x in range(width):
-                    dxp[n, c, r + 2, x] = row[1, x] + row[2, x] - row[0, x]
-                    dxp[n, c, r + 3, x] = -row[3, x]
+                    a0, a1, a2, a3 = _b_transpose_adjoint(row[0, x], row[1, x], row[2, x],
+                                                          row[3, x])
+                    if ty == 0:
+                        dxp[n, c, 0, x], dxp[n, c, 1, x] = a0, a1
+                    else:
+                        dxp[n, c, r, x] += a0
+                        dxp[n, c, r + 1, x] += a1
+                    dxp[n, c, r + 2, x], dxp[n, c, r + 3, x] = a2, a3
     return dxp
 
 
