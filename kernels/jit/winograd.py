@@ -363,7 +363,9 @@ def _pooled_gradient_tiles(dout, out, argmax, n0, n1, dM, db):
                 d3 = dM[4 * i + 3, f, t0:t0 + windows]
                 for q in range(windows):
                     k = index[q]
-                    # an index that names no cell of the window routes nothing, as in the twin
+                    # an index that names no cell of the window routes nothing, as in the twin;
+                    # the rule of _add_passing_gradients written out again: a shared helper
+                    # returning (k, g) kept this loop scalar (19.6 against 0.6 ms a batch)
                     g = grad[q] if kept[q] != 0 and 0 <= k < 4 else zero
                     row = (bottom if (k >> 1) & 1 else top) * g
                     right = (k & 1) != 0
