@@ -345,7 +345,7 @@ def test_the_2x2_stride_2_block_matches_twin_exactly_on_ties(N, C, FN, half_h, h
                                                                need_dx, seed, data):
     # the book's pool (2x2, stride 2, pad 0) on conv outputs of even height and width has
     # its own two-pass forward kernel where they are wide enough, and the select chain on
-    # narrower ones; with integer-valued operands every
+    # narrower ones, and its own dense backward prologue; with integer-valued operands every
     # product is exact, ties between the four cells of a window are everywhere, and the
     # window index must be the first maximum, as np.argmax's, in every window
     shape = (N, C, 2 * half_h + 2, 2 * half_w + 2)  # 3x3 filters, pad 0

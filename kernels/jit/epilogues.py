@@ -123,13 +123,58 @@ def _relu_grad_to_rows(dout, out, n0, rows):
 
 
 @njit(nogil=True, cache=True)
+def _pool_2x2_relu_grad_to_rows(dout, out, argmax, n0, n1, conv_w, rows):
+    """_pool_relu_grad_to_rows for a 2x2 stride-2 pool that tiles the plane (even height and
+    width), writing every cell once, branch-free, in two passes that vectorize.
+
+    A plane's rows of 24 or 28 cells are too few for vectors, so the first pass goes along
+    all windows of the plane at once: window q writes its gradient, or zeros, to entries 2q
+    and 2q+1 of the top and bottom scratch rows (the layout of the forward's top_cells). The
+    second copies those into the plane's row pairs. On one thread, SimpleConvNet's batch
+    (float32, MNIST): 0.56 ms against 1.55 ms for the scatter; float64 0.89 against 1.81.
+    Like the scatter, an argmax outside 0..3 routes nothing.
+    """
+    _, FN, out_h, out_w = dout.shape
+    P = 4 * out_h * out_w
+    windows = out_h * out_w
+    zero = rows.dtype.type(0)
+    top = np.empty(2 * windows, dtype=rows.dtype)
+    bottom = np.empty(2 * windows, dtype=rows.dtype)
+    flat_dout = dout.reshape((dout.shape[0], FN, windows))
+    flat_out = out.reshape(flat_dout.shape)
+    flat_argmax = argmax.reshape(flat_dout.shape)
+    for n in range(n0, n1):
+        base = (n - n0) * P
+        for f in range(FN):
+            grad = flat_dout[n, f]
+            kept = flat_out[n, f]
+            cell = flat_argmax[n, f]
+            for q in range(windows):
+                k = cell[q]
+                g = grad[q] if kept[q] != 0 else zero
+                top[2 * q] = g if k == 0 else zero
+                top[2 * q + 1] = g if k == 1 else zero
+                bottom[2 * q] = g if k == 2 else zero
+                bottom[2 * q + 1] = g if k == 3 else zero
+            plane = rows[f, base:base + P]
+            for r in range(out_h):
+                upper = plane[2 * r * conv_w:(2 * r + 1) * conv_w]
+                lower = plane[(2 * r + 1) * conv_w:(2 * r + 2) * conv_w]
+                from_top = top[r * conv_w:(r + 1) * conv_w]
+                from_bottom = bottom[r * conv_w:(r + 1) * conv_w]
+                for x in range(conv_w):
+                    upper[x] = from_top[x]
+                for x in range(conv_w):
+                    lower[x] = from_bottom[x]
+
+
+@njit(nogil=True, cache=True)
 def _pool_relu_grad_to_rows(dout, out, argmax, n0, n1, conv_h, conv_w, pool, rows):
-    # Zeroing the rows and adding at the maxima beat a dense branch-free pass that writes
-    # every cell once (2.3 against 1.5 ms for SimpleConvNet's batch on one thread): on MNIST
-    # most windows pool a ReLU zero, and the branch that skips them is well predicted.
-    # argmax is a public attribute of the Pooling layer: an index that names no cell of its
-    # window, or a cell in the padding, routes nothing (as in the NumPy twin) and is never
-    # written through.
+    # For pools whose windows overlap, skip cells or leave a border: zeroing the rows and
+    # adding at the maxima, where on MNIST most windows pool a ReLU zero and the branch that
+    # skips them is well predicted. argmax is a public attribute of the Pooling layer: an
+    # index that names no cell of its window, or a cell in the padding, routes nothing (as
+    # in the NumPy twin) and is never written through.
     pool_h, pool_w, pool_stride, pool_pad = pool
     _, FN, out_h, out_w = dout.shape
     P = conv_h * conv_w
@@ -154,6 +199,14 @@ def _pool_relu_grad_to_rows(dout, out, argmax, n0, n1, conv_h, conv_w, pool, row
 
 
 @njit(nogil=True, cache=True)
+def windows_are_tiles(pool, conv_h, conv_w):
+    """Whether a (pool_h, pool_w, stride, pad) pool's windows tile the conv output: 2x2
+    stride 2 on an even output (then they are also the Winograd tiles)."""
+    return (pool[0] == 2 and pool[1] == 2 and pool[2] == 2 and pool[3] == 0
+            and conv_h % 2 == 0 and conv_w % 2 == 0)
+
+
+@njit(nogil=True, cache=True)
 def forward_epilogue(kind, rows, n0, conv_h, conv_w, b, pool, out, argmax):
     """Writes images n0.. of out (N, FN, *) from rows; argmax only for OUTPUT_RELU_POOL."""
     if kind == OUTPUT_RELU_POOL or kind == OUTPUT_RELU_POOL_VALUES:
@@ -173,7 +226,10 @@ def backward_prologue(kind, n0, n1, conv_h, conv_w, pool, dout, out, argmax, row
     """
     P = conv_h * conv_w
     if kind == GRADIENT_RELU_POOL:
-        _pool_relu_grad_to_rows(dout, out, argmax, n0, n1, conv_h, conv_w, pool, rows)
+        if windows_are_tiles(pool, conv_h, conv_w):
+            _pool_2x2_relu_grad_to_rows(dout, out, argmax, n0, n1, conv_w, rows)
+        else:
+            _pool_relu_grad_to_rows(dout, out, argmax, n0, n1, conv_h, conv_w, pool, rows)
         return
     flat_dout = dout.reshape((dout.shape[0], dout.shape[1], P))
     if kind == GRADIENT_RELU:

@@ -31,7 +31,7 @@ from ..shapes import conv_output_hw
 from . import background_compile, blas
 from .blas import gemm
 from .epilogues import (GRADIENT_RELU_POOL, OUTPUT_RELU_POOL, OUTPUT_RELU_POOL_VALUES,
-                        _add_row_sums, backward_prologue, forward_epilogue)
+                        _add_row_sums, backward_prologue, forward_epilogue, windows_are_tiles)
 from .gemm import pieces, run_parts, single_threaded_blas
 from .im2col import _col2im_padded, _crop_images, _im2col_padded, _pad_images
 from .weight_gradient import add_weight_gradient_tiles
@@ -195,14 +195,6 @@ def _transformed_chunk(x, n0, n1, geometry, scratch, FN):
     return finite, V, M, rows, T
 
 
-@njit(cache=True)
-def _windows_are_tiles(pool, conv_h, conv_w):
-    """Whether a (pool_h, pool_w, stride, pad) pool of the conv output has the Winograd tiles
-    for windows: 2x2 stride 2 on an even output."""
-    return (pool[0] == 2 and pool[1] == 2 and pool[2] == 2 and pool[3] == 0
-            and conv_h % 2 == 0 and conv_w % 2 == 0)
-
-
 @njit(nogil=True, cache=True)
 def _by_window(pooled):
     """The (N, FN, windows) view of a pooled (N, FN, out_h, out_w) array."""
@@ -218,7 +210,7 @@ def _winograd_forward_chunks(x, U, lo, hi, chunk, geometry, scratch, epilogue):
     tiles_h, tiles_w = tiles_hw(conv_h, conv_w)
     kind, b, pool, out, argmax = epilogue
     pooled_tiles = ((kind == OUTPUT_RELU_POOL or kind == OUTPUT_RELU_POOL_VALUES)
-                    and _windows_are_tiles(pool, conv_h, conv_w) and np.isfinite(b).all())
+                    and windows_are_tiles(pool, conv_h, conv_w) and np.isfinite(b).all())
     windows_out, windows_argmax = _by_window(out), _by_window(argmax)
     for n0 in range(lo, hi, chunk):
         n1 = min(n0 + chunk, hi)
@@ -246,7 +238,7 @@ def _winograd_backward_chunks(x, U, lo, hi, chunk, geometry, scratch, prologue, 
     tiles_h, tiles_w = tiles_hw(conv_h, conv_w)
     xp, down = scratch[3], scratch[4]
     kind, pool, dout, out, argmax = prologue
-    pooled_tiles = kind == GRADIENT_RELU_POOL and _windows_are_tiles(pool, conv_h, conv_w)
+    pooled_tiles = kind == GRADIENT_RELU_POOL and windows_are_tiles(pool, conv_h, conv_w)
     windows_dout, windows_out = _by_window(dout), _by_window(out)
     windows_argmax = _by_window(argmax)
     for n0 in range(lo, hi, chunk):
