@@ -78,7 +78,6 @@ def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, po
     halves = (fast and pool_stride == 2 and conv_h % 2 == 0 and conv_w % 2 == 0
               and conv_w >= TWO_PASS_MIN_WIDTH)
     zero = out.dtype.type(0)
-    column_max = np.empty(conv_w, dtype=out.dtype)
     top_cells = np.empty(P // 2, dtype=out.dtype)
     pair_max = np.empty(P // 2, dtype=out.dtype)
     unread_argmax = np.empty(out.shape[2:], dtype=argmax.dtype)  # where no argmax is kept
@@ -97,7 +96,7 @@ def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, po
                 continue
             if (fast and not with_argmax and np.isfinite(bias)
                     and _pool_2x2_relu_values(flat, conv_w, pool_stride, flat_out[n0 + i, f],
-                                              bias, column_max)):
+                                              bias, pair_max)):
                 continue
             plane = flat.reshape((conv_h, conv_w))
             # the rest (other strides, odd sizes, NaN): ReLU in place, then the plain pool,
