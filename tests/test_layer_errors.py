@@ -106,6 +106,16 @@ def test_convolution_backward_of_an_empty_batch_is_a_clear_error():
     assert_same_state(conv, before)
 
 
+@pytest.mark.parametrize("W_shape", [(0, 2, 3, 3), (3, 0, 3, 3), (3, 2, 0, 3), (3, 2, 3, 0)])
+def test_convolution_filters_with_an_empty_side_are_a_clear_error(W_shape):
+    conv = Convolution(np.ones(W_shape), np.zeros(W_shape[0]))
+    before = copy.deepcopy(vars(conv))
+    with pytest.raises(ValueError, match=r"W must have at least one filter, channel, row and "
+                                         r"column \(FN, C, FH, FW\); got shape"):
+        conv.forward(np.ones((1, W_shape[1], 6, 6)))
+    assert_same_state(conv, before)
+
+
 @settings(max_examples=30, deadline=None)
 @given(ratio=st.one_of(st.floats(allow_nan=True), st.none(), st.text(max_size=3),
                        st.booleans(), st.integers(-3, 3)))

@@ -74,6 +74,9 @@ class Convolution:
         pad = check_int("pad", self.pad, 0)
         FN, C, FH, FW = W.shape
         N, xC, H, Wd = x.shape
+        if 0 in W.shape:  # the kernels would divide by zero or hand BLAS an empty matrix
+            raise ValueError(f"W must have at least one filter, channel, row and column "
+                             f"(FN, C, FH, FW); got shape {W.shape}")
         if xC != C:
             raise ValueError(f"x has {xC} channels (shape {x.shape}) but W expects {C} "
                              f"(W shape {W.shape}); x must be (N, {C}, H, W)")
