@@ -145,9 +145,15 @@ class _Optimizer:
     def _jobs(self, params, checked):
         current = _backend.kernels()
         for key, param, grad, rebind in checked:
-            # float16 and longdouble have no Numba kernels: they take the NumPy twins.
-            kernels = current if param.dtype in _JIT_DTYPES else _backend.kernels("numpy")
             arrays = (param,) + tuple(getattr(self, name)[key] for name in self._state)
+            # float16 and longdouble have no Numba kernels: they take the NumPy twins. So do
+            # arrays that share memory (a state set to another, a gradient that is the
+            # parameter): a fused kernel reads all of an element's operands before it writes
+            # any, where the book's statements each read what the one before wrote. SGD's
+            # one statement reads as its kernel does, and skips the 2 us check.
+            jit = param.dtype in _JIT_DTYPES and not (
+                self._state and _share_memory(arrays + (grad,)))
+            kernels = current if jit else _backend.kernels("numpy")
             flats = [_flat(a) for a in arrays]
             yield (kernels, param.dtype.type, flats[0][0], grad.reshape(-1),
                    tuple(flat for flat, _ in flats[1:]))
@@ -156,6 +162,11 @@ class _Optimizer:
                     array[...] = copy
             if rebind is not None:  # a number: the book rebinds params[key] too
                 params[key] = rebind(param)
+
+
+def _share_memory(arrays):
+    return any(np.may_share_memory(a, b)
+               for i, a in enumerate(arrays) for b in arrays[i + 1:])
 
 
 def _checked_iter(value):

@@ -330,6 +330,45 @@ def test_non_contiguous_params_are_written_back(name, backend):
     assert not base["W1"][:, 1::2].any()
 
 
+def _alias_state(name, opt, params, grads):
+    """Makes arrays of one update share memory, as a script might, and returns the grads."""
+    if name == "Adam":  # one state array for both moments
+        for key in params:
+            opt.m[key] = opt.v[key]
+    elif name in ("AdaGrad", "RMSprop"):  # the parameter itself as the squared-gradient sum
+        for key in params:
+            opt.h[key] = params[key]
+    else:  # the gradient is the parameter
+        return params
+    return grads
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", ["SGD", "Nesterov", "AdaGrad", "RMSprop", "Adam"])
+def test_arrays_that_share_memory_update_as_the_book_does(name, backend):
+    # The book's statements each read what the one before wrote; a fused kernel would read
+    # every operand of an element first. (Momentum is left out: the book rebinds v to a new
+    # array, which undoes any sharing, and fastconv updates v in place.)
+    rng = np.random.default_rng(8)
+    params = make_params(rng)
+    first, later = make_grads(rng, params, 2)
+    expected = copy.deepcopy(params)
+    oracle = ORACLES[name](**HYPER[name])
+    opt = getattr(fopt, name)(**HYPER[name])
+    oracle.update(expected, copy.deepcopy(first))
+    with fastconv.using_backend(backend):
+        opt.update(params, first)
+        assert_dicts_equal(params, expected)
+        book_grads = _alias_state(name, oracle, expected, copy.deepcopy(later))
+        grads = _alias_state(name, opt, params, later)
+        with np.errstate(invalid="ignore"):  # the square root of a shared state below 0
+            for _ in range(3):
+                oracle.update(expected, book_grads)
+                opt.update(params, grads)
+    for key in params:  # NaN where a shared state went negative under a square root: both
+        np.testing.assert_array_equal(params[key], expected[key], err_msg=key)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_grads_of_other_dtype_or_layout_are_cast_to_the_param(name):
     rng = np.random.default_rng(6)
