@@ -140,7 +140,7 @@ def operands(C, FN, size, pad, pooled, dtype, images=100, seed=0):
             np.empty_like(x)), W
 
 
-def time_layer(layer, dtype, rounds):
+def measure_layer(layer, dtype, rounds):
     """{phase: best seconds} for one layer of LAYERS."""
     _, C, FN, size, pad, pooled = layer
     args, _ = operands(C, FN, size, pad, pooled, dtype)
@@ -186,7 +186,7 @@ def main(argv=None):
         raise RuntimeError("winograd_phases: run it on its own (Numba already imported)")
     dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
     for dtype in dtypes:
-        results = {layer[0]: time_layer(layer, dtype, args.rounds) for layer in LAYERS}
+        results = {layer[0]: measure_layer(layer, dtype, args.rounds) for layer in LAYERS}
         print(markdown(results, dtype))
         print()
 
