@@ -13,7 +13,7 @@ imported; the table gives each phase's best time over ``--rounds`` rounds. The b
 runs the input transform again, so a block's total counts it twice. Each round runs the
 phases in the pipeline's order, so a phase finds the batch's arrays where the phases before
 it left them, as in a training step: the crop, for one, writes an input gradient of 5 MB
-(float32, 16x28x28 a image) that the other phases have pushed out of the caches.
+(float32, 100 images of 16x28x28) that the other phases have pushed out of the caches.
 
 Not an asv suite: it imports nothing heavy at module level.
 """
