@@ -54,8 +54,7 @@ def phase_driver():
         from fastconv.kernels.jit.epilogues import (_add_row_sums, backward_prologue,
                                                     forward_epilogue)
         from fastconv.kernels.jit.im2col import _crop_images
-        from fastconv.kernels.jit.pipeline import (_by_window, _transformed_chunk,
-                                                   _winograd_columns)
+        from fastconv.kernels.jit.pipeline import _by_window, _chunk_views, _transformed_chunk
         from fastconv.kernels.jit.winograd import (_input_transform_adjoint, _output_transform,
                                                    _output_transform_adjoint,
                                                    _pooled_gradient_tiles,
@@ -67,16 +66,11 @@ def phase_driver():
             tiles_h, tiles_w = tiles_hw(conv_h, conv_w)
             kind, b, pool, out, argmax = epilogue
             pkind, _, dout, _, _ = prologue
-            flat_V, flat_M, flat_rows, xp, down = scratch
-            C, FN = U.shape[2], U.shape[1]
+            xp, down = scratch[3], scratch[4]
+            FN = U.shape[1]
             for n0 in range(0, x.shape[0], chunk):
                 n1 = min(n0 + chunk, x.shape[0])
-                T = (n1 - n0) * tiles_h * tiles_w
-                TV, TM = _winograd_columns(T, C, x.itemsize), _winograd_columns(T, FN, x.itemsize)
-                V = flat_V[:16 * C * TV].reshape((16, C, TV))
-                M = flat_M[:16 * FN * TM].reshape((16, FN, TM))
-                rows = flat_rows[:FN * (n1 - n0) * conv_h * conv_w].reshape(
-                    (FN, (n1 - n0) * conv_h * conv_w))
+                V, M, rows, T = _chunk_views(x, n0, n1, geometry, scratch, FN)
                 if phase == 0:
                     _transformed_chunk(x, n0, n1, geometry, scratch, FN)
                 elif phase == 1:

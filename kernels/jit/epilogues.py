@@ -75,7 +75,7 @@ def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, po
     FN = out.shape[1]
     P = conv_h * conv_w
     fast = pool_h == 2 and pool_w == 2 and pool_pad == 0
-    halves = (fast and pool_stride == 2 and conv_h % 2 == 0 and conv_w % 2 == 0
+    halves = (windows_are_tiles((pool_h, pool_w, pool_stride, pool_pad), conv_h, conv_w)
               and conv_w >= TWO_PASS_MIN_WIDTH)
     zero = out.dtype.type(0)
     top_cells = np.empty(P // 2, dtype=out.dtype)

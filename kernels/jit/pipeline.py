@@ -175,21 +175,30 @@ def _winograd_columns(T, rows, itemsize):
 
 
 @njit(nogil=True, cache=True)
-def _transformed_chunk(x, n0, n1, geometry, scratch, FN):
-    """(finite, V, M, rows, T) for images n0..n1-1 and their T tiles: V (16, C, >= T) their
-    transformed input in columns :T, unless they hold a value that is not finite (finite
-    False); M (16, FN, >= T) and rows (FN, positions) views of the scratch for the products
-    and the conv output. V and M are whole C-contiguous arrays, not [:, :, :T] views: with a
-    row stride known to be 1 the transforms vectorize (3.6 against 7.9 ns a pooled tile,
-    float32, one thread)."""
-    pad, conv_h, conv_w = geometry[3], geometry[4], geometry[5]
+def _chunk_views(x, n0, n1, geometry, scratch, FN):
+    """(V, M, rows, T) for images n0..n1-1 and their T tiles, views of the scratch: V (16,
+    C, >= T) for their transformed input and M (16, FN, >= T) for the products, in columns
+    :T, and rows (FN, positions) for the conv output. V and M are whole C-contiguous arrays,
+    not [:, :, :T] views: with a row stride known to be 1 the transforms vectorize (3.6
+    against 7.9 ns a pooled tile, float32, one thread)."""
+    conv_h, conv_w = geometry[4], geometry[5]
     tiles_h, tiles_w = tiles_hw(conv_h, conv_w)
-    flat_V, flat_M, flat_rows, xp, down = scratch
+    flat_V, flat_M, flat_rows = scratch[0], scratch[1], scratch[2]
     C, T, m = x.shape[1], (n1 - n0) * tiles_h * tiles_w, (n1 - n0) * conv_h * conv_w
     TV, TM = _winograd_columns(T, C, x.itemsize), _winograd_columns(T, FN, x.itemsize)
     V = flat_V[:TILE_CELLS * C * TV].reshape((TILE_CELLS, C, TV))
     M = flat_M[:TILE_CELLS * FN * TM].reshape((TILE_CELLS, FN, TM))
-    rows = flat_rows[:FN * m].reshape((FN, m))
+    return V, M, flat_rows[:FN * m].reshape((FN, m)), T
+
+
+@njit(nogil=True, cache=True)
+def _transformed_chunk(x, n0, n1, geometry, scratch, FN):
+    """(finite, V, M, rows, T): the views of ``_chunk_views``, with V holding the images'
+    transformed input unless they hold a value that is not finite (finite False)."""
+    pad, conv_h, conv_w = geometry[3], geometry[4], geometry[5]
+    tiles_h, tiles_w = tiles_hw(conv_h, conv_w)
+    V, M, rows, T = _chunk_views(x, n0, n1, geometry, scratch, FN)
+    xp, down = scratch[3], scratch[4]
     _pad_images(x, n0, n1, pad, xp)
     finite = not _input_transform(xp, n1 - n0, tiles_h, tiles_w, V, down)
     return finite, V, M, rows, T
