@@ -9,7 +9,10 @@ Each step the network runs (a fused conv block, an affine layer, dropout, the lo
 optimizer update is timed on its own with ``perf_counter`` around its ``forward`` and
 ``backward``; the table gives each one's median over ``--steps`` training steps after two
 untimed warm-up steps (so JIT compilation is never timed), its GFLOP/s where it has FLOPs,
-and the whole step's median. Not an asv suite: it imports nothing heavy at module level.
+and the whole step's median. Below each table: what handing parts of a layer to the pool
+thread cost (``gemm.handoff_log``), the time from a hand-over to the pool thread's start and
+from its end to the caller's return, which a thread that slept pays in its core's wake-up.
+Not an asv suite: it imports nothing heavy at module level.
 """
 import argparse
 import statistics
@@ -93,13 +96,16 @@ def profile(dtype, steps, seed=0, net_name="deep"):
         for method in ("forward", "backward"):
             restore.append(_timed(cls, method, label_of, times))
     restore.append(_timed(type(adam), "update", lambda _: "Adam update", times))
-    step_times = []
+    from fastconv.kernels.jit import gemm
+    step_times, gemm.handoff_log = [], []
     try:
         for _ in range(steps):
             start = time.perf_counter()
             step()
             step_times.append(time.perf_counter() - start)
+        handoffs = gemm.handoff_log
     finally:
+        gemm.handoff_log = None
         for undo in restore:
             undo()
 
@@ -110,10 +116,30 @@ def profile(dtype, steps, seed=0, net_name="deep"):
         sums = [sum(seconds[i * per_step:(i + 1) * per_step]) for i in range(steps)]
         rows[label][method] = statistics.median(sums)
         rows[label]["flops"] = flops.get(label)
-    return dict(rows), statistics.median(step_times)
+    return dict(rows), statistics.median(step_times), handoff_summary(handoffs, steps)
 
 
-def markdown(rows, step, dtype, threads, net_name="deep"):
+def handoff_summary(log, steps):
+    """What handing parts to the pool thread cost, from ``gemm.handoff_log`` over ``steps``
+    steps: {"per_step": hand-overs a step, "start": the median delay before a pool thread
+    began its group, "wake": the median time the caller took to return after the last pool
+    group ended, where the caller's own group ended first, "beyond": seconds a step spent in
+    the hand-overs beyond their longest group}; None when nothing was handed over."""
+    if not log:
+        return None
+    starts, wakes, beyond = [], [], 0.0
+    for called, caller_done, pool, returned in log:
+        starts.append(pool[0][0] - called)
+        last_end = max(end for _, end in pool)
+        if caller_done < last_end:
+            wakes.append(returned - last_end)
+        longest = max(caller_done - called, max(end - start for start, end in pool))
+        beyond += (returned - called) - longest
+    return {"per_step": len(log) / steps, "start": statistics.median(starts),
+            "wake": statistics.median(wakes) if wakes else 0.0, "beyond": beyond / steps}
+
+
+def markdown(rows, step, dtype, threads, net_name="deep", handoffs=None):
     lines = [f"{NETS[net_name]} training step, batch 100, Adam, {dtype}, {threads} thread(s): "
              f"median step {step * 1e3:.1f} ms",
              "",
@@ -130,6 +156,13 @@ def markdown(rows, step, dtype, threads, net_name="deep"):
                      f"| {total / step:.0%} | {rate} |")
     lines.append(f"| the rest (Python, loss bookkeeping, gradient dict) | | "
                  f"| {max(0.0, 1 - accounted / step):.0%} | |")
+    if handoffs is not None:
+        lines += ["", f"Hand-overs to the pool thread: {handoffs['per_step']:.0f} a step; a "
+                      f"pool thread began its part {handoffs['start'] * 1e6:.0f} us after the "
+                      f"hand-over and the caller, done first, returned "
+                      f"{handoffs['wake'] * 1e6:.0f} us after the pool thread (medians); "
+                      f"{handoffs['beyond'] * 1e3:.2f} ms a step "
+                      f"({handoffs['beyond'] / step:.0%}) beyond the longest part of each."]
     return "\n".join(lines) + "\n"
 
 
@@ -144,8 +177,8 @@ def main(argv=None):
     fastconv.use_backend("numba")
     threads = numba.get_num_threads()
     for dtype in (("float32", "float64") if args.dtype == "both" else (args.dtype,)):
-        rows, step = profile(dtype, args.steps, net_name=args.net)
-        print(markdown(rows, step, dtype, threads, args.net))
+        rows, step, handoffs = profile(dtype, args.steps, net_name=args.net)
+        print(markdown(rows, step, dtype, threads, args.net, handoffs))
     return 0
 
 

@@ -1,4 +1,5 @@
 """benchmarks/profile_step.py: every block of a DeepConvNet step timed, the classes restored."""
+import numba
 import pytest
 
 
@@ -11,7 +12,7 @@ def test_profile_names_every_block_and_restores_the_layers(profile_step):
     from fastconv.layers import Affine
     from fastconv.layers.fused import ConvReluBlock
     originals = (ConvReluBlock.forward, ConvReluBlock.backward, Affine.forward)
-    rows, step = profile_step.profile("float32", steps=1)
+    rows, step, handoffs = profile_step.profile("float32", steps=2)
     convs = [label for label in rows if label.startswith("conv ")]
     assert len(convs) == 6 and "conv 32->32 3x3 pad 2 at 14x14 +relu+pool" in convs
     assert {"affine 1024x50", "affine 50x10", "Adam update", "softmax + loss"} <= set(rows)
@@ -22,12 +23,27 @@ def test_profile_names_every_block_and_restores_the_layers(profile_step):
                 for r in rows.values())
     assert 0 < timed <= step * 1.05  # the parts are inside the step
     assert (ConvReluBlock.forward, ConvReluBlock.backward, Affine.forward) == originals
-    table = profile_step.markdown(rows, step, "float32", 1)
+    table = profile_step.markdown(rows, step, "float32", 1, handoffs=handoffs)
     assert table.count("| conv ") == 6
+    from fastconv.kernels.jit import gemm
+    assert gemm.handoff_log is None  # recording stopped
+    if numba.get_num_threads() > 1:  # each conv layer hands parts over forward and backward
+        assert handoffs["per_step"] >= 12 and 0 < handoffs["start"] < step
+        assert 0 <= handoffs["beyond"] < step and "Hand-overs to the pool thread" in table
+
+
+def test_handoff_summary_of_a_made_up_log(profile_step):
+    # called at 0; caller done at 5; pool group from 2 to 9; returned at 10 (2 steps)
+    log = [(0.0, 5.0, [(2.0, 9.0)], 10.0), (20.0, 30.0, [(21.0, 24.0)], 30.5)]
+    summary = profile_step.handoff_summary(log, steps=2)
+    assert summary["per_step"] == 1 and summary["start"] == 1.5
+    assert summary["wake"] == 1.0  # only the first: there the caller finished first
+    assert summary["beyond"] == ((10.0 - 7.0) + (10.5 - 10.0)) / 2
+    assert profile_step.handoff_summary([], steps=2) is None
 
 
 def test_simple_convnet_profile_counts_its_first_layer_without_input_gradient(profile_step):
-    rows, _ = profile_step.profile("float64", steps=1, net_name="simple")
+    rows, _, _ = profile_step.profile("float64", steps=1, net_name="simple")
     first = rows["conv 1->30 5x5 pad 0 at 28x28 +relu+pool"]
     # forward + weight gradient only: 2 * (100 images * 30 * 24 * 24 * 25 taps) * 2
     assert first["flops"] == 2 * 100 * 30 * 24 * 24 * 25 * 2

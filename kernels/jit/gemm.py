@@ -18,6 +18,7 @@ contiguous groups. Results are therefore identical with any number of threads.
 import atexit
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -112,6 +113,20 @@ def _run_all_pinned(tasks):
         return _run_all(tasks)
 
 
+# A list to which each hand-over to the pool appends its times (``perf_counter``): (call,
+# caller's group done, [(pool group start, end) for each pool group], return). For
+# benchmarks/profile_step.py; None (the default) records nothing.
+handoff_log = None
+
+
+def _timed_group(run, group, times):
+    start = time.perf_counter()
+    try:
+        return run(group)
+    finally:
+        times.append((start, time.perf_counter()))
+
+
 def run_parts(tasks):
     """[task() for task in tasks], run by as many threads as Numba is allowed: each thread
     takes a contiguous group of tasks (neighbouring images stay on one core), the calling
@@ -120,10 +135,20 @@ def run_parts(tasks):
     if threads < 2:
         return _run_all(tasks)
     groups = [tasks[lo:hi] for lo, hi in pieces(len(tasks), threads)]
-    futures = [_pool().submit(_run_all_pinned, group) for group in groups[1:]]
-    results = _run_all(groups[0])
+    log = handoff_log
+    if log is None:
+        futures = [_pool().submit(_run_all_pinned, group) for group in groups[1:]]
+        results = _run_all(groups[0])
+    else:
+        called, pool_times = time.perf_counter(), []
+        futures = [_pool().submit(_timed_group, _run_all_pinned, group, pool_times)
+                   for group in groups[1:]]
+        results = _run_all(groups[0])
+        caller_done = time.perf_counter()
     for future in futures:
         results.extend(future.result())
+    if log is not None:
+        log.append((called, caller_done, sorted(pool_times), time.perf_counter()))
     return results
 
 
