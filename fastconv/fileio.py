@@ -4,17 +4,37 @@ Everything fastconv writes (parameters, caches, checkpoints) goes through
 :func:`atomic_write`: the bytes go to a temporary file in the target's own folder, which is
 flushed and fsynced and then renamed over the target with ``os.replace``. A full disk, an
 exception or a kill half-way leaves the previous file as it was, and the temporary file is
-removed (or, after SIGKILL, left under a name starting with ``.<target>.`` and ending in
-``.tmp``, which :func:`remove_stale_temporaries` clears).
+removed (or, after SIGKILL, left as ``.<target>.<12 hex digits>.tmp``, which
+:func:`remove_stale_temporaries` clears; for a name too long to take 18 more bytes, the
+``<target>`` part is its start and a hash of the whole).
 """
 import contextlib
+import hashlib
 import os
+import re
 import secrets
+import stat
 import time
 
 __all__ = ["atomic_write", "remove_stale_temporaries"]
 
 _SUFFIX = ".tmp"
+_TOKEN_DIGITS = 12
+_NAME_MAX = 255  # bytes in a file name on common file systems (ext4, XFS, APFS, NTFS)
+
+
+def _temporary_stem(name):
+    """What stands for ``name`` in its temporary files' names: the name itself when
+    ``.<name>.<token>.tmp`` fits in _NAME_MAX bytes, else its start and a hash of it."""
+    extra = 1 + 1 + _TOKEN_DIGITS + len(_SUFFIX)
+    encoded = os.fsencode(name)
+    if len(encoded) + extra <= _NAME_MAX:
+        return name
+    digest = "~" + hashlib.sha256(encoded).hexdigest()[:16]
+    stem = name
+    while len(os.fsencode(stem + digest)) + extra > _NAME_MAX:
+        stem = stem[:-1]  # by characters, so that a multi-byte character is never split
+    return stem + digest
 
 
 def _create_temporary(folder, name):
@@ -22,16 +42,37 @@ def _create_temporary(folder, name):
 
     ``os.open`` with mode 0666 lets the kernel apply the umask (and a folder's default ACL)
     exactly as for an ordinary ``open(path, "w")``; ``mkstemp`` would force 0600, and reading
-    the umask means setting it, which races with other threads creating files.
+    the umask means setting it, which races with other threads creating files. Where ``name``
+    exists, the new file takes its permission bits, as ``open`` keeps them: a private file
+    stays private.
     """
+    stem = _temporary_stem(name)
     for _ in range(100):
-        temporary = os.path.join(folder, f".{name}.{secrets.token_hex(6)}{_SUFFIX}")
+        token = secrets.token_hex(_TOKEN_DIGITS // 2)
+        temporary = os.path.join(folder, f".{stem}.{token}{_SUFFIX}")
         try:
-            return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                           | getattr(os, "O_BINARY", 0), 0o666), temporary
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                         | getattr(os, "O_BINARY", 0), 0o666)
         except FileExistsError:
             continue
+        try:
+            _keep_permissions(fd, os.path.join(folder, name))
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        return fd, temporary
     raise FileExistsError(f"no free temporary name beside {os.path.join(folder, name)}")
+
+
+def _keep_permissions(fd, path):
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # no such file yet: the umask's permissions, as for open()
+        return
+    if stat.S_ISREG(mode) and hasattr(os, "fchmod"):
+        os.fchmod(fd, stat.S_IMODE(mode))
 
 
 def _fsync_folder(folder):
@@ -51,9 +92,10 @@ def _fsync_folder(folder):
 def atomic_write(path, mode="wb"):
     """Open a temporary file for writing; on a clean exit it replaces ``path`` atomically.
 
-    The new file gets the permissions an ordinary ``open(path, "w")`` would give it (0666
-    less the umask), not ``mkstemp``'s 0600. A symbolic link is followed: the file it names is
-    replaced, the link stays. ``mode`` is ``"wb"`` or ``"w"``.
+    The new file gets the permissions an ordinary ``open(path, "w")`` would give it: those of
+    the file it replaces, else 0666 less the umask (not ``mkstemp``'s 0600). A symbolic link
+    is followed: the file it names is replaced, the link stays. ``mode`` is ``"wb"`` or
+    ``"w"``.
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"mode must be 'wb' or 'w'; got {mode!r}")
@@ -82,11 +124,13 @@ def remove_stale_temporaries(path, min_age=0.0):
     """
     path = os.path.realpath(os.fspath(path))
     folder, name = os.path.split(path)
-    prefix = "." + name + "."
+    # exactly this file's temporaries: a prefix alone would take those of "<name>.2" too
+    ours = re.compile(re.escape("." + _temporary_stem(name) + ".")
+                      + "[0-9a-f]{%d}" % _TOKEN_DIGITS + re.escape(_SUFFIX))
     now = time.time()
     with contextlib.suppress(OSError):
         for entry in os.scandir(folder):
-            if entry.name.startswith(prefix) and entry.name.endswith(_SUFFIX):
+            if ours.fullmatch(entry.name):
                 with contextlib.suppress(OSError):
                     if now - entry.stat(follow_symlinks=False).st_mtime >= min_age:
                         os.unlink(entry.path)

@@ -117,3 +117,41 @@ def test_bad_mode_creates_nothing(tmp_path):
 def test_missing_folder_raises(tmp_path):
     with pytest.raises(FileNotFoundError):
         write(tmp_path / "nowhere" / "f.bin", b"x")
+
+
+def test_leftovers_of_another_file_whose_name_starts_the_same_are_kept(tmp_path):
+    # ".run.ckpt.2.<token>.tmp" is run.ckpt.2's temporary file, maybe of a save in progress
+    other = tmp_path / ".run.ckpt.2.0123456789ab.tmp"
+    mine = tmp_path / ".run.ckpt.0123456789ab.tmp"
+    for leftover in (other, mine):
+        leftover.write_bytes(b"x")
+    remove_stale_temporaries(tmp_path / "run.ckpt")
+    assert other.exists() and not mine.exists()
+
+
+@pytest.mark.parametrize("length", [237, 238, 250, 255])
+def test_names_up_to_255_bytes_can_be_written(tmp_path, length):
+    path = tmp_path / ("é" * ((length - 1) // 2) + "x" * (1 + (length - 1) % 2))
+    assert len(os.fsencode(path.name)) == length
+    write(path, b"first")
+    write(path, b"second")
+    assert path.read_bytes() == b"second" and os.listdir(tmp_path) == [path.name]
+    # a killed writer's leftover of this name is found and removed
+    with pytest.raises(RuntimeError):
+        with atomic_write(path) as handle:
+            handle.write(b"half")
+            leftover = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+            os.link(tmp_path / leftover[0], tmp_path / (leftover[0][:-16] + "fedcba987654.tmp"))
+            raise RuntimeError("stop")
+    assert len(os.listdir(tmp_path)) == 2
+    remove_stale_temporaries(path)
+    assert os.listdir(tmp_path) == [path.name] and path.read_bytes() == b"second"
+
+
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="no fchmod on this platform")
+def test_a_file_written_over_keeps_its_permissions(tmp_path):
+    path = tmp_path / "private.pkl"
+    write(path, b"secret")
+    path.chmod(0o600)
+    write(path, b"new secret")
+    assert path.stat().st_mode & 0o777 == 0o600 and path.read_bytes() == b"new secret"
