@@ -330,3 +330,42 @@ def test_npz_bomb_without_a_network_is_refused_from_the_directory(tmp_path):
     peak, error = peak_bytes(lambda: read_params(path))
     assert peak < 2_000_000, f"{peak} bytes traced for a {path.stat().st_size}-byte file"
     assert isinstance(error, ValueError) and "inflates to" in str(error), error
+
+
+# ---- memory bounded by the file's size, without a network ------------------------------------
+
+def test_one_array_under_many_names_is_built_once(tmp_path):
+    array = np.arange(1 << 14, dtype=np.float64)  # 128 KB; the pickler writes it once
+    path = write_pickle(tmp_path / "same.pkl", {f"k{i}": array for i in range(200)})
+    assert path.stat().st_size < 2 * array.nbytes
+    peak, error = peak_bytes(lambda: read_params(path))
+    assert error is None and peak < 8 * path.stat().st_size, (peak, error)
+    loaded = read_params(path)
+    assert all(value is loaded["k0"] for value in loaded.values())  # shared, as pickled
+    np.testing.assert_array_equal(loaded["k199"], array)
+
+
+class _SharedBytes:
+    """Pickles as numpy's _frombuffer over one bytes object that every instance shares."""
+    data = bytes(1 << 17)
+
+    def __reduce__(self):
+        return (_numpy_frombuffer(), (self.data, np.dtype(np.float64), (1 << 14,), "C"))
+
+
+def _numpy_frombuffer():
+    """The function NumPy's own array pickles call to rebuild an array from bytes."""
+    try:
+        from numpy._core.numeric import _frombuffer
+    except ImportError:  # NumPy 1.x
+        from numpy.core.numeric import _frombuffer
+    return _frombuffer
+
+
+def test_many_arrays_over_one_byte_string_are_refused_before_building(tmp_path):
+    # distinct records, each naming the same 128 KB of bytes through the pickle's memo
+    path = write_pickle(tmp_path / "amplified.pkl", {f"k{i}": _SharedBytes() for i in range(200)})
+    assert path.stat().st_size < 2 * len(_SharedBytes.data)
+    peak, error = peak_bytes(lambda: read_params(path))
+    assert isinstance(error, ValueError) and "more bytes than the file" in str(error), error
+    assert peak < 8 * path.stat().st_size, f"{peak} bytes traced"

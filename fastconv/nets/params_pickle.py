@@ -8,8 +8,9 @@ here no NumPy function ever sees the file's values. The pickle is first scanned 
 unpickler whose few allowed globals are stand-ins that only *record* what the file says (dtype
 text, shape, raw bytes). :func:`read_pickled_params` checks each record -- a bool, integer or
 float dtype, a shape whose size matches the bytes given -- and only then builds the array from
-those bytes. Every array's bytes come from the file itself, so memory stays within a small
-multiple of the file's size, and the caller caps that size before anything is read.
+those bytes. Every array's bytes come from the file itself, and the arrays built together
+need no more bytes than the file has (a record named twice is built once), so memory stays
+within a small multiple of the file's size; the caller caps that size before anything is read.
 """
 import io
 import math
@@ -78,8 +79,8 @@ class _Array:
             raise TypeError("malformed array in parameter file")
         _, self.shape, self.dtype, self.fortran, self.data = state
 
-    def build(self):
-        """The ndarray, after checking the record; raises TypeError/ValueError otherwise."""
+    def checked(self):
+        """(dtype, shape, bytes) of the record; raises TypeError/ValueError for a bad one."""
         if not isinstance(self.dtype, _Dtype):
             raise TypeError("array without a plain numeric dtype in parameter file")
         dtype = self.dtype.numpy()
@@ -93,6 +94,11 @@ class _Array:
         if len(data) != needed:
             raise ValueError(f"array of shape {shape} and dtype {dtype} needs {needed} bytes; "
                              f"the parameter file gives {len(data)}")
+        return dtype, shape, data
+
+    def build(self):
+        """The ndarray, after checking the record; raises TypeError/ValueError otherwise."""
+        dtype, shape, data = self.checked()
         order = "F" if self.fortran is True else "C"
         array = np.frombuffer(data, dtype=dtype).reshape(shape, order=order)
         return array.astype(dtype.newbyteorder("="), order="C")  # an owned, native array
@@ -181,10 +187,13 @@ def _scan(data, max_opcodes, where):
         raise pickle.UnpicklingError(f"{where}: not a valid pickle ({exc})") from None
 
 
-def _as_array(value):
-    """A value of the loaded dict as an ndarray: a recorded array, or a Python number."""
+def _as_array(value, built):
+    """A value of the loaded dict as an ndarray: a recorded array (built once, however many
+    names the file gives it: ``built`` maps records to their arrays), or a Python number."""
     if isinstance(value, _Array):
-        return value.build()
+        if id(value) not in built:
+            built[id(value)] = (value, value.build())  # the record kept: its id stays its own
+        return built[id(value)][1]
     if isinstance(value, bool):
         return np.array(value)
     if isinstance(value, int):
@@ -215,12 +224,35 @@ def read_pickled_params(data, where, max_opcodes):
                                      f"({type(exc).__name__}: {exc})") from None
     if not isinstance(loaded, dict):
         raise TypeError(f"{where}: expected a dict of arrays, got {type(loaded).__name__}")
-    result = {}
+    _check_total_size(loaded, len(data), where)
+    result, built = {}, {}
     for key, value in loaded.items():
-        if not isinstance(key, str):
-            raise TypeError(f"{where}: parameter names must be strings; got {key!r}")
         try:
-            result[key] = _as_array(value)
+            result[key] = _as_array(value, built)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{where}: parameter {key!r}: {exc}") from None
     return result
+
+
+def _check_total_size(loaded, file_size, where):
+    """Refuse, before building any array, a file whose arrays need more bytes than it has.
+
+    A pickle can name one byte string many times at the cost of a few bytes each (its memo),
+    and every array built from it is a copy: a 1 MB file could ask for 400 MB. One record
+    under several names is built once and shared, as the pickle shares it; distinct records
+    must each have bytes of their own in the file."""
+    total, seen = 0, set()
+    for key, value in loaded.items():
+        if not isinstance(key, str):
+            raise TypeError(f"{where}: parameter names must be strings; got {key!r}")
+        if not isinstance(value, _Array) or id(value) in seen:
+            continue
+        seen.add(id(value))
+        try:
+            dtype, shape, _ = value.checked()
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{where}: parameter {key!r}: {exc}") from None
+        total += math.prod(shape) * dtype.itemsize
+        if total > file_size:
+            raise ValueError(f"{where}: its arrays need more bytes than the file's {file_size} "
+                             f"(the same bytes named again and again); not a parameter file")
