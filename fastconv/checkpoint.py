@@ -253,13 +253,18 @@ def _check_matches(path, header, trainer):
         found_states = network.get("state") or {}
         messages += _differences("running statistic", dict.fromkeys(found_states),
                                  dict.fromkeys(expected["state"]))
+        dtype = getattr(trainer.network, "dtype", None)  # the running statistics' dtype
         for key, spec in found_states.items():
             shape = expected["state"].get(key, ...)
-            if spec is not None:
-                _checked_spec(path, key, spec)
-            if spec is not None and shape is not ... and list(spec[0]) != list(shape):
+            if spec is None:
+                continue
+            _, found_dtype = _checked_spec(path, key, spec)
+            if shape is not ... and list(spec[0]) != list(shape):
                 messages.append(f"running statistic {key!r} has shape {tuple(spec[0])} in "
                                 f"the checkpoint, {tuple(shape)} here")
+            if dtype is not None and found_dtype != np.dtype(dtype):
+                messages.append(f"running statistic {key!r} is {found_dtype} in the "
+                                f"checkpoint, {np.dtype(dtype)} here")
     if messages:
         refusals.append("another network: " + _listed(messages))
 

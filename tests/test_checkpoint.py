@@ -349,6 +349,9 @@ HOSTILE = {
     "state shape": dict(header_edit=set_in(["network", "state", "running_mean1"],
                                            [[11], "<f8"])),
     "optimizer state flag": dict(header_edit=set_in(["optimizer", "state"], {"m": "yes"})),
+    "state dtype": dict(header_edit=set_in(["network", "state", "running_mean1"],
+                                           [[10], "<f4"]),
+                        members={"state/running_mean1.npy": npy_bytes(np.ones(10, np.float32))}),
 }
 
 
