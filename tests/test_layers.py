@@ -67,6 +67,22 @@ def test_elementwise_gradients(name):
 
 
 @pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("value", [-1.0, 2.0])
+def test_relu_keeps_a_0d_input_0d(name, value):
+    # the book's x <= 0 mask and out[mask] = 0 keep a 0-d array 0-d, and so backward takes
+    # a 0-d dout; a (non-contiguous) 1-element view keeps its shape too
+    with backend(name):
+        layer = Relu()
+        out = layer.forward(np.array(value))
+        assert out.shape == () and out == max(value, 0.0)
+        dx = layer.backward(np.array(3.0))
+        assert dx.shape == () and dx == (3.0 if value > 0 else 0.0)
+        view = np.array([[value, 9.0]])[:, :1]
+        assert layer.forward(view).shape == (1, 1)
+        assert layer.backward(np.ones((2, 1))[::2]).shape == (1, 1)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
 @pytest.mark.parametrize("shape", [(6, 5), (5, 2, 3, 2)])
 def test_batchnorm_gradients(name, shape):
     with backend(name):

@@ -81,11 +81,13 @@ def _softmax_cross_entropy_grad(y, t, n, dx):
 
 
 def _writable_contiguous(a):
-    return a if (a.flags.c_contiguous and a.flags.writeable) else np.ascontiguousarray(a).copy()
+    if a.flags.c_contiguous and a.flags.writeable:
+        return a
+    return np.require(a, requirements="C").copy()  # np.ascontiguousarray makes 0-d 1-d
 
 
 def relu_forward(x):
-    x = np.ascontiguousarray(x)
+    x = np.require(x, requirements="C")  # keeps a 0-d array 0-d, as the book's x <= 0 does
     out = np.empty_like(x)
     mask = np.empty(x.shape, dtype=np.bool_)
     _relu_forward_flat(x.reshape(-1), out.reshape(-1), mask.reshape(-1))
