@@ -288,3 +288,30 @@ def test_served_loader_builds_the_users_pickle_and_prints_as_plainly(tmp_path, c
         assert out.count("Converting") == (4 if first else 0), out
         assert (tmp_path / "mnist.pkl").is_file()
     assert x.shape == (40, 784) and t.shape == (40,)  # fastconv read the .gz (40 training images)
+
+
+def test_a_symlinked_script_imports_from_its_own_folder_as_in_a_plain_run(tmp_path):
+    real, link = tmp_path / "real", tmp_path / "link"
+    real.mkdir()
+    link.mkdir()
+    (real / "helper.py").write_text("WHERE = 'real'\n")
+    (real / "script.py").write_text("import helper\nprint('imported from', helper.WHERE)\n")
+    (link / "script.py").symlink_to(real / "script.py")
+    plain = run(["link/script.py"], tmp_path, tmp_path)
+    served = run(["link/script.py"], tmp_path, tmp_path, runner=True)
+    assert plain.returncode == served.returncode == 0, served.stderr
+    assert plain.stdout == served.stdout == "imported from real\n"
+
+
+def test_a_scripts_own_excepthook_reports_its_error_as_in_a_plain_run(tmp_path):
+    (tmp_path / "hooked.py").write_text(
+        "import sys\n"
+        "sys.excepthook = lambda kind, error, tb: print('hook:', kind.__name__, error,\n"
+        "                                              tb.tb_frame.f_code.co_filename.endswith(\n"
+        "                                                  'hooked.py'), file=sys.stderr)\n"
+        "raise ValueError('boom')\n")
+    plain = run(["hooked.py"], tmp_path, tmp_path)
+    served = run(["hooked.py"], tmp_path, tmp_path, runner=True)
+    assert plain.returncode == served.returncode == 1
+    assert plain.stderr == "hook: ValueError boom True\n"
+    assert served.stderr.split("fastconv zero-change report")[0] == plain.stderr

@@ -50,7 +50,8 @@ def main(argv=None):
                        plots_dir=options.plots or os.path.join(os.getcwd(), "fastconv-plots"),
                        plots_prefix=stem)
     sys.argv = [options.script] + options.args
-    sys.path[0] = os.path.dirname(script)
+    # the folder of the file itself, a symbolic link resolved, as the interpreter sets it
+    sys.path[0] = os.path.dirname(os.path.realpath(script))
     try:
         return _run(script)
     finally:
@@ -83,8 +84,19 @@ def _exit_code(code):
 
 
 def _print_script_traceback(exc, script):
-    """The traceback a plain run prints: from the script's first frame on, not runpy's."""
+    """What a plain run prints: the script's ``sys.excepthook`` if it set one, else the
+    traceback from the script's first frame on, not runpy's."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename != script:
         tb = tb.tb_next
-    traceback.print_exception(type(exc), exc, tb or exc.__traceback__)
+    tb = tb or exc.__traceback__
+    hook = sys.excepthook
+    if hook is not sys.__excepthook__:
+        try:
+            hook(type(exc), exc, tb)
+            return
+        except BaseException as hook_error:  # as the interpreter does: report both
+            print("Error in sys.excepthook:", file=sys.stderr)
+            traceback.print_exception(type(hook_error), hook_error, hook_error.__traceback__)
+            print("\nOriginal exception was:", file=sys.stderr)
+    traceback.print_exception(type(exc), exc, tb)
