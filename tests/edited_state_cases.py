@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from fastconv.backend import using_backend
-from fastconv.layers import BatchNormalization, Convolution, Pooling, Relu, SoftmaxWithLoss
+from fastconv.layers import (Affine, BatchNormalization, Convolution, Pooling, Relu,
+                             SoftmaxWithLoss)
 from fastconv.layers.fused import ConvReluBlock
 
 
@@ -97,6 +98,18 @@ def _batchnorm_after_forward():
     return layer
 
 
+def _affine_after_forward():
+    layer = Affine(np.ones((5, 3)), np.zeros(3))
+    layer.forward(np.random.default_rng(0).standard_normal((4, 5)))
+    return layer
+
+
+def _relu_after_forward():
+    layer = Relu()
+    layer.forward(np.random.default_rng(0).standard_normal((4, 5)))
+    return layer
+
+
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 @pytest.mark.parametrize("make, name, replace, dout", [
     (_softmax_after_forward, "y", lambda y: np.vstack([y] * 3), 1),
@@ -108,6 +121,11 @@ def _batchnorm_after_forward():
     (_batchnorm_after_forward, "xn", lambda a: a[:, :2].copy(), np.ones((4, 5))),
     (_batchnorm_after_forward, "xn", lambda a: a[:2].copy(), np.ones((4, 5))),
     (_batchnorm_after_forward, "xc", lambda a: a.astype(np.int64), np.ones((4, 5))),
+    # backward cast dout to x's dtype: an integer x truncated every gradient to 0
+    (_affine_after_forward, "x", lambda a: a.astype(np.int64), np.full((4, 3), 0.4)),
+    (_affine_after_forward, "x", lambda a: a.tolist(), np.full((4, 3), 0.4)),
+    (_affine_after_forward, "x", lambda a: a[:2].copy(), np.full((4, 3), 0.4)),
+    (_relu_after_forward, "mask", lambda a: a.tolist(), np.ones((4, 5))),
 ])
 def test_state_replaced_between_forward_and_backward_is_refused(backend, make, name,
                                                                  replace, dout):
@@ -148,3 +166,16 @@ def test_block_output_replaced_between_forward_and_backward_is_refused(replace):
     block.out = replace(block.out)
     with pytest.raises(ValueError, match=r"ConvReluBlock\.out must be"):
         block.backward(np.ones_like(out))
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("replace", [lambda x: x.astype(np.int64), lambda x: x[:, :, :2].copy(),
+                                     lambda x: x.tolist()])
+def test_pooling_input_replaced_between_forward_and_backward_is_refused(backend, replace):
+    # backward takes dx's shape and dtype from x: an integer x truncated dout to 0
+    with using_backend(backend):
+        pool = Pooling(2, 2)
+        out = pool.forward(np.arange(32.0).reshape(1, 2, 4, 4))
+        pool.x = replace(pool.x)
+        with pytest.raises(ValueError, match=r"Pooling\.x\.(dtype|shape) changed"):
+            pool.backward(np.full(out.shape, 0.4))

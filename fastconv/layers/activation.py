@@ -1,3 +1,5 @@
+import numpy as np
+
 from fastconv.backend import kernels
 from fastconv.functions import sigmoid
 from fastconv._validate import as_float_array, check_ran_forward, check_shape
@@ -19,6 +21,9 @@ class Relu:
         if self.fused_block is not None:
             self.fused_block.run_unfused()  # a network ran this layer fused: see run_unfused
         check_ran_forward(self, self.mask is not None)
+        if not isinstance(self.mask, (np.ndarray, np.bool_)):  # a 0-d x's mask is a bool_
+            raise ValueError(f"Relu.mask must be the boolean array that forward left; got "
+                             f"{type(self.mask).__name__}; run forward again")
         dout = as_float_array("dout", dout)
         check_shape("dout", dout, self.mask.shape)
         return kernels().relu_backward(dout, self.mask)

@@ -2,7 +2,8 @@ import numpy as np
 
 from fastconv.backend import kernels
 from fastconv._validate import (FLOAT_DTYPES, as_float_array, as_real_array, bias_vector,
-                                check_batch, check_ran_forward, check_shape, compute_dtype)
+                                check_batch, check_ran_forward, check_saved, check_shape,
+                                compute_dtype)
 
 
 class Affine:
@@ -19,6 +20,7 @@ class Affine:
         self.original_x_shape = None
         self.dW = None
         self.db = None
+        self._x_saved = None  # (shape, dtype) of the x that forward left
         # fastconv: a network sets this False on its first layer, whose dx nobody reads
         self.need_input_grad = True
 
@@ -27,6 +29,7 @@ class Affine:
         out = kernels().affine_forward(x2, W, b)
         self.original_x_shape = x_shape
         self.x = x2
+        self._x_saved = (x2.shape, x2.dtype)
         return out
 
     def _usual_operands(self, x):
@@ -63,6 +66,8 @@ class Affine:
 
     def backward(self, dout):
         check_ran_forward(self, self.x is not None)
+        if self._x_saved is not None:  # (a subclass's own forward may not record it)
+            check_saved(self, "x", *self._x_saved)  # an edited x would set dout's dtype
         dout = as_float_array("dout", dout, ndim=2)
         W = as_real_array("W", self.W, ndim=2)
         if W.shape[0] != self.x.shape[1]:

@@ -130,8 +130,10 @@ class Pooling:
         return out
 
     def _current_window(self):
+        # x's shape and dtype too: backward takes them for dx (an integer x truncated dout)
         return {"pool_h": self.pool_h, "pool_w": self.pool_w, "stride": self.stride,
-                "pad": self.pad}
+                "pad": self.pad, "x.shape": np.shape(self.x),
+                "x.dtype": getattr(self.x, "dtype", None)}
 
     def _geometry(self, x_shape):
         """Checked (pool_h, pool_w, stride, pad) for an input of ``x_shape``."""
