@@ -710,8 +710,8 @@ def test_killed_runs_leftovers_are_removed(tmp_path, monkeypatch):
     monkeypatch.setattr(downloads, "fetch", fake_server(files, []))
     folder = user_cache(tmp_path)
     folder.mkdir(parents=True)
-    stale = [folder / f".{FILE_NAMES[0]}.1a2b3c.tmp", folder / f"{FILE_NAMES[1]}.x7y8.part"]
-    fresh = folder / f".{FILE_NAMES[2]}.4d5e6f.tmp"  # another process may be writing it
+    stale = [folder / f".{FILE_NAMES[0]}.1a2b3c4d5e6f.tmp", folder / f"{FILE_NAMES[1]}.x7y8.part"]
+    fresh = folder / f".{FILE_NAMES[2]}.4d5e6f7a8b9c.tmp"  # another process may be writing it
     long_ago = time.time() - 2 * downloads.STALE_AFTER
     for path in [*stale, fresh]:
         path.write_bytes(b"half a download")
