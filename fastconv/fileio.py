@@ -72,7 +72,8 @@ def _keep_permissions(fd, path):
     except OSError:  # no such file yet: the umask's permissions, as for open()
         return
     if stat.S_ISREG(mode) and hasattr(os, "fchmod"):
-        os.fchmod(fd, stat.S_IMODE(mode))
+        # not set-user/group-ID: writing to a file clears those, so open() would not keep them
+        os.fchmod(fd, stat.S_IMODE(mode) & ~(stat.S_ISUID | stat.S_ISGID))
 
 
 def _fsync_folder(folder):

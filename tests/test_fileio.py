@@ -154,4 +154,7 @@ def test_a_file_written_over_keeps_its_permissions(tmp_path):
     write(path, b"secret")
     path.chmod(0o600)
     write(path, b"new secret")
-    assert path.stat().st_mode & 0o777 == 0o600 and path.read_bytes() == b"new secret"
+    assert path.stat().st_mode & 0o7777 == 0o600 and path.read_bytes() == b"new secret"
+    path.chmod(0o6755)  # set-user/group-ID bits are not carried over: a write clears them
+    write(path, b"third")
+    assert path.stat().st_mode & 0o7777 == 0o755
