@@ -118,3 +118,51 @@ def test_relu_and_pooling_backward_before_forward_say_so():
         Relu().backward(np.ones(3))
     with pytest.raises(RuntimeError, match="before forward"):
         Pooling(2, 2).backward(np.ones((1, 1, 2, 2)))
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("with_argmax", [True, False])
+def test_block_then_affine_matches_the_two_forward_calls(backend, dtype, with_argmax):
+    from fastconv.layers import Affine
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 2, 9, 8)).astype(dtype)
+    W = rng.standard_normal((4, 2, 3, 3)).astype(dtype)
+    b = rng.standard_normal(4).astype(dtype)
+    W2 = rng.standard_normal((4 * 5 * 5, 3)).astype(dtype)  # 4 filters pooled to 5x5
+    b2 = rng.standard_normal(3).astype(dtype)
+
+    def pair():
+        (block,) = fuse([Convolution(W, b, stride=1, pad=1), Relu(),
+                         Pooling(2, 2, stride=2, pad=1)])
+        return block, Affine(W2, b2)
+
+    with using_backend(backend):
+        block, affine = pair()
+        want = affine.forward(block.forward(x, with_argmax))
+        merged_block, merged_affine = pair()
+        got = merged_block.forward_then_affine(x, merged_affine, with_argmax)
+        tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12}
+        np.testing.assert_allclose(got, want, **tol)
+        assert got.dtype == dtype and got.shape == (5, 3)
+        np.testing.assert_array_equal(merged_block.out, block.out)
+        np.testing.assert_array_equal(merged_affine.x, affine.x)
+        assert merged_affine.original_x_shape == affine.original_x_shape == (5, 4, 5, 5)
+        if with_argmax:  # and backward goes through both as after the two calls
+            dout = rng.standard_normal(got.shape).astype(dtype)
+            dx = block.backward(affine.backward(dout.copy()))
+            merged_dx = merged_block.backward(merged_affine.backward(dout.copy()))
+            np.testing.assert_allclose(merged_dx, dx, **tol)
+            np.testing.assert_allclose(merged_affine.dW, affine.dW, **tol)
+
+
+def test_block_then_an_affine_with_other_operands_makes_the_two_calls():
+    # integer weights (as the book allows) are not the usual operands: no fused product
+    from fastconv.layers import Affine
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 1, 6, 6))
+    (block,) = fuse([Convolution(np.ones((2, 1, 3, 3)), np.zeros(2)), Relu(), Pooling(2, 2)])
+    affine = Affine(np.ones((8, 3), dtype=np.int64), 0)
+    y = block.forward_then_affine(x, affine)
+    np.testing.assert_allclose(y, block.out.reshape(2, -1) @ np.ones((8, 3)))
+    assert affine.x.dtype == np.float64

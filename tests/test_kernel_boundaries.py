@@ -163,6 +163,13 @@ def _conv_relu_pool_backward():
             r"Pooling\.pool_w changed")
 
 
+def _conv_relu_pool_affine_forward():
+    block = _block(True)  # 3 filters, 2x2 pool: 12 features an image from a 6x6 input
+    layers = {"block": block, "affine": Affine(rng.standard_normal((12, 4)), np.zeros(4))}
+    return (layers, lambda pair: pair["block"].forward_then_affine(x4(C=1), pair["affine"]),
+            ValueError, "x has 1 channels")
+
+
 def _batchnorm_forward():
     # issue 15: gamma of 6 entries, beta of 2 read past beta's end
     bn = BatchNormalization(np.ones(6), np.zeros(2))
@@ -190,6 +197,7 @@ CASES = {
     "conv_relu_forward": _conv_relu_forward, "conv_relu_backward": _conv_relu_backward,
     "conv_relu_pool_forward": _conv_relu_pool_forward,
     "conv_relu_pool_backward": _conv_relu_pool_backward,
+    "conv_relu_pool_affine_forward": _conv_relu_pool_affine_forward,
     "batchnorm_forward": _batchnorm_forward, "batchnorm_backward": _batchnorm_backward,
 }
 

@@ -44,6 +44,17 @@ def assert_all_close(got, want, dtype):
             assert_close(g, w, dtype)
 
 
+def pooled_block_operands(geometry, FN, dtype, seed):
+    """(rng, (x, W, b, stride, pad, pool_h, pool_w, pool_stride, pool_pad)) for a conv ->
+    relu -> pool block of ``block_geometry()``, or None where the pool window does not fit."""
+    shape, fh, fw, stride, pad, ph, pw, ps, pp = geometry
+    conv_h, conv_w = conv_output_hw(shape[2], shape[3], fh, fw, stride, pad)
+    if conv_h + 2 * pp < ph or conv_w + 2 * pp < pw:
+        return None
+    rng, x, W, b = conv_operands(shape, FN, fh, fw, dtype, seed)
+    return rng, (x, W, b, stride, pad, ph, pw, ps, pp)
+
+
 def conv_operands(shape, FN, fh, fw, dtype, seed):
     """Random (rng, x, W, b) for a convolution of FN filters over inputs of shape."""
     rng = np.random.default_rng(seed)
@@ -277,6 +288,31 @@ def test_conv_relu_pool_block_matches_twin(geometry, FN, dtype, need_dx, seed):
     got = jit.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ctx, *args)
     want = reference.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ref_ctx, *args)
     assert_all_close(got, want, dtype)
+
+
+@SETTINGS
+@given(block_geometry(), st.integers(1, 4), DTYPES, st.booleans(), st.integers(1, 12),
+       st.integers(0, 2**32 - 1))
+def test_conv_relu_pool_affine_block_matches_twin(geometry, FN, dtype, with_argmax, outputs,
+                                                   seed):
+    # the affine product is made part by part of the batch: each part's rows of the block's
+    # output times W2, and exactly the block's own output and argmax besides
+    case = pooled_block_operands(geometry, FN, dtype, seed)
+    if case is None:
+        return
+    rng, args = case
+    block_out, block_argmax, _ = jit.conv_relu_pool_forward(*args, with_argmax=with_argmax)
+    W2 = rng.standard_normal((block_out[0].size, outputs)).astype(dtype)
+    out, argmax, _, product = jit.conv_relu_pool_affine_forward(*args, W2,
+                                                                 with_argmax=with_argmax)
+    np.testing.assert_array_equal(out, block_out)
+    if with_argmax:
+        np.testing.assert_array_equal(argmax, block_argmax)
+    else:
+        assert argmax is None
+    ref_out, _, _, ref_product = reference.conv_relu_pool_affine_forward(*args, W2)
+    assert_close(product, ref_product, dtype)
+    assert_close(product, out.reshape(len(out), -1) @ W2, dtype)
 
 
 @SETTINGS

@@ -11,7 +11,8 @@ def profile_step(load_script):
 def test_profile_names_every_block_and_restores_the_layers(profile_step):
     from fastconv.layers import Affine
     from fastconv.layers.fused import ConvReluBlock
-    originals = (ConvReluBlock.forward, ConvReluBlock.backward, Affine.forward)
+    originals = (ConvReluBlock.forward, ConvReluBlock.backward, Affine.forward,
+                 ConvReluBlock.forward_then_affine)
     rows, step, handoffs = profile_step.profile("float32", steps=2)
     convs = [label for label in rows if label.startswith("conv ")]
     assert len(convs) == 6 and "conv 32->32 3x3 pad 2 at 14x14 +relu+pool" in convs
@@ -22,7 +23,10 @@ def test_profile_names_every_block_and_restores_the_layers(profile_step):
     timed = sum(r.get("forward", 0) + r.get("backward", 0) + r.get("update", 0)
                 for r in rows.values())
     assert 0 < timed <= step * 1.05  # the parts are inside the step
-    assert (ConvReluBlock.forward, ConvReluBlock.backward, Affine.forward) == originals
+    assert (ConvReluBlock.forward, ConvReluBlock.backward, Affine.forward,
+            ConvReluBlock.forward_then_affine) == originals
+    # the last pooled block makes the affine product in its forward pass, timed as its own
+    assert all(rows[label].get("forward", 0) > 0 for label in convs)
     table = profile_step.markdown(rows, step, "float32", 1, handoffs=handoffs)
     assert table.count("| conv ") == 6
     from fastconv.kernels.jit import gemm

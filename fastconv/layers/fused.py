@@ -10,12 +10,18 @@ A forward pass that no backward pass will follow (``with_argmax=False``: the net
 ``predict`` and ``accuracy``) keeps no ``pool.argmax`` either, and pools with a max that
 needs no window index.
 
+Where an ``Affine`` layer follows a pooled block, the networks call
+:meth:`ConvReluBlock.forward_then_affine`: each part of the batch multiplies its own images'
+pooled rows by the affine weights as soon as it has them, so the product takes no hand-over
+to the pool thread of its own, and the affine layer is left as its ``forward`` leaves it.
+
 A script may still walk the network's layers backward by hand, as the book's ``gradient``
 methods do. The Relu and Pooling of a block then find that their last forward ran fused and
 call :meth:`ConvReluBlock.run_unfused` first, which runs the three layers one after another
 on the block's input: one extra forward pass, and the same numbers as unfused layers.
 """
 from fastconv.backend import kernels
+from fastconv.kernels.shapes import conv_output_hw
 from fastconv._validate import (as_float_array, as_real_array, check_ran_forward, check_saved,
                                 check_shape, check_unchanged)
 
@@ -37,10 +43,33 @@ class ConvReluBlock:
         k = kernels()
         if self.pool is None:
             out, ctx = k.conv_relu_forward(x, W, b, stride, pad)
+            argmax = None
         else:
             geometry = self.pool._geometry(self.conv.output_shape(x.shape))
             out, argmax, ctx = k.conv_relu_pool_forward(x, W, b, stride, pad, *geometry,
                                                         with_argmax=with_argmax)
+        return self._keep(x, ctx, out, argmax)
+
+    def forward_then_affine(self, x, affine, with_argmax=True):
+        """``affine.forward(self.forward(x))`` for a block with a pool, with the affine
+        product computed in the block's own parts of the batch: one hand-over to the pool
+        thread less. Both layers
+        are left as those two calls leave them. Where the affine layer's operands are not the
+        usual ones (see ``Affine.weights_for``), the two calls are made."""
+        x, W, b, stride, pad = self.conv._prepare(x)
+        conv_shape = self.conv.output_shape(x.shape)
+        geometry = self.pool._geometry(conv_shape)
+        out_shape = conv_shape[:2] + conv_output_hw(*conv_shape[2:], *geometry)
+        weights = affine.weights_for(out_shape, x.dtype)
+        if weights is None:
+            return affine.forward(self.forward(x, with_argmax))
+        out, argmax, ctx, product = kernels().conv_relu_pool_affine_forward(
+            x, W, b, stride, pad, *geometry, weights, with_argmax=with_argmax)
+        return affine.finish_forward(self._keep(x, ctx, out, argmax), product)
+
+    def _keep(self, x, ctx, out, argmax):
+        """Record a fused forward pass on the block and its layers; returns out."""
+        if self.pool is not None:
             self.pool.argmax = argmax
             self.pool.fused_block = self
             self.pool._window = self.pool._current_window()

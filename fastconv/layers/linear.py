@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 
 from fastconv.backend import kernels
@@ -31,6 +33,27 @@ class Affine:
         self.x = x2
         self._x_saved = (x2.shape, x2.dtype)
         return out
+
+    def weights_for(self, x_shape, dtype):
+        """W, where forward would take an input of ``x_shape`` and ``dtype`` (a float dtype)
+        as it comes, with the usual operands (see ``_usual_operands``); else None. A fused
+        conv block then multiplies its output by W itself (``finish_forward``)."""
+        W, b = self.W, self.b
+        if (type(W) is np.ndarray and type(b) is np.ndarray and W.dtype == b.dtype == dtype
+                and W.ndim == 2 and b.shape == W.shape[1:] and len(x_shape) >= 2
+                and x_shape[0] and math.prod(x_shape[1:]) == W.shape[0]):
+            return W
+        return None
+
+    def finish_forward(self, x, product):
+        """What ``forward(x)`` returns and leaves, given ``product``, the (N, outputs) array
+        x.reshape(N, -1) @ W that ``weights_for``'s W gave (it becomes the output)."""
+        x2 = x.reshape(x.shape[0], -1)
+        product += self.b
+        self.original_x_shape = x.shape
+        self.x = x2
+        self._x_saved = (x2.shape, x2.dtype)
+        return product
 
     def _usual_operands(self, x):
         """(x's shape, x as (N, features), W, b) for the usual call (float arrays of one

@@ -29,7 +29,7 @@ from fastconv import backend as _backend
 from fastconv import mode as _mode
 from fastconv.gradient import numerical_gradient as _numerical_gradient
 from fastconv.kernels.shapes import conv_output_hw
-from fastconv.layers import BatchNormalization, Dropout
+from fastconv.layers import Affine, BatchNormalization, Dropout
 from fastconv.layers.fused import ConvReluBlock, fuse
 from fastconv.nets import params_io
 
@@ -117,17 +117,26 @@ class Network:
             x = x.astype(self.dtype)
         # Convolution -> Relu (-> Pooling) runs go through one fused kernel; backprop walks
         # the same steps back
-        self._steps = fuse(self._layer_list())
+        self._steps = steps = fuse(self._layer_list())
         with _backend.kernels().blas_scope():
-            for step in self._steps:
+            i = 0
+            while i < len(steps):
+                step = steps[i]
+                following = steps[i + 1] if i + 1 < len(steps) else None
                 if isinstance(step, (Dropout, BatchNormalization)):
                     x = step.forward(x, train_flg)
                 elif isinstance(step, ConvReluBlock):
                     # only gradient() backpropagates through the blocks: other forward
                     # passes need no pooling argmax
-                    x = step.forward(x, with_argmax=self._backward_follows)
+                    if step.pool is not None and type(following) is Affine:
+                        # the affine product in the block's parts: one hand-over less
+                        x = step.forward_then_affine(x, following, self._backward_follows)
+                        i += 1
+                    else:
+                        x = step.forward(x, with_argmax=self._backward_follows)
                 else:
                     x = step.forward(x)
+                i += 1
         return x
 
     def _weight_decay(self):

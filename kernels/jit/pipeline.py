@@ -326,13 +326,15 @@ def _winograd_scratch(x, FN, geometry, chunk):
             _scratch_array("down", transform_scratch_size(tiles_h, tiles_w), x.dtype))
 
 
-def forward_pipeline(x, W, stride, pad, epilogue):
+def forward_pipeline(x, W, stride, pad, epilogue, after_part=None):
     """Runs the conv of x (N, C, H, W) with weights W (FN, C, FH, FW) into the epilogue
-    (kind, b, pool, out, argmax) of ``forward_epilogue``; out and argmax are written."""
+    (kind, b, pool, out, argmax) of ``forward_epilogue``; out and argmax are written. Each
+    part of the batch then calls ``after_part(lo, hi)``, if given, on the thread that ran it:
+    work on the part's own images that would otherwise need a hand-over of its own."""
     x, Wm, geometry, chunk = _layer_operands(x, W, stride, pad)
     run = _chunk_loop(_forward_chunks)
 
-    def part(lo, hi):
+    def conv_part(lo, hi):
         if winograd is not None:
             U, images = winograd
             scratch = _winograd_scratch(x, Wm.shape[0], geometry, images)
@@ -340,6 +342,11 @@ def forward_pipeline(x, W, stride, pad, epilogue):
                                                      epilogue):
                 return
         run(x, Wm, lo, hi, chunk, geometry, _scratch_arrays(x, Wm, geometry, chunk), epilogue)
+
+    def part(lo, hi):
+        conv_part(lo, hi)
+        if after_part is not None:
+            after_part(lo, hi)
 
     # the filter transform is a BLAS product too: on OpenBLAS's threads it took 2-3x longer
     with single_threaded_blas():

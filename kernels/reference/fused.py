@@ -11,7 +11,8 @@ from .pool import maxpool_backward, maxpool_forward
 from ..shapes import conv_output_hw
 
 __all__ = ["conv_relu_forward", "conv_relu_backward",
-           "conv_relu_pool_forward", "conv_relu_pool_backward"]
+           "conv_relu_pool_forward", "conv_relu_pool_backward",
+           "conv_relu_pool_affine_forward"]
 
 
 def conv_relu_forward(x, W, b, stride, pad):
@@ -33,6 +34,15 @@ def conv_relu_pool_forward(x, W, b, stride, pad, pool_h, pool_w, pool_stride, po
     activated, ctx = conv_relu_forward(x, W, b, stride, pad)
     out, argmax = maxpool_forward(activated, pool_h, pool_w, pool_stride, pool_pad)
     return out, (argmax if with_argmax else None), ctx
+
+
+def conv_relu_pool_affine_forward(x, W, b, stride, pad, pool_h, pool_w, pool_stride, pool_pad,
+                                  W2, with_argmax=True):
+    """``conv_relu_pool_forward``, then the product of its output, one row per image, with
+    an affine layer's weights W2: (out, argmax, ctx, product)."""
+    out, argmax, ctx = conv_relu_pool_forward(x, W, b, stride, pad, pool_h, pool_w,
+                                              pool_stride, pool_pad, with_argmax)
+    return out, argmax, ctx, out.reshape(out.shape[0], -1) @ W2
 
 
 def conv_relu_pool_backward(dout, out, argmax, x, W, ctx, stride, pad,
