@@ -53,3 +53,10 @@ def test_simple_convnet_profile_counts_its_first_layer_without_input_gradient(pr
     assert first["flops"] == 2 * 100 * 30 * 24 * 24 * 25 * 2
     assert "affine 4320x100" in rows
     assert profile_step.markdown(rows, 1.0, "float64", 1, "simple").startswith("SimpleConvNet")
+
+
+def test_an_affine_product_made_in_the_block_counts_with_the_block(profile_step):
+    rows, _, _ = profile_step.profile("float32", steps=1, net_name="simple")
+    affine = rows["affine 4320x100"]
+    assert "forward" not in affine  # made in the pooled block's parts
+    assert affine["flops"] == 2 * 100 * 4320 * 100 * 2  # the two backward products only
