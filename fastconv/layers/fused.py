@@ -53,9 +53,9 @@ class ConvReluBlock:
     def forward_then_affine(self, x, affine, with_argmax=True):
         """``affine.forward(self.forward(x))`` for a block with a pool, with the affine
         product computed in the block's own parts of the batch: one hand-over to the pool
-        thread less. Both layers
-        are left as those two calls leave them. Where the affine layer's operands are not the
-        usual ones (see ``Affine.weights_for``), the two calls are made."""
+        thread less. Both layers are left as those two calls leave them. Where the affine
+        layer's operands are not the usual ones (see ``Affine.weights_for``), the two calls
+        are made."""
         x, W, b, stride, pad = self.conv._prepare(x)
         conv_shape = self.conv.output_shape(x.shape)
         geometry = self.pool._geometry(conv_shape)
