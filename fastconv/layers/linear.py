@@ -29,15 +29,14 @@ class Affine:
     def forward(self, x):
         x_shape, x2, W, b = self._usual_operands(x) or self._checked_operands(x)
         out = kernels().affine_forward(x2, W, b)
-        self.original_x_shape = x_shape
-        self.x = x2
-        self._x_saved = (x2.shape, x2.dtype)
+        self._keep_input(x_shape, x2)
         return out
 
     def weights_for(self, x_shape, dtype):
-        """W, where forward would take an input of ``x_shape`` and ``dtype`` (a float dtype)
-        as it comes, with the usual operands (see ``_usual_operands``); else None. A fused
-        conv block then multiplies its output by W itself (``finish_forward``)."""
+        """W, where forward would take an input of ``x_shape`` and ``dtype`` (a native float
+        dtype) with the usual operands, as they come: weights and bias arrays of that dtype,
+        a bias vector, as many weight rows as features an input has; else None. A fused conv
+        block then multiplies its output by W itself (``finish_forward``)."""
         W, b = self.W, self.b
         if (type(W) is np.ndarray and type(b) is np.ndarray and W.dtype == b.dtype == dtype
                 and W.ndim == 2 and b.shape == W.shape[1:] and len(x_shape) >= 2
@@ -48,26 +47,23 @@ class Affine:
     def finish_forward(self, x, product):
         """What ``forward(x)`` returns and leaves, given ``product``, the (N, outputs) array
         x.reshape(N, -1) @ W that ``weights_for``'s W gave (it becomes the output)."""
-        x2 = x.reshape(x.shape[0], -1)
         product += self.b
-        self.original_x_shape = x.shape
-        self.x = x2
-        self._x_saved = (x2.shape, x2.dtype)
+        self._keep_input(x.shape, x.reshape(x.shape[0], -1))
         return product
 
+    def _keep_input(self, x_shape, x2):
+        self.original_x_shape = x_shape
+        self.x = x2
+        self._x_saved = (x2.shape, x2.dtype)
+
     def _usual_operands(self, x):
-        """(x's shape, x as (N, features), W, b) for the usual call (float arrays of one
-        dtype, a bias vector), which the checks would pass through unchanged; None for any
-        other. Skipping the checks there matters on the few-sample batches of the book's
-        gradient checks, where they were most of a call."""
-        W, b = self.W, self.b
-        if (type(x) is np.ndarray and type(W) is np.ndarray and type(b) is np.ndarray
-                and x.dtype == W.dtype == b.dtype and x.dtype.type in FLOAT_DTYPES
-                and x.dtype.isnative
-                and x.ndim >= 2 and W.ndim == 2 and x.shape[0] and b.shape == W.shape[1:]):
-            x2 = x.reshape(x.shape[0], -1)
-            if x2.shape[1] == W.shape[0]:
-                return x.shape, x2, W, b
+        """(x's shape, x as (N, features), W, b) for the usual call (a native float array
+        and ``weights_for``'s operands), which the checks would pass through unchanged; None
+        for any other. Skipping the checks there matters on the few-sample batches of the
+        book's gradient checks, where they were most of a call."""
+        if (type(x) is np.ndarray and x.dtype.type in FLOAT_DTYPES and x.dtype.isnative
+                and self.weights_for(x.shape, x.dtype) is not None):
+            return x.shape, x.reshape(x.shape[0], -1), self.W, self.b
         return None
 
     def _checked_operands(self, x):
