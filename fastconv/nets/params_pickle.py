@@ -96,9 +96,8 @@ class _Array:
                              f"the parameter file gives {len(data)}")
         return dtype, shape, data
 
-    def build(self):
-        """The ndarray, after checking the record; raises TypeError/ValueError otherwise."""
-        dtype, shape, data = self.checked()
+    def build(self, dtype, shape, data):
+        """The ndarray of the record, from what ``checked`` gave."""
         order = "F" if self.fortran is True else "C"
         array = np.frombuffer(data, dtype=dtype).reshape(shape, order=order)
         return array.astype(dtype.newbyteorder("="), order="C")  # an owned, native array
@@ -187,13 +186,14 @@ def _scan(data, max_opcodes, where):
         raise pickle.UnpicklingError(f"{where}: not a valid pickle ({exc})") from None
 
 
-def _as_array(value, built):
+def _as_array(value, records, built):
     """A value of the loaded dict as an ndarray: a recorded array (built once, however many
-    names the file gives it: ``built`` maps records to their arrays), or a Python number."""
+    names the file gives it, from what ``_checked_records`` found of it; ``built`` maps
+    records to their arrays), or a Python number."""
     if isinstance(value, _Array):
         if id(value) not in built:
-            built[id(value)] = (value, value.build())  # the record kept: its id stays its own
-        return built[id(value)][1]
+            built[id(value)] = value.build(*records[id(value)][1:])
+        return built[id(value)]
     if isinstance(value, bool):
         return np.array(value)
     if isinstance(value, int):
@@ -224,35 +224,39 @@ def read_pickled_params(data, where, max_opcodes):
                                      f"({type(exc).__name__}: {exc})") from None
     if not isinstance(loaded, dict):
         raise TypeError(f"{where}: expected a dict of arrays, got {type(loaded).__name__}")
-    _check_total_size(loaded, len(data), where)
+    records = _checked_records(loaded, len(data), where)
     result, built = {}, {}
     for key, value in loaded.items():
         try:
-            result[key] = _as_array(value, built)
+            result[key] = _as_array(value, records, built)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{where}: parameter {key!r}: {exc}") from None
     return result
 
 
-def _check_total_size(loaded, file_size, where):
-    """Refuse, before building any array, a file whose arrays need more bytes than it has.
+def _checked_records(loaded, file_size, where):
+    """{id(record): (record, dtype, shape, bytes)} for the dict's recorded arrays, each
+    checked, before any array is built; refuses a file whose arrays need more bytes than it
+    has.
 
     A pickle can name one byte string many times at the cost of a few bytes each (its memo),
     and every array built from it is a copy: a 1 MB file could ask for 400 MB. One record
     under several names is built once and shared, as the pickle shares it; distinct records
-    must each have bytes of their own in the file."""
-    total, seen = 0, set()
+    must each have bytes of their own in the file. (The record is kept in the value, so
+    that its id stays its own.)"""
+    total, records = 0, {}
     for key, value in loaded.items():
         if not isinstance(key, str):
             raise TypeError(f"{where}: parameter names must be strings; got {key!r}")
-        if not isinstance(value, _Array) or id(value) in seen:
+        if not isinstance(value, _Array) or id(value) in records:
             continue
-        seen.add(id(value))
         try:
-            dtype, shape, _ = value.checked()
+            dtype, shape, data = value.checked()
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{where}: parameter {key!r}: {exc}") from None
-        total += math.prod(shape) * dtype.itemsize
+        records[id(value)] = (value, dtype, shape, data)
+        total += len(data)
         if total > file_size:
             raise ValueError(f"{where}: its arrays need more bytes than the file's {file_size} "
                              f"(the same bytes named again and again); not a parameter file")
+    return records
