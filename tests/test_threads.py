@@ -60,10 +60,14 @@ def all_kernels(dtype):
     scale, shift = rng.standard_normal((2, columns)).astype(dtype)
     bn = jit.batchnorm_forward(wide, scale, shift, dtype(1e-6))
     bn_grads = jit.batchnorm_backward(wide, *bn[3:6], scale)
+    # a pooled block that also makes the next affine layer's product, part by part
+    A2 = rng.standard_normal((pool2[0].size, 10)).astype(dtype)
+    merged, merged_argmax, _, product = jit.conv_relu_pool_affine_forward(
+        x, W, b, 1, 1, 2, 2, 2, 0, A2)
     return [out, col, dcol, dx, dW, db, pooled, argmax, dpool, r, mask, dr, scores, adx, adW, adb,
             y, np.asarray(loss), dy, block, block_argmax, *block_grads, pool2, pool2_argmax,
             pool2_values, relu_block, *relu_grads, im2col_block, im2col_argmax, *im2col_grads,
-            *bn, *bn_grads]
+            *bn, *bn_grads, merged, merged_argmax, product]
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")
