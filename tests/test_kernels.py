@@ -3,7 +3,7 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from fastconv.kernels import jit, reference
 from fastconv.kernels.jit import epilogues
@@ -290,29 +290,104 @@ def test_conv_relu_pool_block_matches_twin(geometry, FN, dtype, need_dx, seed):
     assert_all_close(got, want, dtype)
 
 
+@st.composite
+def block_chain(draw):
+    """(x shape, [(filters, filter size, stride, pad, pool or None)]): 1-3 conv blocks, each
+    fitting the output of the one before; 3x3 stride-1 convs of 8 channels run by Winograd."""
+    N, C = draw(st.integers(1, 5)), draw(st.sampled_from([1, 2, 8]))
+    H, W = draw(st.integers(3, 12)), draw(st.integers(3, 12))
+    specs, h, w = [], H, W
+    for _ in range(draw(st.integers(1, 3))):
+        FN, size = draw(st.sampled_from([1, 3, 8])), draw(st.sampled_from([1, 2, 3]))
+        stride, pad = draw(st.integers(1, 2)), draw(st.integers(0, 1))
+        if min(h, w) + 2 * pad < size:
+            break
+        h, w = conv_output_hw(h, w, size, size, stride, pad)
+        pool = None
+        if draw(st.booleans()) and min(h, w) >= 2:
+            pool = (2, 2, 2, 0)
+            h, w = conv_output_hw(h, w, *pool)
+        specs.append((FN, size, stride, pad, pool))
+    assume(specs)
+    return (N, C, H, W), specs
+
+
+def assert_close_to_scale(actual, expected, dtype):
+    """Close against the array's own scale: after several layers, values near 0 carry the
+    rounding of the large ones."""
+    assert actual.dtype == expected.dtype == dtype and actual.shape == expected.shape
+    scale = max(1.0, float(np.max(np.abs(expected), initial=0)))
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=tol * scale)
+
+
 @SETTINGS
-@given(block_geometry(), st.integers(1, 4), DTYPES, st.booleans(), st.integers(1, 12),
+@given(block_chain(), DTYPES, st.booleans(), st.booleans(), st.booleans(),
        st.integers(0, 2**32 - 1))
-def test_conv_relu_pool_affine_block_matches_twin(geometry, FN, dtype, with_argmax, outputs,
-                                                   seed):
-    # the affine product is made part by part of the batch: each part's rows of the block's
-    # output times W2, and exactly the block's own output and argmax besides
-    case = pooled_block_operands(geometry, FN, dtype, seed)
-    if case is None:
-        return
-    rng, args = case
-    block_out, block_argmax, _ = jit.conv_relu_pool_forward(*args, with_argmax=with_argmax)
-    W2 = rng.standard_normal((block_out[0].size, outputs)).astype(dtype)
-    out, argmax, _, product = jit.conv_relu_pool_affine_forward(*args, W2,
-                                                                 with_argmax=with_argmax)
-    np.testing.assert_array_equal(out, block_out)
-    if with_argmax:
-        np.testing.assert_array_equal(argmax, block_argmax)
+def test_conv_blocks_match_the_blocks_one_by_one_and_the_twin(chain_shape, dtype, with_affine,
+                                                              with_argmax, need_dx, seed):
+    shape, specs = chain_shape
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    blocks, C = [], shape[1]
+    for FN, size, stride, pad, pool in specs:
+        W = rng.standard_normal((FN, C, size, size)) / np.sqrt(C * size * size)
+        b = 0.1 * rng.standard_normal(FN)
+        blocks.append((W.astype(dtype), b.astype(dtype), stride, pad, pool))
+        C = FN
+    results, product = jit.conv_blocks_forward(x, blocks, None, with_argmax)
+    assert product is None
+    # bit for bit what the single-block kernels give, one after another
+    given_x = x
+    for (W, b, stride, pad, pool), (out, argmax, _) in zip(blocks, results):
+        if pool is None:
+            want, _ = jit.conv_relu_forward(given_x, W, b, stride, pad)
+            assert argmax is None
+        else:
+            want, want_argmax, _ = jit.conv_relu_pool_forward(given_x, W, b, stride, pad, *pool,
+                                                              with_argmax=with_argmax)
+            if with_argmax:
+                np.testing.assert_array_equal(argmax, want_argmax)
+            else:
+                assert argmax is None
+        np.testing.assert_array_equal(out, want)
+        given_x = out
+    W2 = None
+    if with_affine:
+        W2 = rng.standard_normal((given_x[0].size, 3)).astype(dtype)
+        _, product = jit.conv_blocks_forward(x, blocks, W2, with_argmax)
+        assert_close_to_scale(product, given_x.reshape(len(x), -1) @ W2, dtype)
+    ref_results, ref_product = reference.conv_blocks_forward(x, blocks, W2)
+    for (out, _, _), (ref_out, _, _) in zip(results, ref_results):
+        assert_close_to_scale(out, ref_out, dtype)
+    if with_affine:
+        assert_close_to_scale(product, ref_product, dtype)
+    # backward from the twin's forward pass: both then see the same ReLU masks and argmax
+    saved, given_x = [], x
+    for (W, _, stride, pad, pool), (out, argmax, ctx) in zip(blocks, ref_results):
+        saved.append((out, argmax, given_x, W, ctx, stride, pad, pool))
+        given_x = out
+    affine = None
+    if with_affine:
+        affine = (given_x.reshape(len(x), -1), W2)
+        dout = rng.standard_normal((len(x), W2.shape[1])).astype(dtype)
     else:
-        assert argmax is None
-    ref_out, _, _, ref_product = reference.conv_relu_pool_affine_forward(*args, W2)
-    assert_close(product, ref_product, dtype)
-    assert_close(product, out.reshape(len(out), -1) @ W2, dtype)
+        dout = rng.standard_normal(given_x.shape).astype(dtype)
+    got = jit.conv_blocks_backward(dout, saved, need_dx, affine)
+    want = reference.conv_blocks_backward(dout, saved, need_dx, affine)
+    if need_dx:
+        assert_close_to_scale(got[0], want[0], dtype)
+    else:
+        assert got[0] is None and want[0] is None
+    assert len(got[1]) == len(blocks)
+    for got_grads, want_grads in zip(got[1], want[1]):
+        for g, w in zip(got_grads, want_grads):
+            assert_close_to_scale(g, w, dtype)
+    if with_affine:
+        for g, w in zip(got[2], want[2]):
+            assert_close_to_scale(g, w, dtype)
+    else:
+        assert got[2] is None and want[2] is None
 
 
 @SETTINGS

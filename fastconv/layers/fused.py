@@ -10,10 +10,8 @@ A forward pass that no backward pass will follow (``with_argmax=False``: the net
 ``predict`` and ``accuracy``) keeps no ``pool.argmax`` either, and pools with a max that
 needs no window index.
 
-Where an ``Affine`` layer follows a pooled block, the networks call
-:meth:`ConvReluBlock.forward_then_affine`: each part of the batch multiplies its own images'
-pooled rows by the affine weights as soon as it has them, so the product takes no hand-over
-to the pool thread of its own, and the affine layer is left as its ``forward`` leaves it.
+The networks run consecutive blocks, and the affine layer after them, as one
+:class:`~fastconv.layers.chain.BlockChain`.
 
 A script may still walk the network's layers backward by hand, as the book's ``gradient``
 methods do. The Relu and Pooling of a block then find that their last forward ran fused and
@@ -39,35 +37,32 @@ class ConvReluBlock:
 
     def forward(self, x, with_argmax=True):
         """The block's output; ``with_argmax=False`` when no backward pass will follow."""
-        x, W, b, stride, pad = self.conv._prepare(x)
+        x, (W, b, stride, pad, pool) = self.operands(x)
         k = kernels()
-        if self.pool is None:
+        if pool is None:
             out, ctx = k.conv_relu_forward(x, W, b, stride, pad)
             argmax = None
         else:
-            geometry = self.pool._geometry(self.conv.output_shape(x.shape))
-            out, argmax, ctx = k.conv_relu_pool_forward(x, W, b, stride, pad, *geometry,
+            out, argmax, ctx = k.conv_relu_pool_forward(x, W, b, stride, pad, *pool,
                                                         with_argmax=with_argmax)
-        return self._keep(x, ctx, out, argmax)
+        return self.keep(x, ctx, out, argmax)
 
-    def forward_then_affine(self, x, affine, with_argmax=True):
-        """``affine.forward(self.forward(x))`` for a block with a pool, with the affine
-        product computed in the block's own parts of the batch: one hand-over to the pool
-        thread less. Both layers are left as those two calls leave them. Where the affine
-        layer's operands are not the usual ones (see ``Affine.weights_for``), the two calls
-        are made."""
+    def operands(self, x):
+        """(x, (W, b, stride, pad, pool)) as the kernels take them, checked, all arrays in the
+        dtype the block computes in; pool is (pool_h, pool_w, stride, pad), or None."""
         x, W, b, stride, pad = self.conv._prepare(x)
         conv_shape = self.conv.output_shape(x.shape)
-        geometry = self.pool._geometry(conv_shape)
-        out_shape = conv_shape[:2] + conv_output_hw(*conv_shape[2:], *geometry)
-        weights = affine.weights_for(out_shape, x.dtype)
-        if weights is None:
-            return affine.forward(self.forward(x, with_argmax))
-        out, argmax, ctx, product = kernels().conv_relu_pool_affine_forward(
-            x, W, b, stride, pad, *geometry, weights, with_argmax=with_argmax)
-        return affine.finish_forward(self._keep(x, ctx, out, argmax), product)
+        pool = None if self.pool is None else self.pool._geometry(conv_shape)
+        return x, (W, b, stride, pad, pool)
 
-    def _keep(self, x, ctx, out, argmax):
+    def output_shape(self, x_shape):
+        """The block's output shape for an input of ``x_shape`` (checked by ``operands``)."""
+        shape = self.conv.output_shape(x_shape)
+        if self.pool is None:
+            return shape
+        return shape[:2] + conv_output_hw(*shape[2:], *self.pool._geometry(shape))
+
+    def keep(self, x, ctx, out, argmax):
         """Record a fused forward pass on the block and its layers; returns out."""
         if self.pool is not None:
             self.pool.argmax = argmax
@@ -87,31 +82,37 @@ class ConvReluBlock:
             self.pool.forward(out)
 
     def backward(self, dout):
+        out, argmax, x, W, ctx, stride, pad, pool = self.saved_operands()
+        dout = as_float_array("dout", dout, ndim=4)
+        check_shape("dout", dout, out.shape)
+        dout = dout.astype(out.dtype, copy=False)
+        k, need_dx = kernels(), self.conv.need_input_grad
+        if pool is None:
+            grads = k.conv_relu_backward(dout, out, x, W, ctx, stride, pad, need_dx=need_dx)
+        else:
+            grads = k.conv_relu_pool_backward(dout, out, argmax, x, W, ctx, stride, pad, *pool,
+                                              need_dx=need_dx)
+        dx, self.conv.dW, self.conv.db = grads
+        return dx
+
+    def saved_operands(self):
+        """(out, argmax, x, W, ctx, stride, pad, pool) of the last forward pass, as the
+        backward kernels take them (argmax and pool None without a pool), once it is checked
+        that nothing the kernels index by has changed since."""
         check_ran_forward(self, self._out_saved is not None)
         check_saved(self, "out", *self._out_saved)  # the ReLU's mask, and the pool's maxima
         conv, pool = self.conv, self.pool
         check_unchanged(conv, conv._geometry, conv._current_geometry())
+        argmax = window = None
         if pool is not None:
             check_unchanged(pool, pool._window, pool._current_window())
-        if self.pool is not None and self.pool.argmax is None:
-            raise RuntimeError("the block's last forward pass kept no argmax (inference "
-                               "mode): run it with with_argmax=True before backward")
-        dout = as_float_array("dout", dout, ndim=4)
-        check_shape("dout", dout, self.out.shape)
-        dout = dout.astype(self.out.dtype, copy=False)
-        W = as_real_array("W", conv.W, ndim=4).astype(self.out.dtype, copy=False)
-        args = (conv.x, W, conv.ctx, conv.stride, conv.pad)
-        k = kernels()
-        if self.pool is None:
-            grads = k.conv_relu_backward(dout, self.out, *args, need_dx=conv.need_input_grad)
-        else:
+            if pool.argmax is None:
+                raise RuntimeError("the block's last forward pass kept no argmax (inference "
+                                   "mode): run it with with_argmax=True before backward")
             argmax = pool.checked_argmax(self.out.shape)
-            grads = k.conv_relu_pool_backward(dout, self.out, argmax, *args,
-                                              pool.pool_h, pool.pool_w, pool.stride, pool.pad,
-                                              need_dx=conv.need_input_grad)
-        dx, conv.dW, conv.db = grads
-        return dx
-
+            window = (pool.pool_h, pool.pool_w, pool.stride, pool.pad)
+        W = as_real_array("W", conv.W, ndim=4).astype(self.out.dtype, copy=False)
+        return self.out, argmax, conv.x, W, conv.ctx, conv.stride, conv.pad, window
 
 def fuse(layers):
     """The layers as run: each Convolution -> Relu (-> Pooling) run becomes one block."""

@@ -35,8 +35,8 @@ class Affine:
     def weights_for(self, x_shape, dtype):
         """W, where forward would take an input of ``x_shape`` and ``dtype`` (a native float
         dtype) with the usual operands, as they come: weights and bias arrays of that dtype,
-        a bias vector, as many weight rows as features an input has; else None. A fused conv
-        block then multiplies its output by W itself (``finish_forward``)."""
+        a bias vector, as many weight rows as features an input has; else None. A
+        ``BlockChain`` then multiplies its input by W itself (``finish_forward``)."""
         W, b = self.W, self.b
         if (type(W) is np.ndarray and type(b) is np.ndarray and W.dtype == b.dtype == dtype
                 and W.ndim == 2 and b.shape == W.shape[1:] and len(x_shape) >= 2
@@ -84,6 +84,13 @@ class Affine:
         return x.shape, x2.astype(dtype, copy=False), W.astype(dtype, copy=False), b
 
     def backward(self, dout):
+        dout, x, W = self.backward_operands(dout)
+        dx, self.dW, self.db = kernels().affine_backward(dout, x, W, self.need_input_grad)
+        return None if dx is None else dx.reshape(*self.original_x_shape)
+
+    def backward_operands(self, dout):
+        """(dout, x, W) as the backward kernel takes them, all in x's dtype, once it is
+        checked that they fit the last forward pass."""
         check_ran_forward(self, self.x is not None)
         if self._x_saved is not None:  # (a subclass's own forward may not record it)
             check_saved(self, "x", *self._x_saved)  # an edited x would set dout's dtype
@@ -93,7 +100,5 @@ class Affine:
             raise ValueError(f"W has shape {W.shape} but the forward pass had "
                              f"{self.x.shape[1]} features per sample; run forward again")
         check_shape("dout", dout, (self.x.shape[0], W.shape[1]))
-        dout = dout.astype(self.x.dtype, copy=False)
-        dx, self.dW, self.db = kernels().affine_backward(
-            dout, self.x, W.astype(self.x.dtype, copy=False), self.need_input_grad)
-        return None if dx is None else dx.reshape(*self.original_x_shape)
+        dtype = self.x.dtype
+        return dout.astype(dtype, copy=False), self.x, W.astype(dtype, copy=False)

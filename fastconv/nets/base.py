@@ -29,7 +29,8 @@ from fastconv import backend as _backend
 from fastconv import mode as _mode
 from fastconv.gradient import numerical_gradient as _numerical_gradient
 from fastconv.kernels.shapes import conv_output_hw
-from fastconv.layers import Affine, BatchNormalization, Dropout
+from fastconv.layers import BatchNormalization, Dropout
+from fastconv.layers.chain import BlockChain, chain
 from fastconv.layers.fused import ConvReluBlock, fuse
 from fastconv.nets import params_io
 
@@ -115,28 +116,20 @@ class Network:
         x = np.asarray(x)
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
-        # Convolution -> Relu (-> Pooling) runs go through one fused kernel; backprop walks
-        # the same steps back
-        self._steps = steps = fuse(self._layer_list())
+        # Convolution -> Relu (-> Pooling) runs go through one fused kernel, and consecutive
+        # blocks (with the affine layer after them) through one pass over the batch;
+        # backprop walks the same steps back
+        self._steps = steps = chain(fuse(self._layer_list()))
         with _backend.kernels().blas_scope():
-            i = 0
-            while i < len(steps):
-                step = steps[i]
-                following = steps[i + 1] if i + 1 < len(steps) else None
+            for step in steps:
                 if isinstance(step, (Dropout, BatchNormalization)):
                     x = step.forward(x, train_flg)
-                elif isinstance(step, ConvReluBlock):
+                elif isinstance(step, (ConvReluBlock, BlockChain)):
                     # only gradient() backpropagates through the blocks: other forward
                     # passes need no pooling argmax
-                    if step.pool is not None and type(following) is Affine:
-                        # the affine product in the block's parts: one hand-over less
-                        x = step.forward_then_affine(x, following, self._backward_follows)
-                        i += 1
-                    else:
-                        x = step.forward(x, with_argmax=self._backward_follows)
+                    x = step.forward(x, with_argmax=self._backward_follows)
                 else:
                     x = step.forward(x)
-                i += 1
         return x
 
     def _weight_decay(self):

@@ -4,17 +4,26 @@ The convolution is the chunked im2col + GEMM pipeline of ``pipeline.py``; what i
 the pass after each chunk's GEMM (``epilogues``): bias, ReLU and pooling read the GEMM output
 while it is in cache and write only the block's output (and the argmax). The backward pass
 needs no saved mask, see ``epilogues``.
+
+``conv_blocks_forward`` and ``conv_blocks_backward`` run consecutive blocks, and the affine
+layer after them, as one pass over each part of the batch: a part takes its own images
+through every block without waiting for the other parts, since no image needs another's.
+A step then hands work to the pool thread twice (forward, backward) instead of twice per
+block: waking the idle core costs about 100 us each time on the reference machine.
 """
 import numpy as np
 
 from ..shapes import conv_output_hw
 from .epilogues import (GRADIENT_RELU, GRADIENT_RELU_POOL, NO_ARGMAX, NO_POOL, OUTPUT_RELU,
                         OUTPUT_RELU_POOL, OUTPUT_RELU_POOL_VALUES)
-from .pipeline import backward_pipeline, forward_pipeline
+from .elementwise import _column_sum
+from .gemm import pieces, single_threaded_blas
+from .pipeline import (backward_part, backward_pipeline, forward_part, forward_pipeline,
+                       images_parallel)
 
 __all__ = ["conv_relu_forward", "conv_relu_backward",
            "conv_relu_pool_forward", "conv_relu_pool_backward",
-           "conv_relu_pool_affine_forward"]
+           "conv_blocks_forward", "conv_blocks_backward"]
 
 
 def conv_relu_forward(x, W, b, stride, pad):
@@ -54,24 +63,98 @@ def conv_relu_pool_forward(x, W, b, stride, pad, pool_h, pool_w, pool_stride, po
     return out, (argmax if with_argmax else None), None
 
 
-def conv_relu_pool_affine_forward(x, W, b, stride, pad, pool_h, pool_w, pool_stride, pool_pad,
-                                  W2, with_argmax=True):
-    """``conv_relu_pool_forward``, and the product of its output (flattened per image) with
-    W2, an affine layer's weights: (out, argmax, ctx, product). Each part of the batch
-    multiplies its own images' rows as soon as they are pooled, so the product takes no
-    hand-over to the pool thread of its own (1 of SimpleConvNet's 4 a step)."""
-    epilogue = _pool_epilogue(x, W, b, stride, pad, pool_h, pool_w, pool_stride, pool_pad,
-                              with_argmax)
-    _, _, _, out, argmax = epilogue
-    rows = out.reshape(len(out), -1)
-    W2 = np.ascontiguousarray(W2, dtype=x.dtype)
-    product = np.empty((len(out), W2.shape[1]), dtype=x.dtype)
+def _block_epilogue(x, W, b, stride, pad, pool, with_argmax):
+    """The epilogue of a block whose pool is (pool_h, pool_w, stride, pad) or None."""
+    if pool is not None:
+        return _pool_epilogue(x, W, b, stride, pad, *pool, with_argmax)
+    N, _, H, Wd = x.shape
+    out = np.empty((N, W.shape[0]) + conv_output_hw(H, Wd, W.shape[2], W.shape[3], stride,
+                                                    pad), dtype=x.dtype)
+    return OUTPUT_RELU, b, NO_POOL, out, NO_ARGMAX
 
-    def multiply(lo, hi):
-        np.matmul(rows[lo:hi], W2, out=product[lo:hi])
 
-    forward_pipeline(x, W, stride, pad, epilogue, after_part=multiply)
-    return out, (argmax if with_argmax else None), None, product
+def conv_blocks_forward(x, blocks, W2=None, with_argmax=True):
+    """Consecutive conv -> relu (-> pool) blocks, each taking the output of the one before:
+    blocks[i] = (W, b, stride, pad, pool), pool (pool_h, pool_w, stride, pad) or None. With
+    W2, an affine layer's weights (features, outputs), the last output (one row per image)
+    is multiplied by it. Returns ([(out, argmax, ctx)] per block, product or None); argmax is
+    None for a block without pool or when not ``with_argmax``."""
+    results, parts = [], []
+    with single_threaded_blas():
+        for W, b, stride, pad, pool in blocks:
+            epilogue = _block_epilogue(x, W, b, stride, pad, pool, with_argmax)
+            parts.append(forward_part(x, W, stride, pad, epilogue))
+            x = epilogue[3]
+            results.append((x, epilogue[4] if pool is not None and with_argmax else None, None))
+        product = None
+        if W2 is not None:
+            rows = x.reshape(len(x), -1)
+            W2 = np.ascontiguousarray(W2, dtype=x.dtype)
+            product = np.empty((len(x), W2.shape[1]), dtype=x.dtype)
+
+        def run(lo, hi):
+            for part in parts:
+                part(lo, hi)
+            if product is not None:
+                np.matmul(rows[lo:hi], W2, out=product[lo:hi])
+
+        images_parallel(run, len(x))
+    return results, product
+
+
+def conv_blocks_backward(dout, blocks, need_dx=True, affine=None):
+    """The backward pass of ``conv_blocks_forward``: blocks[i] = (out, argmax, x, W, ctx,
+    stride, pad, pool) as block i's forward pass saw and left them, argmax None without
+    pool. With affine = (x2, W2), the affine layer's input (N, features) and weights, dout is
+    that layer's output gradient (N, outputs); else the last block's. Returns (dx of the
+    first block's input or None, [(dW, db)] per block, (dW2, db2) or None)."""
+    dout = np.ascontiguousarray(dout)
+    with single_threaded_blas():
+        if affine is not None:
+            x2, W2 = affine
+            x2, W2 = np.ascontiguousarray(x2), np.ascontiguousarray(W2, dtype=dout.dtype)
+            top = np.empty(blocks[-1][0].shape, dtype=dout.dtype)  # the last block's dout
+            top_rows = top.reshape(len(top), -1)
+        else:
+            top = dout
+        runs, block_dout = [], top
+        for i in reversed(range(len(blocks))):
+            out, argmax, x, W, _, stride, pad, pool = blocks[i]
+            if pool is None:
+                prologue = (GRADIENT_RELU, NO_POOL, block_dout, np.ascontiguousarray(out),
+                            NO_ARGMAX)
+            else:
+                prologue = (GRADIENT_RELU_POOL, pool, block_dout, np.ascontiguousarray(out),
+                            np.ascontiguousarray(argmax))
+            part, finish, block_dout = backward_part(x, W, stride, pad, need_dx or i > 0,
+                                                     prologue)
+            runs.append((part, finish))
+
+        affine_rows = {}  # image piece -> the rows of dW2 (features) that its part makes
+        if affine is not None:
+            images = pieces(len(dout))
+            affine_rows = dict(zip(images, pieces(x2.shape[1], len(images))))
+            dW2 = np.empty((x2.shape[1], dout.shape[1]), dtype=dout.dtype)
+
+        def run(lo, hi):
+            """Each block's share of its gradients, the last block's first."""
+            if affine is not None:
+                np.matmul(dout[lo:hi], W2.T, out=top_rows[lo:hi])
+                if (lo, hi) in affine_rows:
+                    # all images' rows, a share of the features: dout is whole from the start
+                    f0, f1 = affine_rows[lo, hi]
+                    np.matmul(x2[:, f0:f1].T, dout, out=dW2[f0:f1])
+            return [part(lo, hi) for part, _ in runs]
+
+        shares = images_parallel(run, len(dout))
+        grads = [finish([share[j] for share in shares]) for j, (_, finish) in enumerate(runs)]
+    affine_grads = None
+    if affine is not None:
+        db2 = np.empty(dout.shape[1], dtype=dout.dtype)
+        _column_sum(dout, db2)
+        affine_grads = (dW2, db2)
+    dx = grads[-1][0]
+    return dx, [(dW, db) for _, dW, db in reversed(grads)], affine_grads
 
 
 def conv_relu_pool_backward(dout, out, argmax, x, W, ctx, stride, pad,

@@ -40,7 +40,8 @@ from .winograd import (TILE_CELLS, _input_transform, _input_transform_adjoint,
                        _pooled_output_tiles, filter_gradient, filter_transform, tiles_hw,
                        transform_scratch_size)
 
-__all__ = ["forward_pipeline", "backward_pipeline", "images_parallel"]
+__all__ = ["forward_part", "forward_pipeline", "backward_part", "backward_pipeline",
+           "images_parallel"]
 
 # An im2col chunk of 256 KB leaves room in a core's L2 (512 KB on the reference machine) for
 # the chunk's GEMM output. Since the parts became single compiled calls, a chunk costs no GIL
@@ -326,15 +327,17 @@ def _winograd_scratch(x, FN, geometry, chunk):
             _scratch_array("down", transform_scratch_size(tiles_h, tiles_w), x.dtype))
 
 
-def forward_pipeline(x, W, stride, pad, epilogue, after_part=None):
-    """Runs the conv of x (N, C, H, W) with weights W (FN, C, FH, FW) into the epilogue
-    (kind, b, pool, out, argmax) of ``forward_epilogue``; out and argmax are written. Each
-    part of the batch then calls ``after_part(lo, hi)``, if given, on the thread that ran it:
-    work on the part's own images that would otherwise need a hand-over of its own."""
+def forward_part(x, W, stride, pad, epilogue):
+    """The conv of x (N, C, H, W) with weights W (FN, C, FH, FW) into the epilogue (kind, b,
+    pool, out, argmax) of ``forward_epilogue``, as a function part(lo, hi) that writes the
+    out and argmax of images lo..hi-1. Call it with BLAS pinned to one thread (the filter
+    transform is a BLAS product: on OpenBLAS's threads it took 2-3x longer)."""
     x, Wm, geometry, chunk = _layer_operands(x, W, stride, pad)
+    winograd = _winograd_operands(x, W, geometry)
+    background_compile.start(x.dtype, "im2col" if winograd is None else "winograd")
     run = _chunk_loop(_forward_chunks)
 
-    def conv_part(lo, hi):
+    def part(lo, hi):
         if winograd is not None:
             U, images = winograd
             scratch = _winograd_scratch(x, Wm.shape[0], geometry, images)
@@ -342,24 +345,25 @@ def forward_pipeline(x, W, stride, pad, epilogue, after_part=None):
                                                      epilogue):
                 return
         run(x, Wm, lo, hi, chunk, geometry, _scratch_arrays(x, Wm, geometry, chunk), epilogue)
+    return part
 
-    def part(lo, hi):
-        conv_part(lo, hi)
-        if after_part is not None:
-            after_part(lo, hi)
 
-    # the filter transform is a BLAS product too: on OpenBLAS's threads it took 2-3x longer
+def forward_pipeline(x, W, stride, pad, epilogue):
+    """Runs ``forward_part`` over the whole batch; out and argmax are written."""
     with single_threaded_blas():
-        winograd = _winograd_operands(x, W, geometry)
-        background_compile.start(x.dtype, "im2col" if winograd is None else "winograd")
-        images_parallel(part, x.shape[0])
+        images_parallel(forward_part(x, W, stride, pad, epilogue), x.shape[0])
 
 
-def backward_pipeline(x, W, stride, pad, need_dx, prologue):
-    """(dx or None, dW, db) from the output gradient that the prologue (kind, pool, dout,
-    out, argmax) of ``backward_prologue`` gives."""
+def backward_part(x, W, stride, pad, need_dx, prologue):
+    """(part, finish, dx) for the gradients of the conv from the output gradient that the
+    prologue (kind, pool, dout, out, argmax) of ``backward_prologue`` gives: part(lo, hi)
+    writes the input gradient of images lo..hi-1 into dx (unless not need_dx) and returns
+    their share of the weight and bias gradients; finish(shares, in part order) gives (dx or
+    None, dW, db). Call both with BLAS pinned to one thread (the filter transforms)."""
     x, Wm, geometry, chunk = _layer_operands(x, W, stride, pad)
     dx = np.empty_like(x) if need_dx else np.empty((0,) + x.shape[1:], dtype=x.dtype)
+    winograd = _winograd_operands(x, W, geometry)
+    background_compile.finish(x.dtype, "im2col" if winograd is None else "winograd")
     run = _chunk_loop(_backward_chunks)
 
     def part(lo, hi):
@@ -378,21 +382,27 @@ def backward_pipeline(x, W, stride, pad, need_dx, prologue):
             prologue, dW, db, dx)
         return dW, db, False
 
-    with single_threaded_blas():  # the filter transforms are BLAS products too
-        winograd = _winograd_operands(x, W, geometry)
-        background_compile.finish(x.dtype, "im2col" if winograd is None else "winograd")
-        partials = images_parallel(part, x.shape[0])
+    def finish(shares):
         # summed in part order, whichever way each part ran: no result depends on the threads
         sums = {True: None, False: None}
         db = None
-        for gradient, part_db, is_dU in partials:
+        for gradient, part_db, is_dU in shares:
             sums[is_dU] = gradient if sums[is_dU] is None else sums[is_dU] + gradient
             db = part_db if db is None else db + part_db
         dW = sums[False]
         if sums[True] is not None:
             from_dU = filter_gradient(sums[True]).reshape(Wm.shape)
             dW = from_dU if dW is None else dW + from_dU
-    return (dx if need_dx else None), dW.reshape(W.shape), db.astype(x.dtype)
+        return (dx if need_dx else None), dW.reshape(W.shape), db.astype(x.dtype)
+
+    return part, finish, dx
+
+
+def backward_pipeline(x, W, stride, pad, need_dx, prologue):
+    """(dx or None, dW, db): ``backward_part`` run over the whole batch."""
+    with single_threaded_blas():
+        part, finish, _ = backward_part(x, W, stride, pad, need_dx, prologue)
+        return finish(images_parallel(part, x.shape[0]))
 
 
 def images_parallel(kernel, N):

@@ -12,7 +12,7 @@ from ..shapes import conv_output_hw
 
 __all__ = ["conv_relu_forward", "conv_relu_backward",
            "conv_relu_pool_forward", "conv_relu_pool_backward",
-           "conv_relu_pool_affine_forward"]
+           "conv_blocks_forward", "conv_blocks_backward"]
 
 
 def conv_relu_forward(x, W, b, stride, pad):
@@ -36,15 +36,6 @@ def conv_relu_pool_forward(x, W, b, stride, pad, pool_h, pool_w, pool_stride, po
     return out, (argmax if with_argmax else None), ctx
 
 
-def conv_relu_pool_affine_forward(x, W, b, stride, pad, pool_h, pool_w, pool_stride, pool_pad,
-                                  W2, with_argmax=True):
-    """``conv_relu_pool_forward``, then the product of its output, one row per image, with
-    an affine layer's weights W2: (out, argmax, ctx, product)."""
-    out, argmax, ctx = conv_relu_pool_forward(x, W, b, stride, pad, pool_h, pool_w,
-                                              pool_stride, pool_pad, with_argmax)
-    return out, argmax, ctx, out.reshape(out.shape[0], -1) @ W2
-
-
 def conv_relu_pool_backward(dout, out, argmax, x, W, ctx, stride, pad,
                             pool_h, pool_w, pool_stride, pool_pad, need_dx=True):
     """Returns (dx or None, dW, db)."""
@@ -53,3 +44,41 @@ def conv_relu_pool_backward(dout, out, argmax, x, W, ctx, stride, pad,
     dconv = maxpool_backward(np.where(out != 0, dout, 0), argmax, conv_shape,
                              pool_h, pool_w, pool_stride, pool_pad)
     return conv2d_backward(dconv, x, W, ctx, stride, pad, need_dx)
+
+
+def conv_blocks_forward(x, blocks, W2=None, with_argmax=True):
+    """The blocks one after another, blocks[i] = (W, b, stride, pad, pool) with pool
+    (pool_h, pool_w, stride, pad) or None, then the product of the last output (one row per
+    image) with W2 if given: ([(out, argmax, ctx)] per block, product or None)."""
+    results = []
+    for W, b, stride, pad, pool in blocks:
+        if pool is None:
+            out, ctx = conv_relu_forward(x, W, b, stride, pad)
+            argmax = None
+        else:
+            out, argmax, ctx = conv_relu_pool_forward(x, W, b, stride, pad, *pool, with_argmax)
+        results.append((out, argmax, ctx))
+        x = out
+    return results, (None if W2 is None else x.reshape(len(x), -1) @ W2)
+
+
+def conv_blocks_backward(dout, blocks, need_dx=True, affine=None):
+    """The affine layer's backward pass if affine = (x2, W2) is given, then each block's
+    from the last, blocks[i] = (out, argmax, x, W, ctx, stride, pad, pool): (dx or None,
+    [(dW, db)] per block, (dW2, db2) or None)."""
+    affine_grads = None
+    if affine is not None:
+        x2, W2 = affine
+        affine_grads = (x2.T @ dout, np.sum(dout, axis=0))
+        dout = (dout @ W2.T).reshape(blocks[-1][0].shape)
+    grads = []
+    for i in reversed(range(len(blocks))):
+        out, argmax, x, W, ctx, stride, pad, pool = blocks[i]
+        if pool is None:
+            dout, dW, db = conv_relu_backward(dout, out, x, W, ctx, stride, pad,
+                                              need_dx or i > 0)
+        else:
+            dout, dW, db = conv_relu_pool_backward(dout, out, argmax, x, W, ctx, stride, pad,
+                                                   *pool, need_dx or i > 0)
+        grads.append((dW, db))
+    return dout, grads[::-1], affine_grads
