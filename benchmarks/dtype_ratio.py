@@ -102,12 +102,12 @@ def _record_step(net, x, t):
     for cls in (ConvReluBlock, Affine, BatchNormalization, Dropout, Relu, SoftmaxWithLoss):
         hook(cls, "forward")
         hook(cls, "backward")
-    # a pooled block followed by an affine layer runs both in one call in a network step;
-    # here each layer's own forward is called, so that each records its input
-    merged = ConvReluBlock.forward_then_affine
-    ConvReluBlock.forward_then_affine = (
-        lambda block, x, affine, with_argmax=True: affine.forward(block.forward(x, with_argmax)))
-    undo.append(lambda: setattr(ConvReluBlock, "forward_then_affine", merged))
+    # a network runs consecutive blocks and the affine layer after them as one chain; here
+    # each layer's own forward is called, so that each records its input
+    from fastconv.nets import base
+    chain = base.chain
+    base.chain = list
+    undo.append(lambda: setattr(base, "chain", chain))
     try:
         grads = net.gradient(x, t)
     finally:

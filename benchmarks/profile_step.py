@@ -9,12 +9,14 @@ Each step the network runs (a fused conv block, an affine layer, dropout, the lo
 optimizer update is timed on its own with ``perf_counter`` around its ``forward`` and
 ``backward``; the table gives each one's median over ``--steps`` training steps after two
 untimed warm-up steps (so JIT compilation is never timed), its GFLOP/s where it has FLOPs,
-and the whole step's median. A pooled conv block followed by an affine layer computes that
-layer's product in its own forward pass: the block's forward time includes it, and the
-affine layer's forward column is then empty. Below each table: what handing parts of a layer to the pool
-thread cost (``gemm.handoff_log``), the time from a hand-over to the pool thread's start and
-from its end to the caller's return, which a thread that slept pays in its core's wake-up.
-Not an asv suite: it imports nothing heavy at module level.
+and the whole step's median. A network runs its consecutive conv blocks, and the affine
+layer after them, as one pass over each part of the batch (``fastconv.layers.chain``), where
+no single layer can be timed: for the table each layer runs on its own, and the step as the
+network runs it is timed after, ``--steps`` more times. Below each table: that step's median,
+and what handing parts of it to the pool thread cost (``gemm.handoff_log``), the time from a
+hand-over to the pool thread's start and from its end to the caller's return, which a thread
+that slept pays in its core's wake-up. Not an asv suite: it imports nothing heavy at module
+level.
 """
 import argparse
 import statistics
@@ -55,13 +57,26 @@ def conv_macs(conv):
 NETS = {"deep": "DeepConvNet", "simple": "SimpleConvNet"}
 
 
+def _median_step(step, steps):
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def profile(dtype, steps, seed=0, net_name="deep"):
-    """{label: {"forward": s, "backward": s, "flops": forward+backward FLOPs or None}} and the
-    median step time, for a training step (batch 100, Adam) of NETS[net_name] in `dtype`."""
+    """({label: {"forward": s, "backward": s, "flops": forward+backward FLOPs or None}} and
+    the median step time with each layer run on its own, and {"step": the median step as the
+    network runs it, and the ``handoff_summary`` of that step}, for a training step (batch
+    100, Adam) of NETS[net_name] in `dtype`."""
     import numpy as np
     from fastconv import nets, optimizer
+    from fastconv.kernels.jit import gemm
     from fastconv.layers import Affine, Dropout, SoftmaxWithLoss
     from fastconv.layers.fused import ConvReluBlock
+    from fastconv.nets import base
 
     np.random.seed(seed)
     net = getattr(nets, NETS[net_name])(dtype=np.dtype(dtype).type)
@@ -72,9 +87,6 @@ def profile(dtype, steps, seed=0, net_name="deep"):
 
     def step():
         adam.update(net.params, net.gradient(x, t))
-
-    for _ in range(2):  # compiles or loads every kernel; never timed
-        step()
 
     times, flops = defaultdict(list), {}
 
@@ -92,28 +104,30 @@ def profile(dtype, steps, seed=0, net_name="deep"):
         flops[label] = 2 * layer.x.shape[0] * layer.W.size * 3
         return label
 
-    restore = []
-    for cls, label_of in ((ConvReluBlock, block_label), (Affine, affine_label),
-                          (Dropout, lambda _: "dropout (both)"),
-                          (SoftmaxWithLoss, lambda _: "softmax + loss")):
-        for method in ("forward", "backward"):
-            restore.append(_timed(cls, method, label_of, times))
-    # a pooled block followed by an affine layer makes that layer's product in its own
-    # forward pass (one hand-over less): the block's forward time includes it
-    restore.append(_timed(ConvReluBlock, "forward_then_affine", block_label, times, "forward"))
-    restore.append(_timed(type(adam), "update", lambda _: "Adam update", times))
-    from fastconv.kernels.jit import gemm
-    step_times, gemm.handoff_log = [], []
+    chain = base.chain
+    base.chain = list  # every layer through its own forward and backward, to be timed
+    restore = [lambda: setattr(base, "chain", chain)]
     try:
-        for _ in range(steps):
-            start = time.perf_counter()
+        for _ in range(2):  # compiles or loads every kernel; never timed
             step()
-            step_times.append(time.perf_counter() - start)
+        for cls, label_of in ((ConvReluBlock, block_label), (Affine, affine_label),
+                              (Dropout, lambda _: "dropout (both)"),
+                              (SoftmaxWithLoss, lambda _: "softmax + loss")):
+            for method in ("forward", "backward"):
+                restore.append(_timed(cls, method, label_of, times))
+        restore.append(_timed(type(adam), "update", lambda _: "Adam update", times))
+        by_layer = _median_step(step, steps)
+    finally:
+        for undo in reversed(restore):
+            undo()
+    step()  # one untimed step as the network runs it, after the layer-by-layer ones
+    gemm.handoff_log = []
+    try:
+        chained = {"step": _median_step(step, steps)}
         handoffs = gemm.handoff_log
     finally:
         gemm.handoff_log = None
-        for undo in restore:
-            undo()
+    chained["handoffs"] = handoff_summary(handoffs, steps)
 
     rows = defaultdict(dict)
     for (label, method), seconds in times.items():
@@ -122,10 +136,7 @@ def profile(dtype, steps, seed=0, net_name="deep"):
         sums = [sum(seconds[i * per_step:(i + 1) * per_step]) for i in range(steps)]
         rows[label][method] = statistics.median(sums)
         rows[label]["flops"] = flops.get(label)
-    for label, row in rows.items():
-        if label.startswith("affine ") and "forward" not in row and row["flops"]:
-            row["flops"] = row["flops"] * 2 // 3  # its product ran in the block before it
-    return dict(rows), statistics.median(step_times), handoff_summary(handoffs, steps)
+    return dict(rows), by_layer, chained
 
 
 def handoff_summary(log, steps):
@@ -148,9 +159,9 @@ def handoff_summary(log, steps):
             "wake": statistics.median(wakes) if wakes else 0.0, "beyond": beyond / steps}
 
 
-def markdown(rows, step, dtype, threads, net_name="deep", handoffs=None):
-    lines = [f"{NETS[net_name]} training step, batch 100, Adam, {dtype}, {threads} thread(s): "
-             f"median step {step * 1e3:.1f} ms",
+def markdown(rows, step, dtype, threads, net_name="deep", chained=None):
+    lines = [f"{NETS[net_name]} training step, batch 100, Adam, {dtype}, {threads} thread(s), "
+             f"each layer run on its own: median step {step * 1e3:.1f} ms",
              "",
              "| step | forward | backward (or update) | share of the step | GFLOP/s |",
              "|---|---:|---:|---:|---:|"]
@@ -165,13 +176,18 @@ def markdown(rows, step, dtype, threads, net_name="deep", handoffs=None):
                      f"| {total / step:.0%} | {rate} |")
     lines.append(f"| the rest (Python, loss bookkeeping, gradient dict) | | "
                  f"| {max(0.0, 1 - accounted / step):.0%} | |")
-    if handoffs is not None:
-        lines += ["", f"Hand-overs to the pool thread: {handoffs['per_step']:.0f} a step; a "
-                      f"pool thread began its part {handoffs['start'] * 1e6:.0f} us after the "
-                      f"hand-over and the caller, done first, returned "
-                      f"{handoffs['wake'] * 1e6:.0f} us after the pool thread (medians); "
-                      f"{handoffs['beyond'] * 1e3:.2f} ms a step "
-                      f"({handoffs['beyond'] / step:.0%}) beyond the longest part of each."]
+    if chained is not None:
+        lines += ["", f"As the network runs it (consecutive blocks and the affine layer after "
+                      f"them as one pass): median step {chained['step'] * 1e3:.1f} ms."]
+        handoffs = chained["handoffs"]
+        if handoffs is not None:
+            lines[-1] += (f" Hand-overs to the pool thread: {handoffs['per_step']:.0f} a step; "
+                          f"a pool thread began its part {handoffs['start'] * 1e6:.0f} us "
+                          f"after the hand-over and the caller, done first, returned "
+                          f"{handoffs['wake'] * 1e6:.0f} us after the pool thread (medians); "
+                          f"{handoffs['beyond'] * 1e3:.2f} ms a step "
+                          f"({handoffs['beyond'] / chained['step']:.0%}) beyond the longest "
+                          f"part of each.")
     return "\n".join(lines) + "\n"
 
 
@@ -186,8 +202,8 @@ def main(argv=None):
     fastconv.use_backend("numba")
     threads = numba.get_num_threads()
     for dtype in (("float32", "float64") if args.dtype == "both" else (args.dtype,)):
-        rows, step, handoffs = profile(dtype, args.steps, net_name=args.net)
-        print(markdown(rows, step, dtype, threads, args.net, handoffs))
+        rows, step, chained = profile(dtype, args.steps, net_name=args.net)
+        print(markdown(rows, step, dtype, threads, args.net, chained))
     return 0
 
 

@@ -11,11 +11,11 @@ def dtype_ratio(load_script):
 def test_cases_cover_the_step_and_restore_the_layers(dtype_ratio):
     from fastconv.layers import Affine
     from fastconv.layers.fused import ConvReluBlock
-    originals = (ConvReluBlock.forward, ConvReluBlock.backward, Affine.backward,
-                 ConvReluBlock.forward_then_affine)
+    from fastconv.nets import base
+    originals = (ConvReluBlock.forward, ConvReluBlock.backward, Affine.backward, base.chain)
     cases, source = dtype_ratio.build_cases(["simple", "extend"], "random", steps=False)
     assert (ConvReluBlock.forward, ConvReluBlock.backward, Affine.backward,
-            ConvReluBlock.forward_then_affine) == originals
+            base.chain) == originals
     assert source == "uniform noise"
     names = [name for name, _ in cases]
     block = "simple conv1 1->30 5x5 pad 0 at 28x28 +relu+pool"

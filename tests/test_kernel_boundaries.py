@@ -18,7 +18,8 @@ from fastconv import optimizer as fopt
 from fastconv import util
 from fastconv.layers import (Affine, BatchNormalization, Convolution, Pooling, Relu,
                              SoftmaxWithLoss)
-from fastconv.layers.fused import ConvReluBlock
+from fastconv.layers.chain import chain
+from fastconv.layers.fused import ConvReluBlock, fuse
 
 rng = np.random.default_rng(5)
 
@@ -163,11 +164,27 @@ def _conv_relu_pool_backward():
             r"Pooling\.pool_w changed")
 
 
-def _conv_relu_pool_affine_forward():
-    block = _block(True)  # 3 filters, 2x2 pool: 12 features an image from a 6x6 input
-    layers = {"block": block, "affine": Affine(rng.standard_normal((12, 4)), np.zeros(4))}
-    return (layers, lambda pair: pair["block"].forward_then_affine(x4(C=1), pair["affine"]),
-            ValueError, "x has 1 channels")
+def _chain():
+    """Two blocks (3 then 4 filters, the second pooled) and an affine layer, as a chain."""
+    steps = [conv_layer(), Relu(), conv_layer(FN=4, C=3), Relu(), Pooling(2, 2),
+             Affine(rng.standard_normal((4 * 1 * 1, 2)), np.zeros(2))]
+    (whole,) = chain(fuse(steps))
+    return whole
+
+
+def _conv_blocks_forward():
+    whole = _chain()
+    whole.blocks[1].conv.W = rng.standard_normal((4, 5, 3, 3))  # 5 channels, where 3 come
+    # the second block's input is made inside the chain: refused before the first block runs
+    return whole, lambda c: c.forward(x4()), ValueError, "x has 3 channels"
+
+
+def _conv_blocks_backward():
+    whole = _chain()
+    whole.forward(x4())
+    whole.blocks[1].pool.stride = 1  # after forward, as a script may
+    return (whole, lambda c: c.backward(np.ones((2, 2))), ValueError,
+            r"Pooling\.stride changed")
 
 
 def _batchnorm_forward():
@@ -197,7 +214,7 @@ CASES = {
     "conv_relu_forward": _conv_relu_forward, "conv_relu_backward": _conv_relu_backward,
     "conv_relu_pool_forward": _conv_relu_pool_forward,
     "conv_relu_pool_backward": _conv_relu_pool_backward,
-    "conv_relu_pool_affine_forward": _conv_relu_pool_affine_forward,
+    "conv_blocks_forward": _conv_blocks_forward, "conv_blocks_backward": _conv_blocks_backward,
     "batchnorm_forward": _batchnorm_forward, "batchnorm_backward": _batchnorm_backward,
 }
 
@@ -211,15 +228,23 @@ def _state(obj):
     return copy.deepcopy(obj if isinstance(obj, dict) or obj is None else vars(obj))
 
 
-def _assert_same(a, b, where=""):
+def _assert_same(a, b, where="", seen=None):
+    seen = set() if seen is None else seen
+    if id(a) in seen:  # a block and its pool refer to each other
+        return
     if isinstance(a, dict):
         assert isinstance(b, dict) and a.keys() == b.keys(), where
         for key in a:
-            _assert_same(a[key], b[key], f"{where}.{key}")
+            _assert_same(a[key], b[key], f"{where}.{key}", seen)
     elif isinstance(a, np.ndarray):
         assert isinstance(b, np.ndarray) and np.array_equal(a, b, equal_nan=True), where
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for i, (item_a, item_b) in enumerate(zip(a, b)):
+            _assert_same(item_a, item_b, f"{where}[{i}]", seen)
     elif hasattr(a, "__dict__") and not isinstance(a, type):
-        _assert_same(vars(a), vars(b), where)
+        seen.add(id(a))
+        _assert_same(vars(a), vars(b), where, seen)
     else:
         assert a == b or (a != a and b != b), where
 

@@ -11,9 +11,9 @@ def profile_step(load_script):
 def test_profile_names_every_block_and_restores_the_layers(profile_step):
     from fastconv.layers import Affine
     from fastconv.layers.fused import ConvReluBlock
-    originals = (ConvReluBlock.forward, ConvReluBlock.backward, Affine.forward,
-                 ConvReluBlock.forward_then_affine)
-    rows, step, handoffs = profile_step.profile("float32", steps=2)
+    from fastconv.nets import base
+    originals = (ConvReluBlock.forward, ConvReluBlock.backward, Affine.forward, base.chain)
+    rows, step, chained = profile_step.profile("float32", steps=2)
     convs = [label for label in rows if label.startswith("conv ")]
     assert len(convs) == 6 and "conv 32->32 3x3 pad 2 at 14x14 +relu+pool" in convs
     assert {"affine 1024x50", "affine 50x10", "Adam update", "softmax + loss"} <= set(rows)
@@ -24,15 +24,17 @@ def test_profile_names_every_block_and_restores_the_layers(profile_step):
                 for r in rows.values())
     assert 0 < timed <= step * 1.05  # the parts are inside the step
     assert (ConvReluBlock.forward, ConvReluBlock.backward, Affine.forward,
-            ConvReluBlock.forward_then_affine) == originals
-    # the last pooled block makes the affine product in its forward pass, timed as its own
-    assert all(rows[label].get("forward", 0) > 0 for label in convs)
-    table = profile_step.markdown(rows, step, "float32", 1, handoffs=handoffs)
-    assert table.count("| conv ") == 6
+            base.chain) == originals
+    # every layer ran its own forward pass, the affine layers too
+    assert all(rows[label].get("forward", 0) > 0 for label in convs + ["affine 1024x50"])
+    table = profile_step.markdown(rows, step, "float32", 1, chained=chained)
+    assert table.count("| conv ") == 6 and "As the network runs it" in table
+    assert chained["step"] > 0
     from fastconv.kernels.jit import gemm
     assert gemm.handoff_log is None  # recording stopped
-    if numba.get_num_threads() > 1 and gemm.PARTS > 1:  # every conv layer, both ways
-        assert handoffs["per_step"] >= 12 and 0 < handoffs["start"] < step
+    handoffs = chained["handoffs"]
+    if numba.get_num_threads() > 1 and gemm.PARTS > 1:  # the chain, forward and backward
+        assert handoffs["per_step"] == 2 and 0 < handoffs["start"] < step
         assert 0 <= handoffs["beyond"] < step and "Hand-overs to the pool thread" in table
 
 
@@ -53,10 +55,3 @@ def test_simple_convnet_profile_counts_its_first_layer_without_input_gradient(pr
     assert first["flops"] == 2 * 100 * 30 * 24 * 24 * 25 * 2
     assert "affine 4320x100" in rows
     assert profile_step.markdown(rows, 1.0, "float64", 1, "simple").startswith("SimpleConvNet")
-
-
-def test_an_affine_product_made_in_the_block_counts_with_the_block(profile_step):
-    rows, _, _ = profile_step.profile("float32", steps=1, net_name="simple")
-    affine = rows["affine 4320x100"]
-    assert "forward" not in affine  # made in the pooled block's parts
-    assert affine["flops"] == 2 * 100 * 4320 * 100 * 2  # the two backward products only
