@@ -390,6 +390,33 @@ def test_conv_blocks_match_the_blocks_one_by_one_and_the_twin(chain_shape, dtype
         assert got[2] is None and want[2] is None
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_blocks_with_a_large_affine_layer_match_the_twin(monkeypatch, dtype):
+    # large affine weights take the layer's own backward kernel before the blocks' parts
+    # (AFFINE_IN_PARTS_MAX_BYTES): both ways agree with the twin
+    from fastconv.kernels.jit import fused
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((6, 2, 9, 9)).astype(dtype)
+    blocks = [((rng.standard_normal((8, 2, 3, 3)) / 4).astype(dtype),
+               rng.standard_normal(8).astype(dtype) / 10, 1, 1, None),
+              ((rng.standard_normal((8, 8, 3, 3)) / 8).astype(dtype),
+               rng.standard_normal(8).astype(dtype) / 10, 1, 1, (2, 2, 2, 0))]
+    W2 = (rng.standard_normal((8 * 4 * 4, 7)) / 11).astype(dtype)
+    results, _ = reference.conv_blocks_forward(x, blocks, W2)
+    saved = [(out, argmax, given_x, spec[0], ctx, 1, 1, spec[4]) for (out, argmax, ctx),
+             given_x, spec in zip(results, (x, results[0][0]), blocks)]
+    affine = (results[1][0].reshape(6, -1), W2)
+    dout = rng.standard_normal((6, 7)).astype(dtype)
+    want = reference.conv_blocks_backward(dout, saved, True, affine)
+    for limit in (fused.AFFINE_IN_PARTS_MAX_BYTES, 0):
+        monkeypatch.setattr(fused, "AFFINE_IN_PARTS_MAX_BYTES", limit)
+        dx, grads, affine_grads = jit.conv_blocks_backward(dout, saved, True, affine)
+        assert_close_to_scale(dx, want[0], dtype)
+        for got_pair, want_pair in zip(grads + [affine_grads], want[1] + [want[2]]):
+            for got, expected in zip(got_pair, want_pair):
+                assert_close_to_scale(got, expected, dtype)
+
+
 @SETTINGS
 @given(block_geometry(), st.integers(1, 4), DTYPES, st.integers(0, 2**32 - 1),
        st.sampled_from(["plain", "ties", "nan", "inf bias"]))
