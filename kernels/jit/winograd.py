@@ -225,88 +225,121 @@ def _output_tile(M, f, t):
     return s00 + s01 + s02, s01 - s02 - s03, s10 + s11 + s12, s11 - s12 - s13
 
 
+# The output transforms go in two passes too: A^T m A for every tile of a filter's chunk in
+# one loop with unit strides, which vectorizes, into four rows of scratch (one per output
+# cell of the tiles); then those rows into the conv output's rows, tile by tile (their 2x2
+# cells interleave there). The adjoint gathers first and transforms after. Done tile by
+# tile in one pass, the loops stayed scalar: per image of DeepConvNet's 16->32 layer at
+# 14x14, 8.2 against 4.4 us forward and 13.3 against 10.3 us for the adjoint; at 32->64,
+# 8x8, 5.8 against 3.2 and 9.4 against 7.2 us (float32, one thread; float64 7.7 against
+# 5.4 and 13.7 against 12.1 us at 16->32).
 @njit(nogil=True, cache=True)
 def _output_transform(M, count, tiles_h, tiles_w, conv_h, conv_w, rows):
     """rows (FN, count*conv_h*conv_w), the GEMM layout of the conv output, from the tiles'
-    products M (16, FN, count*tiles); a tile past an odd edge writes only its inner cells."""
+    products M (16, FN, >= count*tiles); a tile past an odd edge writes only its inner
+    cells."""
     FN = M.shape[1]
     T = tiles_h * tiles_w
     P = conv_h * conv_w
     whole_w = conv_w // 2  # tiles with both columns inside
-    for n in range(count):
-        for f in range(FN):
+    tiles = count * T
+    cells = np.empty((4, tiles), dtype=rows.dtype)
+    y00, y01, y10, y11 = cells[0], cells[1], cells[2], cells[3]
+    for f in range(FN):
+        # one view per cell: a view of a view's row has a stride not known to be 1
+        m0, m1, m2, m3 = M[0, f, :tiles], M[1, f, :tiles], M[2, f, :tiles], M[3, f, :tiles]
+        m4, m5, m6, m7 = M[4, f, :tiles], M[5, f, :tiles], M[6, f, :tiles], M[7, f, :tiles]
+        m8, m9, m10, m11 = M[8, f, :tiles], M[9, f, :tiles], M[10, f, :tiles], M[11, f, :tiles]
+        m12, m13, m14, m15 = (M[12, f, :tiles], M[13, f, :tiles], M[14, f, :tiles],
+                              M[15, f, :tiles])
+        for q in range(tiles):
+            s00 = m0[q] + m4[q] + m8[q]
+            s01 = m1[q] + m5[q] + m9[q]
+            s02 = m2[q] + m6[q] + m10[q]
+            s03 = m3[q] + m7[q] + m11[q]
+            s10 = m4[q] - m8[q] - m12[q]
+            s11 = m5[q] - m9[q] - m13[q]
+            s12 = m6[q] - m10[q] - m14[q]
+            s13 = m7[q] - m11[q] - m15[q]
+            y00[q], y01[q] = s00 + s01 + s02, s01 - s02 - s03
+            y10[q], y11[q] = s10 + s11 + s12, s11 - s12 - s13
+        out = rows[f]
+        for n in range(count):
             for ty in range(tiles_h):
                 top = n * P + 2 * ty * conv_w
                 t0 = n * T + ty * tiles_w
                 if 2 * ty + 1 < conv_h:
                     low = top + conv_w
                     for tx in range(whole_w):
-                        y00, y01, y10, y11 = _output_tile(M, f, t0 + tx)
-                        rows[f, top + 2 * tx] = y00
-                        rows[f, top + 2 * tx + 1] = y01
-                        rows[f, low + 2 * tx] = y10
-                        rows[f, low + 2 * tx + 1] = y11
+                        out[top + 2 * tx], out[top + 2 * tx + 1] = y00[t0 + tx], y01[t0 + tx]
+                        out[low + 2 * tx], out[low + 2 * tx + 1] = y10[t0 + tx], y11[t0 + tx]
                     if whole_w < tiles_w:
-                        y00, y01, y10, y11 = _output_tile(M, f, t0 + whole_w)
-                        rows[f, top + 2 * whole_w] = y00
-                        rows[f, low + 2 * whole_w] = y10
+                        out[top + 2 * whole_w] = y00[t0 + whole_w]
+                        out[low + 2 * whole_w] = y10[t0 + whole_w]
                 else:
                     for tx in range(tiles_w):
-                        y00, y01, y10, y11 = _output_tile(M, f, t0 + tx)
-                        rows[f, top + 2 * tx] = y00
+                        out[top + 2 * tx] = y00[t0 + tx]
                         if 2 * tx + 1 < conv_w:
-                            rows[f, top + 2 * tx + 1] = y01
-
-
-@njit(nogil=True, cache=True)
-def _tile_gradient(dM, f, t, g00, g01, g10, g11):
-    """dM[:, f, t] = A dY A^T for the tile's output gradient dY = [[g00, g01], [g10, g11]]."""
-    # A dY: rows (g0., g0. + g1., g0. - g1., -g1.); then the same along the columns
-    r0c0, r0c1 = g00, g01
-    r1c0, r1c1 = g00 + g10, g01 + g11
-    r2c0, r2c1 = g00 - g10, g01 - g11
-    r3c0, r3c1 = -g10, -g11
-    dM[0, f, t], dM[1, f, t] = r0c0, r0c0 + r0c1
-    dM[2, f, t], dM[3, f, t] = r0c0 - r0c1, -r0c1
-    dM[4, f, t], dM[5, f, t] = r1c0, r1c0 + r1c1
-    dM[6, f, t], dM[7, f, t] = r1c0 - r1c1, -r1c1
-    dM[8, f, t], dM[9, f, t] = r2c0, r2c0 + r2c1
-    dM[10, f, t], dM[11, f, t] = r2c0 - r2c1, -r2c1
-    dM[12, f, t], dM[13, f, t] = r3c0, r3c0 + r3c1
-    dM[14, f, t], dM[15, f, t] = r3c0 - r3c1, -r3c1
+                            out[top + 2 * tx + 1] = y01[t0 + tx]
 
 
 @njit(nogil=True, cache=True)
 def _output_transform_adjoint(rows, count, tiles_h, tiles_w, conv_h, conv_w, dM):
-    """dM (16, FN, count*tiles) = A dY A^T for each tile's 2x2 output gradient dY, read from
-    rows (FN, count*conv_h*conv_w); cells past an odd edge count as 0. Returns True when
-    rows hold a value that is not finite."""
+    """dM (16, FN, >= count*tiles) = A dY A^T for each tile's 2x2 output gradient dY, read
+    from rows (FN, count*conv_h*conv_w); cells past an odd edge count as 0. Returns True
+    when rows hold a value that is not finite."""
     FN = dM.shape[1]
     T = tiles_h * tiles_w
     P = conv_h * conv_w
     whole_w = conv_w // 2
     zero = dM.dtype.type(0)
+    tiles = count * T
+    cells = np.empty((4, tiles), dtype=dM.dtype)
+    g00, g01, g10, g11 = cells[0], cells[1], cells[2], cells[3]
     bad = False
     for f in range(FN):
-        bad |= _any_not_finite(rows[f, :count * P])
-    for n in range(count):
-        for f in range(FN):
+        grad = rows[f]
+        bad |= _any_not_finite(grad[:count * P])
+        # each tile's 2x2 gradient, gathered from the interleaved rows
+        for n in range(count):
             for ty in range(tiles_h):
                 top = n * P + 2 * ty * conv_w
                 low = top + conv_w
                 t0 = n * T + ty * tiles_w
                 if 2 * ty + 1 < conv_h:
                     for tx in range(whole_w):
-                        _tile_gradient(dM, f, t0 + tx, rows[f, top + 2 * tx],
-                                       rows[f, top + 2 * tx + 1], rows[f, low + 2 * tx],
-                                       rows[f, low + 2 * tx + 1])
+                        g00[t0 + tx], g01[t0 + tx] = grad[top + 2 * tx], grad[top + 2 * tx + 1]
+                        g10[t0 + tx], g11[t0 + tx] = grad[low + 2 * tx], grad[low + 2 * tx + 1]
                     if whole_w < tiles_w:
-                        _tile_gradient(dM, f, t0 + whole_w, rows[f, top + 2 * whole_w], zero,
-                                       rows[f, low + 2 * whole_w], zero)
+                        g00[t0 + whole_w], g01[t0 + whole_w] = grad[top + 2 * whole_w], zero
+                        g10[t0 + whole_w], g11[t0 + whole_w] = grad[low + 2 * whole_w], zero
                 else:
                     for tx in range(tiles_w):
-                        right = rows[f, top + 2 * tx + 1] if 2 * tx + 1 < conv_w else zero
-                        _tile_gradient(dM, f, t0 + tx, rows[f, top + 2 * tx], right, zero, zero)
+                        g00[t0 + tx] = grad[top + 2 * tx]
+                        g01[t0 + tx] = grad[top + 2 * tx + 1] if 2 * tx + 1 < conv_w else zero
+                        g10[t0 + tx], g11[t0 + tx] = zero, zero
+        # A dY A^T: rows (g0., g0. + g1., g0. - g1., -g1.) of A dY, then the same along the
+        # columns, every tile at once, one row of A dY per pass: a loop writing all 16
+        # cells did not vectorize (too many arrays for LLVM's overlap checks), four of 4 do
+        for i in range(4):
+            c0, c1 = dM[4 * i, f, :tiles], dM[4 * i + 1, f, :tiles]
+            c2, c3 = dM[4 * i + 2, f, :tiles], dM[4 * i + 3, f, :tiles]
+            if i == 0:
+                for q in range(tiles):
+                    left, right = g00[q], g01[q]
+                    c0[q], c1[q], c2[q], c3[q] = left, left + right, left - right, -right
+            elif i == 1:
+                for q in range(tiles):
+                    left, right = g00[q] + g10[q], g01[q] + g11[q]
+                    c0[q], c1[q], c2[q], c3[q] = left, left + right, left - right, -right
+            elif i == 2:
+                for q in range(tiles):
+                    left, right = g00[q] - g10[q], g01[q] - g11[q]
+                    c0[q], c1[q], c2[q], c3[q] = left, left + right, left - right, -right
+            else:
+                for q in range(tiles):
+                    left, right = -g10[q], -g11[q]
+                    c0[q], c1[q], c2[q], c3[q] = left, left + right, left - right, -right
     return bad
 
 
