@@ -9,7 +9,7 @@ step. A chain hands over once forward and once backward (and once more where the
 layer's weights are large: see ``AFFINE_IN_PARTS_MAX_BYTES`` in the jit kernels).
 
 Every layer is left as its own forward and backward passes leave it, with the same numbers
-to rounding (the affine weight gradient is summed over the parts). Where a step's operands
+to rounding (the affine layer's products are cut into other pieces). Where a step's operands
 are not the usual ones (weights that make a block compute in another dtype, an affine
 layer that ``Affine.weights_for`` turns down), or a script turned off the input gradient of
 a layer inside the chain, the chain runs its steps one after another.

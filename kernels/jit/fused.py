@@ -66,7 +66,7 @@ def conv_relu_pool_forward(x, W, b, stride, pad, pool_h, pool_w, pool_stride, po
 # Made part by part of the batch, an affine layer's input gradient reads all its weights in
 # each part. SimpleConvNet's 4320x100 (1.7 MB in float32) then took longer than the two
 # whole products side by side (1.76 against 1.46 ms, 2 threads), more than the hand-over
-# saved, and its steps were 5-10% slower; DeepConvNet's 1024x50 (200 KB) gains.
+# saves; DeepConvNet's 1024x50 (200 KB) runs in the parts.
 AFFINE_IN_PARTS_MAX_BYTES = 1 << 20
 
 
