@@ -17,7 +17,6 @@ a layer inside the chain, the chain runs its steps one after another.
 import numpy as np
 
 from fastconv.backend import kernels
-from fastconv._validate import as_float_array, check_shape
 
 from .fused import ConvReluBlock
 from .linear import Affine
@@ -53,16 +52,15 @@ class BlockChain:
         """(x, [each block's operands], the affine weights or None) as
         ``conv_blocks_forward`` takes them, each checked as the step's own forward checks it;
         None where a step would not compute in x's dtype as it comes."""
-        x, operands = self.blocks[0].operands(x)
-        blocks, shape = [operands], self.blocks[0].output_shape(x.shape)
+        x, operands, shape = self.blocks[0].operands(x)
+        blocks = [operands]
         for block in self.blocks[1:]:
             # the block's input is not computed yet: its checks need only shape and dtype
             stand_in = np.broadcast_to(np.zeros((), x.dtype), shape)
-            converted, operands = block.operands(stand_in)
+            converted, operands, shape = block.operands(stand_in)
             if converted.dtype != x.dtype:
                 return None
             blocks.append(operands)
-            shape = block.output_shape(shape)
         W2 = None
         if self.affine is not None:
             W2 = self.affine.weights_for(shape, x.dtype)
@@ -79,10 +77,7 @@ class BlockChain:
         saved = [block.saved_operands() for block in self.blocks]
         affine = None
         if self.affine is None:
-            out = saved[-1][0]
-            dout = as_float_array("dout", dout, ndim=4)
-            check_shape("dout", dout, out.shape)
-            dout = dout.astype(out.dtype, copy=False)
+            dout = self.blocks[-1].checked_dout(dout)
         else:
             dout, x2, W2 = self.affine.backward_operands(dout)
             affine = (x2, W2)

@@ -37,7 +37,7 @@ class ConvReluBlock:
 
     def forward(self, x, with_argmax=True):
         """The block's output; ``with_argmax=False`` when no backward pass will follow."""
-        x, (W, b, stride, pad, pool) = self.operands(x)
+        x, (W, b, stride, pad, pool), _ = self.operands(x)
         k = kernels()
         if pool is None:
             out, ctx = k.conv_relu_forward(x, W, b, stride, pad)
@@ -48,19 +48,16 @@ class ConvReluBlock:
         return self.keep(x, ctx, out, argmax)
 
     def operands(self, x):
-        """(x, (W, b, stride, pad, pool)) as the kernels take them, checked, all arrays in the
-        dtype the block computes in; pool is (pool_h, pool_w, stride, pad), or None."""
+        """(x, (W, b, stride, pad, pool), output shape): x, W and b as the kernels take them,
+        checked, in the dtype the block computes in; pool is (pool_h, pool_w, stride, pad),
+        or None."""
         x, W, b, stride, pad = self.conv._prepare(x)
-        conv_shape = self.conv.output_shape(x.shape)
-        pool = None if self.pool is None else self.pool._geometry(conv_shape)
-        return x, (W, b, stride, pad, pool)
-
-    def output_shape(self, x_shape):
-        """The block's output shape for an input of ``x_shape`` (checked by ``operands``)."""
-        shape = self.conv.output_shape(x_shape)
-        if self.pool is None:
-            return shape
-        return shape[:2] + conv_output_hw(*shape[2:], *self.pool._geometry(shape))
+        shape = self.conv.output_shape(x.shape)
+        pool = None
+        if self.pool is not None:
+            pool = self.pool._geometry(shape)
+            shape = shape[:2] + conv_output_hw(*shape[2:], *pool)
+        return x, (W, b, stride, pad, pool), shape
 
     def keep(self, x, ctx, out, argmax):
         """Record a fused forward pass on the block and its layers; returns out."""
@@ -83,9 +80,7 @@ class ConvReluBlock:
 
     def backward(self, dout):
         out, argmax, x, W, ctx, stride, pad, pool = self.saved_operands()
-        dout = as_float_array("dout", dout, ndim=4)
-        check_shape("dout", dout, out.shape)
-        dout = dout.astype(out.dtype, copy=False)
+        dout = self.checked_dout(dout)
         k, need_dx = kernels(), self.conv.need_input_grad
         if pool is None:
             grads = k.conv_relu_backward(dout, out, x, W, ctx, stride, pad, need_dx=need_dx)
@@ -113,6 +108,13 @@ class ConvReluBlock:
             window = (pool.pool_h, pool.pool_w, pool.stride, pool.pad)
         W = as_real_array("W", conv.W, ndim=4).astype(self.out.dtype, copy=False)
         return self.out, argmax, conv.x, W, conv.ctx, conv.stride, conv.pad, window
+
+    def checked_dout(self, dout):
+        """dout as the backward kernels take it: the shape of the block's output, its dtype."""
+        dout = as_float_array("dout", dout, ndim=4)
+        check_shape("dout", dout, self.out.shape)
+        return dout.astype(self.out.dtype, copy=False)
+
 
 def fuse(layers):
     """The layers as run: each Convolution -> Relu (-> Pooling) run becomes one block."""

@@ -26,41 +26,57 @@ __all__ = ["conv_relu_forward", "conv_relu_backward",
            "conv_blocks_forward", "conv_blocks_backward"]
 
 
-def conv_relu_forward(x, W, b, stride, pad):
-    """Returns (out, None)."""
+def _block_epilogue(x, W, b, stride, pad, pool, with_argmax):
+    """The epilogue (kind, b, pool, out, argmax) of ``forward_epilogue`` for a conv -> relu
+    (-> pool) block, pool (pool_h, pool_w, stride, pad) or None, its out and argmax
+    allocated (argmax empty without a pool or ``with_argmax``)."""
     N, _, H, Wd = x.shape
     conv_h, conv_w = conv_output_hw(H, Wd, W.shape[2], W.shape[3], stride, pad)
-    out = np.empty((N, W.shape[0], conv_h, conv_w), dtype=x.dtype)
-    forward_pipeline(x, W, stride, pad, (OUTPUT_RELU, b, NO_POOL, out, NO_ARGMAX))
-    return out, None
-
-
-def conv_relu_backward(dout, out, x, W, ctx, stride, pad, need_dx=True):
-    prologue = (GRADIENT_RELU, NO_POOL, np.ascontiguousarray(dout), np.ascontiguousarray(out),
-                NO_ARGMAX)
-    return backward_pipeline(x, W, stride, pad, need_dx, prologue)
-
-
-def _pool_epilogue(x, W, b, stride, pad, pool_h, pool_w, pool_stride, pool_pad, with_argmax):
-    """The epilogue (kind, b, pool, out, argmax) of a conv -> relu -> pool block, its out and
-    argmax allocated."""
-    N, _, H, Wd = x.shape
-    conv_h, conv_w = conv_output_hw(H, Wd, W.shape[2], W.shape[3], stride, pad)
-    out_h, out_w = conv_output_hw(conv_h, conv_w, pool_h, pool_w, pool_stride, pool_pad)
+    if pool is None:
+        out = np.empty((N, W.shape[0], conv_h, conv_w), dtype=x.dtype)
+        return OUTPUT_RELU, b, NO_POOL, out, NO_ARGMAX
+    out_h, out_w = conv_output_hw(conv_h, conv_w, *pool)
     out = np.empty((N, W.shape[0], out_h, out_w), dtype=x.dtype)
     argmax = np.empty((N if with_argmax else 0,) + out.shape[1:], dtype=np.intp)
     kind = OUTPUT_RELU_POOL if with_argmax else OUTPUT_RELU_POOL_VALUES
-    return kind, b, (pool_h, pool_w, pool_stride, pool_pad), out, argmax
+    return kind, b, pool, out, argmax
+
+
+def _block_prologue(dout, out, argmax, pool):
+    """The prologue (kind, pool, dout, out, argmax) of ``backward_prologue`` for a block
+    whose pool is (pool_h, pool_w, stride, pad) or None."""
+    if pool is None:
+        return (GRADIENT_RELU, NO_POOL, np.ascontiguousarray(dout), np.ascontiguousarray(out),
+                NO_ARGMAX)
+    return (GRADIENT_RELU_POOL, pool, np.ascontiguousarray(dout),
+            np.ascontiguousarray(out), np.ascontiguousarray(argmax))
+
+
+def conv_relu_forward(x, W, b, stride, pad):
+    """Returns (out, None)."""
+    epilogue = _block_epilogue(x, W, b, stride, pad, None, False)
+    forward_pipeline(x, W, stride, pad, epilogue)
+    return epilogue[3], None
+
+
+def conv_relu_backward(dout, out, x, W, ctx, stride, pad, need_dx=True):
+    return backward_pipeline(x, W, stride, pad, need_dx, _block_prologue(dout, out, None, None))
 
 
 def conv_relu_pool_forward(x, W, b, stride, pad, pool_h, pool_w, pool_stride, pool_pad,
                            with_argmax=True):
     """Returns (out, argmax, None); argmax is None when not ``with_argmax`` (inference)."""
-    epilogue = _pool_epilogue(x, W, b, stride, pad, pool_h, pool_w, pool_stride, pool_pad,
-                              with_argmax)
+    epilogue = _block_epilogue(x, W, b, stride, pad, (pool_h, pool_w, pool_stride, pool_pad),
+                               with_argmax)
     forward_pipeline(x, W, stride, pad, epilogue)
     _, _, _, out, argmax = epilogue
     return out, (argmax if with_argmax else None), None
+
+
+def conv_relu_pool_backward(dout, out, argmax, x, W, ctx, stride, pad,
+                            pool_h, pool_w, pool_stride, pool_pad, need_dx=True):
+    prologue = _block_prologue(dout, out, argmax, (pool_h, pool_w, pool_stride, pool_pad))
+    return backward_pipeline(x, W, stride, pad, need_dx, prologue)
 
 
 # Made part by part of the batch, an affine layer's input gradient reads all its weights in
@@ -68,16 +84,6 @@ def conv_relu_pool_forward(x, W, b, stride, pad, pool_h, pool_w, pool_stride, po
 # whole products side by side (1.76 against 1.46 ms, 2 threads), more than the hand-over
 # saves; DeepConvNet's 1024x50 (200 KB) runs in the parts.
 AFFINE_IN_PARTS_MAX_BYTES = 1 << 20
-
-
-def _block_epilogue(x, W, b, stride, pad, pool, with_argmax):
-    """The epilogue of a block whose pool is (pool_h, pool_w, stride, pad) or None."""
-    if pool is not None:
-        return _pool_epilogue(x, W, b, stride, pad, *pool, with_argmax)
-    N, _, H, Wd = x.shape
-    out = np.empty((N, W.shape[0]) + conv_output_hw(H, Wd, W.shape[2], W.shape[3], stride,
-                                                    pad), dtype=x.dtype)
-    return OUTPUT_RELU, b, NO_POOL, out, NO_ARGMAX
 
 
 def conv_blocks_forward(x, blocks, W2=None, with_argmax=True):
@@ -132,12 +138,7 @@ def conv_blocks_backward(dout, blocks, need_dx=True, affine=None):
         runs, block_dout = [], top
         for i in reversed(range(len(blocks))):
             out, argmax, x, W, _, stride, pad, pool = blocks[i]
-            if pool is None:
-                prologue = (GRADIENT_RELU, NO_POOL, block_dout, np.ascontiguousarray(out),
-                            NO_ARGMAX)
-            else:
-                prologue = (GRADIENT_RELU_POOL, pool, block_dout, np.ascontiguousarray(out),
-                            np.ascontiguousarray(argmax))
+            prologue = _block_prologue(block_dout, out, argmax, pool)
             part, finish, block_dout = backward_part(x, W, stride, pad, need_dx or i > 0,
                                                      prologue)
             runs.append((part, finish))
@@ -167,11 +168,3 @@ def conv_blocks_backward(dout, blocks, need_dx=True, affine=None):
         affine_grads = (dW2, db2)
     dx = grads[-1][0]
     return dx, [(dW, db) for _, dW, db in reversed(grads)], affine_grads
-
-
-def conv_relu_pool_backward(dout, out, argmax, x, W, ctx, stride, pad,
-                            pool_h, pool_w, pool_stride, pool_pad, need_dx=True):
-    prologue = (GRADIENT_RELU_POOL, (pool_h, pool_w, pool_stride, pool_pad),
-                np.ascontiguousarray(dout), np.ascontiguousarray(out),
-                np.ascontiguousarray(argmax))
-    return backward_pipeline(x, W, stride, pad, need_dx, prologue)
