@@ -10,6 +10,7 @@ from ..shapes import conv_output_hw
 from .epilogues import GRADIENT, NO_ARGMAX, NO_POOL, OUTPUT_BIAS
 from .im2col import _col2im_rows, _im2col_rows
 from .pipeline import backward_pipeline, forward_pipeline, images_parallel
+from . import recycle
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward"]
 
@@ -18,7 +19,7 @@ def im2col(x, filter_h, filter_w, stride=1, pad=0):
     x = np.ascontiguousarray(x)
     N, C, H, W = x.shape
     out_h, out_w = conv_output_hw(H, W, filter_h, filter_w, stride, pad)
-    col = np.empty((N * out_h * out_w, C * filter_h * filter_w), dtype=x.dtype)
+    col = recycle.empty((N * out_h * out_w, C * filter_h * filter_w), x.dtype)
     P = out_h * out_w
     images_parallel(lambda lo, hi: _im2col_rows(
         x, lo, hi, filter_h, filter_w, stride, pad, out_h, out_w, col[lo * P:hi * P]), N)
@@ -29,7 +30,7 @@ def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
     N, C, H, W = input_shape
     out_h, out_w = conv_output_hw(H, W, filter_h, filter_w, stride, pad)
     col = np.ascontiguousarray(col)
-    dx = np.empty((N, C, H, W), dtype=col.dtype)
+    dx = recycle.empty((N, C, H, W), col.dtype)
     P = out_h * out_w
     images_parallel(lambda lo, hi: _col2im_rows(
         col[lo * P:hi * P], lo, hi, filter_h, filter_w, stride, pad, out_h, out_w, dx), N)
@@ -40,7 +41,7 @@ def conv2d_forward(x, W, b, stride=1, pad=0):
     """Returns (out, None): nothing but x is needed for the backward pass."""
     N, _, H, Wd = x.shape
     out_h, out_w = conv_output_hw(H, Wd, W.shape[2], W.shape[3], stride, pad)
-    out = np.empty((N, W.shape[0], out_h, out_w), dtype=x.dtype)
+    out = recycle.empty((N, W.shape[0], out_h, out_w), x.dtype)
     forward_pipeline(x, W, stride, pad, (OUTPUT_BIAS, b, NO_POOL, out, NO_ARGMAX))
     return out, None
 

@@ -8,6 +8,7 @@ depend on the thread count.
 import numpy as np
 from numba import njit, prange
 
+from . import recycle
 from .dispatch import parallel_above
 from .gemm import blas_scope, matmul, matmul_pair
 
@@ -88,8 +89,8 @@ def _writable_contiguous(a):
 
 def relu_forward(x):
     x = np.require(x, requirements="C")  # keeps a 0-d array 0-d, as the book's x <= 0 does
-    out = np.empty_like(x)
-    mask = np.empty(x.shape, dtype=np.bool_)
+    out = recycle.empty(x.shape, x.dtype)
+    mask = recycle.empty(x.shape, np.bool_)
     _relu_forward_flat(x.reshape(-1), out.reshape(-1), mask.reshape(-1))
     return out, mask
 

@@ -17,6 +17,7 @@ from ..shapes import conv_output_hw
 from .epilogues import (GRADIENT_RELU, GRADIENT_RELU_POOL, NO_ARGMAX, NO_POOL, OUTPUT_RELU,
                         OUTPUT_RELU_POOL, OUTPUT_RELU_POOL_VALUES)
 from .elementwise import _column_sum, affine_backward
+from . import recycle
 from .gemm import pieces, single_threaded_blas
 from .pipeline import (backward_part, backward_pipeline, forward_part, forward_pipeline,
                        images_parallel)
@@ -33,11 +34,11 @@ def _block_epilogue(x, W, b, stride, pad, pool, with_argmax):
     N, _, H, Wd = x.shape
     conv_h, conv_w = conv_output_hw(H, Wd, W.shape[2], W.shape[3], stride, pad)
     if pool is None:
-        out = np.empty((N, W.shape[0], conv_h, conv_w), dtype=x.dtype)
+        out = recycle.empty((N, W.shape[0], conv_h, conv_w), x.dtype)
         return OUTPUT_RELU, b, NO_POOL, out, NO_ARGMAX
     out_h, out_w = conv_output_hw(conv_h, conv_w, *pool)
-    out = np.empty((N, W.shape[0], out_h, out_w), dtype=x.dtype)
-    argmax = np.empty((N if with_argmax else 0,) + out.shape[1:], dtype=np.intp)
+    out = recycle.empty((N, W.shape[0], out_h, out_w), x.dtype)
+    argmax = recycle.empty((N if with_argmax else 0,) + out.shape[1:], np.intp)
     kind = OUTPUT_RELU_POOL if with_argmax else OUTPUT_RELU_POOL_VALUES
     return kind, b, pool, out, argmax
 
@@ -103,7 +104,7 @@ def conv_blocks_forward(x, blocks, W2=None, with_argmax=True):
         if W2 is not None:
             rows = x.reshape(len(x), -1)
             W2 = np.ascontiguousarray(W2, dtype=x.dtype)
-            product = np.empty((len(x), W2.shape[1]), dtype=x.dtype)
+            product = recycle.empty((len(x), W2.shape[1]), x.dtype)
 
         def run(lo, hi):
             for part in parts:
@@ -131,7 +132,7 @@ def conv_blocks_backward(dout, blocks, need_dx=True, affine=None):
         if affine is not None:
             x2, W2 = affine
             x2, W2 = np.ascontiguousarray(x2), np.ascontiguousarray(W2, dtype=dout.dtype)
-            top = np.empty(blocks[-1][0].shape, dtype=dout.dtype)  # the last block's dout
+            top = recycle.empty(blocks[-1][0].shape, dout.dtype)  # the last block's dout
             top_rows = top.reshape(len(top), -1)
         else:
             top = dout
@@ -147,7 +148,7 @@ def conv_blocks_backward(dout, blocks, need_dx=True, affine=None):
         if affine is not None:
             images = pieces(len(dout))
             affine_rows = dict(zip(images, pieces(x2.shape[1], len(images))))
-            dW2 = np.empty((x2.shape[1], dout.shape[1]), dtype=dout.dtype)
+            dW2 = recycle.empty((x2.shape[1], dout.shape[1]), dout.dtype)
 
         def run(lo, hi):
             """Each block's share of its gradients, the last block's first."""

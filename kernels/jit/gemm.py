@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
+from . import recycle
 from .blas_pin import single_threaded_blas
 
 __all__ = ["matmul", "matmul_pair", "pieces", "run_parts", "single_threaded_blas", "blas_scope"]
@@ -167,7 +168,7 @@ def _output_pieces(a, b, out, parts):
 
 
 def _empty_product(a, b):
-    return np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+    return recycle.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
 
 
 def matmul(a, b):

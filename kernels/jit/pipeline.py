@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit
 
 from ..shapes import conv_output_hw
-from . import background_compile, blas
+from . import background_compile, blas, recycle
 from .blas import gemm
 from .epilogues import (GRADIENT_RELU_POOL, OUTPUT_RELU_POOL, OUTPUT_RELU_POOL_VALUES,
                         _add_row_sums, backward_prologue, forward_epilogue, windows_are_tiles)
@@ -361,7 +361,7 @@ def backward_part(x, W, stride, pad, need_dx, prologue):
     their share of the weight and bias gradients; finish(shares, in part order) gives (dx or
     None, dW, db). Call both with BLAS pinned to one thread (the filter transforms)."""
     x, Wm, geometry, chunk = _layer_operands(x, W, stride, pad)
-    dx = np.empty_like(x) if need_dx else np.empty((0,) + x.shape[1:], dtype=x.dtype)
+    dx = recycle.empty_like(x) if need_dx else np.empty((0,) + x.shape[1:], dtype=x.dtype)
     winograd = _winograd_operands(x, W, geometry)
     background_compile.finish(x.dtype, "im2col" if winograd is None else "winograd")
     run = _chunk_loop(_backward_chunks)

@@ -8,6 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..shapes import conv_output_hw
+from . import recycle
 from .dispatch import parallel_above
 
 __all__ = ["maxpool_forward", "maxpool_backward"]
@@ -221,14 +222,14 @@ def maxpool_forward(x, pool_h, pool_w, stride, pad=0):
     x = np.ascontiguousarray(x)
     N, C, H, W = x.shape
     out_h, out_w = conv_output_hw(H, W, pool_h, pool_w, stride, pad)
-    out = np.empty((N, C, out_h, out_w), dtype=x.dtype)
-    argmax = np.empty((N, C, out_h, out_w), dtype=np.intp)
+    out = recycle.empty((N, C, out_h, out_w), x.dtype)
+    argmax = recycle.empty((N, C, out_h, out_w), np.intp)
     _maxpool_forward_into(x, pool_h, pool_w, stride, pad, out, argmax)
     return out, argmax
 
 
 def maxpool_backward(dout, argmax, x_shape, pool_h, pool_w, stride, pad=0):
-    dx = np.empty(x_shape, dtype=dout.dtype)
+    dx = recycle.empty(x_shape, dout.dtype)
     _maxpool_backward_into(np.ascontiguousarray(dout), np.ascontiguousarray(argmax),
                            pool_h, pool_w, stride, pad, dx)
     return dx
