@@ -89,7 +89,7 @@ def _writable_contiguous(a):
 
 def relu_forward(x):
     x = np.require(x, requirements="C")  # keeps a 0-d array 0-d, as the book's x <= 0 does
-    out = recycle.empty(x.shape, x.dtype)
+    out = recycle.empty(x.shape, x.dtype) if type(x) is np.ndarray else np.empty_like(x)
     mask = recycle.empty(x.shape, np.bool_)
     _relu_forward_flat(x.reshape(-1), out.reshape(-1), mask.reshape(-1))
     return out, mask
