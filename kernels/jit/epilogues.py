@@ -14,6 +14,7 @@ C-contiguous.
 import numpy as np
 from numba import njit
 
+from .compile_options import HELPER_INLINE
 from .pool import _bias_relu, _pool_2x2_relu_values, _pool_2x2_stride_2, _pool_plane
 
 OUTPUT_BIAS, OUTPUT_RELU, OUTPUT_RELU_POOL, OUTPUT_RELU_POOL_VALUES = range(4)
@@ -31,7 +32,7 @@ TWO_PASS_MIN_WIDTH = 12
 # The GEMM-layout <-> NCHW passes below index through per-plane slices: with the flat
 # index arithmetic written out, Numba's negative-index handling kept LLVM from vectorizing
 # them, and they ran 3-4x slower.
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _bias_to_nchw(rows, b, n0, out, with_relu):
     """out[n0 + i, f] = rows of image i + b[f], through the book's ReLU when with_relu."""
     _, FN, P = out.shape
@@ -45,7 +46,7 @@ def _bias_to_nchw(rows, b, n0, out, with_relu):
                 dst[p] = _bias_relu(src[p], bias, zero) if with_relu else src[p] + bias
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _nchw_to_rows(dout, n0, rows):
     _, FN, P = dout.shape
     for i in range(rows.shape[1] // P):
@@ -69,7 +70,7 @@ def _add_row_sums(rows, acc):
         acc[f] += total
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, pool_pad,
                     out, argmax, with_argmax):
     FN = out.shape[1]
@@ -108,7 +109,7 @@ def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, po
                         argmax[n0 + i, f] if with_argmax else unread_argmax)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _relu_grad_to_rows(dout, out, n0, rows):
     _, FN, P = dout.shape
     zero = rows.dtype.type(0)
@@ -121,7 +122,7 @@ def _relu_grad_to_rows(dout, out, n0, rows):
                 dst[p] = grad[p] if kept[p] != 0 else zero
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _pool_2x2_relu_grad_to_rows(dout, out, argmax, n0, n1, conv_w, rows):
     """_pool_relu_grad_to_rows for a 2x2 stride-2 pool that tiles the plane (even height and
     width), writing every cell once, branch-free, in two passes that vectorize.
@@ -167,7 +168,7 @@ def _pool_2x2_relu_grad_to_rows(dout, out, argmax, n0, n1, conv_w, rows):
                     lower[x] = from_bottom[x]
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _pool_relu_grad_to_rows(dout, out, argmax, n0, n1, conv_h, conv_w, pool, rows):
     # For pools whose windows overlap, skip cells or leave a border: zeroing the rows and
     # adding at the maxima, where on MNIST most windows pool a ReLU zero and the branch that
@@ -205,7 +206,7 @@ def windows_are_tiles(pool, conv_h, conv_w):
             and conv_h % 2 == 0 and conv_w % 2 == 0)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def forward_epilogue(kind, rows, n0, conv_h, conv_w, b, pool, out, argmax):
     """Writes images n0.. of out (N, FN, *) from rows; argmax only for OUTPUT_RELU_POOL."""
     if kind == OUTPUT_RELU_POOL or kind == OUTPUT_RELU_POOL_VALUES:
@@ -217,7 +218,7 @@ def forward_epilogue(kind, rows, n0, conv_h, conv_w, b, pool, out, argmax):
         _bias_to_nchw(rows, b, n0, flat, kind == OUTPUT_RELU)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def backward_prologue(kind, n0, n1, conv_h, conv_w, pool, dout, out, argmax, rows):
     """rows = the gradient of images n0..n1-1 at the conv output, from the layer's dout.
 

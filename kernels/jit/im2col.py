@@ -8,6 +8,8 @@ stride-1 filter tap is one contiguous copy; col2im is its adjoint, summing tap b
 """
 from numba import njit
 
+from .compile_options import HELPER_INLINE
+
 
 @njit(cache=True)
 def _valid_range(size_in, size_out, stride, offset):
@@ -67,7 +69,7 @@ def _col2im_rows(col, n0, n1, filter_h, filter_w, stride, pad, out_h, out_w, dx)
                             dx[n, c, iy, ox * stride + kx - pad] += col[j + ox, r]
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _pad_images(x, n0, n1, pad, xp):
     """xp[i] = image n0+i of x with a zero border of width pad."""
     _, C, H, W = x.shape
@@ -82,7 +84,7 @@ def _pad_images(x, n0, n1, pad, xp):
                     dst[ix] = src[ix]
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _im2col_padded(xp, count, filter_h, filter_w, stride, out_h, out_w, cols):
     """K-major im2col of the first count padded images xp into cols (taps, pixels).
 
@@ -108,7 +110,7 @@ def _im2col_padded(xp, count, filter_h, filter_w, stride, out_h, out_w, cols):
                                 dst[i] = row[kx + i * stride]
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _col2im_padded(cols, count, filter_h, filter_w, stride, out_h, out_w, dxp):
     """Adjoint of _im2col_padded: sums cols into the padded images dxp, tap by tap in
     (ky, kx) order like the book's col2im (so float64 results equal the twin's)."""
@@ -132,7 +134,7 @@ def _col2im_padded(cols, count, filter_h, filter_w, stride, out_h, out_w, dxp):
                                 row[kx + i * stride] += src[i]
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _crop_images(dxp, n0, n1, pad, dx):
     _, C, H, W = dx.shape
     for n in range(n0, n1):

@@ -30,6 +30,7 @@ from numba import njit
 from ..shapes import conv_output_hw
 from . import background_compile, blas, recycle
 from .blas import gemm
+from .compile_options import HELPER_INLINE
 from .epilogues import (GRADIENT_RELU_POOL, OUTPUT_RELU_POOL, OUTPUT_RELU_POOL_VALUES,
                         _add_row_sums, backward_prologue, forward_epilogue, windows_are_tiles)
 from .gemm import pieces, run_parts, single_threaded_blas
@@ -102,7 +103,7 @@ def _scratch_arrays(x, Wm, geometry, chunk):
             _scratch_array("padded", (chunk, C, H + 2 * pad, W + 2 * pad), x.dtype))
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _chunk_im2col(x, n0, n1, geometry, scratch, FN):
     """(cols, rows) for images n0..n1-1: cols holds their K-major im2col, rows is the
     (FN, images*P) view of the scratch for their GEMM output, not yet written."""

@@ -9,6 +9,7 @@ from numba import njit, prange
 
 from ..shapes import conv_output_hw
 from . import recycle
+from .compile_options import HELPER_INLINE
 from .dispatch import parallel_above
 
 __all__ = ["maxpool_forward", "maxpool_backward"]
@@ -82,7 +83,7 @@ def _pool_2x2(plane, stride, out, argmax):
             argmax_row[px] = (a != best) * (1 + (b != best) * (1 + (c != best)))
 
 
-@njit(cache=True)
+@njit(cache=True, inline=HELPER_INLINE)
 def _pool_2x2_stride_2(flat, W, out, argmax, bias, top_cells, pair_max):
     """What _pool_2x2(relu(plane + bias), 2, out, argmax) writes, for a plane of even height
     and width W given as its cells in row order (flat), in two passes that vectorize, reading
@@ -130,7 +131,7 @@ def _first_max_of_window(top_left, top_right, left, right):
     return best, (top_left != best) * (1 + (top_right != best) * (1 + (left != best)))
 
 
-@njit(cache=True)
+@njit(cache=True, inline=HELPER_INLINE)
 def _pool_2x2_relu_values(flat, W, stride, out, bias, pair_max):
     """out = what _pool_2x2 pools from relu(plane + bias), without the window indices, for a
     plane given by its cells in row order (flat, rows of W) and out holding its windows in
