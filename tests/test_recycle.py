@@ -60,13 +60,6 @@ def test_other_shapes_dtypes_and_small_arrays_are_new():
     assert recycle._kept.get(((10, 10), np.dtype(np.float64))) is None
 
 
-def test_zeros_are_zero_when_made_again():
-    a = recycle.empty(BIG, np.float64)
-    a[:] = 3.0
-    del a
-    assert not recycle.zeros(BIG, np.float64).any()
-
-
 def test_kept_memory_stays_under_its_bound_giving_up_old_shapes_first(monkeypatch):
     monkeypatch.setattr(recycle, "MAX_KEPT_BYTES", 3 * 610 * 128 * 8)
     for rows in range(600, 610):  # ten shapes, each dropped at once
