@@ -7,10 +7,10 @@ im2col + GEMM pipeline of ``pipeline.py``; im2col and col2im build the book's la
 import numpy as np
 
 from ..shapes import conv_output_hw
+from . import recycle
 from .epilogues import GRADIENT, NO_ARGMAX, NO_POOL, OUTPUT_BIAS
 from .im2col import _col2im_rows, _im2col_rows
 from .pipeline import backward_pipeline, forward_pipeline, images_parallel
-from . import recycle
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward"]
 

@@ -14,10 +14,10 @@ block: waking the idle core costs about 100 us each time on the reference machin
 import numpy as np
 
 from ..shapes import conv_output_hw
+from . import recycle
+from .elementwise import _column_sum, affine_backward
 from .epilogues import (GRADIENT_RELU, GRADIENT_RELU_POOL, NO_ARGMAX, NO_POOL, OUTPUT_RELU,
                         OUTPUT_RELU_POOL, OUTPUT_RELU_POOL_VALUES)
-from .elementwise import _column_sum, affine_backward
-from . import recycle
 from .gemm import pieces, single_threaded_blas
 from .pipeline import (backward_part, backward_pipeline, forward_part, forward_pipeline,
                        images_parallel)

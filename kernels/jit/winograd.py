@@ -211,18 +211,27 @@ def _input_transform_adjoint(V, count, tiles_h, tiles_w, dxp, down):
     return dxp
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _inverse_transform(m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15):
+    """The 2x2 outputs A^T m A of a tile whose 16 products m are given in row order."""
+    s00 = m0 + m4 + m8
+    s01 = m1 + m5 + m9
+    s02 = m2 + m6 + m10
+    s03 = m3 + m7 + m11
+    s10 = m4 - m8 - m12
+    s11 = m5 - m9 - m13
+    s12 = m6 - m10 - m14
+    s13 = m7 - m11 - m15
+    return s00 + s01 + s02, s01 - s02 - s03, s10 + s11 + s12, s11 - s12 - s13
+
+
 @njit(nogil=True, cache=True)
 def _output_tile(M, f, t):
     """The 2x2 outputs A^T m A of tile t of filter f."""
-    s00 = M[0, f, t] + M[4, f, t] + M[8, f, t]
-    s01 = M[1, f, t] + M[5, f, t] + M[9, f, t]
-    s02 = M[2, f, t] + M[6, f, t] + M[10, f, t]
-    s03 = M[3, f, t] + M[7, f, t] + M[11, f, t]
-    s10 = M[4, f, t] - M[8, f, t] - M[12, f, t]
-    s11 = M[5, f, t] - M[9, f, t] - M[13, f, t]
-    s12 = M[6, f, t] - M[10, f, t] - M[14, f, t]
-    s13 = M[7, f, t] - M[11, f, t] - M[15, f, t]
-    return s00 + s01 + s02, s01 - s02 - s03, s10 + s11 + s12, s11 - s12 - s13
+    return _inverse_transform(M[0, f, t], M[1, f, t], M[2, f, t], M[3, f, t],
+                              M[4, f, t], M[5, f, t], M[6, f, t], M[7, f, t],
+                              M[8, f, t], M[9, f, t], M[10, f, t], M[11, f, t],
+                              M[12, f, t], M[13, f, t], M[14, f, t], M[15, f, t])
 
 
 # The output transforms go in two passes too: A^T m A for every tile of a filter's chunk in
@@ -253,16 +262,9 @@ def _output_transform(M, count, tiles_h, tiles_w, conv_h, conv_w, rows):
         m12, m13, m14, m15 = (M[12, f, :tiles], M[13, f, :tiles], M[14, f, :tiles],
                               M[15, f, :tiles])
         for q in range(tiles):
-            s00 = m0[q] + m4[q] + m8[q]
-            s01 = m1[q] + m5[q] + m9[q]
-            s02 = m2[q] + m6[q] + m10[q]
-            s03 = m3[q] + m7[q] + m11[q]
-            s10 = m4[q] - m8[q] - m12[q]
-            s11 = m5[q] - m9[q] - m13[q]
-            s12 = m6[q] - m10[q] - m14[q]
-            s13 = m7[q] - m11[q] - m15[q]
-            y00[q], y01[q] = s00 + s01 + s02, s01 - s02 - s03
-            y10[q], y11[q] = s10 + s11 + s12, s11 - s12 - s13
+            y00[q], y01[q], y10[q], y11[q] = _inverse_transform(
+                m0[q], m1[q], m2[q], m3[q], m4[q], m5[q], m6[q], m7[q],
+                m8[q], m9[q], m10[q], m11[q], m12[q], m13[q], m14[q], m15[q])
         out = rows[f]
         for n in range(count):
             for ty in range(tiles_h):
