@@ -569,7 +569,8 @@ def test_weight_gradient_tiles_refuse_shapes_that_disagree():
     assert not dW.any()
 
 
-@pytest.mark.parametrize("FN, C", [(30, 25), (16, 16), (7, 2), (3, 17)])
+# (16, 1): DeepConvNet's first layer, 9 columns, tiled in float32 only (DOT_MIN_COLUMNS_FLOAT32)
+@pytest.mark.parametrize("FN, C", [(30, 25), (16, 16), (7, 2), (3, 17), (16, 1)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_conv_weight_gradient_through_the_tiles_and_the_strips(FN, C, dtype, monkeypatch):
     # chunks of 24x24 positions take the tiled path (DOT_MIN_POSITIONS): the filters and

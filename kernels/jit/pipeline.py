@@ -57,9 +57,12 @@ MIN_CHUNK_POSITIONS = 192
 # The weight gradient of a chunk is summed by dot products of its rows (weight_gradient.py)
 # where they are long enough to beat OpenBLAS: 2x at DeepConvNet's 16-channel layers in
 # float32, 1.4x in float64, on one thread. The BLAS wins on short rows (the 64-channel layers
-# at 8x8 walk 192 positions a chunk) and with 9 columns.
+# at 8x8 walk 192 positions a chunk), and with 9 columns in float64 (DeepConvNet's 1-channel
+# layer: 21.8 against 25.4 us a chunk of 3136 positions). In float32 the same 16x9 product,
+# 7056 positions a chunk, took 83 us in OpenBLAS and 25.6 us by tiles (ninth session).
 DOT_MIN_POSITIONS = 384
 DOT_MIN_COLUMNS = 16
+DOT_MIN_COLUMNS_FLOAT32 = 8
 # Which 3x3 stride-1 convs run by Winograd F(2x2, 3x3) (winograd.py): at least this many
 # input channels. Forward + backward against im2col, DeepConvNet's blocks, 100 images, 2
 # threads (float32 / float64, 2026-12-04, scalar transforms then): 16->16 at 28x28 +pool
@@ -147,7 +150,8 @@ def _backward_chunks(x, Wm, lo, hi, chunk, geometry, scratch, prologue, dW, db, 
         cols, rows = _chunk_im2col(x, n0, n1, geometry, scratch, Wm.shape[0])
         backward_prologue(kind, n0, n1, conv_h, conv_w, pool, dout, out, argmax, rows)
         _add_row_sums(rows, db)
-        if cols.shape[1] < DOT_MIN_POSITIONS or cols.shape[0] < DOT_MIN_COLUMNS:
+        min_columns = DOT_MIN_COLUMNS_FLOAT32 if cols.itemsize == 4 else DOT_MIN_COLUMNS
+        if cols.shape[1] < DOT_MIN_POSITIONS or cols.shape[0] < min_columns:
             gemm(rows, False, cols, True, dW, 1)
         else:  # 4x4 tiles of dot products, and the strips they leave over by BLAS
             tiled_f, tiled_k = add_weight_gradient_tiles(rows, cols, dW)
