@@ -120,6 +120,16 @@ def _softmax_backward():
     return loss, lambda s: s.backward(np.ones(3)), TypeError, "dout must be a real number"
 
 
+def _weight_decay_gradient():
+    from fastconv.nets import MultiLayerNet
+    net = MultiLayerNet(4, [3], 2, weight_decay_lambda=0.1)
+    x, t = rng.standard_normal((2, 4)), np.array([0, 1])
+    net.gradient(x, t)
+    net.params["W1"] = np.ones((3, 3))  # a new array in params alone, as a script may
+    return (net, lambda n: n.gradient(x, t), ValueError,
+            r"params\['W1'\] has shape \(3, 3\), but .* weights of shape \(4, 3\)")
+
+
 def _optimizer_case(name):
     def case():
         opt = getattr(fopt, name)()
@@ -216,6 +226,7 @@ CASES = {
     "conv_relu_pool_backward": _conv_relu_pool_backward,
     "conv_blocks_forward": _conv_blocks_forward, "conv_blocks_backward": _conv_blocks_backward,
     "batchnorm_forward": _batchnorm_forward, "batchnorm_backward": _batchnorm_backward,
+    "weight_decay_gradient": _weight_decay_gradient,
 }
 
 

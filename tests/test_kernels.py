@@ -158,6 +158,52 @@ def test_affine_matches_twin(N, D, M, dtype, need_dx, seed):
     assert_all_close(got, want, dtype)
 
 
+def assert_same_bits(got, want):
+    """Equal bit patterns, which unlike == tell -0.0 from +0.0, and NaN where want has NaN
+    (whose sign and payload depend on which operand the CPU passes on)."""
+    got, want = np.ascontiguousarray(got), np.ascontiguousarray(want)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    nan = np.isnan(want)
+    np.testing.assert_array_equal(np.isnan(got), nan)
+    as_bits = {4: np.uint32, 8: np.uint64}[want.itemsize]
+    np.testing.assert_array_equal(got.view(as_bits)[~nan], want.view(as_bits)[~nan])
+
+
+SPECIALS = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, 1e300]
+
+
+@SETTINGS
+@given(st.lists(st.integers(1, 7), min_size=1, max_size=3), DTYPES,
+       st.one_of(st.just(0.0), st.just(-0.0), st.floats(-10, 10, allow_subnormal=False)),
+       st.booleans(), st.booleans(), st.integers(0, 2**32 - 1))
+def test_weight_decay_gradient_matches_twin_bit_for_bit(shape, dtype, lam, specials, transposed,
+                                                         seed):
+    # the same two roundings as NumPy's grad + lam * W, every sign of zero and NaN included
+    rng = np.random.default_rng(seed)
+    grad, W = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
+    if specials:
+        with np.errstate(over="ignore"):
+            for a in (grad, W):
+                a.flat[rng.integers(0, a.size, 3)] = rng.choice(SPECIALS, 3).astype(dtype)
+    if transposed:  # views the kernel copies first
+        grad, W = grad.T, W.T
+    lam = dtype(lam)
+    with np.errstate(invalid="ignore", over="ignore"):
+        got = jit.weight_decay_gradient(grad, lam, W)
+        want = reference.weight_decay_gradient(grad, lam, W)
+    assert got.dtype == dtype and got.shape == grad.shape
+    assert_same_bits(got, want)
+    assert not np.shares_memory(got, grad) and not np.shares_memory(got, W)
+
+
+def test_weight_decay_gradient_leaves_other_operands_to_numpy():
+    # shapes that broadcast, and mixed dtypes, as the book's expression takes them
+    grad, row = np.ones((3, 4)), np.arange(4.0)
+    np.testing.assert_array_equal(jit.weight_decay_gradient(grad, 0.5, row), grad + 0.5 * row)
+    mixed = jit.weight_decay_gradient(grad.astype(np.float32), np.float64(0.5), grad)
+    assert mixed.dtype == np.float64
+
+
 @SETTINGS
 @given(st.integers(1, 30), st.integers(2, 12), DTYPES, st.floats(0.1, 50),
        st.integers(0, 2**32 - 1))

@@ -537,6 +537,35 @@ def test_gradient_with_bad_labels_leaves_batchnorm_statistics(first_call):
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered", "ignore:invalid value encountered")
+@pytest.mark.parametrize("value", [1.0, -1e150, 1e150, 1.1e150, 1e154, 1.4e154, -1e200, np.inf,
+                                   np.nan, 0.0])
+def test_a_zero_weight_decay_skips_only_sums_that_are_surely_finite(value):
+    # float64 skips 0.5 * 0 * sum(W**2) where the sum cannot overflow: the loss keeps the
+    # book's bits on both sides of the bound (1.4e154 squared overflows, 1e154 does not),
+    # and the gradient is the book's dW + 0 * W, signs of zero included
+    from fastconv.nets import MultiLayerNet
+    from test_kernels import assert_same_bits
+    x = np.zeros((2, 4))
+    x[:, 1] = 1.0  # the huge weight meets zero pixels: the forward pass stays finite
+    t = np.array([0, 1])
+    np.random.seed(1)
+    net = MultiLayerNet(4, [3, 3], 2)
+    net.params["W1"][0, 0] = value
+    scores = net.predict(x)
+    book = net.last_layer.forward(scores, t)
+    decay = np.float64(0)
+    for key in ("W1", "W2", "W3"):
+        decay += np.float64(0.5) * np.float64(0) * np.sum(net.params[key] ** 2)
+    assert_same_bits(np.array(net.loss(x, t)), np.array(book + decay))
+    grads = net.gradient(x, t)
+    for i in (1, 2, 3):
+        layer = net.layers[f"Affine{i}"]
+        want = layer.dW + np.float64(0) * net.params[f"W{i}"]
+        assert_same_bits(grads[f"W{i}"], want)
+        assert grads[f"W{i}"] is not layer.dW
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered", "ignore:invalid value encountered")
 def test_a_zero_weight_decay_is_the_books_arithmetic_in_float64():
     # the book adds 0.5 * 0 * sum(W**2) anyway: NaN once a square overflows, where a forward
     # pass that multiplies the huge weight by a zero pixel stays finite

@@ -58,6 +58,7 @@ def all_kernels(dtype):
     columns = PARALLEL_MIN_SIZE // 100 + 1
     wide = rng.standard_normal((100, columns)).astype(dtype)  # above the parallel threshold
     scale, shift = rng.standard_normal((2, columns)).astype(dtype)
+    decayed = jit.weight_decay_gradient(wide, dtype(0.1), wide[::-1])
     bn = jit.batchnorm_forward(wide, scale, shift, dtype(1e-6))
     bn_grads = jit.batchnorm_backward(wide, *bn[3:6], scale)
     # two blocks (im2col, then Winograd) and an affine layer, each part of the batch through
@@ -74,7 +75,7 @@ def all_kernels(dtype):
     return [out, col, dcol, dx, dW, db, pooled, argmax, dpool, r, mask, dr, scores, adx, adW, adb,
             y, np.asarray(loss), dy, block, block_argmax, *block_grads, pool2, pool2_argmax,
             pool2_values, relu_block, *relu_grads, im2col_block, im2col_argmax, *im2col_grads,
-            *bn, *bn_grads, *chain_arrays]
+            *bn, *bn_grads, *chain_arrays, decayed]
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")

@@ -45,6 +45,11 @@ _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # pay anyway (a loss call is mostly Python either way).
 BOOK_BATCH = 8
 _NO_SCOPE = contextlib.nullcontext()
+# The squares of numbers within these bounds are below 1e300 (float64) and 1e30 (float32), and
+# 1e7 of them sum to less than 1e307 and 1e37, far below the largest floats (1.8e308, 3.4e38)
+# whatever the rounding.
+_SQUARES_BOUND = {np.dtype(np.float64): 1e150, np.dtype(np.float32): 1e15}
+_SQUARES_MAX_SIZE = 10**7
 
 
 class Network:
@@ -153,11 +158,29 @@ class Network:
             # with a Python number float64
             real = self.dtype.type
             weight_decay = real(0)
-            for key, W in self.params.items():
-                if key.startswith("W"):
+            weights = [W for key, W in self.params.items() if key.startswith("W")]
+            if not self._zero_decay_of(lam, weights):
+                for W in weights:
                     weight_decay += real(0.5) * real(lam) * np.sum(W ** 2)
             loss = loss + weight_decay
         return loss
+
+    @staticmethod
+    def _zero_decay_of(lam, weights):
+        """True where the book's L2 term is exactly +0.0 whatever is summed: a factor of 0,
+        and weights whose squares surely sum to a finite number (then 0 times the sum is
+        +0.0; NaN only where it overflows). ``_loss`` then skips the sums (~90 us of a
+        float64 MultiLayerNet step) and still adds the +0.0, as the book does."""
+        if not (isinstance(lam, (int, float, np.floating)) and lam == 0):
+            return False
+        for W in weights:
+            bound = _SQUARES_BOUND.get(getattr(W, "dtype", None))
+            # (max and min are NaN where W holds one: the comparison is then False)
+            if not (type(W) is np.ndarray and bound is not None
+                    and W.size <= _SQUARES_MAX_SIZE
+                    and (W.size == 0 or -bound <= W.min() <= W.max() <= bound)):
+                return False
+        return True
 
     def loss(self, x, t):
         """Mean cross-entropy of the softmax of ``predict(x)`` against ``t``."""
@@ -183,6 +206,9 @@ class Network:
         The forward pass runs in training mode (dropout masks drawn, batch statistics used),
         as in the book.
         """
+        lam = self._weight_decay()
+        if lam is not None:
+            self._check_decayed_weights()
         with self._small_batch_scope(x), _backend.kernels().blas_scope():
             # (one BLAS pin for the step, not one per GEMM)
             self._backward_follows = True
@@ -193,14 +219,27 @@ class Network:
             dout = self.last_layer.backward(1)
             for step in reversed(self._steps):
                 dout = step.backward(dout)
-        lam = self._weight_decay()
         grads = {}
         for key, layer, _, grad_attr in self._slots:
             grad = getattr(layer, grad_attr)
             if lam is not None and key.startswith("W"):
-                grad = grad + self.dtype.type(lam) * self.params[key]
+                grad = _backend.kernels().weight_decay_gradient(grad, self.dtype.type(lam),
+                                                                 self.params[key])
             grads[key] = grad
         return grads
+
+    def _check_decayed_weights(self):
+        """Each weight that the L2 term adds to its gradient has that gradient's shape: a
+        script may have put another array in ``params``. Checked before the step changes
+        anything."""
+        for key, layer, attr, _ in self._slots:
+            if key.startswith("W"):
+                given, used = np.shape(self.params[key]), np.shape(getattr(layer, attr))
+                if given != used:
+                    raise ValueError(
+                        f"params[{key!r}] has shape {given}, but the layer it belongs to "
+                        f"computes with weights of shape {used}; the weight decay term needs "
+                        "the same array in both (assign the layer's attribute too)")
 
     def numerical_gradient(self, x, t):
         """Central-difference gradients of the training-mode loss, same keys as ``gradient``.

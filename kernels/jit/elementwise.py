@@ -13,7 +13,8 @@ from .dispatch import parallel_above
 from .gemm import blas_scope, matmul, matmul_pair
 
 __all__ = ["blas_scope", "relu_forward", "relu_backward", "affine_forward", "affine_backward",
-           "softmax_cross_entropy_forward", "softmax_cross_entropy_backward"]
+           "softmax_cross_entropy_forward", "softmax_cross_entropy_backward",
+           "weight_decay_gradient"]
 
 
 @parallel_above()
@@ -79,6 +80,28 @@ def _softmax_cross_entropy_grad(y, t, n, dx):
         for k in range(K):
             dx[i, k] = y[i, k] / n
         dx[i, t[i]] = (y[i, t[i]] - one) / n
+
+
+@parallel_above()
+def _add_scaled_flat(a, scale, b, out):
+    # two roundings, a product then a sum, as NumPy's a + scale * b makes them: no fastmath,
+    # so LLVM does not fuse them into one FMA
+    for i in prange(a.size):
+        out[i] = a[i] + scale * b[i]
+
+
+def weight_decay_gradient(grad, lam, W):
+    """grad + lam * W as a new array, lam a scalar of their dtype: one pass where NumPy makes
+    two, with the same bits. Other operands (shapes that broadcast, mixed dtypes) go to
+    NumPy."""
+    if not (type(grad) is np.ndarray and type(W) is np.ndarray and grad.shape == W.shape
+            and grad.dtype == W.dtype and grad.dtype.char in "fd" and grad.dtype.isnative
+            and np.result_type(lam, grad) == grad.dtype):
+        return grad + lam * W
+    out = np.empty(grad.shape, grad.dtype)
+    _add_scaled_flat(np.ascontiguousarray(grad).reshape(-1), grad.dtype.type(lam),
+                     np.ascontiguousarray(W).reshape(-1), out.reshape(-1))
+    return out
 
 
 def _writable_contiguous(a):

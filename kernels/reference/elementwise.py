@@ -4,7 +4,8 @@ import contextlib
 import numpy as np
 
 __all__ = ["blas_scope", "relu_forward", "relu_backward", "affine_forward", "affine_backward",
-           "softmax_cross_entropy_forward", "softmax_cross_entropy_backward"]
+           "softmax_cross_entropy_forward", "softmax_cross_entropy_backward",
+           "weight_decay_gradient"]
 
 
 def blas_scope():
@@ -53,3 +54,8 @@ def softmax_cross_entropy_backward(y, t):
     dx = y.copy()
     dx[np.arange(n), t] -= 1
     return dx / y.dtype.type(n)
+
+
+def weight_decay_gradient(grad, lam, W):
+    """The book's weight gradient with its L2 term: grad + lam * W, a new array."""
+    return grad + lam * W
