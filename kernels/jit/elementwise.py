@@ -98,7 +98,7 @@ def weight_decay_gradient(grad, lam, W):
             and grad.dtype == W.dtype and grad.dtype.char in "fd" and grad.dtype.isnative
             and np.result_type(lam, grad) == grad.dtype):
         return grad + lam * W
-    out = np.empty(grad.shape, grad.dtype)
+    out = recycle.empty(grad.shape, grad.dtype)
     _add_scaled_flat(np.ascontiguousarray(grad).reshape(-1), grad.dtype.type(lam),
                      np.ascontiguousarray(W).reshape(-1), out.reshape(-1))
     return out
