@@ -171,15 +171,18 @@ class Network:
         float64 MultiLayerNet step) and still adds the +0.0, as the book does."""
         if not (isinstance(lam, (int, float, np.floating)) and lam == 0):
             return False
-        for W in weights:
-            limit = _SQUARES_SUM_LIMIT.get(getattr(W, "dtype", None))
-            if type(W) is not np.ndarray or limit is None:
-                return False
-            flat = W.reshape(-1)
-            # one pass (BLAS's dot product), in another order than the book's sum: a sum far
-            # below the largest float is finite in any order; inf and NaN fail the test
-            if not np.dot(flat, flat) < limit:
-                return False
+        # (the jit backend's BLAS pin: OpenBLAS would wake its threads for a long dot product,
+        # and they spin on the cores that the next step's kernels need)
+        with _backend.kernels().blas_scope():
+            for W in weights:
+                limit = _SQUARES_SUM_LIMIT.get(getattr(W, "dtype", None))
+                if type(W) is not np.ndarray or limit is None:
+                    return False
+                flat = W.reshape(-1)
+                # one pass (BLAS's dot product), in another order than the book's sum: a sum
+                # far below the largest float is finite in any order; inf and NaN fail it
+                if not np.dot(flat, flat) < limit:
+                    return False
         return True
 
     def loss(self, x, t):
