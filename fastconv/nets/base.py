@@ -45,9 +45,10 @@ _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # pay anyway (a loss call is mostly Python either way).
 BOOK_BATCH = 8
 _NO_SCOPE = contextlib.nullcontext()
-# A sum of squares below these is finite whatever the order of its additions (the largest
-# floats are 1.8e308 and 3.4e38; rounding moves a sum of n terms by about n * 1e-16 or 1e-7)
-_SQUARES_SUM_LIMIT = {np.dtype(np.float64): 1e300, np.dtype(np.float32): 1e36}
+# A float64 sum of squares below this is finite whatever the order of its additions (the
+# largest float64 is 1.8e308; rounding moves a sum of n terms by about n * 1e-16 of itself).
+# Only float64 nets keep a weight decay of 0 (see ``_weight_decay``).
+_SQUARES_SUM_LIMIT = 1e300
 
 
 class Network:
@@ -175,13 +176,12 @@ class Network:
         # and they spin on the cores that the next step's kernels need)
         with _backend.kernels().blas_scope():
             for W in weights:
-                limit = _SQUARES_SUM_LIMIT.get(getattr(W, "dtype", None))
-                if type(W) is not np.ndarray or limit is None:
+                if type(W) is not np.ndarray or W.dtype != np.float64:
                     return False
                 flat = W.reshape(-1)
                 # one pass (BLAS's dot product), in another order than the book's sum: a sum
                 # far below the largest float is finite in any order; inf and NaN fail it
-                if not np.dot(flat, flat) < limit:
+                if not np.dot(flat, flat) < _SQUARES_SUM_LIMIT:
                     return False
         return True
 

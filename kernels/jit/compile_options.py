@@ -11,7 +11,8 @@ compile the forward loop that way (2026-12-04), and the releases between are not
 so before 0.68 each helper compiles on its own. Helpers with ``fastmath`` flags of their own
 are never typed into a caller, which would compile them with the caller's flags. The
 Winograd loops' helpers stay on their own: typed in, DeepConvNet's first step took 18.6
-against 19.0 s, one run each.
+against 19.0 s, one run each. (One exception on every release: ``winograd._inverse_transform``,
+a leaf on 16 scalars that both output transforms share.)
 """
 import numba
 
