@@ -3,16 +3,28 @@ release allows it.
 
 Compiled on its own, a helper is optimized by LLVM once for itself and again inside every
 function that links it, at each level of calls; typed into its caller (``inline="always"``),
-it is compiled once there. With Numba 0.68 the im2col loops' helpers typed in took
-SimpleConvNet's first float32 step on an empty cache from 8.8-9.0 to 6.6-6.7 s (two
-alternating pairs, helper process on; the forward loop alone compiled in 5.1 s instead of
-6.2), with the steps' times unchanged within 3%. Numba 0.58 took 145 s instead of 6.1 s to
-compile the forward loop that way (2026-12-04), and the releases between are not measured,
-so before 0.68 each helper compiles on its own. Helpers with ``fastmath`` flags of their own
-are never typed into a caller, which would compile them with the caller's flags. The
-Winograd loops' helpers stay on their own: typed in, DeepConvNet's first step took 18.6
-against 19.0 s, one run each. (One exception on every release: ``winograd._inverse_transform``,
-a leaf on 16 scalars that both output transforms share.)
+it is compiled once there. Two things follow:
+
+- **Speed from the cache.** The process that compiles a loop ran its helpers' own copies; a
+  process that loads the loop from Numba's cache runs the copies optimized again inside it,
+  and on an AMD Zen 5 (LLVM 22, Numba 0.68) the copy of the float32 Winograd input transform
+  ran 4x slower (100 images of DeepConvNet's 64->64 layer, one thread: 4.46 against
+  1.09 ms; calling the helper on its own first brought the loop back to speed). With every
+  helper of the Winograd loops typed in, DeepConvNet's float32 step from a warm cache took
+  19.9-20.4 ms against 27.5-28.1 ms (2 threads, three alternating rounds); float64 and
+  SimpleConvNet moved within their noise. So every helper that a chunk loop reaches is
+  typed in (``tests/test_compile_options.py`` walks them).
+- **Compile time.** With Numba 0.68 the im2col loops' helpers typed in took SimpleConvNet's
+  first float32 step on an empty cache from 8.8-9.0 to 6.6-6.7 s (two alternating pairs,
+  helper process on). Typing the Winograd loops' helpers in too moved DeepConvNet's first
+  step from 9.6-10.2 s to 8.8-9.6 s, and SimpleConvNet's by +0.1-0.2 s (two pairs).
+
+Numba 0.58 took 145 s instead of 6.1 s to compile the forward loop with its helpers typed in
+(2026-12-04), and the releases between are not measured, so before 0.68 each helper compiles
+on its own (and loads from the cache at the slower speed). Helpers with ``fastmath`` flags of
+their own are never typed into a caller, which would compile them with the caller's flags.
+(``winograd._inverse_transform``, a leaf on 16 scalars that both output transforms share, is
+typed in on every release.)
 """
 import numba
 

@@ -198,7 +198,7 @@ def _pool_relu_grad_to_rows(dout, out, argmax, n0, n1, conv_h, conv_w, pool, row
                         rows[f, base + oy * conv_w + ox] += dout[n, f, py, px]
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def windows_are_tiles(pool, conv_h, conv_w):
     """Whether a (pool_h, pool_w, stride, pad) pool's windows tile the conv output: 2x2
     stride 2 on an even output (then they are also the Winograd tiles)."""

@@ -165,7 +165,7 @@ def _backward_chunks(x, Wm, lo, hi, chunk, geometry, scratch, prologue, dW, db, 
             _crop_images(xp, n0, n1, pad, dx)
 
 
-@njit(cache=True)
+@njit(cache=True, inline=HELPER_INLINE)
 def _winograd_columns(T, rows, itemsize):
     """Row length for the tile matrices V (16, rows, T) and M: T plus a margin, so that the
     16 cells of one tile are not a multiple of 4 KB apart. At that distance they share a
@@ -180,7 +180,7 @@ def _winograd_columns(T, rows, itemsize):
     return columns
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _chunk_views(x, n0, n1, geometry, scratch, FN):
     """(V, M, rows, T) for images n0..n1-1 and their T tiles, views of the scratch: V (16,
     C, >= T) for their transformed input and M (16, FN, >= T) for the products, in columns
@@ -197,7 +197,7 @@ def _chunk_views(x, n0, n1, geometry, scratch, FN):
     return V, M, flat_rows[:FN * m].reshape((FN, m)), T
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _transformed_chunk(x, n0, n1, geometry, scratch, FN):
     """(finite, V, M, rows, T): the views of ``_chunk_views``, with V holding the images'
     transformed input unless they hold a value that is not finite (finite False)."""
@@ -210,7 +210,7 @@ def _transformed_chunk(x, n0, n1, geometry, scratch, FN):
     return finite, V, M, rows, T
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _by_window(pooled):
     """The (N, FN, windows) view of a pooled (N, FN, out_h, out_w) array."""
     return pooled.reshape((pooled.shape[0], pooled.shape[1], pooled.shape[2] * pooled.shape[3]))

@@ -15,7 +15,7 @@ from .dispatch import parallel_above
 __all__ = ["maxpool_forward", "maxpool_backward"]
 
 
-@njit(cache=True)
+@njit(cache=True, inline=HELPER_INLINE)
 def _window_argmax(plane, y0, x0, pool_h, pool_w):
     """(max, window index) of plane[y0:y0+pool_h, x0:x0+pool_w]; cells outside are -inf.
 
@@ -39,7 +39,7 @@ def _window_argmax(plane, y0, x0, pool_h, pool_w):
     return best, best_k
 
 
-@njit(cache=True)
+@njit(cache=True, inline=HELPER_INLINE)
 def _has_nan(plane):
     found = False
     for iy in range(plane.shape[0]):
@@ -57,7 +57,7 @@ def _bias_relu(v, bias, zero):
     return zero if v <= 0 else v
 
 
-@njit(cache=True)
+@njit(cache=True, inline=HELPER_INLINE)
 def _pool_2x2(plane, stride, out, argmax):
     """The book's 2x2 pool (pad 0, no NaN in the plane), written without branches: a
     data-dependent branch per cell mispredicts on real images and costs ~6x.
@@ -121,7 +121,7 @@ def _pool_2x2_stride_2(flat, W, out, argmax, bias, top_cells, pair_max):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, inline=HELPER_INLINE)
 def _first_max_of_window(top_left, top_right, left, right):
     """(maximum, index of its first cell in row-major order) of a 2x2 window without NaN,
     from its top cells and the maxima of its left and right columns: the top-left cell if it

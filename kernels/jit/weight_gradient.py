@@ -14,6 +14,8 @@ then depends on the shapes and the machine's vector width, never on the thread c
 """
 from numba import njit
 
+from .compile_options import HELPER_INLINE
+
 __all__ = ["add_weight_gradient_tiles"]
 
 _REASSOCIATE = {"reassoc", "contract"}
@@ -51,7 +53,7 @@ def _add_4(row, k, s0, s1, s2, s3):
     row[k + 3] += s3
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def add_weight_gradient_tiles(rows, cols, dW):
     """dW[:F, :C] += rows[:F] @ cols[:C].T for the largest F, C that are multiples of 4, and
     returns (F, C); the caller adds the filters and columns left over. rows (FN, m), cols

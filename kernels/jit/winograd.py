@@ -24,6 +24,7 @@ The functions here work on one chunk of images; the transforms' NumPy twins are 
 import numpy as np
 from numba import njit
 
+from .compile_options import HELPER_INLINE
 from .pool import _bias_relu, _first_max_of_window
 
 __all__ = ["TILE_CELLS", "tiles_hw", "filter_transform", "filter_gradient"]
@@ -33,7 +34,7 @@ TILE_CELLS = 16
 G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 
 
-@njit(cache=True)
+@njit(cache=True, inline=HELPER_INLINE)
 def tiles_hw(conv_h, conv_w):
     """(tiles_h, tiles_w): 2x2 output tiles covering a conv_h x conv_w output."""
     return (conv_h + 1) // 2, (conv_w + 1) // 2
@@ -60,7 +61,7 @@ def filter_gradient(dU):
     return dW.reshape(FN, C, 3, 3).astype(dU.dtype)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _any_not_finite(row):
     bad = False
     for v in row:
@@ -73,7 +74,7 @@ def transform_scratch_size(tiles_h, tiles_w):
     return 16 * tiles_h * tiles_w + 8 * tiles_w + 8 + 8 * tiles_h
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _plane_rows(down, tiles_h, tiles_w, which):
     """Region which (0 or 1) of the scratch down as (4, tiles_h, 2*tiles_w) and as the same
     memory (4, tiles_h*2*tiles_w): a plane's rows after the pass along its rows, tile row
@@ -84,20 +85,20 @@ def _plane_rows(down, tiles_h, tiles_w, which):
             region.reshape((4, 2 * tiles_h * tiles_w)))
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _scratch_tail(down, tiles_h, tiles_w, columns):
     """The (4, columns) region of the scratch after the two plane regions."""
     start = 16 * tiles_h * tiles_w
     return down[start:start + 4 * columns].reshape((4, columns))
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _b_transpose(d0, d1, d2, d3):
     """B^T applied to four values along a tile's rows or columns."""
     return d0 - d2, d1 + d2, d2 - d1, d1 - d3
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _b_transpose_adjoint(a0, a1, a2, a3):
     """The adjoint of ``_b_transpose``: what four transformed values give back to the four
     they came from."""
@@ -111,7 +112,7 @@ def _b_transpose_adjoint(a0, a1, a2, a3):
 # (plus a constant) or loop-invariant: an index Numba cannot prove non-negative gets a
 # wraparound select per access, which keeps the loop scalar. A slice rebases an index to 0
 # but costs a few ns to make, so the loops take views made once per call or per plane.
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _input_transform(xp, count, tiles_h, tiles_w, V, down):
     """V[4i + j, c, image tiles] = (B^T d B)[i, j] for the first count padded images of xp
     (chunk, C, 2*tiles_h + 2, 2*tiles_w + 2); tile (ty, tx) of image n is column
@@ -162,7 +163,7 @@ def _input_transform(xp, count, tiles_h, tiles_w, V, down):
     return bad
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _input_transform_adjoint(V, count, tiles_h, tiles_w, dxp, down):
     """dxp[n] (C, 2*tiles_h + 2, 2*tiles_w + 2) = the adjoint of ``_input_transform`` applied
     to V: each padded pixel sums the tile cells it fed, in an order fixed by the shape. down
@@ -225,7 +226,7 @@ def _inverse_transform(m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m1
     return s00 + s01 + s02, s01 - s02 - s03, s10 + s11 + s12, s11 - s12 - s13
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _output_tile(M, f, t):
     """The 2x2 outputs A^T m A of tile t of filter f."""
     return _inverse_transform(M[0, f, t], M[1, f, t], M[2, f, t], M[3, f, t],
@@ -242,7 +243,7 @@ def _output_tile(M, f, t):
 # 14x14, 8.2 against 4.4 us forward and 13.3 against 10.3 us for the adjoint; at 32->64,
 # 8x8, 5.8 against 3.2 and 9.4 against 7.2 us (float32, one thread; float64 7.7 against
 # 5.4 and 13.7 against 12.1 us at 16->32).
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _output_transform(M, count, tiles_h, tiles_w, conv_h, conv_w, rows):
     """rows (FN, count*conv_h*conv_w), the GEMM layout of the conv output, from the tiles'
     products M (16, FN, >= count*tiles); a tile past an odd edge writes only its inner
@@ -285,7 +286,7 @@ def _output_transform(M, count, tiles_h, tiles_w, conv_h, conv_w, rows):
                             out[top + 2 * tx + 1] = y01[t0 + tx]
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _output_transform_adjoint(rows, count, tiles_h, tiles_w, conv_h, conv_w, dM):
     """dM (16, FN, >= count*tiles) = A dY A^T for each tile's 2x2 output gradient dY, read
     from rows (FN, count*conv_h*conv_w); cells past an odd edge count as 0. Returns True
@@ -366,7 +367,7 @@ def _add_passing_gradients(grad, kept, index, zero, db, f):
     return bad
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _pooled_gradient_tiles(dout, out, argmax, n0, n1, dM, db):
     """dM (16, FN, tiles) = A dY A^T for images n0..n1-1 of a conv -> ReLU -> 2x2 stride-2
     pool whose windows are the tiles (even conv output): each tile's dY is dout at its
@@ -411,7 +412,7 @@ def _pooled_gradient_tiles(dout, out, argmax, n0, n1, dM, db):
     return bad
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _pooled_output_tiles(M, n0, n1, b, out, argmax, with_argmax):
     """out (N, FN, windows) for images n0..n1-1 = a 2x2 stride-2 max pool of relu(conv + b)
     whose windows are the tiles (even conv output), straight from the tiles' products M,
