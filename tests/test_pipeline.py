@@ -20,17 +20,21 @@ PATHS = st.sampled_from(["compiled", "python"] if blas.AVAILABLE else ["python"]
 
 
 @contextlib.contextmanager
-def part_path(path, chunk_bytes=pipeline.CHUNK_BYTES):
-    """Parts run compiled or as Python; chunk_bytes=1 makes every image a chunk of its own
-    (the floor of positions per chunk goes too)."""
-    saved = pipeline.COMPILED, pipeline.CHUNK_BYTES, pipeline.MIN_CHUNK_POSITIONS
-    pipeline.COMPILED, pipeline.CHUNK_BYTES = path == "compiled", chunk_bytes
+def part_path(path, chunk_bytes=None):
+    """Parts run compiled or as Python; chunk_bytes=1 makes every image a chunk of its own in
+    both loops, im2col and Winograd (the floor of positions per chunk goes too)."""
+    saved = (pipeline.COMPILED, pipeline.CHUNK_BYTES, pipeline.WINOGRAD_CHUNK_BYTES,
+             pipeline.MIN_CHUNK_POSITIONS)
+    pipeline.COMPILED = path == "compiled"
+    if chunk_bytes is not None:
+        pipeline.CHUNK_BYTES = pipeline.WINOGRAD_CHUNK_BYTES = chunk_bytes
     if chunk_bytes == 1:
         pipeline.MIN_CHUNK_POSITIONS = 1
     try:
         yield
     finally:
-        pipeline.COMPILED, pipeline.CHUNK_BYTES, pipeline.MIN_CHUNK_POSITIONS = saved
+        (pipeline.COMPILED, pipeline.CHUNK_BYTES, pipeline.WINOGRAD_CHUNK_BYTES,
+         pipeline.MIN_CHUNK_POSITIONS) = saved
 
 
 def test_numpy_wheels_bundled_openblas_is_bound():
@@ -185,7 +189,7 @@ def test_compiled_gemm_rejects_mismatched_shapes_and_strided_rows():
 
 @settings(max_examples=30, deadline=None)
 @given(block_geometry(), st.integers(1, 4), st.sampled_from([np.float32, np.float64]),
-       st.booleans(), PATHS, st.sampled_from([1, pipeline.CHUNK_BYTES]), st.integers(3, 6),
+       st.booleans(), PATHS, st.sampled_from([1, None]), st.integers(3, 6),
        st.integers(0, 2**32 - 1))
 def test_both_paths_match_the_twin(geometry, FN, dtype, need_dx, path, chunk_bytes, N, seed):
     shape, fh, fw, stride, pad, *pool = geometry

@@ -44,11 +44,19 @@ from .winograd import (TILE_CELLS, _input_transform, _input_transform_adjoint,
 __all__ = ["forward_part", "forward_pipeline", "backward_part", "backward_pipeline",
            "images_parallel"]
 
-# An im2col chunk of 256 KB leaves room in a core's L2 (512 KB on the reference machine) for
-# the chunk's GEMM output. Since the parts became single compiled calls, a chunk costs no GIL
-# hand-off, and 256 KB beat 1 MB in interleaved runs: SimpleConvNet step 0.96-0.97x the time
-# on 2 threads and 0.98-0.99x on 1, DeepConvNet 0.96-1.00x on 2 and 0.96x on 1.
-CHUNK_BYTES = 1 << 18
+# An im2col chunk leaves room in a core's L2 for the chunk's GEMM output. Since the parts
+# became single compiled calls, a chunk costs no GIL hand-off; 256 KB beat 1 MB in
+# interleaved runs on an earlier machine with 512 KB of L2 a core (SimpleConvNet step
+# 0.96-0.97x the time on 2 threads, DeepConvNet 0.96-1.00x), and on the Zen 5 of issue #16
+# (1 MB of L2 a core) 128 KB beat 256 KB: two float32 MNIST images a chunk instead of four,
+# SimpleConvNet float32 step 2.29-2.39 against 2.51-2.59 ms and 10k-image inference 0.87x,
+# float64 (one image a chunk instead of two) and DeepConvNet within their noise (three
+# alternating rounds, 2 threads).
+CHUNK_BYTES = 1 << 17
+# The Winograd loops' chunk of transformed tiles (V) stays at 256 KB: with both chunks set
+# alike, DeepConvNet's float32 step took 19.2-20.1 ms at 256 KB against 20.1-22.1 ms at
+# 128 KB and 21.1-21.2 ms at 1 MB (Zen 5, two rounds).
+WINOGRAD_CHUNK_BYTES = 1 << 18
 # A chunk holds at least this many output positions: one 8x8 image gives a GEMM of 64
 # columns, where OpenBLAS ran 17% slower than on 192 (64 filters x 576 taps, float32, one
 # thread: 3 x 44.9 us against 112.4 us). DeepConvNet's 64->64 block took 2-8% less time
@@ -284,10 +292,10 @@ def _chunk_loop(kernel):
     return kernel if COMPILED else kernel.py_func
 
 
-def chunk_images(bytes_per_image, positions_per_image):
-    """Images per chunk: as many as CHUNK_BYTES of im2col matrix (or Winograd tiles) hold,
+def chunk_images(bytes_per_image, positions_per_image, chunk_bytes):
+    """Images per chunk: as many as chunk_bytes of im2col matrix (or Winograd tiles) hold,
     and enough for MIN_CHUNK_POSITIONS output positions."""
-    by_bytes = CHUNK_BYTES // bytes_per_image
+    by_bytes = chunk_bytes // bytes_per_image
     return max(1, by_bytes, -(-MIN_CHUNK_POSITIONS // positions_per_image))
 
 
@@ -300,7 +308,8 @@ def _layer_operands(x, W, stride, pad):
     conv_h, conv_w = conv_output_hw(H, Wd, FH, FW, stride, pad)
     x = np.ascontiguousarray(x)
     Wm = np.ascontiguousarray(W.reshape(FN, C * FH * FW), dtype=x.dtype)
-    chunk = chunk_images(C * FH * FW * conv_h * conv_w * x.itemsize, conv_h * conv_w)
+    chunk = chunk_images(C * FH * FW * conv_h * conv_w * x.itemsize, conv_h * conv_w,
+                         CHUNK_BYTES)
     return x, Wm, (FH, FW, stride, pad, conv_h, conv_w), chunk
 
 
@@ -314,7 +323,8 @@ def _winograd_operands(x, W, geometry):
     if not np.isfinite(U).all():  # the transforms would spread it past its 3x3 windows
         return None
     tiles_h, tiles_w = tiles_hw(conv_h, conv_w)
-    return U, chunk_images(TILE_CELLS * C * tiles_h * tiles_w * x.itemsize, conv_h * conv_w)
+    return U, chunk_images(TILE_CELLS * C * tiles_h * tiles_w * x.itemsize, conv_h * conv_w,
+                           WINOGRAD_CHUNK_BYTES)
 
 
 def _winograd_scratch(x, FN, geometry, chunk):
