@@ -421,27 +421,48 @@ def _pooled_output_tiles(M, n0, n1, b, out, argmax, with_argmax):
     rows. Returns False, with the chunk unfinished, when a value is NaN (an overflow in the
     transform: the caller then runs im2col, whose pools handle NaN)."""
     FN, windows = out.shape[1], out.shape[2]
+    tiles = (n1 - n0) * windows
     zero = out.dtype.type(0)
+    # Two passes, as in the output transform: every tile of a filter's chunk in one loop over
+    # views with unit strides, which vectorizes, into scratch rows; then those rows into each
+    # image's plane. Indexed M[k, f, t0 + q] tile by tile the loop stayed scalar: 4.8 ns a
+    # tile of DeepConvNet's 16->16 layer (float32, one thread, Zen 5).
+    pooled_row = np.empty(tiles, dtype=out.dtype)
+    index_row = np.empty(tiles if with_argmax else 0, dtype=argmax.dtype)
     found_nan = False
-    for n in range(n0, n1):
-        t0 = (n - n0) * windows
-        for f in range(FN):
-            bias = b[f]
-            pooled = out[n, f]
-            # a NaN is noted, not returned at once: a loop with an exit does not vectorize
-            for q in range(windows):
-                y00, y01, y10, y11 = _output_tile(M, f, t0 + q)
-                top_left = _bias_relu(y00, bias, zero)
-                top_right = _bias_relu(y01, bias, zero)
-                bottom_left = _bias_relu(y10, bias, zero)
-                bottom_right = _bias_relu(y11, bias, zero)
-                left = top_left if top_left >= bottom_left else bottom_left
-                right = top_right if top_right >= bottom_right else bottom_right
-                best, index = _first_max_of_window(top_left, top_right, left, right)
-                found_nan |= best != best
-                pooled[q] = best
-                if with_argmax:
-                    argmax[n, f, q] = index
+    for f in range(FN):
+        bias = b[f]
+        m0, m1, m2, m3 = M[0, f, :tiles], M[1, f, :tiles], M[2, f, :tiles], M[3, f, :tiles]
+        m4, m5, m6, m7 = M[4, f, :tiles], M[5, f, :tiles], M[6, f, :tiles], M[7, f, :tiles]
+        m8, m9, m10, m11 = M[8, f, :tiles], M[9, f, :tiles], M[10, f, :tiles], M[11, f, :tiles]
+        m12, m13, m14, m15 = (M[12, f, :tiles], M[13, f, :tiles], M[14, f, :tiles],
+                              M[15, f, :tiles])
+        # a NaN is noted, not returned at once: a loop with an exit does not vectorize
+        for t in range(tiles):
+            y00, y01, y10, y11 = _inverse_transform(m0[t], m1[t], m2[t], m3[t], m4[t], m5[t],
+                                                    m6[t], m7[t], m8[t], m9[t], m10[t],
+                                                    m11[t], m12[t], m13[t], m14[t], m15[t])
+            top_left = _bias_relu(y00, bias, zero)
+            top_right = _bias_relu(y01, bias, zero)
+            bottom_left = _bias_relu(y10, bias, zero)
+            bottom_right = _bias_relu(y11, bias, zero)
+            left = top_left if top_left >= bottom_left else bottom_left
+            right = top_right if top_right >= bottom_right else bottom_right
+            best, index = _first_max_of_window(top_left, top_right, left, right)
+            found_nan |= best != best
+            pooled_row[t] = best
+            if with_argmax:
+                index_row[t] = index
         if found_nan:
             return False
+        for i in range(n1 - n0):
+            pooled = out[n0 + i, f]
+            from_row = pooled_row[i * windows:(i + 1) * windows]
+            for q in range(windows):
+                pooled[q] = from_row[q]
+            if with_argmax:
+                kept = argmax[n0 + i, f]
+                from_index = index_row[i * windows:(i + 1) * windows]
+                for q in range(windows):
+                    kept[q] = from_index[q]
     return True
