@@ -380,35 +380,44 @@ def _pooled_gradient_tiles(dout, out, argmax, n0, n1, dM, db):
     vectorize, four passes of 4 do (746 against 3234 us for 100 images of 16 planes of 196
     windows, float32, one thread)."""
     FN, windows = dout.shape[1], dout.shape[2]
+    tiles = (n1 - n0) * windows
     A = _A.astype(dM.dtype)
     # A[j, b] for the column of the cell, b = 0 or 1
     left0, left1, left2, left3 = A[0, 0], A[1, 0], A[2, 0], A[3, 0]
     right0, right1, right2, right3 = A[0, 1], A[1, 1], A[2, 1], A[3, 1]
     zero = dM.dtype.type(0)
+    # each filter's windows of the whole chunk in rows, so that the four passes run over all
+    # of them at once: per image, DeepConvNet's 8x8 layers have 16 windows a plane, too few
+    # for vectors (100 images of its 64->64 layer, float32, one thread, Zen 5: 354 against
+    # 689 us; 16->16 at 28x28: 430 against 599 us)
+    passing = np.empty(tiles, dtype=dM.dtype)  # the gradient each window passes, or 0
+    cells = np.empty(tiles, dtype=argmax.dtype)
     bad = False
-    for n in range(n0, n1):
-        t0 = (n - n0) * windows
-        for f in range(FN):
+    for f in range(FN):
+        for n in range(n0, n1):
             grad, kept, index = dout[n, f], out[n, f], argmax[n, f]
             bad |= _add_passing_gradients(grad, kept, index, zero, db, f)
-            for i in range(4):
-                top, bottom = A[i, 0], A[i, 1]  # A[i, a] for the row a of the cell
-                d0 = dM[4 * i, f, t0:t0 + windows]
-                d1 = dM[4 * i + 1, f, t0:t0 + windows]
-                d2 = dM[4 * i + 2, f, t0:t0 + windows]
-                d3 = dM[4 * i + 3, f, t0:t0 + windows]
-                for q in range(windows):
-                    k = index[q]
-                    # an index that names no cell of the window routes nothing, as in the twin;
-                    # the rule of _add_passing_gradients written out again: a shared helper
-                    # returning (k, g) kept this loop scalar (19.6 against 0.6 ms a batch)
-                    g = grad[q] if kept[q] != 0 and 0 <= k < 4 else zero
-                    row = (bottom if (k >> 1) & 1 else top) * g
-                    right = (k & 1) != 0
-                    d0[q] = row * (right0 if right else left0)
-                    d1[q] = row * (right1 if right else left1)
-                    d2[q] = row * (right2 if right else left2)
-                    d3[q] = row * (right3 if right else left3)
+            t0 = (n - n0) * windows
+            to_passing, to_cells = passing[t0:t0 + windows], cells[t0:t0 + windows]
+            for q in range(windows):
+                k = index[q]
+                # an index that names no cell of the window routes nothing, as in the twin;
+                # the rule of _add_passing_gradients written out again: a shared helper
+                # returning (k, g) kept this loop scalar (19.6 against 0.6 ms a batch)
+                to_passing[q] = grad[q] if kept[q] != 0 and 0 <= k < 4 else zero
+                to_cells[q] = k
+        for i in range(4):
+            top, bottom = A[i, 0], A[i, 1]  # A[i, a] for the row a of the cell
+            d0, d1 = dM[4 * i, f, :tiles], dM[4 * i + 1, f, :tiles]
+            d2, d3 = dM[4 * i + 2, f, :tiles], dM[4 * i + 3, f, :tiles]
+            for t in range(tiles):
+                k = cells[t]
+                row = (bottom if (k >> 1) & 1 else top) * passing[t]
+                right = (k & 1) != 0
+                d0[t] = row * (right0 if right else left0)
+                d1[t] = row * (right1 if right else left1)
+                d2[t] = row * (right2 if right else left2)
+                d3[t] = row * (right3 if right else left3)
     return bad
 
 
