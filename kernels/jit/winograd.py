@@ -231,12 +231,23 @@ def _inverse_transform(m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m1
 
 
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
-def _output_tile(M, f, t):
-    """The 2x2 outputs A^T m A of tile t of filter f."""
-    return _inverse_transform(M[0, f, t], M[1, f, t], M[2, f, t], M[3, f, t],
-                              M[4, f, t], M[5, f, t], M[6, f, t], M[7, f, t],
-                              M[8, f, t], M[9, f, t], M[10, f, t], M[11, f, t],
-                              M[12, f, t], M[13, f, t], M[14, f, t], M[15, f, t])
+def _filter_cells(M, f, tiles):
+    """The 16 cells of filter f's first tiles in M (16, FN, >= tiles), one view each: a view
+    of a view's row has a stride not known to be 1, and the loops over them vectorize only
+    with unit strides."""
+    return (M[0, f, :tiles], M[1, f, :tiles], M[2, f, :tiles], M[3, f, :tiles],
+            M[4, f, :tiles], M[5, f, :tiles], M[6, f, :tiles], M[7, f, :tiles],
+            M[8, f, :tiles], M[9, f, :tiles], M[10, f, :tiles], M[11, f, :tiles],
+            M[12, f, :tiles], M[13, f, :tiles], M[14, f, :tiles], M[15, f, :tiles])
+
+
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
+def _tile_outputs(cells, t):
+    """The 2x2 outputs A^T m A of tile t, from the views of ``_filter_cells``."""
+    return _inverse_transform(cells[0][t], cells[1][t], cells[2][t], cells[3][t],
+                              cells[4][t], cells[5][t], cells[6][t], cells[7][t],
+                              cells[8][t], cells[9][t], cells[10][t], cells[11][t],
+                              cells[12][t], cells[13][t], cells[14][t], cells[15][t])
 
 
 # The output transforms go in two passes too: A^T m A for every tile of a filter's chunk in
@@ -260,16 +271,9 @@ def _output_transform(M, count, tiles_h, tiles_w, conv_h, conv_w, rows):
     cells = np.empty((4, tiles), dtype=rows.dtype)
     y00, y01, y10, y11 = cells[0], cells[1], cells[2], cells[3]
     for f in range(FN):
-        # one view per cell: a view of a view's row has a stride not known to be 1
-        m0, m1, m2, m3 = M[0, f, :tiles], M[1, f, :tiles], M[2, f, :tiles], M[3, f, :tiles]
-        m4, m5, m6, m7 = M[4, f, :tiles], M[5, f, :tiles], M[6, f, :tiles], M[7, f, :tiles]
-        m8, m9, m10, m11 = M[8, f, :tiles], M[9, f, :tiles], M[10, f, :tiles], M[11, f, :tiles]
-        m12, m13, m14, m15 = (M[12, f, :tiles], M[13, f, :tiles], M[14, f, :tiles],
-                              M[15, f, :tiles])
+        cells_of_f = _filter_cells(M, f, tiles)
         for q in range(tiles):
-            y00[q], y01[q], y10[q], y11[q] = _inverse_transform(
-                m0[q], m1[q], m2[q], m3[q], m4[q], m5[q], m6[q], m7[q],
-                m8[q], m9[q], m10[q], m11[q], m12[q], m13[q], m14[q], m15[q])
+            y00[q], y01[q], y10[q], y11[q] = _tile_outputs(cells_of_f, q)
         out = rows[f]
         for n in range(count):
             for ty in range(tiles_h):
@@ -445,16 +449,10 @@ def _pooled_output_tiles(M, n0, n1, b, out, argmax, with_argmax):
     found_nan = False
     for f in range(FN):
         bias = b[f]
-        m0, m1, m2, m3 = M[0, f, :tiles], M[1, f, :tiles], M[2, f, :tiles], M[3, f, :tiles]
-        m4, m5, m6, m7 = M[4, f, :tiles], M[5, f, :tiles], M[6, f, :tiles], M[7, f, :tiles]
-        m8, m9, m10, m11 = M[8, f, :tiles], M[9, f, :tiles], M[10, f, :tiles], M[11, f, :tiles]
-        m12, m13, m14, m15 = (M[12, f, :tiles], M[13, f, :tiles], M[14, f, :tiles],
-                              M[15, f, :tiles])
+        cells_of_f = _filter_cells(M, f, tiles)
         # a NaN is noted, not returned at once: a loop with an exit does not vectorize
         for t in range(tiles):
-            y00, y01, y10, y11 = _inverse_transform(m0[t], m1[t], m2[t], m3[t], m4[t], m5[t],
-                                                    m6[t], m7[t], m8[t], m9[t], m10[t],
-                                                    m11[t], m12[t], m13[t], m14[t], m15[t])
+            y00, y01, y10, y11 = _tile_outputs(cells_of_f, t)
             top_left = _bias_relu(y00, bias, zero)
             top_right = _bias_relu(y01, bias, zero)
             bottom_left = _bias_relu(y10, bias, zero)
