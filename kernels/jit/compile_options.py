@@ -17,7 +17,8 @@ it is compiled once there. Two things follow:
 - **Compile time.** With Numba 0.68 the im2col loops' helpers typed in took SimpleConvNet's
   first float32 step on an empty cache from 8.8-9.0 to 6.6-6.7 s (two alternating pairs,
   helper process on). Typing the Winograd loops' helpers in too moved DeepConvNet's first
-  step from 9.6-10.2 s to 8.8-9.6 s, and SimpleConvNet's by +0.1-0.2 s (two pairs).
+  step from 9.6-10.2 s to 8.8-9.6 s (run after SimpleConvNet's, which had compiled the
+  im2col loops into the same cache), and SimpleConvNet's by +0.1-0.2 s (two pairs).
 
 Numba 0.58 took 145 s instead of 6.1 s to compile the forward loop with its helpers typed in
 (2026-12-04), and the releases between are not measured, so before 0.68 each helper compiles
