@@ -175,11 +175,22 @@ def _input_transform_adjoint(V, count, tiles_h, tiles_w, dxp, down):
     C = dxp.shape[1]
     T = tiles_h * tiles_w
     pitch = 2 * tiles_w
-    width = pitch + 2
+    P = tiles_h * pitch  # a plane's tile rows end to end, pitch columns each
     # what each tile gives its two left columns (left) and its two right ones (right)
-    left_grid, left = _plane_rows(down, tiles_h, tiles_w, 0)
-    right_grid, right = _plane_rows(down, tiles_h, tiles_w, 1)
-    row = _scratch_tail(down, tiles_h, tiles_w, width)
+    left = _plane_rows(down, tiles_h, tiles_w, 0)[1]
+    right = _plane_rows(down, tiles_h, tiles_w, 1)[1]
+    # Then every tile row of the plane at once, in loops over all P values: the left and right
+    # contributions summed (a tile row's columns 0, 1 take no right one, and its columns
+    # pitch, pitch+1 only a right one, kept in edge), B^T's adjoint down the four rows into
+    # the rows a0..a3 of each tile row, and those added into the plane's rows. Tile row by
+    # tile row, in loops of pitch values (8 for an 8x8 plane), it took 14.5 ns a tile of
+    # DeepConvNet's 64->64 layer against 8.0 now, and 5.3 against 3.0 ns at 16->16 (float32,
+    # one thread, Zen 5). The sums are the same, in the same order.
+    summed = np.empty((4, P), dtype=dxp.dtype)
+    down_rows = np.empty((4, P), dtype=dxp.dtype)
+    edge = np.empty((4, tiles_h, 2), dtype=dxp.dtype)
+    s0, s1, s2, s3 = summed[0], summed[1], summed[2], summed[3]
+    a0, a1, a2, a3 = down_rows[0], down_rows[1], down_rows[2], down_rows[3]
     for n in range(count):
         for c in range(C):
             # B's adjoint along the tiles, all of the plane at once
@@ -192,27 +203,50 @@ def _input_transform_adjoint(V, count, tiles_h, tiles_w, dxp, down):
                 for q in range(T):
                     lo[2 * q], lo[2 * q + 1], hi[2 * q], hi[2 * q + 1] = _b_transpose_adjoint(
                         v0[q], v1[q], v2[q], v3[q])
+                # column x of a tile row sums what tile x/2 gives its left columns and
+                # tile x/2 - 1 its right ones
+                row = summed[i]
+                for j in range(P - 2):
+                    row[j + 2] = lo[j + 2] + hi[j]
+                for ty in range(tiles_h):
+                    k = ty * pitch
+                    row[k], row[k + 1] = lo[k], lo[k + 1]
+                    edge[i, ty, 0], edge[i, ty, 1] = hi[k + pitch - 2], hi[k + pitch - 1]
+            for j in range(P):
+                a0[j], a1[j], a2[j], a3[j] = _b_transpose_adjoint(s0[j], s1[j], s2[j], s3[j])
+            # padded row y takes a0 or a1 of tile row y // 2 and a2 or a3 of the tile row
+            # above: the first two rows only the former, the last two only the latter
+            for y in range(2 * tiles_h + 2):
+                below, above = y // 2, y // 2 - 1
+                top = down_rows[y % 2]
+                bottom = down_rows[2 + y % 2]
+                dst = dxp[n, c, y]
+                if above < 0:
+                    from_top = top[below * pitch:(below + 1) * pitch]
+                    for x in range(pitch):
+                        dst[x] = from_top[x]
+                elif below >= tiles_h:
+                    from_bottom = bottom[above * pitch:(above + 1) * pitch]
+                    for x in range(pitch):
+                        dst[x] = from_bottom[x]
+                else:
+                    from_top = top[below * pitch:(below + 1) * pitch]
+                    from_bottom = bottom[above * pitch:(above + 1) * pitch]
+                    for x in range(pitch):
+                        dst[x] = from_bottom[x] + from_top[x]
+            # the last two columns, from each tile row's edge
             for ty in range(tiles_h):
-                # a tile row's four rows: column 2k gets what tile k gives its left columns
-                # and tile k-1 its right ones
-                for i in range(4):
-                    row[i, 0], row[i, 1] = left_grid[i, ty, 0], left_grid[i, ty, 1]
-                    for x in range(pitch - 2):
-                        row[i, x + 2] = left_grid[i, ty, x + 2] + right_grid[i, ty, x]
-                    row[i, pitch] = right_grid[i, ty, pitch - 2]
-                    row[i, pitch + 1] = right_grid[i, ty, pitch - 1]
-                # then B^T's adjoint down the four rows, whole rows at a time; the top two rows
-                # add to what the tile row above left in them
                 r = 2 * ty
-                for x in range(width):
-                    a0, a1, a2, a3 = _b_transpose_adjoint(row[0, x], row[1, x], row[2, x],
-                                                          row[3, x])
+                for k in range(2):
+                    e0, e1, e2, e3 = _b_transpose_adjoint(edge[0, ty, k], edge[1, ty, k],
+                                                          edge[2, ty, k], edge[3, ty, k])
+                    x = pitch + k
                     if ty == 0:
-                        dxp[n, c, 0, x], dxp[n, c, 1, x] = a0, a1
+                        dxp[n, c, 0, x], dxp[n, c, 1, x] = e0, e1
                     else:
-                        dxp[n, c, r, x] += a0
-                        dxp[n, c, r + 1, x] += a1
-                    dxp[n, c, r + 2, x], dxp[n, c, r + 3, x] = a2, a3
+                        dxp[n, c, r, x] += e0
+                        dxp[n, c, r + 1, x] += e1
+                    dxp[n, c, r + 2, x], dxp[n, c, r + 3, x] = e2, e3
     return dxp
 
 
