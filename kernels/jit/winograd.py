@@ -70,8 +70,11 @@ def _any_not_finite(row):
 
 
 def transform_scratch_size(tiles_h, tiles_w):
-    """Length of the input transforms' 1-D scratch (``_plane_rows``)."""
-    return 16 * tiles_h * tiles_w + 8 * tiles_w + 8 + 8 * tiles_h
+    """Length of the input transforms' 1-D scratch: the two plane regions of ``_plane_rows``
+    (the forward's pass along its tiles reads two values past the first), then the (4,
+    2*tiles_h) columns of ``_scratch_tail`` that the forward keeps for each tile row's last
+    tile."""
+    return 16 * tiles_h * tiles_w + 8 * tiles_h
 
 
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
