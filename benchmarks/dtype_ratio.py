@@ -131,7 +131,7 @@ def _phase_driver():
         from numba import njit
         from fastconv.kernels.jit.blas import gemm
         from fastconv.kernels.jit.epilogues import (_add_row_sums, backward_prologue,
-                                                    forward_epilogue)
+                                                    forward_epilogue, output_rows_split)
         from fastconv.kernels.jit.im2col import (_col2im_padded, _crop_images,
                                                  _im2col_padded, _pad_images)
         from fastconv.kernels.jit.pipeline import DOT_MIN_COLUMNS, DOT_MIN_POSITIONS
@@ -143,6 +143,7 @@ def _phase_driver():
             flat_cols, flat_rows, xp = scratch
             kind, b, pool, out, argmax = epilogue
             pkind, _, dout, _, _ = prologue
+            split = output_rows_split(kind, pool, conv_h, conv_w)  # as the block's chunks
             FN, K = Wm.shape
             P = conv_h * conv_w
             for n0 in range(0, x.shape[0], chunk):
@@ -153,14 +154,15 @@ def _phase_driver():
                 if phase == 0:
                     _pad_images(x, n0, n1, pad, xp)
                 elif phase == 1:
-                    _im2col_padded(xp, n1 - n0, FH, FW, stride, conv_h, conv_w, cols)
+                    _im2col_padded(xp, n1 - n0, FH, FW, stride, conv_h, conv_w, cols, split)
                 elif phase == 2:
                     gemm(Wm, False, cols, False, rows, 0)
                 elif phase == 3:
-                    forward_epilogue(kind, rows, n0, conv_h, conv_w, b, pool, out, argmax)
+                    forward_epilogue(kind, rows, n0, conv_h, conv_w, b, pool, out, argmax,
+                                     split)
                 elif phase == 4:
                     backward_prologue(pkind, n0, n1, conv_h, conv_w, pool, dout, out, argmax,
-                                      rows)
+                                      rows, split)
                 elif phase == 5:
                     _add_row_sums(rows, db)
                 elif phase == 6:  # as _backward_chunks sums it
@@ -175,7 +177,7 @@ def _phase_driver():
                 elif phase == 7:
                     gemm(Wm, True, rows, False, cols, 0)
                 elif phase == 8:
-                    _col2im_padded(cols, n1 - n0, FH, FW, stride, conv_h, conv_w, xp)
+                    _col2im_padded(cols, n1 - n0, FH, FW, stride, conv_h, conv_w, xp, split)
                 else:
                     _crop_images(xp, n0, n1, pad, dx)
         _driver = drive

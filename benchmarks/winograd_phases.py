@@ -82,13 +82,14 @@ def phase_driver():
                 elif phase == 3:
                     _output_transform(M, n1 - n0, tiles_h, tiles_w, conv_h, conv_w, rows)
                 elif phase == 4:
-                    forward_epilogue(kind, rows, n0, conv_h, conv_w, b, pool, out, argmax)
+                    forward_epilogue(kind, rows, n0, conv_h, conv_w, b, pool, out, argmax,
+                                     False)
                 elif phase == 5:
                     _pooled_gradient_tiles(_by_window(dout), _by_window(out),
                                            _by_window(argmax), n0, n1, M, db)
                 elif phase == 6:
                     backward_prologue(pkind, n0, n1, conv_h, conv_w, pool, dout, out, argmax,
-                                      rows)
+                                      rows, False)
                 elif phase == 7:
                     _output_transform_adjoint(rows, n1 - n0, tiles_h, tiles_w, conv_h, conv_w,
                                               M)

@@ -6,7 +6,6 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 from fastconv.kernels import jit, reference
-from fastconv.kernels.jit import epilogues
 from fastconv.kernels.shapes import conv_output_hw
 
 from conftest import tolerance
@@ -78,6 +77,35 @@ def test_im2col_and_col2im_match_twin(geometry, dtype, seed):
     # the gather sums in the twin's order, so even col2im is exact
     np.testing.assert_array_equal(jit.col2im(dcol, shape, fh, fw, stride, pad),
                                   reference.col2im(dcol, shape, fh, fw, stride, pad))
+
+
+@SETTINGS
+@given(st.integers(1, 3), st.integers(1, 2), st.integers(1, 4), st.integers(1, 4),
+       st.integers(1, 3), st.integers(1, 3), st.integers(1, 2), DTYPES,
+       st.integers(0, 2**32 - 1))
+def test_split_rows_permute_the_im2col_columns_only(N, C, half_h, half_w, fh, fw, stride,
+                                                    dtype, seed):
+    # the pooled blocks' chunks put each image's even output rows first, then its odd ones:
+    # the same columns in another order, and col2im reads them back from where they went
+    from fastconv.kernels.jit.im2col import _col2im_padded, _im2col_padded
+    out_h, out_w = 2 * half_h, 2 * half_w
+    H, W = (out_h - 1) * stride + fh, (out_w - 1) * stride + fw
+    rng = np.random.default_rng(seed)
+    xp = rng.standard_normal((N, C, H, W)).astype(dtype)
+    K, m = C * fh * fw, N * out_h * out_w
+    in_row_order, split = np.empty((K, m), dtype), np.empty((K, m), dtype)
+    _im2col_padded(xp, N, fh, fw, stride, out_h, out_w, in_row_order, False)
+    _im2col_padded(xp, N, fh, fw, stride, out_h, out_w, split, True)
+    rows = np.arange(out_h)
+    order = np.concatenate([rows[::2], rows[1::2]])  # conv row at each slot
+    by_image = in_row_order.reshape(K, N, out_h, out_w)
+    np.testing.assert_array_equal(split, by_image[:, :, order].reshape(K, m))
+    dcols = rng.standard_normal((K, m)).astype(dtype)
+    dx_natural, dx_split = np.empty_like(xp), np.empty_like(xp)
+    _col2im_padded(dcols, N, fh, fw, stride, out_h, out_w, dx_natural, False)
+    moved = dcols.reshape(K, N, out_h, out_w)[:, :, order].reshape(K, m)
+    _col2im_padded(moved, N, fh, fw, stride, out_h, out_w, dx_split, True)
+    np.testing.assert_array_equal(dx_split, dx_natural)  # the same sums in the same order
 
 
 @SETTINGS
@@ -518,18 +546,15 @@ def test_conv_relu_pool_without_argmax_at_simple_convnet_shapes():
     assert (out == 0).any() and (out > 0).any()
 
 
-TWO_PASS_HALF = epilogues.TWO_PASS_MIN_WIDTH // 2  # half the narrowest two-pass conv width
-
-
 @SETTINGS
 @given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 4), st.integers(1, 4),
-       st.one_of(st.integers(1, 4), st.integers(TWO_PASS_HALF, TWO_PASS_HALF + 3)), DTYPES,
+       st.one_of(st.integers(1, 4), st.integers(6, 9)), DTYPES,
        st.booleans(), st.integers(0, 2**32 - 1), st.sampled_from(["plain", "ties", "nan"]))
 def test_the_2x2_stride_2_block_matches_twin_exactly_on_ties(N, C, FN, half_h, half_w, dtype,
                                                                need_dx, seed, data):
     # the book's pool (2x2, stride 2, pad 0) on conv outputs of even height and width has
-    # its own two-pass forward kernel where they are wide enough, and the select chain on
-    # narrower ones, and its own dense backward prologue; with integer-valued operands every
+    # its own forward kernel and dense backward prologue, on im2col chunks whose rows are
+    # split (even rows first), narrow planes and wide ones; with integer-valued operands every
     # product is exact, ties between the four cells of a window are everywhere, and the
     # window index must be the first maximum, as np.argmax's, in every window
     shape = (N, C, 2 * half_h + 2, 2 * half_w + 2)  # 3x3 filters, pad 0

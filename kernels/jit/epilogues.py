@@ -15,18 +15,13 @@ import numpy as np
 from numba import njit
 
 from .compile_options import HELPER_INLINE
-from .pool import _bias_relu, _pool_2x2_relu_values, _pool_2x2_stride_2, _pool_plane
+from .im2col import _row_slot
+from .pool import _bias_relu, _first_max_of_window, _pool_2x2_relu_values, _pool_plane
 
 OUTPUT_BIAS, OUTPUT_RELU, OUTPUT_RELU_POOL, OUTPUT_RELU_POOL_VALUES = range(4)
 GRADIENT, GRADIENT_RELU, GRADIENT_RELU_POOL = range(3)
 NO_POOL = (1, 1, 1, 0)  # (pool_h, pool_w, pool_stride, pool_pad) where nothing is pooled
 NO_ARGMAX = np.empty((0, 1, 1, 1), dtype=np.intp)  # argmax where none is kept or read
-# The two-pass 2x2 stride-2 pool (pool.py) vectorizes along rows; on narrow planes its set-up
-# costs what it saves, and the one-pass select chain of _pool_plane is as fast. Per 100
-# images on one thread, epilogue alone: 64 planes of 8x8, 0.73 ms by two passes against
-# 0.68-0.79 by the chain (float32), 0.79-0.91 against 0.69-0.74 (float64); 32 planes of
-# 16x16, 0.56-0.58 against 0.80-0.90 (float32), 0.62-0.64 against 0.96 (float64).
-TWO_PASS_MIN_WIDTH = 12
 
 
 # The GEMM-layout <-> NCHW passes below index through per-plane slices: with the flat
@@ -71,16 +66,61 @@ def _add_row_sums(rows, acc):
 
 
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
+def _pool_split_plane(flat, out, argmax, bias, with_argmax):
+    """out (and argmax when with_argmax) = the book's 2x2 stride-2 pool of relu(plane + bias)
+    for a plane whose rows are split (``im2col._row_slot``), out and argmax holding its
+    windows in row order. One pass along all windows: window q reads cells 2q and 2q+1 of
+    each half. Returns False, with out and argmax unfinished, when the plane holds a NaN.
+
+    Without the window index the value is relu(max + bias), since relu(v + bias) never
+    decreases as v grows: 4 maxima and one bias a window instead of a select chain."""
+    zero = out.dtype.type(0)
+    half = flat.shape[0] // 2
+    top, bottom = flat[:half], flat[half:]
+    found_nan = False
+    if with_argmax:
+        for q in range(out.shape[0]):
+            top_left = _bias_relu(top[2 * q], bias, zero)
+            top_right = _bias_relu(top[2 * q + 1], bias, zero)
+            bottom_left = _bias_relu(bottom[2 * q], bias, zero)
+            bottom_right = _bias_relu(bottom[2 * q + 1], bias, zero)
+            found_nan |= ((top_left != top_left) | (top_right != top_right)
+                          | (bottom_left != bottom_left) | (bottom_right != bottom_right))
+            left = top_left if top_left >= bottom_left else bottom_left
+            right = top_right if top_right >= bottom_right else bottom_right
+            out[q], argmax[q] = _first_max_of_window(top_left, top_right, left, right)
+    else:
+        for q in range(out.shape[0]):
+            a, c = top[2 * q], top[2 * q + 1]
+            d, e = bottom[2 * q], bottom[2 * q + 1]
+            found_nan |= (a != a) | (c != c) | (d != d) | (e != e)
+            out[q] = _bias_relu(max(max(a, c), max(d, e)), bias, zero)
+    return not found_nan
+
+
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
+def _join_split_rows(flat, conv_h, conv_w, plane):
+    """plane (conv_h, conv_w) = the plane whose rows flat holds split, in row order."""
+    for oy in range(conv_h):
+        j = _row_slot(oy, conv_h, True) * conv_w
+        src = flat[j:j + conv_w]
+        dst = plane[oy]
+        for x in range(conv_w):
+            dst[x] = src[x]
+
+
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, pool_pad,
-                    out, argmax, with_argmax):
+                    out, argmax, with_argmax, split_rows):
+    """The pooled relu(rows + b) into images n0.. of out (and argmax when with_argmax);
+    split_rows says that each plane's rows are split (``im2col._row_slot``), which needs a
+    pool whose windows tile the plane."""
     FN = out.shape[1]
     P = conv_h * conv_w
     fast = pool_h == 2 and pool_w == 2 and pool_pad == 0
-    halves = (windows_are_tiles((pool_h, pool_w, pool_stride, pool_pad), conv_h, conv_w)
-              and conv_w >= TWO_PASS_MIN_WIDTH)
     zero = out.dtype.type(0)
-    top_cells = np.empty(P // 2, dtype=out.dtype)
     pair_max = np.empty(P // 2, dtype=out.dtype)
+    in_row_order = np.empty((conv_h, conv_w), dtype=out.dtype)  # a split plane, joined
     unread_argmax = np.empty(out.shape[2:], dtype=argmax.dtype)  # where no argmax is kept
     # the windows of each plane in row order, for the 2x2 pools (reshaped once here)
     windows = out.shape[2] * out.shape[3]
@@ -91,18 +131,21 @@ def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, po
             flat = rows[f, i * P:(i + 1) * P]
             bias = b[f]
             # with a finite bias, relu(plane + bias) holds a NaN only where plane does
-            if (halves and with_argmax and np.isfinite(bias)
-                    and _pool_2x2_stride_2(flat, conv_w, flat_out[n0 + i, f],
-                                           flat_argmax[n0 + i, f], bias, top_cells, pair_max)):
-                continue
-            if (fast and not with_argmax and np.isfinite(bias)
+            finite = np.isfinite(bias)
+            if split_rows:
+                if finite and _pool_split_plane(flat, flat_out[n0 + i, f],
+                                                flat_argmax[n0 + i, f], bias, with_argmax):
+                    continue
+                _join_split_rows(flat, conv_h, conv_w, in_row_order)
+                flat = in_row_order.reshape(P)
+            elif (fast and not with_argmax and finite
                     and _pool_2x2_relu_values(flat, conv_w, pool_stride, flat_out[n0 + i, f],
                                               bias, pair_max)):
                 continue
             plane = flat.reshape((conv_h, conv_w))
-            # the rest (other strides, odd sizes, NaN): ReLU in place, then the plain pool,
-            # whose own 2x2 path is the one-pass select chain; one compiled copy of it, not
-            # a second with the ReLU folded in, keeps an empty cache's first step shorter
+            # the rest (other pools, NaN): ReLU in place, then the plain pool, whose own 2x2
+            # path is the one-pass select chain; one compiled copy of it, not a second with
+            # the ReLU folded in, keeps an empty cache's first step shorter
             for p in range(P):
                 flat[p] = _bias_relu(flat[p], bias, zero)
             _pool_plane(plane, pool_h, pool_w, pool_stride, pool_pad, out[n0 + i, f],
@@ -123,20 +166,17 @@ def _relu_grad_to_rows(dout, out, n0, rows):
 
 
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
-def _pool_2x2_relu_grad_to_rows(dout, out, argmax, n0, n1, conv_w, rows):
-    """_pool_relu_grad_to_rows for a 2x2 stride-2 pool that tiles the plane (even height and
-    width), writing every cell once, branch-free, in two passes that vectorize.
-
-    A plane's rows of 24 or 28 cells are too few for vectors, so the first pass goes along
-    all windows of the plane at once: window q writes its gradient, or zeros, to entries 2q
-    and 2q+1 of the top and bottom scratch rows (the layout of the forward's top_cells). The
-    second copies those into the plane's row pairs. On one thread, SimpleConvNet's batch
-    (float32, MNIST): 0.56 ms against 1.55 ms for the scatter; float64 0.89 against 1.81.
-    Like the scatter, an argmax outside 0..3 routes nothing.
-    """
+def _pool_2x2_relu_grad_to_split_rows(dout, out, argmax, n0, n1, rows):
+    """_pool_relu_grad_to_rows for a 2x2 stride-2 pool that tiles the plane, into rows whose
+    planes have their rows split (``im2col._row_slot``): every cell written once,
+    branch-free, along all of a plane's windows at once. Window q writes its gradient, or
+    zeros, to cells 2q and 2q+1 of both halves of the plane, through scratch: written into
+    the rows directly, whose LLVM could not prove apart from the inputs, the loop ran scalar
+    and mispredicted its selects (5x slower). Like the scatter, an argmax outside 0..3
+    routes nothing."""
     _, FN, out_h, out_w = dout.shape
-    P = 4 * out_h * out_w
     windows = out_h * out_w
+    P = 4 * windows
     zero = rows.dtype.type(0)
     top = np.empty(2 * windows, dtype=rows.dtype)
     bottom = np.empty(2 * windows, dtype=rows.dtype)
@@ -156,16 +196,12 @@ def _pool_2x2_relu_grad_to_rows(dout, out, argmax, n0, n1, conv_w, rows):
                 top[2 * q + 1] = g if k == 1 else zero
                 bottom[2 * q] = g if k == 2 else zero
                 bottom[2 * q + 1] = g if k == 3 else zero
-            plane = rows[f, base:base + P]
-            for r in range(out_h):
-                upper = plane[2 * r * conv_w:(2 * r + 1) * conv_w]
-                lower = plane[(2 * r + 1) * conv_w:(2 * r + 2) * conv_w]
-                from_top = top[r * conv_w:(r + 1) * conv_w]
-                from_bottom = bottom[r * conv_w:(r + 1) * conv_w]
-                for x in range(conv_w):
-                    upper[x] = from_top[x]
-                for x in range(conv_w):
-                    lower[x] = from_bottom[x]
+            upper = rows[f, base:base + 2 * windows]
+            lower = rows[f, base + 2 * windows:base + P]
+            for j in range(2 * windows):
+                upper[j] = top[j]
+            for j in range(2 * windows):
+                lower[j] = bottom[j]
 
 
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
@@ -207,27 +243,45 @@ def windows_are_tiles(pool, conv_h, conv_w):
 
 
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
-def forward_epilogue(kind, rows, n0, conv_h, conv_w, b, pool, out, argmax):
-    """Writes images n0.. of out (N, FN, *) from rows; argmax only for OUTPUT_RELU_POOL."""
+def output_rows_split(kind, pool, conv_h, conv_w):
+    """Whether an im2col chunk feeding this epilogue splits its rows (``im2col._row_slot``):
+    where a 2x2 stride-2 pool tiles the plane."""
+    return ((kind == OUTPUT_RELU_POOL or kind == OUTPUT_RELU_POOL_VALUES)
+            and windows_are_tiles(pool, conv_h, conv_w))
+
+
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
+def gradient_rows_split(kind, pool, conv_h, conv_w):
+    """``output_rows_split`` for a backward prologue."""
+    return kind == GRADIENT_RELU_POOL and windows_are_tiles(pool, conv_h, conv_w)
+
+
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
+def forward_epilogue(kind, rows, n0, conv_h, conv_w, b, pool, out, argmax, split_rows):
+    """Writes images n0.. of out (N, FN, *) from rows; argmax only for OUTPUT_RELU_POOL.
+    split_rows: rows holds each plane's rows split, as ``output_rows_split`` says for the
+    im2col chunks (the Winograd output transform writes them in row order)."""
     if kind == OUTPUT_RELU_POOL or kind == OUTPUT_RELU_POOL_VALUES:
         pool_h, pool_w, pool_stride, pool_pad = pool
         _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, pool_pad,
-                        out, argmax, kind == OUTPUT_RELU_POOL)
+                        out, argmax, kind == OUTPUT_RELU_POOL, split_rows)
     else:
         flat = out.reshape((out.shape[0], out.shape[1], conv_h * conv_w))
         _bias_to_nchw(rows, b, n0, flat, kind == OUTPUT_RELU)
 
 
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
-def backward_prologue(kind, n0, n1, conv_h, conv_w, pool, dout, out, argmax, rows):
-    """rows = the gradient of images n0..n1-1 at the conv output, from the layer's dout.
+def backward_prologue(kind, n0, n1, conv_h, conv_w, pool, dout, out, argmax, rows,
+                      split_rows):
+    """rows = the gradient of images n0..n1-1 at the conv output, from the layer's dout,
+    each plane's rows split when split_rows (``gradient_rows_split``).
 
     out (the layer's forward output) is read by the ReLU kinds, argmax by GRADIENT_RELU_POOL.
     """
     P = conv_h * conv_w
     if kind == GRADIENT_RELU_POOL:
-        if windows_are_tiles(pool, conv_h, conv_w):
-            _pool_2x2_relu_grad_to_rows(dout, out, argmax, n0, n1, conv_w, rows)
+        if split_rows:
+            _pool_2x2_relu_grad_to_split_rows(dout, out, argmax, n0, n1, rows)
         else:
             _pool_relu_grad_to_rows(dout, out, argmax, n0, n1, conv_h, conv_w, pool, rows)
         return

@@ -85,8 +85,22 @@ def _pad_images(x, n0, n1, pad, xp):
 
 
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
-def _im2col_padded(xp, count, filter_h, filter_w, stride, out_h, out_w, cols):
-    """K-major im2col of the first count padded images xp into cols (taps, pixels).
+def _row_slot(oy, out_h, split_rows):
+    """Where output row oy sits among an image's out_h rows of pixels: in row order, or with
+    split_rows the even rows first and the odd rows after them. Under a 2x2 stride-2 pool
+    that tiles the plane, that puts the top cells of all windows in the first half and their
+    bottom cells in the second, each window's two at 2q and 2q+1 of each half: the pool and
+    its gradient then run along all of a plane's windows in one pass that vectorizes, where
+    rows of 24 cells were too short for vectors (``epilogues``)."""
+    if split_rows:
+        return (oy & 1) * (out_h >> 1) + (oy >> 1)
+    return oy
+
+
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
+def _im2col_padded(xp, count, filter_h, filter_w, stride, out_h, out_w, cols, split_rows):
+    """K-major im2col of the first count padded images xp into cols (taps, pixels), each
+    image's rows of pixels in the order of ``_row_slot``.
 
     With stride 1 every run is a contiguous copy, which vectorizes; building the matrix
     element by element was 5x slower.
@@ -99,7 +113,8 @@ def _im2col_padded(xp, count, filter_h, filter_w, stride, out_h, out_w, cols):
                 for kx in range(filter_w):
                     r = (c * filter_h + ky) * filter_w + kx
                     for oy in range(out_h):
-                        dst = cols[r, n * P + oy * out_w:n * P + (oy + 1) * out_w]
+                        j = n * P + _row_slot(oy, out_h, split_rows) * out_w
+                        dst = cols[r, j:j + out_w]
                         if stride == 1:
                             src = xp[n, c, oy + ky, kx:kx + out_w]
                             for i in range(out_w):
@@ -111,7 +126,7 @@ def _im2col_padded(xp, count, filter_h, filter_w, stride, out_h, out_w, cols):
 
 
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
-def _col2im_padded(cols, count, filter_h, filter_w, stride, out_h, out_w, dxp):
+def _col2im_padded(cols, count, filter_h, filter_w, stride, out_h, out_w, dxp, split_rows):
     """Adjoint of _im2col_padded: sums cols into the padded images dxp, tap by tap in
     (ky, kx) order like the book's col2im (so float64 results equal the twin's)."""
     C = dxp.shape[1]
@@ -123,7 +138,8 @@ def _col2im_padded(cols, count, filter_h, filter_w, stride, out_h, out_w, dxp):
                 for kx in range(filter_w):
                     r = (c * filter_h + ky) * filter_w + kx
                     for oy in range(out_h):
-                        src = cols[r, n * P + oy * out_w:n * P + (oy + 1) * out_w]
+                        j = n * P + _row_slot(oy, out_h, split_rows) * out_w
+                        src = cols[r, j:j + out_w]
                         if stride == 1:
                             dst = dxp[n, c, oy + ky, kx:kx + out_w]
                             for i in range(out_w):

@@ -32,7 +32,8 @@ from . import background_compile, blas, recycle
 from .blas import gemm
 from .compile_options import HELPER_INLINE
 from .epilogues import (GRADIENT_RELU_POOL, OUTPUT_RELU_POOL, OUTPUT_RELU_POOL_VALUES,
-                        _add_row_sums, backward_prologue, forward_epilogue, windows_are_tiles)
+                        _add_row_sums, backward_prologue, forward_epilogue, gradient_rows_split,
+                        output_rows_split, windows_are_tiles)
 from .gemm import pieces, run_parts, single_threaded_blas
 from .im2col import _col2im_padded, _crop_images, _im2col_padded, _pad_images
 from .weight_gradient import add_weight_gradient_tiles
@@ -115,16 +116,17 @@ def _scratch_arrays(x, Wm, geometry, chunk):
 
 
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
-def _chunk_im2col(x, n0, n1, geometry, scratch, FN):
-    """(cols, rows) for images n0..n1-1: cols holds their K-major im2col, rows is the
-    (FN, images*P) view of the scratch for their GEMM output, not yet written."""
+def _chunk_im2col(x, n0, n1, geometry, scratch, FN, split_rows):
+    """(cols, rows) for images n0..n1-1: cols holds their K-major im2col, each image's rows
+    of pixels split when split_rows (``im2col._row_slot``), rows is the (FN, images*P) view
+    of the scratch for their GEMM output, not yet written."""
     FH, FW, stride, pad, conv_h, conv_w = geometry
     flat_cols, flat_rows, xp = scratch
     K = x.shape[1] * FH * FW
     m = (n1 - n0) * conv_h * conv_w
     cols = flat_cols[:K * m].reshape((K, m))
     _pad_images(x, n0, n1, pad, xp)
-    _im2col_padded(xp, n1 - n0, FH, FW, stride, conv_h, conv_w, cols)
+    _im2col_padded(xp, n1 - n0, FH, FW, stride, conv_h, conv_w, cols, split_rows)
     return cols, flat_rows[:FN * m].reshape((FN, m))
 
 
@@ -137,10 +139,12 @@ def _forward_chunks(x, Wm, lo, hi, chunk, geometry, scratch, epilogue):
     """
     conv_h, conv_w = geometry[4], geometry[5]
     kind, b, pool, out, argmax = epilogue
+    split_rows = output_rows_split(kind, pool, conv_h, conv_w)
     for n0 in range(lo, hi, chunk):
-        cols, rows = _chunk_im2col(x, n0, min(n0 + chunk, hi), geometry, scratch, Wm.shape[0])
+        cols, rows = _chunk_im2col(x, n0, min(n0 + chunk, hi), geometry, scratch, Wm.shape[0],
+                                   split_rows)
         gemm(Wm, False, cols, False, rows, 0)
-        forward_epilogue(kind, rows, n0, conv_h, conv_w, b, pool, out, argmax)
+        forward_epilogue(kind, rows, n0, conv_h, conv_w, b, pool, out, argmax, split_rows)
 
 
 @njit(nogil=True, cache=True)
@@ -153,10 +157,12 @@ def _backward_chunks(x, Wm, lo, hi, chunk, geometry, scratch, prologue, dW, db, 
     FH, FW, stride, pad, conv_h, conv_w = geometry
     xp = scratch[2]
     kind, pool, dout, out, argmax = prologue
+    split_rows = gradient_rows_split(kind, pool, conv_h, conv_w)
     for n0 in range(lo, hi, chunk):
         n1 = min(n0 + chunk, hi)
-        cols, rows = _chunk_im2col(x, n0, n1, geometry, scratch, Wm.shape[0])
-        backward_prologue(kind, n0, n1, conv_h, conv_w, pool, dout, out, argmax, rows)
+        cols, rows = _chunk_im2col(x, n0, n1, geometry, scratch, Wm.shape[0], split_rows)
+        backward_prologue(kind, n0, n1, conv_h, conv_w, pool, dout, out, argmax, rows,
+                          split_rows)
         _add_row_sums(rows, db)
         min_columns = DOT_MIN_COLUMNS_FLOAT32 if cols.itemsize == 4 else DOT_MIN_COLUMNS
         if cols.shape[1] < DOT_MIN_POSITIONS or cols.shape[0] < min_columns:
@@ -169,7 +175,7 @@ def _backward_chunks(x, Wm, lo, hi, chunk, geometry, scratch, prologue, dW, db, 
                 gemm(rows[:tiled_f], False, cols[tiled_k:], True, dW[:tiled_f, tiled_k:], 1)
         if dx.size:
             gemm(Wm, True, rows, False, cols, 0)  # the chunk's dcol reuses the cols buffer
-            _col2im_padded(cols, n1 - n0, FH, FW, stride, conv_h, conv_w, xp)
+            _col2im_padded(cols, n1 - n0, FH, FW, stride, conv_h, conv_w, xp, split_rows)
             _crop_images(xp, n0, n1, pad, dx)
 
 
@@ -248,7 +254,7 @@ def _winograd_forward_chunks(x, U, lo, hi, chunk, geometry, scratch, epilogue):
                 return False
         else:
             _output_transform(M, n1 - n0, tiles_h, tiles_w, conv_h, conv_w, rows)
-            forward_epilogue(kind, rows, n0, conv_h, conv_w, b, pool, out, argmax)
+            forward_epilogue(kind, rows, n0, conv_h, conv_w, b, pool, out, argmax, False)
     return True
 
 
@@ -274,7 +280,8 @@ def _winograd_backward_chunks(x, U, lo, hi, chunk, geometry, scratch, prologue, 
                                       db):
                 return False
         else:
-            backward_prologue(kind, n0, n1, conv_h, conv_w, pool, dout, out, argmax, rows)
+            backward_prologue(kind, n0, n1, conv_h, conv_w, pool, dout, out, argmax, rows,
+                              False)
             if _output_transform_adjoint(rows, n1 - n0, tiles_h, tiles_w, conv_h, conv_w, dM):
                 return False
             _add_row_sums(rows, db)

@@ -84,44 +84,6 @@ def _pool_2x2(plane, stride, out, argmax):
 
 
 @njit(cache=True, inline=HELPER_INLINE)
-def _pool_2x2_stride_2(flat, W, out, argmax, bias, top_cells, pair_max):
-    """What _pool_2x2(relu(plane + bias), 2, out, argmax) writes, for a plane of even height
-    and width W given as its cells in row order (flat), in two passes that vectorize, reading
-    the GEMM output once (no ReLU pass first); out and argmax hold the windows in row order,
-    top_cells and pair_max are scratch of half the plane. Returns False, with out and argmax
-    unfinished, when the plane holds a NaN (the caller then takes the general path).
-
-    Windows of a 2x2 stride-2 pool on rows of 24 or 28 cells are too few per row for vectors,
-    and the one-pass select chain ran scalar (2.7 ns a window). The first pass goes down the
-    row pairs, contiguous: relu(top + bias) into top_cells and the larger of each vertical
-    pair into pair_max. The second goes along all windows of the plane at once, window q
-    reading entries 2q and 2q+1 of both (``_first_max_of_window``).
-
-    Everything is 1-D and sliced, never reshaped: a Numba reshape is a call into its C
-    helpers, 18 ns each, and four of them were a third of a 24x24 plane's time.
-    """
-    zero = out.dtype.type(0)
-    found_nan = False
-    for r in range(flat.shape[0] // (2 * W)):
-        top = flat[2 * r * W:(2 * r + 1) * W]
-        bottom = flat[(2 * r + 1) * W:(2 * r + 2) * W]
-        upper = top_cells[r * W:(r + 1) * W]
-        larger = pair_max[r * W:(r + 1) * W]
-        for x in range(W):
-            a = _bias_relu(top[x], bias, zero)
-            c = _bias_relu(bottom[x], bias, zero)
-            found_nan |= (a != a) | (c != c)
-            upper[x] = a
-            larger[x] = a if a >= c else c
-    if found_nan:
-        return False
-    for q in range(out.shape[0]):
-        out[q], argmax[q] = _first_max_of_window(top_cells[2 * q], top_cells[2 * q + 1],
-                                                 pair_max[2 * q], pair_max[2 * q + 1])
-    return True
-
-
-@njit(cache=True, inline=HELPER_INLINE)
 def _first_max_of_window(top_left, top_right, left, right):
     """(maximum, index of its first cell in row-major order) of a 2x2 window without NaN,
     from its top cells and the maxima of its left and right columns: the top-left cell if it
@@ -141,11 +103,13 @@ def _pool_2x2_relu_values(flat, W, stride, out, bias, pair_max):
     relu(v + bias) never decreases as v grows, so the pooled value is relu(max + bias): a
     max of each cell pair down the rows (contiguous, so it vectorizes), then of each pair of
     those across, then one bias + ReLU per window. 3x faster than the select chain, which
-    must carry an index. Flat slices, not reshapes, as in _pool_2x2_stride_2.
+    must carry an index. Flat slices, not reshapes: a Numba reshape is a call into its C
+    helpers, 18 ns each, a third of a 24x24 plane's time once.
 
     With stride 2 on an even width the second pass goes along all windows of the plane at
-    once, as in _pool_2x2_stride_2: a row's 12 windows were too few for vectors (SimpleConvNet's
-    batch, float32, one thread: 0.57 against 0.78 ms; float64 the same).
+    once: a row's 12 windows were too few for vectors (SimpleConvNet's batch, float32, one
+    thread: 0.57 against 0.78 ms; float64 the same). Where the windows tile the plane, an
+    im2col chunk's rows come split instead (``epilogues._pool_split_plane``).
     """
     out_w = (W - 2) // stride + 1
     zero = out.dtype.type(0)

@@ -473,7 +473,7 @@ def _pooled_output_tiles(M, n0, n1, b, out, argmax, with_argmax):
     """out (N, FN, windows) for images n0..n1-1 = a 2x2 stride-2 max pool of relu(conv + b)
     whose windows are the tiles (even conv output), straight from the tiles' products M,
     without the conv output's rows; argmax too when with_argmax. The same values and
-    indices as the epilogue's two-pass pool (``pool._pool_2x2_stride_2``) gives from those
+    indices as the epilogue's pool (``epilogues._pool_split_plane``) gives from those
     rows. Returns False, with the chunk unfinished, when a value is NaN (an overflow in the
     transform: the caller then runs im2col, whose pools handle NaN)."""
     FN, windows = out.shape[1], out.shape[2]
