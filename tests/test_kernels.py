@@ -482,7 +482,7 @@ def test_conv_blocks_with_a_large_affine_layer_match_the_twin(monkeypatch, dtype
     affine = (results[1][0].reshape(6, -1), W2)
     dout = rng.standard_normal((6, 7)).astype(dtype)
     want = reference.conv_blocks_backward(dout, saved, True, affine)
-    for limit in (fused.AFFINE_IN_PARTS_MAX_BYTES, 0):
+    for limit in (fused.AFFINE_IN_PARTS_MAX_BYTES, {np.dtype(dtype): 0}):
         monkeypatch.setattr(fused, "AFFINE_IN_PARTS_MAX_BYTES", limit)
         dx, grads, affine_grads = jit.conv_blocks_backward(dout, saved, True, affine)
         assert_close_to_scale(dx, want[0], dtype)

@@ -11,6 +11,8 @@ through every block without waiting for the other parts, since no image needs an
 A step then hands work to the pool thread twice (forward, backward) instead of twice per
 block: waking the idle core costs about 100 us each time on the reference machine.
 """
+import math
+
 import numpy as np
 
 from ..shapes import conv_output_hw
@@ -81,10 +83,14 @@ def conv_relu_pool_backward(dout, out, argmax, x, W, ctx, stride, pad,
 
 
 # Made part by part of the batch, an affine layer's input gradient reads all its weights in
-# each part. SimpleConvNet's 4320x100 (1.7 MB in float32) then took longer than the two
+# each part. In float32, SimpleConvNet's 4320x100 (1.7 MB) then took longer than the two
 # whole products side by side (1.76 against 1.46 ms, 2 threads), more than the hand-over
-# saves; DeepConvNet's 1024x50 (200 KB) runs in the parts.
-AFFINE_IN_PARTS_MAX_BYTES = 1 << 20
+# saves; DeepConvNet's 1024x50 (200 KB) runs in the parts. In float64, where the products
+# themselves take twice as long, the parts win at SimpleConvNet's layer too (3.5 MB; Zen 5,
+# three alternating rounds: backward pass 2.04-2.10 against 2.20-2.25 ms, step 3.94-4.09
+# against 4.16-4.24 ms), while float32 was no faster there (1.08-1.14 against 1.07-1.09).
+# The largest weights, by dtype, that still run in the parts; a dtype not listed always does.
+AFFINE_IN_PARTS_MAX_BYTES = {np.dtype(np.float32): 1 << 20}
 
 
 def conv_blocks_forward(x, blocks, W2=None, with_argmax=True):
@@ -123,7 +129,8 @@ def conv_blocks_backward(dout, blocks, need_dx=True, affine=None):
     that layer's output gradient (N, outputs); else the last block's. Returns (dx of the
     first block's input or None, [(dW, db)] per block, (dW2, db2) or None)."""
     dout = np.ascontiguousarray(dout)
-    if affine is not None and affine[1].nbytes > AFFINE_IN_PARTS_MAX_BYTES:
+    if (affine is not None
+            and affine[1].nbytes > AFFINE_IN_PARTS_MAX_BYTES.get(dout.dtype, math.inf)):
         x2, W2 = affine
         dx2, dW2, db2 = affine_backward(dout, x2, W2.astype(dout.dtype, copy=False))
         dx, grads, _ = conv_blocks_backward(dx2.reshape(blocks[-1][0].shape), blocks, need_dx)
