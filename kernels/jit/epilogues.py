@@ -122,6 +122,7 @@ def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, po
     pair_max = np.empty(P // 2, dtype=out.dtype)
     in_row_order = np.empty((conv_h, conv_w), dtype=out.dtype)  # a split plane, joined
     unread_argmax = np.empty(out.shape[2:], dtype=argmax.dtype)  # where no argmax is kept
+    unread_indices = np.empty(out.shape[2] * out.shape[3], dtype=argmax.dtype)  # as a row
     # the windows of each plane in row order, for the 2x2 pools (reshaped once here)
     windows = out.shape[2] * out.shape[3]
     flat_out = out.reshape((out.shape[0], FN, windows))
@@ -133,8 +134,10 @@ def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, po
             # with a finite bias, relu(plane + bias) holds a NaN only where plane does
             finite = np.isfinite(bias)
             if split_rows:
-                if finite and _pool_split_plane(flat, flat_out[n0 + i, f],
-                                                flat_argmax[n0 + i, f], bias, with_argmax):
+                # without argmax there is no row of it to index (its first axis is empty)
+                indices = flat_argmax[n0 + i, f] if with_argmax else unread_indices
+                if finite and _pool_split_plane(flat, flat_out[n0 + i, f], indices, bias,
+                                                with_argmax):
                     continue
                 _join_split_rows(flat, conv_h, conv_w, in_row_order)
                 flat = in_row_order.reshape(P)
