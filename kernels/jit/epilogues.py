@@ -173,10 +173,10 @@ def _pool_2x2_relu_grad_to_split_rows(dout, out, argmax, n0, n1, rows):
     """_pool_relu_grad_to_rows for a 2x2 stride-2 pool that tiles the plane, into rows whose
     planes have their rows split (``im2col._row_slot``): every cell written once,
     branch-free, along all of a plane's windows at once. Window q writes its gradient, or
-    zeros, to cells 2q and 2q+1 of both halves of the plane, through scratch: written into
-    the rows directly, whose LLVM could not prove apart from the inputs, the loop ran scalar
-    and mispredicted its selects (5x slower). Like the scatter, an argmax outside 0..3
-    routes nothing."""
+    zeros, to cells 2q and 2q+1 of both halves of the plane, into scratch that two copies of
+    half a plane then move into the rows: written into the rows directly, the loop took 1.97
+    ms for 3000 planes against 0.18 (float32) and 0.65-0.74 ms (float64) in a driver. Like
+    the scatter, an argmax outside 0..3 routes nothing."""
     _, FN, out_h, out_w = dout.shape
     windows = out_h * out_w
     P = 4 * windows
