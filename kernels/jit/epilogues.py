@@ -9,7 +9,9 @@ value itself, so only the pooled maxima are visited.
 
 ``forward_epilogue`` and ``backward_prologue`` pick one by a kind number, so that one
 compiled pipeline serves every layer. Their array arguments are always 4-D NCHW and
-C-contiguous.
+C-contiguous. Where a 2x2 stride-2 pool tiles the conv output, an im2col chunk's rows hold
+each image's even output rows first, then its odd ones (``im2col._row_slot``): the pool and
+its gradient then run along all of a plane's windows at once.
 """
 import numpy as np
 from numba import njit
