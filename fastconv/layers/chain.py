@@ -5,8 +5,8 @@ every block, and through the affine layer's product, without waiting for the oth
 no image needs another's. Run block by block, each block handed half the batch to the pool
 thread and waited for it, forward and backward, and waking that thread's idle core costs
 about 100 us on the reference machine (``docs/performance.md``): 13 times in a DeepConvNet
-step. A chain hands over once forward and once backward (and once more where the affine
-layer's weights are large: see ``AFFINE_IN_PARTS_MAX_BYTES`` in the jit kernels).
+step. A chain hands over once forward and once backward (and once more where a float32
+affine layer's weights are large: see ``AFFINE_IN_PARTS_MAX_BYTES`` in the jit kernels).
 
 Every layer is left as its own forward and backward passes leave it, with the same numbers
 to rounding (the affine layer's products are cut into other pieces). Where a step's operands
