@@ -18,7 +18,7 @@ from numba import njit
 
 from .compile_options import HELPER_INLINE
 from .im2col import _row_slot
-from .pool import _bias_relu, _first_max_of_window, _pool_2x2_relu_values, _pool_plane
+from .pool import _bias_relu, _pool_2x2_relu_values, _pool_plane, _relu_pool_window
 
 OUTPUT_BIAS, OUTPUT_RELU, OUTPUT_RELU_POOL, OUTPUT_RELU_POOL_VALUES = range(4)
 GRADIENT, GRADIENT_RELU, GRADIENT_RELU_POOL = range(3)
@@ -82,15 +82,10 @@ def _pool_split_plane(flat, out, argmax, bias, with_argmax):
     found_nan = False
     if with_argmax:
         for q in range(out.shape[0]):
-            top_left = _bias_relu(top[2 * q], bias, zero)
-            top_right = _bias_relu(top[2 * q + 1], bias, zero)
-            bottom_left = _bias_relu(bottom[2 * q], bias, zero)
-            bottom_right = _bias_relu(bottom[2 * q + 1], bias, zero)
-            found_nan |= ((top_left != top_left) | (top_right != top_right)
-                          | (bottom_left != bottom_left) | (bottom_right != bottom_right))
-            left = top_left if top_left >= bottom_left else bottom_left
-            right = top_right if top_right >= bottom_right else bottom_right
-            out[q], argmax[q] = _first_max_of_window(top_left, top_right, left, right)
+            best, index, has_nan = _relu_pool_window(top[2 * q], top[2 * q + 1], bottom[2 * q],
+                                                     bottom[2 * q + 1], bias, zero)
+            found_nan |= has_nan
+            out[q], argmax[q] = best, index
     else:
         for q in range(out.shape[0]):
             a, c = top[2 * q], top[2 * q + 1]
@@ -123,10 +118,10 @@ def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, po
     zero = out.dtype.type(0)
     pair_max = np.empty(P // 2, dtype=out.dtype)
     in_row_order = np.empty((conv_h, conv_w), dtype=out.dtype)  # a split plane, joined
-    unread_argmax = np.empty(out.shape[2:], dtype=argmax.dtype)  # where no argmax is kept
-    unread_indices = np.empty(out.shape[2] * out.shape[3], dtype=argmax.dtype)  # as a row
     # the windows of each plane in row order, for the 2x2 pools (reshaped once here)
     windows = out.shape[2] * out.shape[3]
+    unread_argmax = np.empty(out.shape[2:], dtype=argmax.dtype)  # where no argmax is kept
+    unread_indices = np.empty(windows, dtype=argmax.dtype)  # the same, as a row
     flat_out = out.reshape((out.shape[0], FN, windows))
     flat_argmax = argmax.reshape((argmax.shape[0], FN, windows))
     for i in range(rows.shape[1] // P):

@@ -84,13 +84,23 @@ def _pool_2x2(plane, stride, out, argmax):
 
 
 @njit(cache=True, inline=HELPER_INLINE)
-def _first_max_of_window(top_left, top_right, left, right):
-    """(maximum, index of its first cell in row-major order) of a 2x2 window without NaN,
-    from its top cells and the maxima of its left and right columns: the top-left cell if it
-    equals the maximum, else the top-right, else the bottom-left when the left column holds
-    the maximum, else the bottom-right. Branch-free, so that a loop over windows vectorizes."""
+def _relu_pool_window(top_left, top_right, bottom_left, bottom_right, bias, zero):
+    """(maximum, index of its first cell in row-major order, whether a cell is NaN) of
+    relu(cell + bias) over a 2x2 window given in row order; maximum and index hold only for
+    a window without NaN. The index is the top-left cell if it equals the maximum, else the
+    top-right, else the bottom-left when the left column holds the maximum, else the
+    bottom-right. Branch-free, so that a loop over windows vectorizes."""
+    top_left = _bias_relu(top_left, bias, zero)
+    top_right = _bias_relu(top_right, bias, zero)
+    bottom_left = _bias_relu(bottom_left, bias, zero)
+    bottom_right = _bias_relu(bottom_right, bias, zero)
+    has_nan = ((top_left != top_left) | (top_right != top_right)
+               | (bottom_left != bottom_left) | (bottom_right != bottom_right))
+    left = top_left if top_left >= bottom_left else bottom_left
+    right = top_right if top_right >= bottom_right else bottom_right
     best = left if left >= right else right
-    return best, (top_left != best) * (1 + (top_right != best) * (1 + (left != best)))
+    index = (top_left != best) * (1 + (top_right != best) * (1 + (left != best)))
+    return best, index, has_nan
 
 
 @njit(cache=True, inline=HELPER_INLINE)

@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit
 
 from .compile_options import HELPER_INLINE
-from .pool import _bias_relu, _first_max_of_window
+from .pool import _relu_pool_window
 
 __all__ = ["TILE_CELLS", "tiles_hw", "filter_transform", "filter_gradient"]
 
@@ -492,13 +492,7 @@ def _pooled_output_tiles(M, n0, n1, b, out, argmax, with_argmax):
         # a NaN is noted, not returned at once: a loop with an exit does not vectorize
         for t in range(tiles):
             y00, y01, y10, y11 = _tile_outputs(cells_of_f, t)
-            top_left = _bias_relu(y00, bias, zero)
-            top_right = _bias_relu(y01, bias, zero)
-            bottom_left = _bias_relu(y10, bias, zero)
-            bottom_right = _bias_relu(y11, bias, zero)
-            left = top_left if top_left >= bottom_left else bottom_left
-            right = top_right if top_right >= bottom_right else bottom_right
-            best, index = _first_max_of_window(top_left, top_right, left, right)
+            best, index, _ = _relu_pool_window(y00, y01, y10, y11, bias, zero)
             found_nan |= best != best
             pooled_row[t] = best
             if with_argmax:
