@@ -267,3 +267,23 @@ def test_on_integers_winograd_is_exact_ties_and_window_indices_included(dtype, p
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
     np.testing.assert_array_equal(relu_out, reference.conv_relu_forward(x, W, b, 1, pad)[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("with_argmax", [True, False])
+def test_pooled_tiles_hand_a_nan_beside_a_larger_cell_over_to_im2col(dtype, with_argmax):
+    """An overflow in the products can make one output of a tile NaN next to a larger finite
+    one. The pooled maximum then looks finite, but im2col's pool gives NaN there (as
+    np.argmax does), so the chunk must be handed over."""
+    FN, windows = 2, 3
+    M = np.zeros((16, FN, windows), dtype)
+    M[0, 1, 2] = np.nan  # only the top-left output y00 of the tile sums the cell m00
+    M[3, 1, 2] = -1  # y01 = -m03 = 1, the others 0
+    b = np.zeros(FN, dtype)
+    out = np.zeros((1, FN, windows), dtype)
+    argmax = np.zeros((1, FN, windows) if with_argmax else (0, FN, windows), np.intp)
+    finished = winograd._pooled_output_tiles(M, 0, 1, b, out, argmax, with_argmax)
+    assert not finished
+    M[0, 1, 2] = 0  # the same tile without the NaN pools 1 at the top-right cell
+    assert winograd._pooled_output_tiles(M, 0, 1, b, out, argmax, with_argmax)
+    assert out[0, 1, 2] == 1 and (not with_argmax or argmax[0, 1, 2] == 1)

@@ -474,8 +474,9 @@ def _pooled_output_tiles(M, n0, n1, b, out, argmax, with_argmax):
     whose windows are the tiles (even conv output), straight from the tiles' products M,
     without the conv output's rows; argmax too when with_argmax. The same values and
     indices as the epilogue's pool (``epilogues._pool_split_plane``) gives from those
-    rows. Returns False, with the chunk unfinished, when a value is NaN (an overflow in the
-    transform: the caller then runs im2col, whose pools handle NaN)."""
+    rows. Returns False, with the chunk unfinished, when an output of a tile is NaN (an
+    overflow in the transform: the caller then runs im2col, whose pools handle NaN), even
+    one that a larger cell of its window would hide."""
     FN, windows = out.shape[1], out.shape[2]
     tiles = (n1 - n0) * windows
     zero = out.dtype.type(0)
@@ -492,8 +493,8 @@ def _pooled_output_tiles(M, n0, n1, b, out, argmax, with_argmax):
         # a NaN is noted, not returned at once: a loop with an exit does not vectorize
         for t in range(tiles):
             y00, y01, y10, y11 = _tile_outputs(cells_of_f, t)
-            best, index, _ = _relu_pool_window(y00, y01, y10, y11, bias, zero)
-            found_nan |= best != best
+            best, index, has_nan = _relu_pool_window(y00, y01, y10, y11, bias, zero)
+            found_nan |= has_nan
             pooled_row[t] = best
             if with_argmax:
                 index_row[t] = index
