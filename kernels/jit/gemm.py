@@ -4,10 +4,12 @@ OpenBLAS's worker threads busy-wait for a long while after each call. On a 2-cor
 they then steal the cores from the Numba loop that follows every GEMM here: im2col followed
 by a GEMM took 19-24 ms where the two alone took 10 + 4. So the jit backend keeps BLAS
 single-threaded while it multiplies and splits a large product into parts that Python
-threads run at once (BLAS releases the GIL); idle pool threads sleep instead of spinning.
+threads run at once (BLAS releases the GIL). The pool threads (``handover``) spin for half a
+millisecond at most before they sleep.
 
 The pool is per process: a forked child starts a new one (the parent's threads do not exist
-there), and any number of Python threads may share it.
+there). One Python thread at a time hands parts to it; another that calls meanwhile runs its
+parts itself, in the same groups and order, so its results are the same.
 
 Where a product is split depends only on its shapes and ``PARTS``, never on the thread count:
 output rows or columns when there are many, else the inner dimension into ``PARTS`` partial
@@ -15,16 +17,14 @@ products summed in a fixed order. ``PARTS`` is the machine's CPU count (at most
 ``MAX_PARTS``), or ``FASTCONV_PARTS``; the threads Numba is allowed take the parts in
 contiguous groups. Results are therefore identical with any number of threads.
 """
-import atexit
+import functools
 import os
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 
-from . import recycle
+from . import handover, recycle
 from .blas_pin import single_threaded_blas
 
 __all__ = ["matmul", "matmul_pair", "pieces", "run_parts", "single_threaded_blas", "blas_scope"]
@@ -59,37 +59,6 @@ INNER_SPLIT_RATIO = 8     # an inner dimension this many times the longer output
                           # each part then reads its share of both factors, not all of one
 OPENBLAS_SERIAL_MNK = 65536 * 4  # OpenBLAS itself runs a GEMM with m*n*k up to this serially
 
-_executor = None
-_executor_lock = threading.Lock()  # two threads calling at once must not start two pools
-
-
-def _pool():
-    global _executor
-    if _executor is None:
-        with _executor_lock:
-            if _executor is None:
-                # the calling thread runs a group of parts itself: PARTS groups at most
-                _executor = ThreadPoolExecutor(max_workers=max(1, PARTS - 1),
-                                               thread_name_prefix="fastconv-gemm")
-    return _executor
-
-
-@atexit.register
-def _shut_pool_down():
-    if _executor is not None:
-        _executor.shutdown(wait=False)
-
-
-def _forget_pool_in_child():
-    # A forked child inherits the pool object but none of its threads: parts handed to it
-    # would wait forever. The child starts its own pool when it first needs one.
-    global _executor, _executor_lock
-    _executor, _executor_lock = None, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_pool_in_child)
-
-
 # What a network step runs inside (see fastconv.nets): for this backend, one BLAS pin.
 blas_scope = single_threaded_blas
 
@@ -120,10 +89,10 @@ def _run_all_pinned(tasks):
 handoff_log = None
 
 
-def _timed_group(run, group, times):
+def _timed_group(task, times):
     start = time.perf_counter()
     try:
-        return run(group)
+        return task()
     finally:
         times.append((start, time.perf_counter()))
 
@@ -137,19 +106,27 @@ def run_parts(tasks):
         return _run_all(tasks)
     groups = [tasks[lo:hi] for lo, hi in pieces(len(tasks), threads)]
     log = handoff_log
+    there = [functools.partial(_run_all_pinned, group) for group in groups[1:]]
     if log is None:
-        futures = [_pool().submit(_run_all_pinned, group) for group in groups[1:]]
-        results = _run_all(groups[0])
+        handed = handover.hand_over(functools.partial(_run_all, groups[0]), there)
     else:
         called, pool_times = time.perf_counter(), []
-        futures = [_pool().submit(_timed_group, _run_all_pinned, group, pool_times)
-                   for group in groups[1:]]
-        results = _run_all(groups[0])
-        caller_done = time.perf_counter()
-    for future in futures:
-        results.extend(future.result())
+        there = [functools.partial(_timed_group, task, pool_times) for task in there]
+
+        def here():
+            try:
+                return _run_all(groups[0])
+            finally:
+                times.append(time.perf_counter())
+        times = []
+        handed = handover.hand_over(here, there)
+    if handed is None:  # another thread is handing work over: this one runs its tasks itself
+        return _run_all(tasks)
+    results, theirs = handed
+    for group_results in theirs:
+        results.extend(group_results)
     if log is not None:
-        log.append((called, caller_done, sorted(pool_times), time.perf_counter()))
+        log.append((called, times[0], sorted(pool_times), time.perf_counter()))
     return results
 
 
