@@ -137,25 +137,31 @@ def test_affine_backward_products_side_by_side_are_thread_count_independent(run_
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")
 def test_parallel_build_only_when_big_and_threads_to_share(run_with_threads, monkeypatch):
     """The parallel build runs for big arrays on 2+ threads; with one thread the serial one
-    does, since workqueue would hand even a one-thread loop to its worker and wait."""
-    from fastconv.kernels.jit import optim
+    does, since workqueue would hand even a one-thread loop to its worker and wait. The
+    optimizer updates run in parts from their own sizes on, by the same rule."""
+    from fastconv.kernels.jit import elementwise, optim
     from fastconv.kernels.jit.dispatch import PARALLEL_MIN_SIZE
-    kernel = optim.sgd_update  # parallel from PARALLEL_MIN_SIZE elements
-    calls = []
-    monkeypatch.setattr(kernel, "parallel", lambda *a: calls.append("parallel"))
-    monkeypatch.setattr(kernel, "serial", lambda *a: calls.append("serial"))
-    big = np.zeros(PARALLEL_MIN_SIZE, dtype=np.float32)
-    small = big[:1000]
-    for threads, array in ((2, big), (1, big), (2, small), (1, small)):
-        run_with_threads(threads, lambda: kernel(array, array, np.float32(0.1)))
-    assert calls == ["parallel", "serial", "serial", "serial"]
+    for kernel, size, args in (
+            (elementwise._add_scaled_flat, PARALLEL_MIN_SIZE, lambda a: (a, 1.0, a, a)),
+            (optim.sgd_update, optim.PLAIN_UPDATE_IN_PARTS_BYTES // 4,
+             lambda a: (a, a, np.float32(0.1))),
+            (optim.adam_update, optim.SQRT_UPDATE_IN_PARTS_BYTES // 4,
+             lambda a: (a, a, a, a) + (np.float32(0.1),) * 4)):
+        calls = []
+        monkeypatch.setattr(kernel, "parallel", lambda *a: calls.append("parallel"))
+        monkeypatch.setattr(kernel, "serial", lambda *a: calls.append("serial"))
+        big = np.zeros(size, dtype=np.float32)
+        for threads, array in ((2, big), (1, big), (2, big[:-1]), (1, big[:1000])):
+            run_with_threads(threads, lambda: kernel(*args(array)))
+        assert calls == ["parallel", "serial", "serial", "serial"], kernel.__name__
 
 
-def test_serial_and_parallel_builds_agree():
-    """parallel_above picks a build by size; both builds must give the same bits."""
+def test_serial_and_parallel_builds_agree(run_with_threads):
+    """parallel_above picks a build by size, and an optimizer update runs whole or in parts
+    (on one thread or two): every way must give the same bits."""
     from fastconv.kernels.jit import elementwise, optim
     rng = np.random.default_rng(5)
-    x = rng.standard_normal(200_000).astype(np.float32)
+    x = rng.standard_normal(200_003).astype(np.float32)
     outs = []
     for build in (elementwise._relu_forward_flat.parallel, elementwise._relu_forward_flat.serial):
         out, mask = np.empty_like(x), np.empty(x.shape, bool)
@@ -163,11 +169,20 @@ def test_serial_and_parallel_builds_agree():
         outs.append((out, mask))
     np.testing.assert_array_equal(outs[0][0], outs[1][0])
     np.testing.assert_array_equal(outs[0][1], outs[1][1])
-    params = [x.copy(), x.copy()]
-    for param, build in zip(params, (optim.adam_update.parallel, optim.adam_update.serial)):
-        m, v = np.zeros_like(x), np.zeros_like(x)
-        build(param, x, m, v, np.float32(1e-3), np.float32(0.9), np.float32(0.999), np.float32(1e-7))
-    np.testing.assert_array_equal(params[0], params[1])
+    runs = [(optim.adam_update.serial, 1), (optim.adam_update.parallel, 1),
+            (optim.adam_update.parallel, 2)]
+    states = []
+    for build, threads in runs:
+        param, m, v = x.copy(), np.zeros_like(x), np.zeros_like(x)
+        for step in range(3):
+            run_with_threads(threads, lambda: build(
+                param, np.roll(x, step), m, v, np.float32(1e-3), np.float32(0.9),
+                np.float32(0.999), np.float32(1e-7)))
+        states.append((param, m, v))
+    for got in states[1:]:
+        for a, b in zip(got, states[0]):
+            np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(states[0][0], x)
 
 
 @pytest.mark.parametrize("name, hyper", [("adagrad_update", (0.1, 0.0)),

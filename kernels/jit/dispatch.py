@@ -24,6 +24,14 @@ see fastconv/__init__.py) aborts the whole process (SIGABRT) when two Python thr
 parallel loops at once. A call runs the parallel build only if it takes the region lock
 without waiting; a thread that finds another inside runs the serial build, which gives the
 same bits. Nothing waits on the lock, so nothing can deadlock on it.
+
+``in_parts_above`` is for the optimizer updates, which work element by element: above a
+size, their arrays are cut into ``gemm.pieces`` and the serial build runs on each piece, on
+the threads of ``gemm.run_parts``, whose hand-over costs far less than a parallel loop's
+start (``handover``). Adam on SimpleConvNet's 432,000 weights, Zen 5, 2 threads, medians of
+400: float32 65 us in parts against 80 us serial and 194 us as a parallel loop; float64 105
+against 162 and 179 us. Each element's arithmetic is the serial build's, so the bits are the
+same whichever way a call runs.
 """
 import functools
 import os
@@ -33,7 +41,9 @@ import types
 import numba
 from numba import njit
 
-__all__ = ["parallel_above", "parallel_region", "PARALLEL_MIN_SIZE"]
+from .gemm import pieces, run_parts
+
+__all__ = ["parallel_above", "in_parts_above", "parallel_region", "PARALLEL_MIN_SIZE"]
 
 PARALLEL_MIN_SIZE = 1 << 20  # elements; below this a second thread does not pay
 
@@ -81,3 +91,36 @@ def parallel_above(min_size=PARALLEL_MIN_SIZE):
         call.parallel, call.serial = parallel, serial
         return call
     return decorate
+
+
+def in_parts_above(min_bytes):
+    """For a kernel that works element by element on 1-D arrays of one size, the first
+    argument's (scalars and arrays of another size are passed whole, which the kernel
+    refuses before it writes): from ``min_bytes`` of its first array on, with 2+ threads,
+    ``call.parallel`` runs the serial build on pieces of the arrays at once; else
+    ``call.serial`` runs on all of them."""
+    def decorate(fn):
+        # nogil, so that the pieces run on their threads at once
+        serial = njit(cache=True, nogil=True, error_model="numpy")(
+            _renamed(fn, "_serial_nogil"))
+
+        @functools.wraps(fn)
+        def call(*args):
+            if args[0].nbytes >= min_bytes and numba.get_num_threads() > 1:
+                return call.parallel(*args)
+            return call.serial(*args)
+
+        def in_parts(*args):
+            n = args[0].size
+
+            def piece(lo, hi):
+                return call.serial(*[a[lo:hi] if _split(a, n) else a for a in args])
+            run_parts([functools.partial(piece, lo, hi) for lo, hi in pieces(n)])
+
+        call.parallel, call.serial, call.min_bytes = in_parts, serial, min_bytes
+        return call
+    return decorate
+
+
+def _split(arg, n):
+    return getattr(arg, "ndim", 0) == 1 and arg.size == n
