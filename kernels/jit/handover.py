@@ -105,37 +105,45 @@ def _spin_hint_compiled():
     return lambda: _pause()
 
 
+@njit(cache=True)
+def _exchange(cells, store_at, value, load_at):
+    """cells[store_at] = value, then cells[load_at], both sequentially consistent."""
+    _store(cells, store_at, value)
+    return _load(cells, load_at)
+
+
 @njit(nogil=True, cache=True)
-def _spin_until(cells, index, value, spins):
-    """True once cells[index] >= value, False after `spins` looks without that."""
+def _raise_then_wait(raised, count, awaited, awaited_count, spins, linger):
+    """In one call without the GIL (raised holding it, the thread it wakes would wait for the
+    GIL, asleep): raised's count set to `count` unless that is negative, and -1 at once if
+    raised's waiter sleeps (to be woken); else 1 once awaited's count reaches awaited_count,
+    0 after `spins` looks without that. On 1 it first spins `linger` looks more: the thread
+    that raised awaited's count holds the GIL a few microseconds more, and a thread that asks
+    for the GIL meanwhile sleeps and pays a wake-up (20-40 us on the reference machine)."""
+    if count >= 0:
+        _store(raised, 0, count)
+        if _load(raised, 1):
+            return -1
     for _ in range(spins):
-        if _load(cells, index) >= value:
-            return True
+        if _load(awaited, 0) >= awaited_count:
+            for _ in range(linger):
+                _spin_hint()
+            return 1
         _spin_hint()
-    return _load(cells, index) >= value
-
-
-@njit(cache=True)
-def _read(cells, index):
-    return _load(cells, index)
-
-
-@njit(cache=True)
-def _write(cells, index, value):
-    _store(cells, index, value)
+    return 1 if _load(awaited, 0) >= awaited_count else 0
 
 
 _spins_per_us = None
 
 
 def _spins(us):
-    """How many looks of ``_spin_until`` take about `us` microseconds on this machine."""
+    """How many looks of ``_raise_then_wait`` take about `us` microseconds on this machine."""
     global _spins_per_us
     if _spins_per_us is None:
-        cells, looks = np.zeros(1, np.int64), 20000
-        _spin_until(cells, 0, 1, 1)  # compiled (or loaded) before it is timed
+        cells, looks = np.zeros(2, np.int64), 20000
+        _raise_then_wait(cells, -1, cells, 1, 1, 0)  # compiled (or loaded) before it is timed
         start = time.perf_counter()
-        _spin_until(cells, 0, 1, looks)
+        _raise_then_wait(cells, -1, cells, 1, looks, 0)
         _spins_per_us = looks / max((time.perf_counter() - start) * 1e6, 1e-3)
     return max(1, int(us * _spins_per_us))
 
@@ -148,54 +156,28 @@ class Counter:
         self._wake = threading.Condition(threading.Lock())
 
     def value(self):
-        return _read(self.cells, 0)
+        return int(self.cells[0])
 
     def raise_to(self, count):
-        _write(self.cells, 0, count)
-        self.wake_sleeper()
+        if _exchange(self.cells, 0, count, 1):
+            self.wake()
 
-    def wake_sleeper(self):
-        if _read(self.cells, 1):
-            with self._wake:
-                self._wake.notify()
+    def wake(self):
+        """Wakes the waiter, which said it sleeps."""
+        with self._wake:
+            self._wake.notify()
 
     def wait_for(self, count, spin_us):
-        if not _spin_until(self.cells, 0, count, _spins(spin_us)):
+        if _raise_then_wait(self.cells, -1, self.cells, count, _spins(spin_us), 0) == 0:
             self.sleep_until(count)
 
     def sleep_until(self, count):
         with self._wake:
-            _write(self.cells, 1, 1)
             try:
-                while _read(self.cells, 0) < count:
+                while _exchange(self.cells, 1, 1, 0) < count:
                     self._wake.wait()
             finally:
-                _write(self.cells, 1, 0)
-
-
-@njit(nogil=True, cache=True)
-def _spin_then_linger(cells, value, spins, linger):
-    """_spin_until(cells, 0, value, spins), then, when the value came, `linger` more looks'
-    time: the thread that raised it holds the GIL a few microseconds more, and a thread
-    that asks for the GIL meanwhile sleeps and pays a wake-up (20-40 us on the reference
-    machine)."""
-    if not _spin_until(cells, 0, value, spins):
-        return False
-    for _ in range(linger):
-        _spin_hint()
-    return True
-
-
-@njit(nogil=True, cache=True)
-def _raise_then_spin(raised, count, awaited, awaited_count, spins, linger):
-    """Raise one counter's cells, then ``_spin_then_linger`` on another's, in one call
-    without the GIL (raised holding the GIL, the thread it wakes would wait for the GIL,
-    asleep): -1 at once when the raised counter's waiter sleeps (to be woken), else whether
-    the awaited count came within `spins` looks."""
-    _store(raised, 0, count)
-    if _load(raised, 1):
-        return -1
-    return 1 if _spin_then_linger(awaited, awaited_count, spins, linger) else 0
+                self.cells[1] = 0  # a raiser that still sees 1 only notifies nobody
 
 
 class _PoolThread:
@@ -228,7 +210,7 @@ class _PoolThread:
     def _serve(self):
         spins, linger = _spins(WORKER_SPIN_US), _spins(LINGER_US)
         count = 1
-        came = _spin_then_linger(self.posted.cells, count, spins, linger)
+        came = _raise_then_wait(self.done.cells, -1, self.posted.cells, count, spins, linger)
         while True:
             if not came:
                 self.posted.sleep_until(count)
@@ -239,11 +221,12 @@ class _PoolThread:
                 self._outcome = (True, task())
             except BaseException as error:  # handed back to the caller, which raises it
                 self._outcome = (False, error)
-            came = _raise_then_spin(self.done.cells, count, self.posted.cells, count + 1,
+            came = _raise_then_wait(self.done.cells, count, self.posted.cells, count + 1,
                                     spins, linger)
             if came < 0:
-                self.done.wake_sleeper()
-                came = _spin_then_linger(self.posted.cells, count + 1, spins, linger)
+                self.done.wake()
+                came = _raise_then_wait(self.done.cells, -1, self.posted.cells, count + 1,
+                                        spins, linger)
             count += 1
 
 
