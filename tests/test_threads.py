@@ -142,7 +142,10 @@ def test_parallel_build_only_when_big_and_threads_to_share(run_with_threads, mon
     from fastconv.kernels.jit import elementwise, optim
     from fastconv.kernels.jit.dispatch import PARALLEL_MIN_SIZE
     for kernel, size, args in (
-            (elementwise._add_scaled_flat, PARALLEL_MIN_SIZE, lambda a: (a, 1.0, a, a)),
+            (elementwise._add_row_vector, PARALLEL_MIN_SIZE,
+             lambda a: (a.reshape(-1, 1), a[:1])),
+            (elementwise._add_scaled_flat, elementwise.ELEMENTWISE_IN_PARTS_BYTES // 4,
+             lambda a: (a, np.float32(1), a, a)),
             (optim.sgd_update, optim.PLAIN_UPDATE_IN_PARTS_BYTES // 4,
              lambda a: (a, a, np.float32(0.1))),
             (optim.adam_update, optim.SQRT_UPDATE_IN_PARTS_BYTES // 4,

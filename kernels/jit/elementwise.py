@@ -9,17 +9,24 @@ import numpy as np
 from numba import njit, prange
 
 from . import recycle
-from .dispatch import parallel_above
+from .dispatch import in_parts_above, parallel_above
 from .gemm import blas_scope, matmul, matmul_pair
 
 __all__ = ["blas_scope", "relu_forward", "relu_backward", "affine_forward", "affine_backward",
            "softmax_cross_entropy_forward", "softmax_cross_entropy_backward",
            "weight_decay_gradient"]
 
+# From this size of the first array on, the element-by-element loops run in parts on two or
+# more threads (``dispatch.in_parts_above``). Zen 5, ReLU forward, 2 threads: float32 500,000
+# elements (2 MB) 37 us in parts against 43 serial and 145 as a parallel loop; 250,000: 25
+# against 20 us; a book-style SimpleConvNet's ReLU on its conv output in float64 (1,728,000
+# elements) 307 against 577 and 398 us.
+ELEMENTWISE_IN_PARTS_BYTES = 2 << 20
 
-@parallel_above()
+
+@in_parts_above(ELEMENTWISE_IN_PARTS_BYTES)
 def _relu_forward_flat(x, out, mask):
-    for i in prange(x.size):
+    for i in range(x.size):
         v = x[i]
         if v <= 0:
             out[i] = 0
@@ -29,9 +36,9 @@ def _relu_forward_flat(x, out, mask):
             mask[i] = False
 
 
-@parallel_above()
+@in_parts_above(ELEMENTWISE_IN_PARTS_BYTES)
 def _relu_backward_flat(dout, mask):
-    for i in prange(dout.size):
+    for i in range(dout.size):
         if mask[i]:
             dout[i] = 0
 
@@ -82,11 +89,11 @@ def _softmax_cross_entropy_grad(y, t, n, dx):
         dx[i, t[i]] = (y[i, t[i]] - one) / n
 
 
-@parallel_above()
+@in_parts_above(ELEMENTWISE_IN_PARTS_BYTES)
 def _add_scaled_flat(a, scale, b, out):
     # two roundings, a product then a sum, as NumPy's a + scale * b makes them: no fastmath,
     # so LLVM does not fuse them into one FMA
-    for i in prange(a.size):
+    for i in range(a.size):
         out[i] = a[i] + scale * b[i]
 
 
