@@ -186,6 +186,36 @@ def test_serial_and_parallel_builds_agree(run_with_threads):
         for a, b in zip(got, states[0]):
             np.testing.assert_array_equal(a, b)
     assert not np.array_equal(states[0][0], x)
+    # the standalone max-pool, in parts of the batch: overlapping 3x3 windows of stride 2
+    from fastconv.kernels.jit import pool
+    images = rng.standard_normal((5, 3, 9, 9)).astype(np.float32)
+    pooled = []
+    for build, threads in ((pool._maxpool_forward_into.serial, 1),
+                           (pool._maxpool_forward_into.parallel, 1),
+                           (pool._maxpool_forward_into.parallel, 2)):
+        out, argmax = np.empty((5, 3, 4, 4), np.float32), np.empty((5, 3, 4, 4), np.intp)
+        run_with_threads(threads, lambda: build(images, 3, 3, 2, 0, out, argmax))
+        dx = np.empty_like(images)
+        backward = (pool._maxpool_backward_into.serial if threads == 1 and not pooled
+                    else pool._maxpool_backward_into.parallel)
+        run_with_threads(threads, lambda: backward(out, argmax, 3, 3, 2, 0, dx))
+        pooled.append((out, argmax, dx))
+    for got in pooled[1:]:
+        for a, b in zip(got, pooled[0]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_in_parts_cuts_every_array_of_the_batch_and_nothing_else(monkeypatch):
+    from fastconv.kernels.jit import gemm, pool
+    kernel = pool._maxpool_backward_into
+    seen = []
+    monkeypatch.setattr(kernel, "serial", lambda *args: seen.append(
+        [getattr(a, "shape", a) for a in args]))
+    dout, argmax = np.zeros((5, 3, 4, 4)), np.zeros((5, 3, 4, 4), np.intp)
+    dx = np.zeros((5, 3, 9, 9))
+    kernel.parallel(dout, argmax, 3, 3, 2, 0, dx)
+    assert seen == [[(hi - lo, 3, 4, 4), (hi - lo, 3, 4, 4), 3, 3, 2, 0, (hi - lo, 3, 9, 9)]
+                    for lo, hi in gemm.pieces(5)]
 
 
 @pytest.mark.parametrize("name, hyper", [("adagrad_update", (0.1, 0.0)),
