@@ -1,14 +1,12 @@
 """One loop kernel compiled twice: parallel for large arrays, serial for small ones.
 
-A parallel loop costs 30-50 us to start with Numba's workqueue threading layer, and these
-loops are memory-bound: on the 2-core reference machine the serial build of a ReLU or an SGD
-step beat the 2-thread parallel one up to a million elements (ReLU at 1M: 140 against 204
-us). The updates that take a square root and divide (AdaGrad, RMSprop, Adam) had a lower
-threshold after one calm-host measurement (Adam on 432,000 elements: 156 us serial, 110 us
-on 2 threads). In SimpleConvNet's training steps, though (2 threads, 20-step blocks, five
-runs), the serial Adam phase took 0.49-0.70 ms and the parallel one 0.50-0.80 ms, never
-less, and on its own the parallel build lost from 432,000 to 2M elements the same day; so
-they share the threshold now.
+A parallel loop costs 30-50 us to start with Numba's workqueue threading layer (60-190 us
+on the Zen 5 of issue #16), and these loops are memory-bound: on the 2-core reference
+machine the serial build of a ReLU or an SGD step beat the 2-thread parallel one up to a
+million elements (ReLU at 1M: 140 against 204 us), and Adam's never won in SimpleConvNet's
+steps. So the kernels that work element by element or image by image now run in parts on
+fastconv's own pool threads instead (``in_parts_above``, below); ``parallel_above`` keeps
+the loops over rows or columns (bias add, column sums, softmax, BatchNorm).
 
 ``parallel_above`` compiles the same Python function both ways (``prange`` runs as
 ``range`` in the serial build) and picks one per call from the size of the first argument

@@ -110,15 +110,14 @@ def run_parts(tasks):
     if log is None:
         handed = handover.hand_over(functools.partial(_run_all, groups[0]), there)
     else:
-        called, pool_times = time.perf_counter(), []
+        called, pool_times, caller_done = time.perf_counter(), [], []
         there = [functools.partial(_timed_group, task, pool_times) for task in there]
 
         def here():
             try:
                 return _run_all(groups[0])
             finally:
-                times.append(time.perf_counter())
-        times = []
+                caller_done.append(time.perf_counter())
         handed = handover.hand_over(here, there)
     if handed is None:  # another thread is handing work over: this one runs its tasks itself
         return _run_all(tasks)
@@ -126,7 +125,7 @@ def run_parts(tasks):
     for group_results in theirs:
         results.extend(group_results)
     if log is not None:
-        log.append((called, times[0], sorted(pool_times), time.perf_counter()))
+        log.append((called, caller_done[0], sorted(pool_times), time.perf_counter()))
     return results
 
 
