@@ -98,7 +98,8 @@ def in_parts_above(min_bytes):
     array on, with 2+ threads, ``call.parallel`` runs the serial build on pieces of that axis
     at once; else ``call.serial`` runs on all of it. Arrays whose first axis has the first
     array's length are cut; scalars and other arrays are passed whole (a kernel refuses a
-    wrong size before it writes)."""
+    wrong size before it writes). So every array argument must be indexed by that axis: a
+    per-column vector (a bias add's b) would be cut where its length equals the batch's."""
     def decorate(fn):
         # nogil, so that the pieces run on their threads at once
         serial = njit(cache=True, nogil=True, error_model="numpy")(
