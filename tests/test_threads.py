@@ -160,8 +160,9 @@ def test_parallel_build_only_when_big_and_threads_to_share(run_with_threads, mon
 
 
 def test_serial_and_parallel_builds_agree(run_with_threads):
-    """parallel_above picks a build by size, and an optimizer update runs whole or in parts
-    (on one thread or two): every way must give the same bits."""
+    """parallel_above and in_parts_above pick a way to run by size; every way (the parallel
+    loop or serial; serial, or in parts on one thread or on two) must give the same bits:
+    ReLU, Adam over three steps, the standalone max-pool forward and backward."""
     from fastconv.kernels.jit import elementwise, optim
     rng = np.random.default_rng(5)
     x = rng.standard_normal(200_003).astype(np.float32)
@@ -206,6 +207,7 @@ def test_serial_and_parallel_builds_agree(run_with_threads):
 
 
 def test_in_parts_cuts_every_array_of_the_batch_and_nothing_else(monkeypatch):
+    """Each piece gets its images of every batch array, and the scalars whole."""
     from fastconv.kernels.jit import gemm, pool
     kernel = pool._maxpool_backward_into
     seen = []
