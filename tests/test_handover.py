@@ -7,6 +7,8 @@ import pytest
 
 from fastconv.kernels.jit import handover
 
+from test_concurrency import run_script
+
 
 @pytest.fixture
 def fresh_pool_threads():
@@ -84,21 +86,22 @@ def test_a_second_caller_and_a_nested_call_get_none(fresh_pool_threads):
 
 
 @pytest.mark.parametrize("spin_us", [0, 20])
-def test_no_wake_up_is_lost_spinning_or_asleep(fresh_pool_threads, monkeypatch, spin_us):
+def test_no_wake_up_is_lost_spinning_or_asleep(spin_us):
     """With (almost) no spinning every wait sleeps; with a short spin, waits end both ways.
-    A lost wake-up hangs here."""
-    monkeypatch.setattr(handover, "WORKER_SPIN_US", spin_us)
-    monkeypatch.setattr(handover, "CALLER_SPIN_US", spin_us)
-    monkeypatch.setattr(handover, "LINGER_US", 0)
-    counts = []
-
-    def many():
-        for i in range(2000):
-            pause = [lambda: None, lambda: threading.Event().wait(1e-5)][i % 2]
-            here, there = handover.hand_over(pause, [lambda i=i: (pause(), i)[1]])
-            counts.append(there[0])
-    assert finishes(many)
-    assert counts == list(range(2000))
+    In a fresh interpreter with a time limit: a lost wake-up hangs there, not here."""
+    out = run_script(f"""
+import threading
+from fastconv.kernels.jit import handover
+handover.WORKER_SPIN_US = handover.CALLER_SPIN_US = {spin_us}
+handover.LINGER_US = 0
+counts = []
+for i in range(2000):
+    pause = [lambda: None, lambda: threading.Event().wait(1e-5)][i % 2]
+    here, there = handover.hand_over(pause, [lambda i=i: (pause(), i)[1]])
+    counts.append(there[0])
+print(counts == list(range(2000)))
+""")
+    assert out.split() == ["True"]
 
 
 def test_a_caller_interrupted_while_waiting_lets_its_pool_thread_go(fresh_pool_threads,
