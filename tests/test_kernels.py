@@ -610,6 +610,26 @@ def test_conv_relu_pool_block_nan_and_infinite_bias_like_twin(bias):
     assert np.isnan(out).any()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("with_argmax", [True, False])
+def test_conv_relu_pool_block_an_infinite_bias_on_an_opposite_infinity_pools_nan(dtype,
+                                                                                 with_argmax):
+    # -inf + inf is NaN: the cells of channel 0 that see the -inf pixel are NaN after the
+    # bias although the conv output there holds no NaN, so the 2x2 fast paths (which look
+    # for NaN before the bias) must not take that channel
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 1, 8, 8)).astype(dtype)
+    x[0, 0, 2, 3] = -np.inf
+    W = (np.abs(rng.standard_normal((2, 1, 3, 3))) + 0.1).astype(dtype)  # -inf stays -inf
+    b = np.array([np.inf, 0.5], dtype=dtype)
+    got = jit.conv_relu_pool_forward(x, W, b, 1, 1, 2, 2, 2, 0, with_argmax=with_argmax)
+    want = reference.conv_relu_pool_forward(x, W, b, 1, 1, 2, 2, 2, 0)
+    assert np.isnan(want[0][0, 0]).any()
+    np.testing.assert_array_equal(got[0], want[0])  # NaN equals NaN here
+    if with_argmax:
+        np.testing.assert_array_equal(got[1], want[1])
+
+
 @SETTINGS
 @given(st.integers(1, 13), st.integers(1, 11), st.integers(1, 700), DTYPES,
        st.integers(0, 2**32 - 1))

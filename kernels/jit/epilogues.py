@@ -96,14 +96,50 @@ def _pool_split_plane(flat, out, argmax, bias, with_argmax):
 
 
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
-def _join_split_rows(flat, conv_h, conv_w, plane):
-    """plane (conv_h, conv_w) = the plane whose rows flat holds split, in row order."""
+def _relu_in_row_order(flat, bias, conv_h, conv_w, split_rows, plane):
+    """plane (conv_h, conv_w) = relu(flat + bias) in row order, flat holding a plane's rows
+    split when split_rows (``im2col._row_slot``)."""
+    zero = plane.dtype.type(0)
     for oy in range(conv_h):
-        j = _row_slot(oy, conv_h, True) * conv_w
+        j = _row_slot(oy, conv_h, split_rows) * conv_w
         src = flat[j:j + conv_w]
         dst = plane[oy]
         for x in range(conv_w):
-            dst[x] = src[x]
+            dst[x] = _bias_relu(src[x], bias, zero)
+
+
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
+def _all_finite(values):
+    finite = True
+    for v in values:
+        finite &= v - v == 0  # inf - inf and NaN - NaN are NaN
+    return finite
+
+
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
+def _pool_split_planes(rows, b, n0, P, out, argmax, with_argmax):
+    """``_pool_split_plane`` for every plane of the chunk rows into images n0.. of out (and
+    argmax when with_argmax). Returns False, with planes unfinished, when a bias is not
+    finite or a plane holds a NaN (with a finite bias, relu(plane + bias) holds one only
+    where the plane does).
+
+    The biases are checked before the loop: checked in it, plane by plane, they made the
+    loop 1.6-2.4x slower (float32, Zen 5)."""
+    if not _all_finite(b):
+        return False
+    FN = out.shape[1]
+    windows = out.shape[2] * out.shape[3]
+    unread_indices = np.empty(windows, dtype=argmax.dtype)  # where no argmax is kept
+    flat_out = out.reshape((out.shape[0], FN, windows))
+    flat_argmax = argmax.reshape((argmax.shape[0], FN, windows))
+    done = True
+    for i in range(rows.shape[1] // P):
+        for f in range(FN):
+            # without argmax there is no row of it to index (its first axis is empty)
+            indices = flat_argmax[n0 + i, f] if with_argmax else unread_indices
+            done &= _pool_split_plane(rows[f, i * P:(i + 1) * P], flat_out[n0 + i, f],
+                                      indices, b[f], with_argmax)
+    return done
 
 
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
@@ -111,44 +147,37 @@ def _bias_relu_pool(rows, b, n0, conv_h, conv_w, pool_h, pool_w, pool_stride, po
                     out, argmax, with_argmax, split_rows):
     """The pooled relu(rows + b) into images n0.. of out (and argmax when with_argmax);
     split_rows says that each plane's rows are split (``im2col._row_slot``), which needs a
-    pool whose windows tile the plane."""
-    FN = out.shape[1]
+    pool whose windows tile the plane.
+
+    The split planes go through one loop of their own that only reads rows, and only when it
+    meets a NaN (or a bias that is not finite) does the chunk take the general path. Within
+    one loop with the general path, the pass along the split planes ran 2-3x slower (float32
+    and float64, Zen 5): 207 against 69 us for 100 images of SimpleConvNet's layer."""
     P = conv_h * conv_w
+    if split_rows and _pool_split_planes(rows, b, n0, P, out, argmax, with_argmax):
+        return
+    FN = out.shape[1]
     fast = pool_h == 2 and pool_w == 2 and pool_pad == 0
-    zero = out.dtype.type(0)
     pair_max = np.empty(P // 2, dtype=out.dtype)
-    in_row_order = np.empty((conv_h, conv_w), dtype=out.dtype)  # a split plane, joined
-    # the windows of each plane in row order, for the 2x2 pools (reshaped once here)
-    windows = out.shape[2] * out.shape[3]
+    in_row_order = np.empty((conv_h, conv_w), dtype=out.dtype)  # a plane for the plain pool
     unread_argmax = np.empty(out.shape[2:], dtype=argmax.dtype)  # where no argmax is kept
-    unread_indices = np.empty(windows, dtype=argmax.dtype)  # the same, as a row
-    flat_out = out.reshape((out.shape[0], FN, windows))
-    flat_argmax = argmax.reshape((argmax.shape[0], FN, windows))
+    # the windows of each plane in row order, for the 2x2 pools (reshaped once here)
+    flat_out = out.reshape((out.shape[0], FN, out.shape[2] * out.shape[3]))
+    biases_finite = _all_finite(b)  # (see _pool_split_planes)
     for i in range(rows.shape[1] // P):
         for f in range(FN):
             flat = rows[f, i * P:(i + 1) * P]
             bias = b[f]
-            # with a finite bias, relu(plane + bias) holds a NaN only where plane does
-            finite = np.isfinite(bias)
-            if split_rows:
-                # without argmax there is no row of it to index (its first axis is empty)
-                indices = flat_argmax[n0 + i, f] if with_argmax else unread_indices
-                if finite and _pool_split_plane(flat, flat_out[n0 + i, f], indices, bias,
-                                                with_argmax):
-                    continue
-                _join_split_rows(flat, conv_h, conv_w, in_row_order)
-                flat = in_row_order.reshape(P)
-            elif (fast and not with_argmax and finite
+            if (fast and not split_rows and not with_argmax and biases_finite
                     and _pool_2x2_relu_values(flat, conv_w, pool_stride, flat_out[n0 + i, f],
                                               bias, pair_max)):
                 continue
-            plane = flat.reshape((conv_h, conv_w))
-            # the rest (other pools, NaN): ReLU in place, then the plain pool, whose own 2x2
-            # path is the one-pass select chain; one compiled copy of it, not a second with
-            # the ReLU folded in, keeps an empty cache's first step shorter
-            for p in range(P):
-                flat[p] = _bias_relu(flat[p], bias, zero)
-            _pool_plane(plane, pool_h, pool_w, pool_stride, pool_pad, out[n0 + i, f],
+            # the rest (other pools, NaN): the ReLU'd plane in row order, then the plain
+            # pool, whose own 2x2 path is the one-pass select chain; one compiled copy of
+            # it, not a second with the ReLU folded in, keeps an empty cache's first step
+            # shorter
+            _relu_in_row_order(flat, bias, conv_h, conv_w, split_rows, in_row_order)
+            _pool_plane(in_row_order, pool_h, pool_w, pool_stride, pool_pad, out[n0 + i, f],
                         argmax[n0 + i, f] if with_argmax else unread_argmax)
 
 
