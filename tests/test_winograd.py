@@ -110,6 +110,25 @@ def test_filter_gradient_is_the_adjoint_of_filter_transform():
                       np.vdot(W, winograd.filter_gradient(dU)))
 
 
+@SETTINGS
+@given(st.integers(1, 70), st.integers(1, 70), DTYPES, st.integers(0, 2**32 - 1))
+def test_filter_transform_and_its_adjoint_match_their_twins(FN, C, dtype, seed):
+    # FN * C from 1 to 4900 filters: blocks of FILTER_BLOCK, and the last one partial. Each
+    # value sums at most 9 terms with coefficients 0.25-1 in float64 (in another order than
+    # the twin's einsum), then rounds to dtype.
+    rng = np.random.default_rng(seed)
+    W = (rng.standard_normal((FN, C, 3, 3)) * 10.0 ** rng.integers(-3, 4)).astype(dtype)
+    U = winograd.filter_transform(W, dtype)
+    assert U.dtype == dtype and U.shape == (16, FN, C)
+    scale = 8 * np.finfo(dtype).eps * float(np.max(np.abs(W)))
+    np.testing.assert_allclose(U, twin.filter_transform(W, dtype), rtol=0, atol=scale)
+    dU = rng.standard_normal((16, FN, C)).astype(dtype)
+    dW = winograd.filter_gradient(dU)
+    assert dW.dtype == dtype and dW.shape == W.shape
+    scale = 8 * np.finfo(dtype).eps * float(np.max(np.abs(dU)))
+    np.testing.assert_allclose(dW, twin.filter_gradient(dU), rtol=0, atol=scale)
+
+
 @st.composite
 def winograd_geometry(draw):
     """(x shape, pad) of a 3x3 stride-1 conv: odd and even outputs, pads 0-3."""

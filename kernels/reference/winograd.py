@@ -7,11 +7,26 @@ images*conv_h*conv_w).
 """
 import numpy as np
 
-__all__ = ["B_T", "A_T", "input_transform", "input_transform_adjoint", "output_transform",
+__all__ = ["B_T", "A_T", "G", "filter_transform", "filter_gradient", "input_transform", "input_transform_adjoint", "output_transform",
            "output_transform_adjoint"]
 
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=float)
 A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=float)
+G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+
+
+def filter_transform(W, dtype):
+    """U (16, FN, C) = G g G^T for every filter g of W (FN, C, 3, 3), in float64 then dtype."""
+    FN, C = W.shape[:2]
+    U = np.einsum("ik,fckl,jl->ijfc", G, W.astype(np.float64), G)
+    return U.reshape(16, FN, C).astype(dtype)
+
+
+def filter_gradient(dU):
+    """dW (FN, C, 3, 3) = G^T dU G, the adjoint of ``filter_transform``, in dU's dtype."""
+    FN, C = dU.shape[1:]
+    dW = np.einsum("ik,ijfc,jl->fckl", G, dU.astype(np.float64).reshape(4, 4, FN, C), G)
+    return dW.astype(dU.dtype)
 
 
 def _tiles(xp, tiles_h, tiles_w):
