@@ -27,6 +27,8 @@ ALLOWED = {
     # not typed into the loops (compile_options)
     "_pooled_gradient_tiles": "the pooled Winograd block's backward, which sums it",
     "_winograd_backward_chunks": "the Winograd backward loop, which sums both",
+    "_filter_transform_into": "the Winograd filters G g G^T, from the weights once a call",
+    "_filter_gradient_into": "their adjoint G^T dU G, in float64 like the transform",
 }
 
 SCRIPT = textwrap.dedent("""
