@@ -7,8 +7,8 @@ images*conv_h*conv_w).
 """
 import numpy as np
 
-__all__ = ["B_T", "A_T", "G", "filter_transform", "filter_gradient", "input_transform", "input_transform_adjoint", "output_transform",
-           "output_transform_adjoint"]
+__all__ = ["B_T", "A_T", "G", "filter_transform", "filter_gradient", "input_transform",
+           "input_transform_adjoint", "output_transform", "output_transform_adjoint"]
 
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=float)
 A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=float)
