@@ -66,10 +66,14 @@ def _filter_transform_into(W9, U):
         m = min(FILTER_BLOCK, W9.shape[0] - i0)
         for j in range(m):
             g = W9[i0 + j]
-            # G g: the columns of the filter combined, then (G g) G^T: the rows of that
-            r00, r10, r20, r30 = _g_columns(float(g[0]), float(g[3]), float(g[6]))
-            r01, r11, r21, r31 = _g_columns(float(g[1]), float(g[4]), float(g[7]))
-            r02, r12, r22, r32 = _g_columns(float(g[2]), float(g[5]), float(g[8]))
+            # G g: the columns of the filter combined, then (G g) G^T: the rows of that.
+            # np.float64, not float(): Numba 0.58 types float() of a float32 as float32
+            r00, r10, r20, r30 = _g_columns(np.float64(g[0]), np.float64(g[3]),
+                                            np.float64(g[6]))
+            r01, r11, r21, r31 = _g_columns(np.float64(g[1]), np.float64(g[4]),
+                                            np.float64(g[7]))
+            r02, r12, r22, r32 = _g_columns(np.float64(g[2]), np.float64(g[5]),
+                                            np.float64(g[8]))
             block[0, j], block[1, j], block[2, j], block[3, j] = _g_columns(r00, r01, r02)
             block[4, j], block[5, j], block[6, j], block[7, j] = _g_columns(r10, r11, r12)
             block[8, j], block[9, j], block[10, j], block[11, j] = _g_columns(r20, r21, r22)
