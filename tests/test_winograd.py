@@ -55,7 +55,7 @@ def test_input_transform_and_its_adjoint_match_twin(geometry, dtype, seed):
     count, C, tiles_h, tiles_w, _, _ = geometry
     rng = np.random.default_rng(seed)
     xp = rng.standard_normal((count, C, 2 * tiles_h + 2, 2 * tiles_w + 2)).astype(dtype)
-    down = np.empty(winograd.transform_scratch_size(tiles_h, tiles_w), dtype)
+    down = np.empty(winograd.transform_scratch_size(count, tiles_h, tiles_w), dtype)
     V = np.full((16, C, count * tiles_h * tiles_w), np.nan, dtype)
     assert not winograd._input_transform(xp, count, tiles_h, tiles_w, V, down)
     assert_close(V, twin.input_transform(xp, tiles_h, tiles_w), dtype)

@@ -346,7 +346,7 @@ def _winograd_scratch(x, FN, geometry, chunk):
             _scratch_array("winograd M", TILE_CELLS * FN * TM, x.dtype),
             _scratch_array("rows", FN * chunk * conv_h * conv_w, x.dtype),
             _scratch_array("padded", (chunk, C, 2 * tiles_h + 2, 2 * tiles_w + 2), x.dtype),
-            _scratch_array("down", transform_scratch_size(tiles_h, tiles_w), x.dtype))
+            _scratch_array("down", transform_scratch_size(chunk, tiles_h, tiles_w), x.dtype))
 
 
 def forward_part(x, W, stride, pad, epilogue):

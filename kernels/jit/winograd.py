@@ -136,30 +136,31 @@ def _any_not_finite(row):
     return bad
 
 
-def transform_scratch_size(tiles_h, tiles_w):
-    """Length of the input transforms' 1-D scratch: the two plane regions of ``_plane_rows``
-    (the forward's pass along its tiles reads two values past the first), then the (4,
-    2*tiles_h) columns of ``_scratch_tail`` that the forward keeps for each tile row's last
-    tile."""
-    return 16 * tiles_h * tiles_w + 8 * tiles_h
+def transform_scratch_size(count, tiles_h, tiles_w):
+    """Length of the input transforms' 1-D scratch for count images: the four regions of
+    ``_chunk_rows`` (the forward's pass along its tiles reads two values past the first),
+    then the (4, count, 2*tiles_h) columns of ``_scratch_tail`` that both keep for each tile
+    row's last tile."""
+    return 32 * count * tiles_h * tiles_w + 2 + 8 * count * tiles_h
 
 
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
-def _plane_rows(down, tiles_h, tiles_w, which):
-    """Region which (0 or 1) of the scratch down as (4, tiles_h, 2*tiles_w) and as the same
-    memory (4, tiles_h*2*tiles_w): a plane's rows after the pass along its rows, tile row
-    after tile row."""
-    size = 8 * tiles_h * tiles_w
+def _chunk_rows(down, count, tiles_h, tiles_w, which):
+    """Region which (0-3) of the scratch down as (4, count, tiles_h, 2*tiles_w) and as the
+    same memory (4, count*tiles_h*2*tiles_w): one channel's planes of count images after the
+    pass along their rows, tile row after tile row and image after image."""
+    size = 8 * count * tiles_h * tiles_w
     region = down[which * size:(which + 1) * size]
-    return (region.reshape((4, tiles_h, 2 * tiles_w)),
-            region.reshape((4, 2 * tiles_h * tiles_w)))
+    return (region.reshape((4, count, tiles_h, 2 * tiles_w)),
+            region.reshape((4, 2 * count * tiles_h * tiles_w)))
 
 
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
-def _scratch_tail(down, tiles_h, tiles_w, columns):
-    """The (4, columns) region of the scratch after the two plane regions."""
-    start = 16 * tiles_h * tiles_w
-    return down[start:start + 4 * columns].reshape((4, columns))
+def _scratch_tail(down, count, tiles_h, tiles_w):
+    """The (4, count, 2*tiles_h) region of the scratch after the four regions and the two
+    values the forward reads past the first."""
+    start = 32 * count * tiles_h * tiles_w + 2
+    return down[start:start + 8 * count * tiles_h].reshape((4, count, 2 * tiles_h))
 
 
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
@@ -175,13 +176,18 @@ def _b_transpose_adjoint(a0, a1, a2, a3):
     return a0, a1 - a2 + a3, a1 + a2 - a0, -a3
 
 
-# The input transforms go in two passes over a plane: along its rows (B^T, tile row by tile
-# row), then along its tiles (B). The second pass runs over all tiles of the plane in one
-# loop with unit strides, which vectorizes, where a loop per tile row of 4-14 tiles did not;
-# the arithmetic of each value is unchanged. Every index in these loops is a loop counter
-# (plus a constant) or loop-invariant: an index Numba cannot prove non-negative gets a
-# wraparound select per access, which keeps the loop scalar. A slice rebases an index to 0
-# but costs a few ns to make, so the loops take views made once per call or per plane.
+# The input transforms go in two passes over a channel's planes: along their rows (B^T, tile
+# row by tile row), then along their tiles (B). The second pass runs over all tiles of the
+# channel's count images in one loop with unit strides, which vectorizes, where a loop per
+# tile row of 4-14 tiles did not. Each such loop starts with a runtime check that its
+# loads and stores do not overlap (some 30 compares for the 4 rows read and 4 written),
+# which cost more than the loop itself on an 8x8 plane's 16 tiles: one loop over a whole
+# chunk's images instead of one per image took the 100 images of DeepConvNet's 64->64
+# layer from 845 to 629 us (float32, one thread, Zen 5). The arithmetic of each value is
+# unchanged. Every index in these loops is a loop counter (plus a constant) or
+# loop-invariant: an index Numba cannot prove non-negative gets a wraparound select per
+# access, which keeps the loop scalar. A slice rebases an index to 0 but costs a few ns to
+# make, so the loops take views made once per call or per channel.
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _input_transform(xp, count, tiles_h, tiles_w, V, down):
     """V[4i + j, c, image tiles] = (B^T d B)[i, j] for the first count padded images of xp
@@ -191,15 +197,16 @@ def _input_transform(xp, count, tiles_h, tiles_w, V, down):
     used)."""
     C = xp.shape[1]
     T = tiles_h * tiles_w
+    Q = count * T
     pitch = 2 * tiles_w
     # the row pass's columns 0..pitch-1 of each tile row, rows end to end, so that tile q
-    # of the plane reads its four columns at 2q..2q+3; the last tile of a tile row reads
+    # of the chunk reads its four columns at 2q..2q+3; the last tile of a tile row reads
     # its right two from ``last`` instead, where the row pass puts columns pitch, pitch+1
-    grid = _plane_rows(down, tiles_h, tiles_w, 0)[0]
-    last = _scratch_tail(down, tiles_h, tiles_w, 2 * tiles_h)
+    grid = _chunk_rows(down, count, tiles_h, tiles_w, 0)[0]
+    last = _scratch_tail(down, count, tiles_h, tiles_w)
     bad = False
-    for n in range(count):
-        for c in range(C):
+    for c in range(C):
+        for n in range(count):
             for ty in range(tiles_h):
                 r = 2 * ty
                 for x in range(pitch):
@@ -207,33 +214,33 @@ def _input_transform(xp, count, tiles_h, tiles_w, V, down):
                     d2, d3 = xp[n, c, r + 2, x], xp[n, c, r + 3, x]
                     # inf - inf and NaN - NaN are NaN; an OR of compares vectorizes
                     bad |= ((d0 - d0) + (d1 - d1) + (d2 - d2) + (d3 - d3)) != 0
-                    grid[0, ty, x], grid[1, ty, x], grid[2, ty, x], grid[3, ty, x] = (
-                        _b_transpose(d0, d1, d2, d3))
+                    (grid[0, n, ty, x], grid[1, n, ty, x], grid[2, n, ty, x],
+                     grid[3, n, ty, x]) = _b_transpose(d0, d1, d2, d3)
                 for k in range(2):
                     d0, d1 = xp[n, c, r, pitch + k], xp[n, c, r + 1, pitch + k]
                     d2, d3 = xp[n, c, r + 2, pitch + k], xp[n, c, r + 3, pitch + k]
                     bad |= ((d0 - d0) + (d1 - d1) + (d2 - d2) + (d3 - d3)) != 0
                     j = 2 * ty + k
-                    last[0, j], last[1, j], last[2, j], last[3, j] = _b_transpose(d0, d1, d2, d3)
-            # then B along each of the four, all tiles of the plane at once (each tile row's
-            # last tile reads the next row's first columns there, and is redone below). Row
-            # i of the grid is e, with the two values after it: the loop runs over all T
-            # tiles, not T - 1, because 15 tiles (an 8x8 plane's 16 less one) ran scalar in
-            # a loop vectorized by 16 (100 images of DeepConvNet's 64->64 layer, float32,
-            # one thread, Zen 5: 939 against 1077 us; 32->32 841 against 1004 us)
-            for i in range(4):
-                e = down[2 * T * i:2 * T * (i + 1) + 2]
-                v0 = V[4 * i, c, n * T:(n + 1) * T]
-                v1 = V[4 * i + 1, c, n * T:(n + 1) * T]
-                v2 = V[4 * i + 2, c, n * T:(n + 1) * T]
-                v3 = V[4 * i + 3, c, n * T:(n + 1) * T]
-                for q in range(T):
-                    v0[q], v1[q], v2[q], v3[q] = _b_transpose(e[2 * q], e[2 * q + 1],
-                                                              e[2 * q + 2], e[2 * q + 3])
+                    last[0, n, j], last[1, n, j], last[2, n, j], last[3, n, j] = (
+                        _b_transpose(d0, d1, d2, d3))
+        # then B along each of the four, all tiles of the chunk at once (each tile row's
+        # last tile reads the next row's first columns there, and is redone below). Row
+        # i of the grid is e, with the two values after it: the loop runs over all Q
+        # tiles, not Q - 1, because 15 tiles (an 8x8 plane's 16 less one) ran scalar in
+        # a loop vectorized by 16 (100 images of DeepConvNet's 64->64 layer, float32,
+        # one thread, Zen 5: 939 against 1077 us; 32->32 841 against 1004 us)
+        for i in range(4):
+            e = down[2 * Q * i:2 * Q * (i + 1) + 2]
+            v0, v1 = V[4 * i, c, :Q], V[4 * i + 1, c, :Q]
+            v2, v3 = V[4 * i + 2, c, :Q], V[4 * i + 3, c, :Q]
+            for q in range(Q):
+                v0[q], v1[q], v2[q], v3[q] = _b_transpose(e[2 * q], e[2 * q + 1],
+                                                          e[2 * q + 2], e[2 * q + 3])
+            for n in range(count):
                 for ty in range(tiles_h):
-                    q = ty * tiles_w + tiles_w - 1
-                    v0[q], v1[q], v2[q], v3[q] = _b_transpose(e[2 * q], e[2 * q + 1],
-                                                              last[i, 2 * ty], last[i, 2 * ty + 1])
+                    q = n * T + ty * tiles_w + tiles_w - 1
+                    v0[q], v1[q], v2[q], v3[q] = _b_transpose(
+                        e[2 * q], e[2 * q + 1], last[i, n, 2 * ty], last[i, n, 2 * ty + 1])
     return bad
 
 
@@ -244,48 +251,49 @@ def _input_transform_adjoint(V, count, tiles_h, tiles_w, dxp, down):
     (``transform_scratch_size``) is scratch."""
     C = dxp.shape[1]
     T = tiles_h * tiles_w
+    Q = count * T
     pitch = 2 * tiles_w
     P = tiles_h * pitch  # a plane's tile rows end to end, pitch columns each
     # what each tile gives its two left columns (left) and its two right ones (right)
-    left = _plane_rows(down, tiles_h, tiles_w, 0)[1]
-    right = _plane_rows(down, tiles_h, tiles_w, 1)[1]
-    # Then every tile row of the plane at once, in loops over all P values: the left and right
-    # contributions summed (a tile row's columns 0, 1 take no right one, and its columns
-    # pitch, pitch+1 only a right one, kept in edge), B^T's adjoint down the four rows into
-    # the rows a0..a3 of each tile row, and those added into the plane's rows. Tile row by
-    # tile row, in loops of pitch values (8 for an 8x8 plane), it took 14.5 ns a tile of
-    # DeepConvNet's 64->64 layer against 8.0 now, and 5.3 against 3.0 ns at 16->16 (float32,
-    # one thread, Zen 5; float64 10.4 against 12.3 ns at 64->64 but 5.1 against 4.4 at
-    # 16->16, and the float64 step within its noise). The sums are the same, in the same
-    # order.
-    summed = np.empty((4, P), dtype=dxp.dtype)
-    down_rows = np.empty((4, P), dtype=dxp.dtype)
-    edge = np.empty((4, tiles_h, 2), dtype=dxp.dtype)
+    left = _chunk_rows(down, count, tiles_h, tiles_w, 0)[1]
+    right = _chunk_rows(down, count, tiles_h, tiles_w, 1)[1]
+    # Then every tile row of a channel's count planes at once, in loops over all count*P
+    # values: the left and right contributions summed (a tile row's columns 0, 1 take no
+    # right one, and its columns pitch, pitch+1 only a right one, kept in edge), B^T's
+    # adjoint down the four rows into the rows a0..a3 of each tile row, and those added
+    # into the planes' rows. Tile row by tile row, in loops of pitch values (8 for an 8x8
+    # plane), it took 14.5 ns a tile of DeepConvNet's 64->64 layer against 8.0 in loops
+    # over a plane (float32, one thread, Zen 5; float64 10.4 against 12.3 ns at 64->64 but
+    # 5.1 against 4.4 at 16->16, and the float64 step within its noise). The sums are the
+    # same, in the same order.
+    summed = _chunk_rows(down, count, tiles_h, tiles_w, 2)[1]
+    down_rows = _chunk_rows(down, count, tiles_h, tiles_w, 3)[1]
+    edge = _scratch_tail(down, count, tiles_h, tiles_w)
     s0, s1, s2, s3 = summed[0], summed[1], summed[2], summed[3]
     a0, a1, a2, a3 = down_rows[0], down_rows[1], down_rows[2], down_rows[3]
-    for n in range(count):
-        for c in range(C):
-            # B's adjoint along the tiles, all of the plane at once
-            for i in range(4):
-                lo, hi = left[i], right[i]
-                v0 = V[4 * i, c, n * T:(n + 1) * T]
-                v1 = V[4 * i + 1, c, n * T:(n + 1) * T]
-                v2 = V[4 * i + 2, c, n * T:(n + 1) * T]
-                v3 = V[4 * i + 3, c, n * T:(n + 1) * T]
-                for q in range(T):
-                    lo[2 * q], lo[2 * q + 1], hi[2 * q], hi[2 * q + 1] = _b_transpose_adjoint(
-                        v0[q], v1[q], v2[q], v3[q])
-                # column x of a tile row sums what tile x/2 gives its left columns and
-                # tile x/2 - 1 its right ones
-                row = summed[i]
-                for j in range(P - 2):
-                    row[j + 2] = lo[j + 2] + hi[j]
+    for c in range(C):
+        # B's adjoint along the tiles, all of the chunk at once
+        for i in range(4):
+            lo, hi = left[i], right[i]
+            v0, v1 = V[4 * i, c, :Q], V[4 * i + 1, c, :Q]
+            v2, v3 = V[4 * i + 2, c, :Q], V[4 * i + 3, c, :Q]
+            for q in range(Q):
+                lo[2 * q], lo[2 * q + 1], hi[2 * q], hi[2 * q + 1] = _b_transpose_adjoint(
+                    v0[q], v1[q], v2[q], v3[q])
+            # column x of a tile row sums what tile x/2 gives its left columns and
+            # tile x/2 - 1 its right ones
+            row = summed[i]
+            for j in range(count * P - 2):
+                row[j + 2] = lo[j + 2] + hi[j]
+            for n in range(count):
                 for ty in range(tiles_h):
-                    k = ty * pitch
+                    k = n * P + ty * pitch
                     row[k], row[k + 1] = lo[k], lo[k + 1]
-                    edge[i, ty, 0], edge[i, ty, 1] = hi[k + pitch - 2], hi[k + pitch - 1]
-            for j in range(P):
-                a0[j], a1[j], a2[j], a3[j] = _b_transpose_adjoint(s0[j], s1[j], s2[j], s3[j])
+                    edge[i, n, 2 * ty], edge[i, n, 2 * ty + 1] = (hi[k + pitch - 2],
+                                                                  hi[k + pitch - 1])
+        for j in range(count * P):
+            a0[j], a1[j], a2[j], a3[j] = _b_transpose_adjoint(s0[j], s1[j], s2[j], s3[j])
+        for n in range(count):
             # padded row y takes a0 or a1 of tile row y // 2 and a2 or a3 of the tile row
             # above: the first two rows only the former, the last two only the latter
             for y in range(2 * tiles_h + 2):
@@ -294,24 +302,25 @@ def _input_transform_adjoint(V, count, tiles_h, tiles_w, dxp, down):
                 bottom = down_rows[2 + y % 2]
                 dst = dxp[n, c, y]
                 if above < 0:
-                    from_top = top[below * pitch:(below + 1) * pitch]
+                    from_top = top[n * P + below * pitch:n * P + (below + 1) * pitch]
                     for x in range(pitch):
                         dst[x] = from_top[x]
                 elif below >= tiles_h:
-                    from_bottom = bottom[above * pitch:(above + 1) * pitch]
+                    from_bottom = bottom[n * P + above * pitch:n * P + (above + 1) * pitch]
                     for x in range(pitch):
                         dst[x] = from_bottom[x]
                 else:
-                    from_top = top[below * pitch:(below + 1) * pitch]
-                    from_bottom = bottom[above * pitch:(above + 1) * pitch]
+                    from_top = top[n * P + below * pitch:n * P + (below + 1) * pitch]
+                    from_bottom = bottom[n * P + above * pitch:n * P + (above + 1) * pitch]
                     for x in range(pitch):
                         dst[x] = from_bottom[x] + from_top[x]
             # the last two columns, from each tile row's edge
             for ty in range(tiles_h):
                 r = 2 * ty
                 for k in range(2):
-                    e0, e1, e2, e3 = _b_transpose_adjoint(edge[0, ty, k], edge[1, ty, k],
-                                                          edge[2, ty, k], edge[3, ty, k])
+                    e0, e1, e2, e3 = _b_transpose_adjoint(
+                        edge[0, n, 2 * ty + k], edge[1, n, 2 * ty + k],
+                        edge[2, n, 2 * ty + k], edge[3, n, 2 * ty + k])
                     x = pitch + k
                     if ty == 0:
                         dxp[n, c, 0, x], dxp[n, c, 1, x] = e0, e1
