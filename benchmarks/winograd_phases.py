@@ -12,7 +12,7 @@ driver (no Python between chunks). One Numba and one BLAS thread, set here befor
 imported; the table gives each phase's best time over ``--rounds`` rounds. The backward pass
 runs the input transform again, so a block's total counts it twice. Each round runs the
 phases in the pipeline's order, so a phase finds the batch's arrays where the phases before
-it left them, as in a training step: the crop, for one, writes an input gradient of 5 MB
+it left them, as in a training step: the input adjoint, for one, writes an input gradient of 5 MB
 (float32, 100 images of 16x28x28) that the other phases have pushed out of the caches.
 
 Not an asv suite: it imports nothing heavy at module level.
@@ -31,7 +31,7 @@ LAYERS = (("16->16 at 28x28 +pool", 16, 16, 28, 1, True),
 FORWARD = ("input transform", "16 GEMMs forward", "pooled output tiles", "output transform",
            "epilogue")
 BACKWARD = ("pooled gradient tiles", "prologue", "output adjoint", "row sums (db)",
-            "16 GEMMs dU", "16 GEMMs dV", "input adjoint", "crop")
+            "16 GEMMs dU", "16 GEMMs dV", "input adjoint")
 PHASES = FORWARD + BACKWARD
 POOLED_ONLY = {"pooled output tiles", "pooled gradient tiles"}
 UNPOOLED_ONLY = {"output transform", "epilogue", "prologue", "output adjoint", "row sums (db)"}
@@ -53,7 +53,6 @@ def phase_driver():
         from fastconv.kernels.jit.blas import gemm
         from fastconv.kernels.jit.epilogues import (_add_row_sums, backward_prologue,
                                                     forward_epilogue)
-        from fastconv.kernels.jit.im2col import _crop_images
         from fastconv.kernels.jit.pipeline import _by_window, _chunk_views, _transformed_chunk
         from fastconv.kernels.jit.winograd import (_input_transform_adjoint, _output_transform,
                                                    _output_transform_adjoint,
@@ -102,9 +101,7 @@ def phase_driver():
                     for k in range(16):
                         gemm(U[k], True, M[k, :, :T], False, V[k, :, :T], 0)
                 elif phase == 11:
-                    _input_transform_adjoint(V, n1 - n0, tiles_h, tiles_w, xp, down)
-                else:
-                    _crop_images(xp, n0, n1, pad, dx)
+                    _input_transform_adjoint(V, n1 - n0, tiles_h, tiles_w, pad, dx, n0, down)
         _driver = drive
     return _driver
 

@@ -50,19 +50,26 @@ def tile_geometry(draw):
 
 
 @SETTINGS
-@given(tile_geometry(), DTYPES, st.integers(0, 2**32 - 1))
-def test_input_transform_and_its_adjoint_match_twin(geometry, dtype, seed):
-    count, C, tiles_h, tiles_w, _, _ = geometry
+@given(tile_geometry(), DTYPES, st.integers(0, 2**32 - 1), st.integers(0, 2))
+def test_input_transform_and_its_adjoint_match_twin(geometry, dtype, seed, pad):
+    count, C, tiles_h, tiles_w, conv_h, conv_w = geometry
     rng = np.random.default_rng(seed)
     xp = rng.standard_normal((count, C, 2 * tiles_h + 2, 2 * tiles_w + 2)).astype(dtype)
     down = np.empty(winograd.transform_scratch_size(count, tiles_h, tiles_w), dtype)
     V = np.full((16, C, count * tiles_h * tiles_w), np.nan, dtype)
     assert not winograd._input_transform(xp, count, tiles_h, tiles_w, V, down)
     assert_close(V, twin.input_transform(xp, tiles_h, tiles_w), dtype)
+    # the adjoint writes the gradient of an image of H x W under a padding of pad straight
+    # into images n0.. of dx, and nothing else of it
+    pad = min(pad, (conv_h + 1) // 2, (conv_w + 1) // 2)
+    H, W = conv_h + 2 - 2 * pad, conv_w + 2 - 2 * pad
     dV = rng.standard_normal(V.shape).astype(dtype)
-    dxp = np.full(xp.shape, np.nan, dtype)
-    winograd._input_transform_adjoint(dV, count, tiles_h, tiles_w, dxp, down)
-    assert_close(dxp, twin.input_transform_adjoint(dV, count, tiles_h, tiles_w), dtype)
+    n0 = 1
+    dx = np.full((n0 + count + 1, C, H, W), np.nan, dtype)
+    winograd._input_transform_adjoint(dV, count, tiles_h, tiles_w, pad, dx, n0, down)
+    padded = twin.input_transform_adjoint(dV, count, tiles_h, tiles_w)
+    assert_close(dx[n0:n0 + count], padded[:, :, pad:pad + H, pad:pad + W], dtype)
+    assert np.isnan(dx[:n0]).all() and np.isnan(dx[n0 + count:]).all()
 
 
 @SETTINGS

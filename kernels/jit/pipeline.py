@@ -290,8 +290,7 @@ def _winograd_backward_chunks(x, U, lo, hi, chunk, geometry, scratch, prologue, 
         if dx.size:
             for k in range(TILE_CELLS):  # the chunk's dV reuses the V buffer
                 gemm(U[k], True, dM[k, :, :T], False, V[k, :, :T], 0)
-            _input_transform_adjoint(V, n1 - n0, tiles_h, tiles_w, xp, down)
-            _crop_images(xp, n0, n1, pad, dx)
+            _input_transform_adjoint(V, n1 - n0, tiles_h, tiles_w, pad, dx, n0, down)
     return True
 
 
