@@ -12,8 +12,8 @@ driver (no Python between chunks). One Numba and one BLAS thread, set here befor
 imported; the table gives each phase's best time over ``--rounds`` rounds. The backward pass
 runs the input transform again, so a block's total counts it twice. Each round runs the
 phases in the pipeline's order, so a phase finds the batch's arrays where the phases before
-it left them, as in a training step: the input adjoint, for one, writes an input gradient of 5 MB
-(float32, 100 images of 16x28x28) that the other phases have pushed out of the caches.
+it left them, as in a training step: the input adjoint, for one, writes an input gradient of
+5 MB (float32, 100 images of 16x28x28) that the other phases have pushed out of the caches.
 
 Not an asv suite: it imports nothing heavy at module level.
 """

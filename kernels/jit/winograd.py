@@ -314,8 +314,8 @@ def _input_transform_adjoint(V, count, tiles_h, tiles_w, pad, dx, n0, down):
             # padded row y takes a0 or a1 of tile row y // 2 and a2 or a3 of the tile row
             # above: the first two rows only the former, the last two only the latter. Only
             # the rows and columns of the image are written, straight into dx: through the
-            # padded planes and a crop after, the crop alone cost 0.7 ms a DeepConvNet step
-            # on one thread.
+            # padded planes and a crop after, the crop alone took 0.7 ms of a DeepConvNet
+            # step's thread time.
             for iy in range(H):
                 y = iy + pad
                 below, above = y // 2, y // 2 - 1
