@@ -322,18 +322,19 @@ def _input_transform_adjoint(V, count, tiles_h, tiles_w, pad, dx, n0, down):
                 top = down_rows[y % 2]
                 bottom = down_rows[2 + y % 2]
                 dst = dx[n0 + n, c, iy]
-                start = n * P + pad
+                # where tile row `below`, and the one above it, start in the chunk's rows
+                at_below, at_above = n * P + below * pitch, n * P + above * pitch
                 if above < 0:
-                    from_top = top[start + below * pitch:n * P + below * pitch + inner]
+                    from_top = top[at_below + pad:at_below + inner]
                     for x in range(inner - pad):
                         dst[x] = from_top[x]
                 elif below >= tiles_h:
-                    from_bottom = bottom[start + above * pitch:n * P + above * pitch + inner]
+                    from_bottom = bottom[at_above + pad:at_above + inner]
                     for x in range(inner - pad):
                         dst[x] = from_bottom[x]
                 else:
-                    from_top = top[start + below * pitch:n * P + below * pitch + inner]
-                    from_bottom = bottom[start + above * pitch:n * P + above * pitch + inner]
+                    from_top = top[at_below + pad:at_below + inner]
+                    from_bottom = bottom[at_above + pad:at_above + inner]
                     for x in range(inner - pad):
                         dst[x] = from_bottom[x] + from_top[x]
             # the last two padded columns, from the tile rows' edges: in a loop of their own,
