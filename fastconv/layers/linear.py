@@ -51,6 +51,12 @@ class Affine:
         self._keep_input(x.shape, x.reshape(x.shape[0], -1))
         return product
 
+    def keep_pass(self, x_shape, x2, dW, db):
+        """What a forward pass on an input of ``x_shape`` (x2 as (N, features)) and the
+        backward pass after it leave, given their gradients (a network's fused gradient)."""
+        self._keep_input(x_shape, x2)
+        self.dW, self.db = dW, db
+
     def _keep_input(self, x_shape, x2):
         self.original_x_shape = x_shape
         self.x = x2

@@ -30,6 +30,15 @@ class SoftmaxWithLoss:
         self._rows = t_array if t_array.shape == x.shape else None
         return self.loss
 
+    def keep_pass(self, t, t_array, labels, y, loss):
+        """What ``forward(x, t)`` leaves, given the softmax y of x and the loss (a network's
+        fused gradient); t_array is t as an array, labels its classes."""
+        self.y, self.loss = y, loss
+        self._y_saved = (y.shape, y.dtype)
+        self.t = t
+        self._labels = labels
+        self._rows = t_array if t_array.shape == y.shape else None
+
     def backward(self, dout=1):
         check_ran_forward(self, self._y_saved is not None)
         if isinstance(dout, np.ndarray) and dout.size == 1:

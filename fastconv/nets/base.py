@@ -33,6 +33,7 @@ from fastconv.layers import BatchNormalization, Dropout
 from fastconv.layers.chain import BlockChain, chain
 from fastconv.layers.fused import ConvReluBlock, fuse
 from fastconv.nets import params_io
+from fastconv.nets.dense_gradient import fused_gradient
 
 __all__ = ["Network", "he_or_xavier_scale", "conv_pool_geometry"]
 
@@ -151,6 +152,10 @@ class Network:
         with self._small_batch_scope(x):
             y = self.predict(x, train_flg)  # the public method: a subclass's or a wrapper's
             loss = self.last_layer.forward(y, t)
+        return self._with_weight_decay(loss)
+
+    def _with_weight_decay(self, loss):
+        """The loss with the book's L2 term of MultiLayerNet(Extend) added, if any."""
         lam = self._weight_decay()
         if lam is not None:
             # every constant in the net's dtype: NumPy 1.x makes a float32 scalar combined
@@ -214,14 +219,11 @@ class Network:
             self._check_decayed_weights()
         with self._small_batch_scope(x), _backend.kernels().blas_scope():
             # (one BLAS pin for the step, not one per GEMM)
-            self._backward_follows = True
-            try:
-                self.last_loss = self._training_loss(x, t)
-            finally:
-                self._backward_follows = False
-            dout = self.last_layer.backward(1)
-            for step in reversed(self._steps):
-                dout = step.backward(dout)
+            loss = fused_gradient(self, Network, x, t)
+            if loss is not None:
+                self.last_loss = self._with_weight_decay(loss)
+            else:
+                self._layer_by_layer_gradient(x, t)
         grads = {}
         for key, layer, _, grad_attr in self._slots:
             grad = getattr(layer, grad_attr)
@@ -230,6 +232,16 @@ class Network:
                                                                  self.params[key])
             grads[key] = grad
         return grads
+
+    def _layer_by_layer_gradient(self, x, t):
+        self._backward_follows = True
+        try:
+            self.last_loss = self._training_loss(x, t)
+        finally:
+            self._backward_follows = False
+        dout = self.last_layer.backward(1)
+        for step in reversed(self._steps):
+            dout = step.backward(dout)
 
     def _check_decayed_weights(self):
         """Each weight that the L2 term adds to its gradient has that gradient's shape: a
