@@ -238,3 +238,24 @@ def test_python_threads_get_their_own_results():
         thread.join()
     for a, b in zip(alone, got):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda a: a.update(labels=a["labels"] + 10), "labels must lie in"),
+    (lambda a: a.update(labels=a["labels"][:-1]), "labels"),
+    (lambda a: a.update(y=a["y"][:-1]), "y and rows"),
+    (lambda a: a.update(dW=(a["dW"][0][:-1], a["dW"][1])), "dW"),
+    (lambda a: a.update(masks=()), "a mask array"),
+    (lambda a: a.update(activations=(np.zeros((4, 4), np.float32),)), "activations"),
+])
+def test_kernel_refuses_arrays_that_do_not_fit_before_writing(edit, message):
+    x, labels, rows, weights, biases = dense_operands([6, 5, 3], 4, np.float32, "labels", 0)
+    args = dict(x=x, labels=labels, rows=rows, weights=weights, biases=biases,
+                activations=(np.zeros((4, 5), np.float32),), masks=(np.zeros((4, 5), np.bool_),),
+                y=np.zeros((4, 3), np.float32), row_loss=np.zeros(4, np.float32),
+                dW=tuple(np.zeros(W.shape, np.float32) for W in weights),
+                db=tuple(np.zeros(W.shape[1], np.float32) for W in weights))
+    edit(args)
+    with pytest.raises(ValueError, match=message):
+        jit.dense_relu_gradient(**args)
+    assert not args["y"].any() and not any(d.any() for d in args["dW"])

@@ -72,10 +72,19 @@ def all_kernels(dtype):
         product, saved, True, (chained[1][0].reshape(len(x), -1), A2))
     chain_arrays = [chained[0][0], *chained[1][:2], product, chain_dx,
                     *[g for grads in chain_grads for g in grads], *affine_grads]
+    # a ReLU network's whole gradient in one call
+    hidden = rng.standard_normal((flat.shape[1], 20)).astype(dtype)
+    dense = ((np.empty((16, 20), dtype),), (np.empty((16, 20), np.bool_),),
+             np.empty((16, 10), dtype), np.empty(16, dtype),
+             (np.empty(hidden.shape, dtype), np.empty((20, 10), dtype)),
+             (np.empty(20, dtype), np.empty(10, dtype)))
+    jit.dense_relu_gradient(flat, np.arange(16) % 10, None, (hidden, A[:20].copy()),
+                            (b[:10].repeat(2), b[:10]), *dense)
+    dense_arrays = [*dense[0], *dense[1], dense[2], dense[3], *dense[4], *dense[5]]
     return [out, col, dcol, dx, dW, db, pooled, argmax, dpool, r, mask, dr, scores, adx, adW, adb,
             y, np.asarray(loss), dy, block, block_argmax, *block_grads, pool2, pool2_argmax,
             pool2_values, relu_block, *relu_grads, im2col_block, im2col_argmax, *im2col_grads,
-            *bn, *bn_grads, *chain_arrays, decayed]
+            *bn, *bn_grads, *chain_arrays, decayed, *dense_arrays]
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")

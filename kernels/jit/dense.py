@@ -32,11 +32,40 @@ _softmax_rows = _softmax_cross_entropy_rows.serial
 _softmax_grad = _softmax_cross_entropy_grad.serial
 
 
+@njit(nogil=True, cache=True)
+def _check_operands(x, labels, rows, weights, biases, outputs, activations, masks, y, row_loss,
+                    dW, db):
+    """Raises before anything is written where an array does not fit the others: the loops
+    below index without bounds checks."""
+    L, N = len(weights), x.shape[0]
+    features = x.shape[1]
+    for l in range(L):
+        H = weights[l].shape[1]
+        if (weights[l].shape[0] != features or biases[l].shape[0] != H
+                or outputs[l].shape != (N, H) or dW[l].shape != weights[l].shape
+                or db[l].shape[0] != H):
+            raise ValueError("dense_relu_gradient: weights[l] must be (features in, features "
+                             "out), biases[l], db[l] (features out,), dW[l] like weights[l]")
+        if l < L - 1 and (activations[l].shape != (N, H) or masks[l].shape != (N, H)):
+            raise ValueError("dense_relu_gradient: activations[l] and masks[l] must be (N, "
+                             "features out of layer l)")
+        features = H
+    if (y.shape != (N, features) or row_loss.shape[0] != N or labels.shape[0] != N
+            or (rows.shape[0] != 0 and rows.shape != y.shape)):
+        raise ValueError("dense_relu_gradient: y and rows must be (N, classes), row_loss and "
+                         "labels (N,)")
+    for i in range(N):
+        if labels[i] < 0 or labels[i] >= features:
+            raise ValueError("dense_relu_gradient: labels must lie in [0, classes)")
+
+
 @njit(nogil=True, cache=True, error_model="numpy")
 def _dense_relu_gradient(x, labels, rows, eps, weights, biases, outputs, activations, masks,
                          y, row_loss, dW, db):
     """See ``dense_relu_gradient``. rows (N, K) are the targets as rows (one-hot or soft),
     of y's dtype, or an empty (0, 0) array where labels hold them."""
+    _check_operands(x, labels, rows, weights, biases, outputs, activations, masks, y, row_loss,
+                    dW, db)
     L = len(weights)
     N = x.shape[0]
     layer_input = x
@@ -81,6 +110,12 @@ def dense_relu_gradient(x, labels, rows, weights, biases, activations, masks, y,
     ``log(y[label] + 1e-7)``, so that the loss is ``-row_loss.sum() / N``; dW[l], db[l] the
     gradients of the mean loss. There must be at least one hidden layer (L >= 2).
     """
+    L = len(weights)
+    if L < 2 or not len(biases) == len(dW) == len(db) == L or not (
+            len(activations) == len(masks) == L - 1):
+        # (checked here: an empty tuple has no element type to compile for)
+        raise ValueError("dense_relu_gradient: needs 2+ layers, a bias, dW and db for each, "
+                         "and an activation and a mask array for each but the last")
     dtype = x.dtype
     outputs = tuple(np.empty((x.shape[0], W.shape[1]), dtype) for W in weights)
     if rows is None:
