@@ -26,10 +26,12 @@ N_INFER = 10_000  # images of the inference benchmarks, 1x28x28 each
 
 
 def _nets():
-    from fastconv.nets import DeepConvNet, MultiLayerNetExtend, SimpleConvNet, TwoLayerNet
+    from fastconv.nets import (DeepConvNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvNet,
+                               TwoLayerNet)
     # dtype is left to the mode, as a user's script leaves it
     return {
         "TwoLayerNet": (lambda: TwoLayerNet(784, 50, 10), (784,)),
+        "MultiLayerNet": (lambda: MultiLayerNet(784, [100] * 5, 10), (784,)),
         "MultiLayerNetExtend": (
             lambda: MultiLayerNetExtend(784, [100] * 5, 10, use_batchnorm=True), (784,)),
         "SimpleConvNet": (lambda: SimpleConvNet(), (1, 28, 28)),
@@ -102,6 +104,12 @@ class _TrainingStep(_Configured):
 
 class TwoLayerNetSGD(_TrainingStep):
     net, optimizer = "TwoLayerNet", "SGD"
+
+
+class MultiLayerAdam(_TrainingStep):
+    """MultiLayerNet, 5 hidden layers of 100 with ReLU (ch06's optimizer comparison), Adam:
+    its gradient is one compiled call (``dense_relu_gradient``)."""
+    net, optimizer = "MultiLayerNet", "Adam"
 
 
 class MultiLayerBnSGD(_TrainingStep):
