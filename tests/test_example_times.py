@@ -71,3 +71,27 @@ def test_load_rewrites_the_readme_with_its_rows_and_the_guide_with_all(times, tm
     assert "train_convnet.py" in full and "overfit_dropout.py" in full
     assert "2026-12-04 14:00 UTC" in short and "load average 0.5" in full
     assert "the measuring machine" in " ".join(full.split())
+
+
+@pytest.mark.parametrize("forced, shown, hidden", [
+    ("", ["`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python tools/example_times.py`",
+          "BLAS kernel SkylakeX"], ["forced"]),
+    ("Haswell", ["forced by OPENBLAS_CORETYPE=Haswell", "`python tools/example_times.py`"],
+     ["env -u"]),
+])
+def test_the_block_says_which_blas_kernel_ran_and_whether_it_was_forced(times, forced, shown,
+                                                                          hidden):
+    measured = {"stamp": "2026-12-06 03:30 UTC", "load": 0.4, "machine": "x86_64, 2 CPUs",
+                "blas": "SkylakeX", "forced_kernel": forced}
+    text = " ".join(times.block({"train_convnet.py": (0, 71.4, [])}, [], measured).split())
+    for part in shown:
+        assert part in text
+    for part in hidden:
+        assert part not in text
+
+
+def test_measured_now_records_the_forcing_variable(times, monkeypatch):
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    assert times.measured_now()["forced_kernel"] == "Haswell"
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    assert times.measured_now()["forced_kernel"] == ""

@@ -85,13 +85,29 @@ def images_per_second(summary):
     return "n/a"
 
 
+def blas_kernel():
+    """The BLAS kernel the examples run on, as threadpoolctl names it (OpenBLAS's
+    architecture), or None where it cannot tell."""
+    try:
+        import numpy  # noqa: F401  (loads the BLAS that the examples load too)
+        from threadpoolctl import threadpool_info
+        kernels = [lib.get("architecture") for lib in threadpool_info()
+                   if lib.get("user_api") == "blas" and lib.get("architecture")]
+    except Exception:  # threadpoolctl cannot read this platform's libraries
+        return None
+    return kernels[0] if kernels else None
+
+
 def measured_now():
-    """When and where a measurement ends: the time, the load average and the machine, kept
-    with the rows so that ``--load`` on another day or machine still describes this one."""
+    """When and where a measurement ends: the time, the load average, the machine, its BLAS
+    kernel and whether ``OPENBLAS_CORETYPE`` forced it (the examples inherit this process's
+    environment), kept with the rows so that ``--load`` on another day or machine still
+    describes this one."""
     return {"stamp": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "load": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs "
-                       f"({platform.processor() or platform.system()})"}
+                       f"({platform.processor() or platform.system()})",
+            "blas": blas_kernel(), "forced_kernel": os.environ.get("OPENBLAS_CORETYPE") or ""}
 
 
 def block(rows, extra, measured=None, more=None):
@@ -99,9 +115,17 @@ def block(rows, extra, measured=None, more=None):
     ``measured`` (``measured_now()``'s, by default now) and a closing line."""
     measured = measured or measured_now()
     command = " ".join(["python tools/example_times.py", *extra]).strip()
+    forced = measured.get("forced_kernel")  # None: measured before it was recorded
+    blas = ""
+    if forced == "":  # nothing forced OpenBLAS's kernel: no user has these variables set
+        command = "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE " + command
+    if measured.get("blas"):
+        blas = f", BLAS kernel {measured['blas']}"
+    if forced:
+        blas += f" (forced by OPENBLAS_CORETYPE={forced}: slower than a user's machine)"
     lines = [START,
              textwrap.fill(f"Measured {measured['stamp']} by `{command}` on "
-             f"{measured['machine']}, load average {measured['load']:.1f} at the end; "
+             f"{measured['machine']}{blas}, load average {measured['load']:.1f} at the end; "
              + ("fast mode (float32)" if "--fast" in extra else
                 "parity mode, the default (float64, the book's numbers)")
              + "; wall time of the whole process, one run each, with Numba's on-disk cache "
