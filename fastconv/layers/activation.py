@@ -12,12 +12,12 @@ class Relu:
 
     def forward(self, x):
         x = as_float_array("x", x)
-        out, self.mask = kernels().relu_forward(x)
-        self.fused_block = None
+        out, mask = kernels().relu_forward(x)
+        self.keep_pass(mask)
         return out
 
     def keep_pass(self, mask):
-        """What a forward pass leaves, given its mask (a network's fused gradient)."""
+        """What a forward pass leaves, given its mask (also a network's fused gradient)."""
         self.mask = mask
         self.fused_block = None
 

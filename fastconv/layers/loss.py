@@ -22,21 +22,18 @@ class SoftmaxWithLoss:
         check_batch("x", x)
         t_array = np.asarray(t)
         labels = target_labels(t_array, x.shape)
-        self.y, self.loss = kernels().softmax_cross_entropy_forward(x, labels)
-        self._y_saved = (self.y.shape, self.y.dtype)
-        self.t = t
-        self._labels = labels
-        # one-hot (or soft) rows take the book's (y - t) / N in backward
-        self._rows = t_array if t_array.shape == x.shape else None
+        y, loss = kernels().softmax_cross_entropy_forward(x, labels)
+        self.keep_pass(t, t_array, labels, y, loss)
         return self.loss
 
     def keep_pass(self, t, t_array, labels, y, loss):
-        """What ``forward(x, t)`` leaves, given the softmax y of x and the loss (a network's
-        fused gradient); t_array is t as an array, labels its classes."""
+        """What ``forward(x, t)`` leaves, given the softmax y of x and the loss (also a
+        network's fused gradient); t_array is t as an array, labels its classes."""
         self.y, self.loss = y, loss
         self._y_saved = (y.shape, y.dtype)
         self.t = t
         self._labels = labels
+        # one-hot (or soft) rows take the book's (y - t) / N in backward
         self._rows = t_array if t_array.shape == y.shape else None
 
     def backward(self, dout=1):

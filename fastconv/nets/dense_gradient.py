@@ -66,12 +66,13 @@ def fused_gradient(net, base, x, t):
     if stack is None:
         return None
     affines, relus = stack
+    dtype = net.dtype
     x = np.asarray(x)
-    if x.dtype != net.dtype:
-        x = x.astype(net.dtype)  # as predict casts it
+    if x.dtype != dtype:
+        x = x.astype(dtype)  # as predict casts it
     if x.ndim < 2 or x.shape[0] == 0:
         return None
-    operands = _operands(affines, x, net.dtype)
+    operands = _operands(affines, x, dtype)
     if operands is None:
         return None
     weights, biases = operands
@@ -80,9 +81,8 @@ def fused_gradient(net, base, x, t):
     labels = np.ascontiguousarray(target_labels(t_array, (N, K)), dtype=np.intp)
     rows = None
     if t_array.shape == (N, K):
-        rows = np.ascontiguousarray(t_array, dtype=net.dtype)
+        rows = np.ascontiguousarray(t_array, dtype=dtype)
     x2 = np.ascontiguousarray(x.reshape(N, -1))
-    dtype = net.dtype
     activations = tuple(np.empty((N, W.shape[1]), dtype) for W in weights[:-1])
     masks = tuple(np.empty((N, W.shape[1]), np.bool_) for W in weights[:-1])
     y = np.empty((N, K), dtype)
