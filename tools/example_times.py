@@ -87,12 +87,13 @@ def images_per_second(summary):
 
 def blas_kernel():
     """The BLAS kernel the examples run on, as threadpoolctl names it (OpenBLAS's
-    architecture), or None where it cannot tell."""
+    architecture; ``compare.blas_info``), or None where it cannot tell."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
     try:
         import numpy  # noqa: F401  (loads the BLAS that the examples load too)
-        from threadpoolctl import threadpool_info
-        kernels = [lib.get("architecture") for lib in threadpool_info()
-                   if lib.get("user_api") == "blas" and lib.get("architecture")]
+        from benchmarks.compare import blas_info
+        kernels = [lib["architecture"] for lib in blas_info() if lib.get("architecture")]
     except Exception:  # threadpoolctl cannot read this platform's libraries
         return None
     return kernels[0] if kernels else None
