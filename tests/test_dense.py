@@ -255,3 +255,24 @@ def test_kernel_refuses_arrays_that_do_not_fit_before_writing(edit, message):
     with pytest.raises(ValueError, match=message):
         jit.dense_relu_gradient(**args)
     assert not args["y"].any() and not any(d.any() for d in args["dW"])
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda a: a.update(y=a["y"].astype(np.float64)), "y must hold C-contiguous arrays of "
+                                                      "dtype float32; got float64"),
+    (lambda a: a.update(masks=(a["masks"][0].astype(np.int8),)), "masks .* dtype bool"),
+    (lambda a: a.update(labels=a["labels"].astype(np.int8)),
+     f"labels .* dtype {np.dtype(np.intp)}"),
+    (lambda a: a.update(weights=(a["weights"][0].T.copy().T, a["weights"][1])),
+     "weights must hold C-contiguous"),
+])
+def test_kernel_names_an_argument_of_the_wrong_type(edit, message):
+    x, labels, rows, weights, biases = dense_operands([6, 5, 3], 4, np.float32, "labels", 0)
+    args = dict(x=x, labels=labels, rows=rows, weights=weights, biases=biases,
+                activations=(np.zeros((4, 5), np.float32),), masks=(np.zeros((4, 5), np.bool_),),
+                y=np.zeros((4, 3), np.float32), row_loss=np.zeros(4, np.float32),
+                dW=tuple(np.zeros(W.shape, np.float32) for W in weights),
+                db=tuple(np.zeros(W.shape[1], np.float32) for W in weights))
+    edit(args)
+    with pytest.raises(TypeError, match=message):
+        jit.dense_relu_gradient(**args)

@@ -116,6 +116,16 @@ def dense_relu_gradient(x, labels, rows, weights, biases, activations, masks, y,
         # (checked here: an empty tuple has no element type to compile for)
         raise ValueError("dense_relu_gradient: needs 2+ layers, a bias, dW and db for each, "
                          "and an activation and a mask array for each but the last")
+    if not (isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64)
+            and x.flags.c_contiguous):
+        raise TypeError("dense_relu_gradient: x must be a C-contiguous float32 or float64 "
+                        f"array; got {getattr(x, 'dtype', type(x).__name__)}")
+    misfit = _misfit(x, labels, rows, weights, biases, activations, masks, y, row_loss, dW,
+                     db)
+    if misfit is not None:
+        # Numba would compile another kernel for most of these (an int8 mask, float64 y
+        # beside float32 x) and compute something else, or fail to type it
+        raise TypeError(f"dense_relu_gradient: {misfit}")
     dtype = x.dtype
     outputs = tuple(np.empty((x.shape[0], W.shape[1]), dtype) for W in weights)
     if rows is None:
@@ -123,3 +133,20 @@ def dense_relu_gradient(x, labels, rows, weights, biases, activations, masks, y,
     run = _dense_relu_gradient if blas.AVAILABLE else _dense_relu_gradient.py_func
     run(x, labels, rows, dtype.type(1e-7), weights, biases, outputs, activations, masks, y,
         row_loss, dW, db)
+
+
+def _misfit(x, labels, rows, weights, biases, activations, masks, y, row_loss, dW, db):
+    """Which argument is not a C-contiguous array of the type the kernel takes, or None."""
+    real = x.dtype
+    for name, arrays, dtype in (("labels", (labels,), np.intp),
+                                ("rows", () if rows is None else (rows,), real),
+                                ("weights", weights, real), ("biases", biases, real),
+                                ("activations", activations, real), ("masks", masks, np.bool_),
+                                ("y", (y,), real), ("row_loss", (row_loss,), real),
+                                ("dW", dW, real), ("db", db, real)):
+        for array in arrays:
+            if not (type(array) is np.ndarray and array.dtype == dtype
+                    and array.flags.c_contiguous):
+                return (f"{name} must hold C-contiguous arrays of dtype {np.dtype(dtype)}; got "
+                        f"{getattr(array, 'dtype', type(array).__name__)}")
+    return None
