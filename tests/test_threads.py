@@ -81,6 +81,19 @@ def all_kernels(dtype):
     jit.dense_relu_gradient(flat, np.arange(16) % 10, None, (hidden, A[:20].copy()),
                             (b[:10].repeat(2), b[:10]), *dense)
     dense_arrays = [*dense[0], *dense[1], dense[2], dense[3], *dense[4], *dense[5]]
+    # TwoLayerNet's sizes: its first layer's products are cut in halves (kernels.jit.halves)
+    x784 = rng.standard_normal((100, 784)).astype(dtype)
+    W784 = rng.standard_normal((784, 50)).astype(dtype) * dtype(0.05)
+    two_layer = ((np.empty((100, 50), dtype),), (np.empty((100, 50), np.bool_),),
+                 np.empty((100, 10), dtype), np.empty(100, dtype),
+                 (np.empty((784, 50), dtype), np.empty((50, 10), dtype)),
+                 (np.empty(50, dtype), np.empty(10, dtype)))
+    jit.dense_relu_gradient(x784, np.arange(100) % 10, None, (W784, A[:50].copy()),
+                            (b[:10].repeat(5), b[:10]), *two_layer)
+    mid_affine = [jit.affine_forward(x784, W784, b[:10].repeat(5)),
+                  *jit.affine_backward(x784[:, :50].copy(), x784, W784)]
+    dense_arrays += [*two_layer[0], *two_layer[1], *two_layer[2:4], *two_layer[4],
+                     *two_layer[5], *mid_affine]
     return [out, col, dcol, dx, dW, db, pooled, argmax, dpool, r, mask, dr, scores, adx, adW, adb,
             y, np.asarray(loss), dy, block, block_argmax, *block_grads, pool2, pool2_argmax,
             pool2_values, relu_block, *relu_grads, im2col_block, im2col_argmax, *im2col_grads,

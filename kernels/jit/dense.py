@@ -15,8 +15,9 @@ H[l+1]), ``biases[l]`` (H[l+1],), ``outputs[l]`` (N, H[l+1]) are all given as tu
 import numpy as np
 from numba import njit
 
-from . import blas
-from .blas import gemm
+from . import blas, handover
+from .gemm import single_threaded_blas
+from .halves import product
 from .elementwise import (_add_row_vector, _column_sum, _relu_backward_flat, _relu_forward_flat,
                           _softmax_cross_entropy_grad, _softmax_cross_entropy_rows)
 
@@ -61,9 +62,11 @@ def _check_operands(x, labels, rows, weights, biases, outputs, activations, mask
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def _dense_relu_gradient(x, labels, rows, eps, weights, biases, outputs, activations, masks,
-                         y, row_loss, dW, db):
+                         y, row_loss, dW, db, mailbox):
     """See ``dense_relu_gradient``. rows (N, K) are the targets as rows (one-hot or soft),
-    of y's dtype, or an empty (0, 0) array where labels hold them."""
+    of y's dtype, or an empty (0, 0) array where labels hold them. The products cut in
+    halves (``halves.product``, as the layers' ``gemm.matmul`` does) post their second half
+    to mailbox."""
     _check_operands(x, labels, rows, weights, biases, outputs, activations, masks, y, row_loss,
                     dW, db)
     L = len(weights)
@@ -71,7 +74,7 @@ def _dense_relu_gradient(x, labels, rows, eps, weights, biases, outputs, activat
     layer_input = x
     for l in range(L):
         out = outputs[l]
-        gemm(layer_input, False, weights[l], False, out, 0)
+        product(layer_input, False, weights[l], False, out, 0, mailbox)
         _add_bias(out, biases[l])
         if l < L - 1:
             _relu(out.reshape(-1), activations[l].reshape(-1), masks[l].reshape(-1))
@@ -90,9 +93,9 @@ def _dense_relu_gradient(x, labels, rows, eps, weights, biases, outputs, activat
         _bias_gradient(dout, db[l])
         if l > 0:  # (a network reads no gradient of its input)
             below = outputs[l - 1]
-            gemm(dout, False, weights[l], True, below, 0)
+            product(dout, False, weights[l], True, below, 0, mailbox)
             _relu_backward(below.reshape(-1), masks[l - 1].reshape(-1))
-        gemm(layer_input, True, dout, False, dW[l], 0)
+        product(layer_input, True, dout, False, dW[l], 0, mailbox)
         if l > 0:
             dout = outputs[l - 1]
 
@@ -131,8 +134,9 @@ def dense_relu_gradient(x, labels, rows, weights, biases, activations, masks, y,
     if rows is None:
         rows = np.empty((0, 0), dtype)
     run = _dense_relu_gradient if blas.AVAILABLE else _dense_relu_gradient.py_func
-    run(x, labels, rows, dtype.type(1e-7), weights, biases, outputs, activations, masks, y,
-        row_loss, dW, db)
+    with single_threaded_blas():  # the pool thread's half too: it runs inside this pin
+        run(x, labels, rows, dtype.type(1e-7), weights, biases, outputs, activations, masks, y,
+            row_loss, dW, db, handover.mailbox())
 
 
 def _misfit(x, labels, rows, weights, biases, activations, masks, y, row_loss, dW, db):

@@ -24,7 +24,7 @@ import time
 import numba
 import numpy as np
 
-from . import handover, recycle
+from . import halves, handover, recycle
 from .blas_pin import single_threaded_blas
 
 __all__ = ["matmul", "matmul_pair", "pieces", "run_parts", "single_threaded_blas", "blas_scope"]
@@ -53,7 +53,8 @@ def _parts_from_environment():
 
 
 PARTS = _parts_from_environment()  # how many pieces a large product or a batch is cut into
-MIN_SPLIT_FLOPS = 2e7     # smaller products run in one call: a hand-off costs ~25 us
+# smaller products run in one call, or in two halves (``halves``): a hand-off costs ~10 us
+MIN_SPLIT_FLOPS = halves.HALVES_MAX_FLOPS
 MIN_SPLIT_DIM = 64        # an output side shorter than this is not split
 INNER_SPLIT_RATIO = 8     # an inner dimension this many times the longer output side is split:
                           # each part then reads its share of both factors, not all of one
@@ -147,6 +148,32 @@ def _empty_product(a, b):
     return recycle.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
 
 
+def _blas_operand(m):
+    """(m, False) or (m.T, True), whichever has rows that BLAS can step through, or None."""
+    size = m.itemsize
+    if not (m.flags.aligned and m.dtype.isnative):
+        return None
+    for view, transposed in ((m, False), (m.T, True)):
+        step = view.strides[0]
+        if view.strides[1] == size and step % size == 0 and step >= size * view.shape[1]:
+            return view, transposed
+    return None
+
+
+def _in_halves(a, b):
+    """a @ b through ``halves.multiply`` (the compiled kernels' cut of a mid-sized product),
+    or None where the operands are not what BLAS takes."""
+    if a.dtype != b.dtype or a.dtype.char not in "fd":
+        return None
+    op_a, op_b = _blas_operand(a), _blas_operand(b)
+    if op_a is None or op_b is None:
+        return None
+    (a_rows, trans_a), (b_rows, trans_b) = op_a, op_b
+    out = _empty_product(a, b)
+    halves.multiply(a_rows, trans_a, b_rows, trans_b, out, 0, handover.mailbox())
+    return out
+
+
 def matmul(a, b):
     """a @ b for 2-D float arrays (views and transposes are fine), as a new C-ordered array."""
     m, k = a.shape
@@ -155,6 +182,10 @@ def matmul(a, b):
         return a @ b  # no worker thread wakes up: no need to pin BLAS to one thread
     with single_threaded_blas():
         if 2.0 * m * n * k < MIN_SPLIT_FLOPS:
+            if halves.splits(m, n, k):
+                out = _in_halves(a, b)
+                if out is not None:
+                    return out
             return a @ b
         out = _empty_product(a, b)
         tasks = _output_pieces(a, b, out, PARTS)

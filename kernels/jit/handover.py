@@ -20,96 +20,32 @@ A counter is raised by one thread and waited on by another (``Counter``). The ra
 then reads whether the waiter sleeps; the waiter says it sleeps, then reads the counter; both
 sequentially consistent, so one of them sees the other's store and no wake-up is lost.
 
+While it spins, a pool thread also runs the second halves of the products that compiled code
+posts to its mailbox (``halves``, ``mailbox``): BLAS calls it makes without the GIL. A caller
+that finds it asleep nudges it awake for the products that follow.
+
 One caller at a time hands work over (``hand_over``); a second thread calling meanwhile, or a
 task that hands over from inside a pool thread, gets None and runs its tasks itself. A forked
 child starts its own threads.
 """
 import atexit
 import os
-import platform
 import threading
 import time
 
+import numba
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic, overload
+from numba import njit
 
-__all__ = ["hand_over", "WORKER_SPIN_US", "CALLER_SPIN_US", "LINGER_US"]
+from . import halves
+from .atomics import load as _load, spin_hint as _spin_hint, store as _store
+from .blas_pin import _blas_libraries
+
+__all__ = ["hand_over", "mailbox", "WORKER_SPIN_US", "CALLER_SPIN_US", "LINGER_US"]
 
 WORKER_SPIN_US = 500   # a pool thread's wait for its next task, spinning, before it sleeps
 CALLER_SPIN_US = 2000  # the caller's wait for a pool thread's task, spinning, before it sleeps
 LINGER_US = 8          # a pool thread's pause between seeing its task and taking the GIL
-
-# x86's pause as the LLVM intrinsic: Numba's JIT has no assembler for inline asm
-_SPIN_HINT = ("llvm.x86.sse2.pause" if platform.machine().lower() in ("x86_64", "amd64")
-              else None)
-
-
-def _cell_pointer(context, builder, array_type, array, index):
-    ary = context.make_array(array_type)(context, builder, array)
-    return cgutils.get_item_pointer(context, builder, array_type, ary, [index])
-
-
-# Compiled code reads and writes the cells atomically, in sequential consistency, through
-# the intrinsics below; run as Python (NUMBA_DISABLE_JIT), plain indexing under the GIL is
-# ordered already, and there is no spin hint.
-def _load(cells, index):
-    return cells[index]
-
-
-def _store(cells, index, value):
-    cells[index] = value
-
-
-def _spin_hint():
-    pass
-
-
-@intrinsic
-def _atomic_load(typingctx, cells, index):
-    def codegen(context, builder, signature, args):
-        pointer = _cell_pointer(context, builder, signature.args[0], args[0], args[1])
-        return builder.load_atomic(pointer, "seq_cst", 8)
-    return types.int64(cells, index), codegen
-
-
-@intrinsic
-def _atomic_store(typingctx, cells, index, value):
-    def codegen(context, builder, signature, args):
-        pointer = _cell_pointer(context, builder, signature.args[0], args[0], args[1])
-        builder.store_atomic(args[2], pointer, "seq_cst", 8)
-        return context.get_dummy_value()
-    return types.void(cells, index, types.int64), codegen
-
-
-@intrinsic
-def _pause(typingctx):
-    # tells the core that this is a wait loop: less power, and an SMT sibling runs faster
-    def codegen(context, builder, signature, args):
-        if _SPIN_HINT is not None:
-            hint = cgutils.get_or_insert_function(builder.module,
-                                                  ir.FunctionType(ir.VoidType(), []), _SPIN_HINT)
-            builder.call(hint, [])
-        return context.get_dummy_value()
-    return types.void(), codegen
-
-
-@overload(_load)
-def _load_compiled(cells, index):
-    return lambda cells, index: _atomic_load(cells, index)
-
-
-@overload(_store)
-def _store_compiled(cells, index, value):
-    return lambda cells, index, value: _atomic_store(cells, index, value)
-
-
-@overload(_spin_hint)
-def _spin_hint_compiled():
-    return lambda: _pause()
-
 
 @njit(cache=True)
 def _exchange(cells, store_at, value, load_at):
@@ -139,6 +75,33 @@ def _raise_then_wait(raised, count, awaited, awaited_count, spins, linger):
     return 1 if _load(awaited, 0) >= awaited_count else 0
 
 
+@njit(nogil=True, cache=True)
+def _raise_then_serve(raised, count, awaited, awaited_count, spins, linger, mailbox):
+    """``_raise_then_wait``, and while it waits, the products posted to the thread's mailbox
+    (``halves``) run here, each starting the count of looks again. The mailbox is open only
+    in here."""
+    if count >= 0:
+        _store(raised, 0, count)
+        if _load(raised, 1):
+            return -1
+    halves.open_mailbox(mailbox)
+    looks = 0
+    while True:
+        if halves.serve_posted(mailbox):
+            looks = 0
+        elif _load(awaited, 0) >= awaited_count or looks >= spins:
+            if halves.close_mailbox(mailbox):
+                break
+        else:
+            _spin_hint()
+            looks += 1
+    if _load(awaited, 0) >= awaited_count:
+        for _ in range(linger):
+            _spin_hint()
+        return 1
+    return 0
+
+
 _spins_per_us = None
 
 
@@ -160,6 +123,7 @@ class Counter:
     def __init__(self):
         self.cells = np.zeros(2, np.int64)  # [count, 1 while the waiter sleeps]
         self._wake = threading.Condition(threading.Lock())
+        self._nudged = False
 
     def value(self):
         return int(self.cells[0])
@@ -178,12 +142,21 @@ class Counter:
             self.sleep_until(count)
 
     def sleep_until(self, count):
+        """Sleeps until the count reaches `count`, or until ``nudge``."""
         with self._wake:
             try:
-                while _exchange(self.cells, 1, 1, 0) < count:
+                while _exchange(self.cells, 1, 1, 0) < count and not self._nudged:
                     self._wake.wait()
             finally:
                 self.cells[1] = 0  # a raiser that still sees 1 only notifies nobody
+                self._nudged = False
+
+    def nudge(self):
+        """Wakes a sleeping waiter before the count has come."""
+        if self.cells[1]:
+            with self._wake:
+                self._nudged = True
+                self._wake.notify()
 
 
 class _PoolThread:
@@ -193,6 +166,7 @@ class _PoolThread:
         self.posted, self.done = Counter(), Counter()
         self.count = 0  # tasks posted so far
         self._task = self._outcome = None
+        self.mailbox = halves.closed_mailbox()
         self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self.thread.start()
 
@@ -213,13 +187,23 @@ class _PoolThread:
     def finished(self):
         return self.done.value() >= self.count
 
+    def _wait(self, done_count, posted_count, spins, linger):
+        if halves.ENABLED:
+            return _raise_then_serve(self.done.cells, done_count, self.posted.cells,
+                                     posted_count, spins, linger, self.mailbox)
+        return _raise_then_wait(self.done.cells, done_count, self.posted.cells, posted_count,
+                                spins, linger)
+
     def _serve(self):
         spins, linger = _spins(WORKER_SPIN_US), _spins(LINGER_US)
         count = 1
-        came = _raise_then_wait(self.done.cells, -1, self.posted.cells, count, spins, linger)
+        came = self._wait(-1, count, spins, linger)
         while True:
             if not came:
                 self.posted.sleep_until(count)
+                if self.posted.value() < count:  # nudged: the mailbox is wanted again
+                    came = self._wait(-1, count, spins, linger)
+                    continue
             task = self._task
             if task is None:
                 return
@@ -227,12 +211,10 @@ class _PoolThread:
                 self._outcome = (True, task())
             except BaseException as error:  # handed back to the caller, which raises it
                 self._outcome = (False, error)
-            came = _raise_then_wait(self.done.cells, count, self.posted.cells, count + 1,
-                                    spins, linger)
+            came = self._wait(count, count + 1, spins, linger)
             if came < 0:
                 self.done.wake()
-                came = _raise_then_wait(self.done.cells, -1, self.posted.cells, count + 1,
-                                        spins, linger)
+                came = self._wait(-1, count + 1, spins, linger)
             count += 1
 
 
@@ -257,6 +239,42 @@ def hand_over(here, there):
         finally:
             theirs = _results(helpers)
         return mine, theirs
+    finally:
+        _caller.release()
+
+
+_CLOSED = halves.closed_mailbox()  # no thread opens it
+_blas_of_each_thread = None
+
+
+def mailbox():
+    """Where this thread's compiled products post their second halves (``halves``): the first
+    pool thread's mailbox, the thread started if need be, while Numba allows this thread two
+    threads or more; else a mailbox that no thread opens."""
+    global _blas_of_each_thread
+    if not halves.ENABLED or numba.get_num_threads() < 2:
+        return _CLOSED
+    if _blas_of_each_thread is None:
+        # a BLAS whose thread count each thread sets (MKL) would run the pool thread's half
+        # on as many threads as it likes: the pool thread pins it only in Python tasks
+        _blas_of_each_thread = bool(_blas_libraries()[1])
+    if _blas_of_each_thread:
+        return _CLOSED
+    threads = _threads
+    try:
+        thread = threads[0]
+    except IndexError:
+        pass
+    else:
+        # asleep, it has closed its mailbox: woken, it opens it again for the next products
+        thread.posted.nudge()
+        return thread.mailbox
+    if not _caller.acquire(blocking=False):
+        return _CLOSED
+    try:
+        if not _threads:
+            _threads.append(_PoolThread("fastconv-parts-0"))
+        return _threads[0].mailbox
     finally:
         _caller.release()
 
