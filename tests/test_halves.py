@@ -40,13 +40,24 @@ def pool_thread_ready(seconds=60):
     Looks without sleeping: woken, the thread spins for half a millisecond, then sleeps."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if handover.mailbox()[halves._STATE] == halves.OPEN:
+        if halves.state_of(handover.mailbox()) == halves.OPEN:
             return True
     return False
 
 
 def served():
-    return int(handover.mailbox()[halves._DONE_SEQ])
+    return int(handover.mailbox()[halves._SERVED])
+
+
+def served_while_multiplying(a, b, halves_wanted, seconds=30):
+    """Whether the pool thread runs that many halves of a @ b within `seconds`. Not at once:
+    after a pause (a compile) it may wait for the GIL a few milliseconds to go to sleep, or
+    to wake, and until then its mailbox is closed."""
+    before = served()
+    deadline = time.monotonic() + seconds
+    while served() - before < halves_wanted and time.monotonic() < deadline:
+        product_of(a, False, b, False, handover.mailbox())
+    return served() - before >= halves_wanted
 
 
 def product_of(a, trans_a, b, trans_b, mailbox, beta_start=None):
@@ -88,10 +99,7 @@ def test_the_pool_thread_takes_the_second_half(two_threads):
     rng = np.random.default_rng(0)
     a, b = operands(rng, 100, 50, 784, False, False, np.float32)
     assert pool_thread_ready()
-    before = served()
-    for _ in range(200):
-        product_of(a, False, b, False, handover.mailbox())
-    assert served() - before > 100  # a few may find it between its Python tasks
+    assert served_while_multiplying(a, b, 100)
 
 
 @needs_compiled_halves
@@ -118,12 +126,9 @@ def test_a_sleeping_pool_thread_is_woken_for_the_next_products(two_threads):
     a, b = operands(rng, 100, 50, 784, False, False, np.float32)
     assert pool_thread_ready()
     time.sleep(20 * handover.WORKER_SPIN_US * 1e-6)  # it stops spinning and sleeps
-    assert handover.mailbox()[halves._STATE] == halves.CLOSED
+    assert halves.state_of(handover.mailbox()) == halves.CLOSED
     assert pool_thread_ready(seconds=5)  # mailbox() woke it
-    before = served()
-    for _ in range(50):
-        product_of(a, False, b, False, handover.mailbox())
-    assert served() > before
+    assert served_while_multiplying(a, b, 10)
 
 
 @needs_compiled_halves
@@ -172,7 +177,7 @@ a = rng.standard_normal((100, 784)).astype(np.float32)
 b = rng.standard_normal((784, 50)).astype(np.float32)
 want = gemm.matmul(a, b)
 from fastconv.kernels.jit import halves
-while handover.mailbox()[halves._STATE] != halves.OPEN:
+while halves.state_of(handover.mailbox()) != halves.OPEN:
     gemm.matmul(a, b)
 pid = os.fork()
 if pid == 0:
@@ -184,17 +189,34 @@ print(os.waitstatus_to_exitcode(status), np.array_equal(gemm.matmul(a, b), want)
     assert out.split() == ["0", "True"]
 
 
-@pytest.mark.parametrize("state", [halves.CLOSED, halves.TAKEN, halves.POSTED])
+@pytest.mark.parametrize("state", [halves.CLOSED, halves.TAKEN, halves.POSTED,
+                                   halves.RUNNING])
 def test_a_caller_posts_only_to_an_open_mailbox(state):
     rng = np.random.default_rng(3)
     a, b = operands(rng, 50, 50, 784, False, False, np.float32)
     c = np.zeros((50, 50), np.float32)
     mailbox = halves.closed_mailbox()
-    mailbox[halves._STATE] = halves.OPEN
+    mailbox[halves._STATE] = halves._tagged(0, halves.OPEN)
     assert halves._post(a, False, b, False, c, 0, mailbox) == 1
-    assert mailbox[halves._STATE] == halves.POSTED and mailbox[halves._C] == c.ctypes.data
-    mailbox[halves._STATE] = state
+    assert mailbox[halves._STATE] == halves._tagged(1, halves.POSTED)
+    assert mailbox[halves._C] == c.ctypes.data
+    mailbox[halves._STATE] = halves._tagged(1, state)
     before = mailbox.copy()
-    other = np.zeros_like(c)
-    assert halves._post(a, False, b, False, other, 0, mailbox) == 0
+    assert halves._post(a, False, b, False, np.zeros_like(c), 0, mailbox) == 0
     np.testing.assert_array_equal(mailbox, before)
+
+
+def test_a_caller_takes_back_only_its_own_post_before_it_starts():
+    rng = np.random.default_rng(4)
+    a, b = operands(rng, 50, 50, 784, False, False, np.float32)
+    c = np.zeros((50, 50), np.float32)
+    mailbox = halves.closed_mailbox()
+    mailbox[halves._STATE] = halves._tagged(0, halves.OPEN)
+    first = halves._post(a, False, b, False, c, 0, mailbox)
+    assert halves._taken_back(mailbox, first)
+    assert halves.state_of(mailbox) == halves.OPEN
+    second = halves._post(a, False, b, False, c, 0, mailbox)
+    assert second == first + 1
+    assert not halves._taken_back(mailbox, first)  # another caller's post now
+    mailbox[halves._STATE] = halves._tagged(second, halves.RUNNING)  # the pool thread has it
+    assert not halves._taken_back(mailbox, second)

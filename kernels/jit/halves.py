@@ -14,12 +14,19 @@ thread makes it, so the results do not depend on the thread count, nor on whethe
 thread took its half. A pool thread that is busy with a Python task, asleep, or not started
 leaves its mailbox closed, and the caller multiplies both halves.
 
-The mailbox is an int64 array: its state, the sequence numbers of the products posted and
-done, and the posted call's operands (BLAS pointers and sizes). States: closed (the pool
-thread will not look), open (it spins, looking), taken (a caller is writing a call) and
-posted. A caller takes an open mailbox by compare-and-swap, so one caller at a time posts; the
-pool thread closes it the same way before it leaves to run Python or to sleep, and runs
-what was posted first.
+The mailbox is an int64 array: a state cell, how many halves the pool thread has run, the
+sequence number of the last one it finished, and the posted call (BLAS pointers and sizes).
+The state cell holds a state in its low 3 bits and the sequence number of the last post above
+them, so that a compare-and-swap on it names one post. States: closed (the pool thread will
+not look), open (it spins, looking), taken (a caller is writing a call), posted, running.
+- A caller takes an open mailbox (open -> taken), so one caller at a time posts; it writes
+  the call, then posts it under the next sequence number.
+- The pool thread starts a posted call (posted -> running), runs it, and opens the mailbox.
+- A caller that finishes its own half while its post has not started takes it back (posted
+  -> open) and runs it itself: it never waits for a pool thread that the OS has not
+  scheduled, only for a half being multiplied.
+- The pool thread closes an open mailbox (open -> closed) before it leaves to run Python or
+  to sleep.
 """
 import numba
 import numpy as np
@@ -38,8 +45,9 @@ HALVES_MIN_SIDE = 16   # an output side shorter than this is not cut
 # from here on gemm.matmul cuts a product into gemm.PARTS pieces through the Python pool
 HALVES_MAX_FLOPS = 2e7
 
-CLOSED, OPEN, TAKEN, POSTED = 0, 1, 2, 3
-_STATE, _POSTED_SEQ, _DONE_SEQ, _ITEMSIZE, _TRANS_A, _TRANS_B, _M, _N, _K = range(9)
+CLOSED, OPEN, TAKEN, POSTED, RUNNING = 0, 1, 2, 3, 4
+_STATE_BITS = 8  # the state cell: sequence number * 8 + state
+_STATE, _SERVED, _DONE_SEQ, _ITEMSIZE, _TRANS_A, _TRANS_B, _M, _N, _K = range(9)
 _A, _LDA, _B, _LDB, _C, _LDC, _BETA = range(9, 16)
 MAILBOX_CELLS = 16
 
@@ -59,21 +67,41 @@ def splits(m, n, k):
     return HALVES_MIN_FLOPS <= flops < HALVES_MAX_FLOPS and max(m, n) >= HALVES_MIN_SIDE
 
 
+@register_jitable
+def state_of(mailbox):
+    return load(mailbox, _STATE) % _STATE_BITS
+
+
+@register_jitable
+def _tagged(sequence, state):
+    return sequence * _STATE_BITS + state
+
+
 @njit(nogil=True, cache=True)
 def open_mailbox(mailbox):
-    store(mailbox, _STATE, OPEN)
+    """Opens the pool thread's closed mailbox (only the pool thread opens or closes it)."""
+    cell = load(mailbox, _STATE)
+    if cell % _STATE_BITS == CLOSED:
+        store(mailbox, _STATE, cell - CLOSED + OPEN)
 
 
 @njit(nogil=True, cache=True)
 def close_mailbox(mailbox):
-    """Closes an open mailbox; False while a caller is posting to it (run that first)."""
-    return compare_exchange(mailbox, _STATE, OPEN, CLOSED) or load(mailbox, _STATE) == CLOSED
+    """Closes an open mailbox; False while a call is being posted to it (run that first)."""
+    cell = load(mailbox, _STATE)
+    state = cell % _STATE_BITS
+    if state == CLOSED:
+        return True
+    return state == OPEN and compare_exchange(mailbox, _STATE, cell, cell - OPEN + CLOSED)
 
 
 @njit(nogil=True, cache=True)
 def serve_posted(mailbox):
-    """Runs the call posted to the mailbox, if one is; whether one was."""
-    if load(mailbox, _STATE) != POSTED:
+    """Runs the call posted to the mailbox, if one is and its caller has not taken it back;
+    whether it did."""
+    cell = load(mailbox, _STATE)
+    if cell % _STATE_BITS != POSTED or not compare_exchange(mailbox, _STATE, cell,
+                                                             cell - POSTED + RUNNING):
         return False
     m = mailbox
     if m[_ITEMSIZE] == 4:
@@ -84,8 +112,10 @@ def serve_posted(mailbox):
         _dgemm(np.int32(101), np.int32(m[_TRANS_A]), np.int32(m[_TRANS_B]), m[_M], m[_N], m[_K],
                np.float64(1), np.uint64(m[_A]), m[_LDA], np.uint64(m[_B]), m[_LDB],
                np.float64(m[_BETA]), np.uint64(m[_C]), m[_LDC])
-    store(mailbox, _DONE_SEQ, load(mailbox, _POSTED_SEQ))
-    store(mailbox, _STATE, OPEN)
+    sequence = cell // _STATE_BITS
+    store(mailbox, _SERVED, m[_SERVED] + 1)
+    store(mailbox, _DONE_SEQ, sequence)
+    store(mailbox, _STATE, _tagged(sequence, OPEN))
     return True
 
 
@@ -93,9 +123,11 @@ def serve_posted(mailbox):
 def _post(a, trans_a, b, trans_b, c, beta, mailbox):
     """Posts c = op(a) @ op(b) (+ c) to an open mailbox and returns its sequence number; 0,
     with nothing posted, where the mailbox is not open."""
-    if not compare_exchange(mailbox, _STATE, OPEN, TAKEN):
+    cell = load(mailbox, _STATE)
+    if cell % _STATE_BITS != OPEN or not compare_exchange(mailbox, _STATE, cell,
+                                                          cell - OPEN + TAKEN):
         return 0
-    sequence = mailbox[_POSTED_SEQ] + 1
+    sequence = cell // _STATE_BITS + 1
     mailbox[_ITEMSIZE] = c.itemsize
     mailbox[_TRANS_A] = 112 if trans_a else 111  # CBLAS_TRANSPOSE
     mailbox[_TRANS_B] = 112 if trans_b else 111
@@ -105,9 +137,15 @@ def _post(a, trans_a, b, trans_b, c, beta, mailbox):
     mailbox[_B], mailbox[_LDB] = b.ctypes.data, _leading_dim(b)
     mailbox[_C], mailbox[_LDC] = c.ctypes.data, _leading_dim(c)
     mailbox[_BETA] = 1 if beta else 0
-    store(mailbox, _POSTED_SEQ, sequence)
-    store(mailbox, _STATE, POSTED)  # the pool thread reads the call only after this
+    store(mailbox, _STATE, _tagged(sequence, POSTED))  # the pool thread reads the call after
     return sequence
+
+
+@register_jitable
+def _taken_back(mailbox, sequence):
+    """Whether the post of that sequence number was taken back before the pool thread
+    started it."""
+    return compare_exchange(mailbox, _STATE, _tagged(sequence, POSTED), _tagged(sequence, OPEN))
 
 
 @register_jitable
@@ -132,8 +170,8 @@ def product(a, trans_a, b, trans_b, c, beta, mailbox):
         c0, c1 = c[:, :mid], c[:, mid:]
     posted = _post(a1, trans_a, b1, trans_b, c1, beta, mailbox)
     gemm(a0, trans_a, b0, trans_b, c0, beta)
-    if posted:
-        while load(mailbox, _DONE_SEQ) < posted:
+    if posted and not _taken_back(mailbox, posted):
+        while load(mailbox, _DONE_SEQ) < posted:  # the pool thread is multiplying it
             spin_hint()
     else:
         gemm(a1, trans_a, b1, trans_b, c1, beta)
