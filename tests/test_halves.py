@@ -115,6 +115,7 @@ def test_one_thread_posts_nothing():
 @needs_compiled_halves
 def test_small_and_large_products_are_not_cut():
     assert not halves.splits(100, 10, 50)         # 0.1 MFLOP: one call
+    assert halves.splits(100, 100, 50)            # 1 MFLOP
     assert halves.splits(100, 50, 784)            # TwoLayerNet's first layer
     assert not halves.splits(8, 8, 100000)        # sides too short to cut
     assert not halves.splits(100, 100, 4320)      # the gemm pool's pieces take it
