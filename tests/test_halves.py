@@ -221,3 +221,23 @@ def test_a_caller_takes_back_only_its_own_post_before_it_starts():
     assert not halves._taken_back(mailbox, first)  # another caller's post now
     mailbox[halves._STATE] = halves._tagged(second, halves.RUNNING)  # the pool thread has it
     assert not halves._taken_back(mailbox, second)
+
+
+def test_a_network_without_mid_sized_products_does_not_compile_the_serving_loop():
+    # SimpleConvNet's first step on an empty cache is a target (<= 10 s): the serving wait
+    # loop would add 0.37 s to it
+    out = run_script("""
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from fastconv.kernels.jit import handover
+from fastconv.nets import SimpleConvNet, TwoLayerNet
+rng = np.random.default_rng(0)
+net = SimpleConvNet(dtype=np.float32)
+for _ in range(3):
+    net.gradient(rng.random((100, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, 100))
+print(len(handover._threads) > 0, any(t.serving for t in handover._threads))
+TwoLayerNet(784, 50, 10).gradient(rng.random((100, 784)), rng.integers(0, 10, 100))
+print(all(t.serving for t in handover._threads[:1]))
+""")
+    assert out.split() == ["True", "False", "True"]
