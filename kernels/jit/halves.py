@@ -48,7 +48,7 @@ HALVES_MIN_SIDE = 16   # an output side shorter than this is not cut
 HALVES_MAX_FLOPS = 2e7
 
 CLOSED, OPEN, TAKEN, POSTED, RUNNING = 0, 1, 2, 3, 4
-_STATE_BITS = 8  # the state cell: sequence number * 8 + state
+_STATES = 8  # the state cell holds sequence number * _STATES + state
 _STATE, _SERVED, _DONE_SEQ, _ITEMSIZE, _TRANS_A, _TRANS_B, _M, _N, _K = range(9)
 _A, _LDA, _B, _LDB, _C, _LDC, _BETA = range(9, 16)
 MAILBOX_CELLS = 16
@@ -71,19 +71,20 @@ def splits(m, n, k):
 
 @register_jitable
 def state_of(mailbox):
-    return load(mailbox, _STATE) % _STATE_BITS
+    """CLOSED, OPEN, TAKEN, POSTED or RUNNING."""
+    return load(mailbox, _STATE) % _STATES
 
 
 @register_jitable
 def _tagged(sequence, state):
-    return sequence * _STATE_BITS + state
+    return sequence * _STATES + state
 
 
 @njit(nogil=True, cache=True)
 def open_mailbox(mailbox):
     """Opens the pool thread's closed mailbox (only the pool thread opens or closes it)."""
     cell = load(mailbox, _STATE)
-    if cell % _STATE_BITS == CLOSED:
+    if cell % _STATES == CLOSED:
         store(mailbox, _STATE, cell - CLOSED + OPEN)
 
 
@@ -91,7 +92,7 @@ def open_mailbox(mailbox):
 def close_mailbox(mailbox):
     """Closes an open mailbox; False while a call is being posted to it (run that first)."""
     cell = load(mailbox, _STATE)
-    state = cell % _STATE_BITS
+    state = cell % _STATES
     if state == CLOSED:
         return True
     return state == OPEN and compare_exchange(mailbox, _STATE, cell, cell - OPEN + CLOSED)
@@ -102,7 +103,7 @@ def serve_posted(mailbox):
     """Runs the call posted to the mailbox, if one is and its caller has not taken it back;
     whether it did."""
     cell = load(mailbox, _STATE)
-    if cell % _STATE_BITS != POSTED or not compare_exchange(mailbox, _STATE, cell,
+    if cell % _STATES != POSTED or not compare_exchange(mailbox, _STATE, cell,
                                                              cell - POSTED + RUNNING):
         return False
     m = mailbox
@@ -114,7 +115,7 @@ def serve_posted(mailbox):
         _dgemm(np.int32(101), np.int32(m[_TRANS_A]), np.int32(m[_TRANS_B]), m[_M], m[_N], m[_K],
                np.float64(1), np.uint64(m[_A]), m[_LDA], np.uint64(m[_B]), m[_LDB],
                np.float64(m[_BETA]), np.uint64(m[_C]), m[_LDC])
-    sequence = cell // _STATE_BITS
+    sequence = cell // _STATES
     store(mailbox, _SERVED, m[_SERVED] + 1)
     store(mailbox, _DONE_SEQ, sequence)
     store(mailbox, _STATE, _tagged(sequence, OPEN))
@@ -126,10 +127,10 @@ def _post(a, trans_a, b, trans_b, c, beta, mailbox):
     """Posts c = op(a) @ op(b) (+ c) to an open mailbox and returns its sequence number; 0,
     with nothing posted, where the mailbox is not open."""
     cell = load(mailbox, _STATE)
-    if cell % _STATE_BITS != OPEN or not compare_exchange(mailbox, _STATE, cell,
+    if cell % _STATES != OPEN or not compare_exchange(mailbox, _STATE, cell,
                                                           cell - OPEN + TAKEN):
         return 0
-    sequence = cell // _STATE_BITS + 1
+    sequence = cell // _STATES + 1
     mailbox[_ITEMSIZE] = c.itemsize
     mailbox[_TRANS_A] = 112 if trans_a else 111  # CBLAS_TRANSPOSE
     mailbox[_TRANS_B] = 112 if trans_b else 111
