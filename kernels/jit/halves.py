@@ -40,9 +40,11 @@ from .blas import _dgemm, _leading_dim, _sgemm, gemm
 __all__ = ["ENABLED", "HALVES_MIN_FLOPS", "closed_mailbox", "splits", "product", "multiply"]
 
 # Zen 5, one call against two halves, float32 / float64: 100x784 @ 784x50 (7.8 MFLOP) 50 -> 28
-# / 113 -> 60 us; 100x100 @ 100x100 (2 MFLOP) 9.2 -> 6.1 / 17.1 -> 10.2; 100x50 @ 50x100 (1
-# MFLOP) 9.5 -> 6.8 / 9.1 -> 6.1; 100x64 @ 64x64 (0.8 MFLOP) 3.9 -> 3.3 / 7.2 -> 5.0
-HALVES_MIN_FLOPS = 1e6
+# / 113 -> 60 us, 100x100 @ 100x100 (2 MFLOP) 9.2 -> 6.1 / 17.1 -> 10.2 us alone; but in a
+# float64 MultiLayerNet step (784-100x4-10) cutting its 2 MFLOP hidden layers too took 0.96-
+# 1.07x the time against 0.81-0.95x for its first layer alone: each cut layer's output
+# crosses cores to the next layer
+HALVES_MIN_FLOPS = 5e6
 HALVES_MIN_SIDE = 16   # an output side shorter than this is not cut
 # from here on gemm.matmul cuts a product into gemm.PARTS pieces through the Python pool
 HALVES_MAX_FLOPS = 2e7
