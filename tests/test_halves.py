@@ -81,6 +81,8 @@ def test_halves_give_the_product_and_the_same_bits_whoever_multiplies(
     before = numba.get_num_threads()
     numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
     try:
+        if halves.ENABLED and numba.get_num_threads() >= 2:
+            assert pool_thread_ready()  # so that it takes the second half, mostly
         shared = product_of(a, trans_a, b, trans_b, handover.mailbox(), start)
     finally:
         numba.set_num_threads(before)
