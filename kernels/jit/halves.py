@@ -23,8 +23,8 @@ not look), open (it spins, looking), taken (a caller is writing a call), posted,
   the call, then posts it under the next sequence number.
 - The pool thread starts a posted call (posted -> running), runs it, and opens the mailbox.
 - A caller that finishes its own half while its post has not started takes it back (posted
-  -> open) and runs it itself: it never waits for a pool thread that the OS has not
-  scheduled, only for a half being multiplied.
+  -> open) and runs it itself: it waits only for a half being multiplied, never for a pool
+  thread that has not started (one that the OS has not scheduled).
 - The pool thread closes an open mailbox (open -> closed) before it leaves to run Python or
   to sleep.
 """
