@@ -236,6 +236,17 @@ def test_python_threads_get_their_own_results():
         np.testing.assert_array_equal(a, b)
 
 
+def kernel_arguments():
+    """dense_relu_gradient's keyword arguments for a 6-5-3 float32 network on 4 rows, its
+    outputs zeroed, that the refusal tests then spoil one at a time."""
+    x, labels, rows, weights, biases = dense_operands([6, 5, 3], 4, np.float32, "labels", 0)
+    return dict(x=x, labels=labels, rows=rows, weights=weights, biases=biases,
+                activations=(np.zeros((4, 5), np.float32),), masks=(np.zeros((4, 5), np.bool_),),
+                y=np.zeros((4, 3), np.float32), row_loss=np.zeros(4, np.float32),
+                dW=tuple(np.zeros(W.shape, np.float32) for W in weights),
+                db=tuple(np.zeros(W.shape[1], np.float32) for W in weights))
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda a: a.update(labels=a["labels"] + 10), "labels must lie in"),
     (lambda a: a.update(labels=a["labels"][:-1]), "labels"),
@@ -245,12 +256,7 @@ def test_python_threads_get_their_own_results():
     (lambda a: a.update(activations=(np.zeros((4, 4), np.float32),)), "activations"),
 ])
 def test_kernel_refuses_arrays_that_do_not_fit_before_writing(edit, message):
-    x, labels, rows, weights, biases = dense_operands([6, 5, 3], 4, np.float32, "labels", 0)
-    args = dict(x=x, labels=labels, rows=rows, weights=weights, biases=biases,
-                activations=(np.zeros((4, 5), np.float32),), masks=(np.zeros((4, 5), np.bool_),),
-                y=np.zeros((4, 3), np.float32), row_loss=np.zeros(4, np.float32),
-                dW=tuple(np.zeros(W.shape, np.float32) for W in weights),
-                db=tuple(np.zeros(W.shape[1], np.float32) for W in weights))
+    args = kernel_arguments()
     edit(args)
     with pytest.raises(ValueError, match=message):
         jit.dense_relu_gradient(**args)
@@ -267,12 +273,7 @@ def test_kernel_refuses_arrays_that_do_not_fit_before_writing(edit, message):
      "weights must hold C-contiguous"),
 ])
 def test_kernel_names_an_argument_of_the_wrong_type(edit, message):
-    x, labels, rows, weights, biases = dense_operands([6, 5, 3], 4, np.float32, "labels", 0)
-    args = dict(x=x, labels=labels, rows=rows, weights=weights, biases=biases,
-                activations=(np.zeros((4, 5), np.float32),), masks=(np.zeros((4, 5), np.bool_),),
-                y=np.zeros((4, 3), np.float32), row_loss=np.zeros(4, np.float32),
-                dW=tuple(np.zeros(W.shape, np.float32) for W in weights),
-                db=tuple(np.zeros(W.shape[1], np.float32) for W in weights))
+    args = kernel_arguments()
     edit(args)
     with pytest.raises(TypeError, match=message):
         jit.dense_relu_gradient(**args)
