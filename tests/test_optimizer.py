@@ -424,6 +424,11 @@ def _bad_shape(params, grads):
     grads["W2"] = grads["W2"].T
 
 
+def _bad_shape_same_size(params, grads):
+    # contiguous, of the right size and dtype: only its shape is wrong
+    grads["W2"] = np.ascontiguousarray(grads["W2"].T)
+
+
 def _bad_int_param(params, grads):
     params["b2"] = np.arange(7)
 
@@ -436,9 +441,10 @@ def _bad_readonly_param(params, grads):
 @pytest.mark.parametrize("bad, error, words", [
     (_bad_missing, KeyError, ["'b1'"]),
     (_bad_shape, ValueError, ["'W2'", "(7, 20)", "(20, 7)"]),
+    (_bad_shape_same_size, ValueError, ["'W2'", "(7, 20)", "(20, 7)"]),
     (_bad_int_param, TypeError, ["'b2'", "int64"]),
     (_bad_readonly_param, ValueError, ["'b2'", "read-only"]),
-], ids=["missing-grad", "shape", "int-param", "read-only"])
+], ids=["missing-grad", "shape", "contiguous-shape", "int-param", "read-only"])
 @pytest.mark.parametrize("name", NAMES)
 def test_bad_input_raises_and_changes_nothing(name, bad, error, words, fresh):
     rng = np.random.default_rng(7)
