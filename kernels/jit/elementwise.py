@@ -10,6 +10,7 @@ from numba import njit, prange
 
 from . import recycle
 from .dispatch import in_parts_above, parallel_above
+from .float32_exp import exp
 from .gemm import blas_scope, matmul, matmul_pair
 
 __all__ = ["blas_scope", "relu_forward", "relu_backward", "affine_forward", "affine_backward",
@@ -69,11 +70,11 @@ def _softmax_cross_entropy_rows(x, t, eps, y, row_loss):
         for k in range(1, K):
             if x[i, k] > peak:
                 peak = x[i, k]
+        for k in range(K):  # apart from the sum, so that float32's exp vectorizes
+            y[i, k] = exp(x[i, k] - peak)
         total = zero
         for k in range(K):
-            e = np.exp(x[i, k] - peak)
-            y[i, k] = e
-            total += e
+            total += y[i, k]
         for k in range(K):
             y[i, k] = y[i, k] / total
         row_loss[i] = np.log(y[i, t[i]] + eps)
