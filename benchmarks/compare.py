@@ -72,9 +72,9 @@ FLOAT64_WORKLOADS = ("simple_step64", "deep_step64")  # fastconv in float64, no 
 
 # (warm-up calls, timed calls) for fastconv/PyTorch and for the book's code. A TwoLayerNet
 # step is a tenth of a millisecond: after 5 warm-up steps both contenders still ran their
-# next 100 steps 5-13% slower than their steady state (fastconv's pool thread not yet
-# spinning, PyTorch's first window 250 against 220 us), so they warm up for 100 steps and
-# are timed over 1000 (0.3 s a round for PyTorch).
+# next 100 steps 5-13% slower than their steady state (fastconv's pool thread served 1.58
+# of the 2 halves a step there, 1.96-2.00 after; PyTorch's first window 250 against 220 us),
+# so they warm up for 100 steps and are timed over 1000 (0.3 s a round for PyTorch).
 REPEATS = {
     "simple_step": ((3, 30), (1, 10)),
     "deep_step": ((2, 10), (1, 2)),
