@@ -17,17 +17,26 @@ def test_rewrite_replaces_the_block_and_nothing_else(times, tmp_path):
     page.write_text(f"before\n{times.START}\nold times\n{times.END}\nafter\n")
     rows = {"train_convnet.py": (0, 71.4, ["Training: 1 image in 1 s, 23,456 images/s"]),
             "train_deepnet.py": (1, 5.0, [])}
-    times.rewrite(page, times.block(rows, ["--only", "train_convnet.py"]))
+    # as measured where nothing forces OpenBLAS's kernel, whatever this process's environment
+    measured = dict(times.measured_now(), forced_kernel="")
+    times.rewrite(page, times.block(rows, ["--only", "train_convnet.py"], measured))
     text = page.read_text()
     assert text.startswith(f"before\n{times.START}\nMeasured ") and text.endswith(
         f"{times.END}\nafter\n")
     assert "old times" not in text
-    assert "`python tools/example_times.py --only train_convnet.py`" in text
+    command = "python tools/example_times.py --only train_convnet.py"
+    words = " ".join(text.split())  # the block is wrapped
+    assert f"`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE {command}`" in words
+    assert "forced by" not in text
     assert "| `train_convnet.py` | ch07 SimpleConvNet, 20 epochs | 71 s | 23,456 images/s |" in text
     assert "failed (exit 1)" in text
     assert "load average" in text
     assert "parity mode" in text
     assert "fast mode" in times.block(rows, ["--fast"])
+    forced = times.block(rows, ["--only", "train_convnet.py"],
+                         dict(measured, forced_kernel="Haswell"))
+    words = " ".join(forced.split())
+    assert f"by `{command}`" in words and "forced by OPENBLAS_CORETYPE=Haswell" in words
 
 
 def test_a_page_without_the_markers_is_refused(times, tmp_path):
