@@ -19,6 +19,8 @@ forward GEMM, epilogue, prologue, bias-gradient row sums, the two backward GEMMs
 crop), each phase looped over the batch in the chunks the pipeline uses for that dtype by
 one compiled driver (no Python between chunks); the affine, ReLU, softmax, batch-norm and
 dropout kernels; the optimizer updates; and, unless ``--no-steps``, whole training steps.
+The phases are the im2col pipeline's: a layer whose forward pass runs directly
+(``pipeline.DIRECT_MAX_CHANNELS``) times its forward block whole, by that path.
 
 Measurement: one process, 1 Numba thread and 1 BLAS thread (set here before NumPy and
 Numba are imported), ``time.thread_time`` (CPU time of this thread, so another job on a

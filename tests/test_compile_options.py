@@ -55,8 +55,9 @@ def _helpers_of(kernel, found):
     return found
 
 
-CHUNK_LOOPS = (pipeline._forward_chunks, pipeline._backward_chunks,
-               pipeline._winograd_forward_chunks, pipeline._winograd_backward_chunks)
+CHUNK_LOOPS = (pipeline._forward_chunks, pipeline._direct_forward_chunks,
+               pipeline._backward_chunks, pipeline._winograd_forward_chunks,
+               pipeline._winograd_backward_chunks)
 
 
 @pytest.mark.parametrize("loop", CHUNK_LOOPS, ids=lambda loop: loop.py_func.__name__)

@@ -28,9 +28,10 @@ import numpy as np
 from numba import njit
 
 from ..shapes import conv_output_hw
-from . import background_compile, blas, recycle
+from . import background_compile, blas, recycle, simd
 from .blas import gemm
 from .compile_options import HELPER_INLINE
+from .direct import direct_rows, direct_weights, shifted_size
 from .epilogues import (GRADIENT_RELU_POOL, OUTPUT_RELU_POOL, OUTPUT_RELU_POOL_VALUES,
                         _add_row_sums, backward_prologue, forward_epilogue, gradient_rows_split,
                         output_rows_split, windows_are_tiles)
@@ -81,6 +82,14 @@ DOT_MIN_COLUMNS_FLOAT32 = 8
 # Winograd there too took the float32 DeepConvNet step from 39.0-40.8 to 35.2-37.2 ms
 # (three alternating pairs).
 WINOGRAD_MIN_CHANNELS = 8
+# Which stride-1 convs that do not run by Winograd are computed directly (direct.py) in the
+# forward pass: at most this many input channels, and only where compiled code has 512-bit
+# registers (the direct blocks keep 18 vectors in them; AVX2's 16 would spill). Forward
+# im2col + GEMM against direct, one thread, 50 images (float32 / float64, Zen 5): 1->30 5x5
+# (SimpleConvNet) 0.82-0.84x / 0.86-0.89x the time, 1->16 3x3 pad 1 (DeepConvNet's first)
+# 0.94x / 0.96x, 2->16 and 4->16 3x3 0.86x / 0.95-0.98x, 3->32 5x5 at 32x32 0.75x / 0.86x;
+# 8->16 3x3 at 14x14 lost in float32 (1.48x), 16->32 in both (1.48x / 1.11x).
+DIRECT_MAX_CHANNELS = 4
 
 
 COMPILED = blas.AVAILABLE  # run each part as one compiled call (else its Python source)
@@ -145,6 +154,25 @@ def _forward_chunks(x, Wm, lo, hi, chunk, geometry, scratch, epilogue):
                                    split_rows)
         gemm(Wm, False, cols, False, rows, 0)
         forward_epilogue(kind, rows, n0, conv_h, conv_w, b, pool, out, argmax, split_rows)
+
+
+@njit(nogil=True, cache=True)
+def _direct_forward_chunks(x, Wd, lo, hi, chunk, geometry, scratch, epilogue):
+    """_forward_chunks for a stride-1 conv computed directly (``direct``): Wd holds the
+    weight matrix's rows padded to a multiple of 6; scratch = (padded image, shifted rows,
+    tap offsets, rows)."""
+    FH, FW, _, pad, conv_h, conv_w = geometry
+    kind, b, pool, out, argmax = epilogue
+    split_rows = output_rows_split(kind, pool, conv_h, conv_w)
+    padded, shifted, offsets, flat_rows = scratch
+    FN = out.shape[1]
+    for n0 in range(lo, hi, chunk):
+        n1 = min(n0 + chunk, hi)
+        m = (n1 - n0) * conv_h * conv_w
+        direct_rows(x, n0, n1, Wd, FH, FW, pad, conv_h, conv_w, split_rows, padded, shifted,
+                    offsets, flat_rows[:Wd.shape[0] * m].reshape((Wd.shape[0], m)))
+        forward_epilogue(kind, flat_rows[:FN * m].reshape((FN, m)), n0, conv_h, conv_w, b,
+                         pool, out, argmax, split_rows)
 
 
 @njit(nogil=True, cache=True)
@@ -333,6 +361,27 @@ def _winograd_operands(x, W, geometry):
                            WINOGRAD_CHUNK_BYTES)
 
 
+def _direct_operands(x, Wm, geometry):
+    """The weight matrix padded for ``direct_rows`` where the layer's forward pass runs
+    directly, else None."""
+    if (not simd.FULL_WIDTH or geometry[2] != 1 or x.shape[1] > DIRECT_MAX_CHANNELS
+            or x.dtype not in simd.LANES):
+        return None
+    return direct_weights(Wm)
+
+
+def _direct_scratch(x, Wd, geometry, chunk):
+    """(padded image, shifted rows, tap offsets, rows): this thread's buffers for
+    ``_direct_forward_chunks``."""
+    _, C, H, W = x.shape
+    FH, FW, _, pad, conv_h, conv_w = geometry
+    return (_scratch_array("direct padded", (1, C, H + 2 * pad, W + 2 * pad), x.dtype),
+            _scratch_array("direct shifted", shifted_size(C, FW, H + 2 * pad, conv_w, x.dtype),
+                           x.dtype),
+            _scratch_array("direct offsets", 2 * C * FH * FW, np.int64),
+            _scratch_array("rows", Wd.shape[0] * chunk * conv_h * conv_w, x.dtype))
+
+
 def _winograd_scratch(x, FN, geometry, chunk):
     """(V, M, rows, padded images, down): this thread's buffers for a Winograd chunk; down
     is the input transforms' scratch."""
@@ -355,6 +404,7 @@ def forward_part(x, W, stride, pad, epilogue):
     transform is a BLAS product: on OpenBLAS's threads it took 2-3x longer)."""
     x, Wm, geometry, chunk = _layer_operands(x, W, stride, pad)
     winograd = _winograd_operands(x, W, geometry)
+    direct = None if winograd is not None else _direct_operands(x, Wm, geometry)
     background_compile.start(x.dtype, "im2col" if winograd is None else "winograd")
     run = _chunk_loop(_forward_chunks)
 
@@ -365,6 +415,11 @@ def forward_part(x, W, stride, pad, epilogue):
             if _chunk_loop(_winograd_forward_chunks)(x, U, lo, hi, images, geometry, scratch,
                                                      epilogue):
                 return
+        if direct is not None:
+            _chunk_loop(_direct_forward_chunks)(x, direct, lo, hi, chunk, geometry,
+                                                _direct_scratch(x, direct, geometry, chunk),
+                                                epilogue)
+            return
         run(x, Wm, lo, hi, chunk, geometry, _scratch_arrays(x, Wm, geometry, chunk), epilogue)
     return part
 

@@ -1,0 +1,237 @@
+"""The direct stride-1 convolution of the jit pipeline (``kernels/jit/direct.py``) and its
+vectors (``simd.py``): the products against a float64 NumPy oracle over random shapes,
+paddings, filter counts and both dtypes, the layers that run it against their twins, bit
+identity with 1 and 2 threads, and operands that do not fit."""
+import contextlib
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from fastconv.kernels import jit, reference
+from fastconv.kernels.jit import direct, pipeline, simd
+from fastconv.kernels.jit.im2col import _row_slot
+from fastconv.kernels.shapes import conv_output_hw
+
+from test_kernels import assert_all_close, assert_close, conv_operands
+
+SETTINGS = settings(max_examples=40, deadline=None)
+DTYPES = st.sampled_from([np.float32, np.float64])
+
+
+@contextlib.contextmanager
+def every_conv_directly(max_channels=8):
+    """Every stride-1 conv of up to max_channels channels that Winograd does not take runs
+    directly, whatever the CPU; yields a list of each forward call's choice (True: direct)."""
+    saved = (simd.FULL_WIDTH, pipeline.DIRECT_MAX_CHANNELS, pipeline._direct_operands)
+    chosen = []
+
+    def recording(*args):
+        operands = saved[2](*args)
+        chosen.append(operands is not None)
+        return operands
+
+    simd.FULL_WIDTH, pipeline.DIRECT_MAX_CHANNELS = True, max_channels
+    pipeline._direct_operands = recording
+    try:
+        yield chosen
+    finally:
+        simd.FULL_WIDTH, pipeline.DIRECT_MAX_CHANNELS, pipeline._direct_operands = saved
+
+
+def oracle_rows(x, W, pad, split_rows):
+    """The conv's (FN, N * out_h * out_w) rows in float64, each image's output rows in the
+    order of ``_row_slot``, summed tap by tap; and the same sum of |terms|, the scale of
+    its rounding."""
+    N, C, H, Wd = x.shape
+    FN, _, FH, FW = W.shape
+    out_h, out_w = conv_output_hw(H, Wd, FH, FW, 1, pad)
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    out = np.zeros((FN, N, out_h, out_w))
+    magnitude = np.zeros_like(out)
+    for c in range(C):
+        for ky in range(FH):
+            for kx in range(FW):
+                terms = (W[:, c, ky, kx, None, None, None].astype(np.float64)
+                         * xp[None, :, c, ky:ky + out_h, kx:kx + out_w])
+                out += terms
+                magnitude += np.abs(terms)
+    rows_of = np.empty(out_h, dtype=int)
+    for oy in range(out_h):
+        rows_of[_row_slot.py_func(oy, out_h, split_rows)] = oy
+    return out[:, :, rows_of].reshape(FN, -1), magnitude[:, :, rows_of].reshape(FN, -1)
+
+
+def direct_scratch(C, H, W, FH, FW, pad, dtype):
+    out_w = W + 2 * pad - FW + 1
+    return (np.empty((1, C, H + 2 * pad, W + 2 * pad), dtype),
+            np.empty(direct.shifted_size(C, FW, H + 2 * pad, out_w, dtype), dtype),
+            np.empty(2 * C * FH * FW, np.int64))
+
+
+@st.composite
+def direct_geometry(draw):
+    """(x shape, FN, FH, FW, pad, split_rows): filters up to 6x6, outputs from a single
+    position to a few blocks of vectors, filter counts below, at and past blocks of 6."""
+    FH, FW, pad = draw(st.integers(1, 6)), draw(st.integers(1, 6)), draw(st.integers(0, 2))
+    H = draw(st.integers(max(1, FH - 2 * pad), 30))
+    W = draw(st.integers(max(1, FW - 2 * pad), 30))
+    out_h = H + 2 * pad - FH + 1
+    split_rows = out_h % 2 == 0 and draw(st.booleans())
+    return ((draw(st.integers(1, 3)), draw(st.integers(1, 4)), H, W), draw(st.integers(1, 14)),
+            FH, FW, pad, split_rows)
+
+
+@SETTINGS
+@given(direct_geometry(), DTYPES, st.integers(0, 2**32 - 1))
+def test_direct_rows_match_the_oracle(geometry, dtype, seed):
+    shape, FN, FH, FW, pad, split_rows = geometry
+    N, C, H, W = shape
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    weights = rng.standard_normal((FN, C, FH, FW)).astype(dtype)
+    out_h, out_w = conv_output_hw(H, W, FH, FW, 1, pad)
+    padded_weights = direct.direct_weights(weights.reshape(FN, -1))
+    # images n0..n1-1 of a larger batch, into rows that start as NaN
+    n0 = int(rng.integers(0, N))
+    rows = np.full((padded_weights.shape[0], (N - n0) * out_h * out_w), np.nan, dtype)
+    direct.direct_rows(x, n0, N, padded_weights, FH, FW, pad, out_h, out_w, split_rows,
+                       *direct_scratch(C, H, W, FH, FW, pad, dtype), rows)
+    want, magnitude = oracle_rows(x[n0:], weights, pad, split_rows)
+    # one rounding per FMA, C*FH*FW of them, each at most eps of the running |sum|
+    bound = 2 * C * FH * FW * np.finfo(dtype).eps * magnitude + np.finfo(dtype).tiny
+    assert np.all(np.abs(rows[:FN] - want) <= bound)
+    assert np.all(rows[FN:] == 0)  # the zero filters that fill the last block of 6
+
+
+@SETTINGS
+@given(direct_geometry(), DTYPES, st.booleans(), st.integers(0, 2**32 - 1))
+def test_conv_relu_run_directly_matches_twin(geometry, dtype, need_dx, seed):
+    shape, FN, FH, FW, pad, _ = geometry
+    rng, x, W, b = conv_operands(shape, FN, FH, FW, dtype, seed)
+    with every_conv_directly() as chosen:
+        out, ctx = jit.conv_relu_forward(x, W, b, 1, pad)
+        ref_out, ref_ctx = reference.conv_relu_forward(x, W, b, 1, pad)
+        dout = rng.standard_normal(out.shape).astype(dtype)
+        got = jit.conv_relu_backward(dout, ref_out, x, W, ctx, 1, pad, need_dx)
+    winograd = (FH, FW) == (3, 3) and shape[1] >= pipeline.WINOGRAD_MIN_CHANNELS
+    assert chosen == ([] if winograd else [True])
+    assert_close(out, ref_out, dtype)
+    want = reference.conv_relu_backward(dout, ref_out, x, W, ref_ctx, 1, pad, need_dx)
+    assert_all_close(got, want, dtype)
+
+
+@SETTINGS
+@given(direct_geometry(), DTYPES, st.booleans(), st.integers(0, 2**32 - 1))
+def test_conv_relu_2x2_pool_run_directly_matches_twin(geometry, dtype, with_argmax, seed):
+    """The pooled layers split each image's output rows (even rows first), as the pool
+    reads them."""
+    shape, FN, FH, FW, pad, _ = geometry
+    conv_h, conv_w = conv_output_hw(shape[2], shape[3], FH, FW, 1, pad)
+    if conv_h < 2 or conv_w < 2:
+        return
+    rng, x, W, b = conv_operands(shape, FN, FH, FW, dtype, seed)
+    pool = (2, 2, 2, 0)
+    ref_out, ref_argmax, ref_ctx = reference.conv_relu_pool_forward(x, W, b, 1, pad, *pool)
+    with every_conv_directly() as chosen:
+        out, argmax, ctx = jit.conv_relu_pool_forward(x, W, b, 1, pad, *pool,
+                                                      with_argmax=with_argmax)
+    assert chosen == [True]
+    assert_close(out, ref_out, dtype)
+    if with_argmax:  # where two cells of a window tie within rounding, either may win
+        dout = rng.standard_normal(ref_out.shape).astype(dtype)
+        with every_conv_directly():
+            got = jit.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ctx, 1, pad,
+                                              *pool)
+        want = reference.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ref_ctx, 1,
+                                                 pad, *pool)
+        assert_all_close(got, want, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_direct_layers_are_bit_identical_with_1_and_2_threads(dtype):
+    # SimpleConvNet's first block, and DeepConvNet's first conv (pad 1, 16 filters: a last
+    # block of 6 that is partial)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((20, 1, 28, 28)).astype(dtype)
+    W5, b5 = rng.standard_normal((30, 1, 5, 5)).astype(dtype), rng.standard_normal(30)
+    W3, b3 = rng.standard_normal((16, 1, 3, 3)).astype(dtype), rng.standard_normal(16)
+    before = numba.get_num_threads()
+    results = []
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        try:
+            with every_conv_directly() as chosen:
+                pooled = jit.conv_relu_pool_forward(x, W5, b5.astype(dtype), 1, 0, 2, 2, 2, 0)
+                relu, _ = jit.conv_relu_forward(x, W3, b3.astype(dtype), 1, 1)
+            assert chosen == [True, True]
+            results.append((pooled[0], pooled[1], relu))
+        finally:
+            numba.set_num_threads(before)
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
+
+
+def test_the_direct_path_is_taken_only_where_it_was_measured_to_win():
+    x = np.zeros((2, 4, 12, 12), np.float32)
+    Wm = np.zeros((8, 4 * 9), np.float32)
+    geometry = (3, 3, 1, 1, 12, 12)
+    saved = simd.FULL_WIDTH
+    try:
+        simd.FULL_WIDTH = True
+        assert pipeline._direct_operands(x, Wm, geometry) is not None
+        assert pipeline._direct_operands(x, Wm, (3, 3, 2, 1, 6, 6)) is None  # stride 2
+        wide = np.zeros((2, pipeline.DIRECT_MAX_CHANNELS + 1, 12, 12), np.float32)
+        assert pipeline._direct_operands(wide, Wm, geometry) is None
+        simd.FULL_WIDTH = False  # AVX2: the 18 accumulators would not fit its 16 registers
+        assert pipeline._direct_operands(x, Wm, geometry) is None
+    finally:
+        simd.FULL_WIDTH = saved
+
+
+@pytest.mark.parametrize("what", ["shifted", "offsets", "rows", "weights", "images",
+                                  "geometry", "padded"])
+def test_operands_that_do_not_fit_are_refused_before_anything_is_written(what):
+    """The vectors load and store unchecked, so direct_rows proves every index in range
+    first."""
+    dtype = np.float32
+    N, C, H, W, FH, FW, pad = 3, 2, 10, 9, 3, 3, 1
+    out_h, out_w = conv_output_hw(H, W, FH, FW, 1, pad)
+    x = np.ones((N, C, H, W), dtype)
+    weights = direct.direct_weights(np.ones((7, C * FH * FW), dtype))
+    padded, shifted, offsets = direct_scratch(C, H, W, FH, FW, pad, dtype)
+    rows = np.full((weights.shape[0], N * out_h * out_w), np.nan, dtype)
+    n0, n1 = 0, N
+    if what == "shifted":  # the rows without the room that the last block reads past them
+        shifted = shifted[:C * FW * (H + 2 * pad) * out_w]
+    elif what == "offsets":
+        offsets = offsets[:C * FH * FW - 1]
+    elif what == "rows":
+        rows = rows[:, :-1]
+    elif what == "weights":
+        weights = weights[:-1]
+    elif what == "images":
+        n1 = N + 1
+    elif what == "geometry":
+        out_w += 1
+    else:
+        padded = np.empty((1, C, H + 2 * pad - 1, W + 2 * pad), dtype)
+    offsets[:] = -1
+    with pytest.raises(ValueError, match="direct_rows"):
+        direct.direct_rows(x, n0, n1, weights, FH, FW, pad, out_h, out_w, True, padded,
+                           shifted, offsets, rows)
+    assert np.isnan(rows).all() and (offsets == -1).all()
+
+
+def test_vectors_as_python_mean_what_the_compiled_ones_do():
+    """NUMBA_DISABLE_JIT runs simd's Python versions."""
+    for dtype, lanes in ((np.float32, 16), (np.float64, 8)):
+        a = np.arange(40, dtype=dtype)
+        out = np.zeros(40, dtype)
+        v = simd.fma(simd.load(a, 3), simd.splat(dtype(2)), simd.splat(dtype(1)))
+        simd.store(out, 5, v)
+        want = np.zeros(40, dtype)
+        want[5:5 + lanes] = 2 * a[3:3 + lanes] + 1
+        np.testing.assert_array_equal(out, want)
+        assert simd.LANES[np.dtype(dtype)] == lanes
