@@ -96,12 +96,12 @@ def _tap_offsets(C, FH, FW, padded_h, out_w, first_row, split_rows, offsets):
                 t += 1
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True)
 def _fma3(w, x0, x1, x2, acc):
     return fma(w, x0, acc[0]), fma(w, x1, acc[1]), fma(w, x2, acc[2])
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True)
 def _store3(out, start, acc, lanes):
     store(out, start, acc[0])
     store(out, start + lanes, acc[1])
@@ -153,7 +153,8 @@ def direct_rows(x, n0, n1, W, FH, FW, pad, out_h, out_w, split_rows, padded, shi
             and W.shape[0] % BLOCK_FILTERS == 0 and W.shape[1] == K
             and rows.shape[0] == W.shape[0] and rows.shape[1] == (n1 - n0) * P
             and offsets.size >= halves * K
-            and (pad == 0 or padded.shape[1:] == (C, padded_h, padded_w))):
+            and (pad == 0 or (padded.shape[1] == C and padded.shape[2] == padded_h
+                             and padded.shape[3] == padded_w))):
         raise ValueError("direct_rows: the operands do not fit the layer's shapes")
     # every read below stays inside shifted: the largest tap offset (the last shifted block,
     # at its lowest row read) plus a run rounded up to whole blocks
@@ -169,7 +170,7 @@ def direct_rows(x, n0, n1, W, FH, FW, pad, out_h, out_w, split_rows, padded, shi
     flat = rows.ravel()
     stride = rows.shape[1]
     whole = run - run % block
-    tail = np.empty(BLOCK_FILTERS * block, dtype=rows.dtype)  # a last, partial block
+    tail = np.empty(BLOCK_FILTERS * block, dtype=rows.dtype)
     for n in range(n0, n1):
         if pad:
             _pad_images(x, n, n + 1, pad, padded)
@@ -184,8 +185,8 @@ def direct_rows(x, n0, n1, W, FH, FW, pad, out_h, out_w, split_rows, padded, shi
                 row = f0 * stride + start
                 for q0 in range(0, whole, block):
                     _block(shifted, tap_offsets, W, f0, q0, flat, row + q0, stride)
-                if whole < run:
+                if whole < run:  # a last, partial block: to tail, then its part to rows
                     _block(shifted, tap_offsets, W, f0, whole, tail, 0, block)
                     for j in range(BLOCK_FILTERS):
-                        flat[row + j * stride + whole:row + j * stride + run] = \
-                            tail[j * block:j * block + run - whole]
+                        for i in range(run - whole):
+                            flat[row + j * stride + whole + i] = tail[j * block + i]

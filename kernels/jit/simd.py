@@ -151,21 +151,21 @@ def _fma(typingctx, a, b, c):
     return a(a, b, c), codegen
 
 
-@overload(load, inline="always")
+@overload(load)
 def _load_overload(array, index):
     return lambda array, index: _load(array, index)
 
 
-@overload(store, inline="always")
+@overload(store)
 def _store_overload(array, index, vector):
     return lambda array, index, vector: _store(array, index, vector)
 
 
-@overload(splat, inline="always")
+@overload(splat)
 def _splat_overload(value):
     return lambda value: _splat(value)
 
 
-@overload(fma, inline="always")
+@overload(fma)
 def _fma_overload(a, b, c):
     return lambda a, b, c: _fma(a, b, c)
