@@ -3,6 +3,7 @@ vectors (``simd.py``): the products against a float64 NumPy oracle over random s
 paddings, filter counts and both dtypes, the layers that run it against their twins, bit
 identity with 1 and 2 threads, and operands that do not fit."""
 import contextlib
+import os
 
 import numba
 import numpy as np
@@ -24,20 +25,22 @@ DTYPES = st.sampled_from([np.float32, np.float64])
 def every_conv_directly(max_channels=8):
     """Every stride-1 conv of up to max_channels channels that Winograd does not take runs
     directly, whatever the CPU; yields a list of each forward call's choice (True: direct)."""
-    saved = (simd.FULL_WIDTH, pipeline.DIRECT_MAX_CHANNELS, pipeline._direct_operands)
+    saved = (pipeline.DIRECT_CONV, simd.FULL_WIDTH, pipeline.DIRECT_MAX_CHANNELS,
+             pipeline._direct_operands)
     chosen = []
 
     def recording(*args):
-        operands = saved[2](*args)
+        operands = saved[3](*args)
         chosen.append(operands is not None)
         return operands
 
-    simd.FULL_WIDTH, pipeline.DIRECT_MAX_CHANNELS = True, max_channels
+    pipeline.DIRECT_CONV, simd.FULL_WIDTH, pipeline.DIRECT_MAX_CHANNELS = True, True, max_channels
     pipeline._direct_operands = recording
     try:
         yield chosen
     finally:
-        simd.FULL_WIDTH, pipeline.DIRECT_MAX_CHANNELS, pipeline._direct_operands = saved
+        (pipeline.DIRECT_CONV, simd.FULL_WIDTH, pipeline.DIRECT_MAX_CHANNELS,
+         pipeline._direct_operands) = saved
 
 
 def oracle_rows(x, W, pad, split_rows):
@@ -173,13 +176,15 @@ def test_direct_layers_are_bit_identical_with_1_and_2_threads(dtype):
         np.testing.assert_array_equal(one, two)
 
 
-def test_the_direct_path_is_taken_only_where_it_was_measured_to_win():
+def test_the_direct_path_is_taken_only_when_asked_and_where_it_was_measured_to_win():
     x = np.zeros((2, 4, 12, 12), np.float32)
     Wm = np.zeros((8, 4 * 9), np.float32)
     geometry = (3, 3, 1, 1, 12, 12)
-    saved = simd.FULL_WIDTH
+    saved = pipeline.DIRECT_CONV, simd.FULL_WIDTH
     try:
-        simd.FULL_WIDTH = True
+        pipeline.DIRECT_CONV, simd.FULL_WIDTH = False, True  # the default: off
+        assert pipeline._direct_operands(x, Wm, geometry) is None
+        pipeline.DIRECT_CONV = True
         assert pipeline._direct_operands(x, Wm, geometry) is not None
         assert pipeline._direct_operands(x, Wm, (3, 3, 2, 1, 6, 6)) is None  # stride 2
         wide = np.zeros((2, pipeline.DIRECT_MAX_CHANNELS + 1, 12, 12), np.float32)
@@ -187,7 +192,20 @@ def test_the_direct_path_is_taken_only_where_it_was_measured_to_win():
         simd.FULL_WIDTH = False  # AVX2: the 18 accumulators would not fit its 16 registers
         assert pipeline._direct_operands(x, Wm, geometry) is None
     finally:
-        simd.FULL_WIDTH = saved
+        pipeline.DIRECT_CONV, simd.FULL_WIDTH = saved
+
+
+def test_the_switch_is_read_from_the_environment(tmp_path):
+    import subprocess
+    import sys
+    code = "from fastconv.kernels.jit import pipeline; print(pipeline.DIRECT_CONV)"
+    for value, want in (("1", "True"), ("0", "False"), (None, "False")):
+        env = {k: v for k, v in os.environ.items() if k != "FASTCONV_DIRECT_CONV"}
+        if value is not None:
+            env["FASTCONV_DIRECT_CONV"] = value
+        printed = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        assert printed == want
 
 
 @pytest.mark.parametrize("what", ["shifted", "offsets", "rows", "weights", "images",

@@ -96,12 +96,12 @@ def _tap_offsets(C, FH, FW, padded_h, out_w, first_row, split_rows, offsets):
                 t += 1
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def _fma3(w, x0, x1, x2, acc):
     return fma(w, x0, acc[0]), fma(w, x1, acc[1]), fma(w, x2, acc[2])
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def _store3(out, start, acc, lanes):
     store(out, start, acc[0])
     store(out, start + lanes, acc[1])

@@ -22,6 +22,7 @@ Parts own disjoint images; the weight and bias gradients are summed per part and
 added in a fixed order. No result depends on the thread count.
 """
 import math
+import os
 import threading
 
 import numpy as np
@@ -82,13 +83,17 @@ DOT_MIN_COLUMNS_FLOAT32 = 8
 # Winograd there too took the float32 DeepConvNet step from 39.0-40.8 to 35.2-37.2 ms
 # (three alternating pairs).
 WINOGRAD_MIN_CHANNELS = 8
-# Which stride-1 convs that do not run by Winograd are computed directly (direct.py) in the
-# forward pass: at most this many input channels, and only where compiled code has 512-bit
-# registers (the direct blocks keep 18 vectors in them; AVX2's 16 would spill). Forward
-# im2col + GEMM against direct, one thread, 50 images (float32 / float64, Zen 5): 1->30 5x5
-# (SimpleConvNet) 0.82-0.84x / 0.86-0.89x the time, 1->16 3x3 pad 1 (DeepConvNet's first)
-# 0.94x / 0.96x, 2->16 and 4->16 3x3 0.86x / 0.95-0.98x, 3->32 5x5 at 32x32 0.75x / 0.86x;
-# 8->16 3x3 at 14x14 lost in float32 (1.48x), 16->32 in both (1.48x / 1.11x).
+# FASTCONV_DIRECT_CONV=1 computes the forward pass of stride-1 convs of few channels that
+# do not run by Winograd directly (direct.py), where compiled code has 512-bit registers (the
+# direct blocks keep 18 vectors in them; AVX2's 16 would spill). Forward im2col + GEMM
+# against direct, one thread, 50 images (float32 / float64, Zen 5): 1->30 5x5 (SimpleConvNet)
+# 0.82-0.90x / 0.86-0.89x the time, 1->16 3x3 pad 1 (DeepConvNet's first) 0.94-1.00x /
+# 0.96-1.01x, 2->16 and 4->16 3x3 0.86x / 0.95-0.98x, 3->32 5x5 at 32x32 0.75x / 0.86x;
+# 8->16 3x3 at 14x14 lost in float32 (1.48x), 16->32 in both (1.48x / 1.11x). It is off by
+# default: 10k-image SimpleConvNet inference took 8-13% less time and a training step 0-2%,
+# but the direct loop compiled in 10.5 s where im2col's took 7.8, and a first SimpleConvNet
+# step on an empty cache took 12.1-12.6 s against 9.3-9.4 (docs/performance.md).
+DIRECT_CONV = os.environ.get("FASTCONV_DIRECT_CONV", "0") == "1"
 DIRECT_MAX_CHANNELS = 4
 
 
@@ -364,8 +369,8 @@ def _winograd_operands(x, W, geometry):
 def _direct_operands(x, Wm, geometry):
     """The weight matrix padded for ``direct_rows`` where the layer's forward pass runs
     directly, else None."""
-    if (not simd.FULL_WIDTH or geometry[2] != 1 or x.shape[1] > DIRECT_MAX_CHANNELS
-            or x.dtype not in simd.LANES):
+    if (not DIRECT_CONV or not simd.FULL_WIDTH or geometry[2] != 1
+            or x.shape[1] > DIRECT_MAX_CHANNELS or x.dtype not in simd.LANES):
         return None
     return direct_weights(Wm)
 
