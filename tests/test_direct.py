@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from fastconv.kernels import jit, reference
-from fastconv.kernels.jit import direct, pipeline, simd
+from fastconv.kernels.jit import direct, epilogues as ep, pipeline, simd
 from fastconv.kernels.jit.im2col import _row_slot
 from fastconv.kernels.shapes import conv_output_hw
 
@@ -140,7 +140,7 @@ def test_conv_relu_2x2_pool_run_directly_matches_twin(geometry, dtype, with_argm
     with every_conv_directly() as chosen:
         out, argmax, ctx = jit.conv_relu_pool_forward(x, W, b, 1, pad, *pool,
                                                       with_argmax=with_argmax)
-    assert chosen == [True]
+    assert chosen == [conv_h % 2 == 0 and conv_w % 2 == 0]  # where the windows tile it
     assert_close(out, ref_out, dtype)
     if with_argmax:  # where two cells of a window tie within rounding, either may win
         dout = rng.standard_normal(ref_out.shape).astype(dtype)
@@ -150,6 +150,39 @@ def test_conv_relu_2x2_pool_run_directly_matches_twin(geometry, dtype, with_argm
         want = reference.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ref_ctx, 1,
                                                  pad, *pool)
         assert_all_close(got, want, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("where", ["input", "bias"])
+@pytest.mark.parametrize("with_argmax", [True, False])
+def test_a_pool_that_meets_a_nan_reruns_its_part_by_im2col(dtype, where, with_argmax):
+    """The direct loop pools only planes without NaN (the split pool's fast path); a part
+    that holds one is done again by the im2col loop, whose general pool takes it."""
+    rng, x, W, b = conv_operands((6, 1, 12, 12), 7, 5, 5, dtype, 11)
+    if where == "input":
+        x[4, 0, 3, 5] = np.nan
+    else:
+        b[2] = np.nan
+    ref_out, ref_argmax, _ = reference.conv_relu_pool_forward(x, W, b, 1, 0, 2, 2, 2, 0)
+    calls = []
+    saved = pipeline._direct_forward_chunks
+
+    def counted(*args):
+        calls.append(saved(*args))
+        return calls[-1]
+
+    with every_conv_directly() as chosen:
+        pipeline._direct_forward_chunks = counted
+        try:
+            out, argmax, _ = jit.conv_relu_pool_forward(x, W, b, 1, 0, 2, 2, 2, 0,
+                                                        with_argmax=with_argmax)
+        finally:
+            pipeline._direct_forward_chunks = saved
+    assert chosen == [True] and False in calls
+    assert_close(out, ref_out, dtype)  # NaN where the twin has NaN
+    if with_argmax:
+        finite = np.isfinite(ref_out)
+        np.testing.assert_array_equal(argmax[finite], ref_argmax[finite])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -180,17 +213,24 @@ def test_the_direct_path_is_taken_only_when_asked_and_where_it_was_measured_to_w
     x = np.zeros((2, 4, 12, 12), np.float32)
     Wm = np.zeros((8, 4 * 9), np.float32)
     geometry = (3, 3, 1, 1, 12, 12)
+    relu = (ep.OUTPUT_RELU, None, ep.NO_POOL, None, None)
+    tiles = (ep.OUTPUT_RELU_POOL, None, (2, 2, 2, 0), None, None)
+    overlapping = (ep.OUTPUT_RELU_POOL_VALUES, None, (3, 3, 2, 1), None, None)
     saved = pipeline.DIRECT_CONV, simd.FULL_WIDTH
     try:
-        pipeline.DIRECT_CONV, simd.FULL_WIDTH = False, True  # the default: off
-        assert pipeline._direct_operands(x, Wm, geometry) is None
+        pipeline.DIRECT_CONV, simd.FULL_WIDTH = False, True  # FASTCONV_DIRECT_CONV=0
+        assert pipeline._direct_operands(x, Wm, geometry, relu) is None
         pipeline.DIRECT_CONV = True
-        assert pipeline._direct_operands(x, Wm, geometry) is not None
-        assert pipeline._direct_operands(x, Wm, (3, 3, 2, 1, 6, 6)) is None  # stride 2
+        assert pipeline._direct_operands(x, Wm, geometry, relu) is not None
+        assert pipeline._direct_operands(x, Wm, geometry, tiles) is not None
+        # a pool whose windows do not tile the output goes by im2col, whose loop has it
+        assert pipeline._direct_operands(x, Wm, geometry, overlapping) is None
+        assert pipeline._direct_operands(x, Wm, (3, 3, 1, 1, 11, 12), tiles) is None
+        assert pipeline._direct_operands(x, Wm, (3, 3, 2, 1, 6, 6), relu) is None  # stride 2
         wide = np.zeros((2, pipeline.DIRECT_MAX_CHANNELS + 1, 12, 12), np.float32)
-        assert pipeline._direct_operands(wide, Wm, geometry) is None
+        assert pipeline._direct_operands(wide, Wm, geometry, relu) is None
         simd.FULL_WIDTH = False  # AVX2: the 18 accumulators would not fit its 16 registers
-        assert pipeline._direct_operands(x, Wm, geometry) is None
+        assert pipeline._direct_operands(x, Wm, geometry, relu) is None
     finally:
         pipeline.DIRECT_CONV, simd.FULL_WIDTH = saved
 
@@ -199,7 +239,7 @@ def test_the_switch_is_read_from_the_environment(tmp_path):
     import subprocess
     import sys
     code = "from fastconv.kernels.jit import pipeline; print(pipeline.DIRECT_CONV)"
-    for value, want in (("1", "True"), ("0", "False"), (None, "False")):
+    for value, want in (("1", "True"), ("0", "False"), (None, "True")):
         env = {k: v for k, v in os.environ.items() if k != "FASTCONV_DIRECT_CONV"}
         if value is not None:
             env["FASTCONV_DIRECT_CONV"] = value

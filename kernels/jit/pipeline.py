@@ -33,9 +33,10 @@ from . import background_compile, blas, recycle, simd
 from .blas import gemm
 from .compile_options import HELPER_INLINE
 from .direct import direct_rows, direct_weights, shifted_size
-from .epilogues import (GRADIENT_RELU_POOL, OUTPUT_RELU_POOL, OUTPUT_RELU_POOL_VALUES,
-                        _add_row_sums, backward_prologue, forward_epilogue, gradient_rows_split,
-                        output_rows_split, windows_are_tiles)
+from .epilogues import (GRADIENT_RELU_POOL, OUTPUT_RELU, OUTPUT_RELU_POOL,
+                        OUTPUT_RELU_POOL_VALUES, _add_row_sums, _bias_to_nchw,
+                        _pool_split_planes, backward_prologue, forward_epilogue,
+                        gradient_rows_split, output_rows_split, windows_are_tiles)
 from .gemm import pieces, run_parts, single_threaded_blas
 from .im2col import _col2im_padded, _crop_images, _im2col_padded, _pad_images
 from .weight_gradient import add_weight_gradient_tiles
@@ -83,17 +84,17 @@ DOT_MIN_COLUMNS_FLOAT32 = 8
 # Winograd there too took the float32 DeepConvNet step from 39.0-40.8 to 35.2-37.2 ms
 # (three alternating pairs).
 WINOGRAD_MIN_CHANNELS = 8
-# FASTCONV_DIRECT_CONV=1 computes the forward pass of stride-1 convs of few channels that
-# do not run by Winograd directly (direct.py), where compiled code has 512-bit registers (the
-# direct blocks keep 18 vectors in them; AVX2's 16 would spill). Forward im2col + GEMM
-# against direct, one thread, 50 images (float32 / float64, Zen 5): 1->30 5x5 (SimpleConvNet)
-# 0.82-0.90x / 0.86-0.89x the time, 1->16 3x3 pad 1 (DeepConvNet's first) 0.94-1.00x /
-# 0.96-1.01x, 2->16 and 4->16 3x3 0.86x / 0.95-0.98x, 3->32 5x5 at 32x32 0.75x / 0.86x;
-# 8->16 3x3 at 14x14 lost in float32 (1.48x), 16->32 in both (1.48x / 1.11x). It is off by
-# default: 10k-image SimpleConvNet inference took 8-13% less time and a training step 0-2%,
-# but the direct loop compiled in 10.5 s where im2col's took 7.8, and a first SimpleConvNet
-# step on an empty cache took 12.1-12.6 s against 9.3-9.4 (docs/performance.md).
-DIRECT_CONV = os.environ.get("FASTCONV_DIRECT_CONV", "0") == "1"
+# The forward pass of a stride-1 conv of few channels that does not run by Winograd is
+# computed directly (direct.py) where compiled code has 512-bit registers (the direct blocks
+# keep 18 vectors in them; AVX2's 16 would spill), and where its output is pooled by tiles
+# or not pooled. Forward im2col + GEMM against direct, one thread, 50 images (float32 /
+# float64, Zen 5): 1->30 5x5 (SimpleConvNet) 0.82-0.90x / 0.86-0.89x the time, 1->16 3x3
+# pad 1 (DeepConvNet's first) 0.94-1.00x / 0.96-1.01x, 2->16 and 4->16 3x3 0.86x /
+# 0.95-0.98x, 3->32 5x5 at 32x32 0.75x / 0.86x; 8->16 3x3 at 14x14 lost in float32 (1.48x),
+# 16->32 in both (1.48x / 1.11x). Its loop compiles in 6.3 s against 7.8 for im2col's, since
+# it leaves the general pool to im2col (docs/performance.md). FASTCONV_DIRECT_CONV=0 turns
+# it off.
+DIRECT_CONV = os.environ.get("FASTCONV_DIRECT_CONV", "1") != "0"
 DIRECT_MAX_CHANNELS = 4
 
 
@@ -163,21 +164,39 @@ def _forward_chunks(x, Wm, lo, hi, chunk, geometry, scratch, epilogue):
 
 @njit(nogil=True, cache=True)
 def _direct_forward_chunks(x, Wd, lo, hi, chunk, geometry, scratch, epilogue):
-    """_forward_chunks for a stride-1 conv computed directly (``direct``): Wd holds the
-    weight matrix's rows padded to a multiple of 6; scratch = (padded image, shifted rows,
-    tap offsets, rows)."""
+    """_forward_chunks for a stride-1 conv computed directly (``direct``), into an epilogue
+    that pools by tiles or does not pool (``direct_epilogue``): Wd holds the weight matrix's
+    rows padded to a multiple of 6; scratch = (padded image, shifted rows, tap offsets,
+    rows). Returns False, with images unfinished, where a pool meets a NaN or a bias that is
+    not finite: the part then runs by im2col, whose general pool this loop does not compile
+    (an empty cache's first step compiles this loop alone)."""
     FH, FW, _, pad, conv_h, conv_w = geometry
     kind, b, pool, out, argmax = epilogue
     split_rows = output_rows_split(kind, pool, conv_h, conv_w)
     padded, shifted, offsets, flat_rows = scratch
     FN = out.shape[1]
+    P = conv_h * conv_w
     for n0 in range(lo, hi, chunk):
         n1 = min(n0 + chunk, hi)
-        m = (n1 - n0) * conv_h * conv_w
+        m = (n1 - n0) * P
         direct_rows(x, n0, n1, Wd, FH, FW, pad, conv_h, conv_w, split_rows, padded, shifted,
                     offsets, flat_rows[:Wd.shape[0] * m].reshape((Wd.shape[0], m)))
-        forward_epilogue(kind, flat_rows[:FN * m].reshape((FN, m)), n0, conv_h, conv_w, b,
-                         pool, out, argmax, split_rows)
+        rows = flat_rows[:FN * m].reshape((FN, m))
+        if split_rows:
+            if not _pool_split_planes(rows, b, n0, P, out, argmax, kind == OUTPUT_RELU_POOL):
+                return False
+        else:
+            _bias_to_nchw(rows, b, n0, out.reshape((out.shape[0], FN, P)), kind == OUTPUT_RELU)
+    return True
+
+
+def direct_epilogue(epilogue, conv_h, conv_w):
+    """Whether ``_direct_forward_chunks`` takes this epilogue: a 2x2 stride-2 pool that
+    tiles the output, or none."""
+    kind, _, pool, _, _ = epilogue
+    if kind == OUTPUT_RELU_POOL or kind == OUTPUT_RELU_POOL_VALUES:
+        return windows_are_tiles.py_func(pool, conv_h, conv_w)
+    return True
 
 
 @njit(nogil=True, cache=True)
@@ -366,11 +385,12 @@ def _winograd_operands(x, W, geometry):
                            WINOGRAD_CHUNK_BYTES)
 
 
-def _direct_operands(x, Wm, geometry):
+def _direct_operands(x, Wm, geometry, epilogue):
     """The weight matrix padded for ``direct_rows`` where the layer's forward pass runs
     directly, else None."""
     if (not DIRECT_CONV or not simd.FULL_WIDTH or geometry[2] != 1
-            or x.shape[1] > DIRECT_MAX_CHANNELS or x.dtype not in simd.LANES):
+            or x.shape[1] > DIRECT_MAX_CHANNELS or x.dtype not in simd.LANES
+            or not direct_epilogue(epilogue, geometry[4], geometry[5])):
         return None
     return direct_weights(Wm)
 
@@ -409,7 +429,7 @@ def forward_part(x, W, stride, pad, epilogue):
     transform is a BLAS product: on OpenBLAS's threads it took 2-3x longer)."""
     x, Wm, geometry, chunk = _layer_operands(x, W, stride, pad)
     winograd = _winograd_operands(x, W, geometry)
-    direct = None if winograd is not None else _direct_operands(x, Wm, geometry)
+    direct = None if winograd is not None else _direct_operands(x, Wm, geometry, epilogue)
     background_compile.start(x.dtype, "im2col" if winograd is None else "winograd")
     run = _chunk_loop(_forward_chunks)
 
@@ -420,10 +440,9 @@ def forward_part(x, W, stride, pad, epilogue):
             if _chunk_loop(_winograd_forward_chunks)(x, U, lo, hi, images, geometry, scratch,
                                                      epilogue):
                 return
-        if direct is not None:
-            _chunk_loop(_direct_forward_chunks)(x, direct, lo, hi, chunk, geometry,
-                                                _direct_scratch(x, direct, geometry, chunk),
-                                                epilogue)
+        if direct is not None and _chunk_loop(_direct_forward_chunks)(
+                x, direct, lo, hi, chunk, geometry, _direct_scratch(x, direct, geometry, chunk),
+                epilogue):
             return
         run(x, Wm, lo, hi, chunk, geometry, _scratch_arrays(x, Wm, geometry, chunk), epilogue)
     return part
