@@ -18,6 +18,11 @@ The 3x3 stride-1 convolutions of 8+ channels run the same way by Winograd F(2x2,
 epilogue, and the adjoints backward. A part that meets a value that is not finite reruns by
 im2col (see ``winograd``).
 
+The forward pass of a stride-1 conv of up to 4 channels that does not run by Winograd is
+computed directly where the CPU has AVX-512 (``direct``, ``_direct_forward_chunks``): no
+im2col matrix, the same rows for the same pool; a part whose pool meets a NaN reruns by
+im2col.
+
 Parts own disjoint images; the weight and bias gradients are summed per part and the parts
 added in a fixed order. No result depends on the thread count.
 """
