@@ -93,7 +93,7 @@ WINOGRAD_MIN_CHANNELS = 8
 # computed directly (direct.py) where compiled code has 512-bit registers (the direct blocks
 # keep 18 vectors in them; AVX2's 16 would spill), and where its output is pooled by tiles
 # or not pooled. Forward im2col + GEMM against direct, one thread, 50 images (float32 /
-# float64, Zen 5): 1->30 5x5 (SimpleConvNet) 0.82-0.90x / 0.86-0.89x the time, 1->16 3x3
+# float64, Zen 4): 1->30 5x5 (SimpleConvNet) 0.82-0.90x / 0.86-0.89x the time, 1->16 3x3
 # pad 1 (DeepConvNet's first) 0.94-1.00x / 0.96-1.01x, 2->16 and 4->16 3x3 0.86x /
 # 0.95-0.98x, 3->32 5x5 at 32x32 0.75x / 0.86x; 8->16 3x3 at 14x14 lost in float32 (1.48x),
 # 16->32 in both (1.48x / 1.11x). Its loop compiles in 6.3 s against 7.8 for im2col's, since
