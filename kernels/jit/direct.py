@@ -26,8 +26,8 @@ import numpy as np
 from numba import njit
 
 from .compile_options import HELPER_INLINE
-from .im2col import _pad_images
-from .simd import LANES, fma, load, splat, store
+from .im2col import _pad_images, _row_slot
+from .simd import LANES, VECTOR_BYTES, fma, load, splat, store
 
 __all__ = ["BLOCK_FILTERS", "BLOCK_VECTORS", "direct_weights", "shifted_size", "direct_rows"]
 
@@ -51,16 +51,16 @@ def shifted_size(C, FW, padded_h, out_w, dtype):
 
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _row_position(r, padded_h, split_rows):
-    """Where padded row r sits among the shifted rows: in order, or even rows first."""
-    if split_rows:
-        return (r & 1) * ((padded_h + 1) >> 1) + (r >> 1)
-    return r
+    """Where padded row r sits among the shifted rows: in order, or even rows first, as
+    ``_row_slot`` orders output rows; one more row in its count puts the extra row of an odd
+    padded_h among the even ones."""
+    return _row_slot(r, padded_h + 1, split_rows)
 
 
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _copy_row(src, s, dst, d, count):
     """dst[d:d + count] = src[s:s + count] by whole vectors, the last one overlapping."""
-    lanes = 64 // dst.itemsize
+    lanes = VECTOR_BYTES // dst.itemsize
     if count < lanes:
         for j in range(count):
             dst[d + j] = src[s + j]
@@ -112,7 +112,7 @@ def _store3(out, start, acc, lanes):
 def _block(shifted, offsets, W, f0, q0, out, start, stride):
     """out[start + j * stride + i] = sum over taps t of W[f0 + j, t] * shifted[offsets[t] + q0
     + i] for j < 6 and i < 3 vectors."""
-    lanes = 64 // shifted.itemsize
+    lanes = VECTOR_BYTES // shifted.itemsize
     K = W.shape[1]
     zero = splat(shifted.dtype.type(0))
     a0 = a1 = a2 = a3 = a4 = a5 = (zero, zero, zero)
@@ -143,7 +143,7 @@ def direct_rows(x, n0, n1, W, FH, FW, pad, out_h, out_w, split_rows, padded, shi
     C, H = x.shape[1], x.shape[2]
     padded_h, padded_w = H + 2 * pad, x.shape[3] + 2 * pad
     K = C * FH * FW
-    lanes = 64 // shifted.itemsize
+    lanes = VECTOR_BYTES // shifted.itemsize
     block = BLOCK_VECTORS * lanes
     P = out_h * out_w
     halves = 2 if split_rows else 1
