@@ -2,7 +2,6 @@
 vectors (``simd.py``): the products against a float64 NumPy oracle over random shapes,
 paddings, filter counts and both dtypes, the layers that run it against their twins, bit
 identity with 1 and 2 threads, and operands that do not fit."""
-import contextlib
 import os
 
 import numba
@@ -16,31 +15,18 @@ from fastconv.kernels.jit.im2col import _row_slot
 from fastconv.kernels.shapes import conv_output_hw
 
 from test_kernels import assert_all_close, assert_close, conv_operands
+from test_pipeline import recording_choices
 
 SETTINGS = settings(max_examples=40, deadline=None)
 DTYPES = st.sampled_from([np.float32, np.float64])
 
 
-@contextlib.contextmanager
 def every_conv_directly(max_channels=8):
     """Every stride-1 conv of up to max_channels channels that Winograd does not take runs
     directly, whatever the CPU; yields a list of each forward call's choice (True: direct)."""
-    saved = (pipeline.DIRECT_CONV, simd.FULL_WIDTH, pipeline.DIRECT_MAX_CHANNELS,
-             pipeline._direct_operands)
-    chosen = []
-
-    def recording(*args):
-        operands = saved[3](*args)
-        chosen.append(operands is not None)
-        return operands
-
-    pipeline.DIRECT_CONV, simd.FULL_WIDTH, pipeline.DIRECT_MAX_CHANNELS = True, True, max_channels
-    pipeline._direct_operands = recording
-    try:
-        yield chosen
-    finally:
-        (pipeline.DIRECT_CONV, simd.FULL_WIDTH, pipeline.DIRECT_MAX_CHANNELS,
-         pipeline._direct_operands) = saved
+    return recording_choices("_direct_operands", {(pipeline, "DIRECT_CONV"): True,
+                                                  (simd, "FULL_WIDTH"): True,
+                                                  (pipeline, "DIRECT_MAX_CHANNELS"): max_channels})
 
 
 def oracle_rows(x, W, pad, split_rows):

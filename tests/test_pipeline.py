@@ -37,6 +37,31 @@ def part_path(path, chunk_bytes=None):
          pipeline.MIN_CHUNK_POSITIONS) = saved
 
 
+@contextlib.contextmanager
+def recording_choices(operands, settings):
+    """Sets each (module, name) of settings to its value and records each call of
+    pipeline.<operands> (the function that picks a path, None for "not this one"); yields the
+    list of choices (True: the path was taken) and restores everything after."""
+    saved = {key: getattr(*key) for key in settings}
+    choose = getattr(pipeline, operands)
+    chosen = []
+
+    def recording(*args):
+        picked = choose(*args)
+        chosen.append(picked is not None)
+        return picked
+
+    for (module, name), value in settings.items():
+        setattr(module, name, value)
+    setattr(pipeline, operands, recording)
+    try:
+        yield chosen
+    finally:
+        setattr(pipeline, operands, choose)
+        for (module, name), value in saved.items():
+            setattr(module, name, value)
+
+
 def test_numpy_wheels_bundled_openblas_is_bound():
     """pip's NumPy 2 bundles scipy-openblas (ILP64); there the compiled path must be on, so
     that it cannot silently fall back to the slower Python loop."""

@@ -1,8 +1,6 @@
 """The Winograd F(2x2, 3x3) path of the jit conv pipeline: its transforms against their NumPy
 twins, and the convolutions it runs against the im2col twin, over random shapes, paddings,
 odd edges and both dtypes; values that are not finite must take the im2col path."""
-import contextlib
-
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -13,30 +11,16 @@ from fastconv.kernels.reference import winograd as twin
 from fastconv.kernels.shapes import conv_output_hw
 
 from test_kernels import assert_all_close, assert_close, conv_operands
-from test_pipeline import part_path
+from test_pipeline import part_path, recording_choices
 
 SETTINGS = settings(max_examples=40, deadline=None)
 DTYPES = st.sampled_from([np.float32, np.float64])
 
 
-@contextlib.contextmanager
 def every_3x3_by_winograd():
     """Every 3x3 stride-1 conv takes the Winograd path, whatever its channels;
     yields a list of each call's choice (True: Winograd)."""
-    saved = (pipeline.WINOGRAD_MIN_CHANNELS, pipeline._winograd_operands)
-    chosen = []
-
-    def recording(*args):
-        operands = saved[1](*args)
-        chosen.append(operands is not None)
-        return operands
-
-    pipeline.WINOGRAD_MIN_CHANNELS = 1
-    pipeline._winograd_operands = recording
-    try:
-        yield chosen
-    finally:
-        pipeline.WINOGRAD_MIN_CHANNELS, pipeline._winograd_operands = saved
+    return recording_choices("_winograd_operands", {(pipeline, "WINOGRAD_MIN_CHANNELS"): 1})
 
 
 @st.composite
