@@ -55,14 +55,15 @@ def oracle_rows(x, W, pad, split_rows):
 def direct_scratch(C, H, W, FH, FW, pad, dtype):
     out_w = W + 2 * pad - FW + 1
     return (np.empty((1, C, H + 2 * pad, W + 2 * pad), dtype),
-            np.empty(direct.shifted_size(C, FW, H + 2 * pad, out_w, dtype), dtype),
+            np.empty(direct.shifted_size(C, FW, H + 2 * pad, out_w), dtype),
             np.empty(2 * C * FH * FW, np.int64))
 
 
 @st.composite
 def direct_geometry(draw):
     """(x shape, FN, FH, FW, pad, split_rows): filters up to 6x6, outputs from a single
-    position to a few blocks of vectors, filter counts below, at and past blocks of 6."""
+    position (refused by direct_rows and left to im2col) to a few blocks of vectors, filter
+    counts below, at and past blocks of 6."""
     FH, FW, pad = draw(st.integers(1, 6)), draw(st.integers(1, 6)), draw(st.integers(0, 2))
     H = draw(st.integers(max(1, FH - 2 * pad), 30))
     W = draw(st.integers(max(1, FW - 2 * pad), 30))
@@ -85,8 +86,16 @@ def test_direct_rows_match_the_oracle(geometry, dtype, seed):
     # images n0..n1-1 of a larger batch, into rows that start as NaN
     n0 = int(rng.integers(0, N))
     rows = np.full((padded_weights.shape[0], (N - n0) * out_h * out_w), np.nan, dtype)
-    direct.direct_rows(x, n0, N, padded_weights, FH, FW, pad, out_h, out_w, split_rows,
-                       *direct_scratch(C, H, W, FH, FW, pad, dtype), rows)
+    operands = (x, n0, N, padded_weights, FH, FW, pad, out_h, out_w, split_rows,
+                *direct_scratch(C, H, W, FH, FW, pad, dtype), rows)
+    run = out_h * out_w // (2 if split_rows else 1)
+    if run < direct.BLOCK_VECTORS * simd.LANES[np.dtype(dtype)]:
+        # the last block of a run starts a block before its end, inside the run
+        with pytest.raises(ValueError, match="direct_rows"):
+            direct.direct_rows(*operands)
+        assert np.isnan(rows).all()
+        return
+    direct.direct_rows(*operands)
     want, magnitude = oracle_rows(x[n0:], weights, pad, split_rows)
     # one rounding per FMA, C*FH*FW of them, each at most eps of the running |sum|
     bound = 2 * C * FH * FW * np.finfo(dtype).eps * magnitude + np.finfo(dtype).tiny
@@ -105,7 +114,8 @@ def test_conv_relu_run_directly_matches_twin(geometry, dtype, need_dx, seed):
         dout = rng.standard_normal(out.shape).astype(dtype)
         got = jit.conv_relu_backward(dout, ref_out, x, W, ctx, 1, pad, need_dx)
     winograd = (FH, FW) == (3, 3) and shape[1] >= pipeline.WINOGRAD_MIN_CHANNELS
-    assert chosen == ([] if winograd else [True])
+    conv_h, conv_w = conv_output_hw(shape[2], shape[3], FH, FW, 1, pad)
+    assert chosen == ([] if winograd else [direct.holds_blocks(conv_h, conv_w, dtype)])
     assert_close(out, ref_out, dtype)
     want = reference.conv_relu_backward(dout, ref_out, x, W, ref_ctx, 1, pad, need_dx)
     assert_all_close(got, want, dtype)
@@ -126,7 +136,9 @@ def test_conv_relu_2x2_pool_run_directly_matches_twin(geometry, dtype, with_argm
     with every_conv_directly() as chosen:
         out, argmax, ctx = jit.conv_relu_pool_forward(x, W, b, 1, pad, *pool,
                                                       with_argmax=with_argmax)
-    assert chosen == [conv_h % 2 == 0 and conv_w % 2 == 0]  # where the windows tile it
+    # where the windows tile the output, and it holds a block of vectors
+    assert chosen == [conv_h % 2 == 0 and conv_w % 2 == 0
+                      and direct.holds_blocks(conv_h, conv_w, dtype)]
     assert_close(out, ref_out, dtype)
     if with_argmax:  # where two cells of a window tie within rounding, either may win
         dout = rng.standard_normal(ref_out.shape).astype(dtype)
@@ -144,7 +156,7 @@ def test_conv_relu_2x2_pool_run_directly_matches_twin(geometry, dtype, with_argm
 def test_a_pool_that_meets_a_nan_reruns_its_part_by_im2col(dtype, where, with_argmax):
     """The direct loop pools only planes without NaN (the split pool's fast path); a part
     that holds one is done again by the im2col loop, whose general pool takes it."""
-    rng, x, W, b = conv_operands((6, 1, 12, 12), 7, 5, 5, dtype, 11)
+    rng, x, W, b = conv_operands((6, 1, 16, 16), 7, 5, 5, dtype, 11)
     if where == "input":
         x[4, 0, 3, 5] = np.nan
     else:
@@ -235,20 +247,22 @@ def test_the_switch_is_read_from_the_environment(tmp_path):
 
 
 @pytest.mark.parametrize("what", ["shifted", "offsets", "rows", "weights", "images",
-                                  "geometry", "padded"])
+                                  "geometry", "padded", "positions"])
 def test_operands_that_do_not_fit_are_refused_before_anything_is_written(what):
     """The vectors load and store unchecked, so direct_rows proves every index in range
     first."""
     dtype = np.float32
-    N, C, H, W, FH, FW, pad = 3, 2, 10, 9, 3, 3, 1
+    N, C, H, W, FH, FW, pad = 3, 2, 14, 13, 3, 3, 1
+    if what == "positions":  # each half a run of 30 outputs, short of a block of 48
+        H, W = 6, 10
     out_h, out_w = conv_output_hw(H, W, FH, FW, 1, pad)
     x = np.ones((N, C, H, W), dtype)
     weights = direct.direct_weights(np.ones((7, C * FH * FW), dtype))
     padded, shifted, offsets = direct_scratch(C, H, W, FH, FW, pad, dtype)
     rows = np.full((weights.shape[0], N * out_h * out_w), np.nan, dtype)
     n0, n1 = 0, N
-    if what == "shifted":  # the rows without the room that the last block reads past them
-        shifted = shifted[:C * FW * (H + 2 * pad) * out_w]
+    if what == "shifted":  # one element short of the shifted rows
+        shifted = shifted[:-1]
     elif what == "offsets":
         offsets = offsets[:C * FH * FW - 1]
     elif what == "rows":
@@ -259,7 +273,7 @@ def test_operands_that_do_not_fit_are_refused_before_anything_is_written(what):
         n1 = N + 1
     elif what == "geometry":
         out_w += 1
-    else:
+    elif what == "padded":
         padded = np.empty((1, C, H + 2 * pad - 1, W + 2 * pad), dtype)
     offsets[:] = -1
     with pytest.raises(ValueError, match="direct_rows"):

@@ -29,7 +29,8 @@ from .compile_options import HELPER_INLINE
 from .im2col import _pad_images, _row_slot
 from .simd import LANES, VECTOR_BYTES, fma, load, splat, store
 
-__all__ = ["BLOCK_FILTERS", "BLOCK_VECTORS", "direct_weights", "shifted_size", "direct_rows"]
+__all__ = ["BLOCK_FILTERS", "BLOCK_VECTORS", "direct_weights", "shifted_size",
+           "holds_blocks", "direct_rows"]
 
 BLOCK_FILTERS = 6
 BLOCK_VECTORS = 3
@@ -43,10 +44,15 @@ def direct_weights(Wm):
     return padded
 
 
-def shifted_size(C, FW, padded_h, out_w, dtype):
-    """Elements of the scratch that ``direct_rows`` shifts an image into: the rows, and room
-    for the vectors that a block reads past the last position."""
-    return C * FW * padded_h * out_w + BLOCK_VECTORS * LANES[np.dtype(dtype)]
+def shifted_size(C, FW, padded_h, out_w):
+    """Elements of the scratch that ``direct_rows`` shifts an image into."""
+    return C * FW * padded_h * out_w
+
+
+def holds_blocks(out_h, out_w, dtype):
+    """Whether a layer's output is large enough for ``direct_rows``: each run of positions,
+    half of them under a split, holds a whole block of vectors."""
+    return out_h * out_w // 2 >= BLOCK_VECTORS * LANES[np.dtype(dtype)]
 
 
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
@@ -138,8 +144,9 @@ def direct_rows(x, n0, n1, W, FH, FW, pad, out_h, out_w, split_rows, padded, shi
                 rows):
     """rows (FNp, (n1 - n0) * out_h * out_w) = the stride-1 conv of images n0..n1-1 of x by
     the weights W (FNp, C*FH*FW), FNp a multiple of 6, each image's output rows in the order
-    of ``im2col._row_slot``. Scratch: padded (1, C, H + 2*pad, W + 2*pad) when pad, shifted
-    of ``shifted_size`` elements, offsets of 2*C*FH*FW."""
+    of ``im2col._row_slot``; each run of output rows (all of them, or each half under a
+    split) holds at least one block (``holds_blocks``). Scratch: padded (1, C, H + 2*pad,
+    W + 2*pad) when pad, shifted of ``shifted_size`` elements, offsets of 2*C*FH*FW."""
     C, H = x.shape[1], x.shape[2]
     padded_h, padded_w = H + 2 * pad, x.shape[3] + 2 * pad
     K = C * FH * FW
@@ -150,27 +157,25 @@ def direct_rows(x, n0, n1, W, FH, FW, pad, out_h, out_w, split_rows, padded, shi
     run = P // halves
     if not (0 <= n0 <= n1 <= x.shape[0] and out_h == padded_h - FH + 1 > 0
             and out_w == padded_w - FW + 1 > 0 and (out_h % 2 == 0 or not split_rows)
-            and W.shape[0] % BLOCK_FILTERS == 0 and W.shape[1] == K
+            and run >= block and W.shape[0] % BLOCK_FILTERS == 0 and W.shape[1] == K
             and rows.shape[0] == W.shape[0] and rows.shape[1] == (n1 - n0) * P
             and offsets.size >= halves * K
             and (pad == 0 or (padded.shape[1] == C and padded.shape[2] == padded_h
                              and padded.shape[3] == padded_w))):
         raise ValueError("direct_rows: the operands do not fit the layer's shapes")
     # every read below stays inside shifted: the largest tap offset (the last shifted block,
-    # at its lowest row read) plus a run rounded up to whole blocks
+    # at its lowest row read) plus a run
     lowest = 0
     for half in range(halves):
         for ky in range(FH):
             lowest = max(lowest, _row_position(half + ky, padded_h, split_rows))
     reach = ((C * FW - 1) * padded_h + lowest) * out_w
-    if reach + -(-run // block) * block > shifted.size:
+    if reach + run > shifted.size:
         raise ValueError("direct_rows: shifted holds fewer than shifted_size elements")
     for half in range(halves):
         _tap_offsets(C, FH, FW, padded_h, out_w, half, split_rows, offsets[half * K:])
     flat = rows.ravel()
     stride = rows.shape[1]
-    whole = run - run % block
-    tail = np.empty(BLOCK_FILTERS * block, dtype=rows.dtype)
     for n in range(n0, n1):
         if pad:
             _pad_images(x, n, n + 1, pad, padded)
@@ -183,10 +188,9 @@ def direct_rows(x, n0, n1, W, FH, FW, pad, out_h, out_w, split_rows, padded, shi
             tap_offsets = offsets[half * K:]
             for f0 in range(0, W.shape[0], BLOCK_FILTERS):
                 row = f0 * stride + start
-                for q0 in range(0, whole, block):
-                    _block(shifted, tap_offsets, W, f0, q0, flat, row + q0, stride)
-                if whole < run:  # a last, partial block: to tail, then its part to rows
-                    _block(shifted, tap_offsets, W, f0, whole, tail, 0, block)
-                    for j in range(BLOCK_FILTERS):
-                        for i in range(run - whole):
-                            flat[row + j * stride + whole + i] = tail[j * block + i]
+                for q0 in range(0, run, block):
+                    # the last block ends at the run's end, over part of the one before,
+                    # whose outputs it computes again to the same bits: one call site, and
+                    # each inlined copy of a block cost about 1 s of compile time
+                    q = min(q0, run - block)
+                    _block(shifted, tap_offsets, W, f0, q, flat, row + q, stride)

@@ -37,7 +37,7 @@ from ..shapes import conv_output_hw
 from . import background_compile, blas, recycle, simd
 from .blas import gemm
 from .compile_options import HELPER_INLINE
-from .direct import direct_rows, direct_weights, shifted_size
+from .direct import direct_rows, direct_weights, holds_blocks, shifted_size
 from .epilogues import (GRADIENT_RELU_POOL, OUTPUT_RELU, OUTPUT_RELU_POOL,
                         OUTPUT_RELU_POOL_VALUES, _add_row_sums, _bias_to_nchw,
                         _pool_split_planes, backward_prologue, forward_epilogue,
@@ -395,6 +395,7 @@ def _direct_operands(x, Wm, geometry, epilogue):
     directly, else None."""
     if (not DIRECT_CONV or not simd.FULL_WIDTH or geometry[2] != 1
             or x.shape[1] > DIRECT_MAX_CHANNELS or x.dtype not in simd.LANES
+            or not holds_blocks(geometry[4], geometry[5], x.dtype)
             or not direct_epilogue(epilogue, geometry[4], geometry[5])):
         return None
     return direct_weights(Wm)
@@ -406,7 +407,7 @@ def _direct_scratch(x, Wd, geometry, chunk):
     _, C, H, W = x.shape
     FH, FW, _, pad, conv_h, conv_w = geometry
     return (_scratch_array("direct padded", (1, C, H + 2 * pad, W + 2 * pad), x.dtype),
-            _scratch_array("direct shifted", shifted_size(C, FW, H + 2 * pad, conv_w, x.dtype),
+            _scratch_array("direct shifted", shifted_size(C, FW, H + 2 * pad, conv_w),
                            x.dtype),
             _scratch_array("direct offsets", 2 * C * FH * FW, np.int64),
             _scratch_array("rows", Wd.shape[0] * chunk * conv_h * conv_w, x.dtype))
