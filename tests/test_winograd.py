@@ -159,7 +159,10 @@ def test_conv_relu_2x2_pool_by_winograd_matches_twin(geometry, FN, dtype, seed):
     with every_3x3_by_winograd() as chosen:
         out, argmax, ctx = jit.conv_relu_pool_forward(x, W, b, 1, pad, *pool)
         got = jit.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ctx, 1, pad, *pool)
-    assert chosen == [True, True]
+    # the forward pass of a pool whose windows do not tile the output goes by im2col, whose
+    # loop alone compiles the general pool
+    tiles = conv_h % 2 == 0 and conv_w % 2 == 0
+    assert chosen == ([True, True] if tiles else [True])
     assert_close(out, ref_out, dtype)
     want = reference.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ref_ctx, 1, pad,
                                              *pool)
@@ -209,18 +212,79 @@ def test_deep_convnet_layers_choose_winograd_from_8_channels():
 
 @pytest.mark.parametrize("path", ["compiled", "python"] if blas.AVAILABLE else ["python"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_winograd_parts_of_several_chunks_compiled_or_as_python(path, dtype):
+@pytest.mark.parametrize("pooled", [True, False])
+def test_winograd_parts_of_several_chunks_compiled_or_as_python(path, dtype, pooled):
     """Each part walks several chunks (one image each), compiled or as Python (no BLAS bound
-    for compiled code), and both match the twin."""
-    rng, x, W, b = conv_operands((6, 3, 9, 10), 4, 3, 3, dtype, 11)
+    for compiled code), and both match the twin: pooled by tiles, or not pooled (the output
+    transform to rows, an odd number of them)."""
+    rng, x, W, b = conv_operands((6, 3, 10 if pooled else 9, 10), 4, 3, 3, dtype, 11)
     pool = (2, 2, 2, 0)
-    ref_out, ref_argmax, ref_ctx = reference.conv_relu_pool_forward(x, W, b, 1, 1, *pool)
-    dout = rng.standard_normal(ref_out.shape).astype(dtype)
     with every_3x3_by_winograd() as chosen, part_path(path, chunk_bytes=1):
-        out, argmax, ctx = jit.conv_relu_pool_forward(x, W, b, 1, 1, *pool)
-        got = jit.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ctx, 1, 1, *pool)
+        if pooled:
+            ref_out, ref_argmax, ref_ctx = reference.conv_relu_pool_forward(x, W, b, 1, 1,
+                                                                            *pool)
+            dout = rng.standard_normal(ref_out.shape).astype(dtype)
+            out, argmax, ctx = jit.conv_relu_pool_forward(x, W, b, 1, 1, *pool)
+            got = jit.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ctx, 1, 1,
+                                              *pool)
+            want = reference.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ref_ctx,
+                                                     1, 1, *pool)
+        else:
+            ref_out, ref_ctx = reference.conv_relu_forward(x, W, b, 1, 1)
+            dout = rng.standard_normal(ref_out.shape).astype(dtype)
+            out, ctx = jit.conv_relu_forward(x, W, b, 1, 1)
+            got = jit.conv_relu_backward(dout, ref_out, x, W, ctx, 1, 1)
+            want = reference.conv_relu_backward(dout, ref_out, x, W, ref_ctx, 1, 1)
     assert chosen == [True, True]
     assert_close(out, ref_out, dtype)
+    assert_all_close(got, want, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("with_argmax", [True, False])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_a_pooled_layer_with_a_bias_that_is_not_finite_reruns_by_im2col(dtype, with_argmax,
+                                                                         value):
+    """The Winograd loop pools only by tiles and with finite biases; it hands any other
+    layer's part to im2col, whose loop has the general pool."""
+    rng, x, W, b = conv_operands((4, 3, 8, 8), 5, 3, 3, dtype, 7)
+    b[3] = value
+    pool = (2, 2, 2, 0)
+    ref_out, ref_argmax, _ = reference.conv_relu_pool_forward(x, W, b, 1, 1, *pool)
+    results = []
+    loop = pipeline._winograd_forward_chunks
+
+    def recorded(*args):
+        results.append(loop(*args))
+        return results[-1]
+
+    with every_3x3_by_winograd() as chosen:
+        pipeline._winograd_forward_chunks = recorded
+        try:
+            out, argmax, _ = jit.conv_relu_pool_forward(x, W, b, 1, 1, *pool,
+                                                        with_argmax=with_argmax)
+        finally:
+            pipeline._winograd_forward_chunks = loop
+    assert chosen == [True] and results and not any(results)
+    assert_close(out, ref_out, dtype)  # NaN and inf where the twin has them
+    if with_argmax:
+        np.testing.assert_array_equal(argmax, ref_argmax)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_pool_that_is_not_by_tiles_goes_by_im2col_forward(dtype):
+    """A 3x3 stride-2 pool overlaps its windows: the forward pass goes by im2col from the
+    start (the Winograd loop does not compile that pool), the backward pass by Winograd."""
+    rng, x, W, b = conv_operands((3, 3, 9, 9), 4, 3, 3, dtype, 2)
+    pool = (3, 3, 2, 1)
+    ref_out, ref_argmax, ref_ctx = reference.conv_relu_pool_forward(x, W, b, 1, 1, *pool)
+    dout = rng.standard_normal(ref_out.shape).astype(dtype)
+    with every_3x3_by_winograd() as chosen:
+        out, argmax, ctx = jit.conv_relu_pool_forward(x, W, b, 1, 1, *pool)
+        got = jit.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ctx, 1, 1, *pool)
+    assert chosen == [True]  # asked only by the backward pass
+    assert_close(out, ref_out, dtype)
+    np.testing.assert_array_equal(argmax, ref_argmax)
     want = reference.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ref_ctx, 1, 1,
                                              *pool)
     assert_all_close(got, want, dtype)

@@ -16,7 +16,8 @@ is missing, the same loop runs as Python (``COMPILED`` is False) and multiplies 
 The 3x3 stride-1 convolutions of 8+ channels run the same way by Winograd F(2x2, 3x3)
 (``winograd``, ``_winograd_*_chunks``): input transform -> 16 GEMMs -> output transform ->
 epilogue, and the adjoints backward. A part that meets a value that is not finite reruns by
-im2col (see ``winograd``).
+im2col (see ``winograd``). Its forward pass takes a 2x2 pool that tiles the output, or no
+pool, as the direct one does (``pool_tiles_or_none``).
 
 The forward pass of a stride-1 conv of up to 4 channels that does not run by Winograd is
 computed directly where the CPU has AVX-512 (``direct``, ``_direct_forward_chunks``): no
@@ -170,7 +171,7 @@ def _forward_chunks(x, Wm, lo, hi, chunk, geometry, scratch, epilogue):
 @njit(nogil=True, cache=True)
 def _direct_forward_chunks(x, Wd, lo, hi, chunk, geometry, scratch, epilogue):
     """_forward_chunks for a stride-1 conv computed directly (``direct``), into an epilogue
-    that pools by tiles or does not pool (``direct_epilogue``): Wd holds the weight matrix's
+    that pools by tiles or does not pool (``pool_tiles_or_none``): Wd holds the weight matrix's
     rows padded to a multiple of 6; scratch = (padded image, shifted rows, tap offsets,
     rows). Returns False, with images unfinished, where a pool meets a NaN or a bias that is
     not finite: the part then runs by im2col, whose general pool this loop does not compile
@@ -195,9 +196,11 @@ def _direct_forward_chunks(x, Wd, lo, hi, chunk, geometry, scratch, epilogue):
     return True
 
 
-def direct_epilogue(epilogue, conv_h, conv_w):
-    """Whether ``_direct_forward_chunks`` takes this epilogue: a 2x2 stride-2 pool that
-    tiles the output, or none."""
+def pool_tiles_or_none(epilogue, conv_h, conv_w):
+    """Whether the direct and Winograd forward loops take this epilogue: a 2x2 stride-2 pool
+    that tiles the output, or none. Other pools go by im2col, whose loop alone compiles the
+    general pool: in the Winograd loop it took half of the 13-14 s that loop took to compile
+    on an empty cache (Zen 4), and DeepConvNet's first step compiles that loop."""
     kind, _, pool, _, _ = epilogue
     if kind == OUTPUT_RELU_POOL or kind == OUTPUT_RELU_POOL_VALUES:
         return windows_are_tiles.py_func(pool, conv_h, conv_w)
@@ -290,13 +293,16 @@ def _by_window(pooled):
 @njit(nogil=True, cache=True)
 def _winograd_forward_chunks(x, U, lo, hi, chunk, geometry, scratch, epilogue):
     """_forward_chunks for a 3x3 stride-1 conv, by Winograd F(2x2, 3x3) (``winograd``), U its
-    transformed filters. Returns False as soon as an input value is not finite: the part
-    must then run by im2col, which rewrites every output of it."""
+    transformed filters, into an epilogue that pools by tiles or does not pool
+    (``pool_tiles_or_none``). Returns False as soon as an input value is not finite, or
+    where the pool is another or its bias is not finite: the part must then run by im2col,
+    which rewrites every output of it."""
     conv_h, conv_w = geometry[4], geometry[5]
     tiles_h, tiles_w = tiles_hw(conv_h, conv_w)
     kind, b, pool, out, argmax = epilogue
-    pooled_tiles = ((kind == OUTPUT_RELU_POOL or kind == OUTPUT_RELU_POOL_VALUES)
-                    and windows_are_tiles(pool, conv_h, conv_w) and np.isfinite(b).all())
+    pooled_tiles = kind == OUTPUT_RELU_POOL or kind == OUTPUT_RELU_POOL_VALUES
+    if pooled_tiles and not (windows_are_tiles(pool, conv_h, conv_w) and np.isfinite(b).all()):
+        return False
     windows_out, windows_argmax = _by_window(out), _by_window(argmax)
     for n0 in range(lo, hi, chunk):
         n1 = min(n0 + chunk, hi)
@@ -311,7 +317,8 @@ def _winograd_forward_chunks(x, U, lo, hi, chunk, geometry, scratch, epilogue):
                 return False
         else:
             _output_transform(M, n1 - n0, tiles_h, tiles_w, conv_h, conv_w, rows)
-            forward_epilogue(kind, rows, n0, conv_h, conv_w, b, pool, out, argmax, False)
+            planes = out.reshape((out.shape[0], out.shape[1], conv_h * conv_w))
+            _bias_to_nchw(rows, b, n0, planes, kind == OUTPUT_RELU)
     return True
 
 
@@ -396,7 +403,7 @@ def _direct_operands(x, Wm, geometry, epilogue):
     if (not DIRECT_CONV or not simd.FULL_WIDTH or geometry[2] != 1
             or x.shape[1] > DIRECT_MAX_CHANNELS or x.dtype not in simd.LANES
             or not holds_blocks(geometry[4], geometry[5], x.dtype)
-            or not direct_epilogue(epilogue, geometry[4], geometry[5])):
+            or not pool_tiles_or_none(epilogue, geometry[4], geometry[5])):
         return None
     return direct_weights(Wm)
 
@@ -434,7 +441,9 @@ def forward_part(x, W, stride, pad, epilogue):
     out and argmax of images lo..hi-1. Call it with BLAS pinned to one thread (the filter
     transform is a BLAS product: on OpenBLAS's threads it took 2-3x longer)."""
     x, Wm, geometry, chunk = _layer_operands(x, W, stride, pad)
-    winograd = _winograd_operands(x, W, geometry)
+    winograd = None
+    if pool_tiles_or_none(epilogue, geometry[4], geometry[5]):
+        winograd = _winograd_operands(x, W, geometry)
     direct = None if winograd is not None else _direct_operands(x, Wm, geometry, epilogue)
     background_compile.start(x.dtype, "im2col" if winograd is None else "winograd")
     run = _chunk_loop(_forward_chunks)
