@@ -15,7 +15,7 @@ from fastconv.kernels.jit.im2col import _row_slot
 from fastconv.kernels.shapes import conv_output_hw
 
 from test_kernels import assert_all_close, assert_close, conv_operands
-from test_pipeline import recording_choices
+from test_pipeline import recording_choices, recording_results
 
 SETTINGS = settings(max_examples=40, deadline=None)
 DTYPES = st.sampled_from([np.float32, np.float64])
@@ -162,20 +162,10 @@ def test_a_pool_that_meets_a_nan_reruns_its_part_by_im2col(dtype, where, with_ar
     else:
         b[2] = np.nan
     ref_out, ref_argmax, _ = reference.conv_relu_pool_forward(x, W, b, 1, 0, 2, 2, 2, 0)
-    calls = []
-    saved = pipeline._direct_forward_chunks
-
-    def counted(*args):
-        calls.append(saved(*args))
-        return calls[-1]
-
-    with every_conv_directly() as chosen:
-        pipeline._direct_forward_chunks = counted
-        try:
-            out, argmax, _ = jit.conv_relu_pool_forward(x, W, b, 1, 0, 2, 2, 2, 0,
-                                                        with_argmax=with_argmax)
-        finally:
-            pipeline._direct_forward_chunks = saved
+    with every_conv_directly() as chosen, \
+            recording_results("_direct_forward_chunks") as calls:
+        out, argmax, _ = jit.conv_relu_pool_forward(x, W, b, 1, 0, 2, 2, 2, 0,
+                                                    with_argmax=with_argmax)
     assert chosen == [True] and False in calls
     assert_close(out, ref_out, dtype)  # NaN where the twin has NaN
     if with_argmax:

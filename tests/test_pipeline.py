@@ -38,26 +38,36 @@ def part_path(path, chunk_bytes=None):
 
 
 @contextlib.contextmanager
+def recording_results(name, record=lambda result: result):
+    """Records record(what it returned) for each call of pipeline.<name>; yields the list and
+    puts the function back after."""
+    function = getattr(pipeline, name)
+    records = []
+
+    def recording(*args):
+        result = function(*args)
+        records.append(record(result))
+        return result
+
+    setattr(pipeline, name, recording)
+    try:
+        yield records
+    finally:
+        setattr(pipeline, name, function)
+
+
+@contextlib.contextmanager
 def recording_choices(operands, settings):
     """Sets each (module, name) of settings to its value and records each call of
     pipeline.<operands> (the function that picks a path, None for "not this one"); yields the
     list of choices (True: the path was taken) and restores everything after."""
     saved = {key: getattr(*key) for key in settings}
-    choose = getattr(pipeline, operands)
-    chosen = []
-
-    def recording(*args):
-        picked = choose(*args)
-        chosen.append(picked is not None)
-        return picked
-
     for (module, name), value in settings.items():
         setattr(module, name, value)
-    setattr(pipeline, operands, recording)
     try:
-        yield chosen
+        with recording_results(operands, lambda picked: picked is not None) as chosen:
+            yield chosen
     finally:
-        setattr(pipeline, operands, choose)
         for (module, name), value in saved.items():
             setattr(module, name, value)
 

@@ -11,7 +11,7 @@ from fastconv.kernels.reference import winograd as twin
 from fastconv.kernels.shapes import conv_output_hw
 
 from test_kernels import assert_all_close, assert_close, conv_operands
-from test_pipeline import part_path, recording_choices
+from test_pipeline import part_path, recording_choices, recording_results
 
 SETTINGS = settings(max_examples=40, deadline=None)
 DTYPES = st.sampled_from([np.float32, np.float64])
@@ -251,20 +251,10 @@ def test_a_pooled_layer_with_a_bias_that_is_not_finite_reruns_by_im2col(dtype, w
     b[3] = value
     pool = (2, 2, 2, 0)
     ref_out, ref_argmax, _ = reference.conv_relu_pool_forward(x, W, b, 1, 1, *pool)
-    results = []
-    loop = pipeline._winograd_forward_chunks
-
-    def recorded(*args):
-        results.append(loop(*args))
-        return results[-1]
-
-    with every_3x3_by_winograd() as chosen:
-        pipeline._winograd_forward_chunks = recorded
-        try:
-            out, argmax, _ = jit.conv_relu_pool_forward(x, W, b, 1, 1, *pool,
-                                                        with_argmax=with_argmax)
-        finally:
-            pipeline._winograd_forward_chunks = loop
+    with every_3x3_by_winograd() as chosen, \
+            recording_results("_winograd_forward_chunks") as results:
+        out, argmax, _ = jit.conv_relu_pool_forward(x, W, b, 1, 1, *pool,
+                                                    with_argmax=with_argmax)
     assert chosen == [True] and results and not any(results)
     assert_close(out, ref_out, dtype)  # NaN and inf where the twin has them
     if with_argmax:
