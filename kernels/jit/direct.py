@@ -50,8 +50,8 @@ def shifted_size(C, FW, padded_h, out_w):
 
 
 def holds_blocks(out_h, out_w, dtype):
-    """Whether a layer's output is large enough for ``direct_rows``: each run of positions,
-    half of them under a split, holds a whole block of vectors."""
+    """Whether a layer's output is large enough for ``direct_rows``, split or not: half of
+    its positions (a run, under a split) hold a whole block of vectors."""
     return out_h * out_w // 2 >= BLOCK_VECTORS * LANES[np.dtype(dtype)]
 
 
