@@ -210,6 +210,15 @@ def test_deep_convnet_layers_choose_winograd_from_8_channels():
         assert chosen(8, 4, dtype) and not chosen(7, 28, dtype) and not chosen(1, 28, dtype)
 
 
+def integer_operands(shape, FN, dtype, seed):
+    """(rng, x, W, b), the last three of small integers, for FN 3x3 filters: every sum of
+    the conv is exact."""
+    rng = np.random.default_rng(seed)
+    return (rng, rng.integers(-2, 3, shape).astype(dtype),
+            rng.integers(-1, 2, (FN, shape[1], 3, 3)).astype(dtype),
+            rng.integers(-2, 3, FN).astype(dtype))
+
+
 @pytest.mark.parametrize("path", ["compiled", "python"] if blas.AVAILABLE else ["python"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("pooled", [True, False])
@@ -246,8 +255,9 @@ def test_winograd_parts_of_several_chunks_compiled_or_as_python(path, dtype, poo
 def test_a_pooled_layer_with_a_bias_that_is_not_finite_reruns_by_im2col(dtype, with_argmax,
                                                                          value):
     """The Winograd loop pools only by tiles and with finite biases; it hands any other
-    layer's part to im2col, whose loop has the general pool."""
-    rng, x, W, b = conv_operands((4, 3, 8, 8), 5, 3, 3, dtype, 7)
+    layer's part to im2col, whose loop has the general pool. Small integers keep the sums
+    exact, so that ties pick the same window index on any CPU."""
+    _, x, W, b = integer_operands((4, 3, 8, 8), 5, dtype, 7)
     b[3] = value
     pool = (2, 2, 2, 0)
     ref_out, ref_argmax, _ = reference.conv_relu_pool_forward(x, W, b, 1, 1, *pool)
@@ -264,8 +274,9 @@ def test_a_pooled_layer_with_a_bias_that_is_not_finite_reruns_by_im2col(dtype, w
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_pool_that_is_not_by_tiles_goes_by_im2col_forward(dtype):
     """A 3x3 stride-2 pool overlaps its windows: the forward pass goes by im2col from the
-    start (the Winograd loop does not compile that pool), the backward pass by Winograd."""
-    rng, x, W, b = conv_operands((3, 3, 9, 9), 4, 3, 3, dtype, 2)
+    start (the Winograd loop does not compile that pool), the backward pass by Winograd.
+    Small integers keep the sums exact, so that ties pick the same window index."""
+    rng, x, W, b = integer_operands((3, 3, 9, 9), 4, dtype, 2)
     pool = (3, 3, 2, 1)
     ref_out, ref_argmax, ref_ctx = reference.conv_relu_pool_forward(x, W, b, 1, 1, *pool)
     dout = rng.standard_normal(ref_out.shape).astype(dtype)
@@ -309,10 +320,7 @@ def test_on_integers_winograd_is_exact_ties_and_window_indices_included(dtype, p
     """Small integers keep every transform exact (G's halves make quarters at most), so the
     Winograd blocks must give the twin's values, window indices (the first maximum on ties)
     and gradients bit for bit, with and without the indices."""
-    rng = np.random.default_rng(3)
-    x = rng.integers(-2, 3, (3, 4, 8, 10)).astype(dtype)
-    W = rng.integers(-1, 2, (5, 4, 3, 3)).astype(dtype)
-    b = rng.integers(-2, 3, 5).astype(dtype)
+    rng, x, W, b = integer_operands((3, 4, 8, 10), 5, dtype, 3)
     pool = (2, 2, 2, 0)
     ref_out, ref_argmax, ref_ctx = reference.conv_relu_pool_forward(x, W, b, 1, pad, *pool)
     dout = rng.integers(-3, 4, ref_out.shape).astype(dtype)
