@@ -46,10 +46,10 @@ from .epilogues import (GRADIENT_RELU_POOL, OUTPUT_RELU, OUTPUT_RELU_POOL,
 from .gemm import pieces, run_parts, single_threaded_blas
 from .im2col import _col2im_padded, _crop_images, _im2col_padded, _pad_images
 from .weight_gradient import add_weight_gradient_tiles
-from .winograd import (TILE_CELLS, _input_transform, _input_transform_adjoint,
-                       _output_transform, _output_transform_adjoint, _pooled_gradient_tiles,
-                       _pooled_output_tiles, filter_gradient, filter_transform, tiles_hw,
-                       transform_scratch_size)
+from .winograd import (TILE_CELLS, _any_not_finite, _input_transform,
+                       _input_transform_adjoint, _output_transform, _output_transform_adjoint,
+                       _pooled_gradient_tiles, _pooled_output_tiles, filter_gradient,
+                       filter_transform, tiles_hw, transform_scratch_size)
 
 __all__ = ["forward_part", "forward_pipeline", "backward_part", "backward_pipeline",
            "images_parallel"]
@@ -301,7 +301,7 @@ def _winograd_forward_chunks(x, U, lo, hi, chunk, geometry, scratch, epilogue):
     tiles_h, tiles_w = tiles_hw(conv_h, conv_w)
     kind, b, pool, out, argmax = epilogue
     pooled_tiles = kind == OUTPUT_RELU_POOL or kind == OUTPUT_RELU_POOL_VALUES
-    if pooled_tiles and not (windows_are_tiles(pool, conv_h, conv_w) and np.isfinite(b).all()):
+    if pooled_tiles and not (windows_are_tiles(pool, conv_h, conv_w) and not _any_not_finite(b)):
         return False
     windows_out, windows_argmax = _by_window(out), _by_window(argmax)
     for n0 in range(lo, hi, chunk):
