@@ -2,10 +2,11 @@
 do not fit together: the layer must raise a clear error naming the argument, before the
 kernel reads past an array's end, and change nothing.
 
-The kernels trust the shapes they are given (without NUMBA_BOUNDSCHECK they read whatever
-memory follows a short array), so the checks belong where the layers call them: at every
-call, since a script may replace an attribute (``pool.pool_w = 0``, a new ``W``) between
-forward and backward.
+The compiled loops trust the shapes they are given (without NUMBA_BOUNDSCHECK they read
+whatever memory follows a short array). The kernels check their arguments themselves
+(kernels/jit/contracts.py, tests/test_kernel_contracts.py), but a layer checks first, so that
+its error names its own attribute: at every call, since a script may replace an attribute
+(``pool.pool_w = 0``, a new ``W``) between forward and backward.
 """
 import copy
 import importlib

@@ -6,8 +6,8 @@ im2col + GEMM pipeline of ``pipeline.py``; im2col and col2im build the book's la
 """
 import numpy as np
 
-from ..shapes import conv_output_hw
 from . import recycle
+from .contracts import bias, conv_geometry, float_array, shaped, windows
 from .epilogues import GRADIENT, NO_ARGMAX, NO_POOL, OUTPUT_BIAS
 from .im2col import _col2im_rows, _im2col_rows
 from .pipeline import backward_pipeline, forward_pipeline, images_parallel
@@ -16,9 +16,9 @@ __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward"]
 
 
 def im2col(x, filter_h, filter_w, stride=1, pad=0):
-    x = np.ascontiguousarray(x)
+    x = np.ascontiguousarray(float_array("im2col", "x", x, 4))
     N, C, H, W = x.shape
-    out_h, out_w = conv_output_hw(H, W, filter_h, filter_w, stride, pad)
+    out_h, out_w = windows("im2col", H, W, filter_h, filter_w, stride, pad)
     col = recycle.empty((N * out_h * out_w, C * filter_h * filter_w), x.dtype)
     P = out_h * out_w
     images_parallel(lambda lo, hi: _im2col_rows(
@@ -27,8 +27,14 @@ def im2col(x, filter_h, filter_w, stride=1, pad=0):
 
 
 def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
-    N, C, H, W = input_shape
-    out_h, out_w = conv_output_hw(H, W, filter_h, filter_w, stride, pad)
+    if len(input_shape) != 4 or any(int(n) < 1 for n in input_shape):
+        raise ValueError(f"col2im: input_shape must be (N, C, H, W) of positive sizes; got "
+                         f"{tuple(input_shape)}")
+    N, C, H, W = (int(n) for n in input_shape)
+    out_h, out_w = windows("col2im", H, W, filter_h, filter_w, stride, pad)
+    float_array("col2im", "col", col)
+    shaped("col2im", "col", col, (N * out_h * out_w, C * filter_h * filter_w),
+           f" (one row for each window of input_shape {(N, C, H, W)})")
     col = np.ascontiguousarray(col)
     dx = recycle.empty((N, C, H, W), col.dtype)
     P = out_h * out_w
@@ -39,14 +45,19 @@ def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
 
 def conv2d_forward(x, W, b, stride=1, pad=0):
     """Returns (out, None): nothing but x is needed for the backward pass."""
-    N, _, H, Wd = x.shape
-    out_h, out_w = conv_output_hw(H, Wd, W.shape[2], W.shape[3], stride, pad)
+    out_h, out_w = conv_geometry("conv2d_forward", x, W, stride, pad)
+    bias("conv2d_forward", b, W.shape[0])
+    N = x.shape[0]
     out = recycle.empty((N, W.shape[0], out_h, out_w), x.dtype)
     forward_pipeline(x, W, stride, pad, (OUTPUT_BIAS, b, NO_POOL, out, NO_ARGMAX))
     return out, None
 
 
 def conv2d_backward(dout, x, W, ctx, stride=1, pad=0, need_dx=True):
+    out_h, out_w = conv_geometry("conv2d_backward", x, W, stride, pad)
+    float_array("conv2d_backward", "dout", dout)
+    shaped("conv2d_backward", "dout", dout, (x.shape[0], W.shape[0], out_h, out_w),
+           " (the output of x under W)")
     dout = np.ascontiguousarray(dout)
     return backward_pipeline(x, W, stride, pad, need_dx,
                              (GRADIENT, NO_POOL, dout, dout, NO_ARGMAX))

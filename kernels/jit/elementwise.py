@@ -9,6 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import recycle
+from .contracts import bias, float_array, labels, shaped
 from .dispatch import in_parts_above, parallel_above
 from .float32_exp import exp
 from .gemm import blas_scope, matmul, matmul_pair
@@ -127,19 +128,25 @@ def relu_forward(x):
 
 
 def relu_backward(dout, mask):
+    mask = np.asarray(mask)  # a 0-d input's mask may come as a NumPy bool
+    shaped("relu_backward", "mask", mask, np.shape(dout), " (dout's)")
+    if mask.dtype != np.bool_:
+        raise TypeError(f"relu_backward: mask must be the boolean array that relu_forward "
+                        f"returned; got dtype {mask.dtype}")
     dout = _writable_contiguous(dout)
     _relu_backward_flat(dout.reshape(-1), np.ascontiguousarray(mask).reshape(-1))
     return dout
 
 
 def affine_forward(x, W, b):
+    bias("affine_forward", b, np.shape(W)[-1], "column of W")
     y = matmul(x, W)
     _add_row_vector(y, b.astype(y.dtype, copy=False))
     return y
 
 
 def affine_backward(dout, x, W, need_dx=True):
-    dout = np.ascontiguousarray(dout)
+    dout = np.ascontiguousarray(float_array("affine_backward", "dout", dout, 2))
     db = np.empty(dout.shape[1], dtype=dout.dtype)
     _column_sum(dout, db)
     if not need_dx:
@@ -149,16 +156,17 @@ def affine_backward(dout, x, W, need_dx=True):
 
 
 def softmax_cross_entropy_forward(x, t):
-    x = np.ascontiguousarray(x)
+    x = np.ascontiguousarray(float_array("softmax_cross_entropy_forward", "x", x, 2))
+    t = labels("softmax_cross_entropy_forward", t, *x.shape)
     y = np.empty_like(x)
     row_loss = np.empty(x.shape[0], dtype=x.dtype)
-    _softmax_cross_entropy_rows(x, np.ascontiguousarray(t, dtype=np.intp),
-                                x.dtype.type(1e-7), y, row_loss)
+    _softmax_cross_entropy_rows(x, t, x.dtype.type(1e-7), y, row_loss)
     return y, x.dtype.type(-row_loss.sum() / x.shape[0])
 
 
 def softmax_cross_entropy_backward(y, t):
+    float_array("softmax_cross_entropy_backward", "y", y, 2)
+    t = labels("softmax_cross_entropy_backward", t, *y.shape)
     dx = np.empty_like(y)
-    _softmax_cross_entropy_grad(y, np.ascontiguousarray(t, dtype=np.intp),
-                                y.dtype.type(y.shape[0]), dx)
+    _softmax_cross_entropy_grad(y, t, y.dtype.type(y.shape[0]), dx)
     return dx

@@ -15,8 +15,8 @@ import math
 
 import numpy as np
 
-from ..shapes import conv_output_hw
 from . import recycle
+from .contracts import FUSED_POOL_NAMES, bias, conv_geometry, float_array, shaped, windows
 from .elementwise import _column_sum, affine_backward
 from .epilogues import (GRADIENT_RELU, GRADIENT_RELU_POOL, NO_ARGMAX, NO_POOL, OUTPUT_RELU,
                         OUTPUT_RELU_POOL, OUTPUT_RELU_POOL_VALUES)
@@ -29,48 +29,71 @@ __all__ = ["conv_relu_forward", "conv_relu_backward",
            "conv_blocks_forward", "conv_blocks_backward"]
 
 
-def _block_epilogue(x, W, b, stride, pad, pool, with_argmax):
+def _block_shapes(kernel, x, W, stride, pad, pool):
+    """(conv output shape, block output shape) of a conv -> relu (-> pool) block, pool
+    (pool_h, pool_w, stride, pad) or None; raises where the operands do not fit."""
+    conv_h, conv_w = conv_geometry(kernel, x, W, stride, pad)
+    conv_shape = (x.shape[0], W.shape[0], conv_h, conv_w)
+    if pool is None:
+        return conv_shape, conv_shape
+    if len(pool) != 4:
+        raise ValueError(f"{kernel}: pool must be (pool_h, pool_w, pool_stride, pool_pad); "
+                         f"got {pool!r}")
+    return conv_shape, conv_shape[:2] + windows(kernel, conv_h, conv_w, *pool,
+                                                names=FUSED_POOL_NAMES)
+
+
+def _block_epilogue(kernel, x, W, b, stride, pad, pool, with_argmax):
     """The epilogue (kind, b, pool, out, argmax) of ``forward_epilogue`` for a conv -> relu
     (-> pool) block, pool (pool_h, pool_w, stride, pad) or None, its out and argmax
     allocated (argmax empty without a pool or ``with_argmax``)."""
-    N, _, H, Wd = x.shape
-    conv_h, conv_w = conv_output_hw(H, Wd, W.shape[2], W.shape[3], stride, pad)
+    _, shape = _block_shapes(kernel, x, W, stride, pad, pool)
+    bias(kernel, b, W.shape[0])
+    out = recycle.empty(shape, x.dtype)
     if pool is None:
-        out = recycle.empty((N, W.shape[0], conv_h, conv_w), x.dtype)
         return OUTPUT_RELU, b, NO_POOL, out, NO_ARGMAX
-    out_h, out_w = conv_output_hw(conv_h, conv_w, *pool)
-    out = recycle.empty((N, W.shape[0], out_h, out_w), x.dtype)
-    argmax = recycle.empty((N if with_argmax else 0,) + out.shape[1:], np.intp)
+    argmax = recycle.empty((shape[0] if with_argmax else 0,) + shape[1:], np.intp)
     kind = OUTPUT_RELU_POOL if with_argmax else OUTPUT_RELU_POOL_VALUES
     return kind, b, pool, out, argmax
 
 
-def _block_prologue(dout, out, argmax, pool):
+def _block_prologue(kernel, dout, out, argmax, x, W, stride, pad, pool):
     """The prologue (kind, pool, dout, out, argmax) of ``backward_prologue`` for a block
-    whose pool is (pool_h, pool_w, stride, pad) or None."""
+    whose pool is (pool_h, pool_w, stride, pad) or None, after checking that dout, out and
+    argmax have the shapes its forward pass on x gives."""
+    conv_shape, shape = _block_shapes(kernel, x, W, stride, pad, pool)
+    float_array(kernel, "dout", dout)
+    shaped(kernel, "dout", dout, shape, " (the block's output for x)")
+    # the relu's output, or the pool's: the gradient's mask is where it is positive
+    shaped(kernel, "out", float_array(kernel, "out", out), shape, " (the block's output)")
     if pool is None:
         return (GRADIENT_RELU, NO_POOL, np.ascontiguousarray(dout), np.ascontiguousarray(out),
                 NO_ARGMAX)
+    shaped(kernel, "argmax", argmax, shape, " (one window index for each pooled output)")
+    if argmax.dtype != np.intp:
+        raise TypeError(f"{kernel}: argmax must be the intp window indices that the forward "
+                        f"pass returned; got dtype {argmax.dtype}")
     return (GRADIENT_RELU_POOL, pool, np.ascontiguousarray(dout),
             np.ascontiguousarray(out), np.ascontiguousarray(argmax))
 
 
 def conv_relu_forward(x, W, b, stride, pad):
     """Returns (out, None)."""
-    epilogue = _block_epilogue(x, W, b, stride, pad, None, False)
+    epilogue = _block_epilogue("conv_relu_forward", x, W, b, stride, pad, None, False)
     forward_pipeline(x, W, stride, pad, epilogue)
     return epilogue[3], None
 
 
 def conv_relu_backward(dout, out, x, W, ctx, stride, pad, need_dx=True):
-    return backward_pipeline(x, W, stride, pad, need_dx, _block_prologue(dout, out, None, None))
+    prologue = _block_prologue("conv_relu_backward", dout, out, None, x, W, stride, pad, None)
+    return backward_pipeline(x, W, stride, pad, need_dx, prologue)
 
 
 def conv_relu_pool_forward(x, W, b, stride, pad, pool_h, pool_w, pool_stride, pool_pad,
                            with_argmax=True):
     """Returns (out, argmax, None); argmax is None when not ``with_argmax`` (inference)."""
-    epilogue = _block_epilogue(x, W, b, stride, pad, (pool_h, pool_w, pool_stride, pool_pad),
-                               with_argmax)
+    epilogue = _block_epilogue("conv_relu_pool_forward", x, W, b, stride, pad,
+                               (pool_h, pool_w, pool_stride, pool_pad), with_argmax)
     forward_pipeline(x, W, stride, pad, epilogue)
     _, _, _, out, argmax = epilogue
     return out, (argmax if with_argmax else None), None
@@ -78,7 +101,8 @@ def conv_relu_pool_forward(x, W, b, stride, pad, pool_h, pool_w, pool_stride, po
 
 def conv_relu_pool_backward(dout, out, argmax, x, W, ctx, stride, pad,
                             pool_h, pool_w, pool_stride, pool_pad, need_dx=True):
-    prologue = _block_prologue(dout, out, argmax, (pool_h, pool_w, pool_stride, pool_pad))
+    prologue = _block_prologue("conv_relu_pool_backward", dout, out, argmax, x, W, stride, pad,
+                               (pool_h, pool_w, pool_stride, pool_pad))
     return backward_pipeline(x, W, stride, pad, need_dx, prologue)
 
 
@@ -102,7 +126,8 @@ def conv_blocks_forward(x, blocks, W2=None, with_argmax=True):
     results, parts = [], []
     with single_threaded_blas():
         for W, b, stride, pad, pool in blocks:
-            epilogue = _block_epilogue(x, W, b, stride, pad, pool, with_argmax)
+            epilogue = _block_epilogue("conv_blocks_forward", x, W, b, stride, pad, pool,
+                                       with_argmax)
             parts.append(forward_part(x, W, stride, pad, epilogue))
             x = epilogue[3]
             results.append((x, epilogue[4] if pool is not None and with_argmax else None, None))
@@ -146,7 +171,8 @@ def conv_blocks_backward(dout, blocks, need_dx=True, affine=None):
         runs, block_dout = [], top
         for i in reversed(range(len(blocks))):
             out, argmax, x, W, _, stride, pad, pool = blocks[i]
-            prologue = _block_prologue(block_dout, out, argmax, pool)
+            prologue = _block_prologue("conv_blocks_backward", block_dout, out, argmax, x, W,
+                                       stride, pad, pool)
             part, finish, block_dout = backward_part(x, W, stride, pad, need_dx or i > 0,
                                                      prologue)
             runs.append((part, finish))

@@ -10,6 +10,7 @@ float would turn a float32 pass into float64.
 import numpy as np
 from numba import prange
 
+from .contracts import float_array, shaped
 from .dispatch import parallel_above
 
 __all__ = ["batchnorm_forward", "batchnorm_backward"]
@@ -94,8 +95,12 @@ def _backward_columns(dout, xc, xn, std, gamma, two_over_n, dx, dgamma, dbeta):
 
 def batchnorm_forward(x, gamma, beta, eps):
     """Training mode. Returns (out, mu, var, xc, xn, std); mu, var and std are (D,)."""
-    x = np.ascontiguousarray(x)
+    kernel = "batchnorm_forward"
+    x = np.ascontiguousarray(float_array(kernel, "x", x, 2))
     N, D = x.shape
+    for name, a in (("gamma", gamma), ("beta", beta)):
+        shaped(kernel, name, float_array(kernel, name, a), (D,), " (one value for each column "
+               "of x)")
     out, xc, xn = (np.empty_like(x) for _ in range(3))
     mu, var, std = (np.empty(D, dtype=x.dtype) for _ in range(3))
     _forward_columns(x, np.ascontiguousarray(gamma), np.ascontiguousarray(beta),
@@ -105,8 +110,13 @@ def batchnorm_forward(x, gamma, beta, eps):
 
 def batchnorm_backward(dout, xc, xn, std, gamma):
     """Returns (dx, dgamma, dbeta) for the saved xc, xn (N, D) and std (D,)."""
-    dout = np.ascontiguousarray(dout)
+    kernel = "batchnorm_backward"
+    dout = np.ascontiguousarray(float_array(kernel, "dout", dout, 2))
     D = dout.shape[1]
+    for name, a, shape in (("xc", xc, dout.shape), ("xn", xn, dout.shape), ("std", std, (D,)),
+                           ("gamma", gamma, (D,))):
+        shaped(kernel, name, float_array(kernel, name, a), shape, " (as the forward pass "
+               "left it for this dout)")
     dx = np.empty_like(dout)
     dgamma = np.empty(D, dtype=dout.dtype)
     dbeta = np.empty(D, dtype=dout.dtype)

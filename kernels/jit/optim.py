@@ -31,7 +31,10 @@ PLAIN_UPDATE_IN_PARTS_BYTES = 3 << 20  # SGD, Momentum, Nesterov
 
 @njit(cache=True)
 def _check_size(param, other):
-    # Without bounds checks a short array would be read past its end: refuse it up front.
+    # Without bounds checks a short array would be read past its end, and a 2-D one indexed
+    # by row up to its size: refuse both up front (ndim is known when this compiles).
+    if param.ndim != 1 or other.ndim != 1:
+        raise ValueError("optimizer kernel: param, grad and the state arrays must be 1-D")
     if other.size != param.size:
         raise ValueError("optimizer kernel: every array must have the parameter's size")
 

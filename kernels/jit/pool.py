@@ -7,9 +7,9 @@ overlap only inside an (image, channel) plane, so no two threads ever add to the
 import numpy as np
 from numba import njit
 
-from ..shapes import conv_output_hw
 from . import recycle
 from .compile_options import HELPER_INLINE
+from .contracts import POOL_NAMES, float_array, shaped, windows
 from .dispatch import in_parts_above
 
 __all__ = ["maxpool_forward", "maxpool_backward"]
@@ -204,9 +204,9 @@ def _maxpool_backward_into(dout, argmax, pool_h, pool_w, stride, pad, dx):
 
 
 def maxpool_forward(x, pool_h, pool_w, stride, pad=0):
-    x = np.ascontiguousarray(x)
+    x = np.ascontiguousarray(float_array("maxpool_forward", "x", x, 4))
     N, C, H, W = x.shape
-    out_h, out_w = conv_output_hw(H, W, pool_h, pool_w, stride, pad)
+    out_h, out_w = windows("maxpool_forward", H, W, pool_h, pool_w, stride, pad, POOL_NAMES)
     out = recycle.empty((N, C, out_h, out_w), x.dtype)
     argmax = recycle.empty((N, C, out_h, out_w), np.intp)
     _maxpool_forward_into(x, pool_h, pool_w, stride, pad, out, argmax)
@@ -214,7 +214,19 @@ def maxpool_forward(x, pool_h, pool_w, stride, pad=0):
 
 
 def maxpool_backward(dout, argmax, x_shape, pool_h, pool_w, stride, pad=0):
-    dx = recycle.empty(x_shape, dout.dtype)
+    kernel = "maxpool_backward"
+    if len(x_shape) != 4 or any(int(n) < 1 for n in x_shape):
+        raise ValueError(f"{kernel}: x_shape must be (N, C, H, W) of positive sizes; got "
+                         f"{tuple(x_shape)}")
+    N, C, H, W = (int(n) for n in x_shape)
+    shape = (N, C) + windows(kernel, H, W, pool_h, pool_w, stride, pad, POOL_NAMES)
+    float_array(kernel, "dout", dout)
+    shaped(kernel, "dout", dout, shape, f" (the pooled output of an input of shape {x_shape})")
+    shaped(kernel, "argmax", argmax, shape, " (one window index for each pooled output)")
+    if argmax.dtype.kind not in "iu":
+        raise TypeError(f"{kernel}: argmax must hold the integer window indices that the "
+                        f"forward pass returned; got dtype {argmax.dtype}")
+    dx = recycle.empty((N, C, H, W), dout.dtype)
     _maxpool_backward_into(np.ascontiguousarray(dout), np.ascontiguousarray(argmax),
                            pool_h, pool_w, stride, pad, dx)
     return dx

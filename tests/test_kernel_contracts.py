@@ -1,0 +1,198 @@
+"""The public jit kernels, called directly with arguments that do not fit: each raises a clear
+error that names the kernel and the argument, before its compiled loops touch memory.
+
+Without the checks of kernels/jit/contracts.py every case here crashed the process (a
+negative pad, a label past the last class, 2-D optimizer arrays) or read past an array's end
+and returned what lay there (a short bias, mismatched batches). The fault sweep of 2026-12-06
+found them by placing each argument in front of 1e30 values.
+"""
+import numpy as np
+import pytest
+
+from fastconv.kernels import jit as J
+from fastconv.kernels import reference as R
+
+rng = np.random.default_rng(11)
+
+
+def rand(*shape):
+    return rng.standard_normal(shape)
+
+
+def conv_operands(N=2, C=3, H=12, FN=4, F=3):
+    return rand(N, C, H, H), rand(FN, C, F, F), rand(FN)
+
+
+def block_backward_operands():
+    """(dout, out, argmax, x, W) of a 3x3 pad-1 conv -> relu -> 2x2 pool block."""
+    x, W, b = conv_operands()
+    out, argmax, _ = J.conv_relu_pool_forward(x, W, b, 1, 1, 2, 2, 2, 0)
+    return rand(*out.shape), out, argmax, x, W
+
+
+def _adam(shape):
+    arrays = [np.ones(shape) for _ in range(4)]
+    return lambda: J.adam_update(*arrays, 0.001, 0.9, 0.999, 1e-7)
+
+
+def _pool_backward(dout_shape, argmax_shape, x_shape=(2, 3, 6, 6)):
+    return lambda: J.maxpool_backward(rand(*dout_shape), np.zeros(argmax_shape, np.intp),
+                                      x_shape, 2, 2, 2)
+
+
+def _block_backward(change):
+    dout, out, argmax, x, W = block_backward_operands()
+    args = dict(dout=dout, out=out, argmax=argmax, x=x, W=W)
+    args.update(change(args))
+    return lambda: J.conv_relu_pool_backward(args["dout"], args["out"], args["argmax"],
+                                             args["x"], args["W"], None, 1, 1, 2, 2, 2, 0)
+
+
+x0, W0, b0 = conv_operands()
+CASES = {
+    # (what once crashed the process)
+    "sgd on 2-D arrays": (lambda: J.sgd_update(np.ones((10, 5)), np.ones((10, 5)), 0.1),
+                          ValueError, "must be 1-D"),
+    "momentum on 2-D arrays": (
+        lambda: J.momentum_update(np.ones((10, 5)), np.ones((10, 5)), np.zeros((10, 5)),
+                                  0.01, 0.9), ValueError, "must be 1-D"),
+    "adam on 2-D float32 arrays": (_adam((784, 50)), ValueError, "must be 1-D"),
+    "softmax backward, a label past the last class": (
+        lambda: J.softmax_cross_entropy_backward(np.full((4, 5), 0.2), np.array([0, 10**9, 2, 3])),
+        ValueError, "t labels must lie in [0, 5)"),
+    "softmax backward, a negative label": (
+        lambda: J.softmax_cross_entropy_backward(np.full((4, 5), 0.2), np.array([0, -1, 2, 3])),
+        ValueError, "got -1 at row 1"),
+    "softmax forward, a label far below 0": (
+        lambda: J.softmax_cross_entropy_forward(np.zeros((4, 5)), np.array([0, -10**6, 2, 3])),
+        ValueError, "t labels must lie"),
+    "softmax backward, t shorter than y": (
+        lambda: J.softmax_cross_entropy_backward(np.full((4, 5), 0.2), np.array([0, 1, 2])),
+        ValueError, "one label for each of the 4 rows"),
+    "softmax backward, 0-d t": (
+        lambda: J.softmax_cross_entropy_backward(np.full((4, 5), 0.2), np.array(1)),
+        ValueError, "got shape ()"),
+    "softmax forward, float labels": (
+        lambda: J.softmax_cross_entropy_forward(np.zeros((4, 5)), np.array([0.0, 1, 2, 3])),
+        TypeError, "integer labels"),
+    "conv forward, pad -1": (lambda: J.conv2d_forward(x0, W0, b0, 1, -1), ValueError,
+                             "conv2d_forward: pad must be at least 0"),
+    "fused conv forward, pad -1": (lambda: J.conv_relu_forward(x0, W0, b0, 1, -1), ValueError,
+                                   "pad must be at least 0"),
+    "fused pooled conv forward, pad -1": (
+        lambda: J.conv_relu_pool_forward(x0, W0, b0, 1, -1, 2, 2, 2, 0), ValueError,
+        "pad must be at least 0"),
+    # (what once read past an array's end)
+    "affine forward, b shorter than W's columns": (
+        lambda: J.affine_forward(np.ones((2, 3)), np.ones((3, 5)), np.zeros(4)), ValueError,
+        "affine_forward: b must have shape (5,)"),
+    "batchnorm forward, gamma short": (
+        lambda: J.batchnorm_forward(rand(6, 5), np.ones(4), np.zeros(5), 1e-5), ValueError,
+        "gamma must have shape (5,)"),
+    "batchnorm forward, 0-d beta": (
+        lambda: J.batchnorm_forward(rand(6, 5), np.ones(5), np.array(0.0), 1e-5), ValueError,
+        "beta must have shape (5,)"),
+    "batchnorm backward, xc a row short": (
+        lambda: J.batchnorm_backward(np.ones((6, 5)), rand(5, 5), rand(6, 5), np.ones(5),
+                                     np.ones(5)), ValueError, "xc must have shape (6, 5)"),
+    "col2im, col a row short": (
+        lambda: J.col2im(np.ones((287, 27)), (2, 3, 12, 12), 3, 3, 1, 1), ValueError,
+        "col must have shape (288, 27)"),
+    "conv forward, b shorter than the filters": (
+        lambda: J.conv2d_forward(x0, W0, np.zeros(3), 1, 1), ValueError,
+        "b must have shape (4,)"),
+    "conv forward, W of other channels": (
+        lambda: J.conv2d_forward(x0, rand(4, 2, 3, 3), b0, 1, 1), ValueError,
+        "W must have x's 3 channels"),
+    "conv backward, dout of fewer images": (
+        lambda: J.conv2d_backward(np.ones((1, 4, 12, 12)), x0, W0, None, 1, 1), ValueError,
+        "dout must have shape (2, 4, 12, 12)"),
+    "pooled block backward, argmax an image short": (
+        _block_backward(lambda a: {"argmax": a["argmax"][:1]}), ValueError,
+        "argmax must have shape (2, 4, 6, 6)"),
+    "pooled block backward, dout an image short": (
+        _block_backward(lambda a: {"dout": a["dout"][:1]}), ValueError,
+        "dout must have shape (2, 4, 6, 6)"),
+    "pooled block backward, x of more images": (
+        _block_backward(lambda a: {"x": np.concatenate([a["x"], a["x"]])}), ValueError,
+        "dout must have shape (4, 4, 6, 6)"),
+    "pooled block backward, argmax of another dtype": (
+        _block_backward(lambda a: {"argmax": a["argmax"].astype(np.int8)}), TypeError,
+        "argmax must be the intp window indices"),
+    "max-pool backward, dout of fewer images than argmax": (
+        _pool_backward((1, 3, 3, 3), (2, 3, 3, 3)), ValueError,
+        "dout must have shape (2, 3, 3, 3)"),
+    "max-pool backward, argmax of fewer images": (
+        _pool_backward((2, 3, 3, 3), (1, 3, 3, 3)), ValueError,
+        "argmax must have shape (2, 3, 3, 3)"),
+    "max-pool forward, pool_h 0": (lambda: J.maxpool_forward(np.ones((1, 1, 4, 4)), 0, 2, 2),
+                                   ValueError, "maxpool_forward: pool_h must be at least 1"),
+    "fused pool, pool_w 0": (lambda: J.conv_relu_pool_forward(x0, W0, b0, 1, 1, 2, 0, 2, 0),
+                             ValueError, "pool_w must be at least 1"),
+    "fused pool, a window larger than the output": (
+        lambda: J.conv_relu_pool_forward(x0, W0, b0, 1, 1, 20, 20, 2, 0), ValueError,
+        "a 20x20 window does not fit the 12x12 input"),
+    "im2col, stride -1": (lambda: J.im2col(np.ones((2, 3, 9, 9)), 3, 3, -1, 0), ValueError,
+                          "im2col: stride must be at least 1"),
+    "im2col, a float stride": (lambda: J.im2col(np.ones((2, 3, 9, 9)), 3, 3, 1.0, 0),
+                               TypeError, "stride must be an integer"),
+    "relu backward, a mask smaller than dout": (
+        lambda: J.relu_backward(np.ones((4, 5, 2)), np.zeros((4, 5), bool)), ValueError,
+        "mask must have shape (4, 5, 2)"),
+    "relu backward, an int8 mask": (
+        lambda: J.relu_backward(np.ones((4, 5)), np.zeros((4, 5), np.int8)), TypeError,
+        "mask must be the boolean array"),
+    # (what computed in integers where the twin computes in floats)
+    "softmax forward, integer scores": (
+        lambda: J.softmax_cross_entropy_forward(np.zeros((4, 5), np.int64), np.arange(4)),
+        TypeError, "x must be a float32 or float64 array; got int64"),
+    "affine backward, boolean dout": (
+        lambda: J.affine_backward(np.ones((4, 3), bool), rand(4, 2), rand(2, 3)), TypeError,
+        "dout must be a float32 or float64 array; got bool"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_misfit_argument_raises_a_clear_error(case):
+    call, error, message = CASES[case]
+    with pytest.raises(error) as raised:
+        call()
+    assert message in str(raised.value)
+
+
+def test_the_labels_are_checked_in_any_integer_dtype():
+    y = np.full((3, 4), 0.25)
+    for dtype in (np.int8, np.uint8, np.int32, np.uint64):
+        t = np.array([0, 3, 1], dtype)
+        np.testing.assert_array_equal(J.softmax_cross_entropy_backward(y, t),
+                                      R.softmax_cross_entropy_backward(y, t.astype(np.intp)))
+    with pytest.raises(ValueError, match=r"lie in \[0, 4\)"):
+        J.softmax_cross_entropy_backward(y, np.array([0, 2**63, 1], np.uint64))
+
+
+def test_a_refused_block_backward_pass_writes_nothing():
+    dout, out, argmax, x, W = block_backward_operands()
+    saved = [a.copy() for a in (dout, out, argmax, x, W)]
+    with pytest.raises(ValueError):
+        J.conv_relu_pool_backward(dout[:1], out, argmax, x, W, None, 1, 1, 2, 2, 2, 0)
+    for before, after in zip(saved, (dout, out, argmax, x, W)):
+        np.testing.assert_array_equal(before, after)
+
+
+@pytest.mark.parametrize("pool", [True, False])
+def test_fitting_arguments_still_match_the_twin(pool):
+    x, W, b = conv_operands()
+    results = []
+    for kernels in (J, R):
+        if pool:
+            out, argmax, ctx = kernels.conv_relu_pool_forward(x, W, b, 1, 1, 2, 2, 2, 0)
+            dout = np.random.default_rng(0).standard_normal(out.shape)
+            grads = kernels.conv_relu_pool_backward(dout, out, argmax, x, W, ctx, 1, 1, 2, 2,
+                                                    2, 0)
+        else:
+            out, ctx = kernels.conv_relu_forward(x, W, b, 1, 1)
+            dout = np.random.default_rng(0).standard_normal(out.shape)
+            grads = kernels.conv_relu_backward(dout, out, x, W, ctx, 1, 1)
+        results.append((out,) + tuple(grads))
+    for mine, theirs in zip(*results):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-10, atol=1e-10 * np.abs(theirs).max())
