@@ -4,7 +4,7 @@ Each part of the batch (``fastconv.kernels.jit.gemm.pieces``) takes its own imag
 every block, and through the affine layer's product, without waiting for the other parts:
 no image needs another's. Run block by block, each block handed half the batch to the pool
 thread and waited for it, forward and backward, and waking that thread's idle core costs
-about 100 us on the reference machine (``docs/performance.md``): 13 times in a DeepConvNet
+about 100 us on the reference machine (``docs/performance-history.md``): 13 times in a DeepConvNet
 step. A chain hands over once forward and once backward (and once more where a float32
 affine layer's weights are large: see ``AFFINE_IN_PARTS_MAX_BYTES`` in the jit kernels).
 

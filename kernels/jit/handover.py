@@ -14,7 +14,7 @@ A pool thread that sees its task waits ``LINGER_US`` more before it asks for the
 caller holds the GIL while it starts its own task, and a thread that asks meanwhile sleeps
 until it is released. In SimpleConvNet's step a pool thread now starts its part about 10 us
 after the hand-over, against 56 us with ``concurrent.futures`` and 22-32 us without the
-linger (docs/performance.md, thirteenth session).
+linger (docs/performance-history.md, thirteenth session).
 
 A counter is raised by one thread and waited on by another (``Counter``). The raiser stores,
 then reads whether the waiter sleeps; the waiter says it sleeps, then reads the counter; both
