@@ -145,10 +145,13 @@ CASES = {
     # (what computed in integers where the twin computes in floats)
     "softmax forward, integer scores": (
         lambda: J.softmax_cross_entropy_forward(np.zeros((4, 5), np.int64), np.arange(4)),
-        TypeError, "x must be a float32 or float64 array; got int64"),
+        TypeError, "x must be a float32 or float64 array in the machine's byte order; got <i8"),
+    "conv forward, big-endian x": (
+        lambda: J.conv2d_forward(x0.astype(">f8"), W0, b0, 1, 1), TypeError,
+        "x must be a float32 or float64 array in the machine's byte order; got >f8"),
     "affine backward, boolean dout": (
         lambda: J.affine_backward(np.ones((4, 3), bool), rand(4, 2), rand(2, 3)), TypeError,
-        "dout must be a float32 or float64 array; got bool"),
+        "dout must be a float32 or float64 array in the machine's byte order; got |b1"),
 }
 
 

@@ -24,9 +24,10 @@ __all__ = ["float_array", "windows", "conv_geometry", "shaped", "bias", "labels"
 
 def float_array(kernel, name, a, ndim=None):
     """a as an ndarray of float32 or float64 with ndim axes (any, if None), else raises."""
-    if not isinstance(a, np.ndarray) or a.dtype.char not in "fd":
-        found = a.dtype if isinstance(a, np.ndarray) else type(a).__name__
-        raise TypeError(f"{kernel}: {name} must be a float32 or float64 array; got {found}")
+    if not isinstance(a, np.ndarray) or a.dtype.char not in "fd" or not a.dtype.isnative:
+        found = a.dtype.str if isinstance(a, np.ndarray) else type(a).__name__
+        raise TypeError(f"{kernel}: {name} must be a float32 or float64 array in the "
+                        f"machine's byte order; got {found}")
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{kernel}: {name} must have {ndim} axes; got shape {a.shape}")
     return a
