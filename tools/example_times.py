@@ -85,14 +85,20 @@ def images_per_second(summary):
     return "n/a"
 
 
+def _compare():
+    """benchmarks/compare.py, which names the machine and its BLAS as the comparison does."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from benchmarks import compare
+    return compare
+
+
 def machine():
     """The CPU as compare.py names it (model, family and widest vector unit: "AMD EPYC" alone
     does not tell a Zen 4 from a Zen 5, which trains about twice as fast), how many, and the
     system."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     try:
-        from benchmarks.compare import machine_name
+        machine_name = _compare().machine_name
         cpu = machine_name()
     except Exception:  # the benchmarks are not beside this script
         cpu = platform.processor() or platform.machine()
@@ -102,11 +108,9 @@ def machine():
 def blas_kernel():
     """The BLAS kernel the examples run on, as threadpoolctl names it (OpenBLAS's
     architecture; ``compare.blas_info``), or None where it cannot tell."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     try:
         import numpy  # noqa: F401  (loads the BLAS that the examples load too)
-        from benchmarks.compare import blas_info
+        blas_info = _compare().blas_info
         kernels = [lib["architecture"] for lib in blas_info() if lib.get("architecture")]
     except Exception:  # threadpoolctl cannot read this platform's libraries
         return None
