@@ -98,8 +98,7 @@ def machine():
     does not tell a Zen 4 from a Zen 5, which trains about twice as fast), how many, and the
     system."""
     try:
-        machine_name = _compare().machine_name
-        cpu = machine_name()
+        cpu = _compare().machine_name()
     except Exception:  # the benchmarks are not beside this script
         cpu = platform.processor() or platform.machine()
     return f"{cpu}, {os.cpu_count()} CPUs ({platform.system()})"
