@@ -29,25 +29,24 @@ __all__ = ["conv_relu_forward", "conv_relu_backward",
            "conv_blocks_forward", "conv_blocks_backward"]
 
 
-def _block_shapes(kernel, x, W, stride, pad, pool):
-    """(conv output shape, block output shape) of a conv -> relu (-> pool) block, pool
-    (pool_h, pool_w, stride, pad) or None; raises where the operands do not fit."""
+def _block_shape(kernel, x, W, stride, pad, pool):
+    """The output shape of a conv -> relu (-> pool) block, pool (pool_h, pool_w, stride, pad)
+    or None; raises where the operands do not fit."""
     conv_h, conv_w = conv_geometry(kernel, x, W, stride, pad)
-    conv_shape = (x.shape[0], W.shape[0], conv_h, conv_w)
     if pool is None:
-        return conv_shape, conv_shape
+        return (x.shape[0], W.shape[0], conv_h, conv_w)
     if len(pool) != 4:
         raise ValueError(f"{kernel}: pool must be (pool_h, pool_w, pool_stride, pool_pad); "
                          f"got {pool!r}")
-    return conv_shape, conv_shape[:2] + windows(kernel, conv_h, conv_w, *pool,
-                                                names=FUSED_POOL_NAMES)
+    return (x.shape[0], W.shape[0]) + windows(kernel, conv_h, conv_w, *pool,
+                                              names=FUSED_POOL_NAMES)
 
 
 def _block_epilogue(kernel, x, W, b, stride, pad, pool, with_argmax):
     """The epilogue (kind, b, pool, out, argmax) of ``forward_epilogue`` for a conv -> relu
     (-> pool) block, pool (pool_h, pool_w, stride, pad) or None, its out and argmax
     allocated (argmax empty without a pool or ``with_argmax``)."""
-    _, shape = _block_shapes(kernel, x, W, stride, pad, pool)
+    shape = _block_shape(kernel, x, W, stride, pad, pool)
     bias(kernel, b, W.shape[0])
     out = recycle.empty(shape, x.dtype)
     if pool is None:
@@ -61,7 +60,7 @@ def _block_prologue(kernel, dout, out, argmax, x, W, stride, pad, pool):
     """The prologue (kind, pool, dout, out, argmax) of ``backward_prologue`` for a block
     whose pool is (pool_h, pool_w, stride, pad) or None, after checking that dout, out and
     argmax have the shapes its forward pass on x gives."""
-    conv_shape, shape = _block_shapes(kernel, x, W, stride, pad, pool)
+    shape = _block_shape(kernel, x, W, stride, pad, pool)
     float_array(kernel, "dout", dout)
     shaped(kernel, "dout", dout, shape, " (the block's output for x)")
     # the relu's output, or the pool's: the gradient's mask is where it is positive
