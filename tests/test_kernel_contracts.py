@@ -125,6 +125,12 @@ CASES = {
     "max-pool backward, argmax of fewer images": (
         _pool_backward((2, 3, 3, 3), (1, 3, 3, 3)), ValueError,
         "argmax must have shape (2, 3, 3, 3)"),
+    "col2im, an input_shape of three sizes": (
+        lambda: J.col2im(np.ones((288, 27)), (2, 3, 12), 3, 3, 1, 1), ValueError,
+        "col2im: input_shape must be (N, C, H, W) of positive sizes; got (2, 3, 12)"),
+    "max-pool backward, an x_shape with no images": (
+        _pool_backward((2, 3, 3, 3), (2, 3, 3, 3), (0, 3, 6, 6)), ValueError,
+        "x_shape must be (N, C, H, W) of positive sizes"),
     "max-pool forward, pool_h 0": (lambda: J.maxpool_forward(np.ones((1, 1, 4, 4)), 0, 2, 2),
                                    ValueError, "maxpool_forward: pool_h must be at least 1"),
     "fused pool, pool_w 0": (lambda: J.conv_relu_pool_forward(x0, W0, b0, 1, 1, 2, 0, 2, 0),

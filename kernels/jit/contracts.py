@@ -18,7 +18,7 @@ from numba import njit
 
 from ..shapes import conv_output_hw
 
-__all__ = ["float_array", "windows", "conv_geometry", "shaped", "bias", "labels",
+__all__ = ["float_array", "windows", "image_shape", "conv_geometry", "shaped", "bias", "labels",
            "FILTER_NAMES", "POOL_NAMES", "FUSED_POOL_NAMES"]
 
 
@@ -62,6 +62,14 @@ def windows(kernel, H, W, window_h, window_w, stride, pad, names=FILTER_NAMES):
         raise ValueError(f"{kernel}: a {window_h}x{window_w} window does not fit the {H}x{W} "
                          f"input padded by {pad}")
     return out_h, out_w
+
+
+def image_shape(kernel, name, shape):
+    """shape as the ints (N, C, H, W) of a batch of images, each at least 1."""
+    if len(shape) != 4 or any(int(n) < 1 for n in shape):
+        raise ValueError(f"{kernel}: {name} must be (N, C, H, W) of positive sizes; got "
+                         f"{tuple(shape)}")
+    return tuple(int(n) for n in shape)
 
 
 def conv_geometry(kernel, x, W, stride, pad):

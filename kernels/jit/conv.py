@@ -7,7 +7,7 @@ im2col + GEMM pipeline of ``pipeline.py``; im2col and col2im build the book's la
 import numpy as np
 
 from . import recycle
-from .contracts import bias, conv_geometry, float_array, shaped, windows
+from .contracts import bias, conv_geometry, float_array, image_shape, shaped, windows
 from .epilogues import GRADIENT, NO_ARGMAX, NO_POOL, OUTPUT_BIAS
 from .im2col import _col2im_rows, _im2col_rows
 from .pipeline import backward_pipeline, forward_pipeline, images_parallel
@@ -27,10 +27,7 @@ def im2col(x, filter_h, filter_w, stride=1, pad=0):
 
 
 def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
-    if len(input_shape) != 4 or any(int(n) < 1 for n in input_shape):
-        raise ValueError(f"col2im: input_shape must be (N, C, H, W) of positive sizes; got "
-                         f"{tuple(input_shape)}")
-    N, C, H, W = (int(n) for n in input_shape)
+    N, C, H, W = image_shape("col2im", "input_shape", input_shape)
     out_h, out_w = windows("col2im", H, W, filter_h, filter_w, stride, pad)
     float_array("col2im", "col", col)
     shaped("col2im", "col", col, (N * out_h * out_w, C * filter_h * filter_w),

@@ -9,7 +9,7 @@ from numba import njit
 
 from . import recycle
 from .compile_options import HELPER_INLINE
-from .contracts import POOL_NAMES, float_array, shaped, windows
+from .contracts import POOL_NAMES, float_array, image_shape, shaped, windows
 from .dispatch import in_parts_above
 
 __all__ = ["maxpool_forward", "maxpool_backward"]
@@ -215,10 +215,7 @@ def maxpool_forward(x, pool_h, pool_w, stride, pad=0):
 
 def maxpool_backward(dout, argmax, x_shape, pool_h, pool_w, stride, pad=0):
     kernel = "maxpool_backward"
-    if len(x_shape) != 4 or any(int(n) < 1 for n in x_shape):
-        raise ValueError(f"{kernel}: x_shape must be (N, C, H, W) of positive sizes; got "
-                         f"{tuple(x_shape)}")
-    N, C, H, W = (int(n) for n in x_shape)
+    N, C, H, W = image_shape(kernel, "x_shape", x_shape)
     shape = (N, C) + windows(kernel, H, W, pool_h, pool_w, stride, pad, POOL_NAMES)
     float_array(kernel, "dout", dout)
     shaped(kernel, "dout", dout, shape, f" (the pooled output of an input of shape {x_shape})")
