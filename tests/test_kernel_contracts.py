@@ -57,6 +57,15 @@ CASES = {
         lambda: J.momentum_update(np.ones((10, 5)), np.ones((10, 5)), np.zeros((10, 5)),
                                   0.01, 0.9), ValueError, "must be 1-D"),
     "adam on 2-D float32 arrays": (_adam((784, 50)), ValueError, "must be 1-D"),
+    "sgd on an integer parameter": (
+        lambda: J.sgd_update(np.array([1, 1]), np.array([30.0, -30.0]), 0.01), TypeError,
+        "must hold float32 or float64"),
+    "momentum with an integer velocity": (
+        lambda: J.momentum_update(np.ones(4), np.full(4, 0.5), np.ones(4, np.int64), 0.1, 0.9),
+        TypeError, "must hold float32 or float64"),
+    "adagrad with a boolean state": (
+        lambda: J.adagrad_update(np.ones(4), np.ones(4), np.ones(4, bool), 0.1, 1e-7),
+        TypeError, "must hold float32 or float64"),
     "softmax backward, a label past the last class": (
         lambda: J.softmax_cross_entropy_backward(np.full((4, 5), 0.2), np.array([0, 10**9, 2, 3])),
         ValueError, "t labels must lie in [0, 5)"),

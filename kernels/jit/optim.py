@@ -12,7 +12,8 @@ Python float would make a float32 update run in float64. Constants such as the `
 only its own element, so the result does not depend on the number of threads.
 """
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from .dispatch import in_parts_above
 
@@ -29,12 +30,28 @@ SQRT_UPDATE_IN_PARTS_BYTES = 1 << 20  # AdaGrad, RMSprop, Adam: a square root an
 PLAIN_UPDATE_IN_PARTS_BYTES = 3 << 20  # SGD, Momentum, Nesterov
 
 
+def _float_elements(a):
+    """Whether a holds floats: answered when the kernel compiles (below), so that it costs
+    nothing; this body serves NUMBA_DISABLE_JIT."""
+    return a.dtype.kind == "f"
+
+
+@overload(_float_elements)
+def _float_elements_typed(a):
+    floats = isinstance(a, types.Array) and isinstance(a.dtype, types.Float)
+    return lambda a: floats
+
+
 @njit(cache=True)
 def _check_size(param, other):
     # Without bounds checks a short array would be read past its end, and a 2-D one indexed
-    # by row up to its size: refuse both up front (ndim is known when this compiles).
+    # by row up to its size: refuse both up front (ndim is known when this compiles). An
+    # integer array would be updated in integers where NumPy refuses to cast.
     if param.ndim != 1 or other.ndim != 1:
         raise ValueError("optimizer kernel: param, grad and the state arrays must be 1-D")
+    if not (_float_elements(param) and _float_elements(other)):
+        raise TypeError("optimizer kernel: param, grad and the state arrays must hold "
+                        "float32 or float64")
     if other.size != param.size:
         raise ValueError("optimizer kernel: every array must have the parameter's size")
 
