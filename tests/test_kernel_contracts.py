@@ -66,6 +66,14 @@ CASES = {
     "adagrad with a boolean state": (
         lambda: J.adagrad_update(np.ones(4), np.ones(4), np.ones(4, bool), 0.1, 1e-7),
         TypeError, "must hold float32 or float64"),
+    "sgd on a 0-d parameter": (
+        lambda: J.sgd_update(np.array(1.0), np.ones(50), 0.01), TypeError,
+        "sgd_update: param, grad and the state arrays must be 1-D float32 or float64 arrays "
+        "of one size, the hyperparameters numbers; got float64[], float64[50], float"),
+    "adam with a 2-D gradient": (
+        lambda: J.adam_update(*(np.ones(6) if i != 1 else np.ones((6, 2)) for i in range(4)),
+                              0.001, 0.9, 0.999, 1e-7), TypeError,
+        "adam_update: param, grad and the state arrays must be 1-D"),
     "softmax backward, a label past the last class": (
         lambda: J.softmax_cross_entropy_backward(np.full((4, 5), 0.2), np.array([0, 10**9, 2, 3])),
         ValueError, "t labels must lie in [0, 5)"),

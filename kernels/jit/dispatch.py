@@ -39,6 +39,7 @@ import types
 
 import numba
 from numba import njit
+from numba.core.errors import TypingError
 
 from .gemm import pieces, run_parts
 
@@ -92,14 +93,18 @@ def parallel_above(min_size=PARALLEL_MIN_SIZE):
     return decorate
 
 
-def in_parts_above(min_bytes):
+def in_parts_above(min_bytes, contract=None):
     """For a kernel whose work on each index of its arrays' first axis is independent of the
     others (an element of 1-D arrays, an image of a batch): from ``min_bytes`` of its first
     array on, with 2+ threads, ``call.parallel`` runs the serial build on pieces of that axis
     at once; else ``call.serial`` runs on all of it. Arrays whose first axis has the first
     array's length are cut; scalars and other arrays are passed whole (a kernel refuses a
     wrong size before it writes). So every array argument must be indexed by that axis: a
-    per-column vector (a bias add's b) would be cut where its length equals the batch's."""
+    per-column vector (a bias add's b) would be cut where its length equals the batch's.
+
+    contract, what the arguments must be, replaces Numba's typing error (a page about
+    getitem on a 0-d array) with a TypeError that says it; a call that types costs nothing
+    more."""
     def decorate(fn):
         # nogil, so that the pieces run on their threads at once
         serial = njit(cache=True, nogil=True, error_model="numpy")(
@@ -107,9 +112,16 @@ def in_parts_above(min_bytes):
 
         @functools.wraps(fn)
         def call(*args):
-            if args[0].nbytes >= min_bytes and numba.get_num_threads() > 1:
-                return call.parallel(*args)
-            return call.serial(*args)
+            try:
+                if args[0].nbytes >= min_bytes and numba.get_num_threads() > 1:
+                    return call.parallel(*args)
+                return call.serial(*args)
+            except TypingError:
+                if contract is None:
+                    raise
+                found = ", ".join(f"{a.dtype}{list(a.shape)}" if hasattr(a, "shape")
+                                  else type(a).__name__ for a in args)
+                raise TypeError(f"{fn.__name__}: {contract}; got {found}") from None
 
         def in_parts(*args):
             n = len(args[0])

@@ -28,6 +28,8 @@ __all__ = ["sgd_update", "momentum_update", "nesterov_update", "adagrad_update",
 # 84 against 68 us).
 SQRT_UPDATE_IN_PARTS_BYTES = 1 << 20  # AdaGrad, RMSprop, Adam: a square root and a divide
 PLAIN_UPDATE_IN_PARTS_BYTES = 3 << 20  # SGD, Momentum, Nesterov
+CONTRACT = ("param, grad and the state arrays must be 1-D float32 or float64 arrays of one "
+            "size, the hyperparameters numbers")
 
 
 def _float_elements(a):
@@ -56,7 +58,7 @@ def _check_size(param, other):
         raise ValueError("optimizer kernel: every array must have the parameter's size")
 
 
-@in_parts_above(PLAIN_UPDATE_IN_PARTS_BYTES)
+@in_parts_above(PLAIN_UPDATE_IN_PARTS_BYTES, CONTRACT)
 def sgd_update(param, grad, lr):
     """param -= lr * grad."""
     _check_size(param, grad)
@@ -64,7 +66,7 @@ def sgd_update(param, grad, lr):
         param[i] = param[i] - lr * grad[i]
 
 
-@in_parts_above(PLAIN_UPDATE_IN_PARTS_BYTES)
+@in_parts_above(PLAIN_UPDATE_IN_PARTS_BYTES, CONTRACT)
 def momentum_update(param, grad, v, lr, momentum):
     """v = momentum * v - lr * grad; param += v."""
     _check_size(param, grad)
@@ -75,7 +77,7 @@ def momentum_update(param, grad, v, lr, momentum):
         param[i] = param[i] + vi
 
 
-@in_parts_above(PLAIN_UPDATE_IN_PARTS_BYTES)
+@in_parts_above(PLAIN_UPDATE_IN_PARTS_BYTES, CONTRACT)
 def nesterov_update(param, grad, v, lr, momentum):
     """The book's Nesterov step as upstream has it since January 2021: param moves with the
     old v first (param += momentum**2 * v; param -= (1 + momentum) * lr * grad), then
@@ -93,7 +95,7 @@ def nesterov_update(param, grad, v, lr, momentum):
         v[i] = vi - lr * g
 
 
-@in_parts_above(SQRT_UPDATE_IN_PARTS_BYTES)
+@in_parts_above(SQRT_UPDATE_IN_PARTS_BYTES, CONTRACT)
 def adagrad_update(param, grad, h, lr, eps):
     """h += grad**2; param -= lr * grad / (sqrt(h) + eps)."""
     _check_size(param, grad)
@@ -105,7 +107,7 @@ def adagrad_update(param, grad, h, lr, eps):
         param[i] = param[i] - lr * g / (np.sqrt(hi) + eps)
 
 
-@in_parts_above(SQRT_UPDATE_IN_PARTS_BYTES)
+@in_parts_above(SQRT_UPDATE_IN_PARTS_BYTES, CONTRACT)
 def rmsprop_update(param, grad, h, lr, decay_rate, eps):
     """h = decay_rate * h + (1 - decay_rate) * grad**2; param -= lr * grad / (sqrt(h) + eps)."""
     _check_size(param, grad)
@@ -119,7 +121,7 @@ def rmsprop_update(param, grad, h, lr, decay_rate, eps):
         param[i] = param[i] - lr * g / (np.sqrt(hi) + eps)
 
 
-@in_parts_above(SQRT_UPDATE_IN_PARTS_BYTES)
+@in_parts_above(SQRT_UPDATE_IN_PARTS_BYTES, CONTRACT)
 def adam_update(param, grad, m, v, lr_t, beta1, beta2, eps):
     """One Adam step with the bias correction already folded into ``lr_t``."""
     _check_size(param, grad)
