@@ -103,6 +103,15 @@ CASES = {
     "affine forward, b shorter than W's columns": (
         lambda: J.affine_forward(np.ones((2, 3)), np.ones((3, 5)), np.zeros(4)), ValueError,
         "affine_forward: b must have shape (5,)"),
+    "affine forward, W of other rows": (
+        lambda: J.affine_forward(np.ones((4, 5)), np.ones((6, 5)), np.ones(5)), ValueError,
+        "affine_forward: W must have one row for each of x's 5 columns; got W of shape (6, 5)"),
+    "affine forward, a 1-D x": (
+        lambda: J.affine_forward(np.ones(24), np.ones((6, 5)), np.ones(5)), ValueError,
+        "affine_forward: x must have 2 axes; got shape (24,)"),
+    "affine backward, dout of other columns": (
+        lambda: J.affine_backward(np.ones((4, 3)), rand(4, 2), rand(2, 5)), ValueError,
+        "affine_backward: dout must have shape (4, 5)"),
     "batchnorm forward, gamma short": (
         lambda: J.batchnorm_forward(rand(6, 5), np.ones(4), np.zeros(5), 1e-5), ValueError,
         "gamma must have shape (5,)"),

@@ -138,15 +138,28 @@ def relu_backward(dout, mask):
     return dout
 
 
+def _affine_operands(kernel, x, W):
+    """Raises unless x (N, D) and W (D, M) are float matrices that multiply."""
+    float_array(kernel, "x", x, 2)
+    float_array(kernel, "W", W, 2)
+    if W.shape[0] != x.shape[1]:
+        raise ValueError(f"{kernel}: W must have one row for each of x's {x.shape[1]} "
+                         f"columns; got W of shape {W.shape}")
+
+
 def affine_forward(x, W, b):
-    bias("affine_forward", b, np.shape(W)[-1], "column of W")
+    _affine_operands("affine_forward", x, W)
+    bias("affine_forward", b, W.shape[1], "column of W")
     y = matmul(x, W)
     _add_row_vector(y, b.astype(y.dtype, copy=False))
     return y
 
 
 def affine_backward(dout, x, W, need_dx=True):
-    dout = np.ascontiguousarray(float_array("affine_backward", "dout", dout, 2))
+    _affine_operands("affine_backward", x, W)
+    shaped("affine_backward", "dout", float_array("affine_backward", "dout", dout),
+           (x.shape[0], W.shape[1]), " (x @ W's)")
+    dout = np.ascontiguousarray(dout)
     db = np.empty(dout.shape[1], dtype=dout.dtype)
     _column_sum(dout, db)
     if not need_dx:
