@@ -52,7 +52,8 @@ FUSED_POOL_NAMES = ("pool_h", "pool_w", "pool_stride", "pool_pad")  # a fused bl
 
 def windows(kernel, H, W, window_h, window_w, stride, pad, names=FILTER_NAMES):
     """(out_h, out_w) of window_h x window_w windows stepping by stride over an H x W input
-    padded by pad, names the four arguments' names; raises unless there is at least one."""
+    padded by pad; raises unless there is at least one. names: what the errors call the
+    four numbers."""
     window_h = _count(kernel, names[0], window_h, 1)
     window_w = _count(kernel, names[1], window_w, 1)
     stride = _count(kernel, names[2], stride, 1)
@@ -118,11 +119,10 @@ def labels(kernel, t, N, K):
     if t.shape != (N,):
         raise ValueError(f"{kernel}: t must hold one label for each of the {N} rows, shape "
                          f"({N},); got shape {t.shape}")
-    # (compiled: NumPy's min and max took 3 us a call)
-    if t.dtype.kind == "u" and N and t.max() > np.iinfo(np.intp).max:
+    if t.dtype.kind == "u" and N and t.max() > np.iinfo(np.intp).max:  # (would wrap)
         raise ValueError(f"{kernel}: t labels must lie in [0, {K}); got {t.max()}")
     as_intp = np.ascontiguousarray(t, dtype=np.intp)
-    outside = _first_label_outside(as_intp, K)
+    outside = _first_label_outside(as_intp, K)  # compiled: NumPy's min and max took 3 us
     if outside >= 0:
         raise ValueError(f"{kernel}: t labels must lie in [0, {K}); got {t[outside]} at "
                          f"row {outside}")
