@@ -203,7 +203,9 @@ def pool_tiles_or_none(epilogue, conv_h, conv_w):
     on an empty cache (Zen 4), and DeepConvNet's first step compiles that loop."""
     kind, _, pool, _, _ = epilogue
     if kind == OUTPUT_RELU_POOL or kind == OUTPUT_RELU_POOL_VALUES:
-        return windows_are_tiles.py_func(pool, conv_h, conv_w)
+        # (its Python body: a compiled call from here costs more; NUMBA_DISABLE_JIT has no
+        # py_func)
+        return getattr(windows_are_tiles, "py_func", windows_are_tiles)(pool, conv_h, conv_w)
     return True
 
 
