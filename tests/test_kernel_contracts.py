@@ -6,6 +6,9 @@ negative pad, a label past the last class, 2-D optimizer arrays) or read past an
 and returned what lay there (a short bias, mismatched batches). The fault sweep of 2026-12-06
 found them by placing each argument in front of 1e30 values.
 """
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -49,8 +52,9 @@ def _block_backward(change):
 
 
 x0, W0, b0 = conv_operands()
-CASES = {
-    # (what once crashed the process)
+# what once crashed the process: run in a child (below), so that a check that goes missing
+# fails a test instead of killing the suite
+ONCE_CRASHED = {
     "sgd on 2-D arrays": (lambda: J.sgd_update(np.ones((10, 5)), np.ones((10, 5)), 0.1),
                           ValueError, "must be 1-D"),
     "momentum on 2-D arrays": (
@@ -99,6 +103,8 @@ CASES = {
     "fused pooled conv forward, pad -1": (
         lambda: J.conv_relu_pool_forward(x0, W0, b0, 1, -1, 2, 2, 2, 0), ValueError,
         "pad must be at least 0"),
+}
+CASES = {
     # (what once read past an array's end)
     "affine forward, b shorter than W's columns": (
         lambda: J.affine_forward(np.ones((2, 3)), np.ones((3, 5)), np.zeros(4)), ValueError,
@@ -193,6 +199,31 @@ def test_a_misfit_argument_raises_a_clear_error(case):
     with pytest.raises(error) as raised:
         call()
     assert message in str(raised.value)
+
+
+CHILD = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("contract_cases", sys.argv[1])
+cases = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(cases)
+for name, (call, error, message) in sorted(cases.ONCE_CRASHED.items()):
+    print(name, flush=True)  # the last name printed is the one that crashed
+    try:
+        call()
+    except error as raised:
+        print("raised", message in str(raised), flush=True)
+    else:
+        print("returned", flush=True)
+"""
+
+
+def test_the_calls_that_once_crashed_raise_a_clear_error():
+    done = subprocess.run([sys.executable, "-c", CHILD, __file__], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-500:] + done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0::2] == sorted(ONCE_CRASHED)
+    assert set(lines[1::2]) == {"raised True"}, done.stdout
 
 
 def test_a_call_numba_cannot_type_says_what_the_arguments_must_be():
