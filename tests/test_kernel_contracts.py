@@ -51,6 +51,17 @@ def _block_backward(change):
                                              args["x"], args["W"], None, 1, 1, 2, 2, 2, 0)
 
 
+def _blocks_backward(change):
+    """conv_blocks_backward of one pooled block and an affine layer, changed by change."""
+    x, W, b = conv_operands()
+    W2 = rand(144, 10)
+    (out, argmax, ctx), = J.conv_blocks_forward(x, [(W, b, 1, 1, (2, 2, 2, 0))], W2)[0]
+    args = dict(dout=rand(2, 10), x2=out.reshape(2, -1), W2=W2)
+    args.update(change(args))
+    blocks = [(out, argmax, x, W, ctx, 1, 1, (2, 2, 2, 0))]
+    return lambda: J.conv_blocks_backward(args["dout"], blocks, affine=(args["x2"], args["W2"]))
+
+
 x0, W0, b0 = conv_operands()
 # what once crashed the process: run in a child (below), so that a check that goes missing
 # fails a test instead of killing the suite
@@ -159,10 +170,34 @@ CASES = {
         "argmax must have shape (2, 3, 3, 3)"),
     "col2im, an input_shape of three sizes": (
         lambda: J.col2im(np.ones((288, 27)), (2, 3, 12), 3, 3, 1, 1), ValueError,
-        "col2im: input_shape must be (N, C, H, W) of positive sizes; got (2, 3, 12)"),
-    "max-pool backward, an x_shape with no images": (
+        "col2im: input_shape must be (N, C, H, W) with N at least 0 and C, H and W at least "
+        "1; got (2, 3, 12)"),
+    "max-pool backward, an x_shape with no channels": (
+        _pool_backward((2, 3, 3, 3), (2, 3, 3, 3), (2, 0, 6, 6)), ValueError,
+        "x_shape must be (N, C, H, W) with N at least 0 and C, H and W at least 1"),
+    "max-pool backward, an x_shape of fewer images than dout": (
         _pool_backward((2, 3, 3, 3), (2, 3, 3, 3), (0, 3, 6, 6)), ValueError,
-        "x_shape must be (N, C, H, W) of positive sizes"),
+        "dout must have shape (0, 3, 3, 3)"),
+    # (what raised NumPy's or Python's words: an AttributeError, a reshape, matmul's, 1 / 0)
+    "blocks forward, W2 of other rows": (
+        lambda: J.conv_blocks_forward(x0, [(W0, b0, 1, 1, (2, 2, 2, 0))], rand(100, 10)),
+        ValueError, "conv_blocks_forward: W2 must be (features, outputs) with one row for each "
+        "of the last block's 144 outputs per image; got shape (100, 10)"),
+    "blocks backward, dout of other columns": (
+        _blocks_backward(lambda a: {"dout": rand(2, 9)}), ValueError,
+        "conv_blocks_backward: dout must have shape (2, 10) (the affine layer's output"),
+    "blocks backward, x2 of other features": (
+        _blocks_backward(lambda a: {"x2": a["x2"][:, 1:]}), ValueError,
+        "conv_blocks_backward: affine[0] must have shape (2, 144)"),
+    "conv forward, no images": (
+        lambda: J.conv2d_forward(x0[:0], W0, b0, 1, 1), ValueError,
+        "conv2d_forward: x must hold at least one image; got shape (0, 3, 12, 12)"),
+    "conv backward, no images": (
+        lambda: J.conv2d_backward(np.ones((0, 4, 12, 12)), x0[:0], W0, None, 1, 1), ValueError,
+        "conv2d_backward: x must hold at least one image"),
+    "pooled block forward, no images": (
+        lambda: J.conv_relu_pool_forward(x0[:0], W0, b0, 1, 1, 2, 2, 2, 0), ValueError,
+        "conv_relu_pool_forward: x must hold at least one image"),
     "max-pool forward, pool_h 0": (lambda: J.maxpool_forward(np.ones((1, 1, 4, 4)), 0, 2, 2),
                                    ValueError, "maxpool_forward: pool_h must be at least 1"),
     "fused pool, pool_w 0": (lambda: J.conv_relu_pool_forward(x0, W0, b0, 1, 1, 2, 0, 2, 0),
@@ -244,6 +279,40 @@ def test_the_labels_are_checked_in_any_integer_dtype():
                                       R.softmax_cross_entropy_backward(y, t.astype(np.intp)))
     with pytest.raises(ValueError, match=r"lie in \[0, 4\)"):
         J.softmax_cross_entropy_backward(y, np.array([0, 2**63, 1], np.uint64))
+
+
+@pytest.mark.parametrize("kernels", [J, R], ids=["jit", "reference"])
+def test_batch_normalization_of_no_rows_is_refused(kernels):
+    with pytest.raises(ValueError, match=r"batchnorm_forward: x must hold at least one row"):
+        kernels.batchnorm_forward(np.ones((0, 5)), np.ones(5), np.zeros(5), 1e-7)
+    empty = np.ones((0, 5))
+    with pytest.raises(ValueError, match=r"batchnorm_backward: dout must hold at least one "):
+        kernels.batchnorm_backward(empty, empty, empty, np.ones(5), np.ones(5))
+
+
+def test_pooling_an_empty_batch_matches_the_twin():
+    x = np.ones((0, 3, 6, 6))
+    results = []
+    for kernels in (J, R):
+        out, argmax = kernels.maxpool_forward(x, 2, 2, 2)
+        dx = kernels.maxpool_backward(np.ones(out.shape), argmax, x.shape, 2, 2, 2)
+        col = kernels.col2im(np.ones((0, 27)), x.shape, 3, 3, 1, 1)
+        results.append([(a.shape, a.dtype) for a in (out, dx, col)])
+    assert results[0] == results[1] == [((0, 3, 3, 3), np.float64), ((0, 3, 6, 6), np.float64),
+                                        ((0, 3, 6, 6), np.float64)]
+
+
+def test_relu_backward_zeroes_a_strided_dout_in_place_as_the_twin_does():
+    base = rand(6, 8)
+    mask = rand(6, 4) < 0
+    results = []
+    for kernels in (J, R):
+        whole = base.copy()
+        dout = whole[:, ::2]
+        assert kernels.relu_backward(dout, mask) is dout
+        results.append(whole)
+    np.testing.assert_array_equal(results[0], results[1])
+    assert (results[0][:, ::2][mask] == 0).all() and mask.any()
 
 
 def test_a_refused_block_backward_pass_writes_nothing():

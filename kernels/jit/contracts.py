@@ -18,8 +18,8 @@ from numba import njit
 
 from ..shapes import conv_output_hw
 
-__all__ = ["float_array", "windows", "image_shape", "conv_geometry", "shaped", "bias", "labels",
-           "FILTER_NAMES", "POOL_NAMES", "FUSED_POOL_NAMES"]
+__all__ = ["float_array", "windows", "image_shape", "nonempty", "conv_geometry", "shaped", "bias",
+           "labels", "FILTER_NAMES", "POOL_NAMES", "FUSED_POOL_NAMES"]
 
 
 def float_array(kernel, name, a, ndim=None):
@@ -65,17 +65,28 @@ def windows(kernel, H, W, window_h, window_w, stride, pad, names=FILTER_NAMES):
     return out_h, out_w
 
 
-def image_shape(kernel, name, shape):
-    """shape as the ints (N, C, H, W) of a batch of images, each at least 1."""
-    if len(shape) != 4 or any(int(n) < 1 for n in shape):
-        raise ValueError(f"{kernel}: {name} must be (N, C, H, W) of positive sizes; got "
-                         f"{tuple(shape)}")
+def image_shape(kernel, name, shape, least_images=1):
+    """shape as the ints (N, C, H, W) of a batch of images: C, H and W at least 1, N at least
+    least_images (0 where the twin returns an empty result for an empty batch)."""
+    if (len(shape) != 4 or int(shape[0]) < least_images
+            or any(int(n) < 1 for n in shape[1:])):
+        raise ValueError(f"{kernel}: {name} must be (N, C, H, W) with N at least "
+                         f"{least_images} and C, H and W at least 1; got {tuple(shape)}")
     return tuple(int(n) for n in shape)
+
+
+def nonempty(kernel, name, a, what):
+    """a, which must hold at least one image or row: the book's code fails on an empty batch
+    in NumPy's words (a reshape, a division by zero), and a mean over no rows is undefined."""
+    if a.shape[0] == 0:
+        raise ValueError(f"{kernel}: {name} must hold at least one {what}; got shape "
+                         f"{a.shape}")
+    return a
 
 
 def conv_geometry(kernel, x, W, stride, pad):
     """(conv_h, conv_w), the output size of x (N, C, H, W) under filters W (FN, C, FH, FW)."""
-    float_array(kernel, "x", x, 4)
+    nonempty(kernel, "x", float_array(kernel, "x", x, 4), "image")
     float_array(kernel, "W", W, 4)
     if W.shape[1] != x.shape[1]:
         raise ValueError(f"{kernel}: W must have x's {x.shape[1]} channels on its axis 1 "

@@ -27,7 +27,7 @@ def im2col(x, filter_h, filter_w, stride=1, pad=0):
 
 
 def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
-    N, C, H, W = image_shape("col2im", "input_shape", input_shape)
+    N, C, H, W = image_shape("col2im", "input_shape", input_shape, least_images=0)
     out_h, out_w = windows("col2im", H, W, filter_h, filter_w, stride, pad)
     float_array("col2im", "col", col)
     shaped("col2im", "col", col, (N * out_h * out_w, C * filter_h * filter_w),

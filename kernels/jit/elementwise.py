@@ -133,6 +133,10 @@ def relu_backward(dout, mask):
     if mask.dtype != np.bool_:
         raise TypeError(f"relu_backward: mask must be the boolean array that relu_forward "
                         f"returned; got dtype {mask.dtype}")
+    if not dout.flags.c_contiguous and dout.flags.writeable:
+        # in place, as the twin and the book: a caller may read dout afterwards
+        np.copyto(dout, 0, where=mask)
+        return dout
     dout = _writable_contiguous(dout)
     _relu_backward_flat(dout.reshape(-1), np.ascontiguousarray(mask).reshape(-1))
     return dout

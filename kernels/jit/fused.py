@@ -105,6 +105,21 @@ def conv_relu_pool_backward(dout, out, argmax, x, W, ctx, stride, pad,
     return backward_pipeline(x, W, stride, pad, need_dx, prologue)
 
 
+def _affine_after_blocks(kernel, last_out, W2, dout=None, x2=None):
+    """Raises unless W2 (features, outputs) takes the last block's output, one row per image,
+    and dout and x2, where given, are the affine layer's output gradient and input."""
+    N, features = last_out.shape[0], math.prod(last_out.shape[1:])
+    if np.ndim(W2) != 2 or np.shape(W2)[0] != features:
+        raise ValueError(f"{kernel}: W2 must be (features, outputs) with one row for each of "
+                         f"the last block's {features} outputs per image; got shape "
+                         f"{np.shape(W2)}")
+    if dout is not None:
+        shaped(kernel, "dout", float_array(kernel, "dout", dout), (N, np.shape(W2)[1]),
+               " (the affine layer's output gradient)")
+    if x2 is not None:
+        shaped(kernel, "affine[0]", x2, (N, features), " (the affine layer's input)")
+
+
 # Made part by part of the batch, an affine layer's input gradient reads all its weights in
 # each part. In float32, SimpleConvNet's 4320x100 (1.7 MB) then took longer than the two
 # whole products side by side (1.76 against 1.46 ms, 2 threads), more than the hand-over
@@ -132,6 +147,7 @@ def conv_blocks_forward(x, blocks, W2=None, with_argmax=True):
             results.append((x, epilogue[4] if pool is not None and with_argmax else None, None))
         product = None
         if W2 is not None:
+            _affine_after_blocks("conv_blocks_forward", x, W2)
             rows = x.reshape(len(x), -1)
             W2 = np.ascontiguousarray(W2, dtype=x.dtype)
             product = recycle.empty((len(x), W2.shape[1]), x.dtype)
@@ -152,6 +168,8 @@ def conv_blocks_backward(dout, blocks, need_dx=True, affine=None):
     pool. With affine = (x2, W2), the affine layer's input (N, features) and weights, dout is
     that layer's output gradient (N, outputs); else the last block's. Returns (dx of the
     first block's input or None, [(dW, db)] per block, (dW2, db2) or None)."""
+    if affine is not None:
+        _affine_after_blocks("conv_blocks_backward", blocks[-1][0], affine[1], dout, affine[0])
     dout = np.ascontiguousarray(dout)
     if (affine is not None
             and affine[1].nbytes > AFFINE_IN_PARTS_MAX_BYTES.get(dout.dtype, math.inf)):

@@ -10,7 +10,7 @@ float would turn a float32 pass into float64.
 import numpy as np
 from numba import prange
 
-from .contracts import float_array, shaped
+from .contracts import float_array, nonempty, shaped
 from .dispatch import parallel_above
 
 __all__ = ["batchnorm_forward", "batchnorm_backward"]
@@ -96,7 +96,7 @@ def _backward_columns(dout, xc, xn, std, gamma, two_over_n, dx, dgamma, dbeta):
 def batchnorm_forward(x, gamma, beta, eps):
     """Training mode. Returns (out, mu, var, xc, xn, std); mu, var and std are (D,)."""
     kernel = "batchnorm_forward"
-    x = np.ascontiguousarray(float_array(kernel, "x", x, 2))
+    x = np.ascontiguousarray(nonempty(kernel, "x", float_array(kernel, "x", x, 2), "row"))
     N, D = x.shape
     for name, a in (("gamma", gamma), ("beta", beta)):
         shaped(kernel, name, float_array(kernel, name, a), (D,), " (one value for each column "
@@ -111,7 +111,8 @@ def batchnorm_forward(x, gamma, beta, eps):
 def batchnorm_backward(dout, xc, xn, std, gamma):
     """Returns (dx, dgamma, dbeta) for the saved xc, xn (N, D) and std (D,)."""
     kernel = "batchnorm_backward"
-    dout = np.ascontiguousarray(float_array(kernel, "dout", dout, 2))
+    dout = np.ascontiguousarray(nonempty(kernel, "dout", float_array(kernel, "dout", dout, 2),
+                                         "row"))
     D = dout.shape[1]
     for name, a, shape in (("xc", xc, dout.shape), ("xn", xn, dout.shape), ("std", std, (D,)),
                            ("gamma", gamma, (D,))):

@@ -215,7 +215,7 @@ def maxpool_forward(x, pool_h, pool_w, stride, pad=0):
 
 def maxpool_backward(dout, argmax, x_shape, pool_h, pool_w, stride, pad=0):
     kernel = "maxpool_backward"
-    N, C, H, W = image_shape(kernel, "x_shape", x_shape)
+    N, C, H, W = image_shape(kernel, "x_shape", x_shape, least_images=0)
     shape = (N, C) + windows(kernel, H, W, pool_h, pool_w, stride, pad, POOL_NAMES)
     float_array(kernel, "dout", dout)
     shaped(kernel, "dout", dout, shape, f" (the pooled output of an input of shape {x_shape})")

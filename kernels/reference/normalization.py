@@ -8,8 +8,16 @@ import numpy as np
 __all__ = ["batchnorm_forward", "batchnorm_backward"]
 
 
+def _check_rows(kernel, name, a):
+    # the statistics of no rows are undefined: NumPy would warn and return NaN (forward) or
+    # divide by a Python zero (backward)
+    if a.shape[0] == 0:
+        raise ValueError(f"{kernel}: {name} must hold at least one row; got shape {a.shape}")
+
+
 def batchnorm_forward(x, gamma, beta, eps):
     """Training mode. Returns (out, mu, var, xc, xn, std); mu, var and std are (D,)."""
+    _check_rows("batchnorm_forward", "x", x)
     mu = x.mean(axis=0)
     xc = x - mu
     var = np.mean(xc ** 2, axis=0)
@@ -20,6 +28,7 @@ def batchnorm_forward(x, gamma, beta, eps):
 
 def batchnorm_backward(dout, xc, xn, std, gamma):
     """Returns (dx, dgamma, dbeta) for the saved xc, xn (N, D) and std (D,)."""
+    _check_rows("batchnorm_backward", "dout", dout)
     n = dout.shape[0]
     dbeta = dout.sum(axis=0)
     dgamma = np.sum(xn * dout, axis=0)
