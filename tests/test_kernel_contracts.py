@@ -43,23 +43,29 @@ def _pool_backward(dout_shape, argmax_shape, x_shape=(2, 3, 6, 6)):
                                       x_shape, 2, 2, 2)
 
 
+# (the operands of a backward case are made when the case runs, not when pytest collects
+# the file: a forward pass compiles kernels, and a test that is not selected needs none)
 def _block_backward(change):
-    dout, out, argmax, x, W = block_backward_operands()
-    args = dict(dout=dout, out=out, argmax=argmax, x=x, W=W)
-    args.update(change(args))
-    return lambda: J.conv_relu_pool_backward(args["dout"], args["out"], args["argmax"],
-                                             args["x"], args["W"], None, 1, 1, 2, 2, 2, 0)
+    def call():
+        dout, out, argmax, x, W = block_backward_operands()
+        args = dict(dout=dout, out=out, argmax=argmax, x=x, W=W)
+        args.update(change(args))
+        return J.conv_relu_pool_backward(args["dout"], args["out"], args["argmax"],
+                                         args["x"], args["W"], None, 1, 1, 2, 2, 2, 0)
+    return call
 
 
 def _blocks_backward(change):
     """conv_blocks_backward of one pooled block and an affine layer, changed by change."""
-    x, W, b = conv_operands()
-    W2 = rand(144, 10)
-    (out, argmax, ctx), = J.conv_blocks_forward(x, [(W, b, 1, 1, (2, 2, 2, 0))], W2)[0]
-    args = dict(dout=rand(2, 10), x2=out.reshape(2, -1), W2=W2)
-    args.update(change(args))
-    blocks = [(out, argmax, x, W, ctx, 1, 1, (2, 2, 2, 0))]
-    return lambda: J.conv_blocks_backward(args["dout"], blocks, affine=(args["x2"], args["W2"]))
+    def call():
+        x, W, b = conv_operands()
+        W2 = rand(144, 10)
+        (out, argmax, ctx), = J.conv_blocks_forward(x, [(W, b, 1, 1, (2, 2, 2, 0))], W2)[0]
+        args = dict(dout=rand(2, 10), x2=out.reshape(2, -1), W2=W2)
+        args.update(change(args))
+        blocks = [(out, argmax, x, W, ctx, 1, 1, (2, 2, 2, 0))]
+        return J.conv_blocks_backward(args["dout"], blocks, affine=(args["x2"], args["W2"]))
+    return call
 
 
 x0, W0, b0 = conv_operands()
