@@ -29,6 +29,7 @@ import contextlib
 import inspect
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -224,6 +225,8 @@ def parse_args(parser, defaults, quick=None, argv=None, outputs=()):
     quick = quick or {}
     for action in parser._actions:  # show the book's values in --help
         if action.dest in defaults and action.help:
+            # in place of the parser's own "(default: ...)": a script may set another
+            action.help = re.sub(r" \(default: [^)]*\)$", "", action.help)
             action.help += f" (default: {defaults[action.dest]}"
             action.help += (f"; --quick: {quick[action.dest]})" if action.dest in quick
                             else ")")

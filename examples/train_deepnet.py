@@ -7,7 +7,7 @@ Trainer with Adam (lr 0.001) on mini-batches of 100 for 20 epochs, the accuracy 
 parameters are saved to deep_convnet_params.pkl in the run's folder and the accuracy
 curves to train_deepnet.png.
 
-    python examples/train_deepnet.py              # the book's 20 epochs (about 16 minutes on 2 cores)
+    python examples/train_deepnet.py              # the book's 20 epochs (13-16 minutes on 2 cores)
     python examples/train_deepnet.py --epochs 1 --train-size 6000
 """
 import _common as common  # first: selects matplotlib's Agg backend

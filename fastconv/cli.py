@@ -3,6 +3,7 @@
     fastconv run [--fast] [--report] SCRIPT [ARGS...]   same as: python -m fastconv SCRIPT
     fastconv info [--json]                               versions, BLAS, threads, mode, folders
     fastconv bench [--nets] [...]                        kernels and networks against NumPy
+    fastconv --version
 
 ``bench`` runs :mod:`fastconv.bench` (installed with the package). The comparison with
 PyTorch, ``benchmarks/compare.py``, needs the repository and is not run from here.
@@ -46,7 +47,7 @@ def _bench(argv):
               f"kernel {library['architecture']}, {library['num_threads']} threads")
     for text in report["warnings"]:
         print(f"WARNING: {text}")
-    bench.main(argv)
+    bench.main(argv, prog="fastconv bench")
     print("(The comparison with PyTorch is benchmarks/compare.py in the repository; "
           "see docs/benchmarking.md.)")
     return 0

@@ -12,10 +12,10 @@ __all__ = ["collect", "format_text", "warnings_for"]
 
 # variables that change what fastconv, Numba or the BLAS do; printed when set
 ENVIRONMENT = ("FASTCONV_MODE", "FASTCONV_BACKEND", "FASTCONV_PARTS", "FASTCONV_CBLAS",
-               "FASTCONV_DATA", "FASTCONV_BACKGROUND_COMPILE", "NUMBA_NUM_THREADS",
-               "NUMBA_THREADING_LAYER", "NUMBA_CACHE_DIR", "NUMBA_DISABLE_JIT", "OMP_NUM_THREADS",
-               "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
-               "MKL_INTERFACE_LAYER")
+               "FASTCONV_DATA", "FASTCONV_BACKGROUND_COMPILE", "FASTCONV_DIRECT_CONV",
+               "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "NUMBA_CACHE_DIR",
+               "NUMBA_DISABLE_JIT", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+               "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "MKL_INTERFACE_LAYER")
 
 # the CPU features that decide which kernels LLVM and the BLAS can use
 SIMD_PREFIXES = ("sse", "ssse", "avx", "fma", "f16c", "neon", "asimd", "sve", "amx")

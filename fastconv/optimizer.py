@@ -14,8 +14,10 @@ C-contiguous is updated through a contiguous copy that is then written back into
 
 Like the book's, the optimizers also take plain numbers (``params = {'x': -7.0}``, as in
 ch06/optimizer_compare_naive.py): a number cannot be updated in place, so ``params[key]`` is
-rebound to the updated value, a Python float for a Python number, or a NumPy scalar of the
-same type for a NumPy scalar, with the book's float64 bits. The hyperparameters are checked
+rebound to the updated value, of the type the book's arithmetic gives: a Python float for a
+Python number under SGD, an ``np.float64`` under the optimizers with state (whose arrays
+meet the number in the book), a NumPy scalar of the same type for a NumPy scalar, with the
+book's float64 bits. The hyperparameters are checked
 too, at construction and at every update: ``lr=None`` or ``lr='0.1'`` raises a TypeError.
 """
 import functools

@@ -90,13 +90,13 @@ def test_run_hands_options_script_and_arguments_to_the_runner(tmp_path):
 def test_bench_passes_its_arguments_to_fastconv_bench(monkeypatch, capsys):
     import fastconv.bench
     seen = []
-    monkeypatch.setattr(fastconv.bench, "main", seen.append)
+    monkeypatch.setattr(fastconv.bench, "main", lambda argv, prog: seen.append((argv, prog)))
     monkeypatch.setattr(info, "collect", lambda: {
         "BLAS": {"threadpoolctl": [{"internal_api": "openblas", "version": "0.3",
                                     "architecture": "Haswell", "num_threads": 2}]},
         "warnings": ["forced"]})
     assert cli.main(["bench", "--nets", "--dtype", "float32"]) == 0
-    assert seen == [["--nets", "--dtype", "float32"]]
+    assert seen == [(["--nets", "--dtype", "float32"], "fastconv bench")]
     out = capsys.readouterr().out
     assert "kernel Haswell" in out and "WARNING: forced" in out
 
@@ -112,3 +112,16 @@ def test_console_script_is_declared():
     scripts = metadata.entry_points(group="console_scripts")
     assert any(e.name == "fastconv" and e.value == "fastconv.cli:main" for e in scripts), \
         "reinstall (pip install -e .) so that the fastconv command exists"
+
+
+def test_info_lists_every_fastconv_variable_that_the_code_reads():
+    # the two that python -m fastconv sets for its child processes are not a user's switches
+    import pathlib
+    import re
+    from fastconv.info import ENVIRONMENT
+    root = pathlib.Path(__file__).resolve().parents[1]
+    read = set()
+    for folder in ("fastconv", "kernels"):
+        for path in (root / folder).rglob("*.py"):
+            read.update(re.findall(r"\bFASTCONV_[A-Z_]+\b", path.read_text(encoding="utf-8")))
+    assert read - {"FASTCONV_ZERO_CHANGE", "FASTCONV_PLOTS"} <= set(ENVIRONMENT)

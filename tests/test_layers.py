@@ -154,6 +154,19 @@ def test_pooling_defaults_to_stride_two_and_pads():
     assert pool.arg_max.shape == (9,) or Pooling(2, 2).arg_max is None
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_pooling_arg_max_is_read_only(channels):
+    # with one channel the flat layout is a view of the layer's own argmax
+    pool = Pooling(2, 2)
+    pool.forward(rng.standard_normal((2, channels, 4, 4)))
+    before = pool.argmax.copy()
+    flat = pool.arg_max
+    np.testing.assert_array_equal(flat, before.transpose(0, 2, 3, 1).ravel())
+    with pytest.raises(ValueError, match="read-only"):
+        flat[0] = 3
+    np.testing.assert_array_equal(pool.argmax, before)
+
+
 def test_need_input_grad_false_skips_dx():
     conv = Convolution(rng.standard_normal((2, 1, 3, 3)), np.zeros(2))
     conv.need_input_grad = False

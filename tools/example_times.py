@@ -200,7 +200,8 @@ def main(argv=None):
     for path in TARGETS:
         if path == README:
             shown = {s: rows[s] for s in README_SCRIPTS if s in rows}
-            more = "Every example, and its options: [docs/examples.md](docs/examples.md)."
+            more = ("The times of every script measured, and every example with its options: "
+                    "[docs/examples.md](docs/examples.md).")
         else:
             shown, more = rows, None
         text = block(shown, extra, measured, more)

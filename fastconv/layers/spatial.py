@@ -118,8 +118,13 @@ class Pooling:
 
     @property
     def arg_max(self):
-        """The book's flat layout of the argmax: rows ordered (n, oy, ox, c)."""
-        return None if self.argmax is None else self.argmax.transpose(0, 2, 3, 1).ravel()
+        """The book's flat layout of the argmax: rows ordered (n, oy, ox, c), read-only (with
+        one channel it is a view of ``argmax``, which a write would change)."""
+        if self.argmax is None:
+            return None
+        flat = self.argmax.transpose(0, 2, 3, 1).ravel()
+        flat.flags.writeable = False
+        return flat
 
     def forward(self, x):
         x = as_image_batch("x", x)
