@@ -17,8 +17,8 @@ ch06/optimizer_compare_naive.py): a number cannot be updated in place, so ``para
 rebound to the updated value, of the type the book's arithmetic gives: a Python float for a
 Python number under SGD, an ``np.float64`` under the optimizers with state (whose arrays
 meet the number in the book), a NumPy scalar of the same type for a NumPy scalar, with the
-book's float64 bits. The hyperparameters are checked
-too, at construction and at every update: ``lr=None`` or ``lr='0.1'`` raises a TypeError.
+book's float64 bits. The hyperparameters are checked too, at construction and at every
+update: ``lr=None`` or ``lr='0.1'`` raises a TypeError.
 """
 import functools
 import numbers
