@@ -291,6 +291,32 @@ def test_exception_mid_save_keeps_the_previous_file(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["p.pkl", "p.npz"])
+@pytest.mark.parametrize("value", [np.array([None] * 7), np.array(["a"] * 7), np.ones(7, complex),
+                                   [0.0] * 7, "0"])
+def test_a_value_that_would_not_load_again_is_refused_and_keeps_the_previous_file(
+        tmp_path, name, value):
+    # the loader refuses object, text and complex arrays and lists: such a save would have
+    # replaced a good file with one that no load_params can read
+    net = small_net()
+    path = tmp_path / name
+    net.save_params(path)
+    good = path.read_bytes()
+    net.params["b1"] = value
+    with pytest.raises(TypeError, match=r"params\['b1'\] must be a bool, integer or float"):
+        net.save_params(path)
+    assert path.read_bytes() == good
+    assert sorted(os.listdir(tmp_path)) == [name]
+
+
+def test_numbers_and_numpy_scalars_save_and_load_again(tmp_path):
+    net = small_net()
+    for value in (1.5, 2, True, np.float32(0.25), np.int64(3)):
+        net.params["b1"] = value
+        net.save_params(tmp_path / "p.pkl")
+        assert read_params(tmp_path / "p.pkl")["b1"] == value
+
+
+@pytest.mark.parametrize("name", ["p.pkl", "p.npz"])
 def test_full_disk_keeps_the_previous_file(tmp_path, name):
     # RLIMIT_FSIZE caps the size of any file the child writes: a disk that fills half-way.
     path = tmp_path / name

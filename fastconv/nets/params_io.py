@@ -189,12 +189,33 @@ def save_params(net, file_name="params.pkl"):
         value = getattr(layer, attr)
         if value is not None:
             data[key] = np.asarray(value)
+    for key, value in data.items():
+        _check_loadable(key, value)
+    if not isinstance(file_name, (str, bytes, os.PathLike)):
+        raise TypeError(f"file_name must be a path (str, bytes or os.PathLike); got "
+                        f"{type(file_name).__name__}")
     as_npz = os.fspath(file_name).lower().endswith(".npz")
     with atomic_write(file_name) as f:
         if as_npz:
             np.savez(f, **data)  # a file object: savez adds no ".npz" to the name
         else:
             pickle.dump(data, f)
+
+
+def _check_loadable(key, value):
+    """Raises unless value is what load_params reads back: a numeric array or a plain
+    number. Checked before the file is opened, so that a save that could not be loaded
+    again does not replace the previous, good file."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        if value.dtype.str[1:] in NUMERIC_DTYPES:
+            return
+        found = f"{type(value).__name__} of dtype {value.dtype}"
+    elif isinstance(value, (bool, int, float)):
+        return
+    else:
+        found = type(value).__name__
+    raise TypeError(f"params[{key!r}] must be a bool, integer or float array or number to be "
+                    f"saved and loaded again; got {found}")
 
 
 def load_params(net, file_name="params.pkl"):
