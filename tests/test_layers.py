@@ -154,6 +154,19 @@ def test_pooling_defaults_to_stride_two_and_pads():
     assert pool.arg_max.shape == (9,) or Pooling(2, 2).arg_max is None
 
 
+@pytest.mark.parametrize("value", [-1, 4, 7, 10**12])
+def test_pooling_refuses_an_argmax_outside_the_window(value):
+    # the kernels skip such an index, and its gradient would be lost without a word
+    pool = Pooling(2, 2)
+    pool.forward(rng.standard_normal((2, 3, 4, 4)))
+    pool.argmax = np.full((2, 3, 2, 2), value)
+    with pytest.raises(ValueError, match=r"Pooling.argmax must hold window indices in \[0, 4\)"):
+        pool.backward(np.ones((2, 3, 2, 2)))
+    pool.argmax = np.full((2, 3, 2, 2), 3)  # inside the window: taken as given
+    dx = pool.backward(np.ones((2, 3, 2, 2)))
+    assert dx[:, :, 1::2, 1::2].sum() == dx.sum() == 24  # each bottom-right cell
+
+
 @pytest.mark.parametrize("channels", [1, 3])
 def test_pooling_arg_max_is_read_only(channels):
     # with one channel the flat layout is a view of the layer's own argmax

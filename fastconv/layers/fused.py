@@ -62,7 +62,7 @@ class ConvReluBlock:
     def keep(self, x, ctx, out, argmax):
         """Record a fused forward pass on the block and its layers; returns out."""
         if self.pool is not None:
-            self.pool.argmax = argmax
+            self.pool.keep_argmax(argmax)
             self.pool.fused_block = self
             self.pool._window = self.pool._current_window()
         self.relu.fused_block = self
