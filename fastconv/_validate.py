@@ -102,6 +102,16 @@ def bias_vector(name, b, size, dtype):
     return np.full(size, array.reshape(()), dtype=dtype)
 
 
+def network_input(x, dtype):
+    """A network's input as an array of its dtype: bool, integer and float values are cast as
+    the book's arithmetic casts them; complex values (NumPy would drop the imaginary part with
+    only a warning) and text (NumPy would parse it) raise."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"x must be a real numeric array; got dtype {x.dtype}")
+    return x if x.dtype == dtype else x.astype(dtype)
+
+
 def check_batch(name, a):
     """A batch must hold at least one sample: the mean over an empty batch is undefined."""
     if a.shape[0] == 0:

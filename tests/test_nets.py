@@ -297,6 +297,65 @@ def test_integer_input_is_cast():
     np.testing.assert_array_equal(net.predict(x), net.predict(x.astype(np.float32)))
 
 
+def _layer_state(net):
+    return [{key: value.copy() if isinstance(value, np.ndarray) else value
+             for key, value in vars(layer).items()} for layer in net._layer_list()]
+
+
+def _same_state(before, after):
+    assert len(before) == len(after)
+    for was, now in zip(before, after):
+        assert was.keys() == now.keys()
+        for key in was:
+            if isinstance(was[key], np.ndarray):
+                np.testing.assert_array_equal(was[key], now[key])
+            else:
+                assert was[key] is now[key], key
+
+
+@pytest.mark.parametrize("name", list(ALL))
+@pytest.mark.parametrize("t, message", [
+    (np.array([0, 1, 2, 3, 99]), r"t labels must lie in \[0, "),
+    (np.array([0, 1]), r"t must be labels of shape \(5,\)"),
+    (np.zeros((5, 4)), r"one-hot of shape \(5, "),
+])
+def test_targets_that_cannot_fit_are_refused_before_the_forward_pass(name, t, message):
+    # the loss found them only after the forward pass had moved the layers' saved inputs,
+    # masks and argmax, and drawn DeepConvNet's dropout masks from np.random
+    net = make(name)
+    x = inputs(name)
+    net.gradient(x, np.arange(5) % 3)
+    layers, draws = _layer_state(net), np.random.get_state()[1].copy()
+    for call in (net.loss, net.gradient):
+        with pytest.raises(ValueError, match=message):
+            call(2 * x, t)
+        _same_state(layers, _layer_state(net))
+    np.testing.assert_array_equal(np.random.get_state()[1], draws)
+
+
+@pytest.mark.parametrize("lam", [None, "0.1"])
+def test_a_weight_decay_that_is_not_a_number_is_refused_before_the_forward_pass(lam):
+    # None counted as 0, and text failed only after the forward pass
+    net = MultiLayerNet(6, [5], 3, weight_decay_lambda=lam)
+    x, t = inputs("mlp_relu"), np.arange(5) % 3
+    for call in (net.loss, net.gradient):
+        with pytest.raises(TypeError, match="weight_decay_lambda must be a real number"):
+            call(x, t)
+    assert all(getattr(layer, "x", None) is None for layer in net._layer_list())
+
+
+@pytest.mark.parametrize("name", ["two_layer", "simple_conv"])
+@pytest.mark.parametrize("kind", ["complex", "text"])
+def test_complex_or_text_input_is_refused(name, kind):
+    # NumPy would drop the imaginary part with a warning, or parse the text
+    net = make(name)
+    x = inputs(name)
+    x = x + 1j if kind == "complex" else x.astype(str)
+    for call in (net.predict, lambda x: net.gradient(x, np.arange(5) % 3)):
+        with pytest.raises(TypeError, match="x must be a real numeric array"):
+            call(x)
+
+
 def test_bad_dtype():
     with pytest.raises(TypeError):
         TwoLayerNet(4, 3, 2, dtype=np.int32)

@@ -22,14 +22,17 @@ Differences from the book, common to every network:
   and ``params`` keep sharing the same objects (see :mod:`fastconv.nets.params_io`).
 """
 import contextlib
+import numbers
 
 import numpy as np
 
 from fastconv import backend as _backend
 from fastconv import mode as _mode
+from fastconv._validate import network_input
 from fastconv.gradient import numerical_gradient as _numerical_gradient
 from fastconv.kernels.shapes import conv_output_hw
-from fastconv.layers import BatchNormalization, Dropout
+from fastconv.layers import Affine, BatchNormalization, Dropout, SoftmaxWithLoss
+from fastconv.layers.loss import target_labels
 from fastconv.layers.chain import BlockChain, chain
 from fastconv.layers.fused import ConvReluBlock, fuse
 from fastconv.nets import params_io
@@ -118,9 +121,7 @@ class Network:
             return self._predict(x, train_flg)
 
     def _predict(self, x, train_flg):
-        x = np.asarray(x)
-        if x.dtype != self.dtype:
-            x = x.astype(self.dtype)
+        x = network_input(x, self.dtype)
         # Convolution -> Relu (-> Pooling) runs go through one fused kernel, and consecutive
         # blocks (with the affine layer after them) through one pass over the batch;
         # backprop walks the same steps back
@@ -146,9 +147,26 @@ class Network:
         if not hasattr(self, "weight_decay_lambda"):
             return None
         lam = self.weight_decay_lambda
+        if not isinstance(lam, numbers.Real):  # None would count as 0, text fail after a pass
+            raise TypeError(f"weight_decay_lambda must be a real number; got {lam!r}")
         return lam if lam or self.dtype == np.float64 else None
 
+    def _check_loss_arguments(self, x, t):
+        """Raises, before the forward pass moves any layer (or draws a dropout mask), where t
+        cannot be the targets of x or the weight decay is not a number: the loss would refuse
+        them only after it. t is checked for the book's loss on scores of the last affine
+        layer, where the classes are known."""
+        self._weight_decay()
+        if type(self.last_layer) is not SoftmaxWithLoss or np.ndim(x) < 1:
+            return
+        for layer in reversed(self._layer_list()):
+            if isinstance(layer, Affine):
+                if np.ndim(layer.W) == 2:
+                    target_labels(t, (np.shape(x)[0], np.shape(layer.W)[1]))
+                return
+
     def _loss(self, x, t, train_flg):
+        self._check_loss_arguments(x, t)
         with self._small_batch_scope(x):
             y = self.predict(x, train_flg)  # the public method: a subclass's or a wrapper's
             loss = self.last_layer.forward(y, t)

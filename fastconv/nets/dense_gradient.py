@@ -14,6 +14,7 @@ told not to compute its input gradient.
 import numpy as np
 
 from fastconv import backend as _backend
+from fastconv._validate import network_input
 from fastconv.layers import Affine, Relu, SoftmaxWithLoss
 from fastconv.layers.loss import target_labels
 
@@ -67,9 +68,7 @@ def fused_gradient(net, base, x, t):
         return None
     affines, relus = stack
     dtype = net.dtype
-    x = np.asarray(x)
-    if x.dtype != dtype:
-        x = x.astype(dtype)  # as predict casts it
+    x = network_input(x, dtype)  # as predict casts it
     if x.ndim < 2 or x.shape[0] == 0:
         return None
     operands = _operands(affines, x, dtype)
