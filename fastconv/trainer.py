@@ -47,6 +47,7 @@ Differences from the book in both modes:
   ``optimizer_param`` is ignored). The final test accuracy is kept in ``final_test_acc``.
 """
 import contextlib
+from collections.abc import Mapping
 import math
 import os
 import signal
@@ -78,11 +79,41 @@ def _make_optimizer(optimizer, optimizer_param):
         except KeyError:
             raise ValueError(f"unknown optimizer {optimizer!r}; choose one of "
                              f"{sorted(OPTIMIZERS)} or pass an optimizer instance") from None
+        if optimizer_param is not None and not isinstance(optimizer_param, Mapping):
+            raise TypeError(f"optimizer_param must be a dict of the optimizer's arguments; got "
+                            f"{type(optimizer_param).__name__}")
         return cls(**(optimizer_param or {}))
     if not callable(getattr(optimizer, "update", None)):
         raise TypeError("optimizer must be a name or an object with update(params, grads); "
                         f"got {optimizer!r}")
     return optimizer
+
+
+def _check_data(network, x_train, t_train, x_test, t_test):
+    """Raises before training starts where the network or the data cannot train: the step and
+    the epoch's evaluation would find it only after the first update."""
+    if not (callable(getattr(network, "gradient", None)) and callable(
+            getattr(network, "accuracy", None)) and isinstance(getattr(network, "params", None),
+                                                                 Mapping)):
+        raise TypeError("network must have gradient(x, t), accuracy(x, t) and a params dict; "
+                        f"got {type(network).__name__}")
+    for x_name, x, t_name, t in (("x_train", x_train, "t_train", t_train),
+                                 ("x_test", x_test, "t_test", t_test)):
+        if not isinstance(x, np.ndarray) or x.ndim < 2:
+            raise TypeError(f"{x_name} must be an array of samples, (N, features...); got "
+                            f"{type(x).__name__} {np.shape(x)}")
+        if len(x) == 0:
+            raise ValueError(f"{x_name} is empty")
+        if not hasattr(t, "__len__") or len(t) != len(x):
+            found = len(t) if hasattr(t, "__len__") else type(t).__name__
+            raise ValueError(f"{x_name} has {len(x)} samples but {t_name} has {found}")
+    if x_test.shape[1:] != x_train.shape[1:]:
+        raise ValueError(f"x_test samples must have the shape of x_train's, {x_train.shape[1:]}; "
+                         f"got {x_test.shape[1:]}")
+    check = getattr(network, "_check_loss_arguments", None)  # a fastconv network's
+    if check is not None:
+        check(x_train, t_train)
+        check(x_test, t_test)
 
 
 def _positive_int(name, value, minimum=1):
@@ -120,12 +151,8 @@ class Trainer:
         self.checkpoint, self.checkpoint_every = self._checked_checkpoint(checkpoint,
                                                                           checkpoint_every)
 
+        _check_data(network, x_train, t_train, x_test, t_test)
         self.train_size = x_train.shape[0]
-        if self.train_size == 0:
-            raise ValueError("x_train is empty")
-        if len(t_train) != self.train_size:
-            raise ValueError(f"x_train has {self.train_size} samples but t_train has "
-                             f"{len(t_train)}")
 
         if seed is not None:  # last: a bad argument must not have reseeded np.random
             seed = _positive_int("seed", seed, 0)

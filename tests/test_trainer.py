@@ -338,6 +338,34 @@ def test_bad_arguments_are_named():
     np.testing.assert_array_equal(np.random.get_state()[1], before)  # not reseeded
 
 
+@pytest.mark.parametrize("change, error, message", [
+    (lambda d: dict(d, t_test=d["t_test"][:3]), ValueError, "x_test has 70 samples but t_test has 3"),
+    (lambda d: dict(d, x_test=d["x_test"][:, :5]), ValueError, "x_test samples must have the shape"),
+    (lambda d: dict(d, x_test=None), TypeError, "x_test must be an array of samples"),
+    (lambda d: dict(d, x_train=list(d["x_train"])), TypeError, "x_train must be an array"),
+    (lambda d: dict(d, x_test=d["x_test"][:0], t_test=d["t_test"][:0]), ValueError,
+     "x_test is empty"),
+    (lambda d: dict(d, t_train=d["t_train"] + 3), ValueError, r"t labels must lie in \[0, 3\)"),
+    (lambda d: dict(d, t_test=d["t_test"].astype(float)), TypeError, "t labels must be integers"),
+    (lambda d: dict(d, network=None), TypeError, "network must have gradient"),
+    (lambda d: dict(d, optimizer_param=[0.1]), TypeError, "optimizer_param must be a dict"),
+])
+def test_data_that_cannot_train_is_refused_before_the_first_step(change, error, message):
+    # each of these was found only after the first step had updated the params (or drawn a
+    # batch from np.random)
+    network = net()
+    x, t, xt, tt = data()
+    args = change(dict(network=network, x_train=x, t_train=t, x_test=xt, t_test=tt,
+                       optimizer_param={"lr": 0.1}))
+    params = {key: value.copy() for key, value in network.params.items()}
+    draws = np.random.get_state()[1].copy()
+    with pytest.raises(error, match=message):
+        Trainer(args.pop("network"), **args, epochs=1, mini_batch_size=10, verbose=False)
+    for key, value in params.items():
+        np.testing.assert_array_equal(network.params[key], value)
+    np.testing.assert_array_equal(np.random.get_state()[1], draws)
+
+
 # --- honest progress (issue #18): a fake clock makes the first step slow ----------------------
 
 class FakeTime:
