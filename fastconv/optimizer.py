@@ -21,6 +21,7 @@ book's float64 bits. The hyperparameters are checked too, at construction and at
 update: ``lr=None`` or ``lr='0.1'`` raises a TypeError.
 """
 import functools
+from collections.abc import Mapping
 import numbers
 import operator
 
@@ -32,7 +33,8 @@ from fastconv import backend as _backend  # kernels() is looked up per update: s
 # and ch06/optimizer_compare_mnist.py uses it
 __all__ = ["np", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
 
-_EPS = 1e-7  # the book's constant in the denominators of AdaGrad, RMSprop and Adam
+_EPS = 1e-7
+_MISSING = object()  # the book's constant in the denominators of AdaGrad, RMSprop and Adam
 _JIT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -153,6 +155,10 @@ class _Optimizer:
         the kernel (write a non-contiguous array back from its copy, rebind a number).
         """
         self._check_hyperparameters()
+        for name, value in (("params", params), ("grads", grads)):
+            if type(value) is not dict and not isinstance(value, Mapping):
+                raise TypeError(f"{name} must be a dict of arrays (the network's keys); got "
+                                f"{type(value).__name__}")
         jobs = self._plain_jobs(params, grads)
         if jobs is not None:
             return jobs
@@ -168,8 +174,9 @@ class _Optimizer:
         for name in self._state:
             store = getattr(self, name)
             for key, param, _, _ in checked:
-                state = None if store is None else store.get(key)
-                if state is not None and (not isinstance(state, np.ndarray)
+                # a key the store lacks gets zeros below; one it holds must be the array
+                state = _MISSING if store is None else store.get(key, _MISSING)
+                if state is not _MISSING and (not isinstance(state, np.ndarray)
                                           or state.shape != param.shape
                                           or state.dtype != param.dtype):
                     found = (f"shape {state.shape} and dtype {state.dtype}"

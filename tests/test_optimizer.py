@@ -312,6 +312,34 @@ def test_state_is_none_until_first_update_then_zeros_per_key(name):
         assert getattr(opt, attr)["W3"].shape == (3, 4)
 
 
+@pytest.mark.parametrize("name", [name for name in NAMES if STATE[name]])
+def test_a_state_entry_set_to_none_is_refused_and_nothing_moves(name):
+    # it reached the kernels' plumbing as None: AttributeError: 'NoneType' ... 'base'
+    opt = getattr(fopt, name)()
+    rng = np.random.default_rng(3)
+    params = make_params(rng)
+    grads = {key: rng.standard_normal(val.shape) for key, val in params.items()}
+    opt.update(params, grads)
+    store = getattr(opt, STATE[name][0])
+    store["b1"] = None
+    before = copy.deepcopy((params, [getattr(opt, attr) for attr in STATE[name]]))
+    with pytest.raises(ValueError, match=rf"{STATE[name][0]}\['b1'\] has NoneType but "
+                                         r"params\['b1'\] has shape"):
+        opt.update(params, grads)
+    after = (params, [getattr(opt, attr) for attr in STATE[name]])
+    for key in params:
+        np.testing.assert_array_equal(before[0][key], after[0][key])
+    assert before[1][0]["b1"] is None and after[1][0]["b1"] is None
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_grads_or_params_that_are_not_dicts_are_refused(name):
+    params = make_params(np.random.default_rng(4))
+    for args, which in (((params, [1, 2]), "grads"), ((list(params.values()), params), "params")):
+        with pytest.raises(TypeError, match=f"{which} must be a dict of arrays"):
+            getattr(fopt, name)().update(*args)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", NAMES)
 def test_non_contiguous_params_are_written_back(name, backend):
