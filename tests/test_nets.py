@@ -356,6 +356,40 @@ def test_complex_or_text_input_is_refused(name, kind):
             call(x)
 
 
+_CONV = {'filter_num': 3, 'filter_size': 3, 'pad': 0, 'stride': 1}
+
+
+@pytest.mark.parametrize("build, error, message", [
+    (lambda: TwoLayerNet(4, -1, 3), ValueError, "hidden_size must be a positive integer"),
+    (lambda: TwoLayerNet(4, 2.5, 3), TypeError, "hidden_size must be a positive integer"),
+    (lambda: TwoLayerNet(4, 5, 3, weight_init_std=None), TypeError,
+     "weight_init_std must be a number"),
+    (lambda: MultiLayerNet(4, [5, 0], 3), ValueError, r"hidden_size_list\[1\] must be a positive"),
+    (lambda: MultiLayerNet(4, 5, 3), TypeError, "hidden_size_list must be a list of layer sizes"),
+    (lambda: MultiLayerNetExtend(4, [5], 3, weight_init_std=None), TypeError,
+     "weight_init_std must be a number"),
+    (lambda: SimpleConvNet((1, 8, 8), dict(_CONV, stride=0)), ValueError,
+     r"conv_param\['stride'\] must be a positive integer"),
+    (lambda: SimpleConvNet((1, 8, 8), dict(_CONV, pad=-1)), ValueError,
+     r"conv_param\['pad'\] must be an integer >= 0"),
+    (lambda: SimpleConvNet((1, 8, 8), {'filter_num': 3, 'filter_size': 3, 'stride': 1}),
+     ValueError, "conv_param must be a dict with 'filter_num', 'filter_size', 'pad' and"),
+    (lambda: SimpleConvNet((28, 28)), ValueError, r"input_dim must be \(C, H, W\)"),
+    (lambda: SimpleConvNet((1, 8, 8), _CONV, hidden_size=0), ValueError,
+     "hidden_size must be a positive integer"),
+    (lambda: DeepConvNet(conv_param_3=dict(_CONV, stride=0)), ValueError,
+     r"conv_param_3\['stride'\] must be a positive integer"),
+])
+def test_a_network_of_impossible_sizes_is_refused_before_it_draws_weights(build, error,
+                                                                          message):
+    # these raised NumPy's or Python's words (negative dimensions, a division by zero, an
+    # unpacking, a KeyError) or drew weights first
+    draws = np.random.get_state()[1].copy()
+    with pytest.raises(error, match=message):
+        build()
+    np.testing.assert_array_equal(np.random.get_state()[1], draws)
+
+
 def test_bad_dtype():
     with pytest.raises(TypeError):
         TwoLayerNet(4, 3, 2, dtype=np.int32)

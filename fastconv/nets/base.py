@@ -23,6 +23,7 @@ Differences from the book, common to every network:
 """
 import contextlib
 import numbers
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -38,7 +39,8 @@ from fastconv.layers.fused import ConvReluBlock, fuse
 from fastconv.nets import params_io
 from fastconv.nets.dense_gradient import fused_gradient
 
-__all__ = ["Network", "he_or_xavier_scale", "conv_pool_geometry"]
+__all__ = ["Network", "he_or_xavier_scale", "conv_pool_geometry", "check_sizes",
+           "check_scale"]
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -333,13 +335,49 @@ def he_or_xavier_scale(weight_init_std, fan_in):
     if isinstance(weight_init_std, str):
         raise ValueError("weight_init_std must be a number, 'relu'/'he' or 'sigmoid'/'xavier'; "
                          f"got {weight_init_std!r}")
+    check_scale("weight_init_std", weight_init_std)
     return weight_init_std
 
 
-def conv_pool_geometry(shape, conv_param=None, pool=False):
-    """(C, H, W) after a convolution with ``conv_param`` and/or a 2x2, stride-2 max pool."""
+def check_sizes(**sizes):
+    """Raises unless each is a layer's size, a positive integer. The networks check before
+    they draw their weights, so that a bad size leaves np.random as it was."""
+    for name, value in sizes.items():
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be a positive integer; got {value!r}")
+        if value < 1:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}")
+
+
+def check_scale(name, value):
+    """Raises unless value is a number that can scale the drawn weights."""
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number; got {value!r}")
+
+
+_CONV_KEYS = ("filter_num", "filter_size", "pad", "stride")
+
+
+def _check_conv_param(name, conv_param):
+    if not isinstance(conv_param, Mapping) or any(key not in conv_param for key in _CONV_KEYS):
+        raise ValueError(f"{name} must be a dict with 'filter_num', 'filter_size', 'pad' and "
+                         f"'stride'; got {conv_param!r}")
+    check_sizes(**{f"{name}[{key!r}]": conv_param[key]
+                   for key in ("filter_num", "filter_size", "stride")})
+    pad = conv_param["pad"]
+    if isinstance(pad, (bool, np.bool_)) or not isinstance(pad, (int, np.integer)) or pad < 0:
+        raise ValueError(f"{name}['pad'] must be an integer >= 0; got {pad!r}")
+
+
+def conv_pool_geometry(shape, conv_param=None, pool=False, names=("input_dim", "conv_param")):
+    """(C, H, W) after a convolution with ``conv_param`` and/or a 2x2, stride-2 max pool;
+    names: what the errors call shape and conv_param."""
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") or len(shape) != 3:
+        raise ValueError(f"{names[0]} must be (C, H, W); got {shape!r}")
+    check_sizes(**{f"{names[0]}[{i}]": n for i, n in enumerate(shape)})
     C, H, W = shape
     if conv_param is not None:
+        _check_conv_param(names[1], conv_param)
         size = conv_param["filter_size"]
         H, W = conv_output_hw(H, W, size, size, conv_param["stride"], conv_param["pad"])
         C = conv_param["filter_num"]

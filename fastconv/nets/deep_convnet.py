@@ -19,7 +19,7 @@ there the same ``np.random.seed`` gives the book's initial weights.
 import numpy as np
 
 from fastconv.layers import Affine, Convolution, Dropout, Pooling, Relu, SoftmaxWithLoss
-from fastconv.nets.base import Network, conv_pool_geometry
+from fastconv.nets.base import Network, check_sizes, conv_pool_geometry
 
 __all__ = ["DeepConvNet"]
 
@@ -41,11 +41,15 @@ class DeepConvNet(Network):
                  hidden_size=50, output_size=10, *, dtype=None):
         conv_params = [conv_param_1, conv_param_2, conv_param_3,
                        conv_param_4, conv_param_5, conv_param_6]
-        shape = tuple(input_dim)
+        shape = input_dim
         fan_ins = []
         for idx, cp in enumerate(conv_params):
+            # (checks input_dim and cp before they are read)
+            out = conv_pool_geometry(shape, cp, pool=(idx % 2 == 1),
+                                     names=("input_dim", f"conv_param_{idx + 1}"))
             fan_ins.append(shape[0] * cp['filter_size'] * cp['filter_size'])
-            shape = conv_pool_geometry(shape, cp, pool=(idx % 2 == 1))
+            shape = out
+        check_sizes(hidden_size=hidden_size, output_size=output_size)
         flat = int(np.prod(shape))
         fan_ins += [flat, hidden_size]
         scales = np.sqrt(2.0 / np.array(fan_ins))  # He init, for ReLU

@@ -11,7 +11,7 @@ from collections import OrderedDict
 import numpy as np
 
 from fastconv.layers import Affine, Relu, Sigmoid, SoftmaxWithLoss
-from fastconv.nets.base import Network, he_or_xavier_scale
+from fastconv.nets.base import Network, check_sizes, he_or_xavier_scale
 
 __all__ = ["MultiLayerNet"]
 
@@ -19,7 +19,14 @@ ACTIVATIONS = {'relu': Relu, 'sigmoid': Sigmoid}
 
 
 def init_mlp_params(input_size, hidden_size_list, output_size, weight_init_std):
-    """W1, b1, ..., drawn in the book's order and scales (float64)."""
+    """W1, b1, ..., drawn in the book's order and scales (float64), after checking the sizes
+    (np.random is not moved by a bad one)."""
+    if isinstance(hidden_size_list, (str, bytes)) or not hasattr(hidden_size_list, "__len__"):
+        raise TypeError(f"hidden_size_list must be a list of layer sizes; got "
+                        f"{hidden_size_list!r}")
+    check_sizes(input_size=input_size, output_size=output_size,
+                **{f"hidden_size_list[{i}]": n for i, n in enumerate(hidden_size_list)})
+    he_or_xavier_scale(weight_init_std, 1)  # (raises for a bad one)
     sizes = [input_size] + list(hidden_size_list) + [output_size]
     params = {}
     for idx in range(1, len(sizes)):
@@ -50,11 +57,11 @@ class MultiLayerNet(Network):
         self.input_size = input_size
         self.output_size = output_size
         self.hidden_size_list = hidden_size_list
-        self.hidden_layer_num = len(hidden_size_list)
         self.weight_decay_lambda = weight_decay_lambda
         act = activation_class(activation)
         self._init_params(init_mlp_params(input_size, hidden_size_list, output_size,
                                           weight_init_std), dtype)
+        self.hidden_layer_num = len(hidden_size_list)
 
         self.layers = OrderedDict()
         for idx in range(1, self.hidden_layer_num + 2):

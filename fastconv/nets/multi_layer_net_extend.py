@@ -33,12 +33,12 @@ class MultiLayerNetExtend(Network):
         self.input_size = input_size
         self.output_size = output_size
         self.hidden_size_list = hidden_size_list
-        self.hidden_layer_num = len(hidden_size_list)
         self.use_dropout = use_dropout
         self.weight_decay_lambda = weight_decay_lambda
         self.use_batchnorm = use_batchnorm
         act = activation_class(activation)
         params = init_mlp_params(input_size, hidden_size_list, output_size, weight_init_std)
+        self.hidden_layer_num = len(hidden_size_list)
         if use_batchnorm:
             for idx, size in enumerate(hidden_size_list, start=1):
                 params['gamma' + str(idx)] = np.ones(size)

@@ -13,7 +13,7 @@ from collections import OrderedDict
 import numpy as np
 
 from fastconv.layers import Affine, Convolution, Pooling, Relu, SoftmaxWithLoss
-from fastconv.nets.base import Network, conv_pool_geometry
+from fastconv.nets.base import Network, check_scale, check_sizes, conv_pool_geometry
 
 __all__ = ["SimpleConvNet"]
 
@@ -29,9 +29,11 @@ class SimpleConvNet(Network):
     def __init__(self, input_dim=(1, 28, 28),
                  conv_param={'filter_num': 30, 'filter_size': 5, 'pad': 0, 'stride': 1},
                  hidden_size=100, output_size=10, weight_init_std=0.01, *, dtype=None):
+        pool_output_size = int(np.prod(conv_pool_geometry(input_dim, conv_param, pool=True)))
+        check_sizes(hidden_size=hidden_size, output_size=output_size)
+        check_scale("weight_init_std", weight_init_std)
         filter_num = conv_param['filter_num']
         filter_size = conv_param['filter_size']
-        pool_output_size = int(np.prod(conv_pool_geometry(input_dim, conv_param, pool=True)))
 
         params = {}
         params['W1'] = weight_init_std * np.random.randn(filter_num, input_dim[0],

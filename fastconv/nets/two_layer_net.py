@@ -9,7 +9,7 @@ from collections import OrderedDict
 import numpy as np
 
 from fastconv.layers import Affine, Relu, SoftmaxWithLoss
-from fastconv.nets.base import Network
+from fastconv.nets.base import Network, check_scale, check_sizes
 
 __all__ = ["TwoLayerNet"]
 
@@ -24,6 +24,8 @@ class TwoLayerNet(Network):
 
     def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01, *,
                  dtype=None):
+        check_sizes(input_size=input_size, hidden_size=hidden_size, output_size=output_size)
+        check_scale("weight_init_std", weight_init_std)
         params = {}
         params['W1'] = weight_init_std * np.random.randn(input_size, hidden_size)
         params['b1'] = np.zeros(hidden_size)
