@@ -139,6 +139,22 @@ def test_state_replaced_between_forward_and_backward_is_refused(backend, make, n
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_targets_put_in_place_between_forward_and_backward_are_used_as_the_book_does(backend):
+    # the book's backward reads self.t; a t put in its place was ignored without a word
+    with using_backend(backend):
+        layer = _softmax_after_forward()
+        layer.t = np.array([3, 3, 0, 1])
+        fresh = SoftmaxWithLoss()
+        fresh.forward(np.random.default_rng(0).standard_normal((4, 5)), layer.t)
+        np.testing.assert_array_equal(layer.backward(), fresh.backward())
+        layer.t = np.eye(5)[[1, 1, 2, 2]]
+        np.testing.assert_allclose(layer.backward(), (layer.y - layer.t) / 4, rtol=1e-15)
+        layer.t = np.array([0, 9, 1, 1])
+        with pytest.raises(ValueError, match=r"t labels must lie in \[0, 5\)"):
+            layer.backward()
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
 @pytest.mark.parametrize("with_pool", [False, True])
 @pytest.mark.parametrize("replace", [
     lambda x: np.zeros((20000,) + x.shape[1:]), lambda x: x[:, :, :-2, :-2].copy(),

@@ -15,6 +15,7 @@ class SoftmaxWithLoss:
         self.loss = None
         self.y = None  # softmax output
         self.t = None  # targets as given
+        self._t_given = None
         self._y_saved = None  # (shape, dtype) of the y that forward left
 
     def forward(self, x, t):
@@ -31,10 +32,19 @@ class SoftmaxWithLoss:
         network's fused gradient); t_array is t as an array, labels its classes."""
         self.y, self.loss = y, loss
         self._y_saved = (y.shape, y.dtype)
-        self.t = t
+        self.t = self._t_given = t
         self._labels = labels
         # one-hot (or soft) rows take the book's (y - t) / N in backward
         self._rows = t_array if t_array.shape == y.shape else None
+
+    def _targets(self):
+        """(labels, rows) for backward: those of forward's t, or of a t put in its place (the
+        book's backward reads self.t), checked against y."""
+        if self.t is self._t_given:
+            return self._labels, self._rows
+        t_array = np.asarray(self.t)
+        labels = target_labels(t_array, self.y.shape)
+        return labels, (t_array if t_array.shape == self.y.shape else None)
 
     def backward(self, dout=1):
         check_ran_forward(self, self._y_saved is not None)
@@ -43,12 +53,13 @@ class SoftmaxWithLoss:
         if not isinstance(dout, numbers.Real) or isinstance(dout, (bool, np.bool_)):
             raise TypeError(f"dout must be a real number (the loss is a scalar); got {dout!r}")
         check_saved(self, "y", *self._y_saved)
-        if self._rows is not None:
+        labels, rows = self._targets()
+        if rows is not None:
             # exactly the book's (y - t) / N, which also covers soft targets
-            t = self._rows
-            dx = (self.y - t.astype(self.y.dtype, copy=False)) / self.y.dtype.type(t.shape[0])
+            dx = (self.y - rows.astype(self.y.dtype, copy=False)) / self.y.dtype.type(
+                rows.shape[0])
         else:
-            dx = kernels().softmax_cross_entropy_backward(self.y, self._labels)
+            dx = kernels().softmax_cross_entropy_backward(self.y, labels)
         if dout != 1:
             # the book drops dout; the chain rule does not
             dx *= self.y.dtype.type(dout)
