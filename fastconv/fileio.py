@@ -9,6 +9,7 @@ removed (or, after SIGKILL, left as ``.<target>.<12 hex digits>.tmp``, which
 ``<target>`` part is its start and a hash of the whole).
 """
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -102,6 +103,8 @@ def atomic_write(path, mode="wb"):
         raise ValueError(f"mode must be 'wb' or 'w'; got {mode!r}")
     # through a symbolic link to the file it names, as open() would write
     path = os.path.realpath(os.fspath(path))
+    if os.path.isdir(path):  # else the error would name the temporary file
+        raise IsADirectoryError(errno.EISDIR, "a folder is in the way of the file", path)
     folder, name = os.path.split(path)
     fd, temporary = _create_temporary(folder, name)
     try:

@@ -45,6 +45,17 @@ def test_exception_mid_write_keeps_the_previous_file(tmp_path, error):
     assert os.listdir(tmp_path) == ["f.bin"]
 
 
+def test_a_folder_in_the_way_is_named_and_left_alone(tmp_path):
+    # the error named the hidden temporary file that os.replace could not move
+    folder = tmp_path / "params.pkl"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError) as raised:
+        with atomic_write(folder) as f:
+            f.write(b"x")
+    assert raised.value.filename == str(folder)
+    assert os.listdir(folder) == [] and os.listdir(tmp_path) == ["params.pkl"]
+
+
 def test_full_disk_keeps_the_previous_file(tmp_path):
     path = tmp_path / "f.bin"
     write(path, b"good" * 1000)

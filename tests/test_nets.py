@@ -424,6 +424,13 @@ def test_accuracy_counts_a_partial_batch(name, n):
         np.sum(np.argmax(scores[:m], axis=1) == t[:m]) / m, abs=1e-15)
 
 
+@pytest.mark.parametrize("t", [None, "labels", np.zeros((5, 3, 1))])
+def test_accuracy_names_targets_that_are_not_labels(t):
+    # an AxisError from argmax before
+    with pytest.raises(TypeError, match=r"t must hold labels \(N,\) or one-hot rows"):
+        make("two_layer").accuracy(inputs("two_layer"), t)
+
+
 def test_accuracy_default_batching():
     net = make("mlp_relu")
     x, t = inputs("mlp_relu", n=37), np.arange(37) % 3

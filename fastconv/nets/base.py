@@ -293,6 +293,9 @@ class Network:
         ``batch_size`` at a time; ``None`` does them all at once.
         """
         t = np.asarray(t)
+        if t.ndim not in (1, 2) or t.dtype.kind not in "biuf":
+            raise TypeError(f"t must hold labels (N,) or one-hot rows (N, K); got "
+                            f"{t.dtype} of shape {t.shape}")
         if t.ndim != 1:
             t = np.argmax(t, axis=1)
         n = len(x)
