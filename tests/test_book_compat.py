@@ -129,6 +129,17 @@ def test_half_float_and_integer_images_run_in_float64_like_the_book(dtype):
     pooled = Pooling(2, 2).forward(x)
     assert pooled.dtype == np.float64
     np.testing.assert_array_equal(pooled, Pooling(2, 2).forward(x.astype(np.float64)))
+    # the book's Affine computes x @ W + b in float64 too (it refused such images until
+    # December 2026)
+    W2, b2 = rng.standard_normal((72, 4)), rng.standard_normal(4)
+    affine, reference = Affine(W2, b2), Affine(W2, b2)
+    out = affine.forward(x)
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, reference.forward(x.astype(np.float64)))
+    dx = affine.backward(np.ones((2, 4)))
+    np.testing.assert_array_equal(dx, reference.backward(np.ones((2, 4))))
+    np.testing.assert_array_equal(affine.dW, reference.dW)
+    assert dx.shape == x.shape
 
 
 @pytest.mark.parametrize("bias, error, words", [

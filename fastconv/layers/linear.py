@@ -74,8 +74,9 @@ class Affine:
 
     def _checked_operands(self, x):
         """What _usual_operands gives, for any input the book's layer takes, cast to the
-        dtype NumPy gives ``x @ W + b``; a clear error for any other."""
-        x = as_float_array("x", x)
+        dtype NumPy gives ``x @ W + b`` (integer or float16 images with float64 weights:
+        float64, as in the book, as ``Convolution`` takes them); a clear error for any other."""
+        x = as_real_array("x", x)
         W = as_real_array("W", self.W, ndim=2)
         if x.ndim < 2:
             raise ValueError(f"x must be at least 2-D (batch first); got shape {x.shape}")
