@@ -125,6 +125,9 @@ def _relu_after_forward():
     (_affine_after_forward, "x", lambda a: a.astype(np.int64), np.full((4, 3), 0.4)),
     (_affine_after_forward, "x", lambda a: a.tolist(), np.full((4, 3), 0.4)),
     (_affine_after_forward, "x", lambda a: a[:2].copy(), np.full((4, 3), 0.4)),
+    # (dW and db were set before dx's reshape failed in NumPy's words)
+    (_affine_after_forward, "original_x_shape", lambda a: (2, 10), np.full((4, 3), 0.4)),
+    (_affine_after_forward, "original_x_shape", lambda a: None, np.full((4, 3), 0.4)),
     (_relu_after_forward, "mask", lambda a: a.tolist(), np.ones((4, 5))),
 ])
 def test_state_replaced_between_forward_and_backward_is_refused(backend, make, name,

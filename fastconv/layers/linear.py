@@ -107,5 +107,11 @@ class Affine:
             raise ValueError(f"W has shape {W.shape} but the forward pass had "
                              f"{self.x.shape[1]} features per sample; run forward again")
         check_shape("dout", dout, (self.x.shape[0], W.shape[1]))
+        shape = self.original_x_shape  # public: dx takes it, after dW and db are set
+        if (not isinstance(shape, (tuple, list)) or len(shape) < 2 or shape[0] != self.x.shape[0]
+                or math.prod(shape[1:]) != self.x.shape[1]):
+            raise ValueError(f"{type(self).__name__}.original_x_shape must be the shape of "
+                             f"the last forward pass's x, {self.x.shape[0]} samples of "
+                             f"{self.x.shape[1]} values; got {shape!r}")
         dtype = self.x.dtype
         return dout.astype(dtype, copy=False), self.x, W.astype(dtype, copy=False)
