@@ -257,6 +257,10 @@ class Trainer:
         """One mini-batch step; evaluates accuracy at the start of each epoch, like the book."""
         self._in_step = True
         start = time.perf_counter()
+        if not callable(getattr(self.optimizer, "update", None)):
+            # (a public attribute a script may replace: checked before the batch is drawn)
+            raise TypeError(f"Trainer.optimizer must have update(params, grads); got "
+                            f"{self.optimizer!r}")
         batch_mask = self._sample()
         x_batch = self.x_train[batch_mask]
         t_batch = self.t_train[batch_mask]

@@ -2,7 +2,7 @@
 import numpy as np
 
 from fastconv.backend import kernels
-from fastconv._validate import as_float_array, check_int, check_window
+from fastconv._validate import as_float_array, check_batch, check_int, check_window
 from fastconv.kernels.shapes import conv_output_hw
 
 # np too: the book's module has no __all__, so its star import brings np
@@ -44,6 +44,7 @@ def im2col(input_data, filter_h, filter_w, stride=1, pad=0):
     Unlike the book, the result keeps the input's dtype (float32 stays float32).
     """
     x = as_float_array("input_data", input_data, ndim=4)
+    check_batch("input_data", x)  # as col2im's input_shape; the book's reshape fails on it
     geometry = _check_geometry(x.shape, filter_h, filter_w, stride, pad)
     return kernels().im2col(x, *geometry)
 

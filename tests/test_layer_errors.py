@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from fastconv.layers import (Affine, BatchNormalization, Convolution, Dropout, Pooling, Relu,
                              Sigmoid, SoftmaxWithLoss)
-from fastconv.util import col2im
+from fastconv.util import col2im, im2col
 
 rng = np.random.default_rng(11)
 
@@ -172,3 +172,13 @@ def test_big_endian_input_computes_as_native(make, x_shape, extra):
         results.append((out, dx))
     for native, swapped in zip(*results):
         np.testing.assert_array_equal(swapped, native)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_im2col_of_no_images_is_refused_in_both_backends(backend):
+    # the jit kernel returned an empty matrix, the book's reshape (the twin) failed in NumPy's
+    # words; col2im refused an input_shape of no images already
+    from fastconv import using_backend
+    with using_backend(backend), pytest.raises(ValueError,
+                                               match="input_data must hold at least one sample"):
+        im2col(np.zeros((0, 3, 6, 6)), 3, 3)

@@ -366,6 +366,18 @@ def test_data_that_cannot_train_is_refused_before_the_first_step(change, error, 
     np.testing.assert_array_equal(np.random.get_state()[1], draws)
 
 
+def test_an_optimizer_replaced_by_something_without_update_is_refused_before_the_step():
+    trainer = quiet(net(), epochs=1)
+    params = {key: value.copy() for key, value in trainer.network.params.items()}
+    draws = np.random.get_state()[1].copy()
+    trainer.optimizer = object()
+    with pytest.raises(TypeError, match=r"Trainer.optimizer must have update\(params, grads\)"):
+        trainer.train_step()
+    for key, value in params.items():
+        np.testing.assert_array_equal(trainer.network.params[key], value)
+    np.testing.assert_array_equal(np.random.get_state()[1], draws)
+
+
 # --- honest progress (issue #18): a fake clock makes the first step slow ----------------------
 
 class FakeTime:
