@@ -89,7 +89,8 @@ def test_softmax_with_loss_backward_takes_a_real_number(dout):
     (Affine(np.ones((4, 5)), np.zeros(5)), (np.zeros((0, 4)),)),
     (SoftmaxWithLoss(), (np.zeros((0, 4)), np.zeros(0, dtype=int))),
     (BatchNormalization(np.ones(4), np.zeros(4)), (np.zeros((0, 4)),)),
-], ids=["Convolution", "Affine", "SoftmaxWithLoss", "BatchNormalization"])
+    (Pooling(2, 2), (np.zeros((0, 2, 6, 6)),)),
+], ids=["Convolution", "Affine", "SoftmaxWithLoss", "BatchNormalization", "Pooling"])
 def test_an_empty_batch_is_a_clear_error(layer, args):
     before = copy.deepcopy(vars(layer))
     with pytest.raises(ValueError, match="x must hold at least one sample"):

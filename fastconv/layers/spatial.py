@@ -129,6 +129,7 @@ class Pooling:
 
     def forward(self, x):
         x = as_image_batch("x", x)
+        check_batch("x", x)  # as Convolution: the book's im2col fails on an empty batch
         geometry = self._geometry(x.shape)
         out, argmax = kernels().maxpool_forward(x, *geometry)
         self.x, self.fused_block = x, None
