@@ -296,16 +296,17 @@ def test_batch_normalization_of_no_rows_is_refused(kernels):
         kernels.batchnorm_backward(empty, empty, empty, np.ones(5), np.ones(5))
 
 
-def test_pooling_an_empty_batch_matches_the_twin():
+def test_pooling_and_im2col_of_an_empty_batch_match_the_twin():
     x = np.ones((0, 3, 6, 6))
     results = []
     for kernels in (J, R):
         out, argmax = kernels.maxpool_forward(x, 2, 2, 2)
         dx = kernels.maxpool_backward(np.ones(out.shape), argmax, x.shape, 2, 2, 2)
         col = kernels.col2im(np.ones((0, 27)), x.shape, 3, 3, 1, 1)
-        results.append([(a.shape, a.dtype) for a in (out, dx, col)])
+        rows = kernels.im2col(x, 3, 3, 1, 1)
+        results.append([(a.shape, a.dtype) for a in (out, dx, col, rows)])
     assert results[0] == results[1] == [((0, 3, 3, 3), np.float64), ((0, 3, 6, 6), np.float64),
-                                        ((0, 3, 6, 6), np.float64)]
+                                        ((0, 3, 6, 6), np.float64), ((0, 27), np.float64)]
 
 
 def test_relu_backward_zeroes_a_strided_dout_in_place_as_the_twin_does():

@@ -24,7 +24,10 @@ def im2col(x, filter_h, filter_w, stride=1, pad=0):
         for kx in range(filter_w):
             windows[:, :, ky, kx] = padded[:, :, ky:ky + stride * out_h:stride,
                                            kx:kx + stride * out_w:stride]
-    return windows.transpose(0, 4, 5, 1, 2, 3).reshape(N * out_h * out_w, -1)
+    # (the columns by number: -1 cannot be inferred for an empty batch, which the jit
+    # kernel returns as an empty matrix)
+    return windows.transpose(0, 4, 5, 1, 2, 3).reshape(N * out_h * out_w,
+                                                        C * filter_h * filter_w)
 
 
 def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
