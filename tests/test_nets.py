@@ -336,7 +336,11 @@ def test_targets_that_cannot_fit_are_refused_before_the_forward_pass(name, t, me
 @pytest.mark.parametrize("lam", [None, "0.1"])
 def test_a_weight_decay_that_is_not_a_number_is_refused_before_the_forward_pass(lam):
     # None counted as 0, and text failed only after the forward pass
-    net = MultiLayerNet(6, [5], 3, weight_decay_lambda=lam)
+    for cls in (MultiLayerNet, MultiLayerNetExtend):
+        with pytest.raises(TypeError, match="weight_decay_lambda must be a real number"):
+            cls(6, [5], 3, weight_decay_lambda=lam)
+    net = MultiLayerNet(6, [5], 3)
+    net.weight_decay_lambda = lam  # (a script may set the attribute)
     x, t = inputs("mlp_relu"), np.arange(5) % 3
     for call in (net.loss, net.gradient):
         with pytest.raises(TypeError, match="weight_decay_lambda must be a real number"):

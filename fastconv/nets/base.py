@@ -40,7 +40,7 @@ from fastconv.nets import params_io
 from fastconv.nets.dense_gradient import fused_gradient
 
 __all__ = ["Network", "he_or_xavier_scale", "conv_pool_geometry", "check_sizes",
-           "check_scale"]
+           "check_scale", "check_weight_decay"]
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -148,9 +148,7 @@ class Network:
         layers' own. float32 (fast mode) skips a term of 0."""
         if not hasattr(self, "weight_decay_lambda"):
             return None
-        lam = self.weight_decay_lambda
-        if not isinstance(lam, numbers.Real):  # None would count as 0, text fail after a pass
-            raise TypeError(f"weight_decay_lambda must be a real number; got {lam!r}")
+        lam = check_weight_decay(self.weight_decay_lambda)  # (an attribute a script may set)
         return lam if lam or self.dtype == np.float64 else None
 
     def _check_loss_arguments(self, x, t):
@@ -350,6 +348,14 @@ def check_sizes(**sizes):
             raise TypeError(f"{name} must be a positive integer; got {value!r}")
         if value < 1:
             raise ValueError(f"{name} must be a positive integer; got {value!r}")
+
+
+def check_weight_decay(lam):
+    """lam, unless it is not a real number: None would count as 0, and text would fail only
+    after a forward pass."""
+    if not isinstance(lam, numbers.Real):
+        raise TypeError(f"weight_decay_lambda must be a real number; got {lam!r}")
+    return lam
 
 
 def check_scale(name, value):
