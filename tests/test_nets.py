@@ -333,6 +333,21 @@ def test_targets_that_cannot_fit_are_refused_before_the_forward_pass(name, t, me
     np.testing.assert_array_equal(np.random.get_state()[1], draws)
 
 
+def test_targets_are_left_to_the_loss_after_a_layer_of_the_users_own():
+    # a course's own layer after the last Affine may change the number of scores: the
+    # classes are not the Affine's, and the user's definition wins
+    class Widen:
+        def __init__(self):
+            self.W = np.full((3, 12), 0.1)
+
+        def forward(self, x):
+            return x @ self.W
+
+    net = make("mlp_relu")
+    net.layers["Widen"] = Widen()
+    assert np.isfinite(net.loss(inputs("mlp_relu"), np.array([11, 3, 0, 1, 2])))
+
+
 @pytest.mark.parametrize("lam", [None, "0.1"])
 def test_a_weight_decay_that_is_not_a_number_is_refused_before_the_forward_pass(lam):
     # None counted as 0, and text failed only after the forward pass

@@ -32,7 +32,8 @@ from fastconv import mode as _mode
 from fastconv._validate import network_input
 from fastconv.gradient import numerical_gradient as _numerical_gradient
 from fastconv.kernels.shapes import conv_output_hw
-from fastconv.layers import Affine, BatchNormalization, Dropout, SoftmaxWithLoss
+from fastconv.layers import (Affine, BatchNormalization, Dropout, Relu, Sigmoid,
+                             SoftmaxWithLoss)
 from fastconv.layers.loss import target_labels
 from fastconv.layers.chain import BlockChain, chain
 from fastconv.layers.fused import ConvReluBlock, fuse
@@ -43,6 +44,9 @@ __all__ = ["Network", "he_or_xavier_scale", "conv_pool_geometry", "check_sizes",
            "check_scale", "check_weight_decay"]
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# layers whose output has their input's width: the scores' classes are those of the affine
+# layer before them
+_SAME_WIDTH = (Relu, Sigmoid, Dropout, BatchNormalization)
 
 # In float64, a batch of at most BOOK_BATCH samples runs on the NumPy twins, the book's own
 # algorithm. The book's gradient checks (ch05-ch07, 1-3 samples) divide the loss's last bits
@@ -154,16 +158,20 @@ class Network:
     def _check_loss_arguments(self, x, t):
         """Raises, before the forward pass moves any layer (or draws a dropout mask), where t
         cannot be the targets of x or the weight decay is not a number: the loss would refuse
-        them only after it. t is checked for the book's loss on scores of the last affine
-        layer, where the classes are known."""
+        them only after it. t is checked where the classes are known: the book's loss on the
+        scores of an affine layer, with only fastconv's layers of the same width after it, and
+        no predict of a subclass's or an instance's own (a course's layer or method wins)."""
         self._weight_decay()
-        if type(self.last_layer) is not SoftmaxWithLoss or np.ndim(x) < 1:
+        if (type(self.last_layer) is not SoftmaxWithLoss or np.ndim(x) < 1
+                or not all(getattr(type(self), name) is getattr(Network, name)
+                           and name not in vars(self) for name in ("predict", "_predict"))):
             return
         for layer in reversed(self._layer_list()):
-            if isinstance(layer, Affine):
-                if np.ndim(layer.W) == 2:
-                    target_labels(t, (np.shape(x)[0], np.shape(layer.W)[1]))
-                return
+            if type(layer) in _SAME_WIDTH:
+                continue
+            if type(layer) is Affine and np.ndim(layer.W) == 2:
+                target_labels(t, (np.shape(x)[0], np.shape(layer.W)[1]))
+            return
 
     def _loss(self, x, t, train_flg):
         self._check_loss_arguments(x, t)
