@@ -1,4 +1,7 @@
-"""Argument checks shared by the layers and util: they raise before any state changes."""
+"""Argument checks shared by the layers, networks and util: they raise before any state
+changes."""
+import numbers
+
 import numpy as np
 
 FLOAT_DTYPES = (np.float32, np.float64)
@@ -27,6 +30,14 @@ def check_int(name, value, minimum):
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}; got {value}")
     return int(value)
+
+
+def check_real(name, value):
+    """value, unless it is not a real number (None, text): a network scales its weights or
+    its loss by it."""
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {value!r}")
+    return value
 
 
 def check_shape(name, a, expected):

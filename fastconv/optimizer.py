@@ -33,8 +33,8 @@ from fastconv import backend as _backend  # kernels() is looked up per update: s
 # and ch06/optimizer_compare_mnist.py uses it
 __all__ = ["np", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
 
-_EPS = 1e-7
-_MISSING = object()  # the book's constant in the denominators of AdaGrad, RMSprop and Adam
+_EPS = 1e-7  # the book's constant in the denominators of AdaGrad, RMSprop and Adam
+_MISSING = object()  # a state store's entry for a key it lacks
 _JIT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 

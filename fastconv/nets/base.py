@@ -22,14 +22,13 @@ Differences from the book, common to every network:
   and ``params`` keep sharing the same objects (see :mod:`fastconv.nets.params_io`).
 """
 import contextlib
-import numbers
 from collections.abc import Mapping
 
 import numpy as np
 
 from fastconv import backend as _backend
 from fastconv import mode as _mode
-from fastconv._validate import network_input
+from fastconv._validate import check_int, check_real, network_input
 from fastconv.gradient import numerical_gradient as _numerical_gradient
 from fastconv.kernels.shapes import conv_output_hw
 from fastconv.layers import (Affine, BatchNormalization, Dropout, Relu, Sigmoid,
@@ -38,10 +37,9 @@ from fastconv.layers.loss import target_labels
 from fastconv.layers.chain import BlockChain, chain
 from fastconv.layers.fused import ConvReluBlock, fuse
 from fastconv.nets import params_io
-from fastconv.nets.dense_gradient import fused_gradient
+from fastconv.nets.dense_gradient import fused_gradient, uses_network_methods
 
-__all__ = ["Network", "he_or_xavier_scale", "conv_pool_geometry", "check_sizes",
-           "check_scale", "check_weight_decay"]
+__all__ = ["Network", "he_or_xavier_scale", "conv_pool_geometry", "check_sizes"]
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # layers whose output has their input's width: the scores' classes are those of the affine
@@ -152,7 +150,8 @@ class Network:
         layers' own. float32 (fast mode) skips a term of 0."""
         if not hasattr(self, "weight_decay_lambda"):
             return None
-        lam = check_weight_decay(self.weight_decay_lambda)  # (an attribute a script may set)
+        # (an attribute a script may set: None would count as 0, text fail after a pass)
+        lam = check_real("weight_decay_lambda", self.weight_decay_lambda)
         return lam if lam or self.dtype == np.float64 else None
 
     def _check_loss_arguments(self, x, t):
@@ -163,8 +162,7 @@ class Network:
         no predict of a subclass's or an instance's own (a course's layer or method wins)."""
         self._weight_decay()
         if (type(self.last_layer) is not SoftmaxWithLoss or np.ndim(x) < 1
-                or not all(getattr(type(self), name) is getattr(Network, name)
-                           and name not in vars(self) for name in ("predict", "_predict"))):
+                or not uses_network_methods(self, Network, ("predict", "_predict"))):
             return
         for layer in reversed(self._layer_list()):
             if type(layer) in _SAME_WIDTH:
@@ -344,32 +342,14 @@ def he_or_xavier_scale(weight_init_std, fan_in):
     if isinstance(weight_init_std, str):
         raise ValueError("weight_init_std must be a number, 'relu'/'he' or 'sigmoid'/'xavier'; "
                          f"got {weight_init_std!r}")
-    check_scale("weight_init_std", weight_init_std)
-    return weight_init_std
+    return check_real("weight_init_std", weight_init_std)
 
 
 def check_sizes(**sizes):
     """Raises unless each is a layer's size, a positive integer. The networks check before
     they draw their weights, so that a bad size leaves np.random as it was."""
     for name, value in sizes.items():
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{name} must be a positive integer; got {value!r}")
-        if value < 1:
-            raise ValueError(f"{name} must be a positive integer; got {value!r}")
-
-
-def check_weight_decay(lam):
-    """lam, unless it is not a real number: None would count as 0, and text would fail only
-    after a forward pass."""
-    if not isinstance(lam, numbers.Real):
-        raise TypeError(f"weight_decay_lambda must be a real number; got {lam!r}")
-    return lam
-
-
-def check_scale(name, value):
-    """Raises unless value is a number that can scale the drawn weights."""
-    if not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number; got {value!r}")
+        check_int(name, value, 1)
 
 
 _CONV_KEYS = ("filter_num", "filter_size", "pad", "stride")
@@ -381,9 +361,7 @@ def _check_conv_param(name, conv_param):
                          f"'stride'; got {conv_param!r}")
     check_sizes(**{f"{name}[{key!r}]": conv_param[key]
                    for key in ("filter_num", "filter_size", "stride")})
-    pad = conv_param["pad"]
-    if isinstance(pad, (bool, np.bool_)) or not isinstance(pad, (int, np.integer)) or pad < 0:
-        raise ValueError(f"{name}['pad'] must be an integer >= 0; got {pad!r}")
+    check_int(f"{name}['pad']", conv_param["pad"], 0)
 
 
 def conv_pool_geometry(shape, conv_param=None, pool=False, names=("input_dim", "conv_param")):

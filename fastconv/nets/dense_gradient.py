@@ -38,9 +38,10 @@ def _relu_stack(net):
     return affines, relus
 
 
-def _uses_network_methods(net, base):
+def uses_network_methods(net, base, names=_OWN_METHODS):
+    """Whether neither net's class nor net itself replaces base's methods of those names."""
     return all(getattr(type(net), name) is getattr(base, name) and name not in vars(net)
-               for name in _OWN_METHODS)
+               for name in names)
 
 
 def _operands(affines, x, dtype):
@@ -61,7 +62,7 @@ def fused_gradient(net, base, x, t):
     """Runs net's forward and backward pass in one call and returns the loss (before any
     weight decay), leaving the layers as the layer-by-layer pass leaves them; None, with
     nothing changed, where that pass must run instead. base is the Network class."""
-    if _backend.get_backend() != "numba" or not _uses_network_methods(net, base):
+    if _backend.get_backend() != "numba" or not uses_network_methods(net, base):
         return None
     stack = _relu_stack(net)
     if stack is None:

@@ -10,8 +10,9 @@ from collections import OrderedDict
 
 import numpy as np
 
+from fastconv._validate import check_real
 from fastconv.layers import Affine, Relu, Sigmoid, SoftmaxWithLoss
-from fastconv.nets.base import Network, check_sizes, check_weight_decay, he_or_xavier_scale
+from fastconv.nets.base import Network, check_sizes, he_or_xavier_scale
 
 __all__ = ["MultiLayerNet"]
 
@@ -57,7 +58,7 @@ class MultiLayerNet(Network):
         self.input_size = input_size
         self.output_size = output_size
         self.hidden_size_list = hidden_size_list
-        self.weight_decay_lambda = check_weight_decay(weight_decay_lambda)
+        self.weight_decay_lambda = check_real("weight_decay_lambda", weight_decay_lambda)
         act = activation_class(activation)
         self._init_params(init_mlp_params(input_size, hidden_size_list, output_size,
                                           weight_init_std), dtype)

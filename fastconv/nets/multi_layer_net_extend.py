@@ -12,8 +12,9 @@ from collections import OrderedDict
 
 import numpy as np
 
+from fastconv._validate import check_real
 from fastconv.layers import Affine, BatchNormalization, Dropout, SoftmaxWithLoss
-from fastconv.nets.base import Network, check_weight_decay
+from fastconv.nets.base import Network
 from fastconv.nets.multi_layer_net import activation_class, init_mlp_params
 
 __all__ = ["MultiLayerNetExtend"]
@@ -34,7 +35,7 @@ class MultiLayerNetExtend(Network):
         self.output_size = output_size
         self.hidden_size_list = hidden_size_list
         self.use_dropout = use_dropout
-        self.weight_decay_lambda = check_weight_decay(weight_decay_lambda)
+        self.weight_decay_lambda = check_real("weight_decay_lambda", weight_decay_lambda)
         self.use_batchnorm = use_batchnorm
         act = activation_class(activation)
         params = init_mlp_params(input_size, hidden_size_list, output_size, weight_init_std)

@@ -12,8 +12,9 @@ from collections import OrderedDict
 
 import numpy as np
 
+from fastconv._validate import check_real
 from fastconv.layers import Affine, Convolution, Pooling, Relu, SoftmaxWithLoss
-from fastconv.nets.base import Network, check_scale, check_sizes, conv_pool_geometry
+from fastconv.nets.base import Network, check_sizes, conv_pool_geometry
 
 __all__ = ["SimpleConvNet"]
 
@@ -31,7 +32,7 @@ class SimpleConvNet(Network):
                  hidden_size=100, output_size=10, weight_init_std=0.01, *, dtype=None):
         pool_output_size = int(np.prod(conv_pool_geometry(input_dim, conv_param, pool=True)))
         check_sizes(hidden_size=hidden_size, output_size=output_size)
-        check_scale("weight_init_std", weight_init_std)
+        check_real("weight_init_std", weight_init_std)
         filter_num = conv_param['filter_num']
         filter_size = conv_param['filter_size']
 

@@ -8,8 +8,9 @@ from collections import OrderedDict
 
 import numpy as np
 
+from fastconv._validate import check_real
 from fastconv.layers import Affine, Relu, SoftmaxWithLoss
-from fastconv.nets.base import Network, check_scale, check_sizes
+from fastconv.nets.base import Network, check_sizes
 
 __all__ = ["TwoLayerNet"]
 
@@ -25,7 +26,7 @@ class TwoLayerNet(Network):
     def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01, *,
                  dtype=None):
         check_sizes(input_size=input_size, hidden_size=hidden_size, output_size=output_size)
-        check_scale("weight_init_std", weight_init_std)
+        check_real("weight_init_std", weight_init_std)
         params = {}
         params['W1'] = weight_init_std * np.random.randn(input_size, hidden_size)
         params['b1'] = np.zeros(hidden_size)
