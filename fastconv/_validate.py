@@ -1,5 +1,7 @@
 """Argument checks shared by the layers, networks and util: they raise before any state
 changes."""
+import functools
+import inspect
 import numbers
 
 import numpy as np
@@ -51,12 +53,12 @@ def common_dtype(*arrays):
     return np.result_type(*arrays).newbyteorder("=")
 
 
-def check_window(what, H, W, win_h, win_w, stride, pad):
-    """The window must fit the padded input at least once."""
+def check_window(what, H, W, win_h, win_w, stride, pad, input_name="x"):
+    """The window must fit the padded input (named input_name) at least once."""
     if H + 2 * pad < win_h or W + 2 * pad < win_w:
         raise ValueError(
-            f"{what} of {win_h}x{win_w} does not fit the input of {H}x{W} with pad={pad}: "
-            f"need H + 2*pad >= {win_h} and W + 2*pad >= {win_w}")
+            f"the {what} of {win_h}x{win_w} does not fit {input_name}'s images of {H}x{W} with "
+            f"pad={pad}: need H + 2*pad >= {win_h} and W + 2*pad >= {win_w}")
 
 
 def as_real_array(name, a, ndim=None):
@@ -167,3 +169,61 @@ def check_fraction(name, value):
     if not 0 <= value <= 1:
         raise ValueError(f"{name} must lie in [0, 1]; got {value!r}")
     return value
+
+
+def _described(value):
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype} array of shape {value.shape}"
+    return type(value).__name__
+
+
+def _named(name, value):
+    if isinstance(value, numbers.Real):
+        return f"{name}={value!r}"
+    return f"{name} ({_described(value)})"
+
+
+_EXPLAINED = (IndexError, ZeroDivisionError, AttributeError, TypeError, ValueError)
+
+
+def names_bad_arguments(function):
+    """``function`` (one of the book's plain NumPy functions) unchanged where it succeeds; where
+    NumPy or Python fails inside it, the same failure raised again naming the argument and what
+    it must be, instead of an internal word ("not subscriptable", "ufunc 'maximum'"). A call
+    that succeeds runs the book's lines as they are: the check costs nothing until then."""
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except _EXPLAINED as exc:
+            if getattr(exc, "names_arguments", False):
+                raise  # from a wrapped function this one called, which named them already
+            try:
+                bound = signature.bind_partial(*args, **kwargs)
+            except TypeError:
+                raise exc from None  # a wrong call, whose own message says so
+            bound.apply_defaults()
+            bound = bound.arguments
+            for name, value in bound.items():
+                if callable(value):  # numerical_gradient's f
+                    continue
+                if not isinstance(value, (np.ndarray, numbers.Real)):
+                    message = "must be a real number or a NumPy array of them"
+                elif isinstance(value, np.ndarray) and value.dtype.kind not in "biuf":
+                    message = "must hold real numbers"
+                else:
+                    continue
+                named = TypeError(f"{function.__name__}: {name} {message}; got "
+                                  f"{_described(value)}")
+                named.names_arguments = True
+                raise named from exc
+            arguments = ", ".join(_named(name, value) for name, value in bound.items()
+                                  if not callable(value))
+            # the builtin class: NumPy's subclasses take other constructor arguments
+            builtin = next(c for c in _EXPLAINED if isinstance(exc, c))
+            named = builtin(f"{function.__name__}: its arguments do not fit ({arguments}): {exc}")
+            named.names_arguments = True
+            raise named from exc
+    return wrapper

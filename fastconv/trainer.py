@@ -82,7 +82,10 @@ def _make_optimizer(optimizer, optimizer_param):
         if optimizer_param is not None and not isinstance(optimizer_param, Mapping):
             raise TypeError(f"optimizer_param must be a dict of the optimizer's arguments; got "
                             f"{type(optimizer_param).__name__}")
-        return cls(**(optimizer_param or {}))
+        try:
+            return cls(**(optimizer_param or {}))
+        except TypeError as exc:  # an argument the optimizer does not have
+            raise TypeError(f"optimizer_param does not fit {cls.__name__}: {exc}") from None
     if not callable(getattr(optimizer, "update", None)):
         raise TypeError("optimizer must be a name or an object with update(params, grads); "
                         f"got {optimizer!r}")

@@ -2,13 +2,15 @@
 import numpy as np
 
 from fastconv.backend import kernels
-from fastconv._validate import as_float_array, check_batch, check_int, check_window
+from fastconv._validate import (as_float_array, check_batch, check_int, check_window,
+                                names_bad_arguments)
 from fastconv.kernels.shapes import conv_output_hw
 
 # np too: the book's module has no __all__, so its star import brings np
 __all__ = ["np", "smooth_curve", "shuffle_dataset", "conv_output_size", "im2col", "col2im"]
 
 
+@names_bad_arguments
 def smooth_curve(x):
     """Kaiser-window moving average, for plotting noisy loss curves."""
     window_len = 11
@@ -18,23 +20,25 @@ def smooth_curve(x):
     return y[5:len(y) - 5]
 
 
+@names_bad_arguments
 def shuffle_dataset(x, t):
     """x and t reordered by one random permutation (np.random, like the book)."""
     permutation = np.random.permutation(x.shape[0])
     return x[permutation], t[permutation]
 
 
+@names_bad_arguments
 def conv_output_size(input_size, filter_size, stride=1, pad=0):
     """The book's formula, true division included (a non-integer means the filter does not tile)."""
     return (input_size + 2 * pad - filter_size) / stride + 1
 
 
-def _check_geometry(shape, filter_h, filter_w, stride, pad):
+def _check_geometry(shape, filter_h, filter_w, stride, pad, input_name):
     filter_h = check_int("filter_h", filter_h, 1)
     filter_w = check_int("filter_w", filter_w, 1)
     stride = check_int("stride", stride, 1)
     pad = check_int("pad", pad, 0)
-    check_window("filter", shape[2], shape[3], filter_h, filter_w, stride, pad)
+    check_window("filter", shape[2], shape[3], filter_h, filter_w, stride, pad, input_name)
     return filter_h, filter_w, stride, pad
 
 
@@ -45,7 +49,7 @@ def im2col(input_data, filter_h, filter_w, stride=1, pad=0):
     """
     x = as_float_array("input_data", input_data, ndim=4)
     check_batch("input_data", x)  # as col2im's input_shape; the book's reshape fails on it
-    geometry = _check_geometry(x.shape, filter_h, filter_w, stride, pad)
+    geometry = _check_geometry(x.shape, filter_h, filter_w, stride, pad, "input_data")
     return kernels().im2col(x, *geometry)
 
 
@@ -55,7 +59,8 @@ def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
     if not isinstance(input_shape, (tuple, list, np.ndarray)) or len(input_shape) != 4:
         raise ValueError(f"input_shape must be (N, C, H, W); got {input_shape!r}")
     N, C, H, W = (check_int(f"input_shape[{i}]", d, 1) for i, d in enumerate(input_shape))
-    filter_h, filter_w, stride, pad = _check_geometry((N, C, H, W), filter_h, filter_w, stride, pad)
+    filter_h, filter_w, stride, pad = _check_geometry((N, C, H, W), filter_h, filter_w, stride, pad,
+                                                     "input_shape")
     out_h, out_w = conv_output_hw(H, W, filter_h, filter_w, stride, pad)
     expected = (N * out_h * out_w, C * filter_h * filter_w)
     if col.shape != expected:

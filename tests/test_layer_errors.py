@@ -183,3 +183,104 @@ def test_im2col_of_no_images_is_refused_in_both_backends(backend):
     with using_backend(backend), pytest.raises(ValueError,
                                                match="input_data must hold at least one sample"):
         im2col(np.zeros((0, 3, 6, 6)), 3, 3)
+
+
+# ---- the book's plain functions: NumPy's failures raised again naming the argument --------
+
+def _probe(rows=2, classes=3):
+    y = np.full((rows, classes), 1.0 / classes)
+    return y, np.arange(rows) % classes
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda F, U: F.softmax(None), TypeError, "softmax: x must be a real number or a NumPy array"),
+    (lambda F, U: F.sigmoid("a"), TypeError, "sigmoid: x must be"),
+    (lambda F, U: F.sigmoid_grad(None), TypeError, "sigmoid: x must be"),
+    (lambda F, U: F.relu_grad([1.0, -1.0]), TypeError, "relu_grad: x must be .*got list"),
+    (lambda F, U: F.step_function(np.array(["a"])), TypeError, "step_function: x must hold real"),
+    (lambda F, U: F.cross_entropy_error(_probe()[0], None), TypeError,
+     "cross_entropy_error: t must be"),
+    (lambda F, U: F.cross_entropy_error(_probe()[0], np.array([0, 5])), IndexError,
+     r"cross_entropy_error: its arguments do not fit \(y \(float64 array of shape \(2, 3\)\), "
+     r"t \(int[0-9]+ array of shape \(2,\)\)\): index 5"),
+    (lambda F, U: F.sum_squared_error(np.ones((2, 3)), np.ones(4)), ValueError,
+     r"sum_squared_error: its arguments do not fit \(y .*\(2, 3\)\), t .*\(4,\)\)"),
+    # named once, by the function that was called, not again by the one around it
+    (lambda F, U: F.softmax_loss(np.ones((2, 3)), np.eye(4)[[0, 1]]), IndexError,
+     r"^cross_entropy_error: its arguments do not fit \(y [^:]*\): arrays used as indices"),
+    (lambda F, U: U.shuffle_dataset(np.ones((4, 2)), np.arange(3)), IndexError,
+     r"shuffle_dataset: its arguments do not fit \(x .*\(4, 2\)\), t .*\(3,\)\)"),
+    (lambda F, U: U.shuffle_dataset(None, None), TypeError, "shuffle_dataset: x must be"),
+    (lambda F, U: U.smooth_curve(np.ones((20, 2))), ValueError,
+     r"smooth_curve: its arguments do not fit \(x .*\(20, 2\)\)"),
+    (lambda F, U: U.conv_output_size(5, 3, 0), ZeroDivisionError,
+     r"conv_output_size: its arguments do not fit \(input_size=5, filter_size=3, stride=0, "
+     r"pad=0\)"),
+    (lambda F, U: U.conv_output_size("5", 3), TypeError, "conv_output_size: input_size must be"),
+])
+def test_the_books_functions_name_the_argument_numpy_failed_on(call, error, words):
+    from fastconv import functions, util
+    with pytest.raises(error, match=words):
+        call(functions, util)
+
+
+def test_a_call_that_succeeds_returns_the_books_result_and_a_wrong_call_its_own_error():
+    from fastconv import functions as F, util as U
+    x = np.random.default_rng(3).standard_normal((4, 5))
+    for name in ("sigmoid", "relu", "softmax", "step_function", "relu_grad", "sigmoid_grad"):
+        got, want = getattr(F, name)(x), getattr(F, name).__wrapped__(x)
+        np.testing.assert_array_equal(got, want)
+        assert got.dtype == want.dtype
+    assert type(F.sigmoid(0.0)) is np.float64 and U.conv_output_size(28, 5) == 24.0
+    with pytest.raises(TypeError, match="takes 1 positional argument but 2"):
+        F.softmax(x, 1)
+
+
+@pytest.mark.parametrize("f, x, error, words", [
+    (3, np.ones(2), TypeError, "f must be a function of x"),
+    (np.sum, [1.0, 2.0], TypeError, "x must be a NumPy array of floats.*got list"),
+    (np.sum, np.arange(3, dtype=np.int64), TypeError,
+     "x must be a NumPy array of floats.*got int64 array"),
+    (np.sum, np.ones(2)[::-1].copy().view(), None, None),  # a writable view: accepted
+    (lambda v: v * 2, np.ones(2), ValueError, r"f must return one number \(a loss\); got shape"),
+])
+def test_numerical_gradient_names_what_it_cannot_differentiate(f, x, error, words):
+    from fastconv.gradient import numerical_gradient, numerical_gradient_2d
+    for gradient in (numerical_gradient, numerical_gradient_2d):
+        before = np.copy(x)
+        if error is None:
+            np.testing.assert_allclose(gradient(f, x), np.ones(2), rtol=1e-6)
+            continue
+        with pytest.raises(error, match=words):
+            gradient(f, x)
+        np.testing.assert_array_equal(x, before)  # put back, as after a good call
+
+
+def test_numerical_gradient_refuses_a_read_only_x_before_touching_it():
+    from fastconv.gradient import numerical_gradient
+    x = np.ones(3)
+    x.flags.writeable = False
+    with pytest.raises(ValueError, match="x must be writable"):
+        numerical_gradient(np.sum, x)
+
+
+def test_window_errors_name_the_input_and_other_gaps_their_argument():
+    from fastconv.datasets import load_mnist
+    from fastconv.nets import TwoLayerNet
+    from fastconv.trainer import Trainer
+    with pytest.raises(ValueError, match="filter of 3x3 does not fit x's images of 2x5"):
+        Convolution(np.zeros((2, 1, 3, 3)), np.zeros(2)).forward(np.zeros((1, 1, 2, 5)))
+    with pytest.raises(ValueError, match="does not fit input_data's images of 2x2"):
+        im2col(np.zeros((1, 1, 2, 2)), 3, 3)
+    with pytest.raises(ValueError, match="does not fit input_shape's images of 2x2"):
+        col2im(np.zeros((1, 9)), (1, 1, 2, 2), 3, 3)
+    with pytest.raises(ValueError, match="W must have at least one output column"):
+        Affine(np.zeros((4, 0)), np.zeros(3)).forward(np.zeros((2, 4)))
+    with pytest.raises(TypeError, match="data_dir must be a folder"):
+        load_mnist(data_dir=123)
+    net = TwoLayerNet(4, 3, 2)
+    with pytest.raises(ValueError, match=r"x holds no samples \(shape \(0, 4\)\)"):
+        net.accuracy(np.zeros((0, 4)), np.zeros(0, int))
+    data = (np.zeros((4, 4)), np.zeros(4, int)) * 2
+    with pytest.raises(TypeError, match="optimizer_param does not fit SGD: .*'bogus'"):
+        Trainer(net, *data, optimizer_param={"bogus": 1}, verbose=False)

@@ -74,6 +74,9 @@ def load_mnist(normalize=True, flatten=True, one_hot_label=False, *, data_dir=No
     if dataset not in _downloads.MIRRORS:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of "
                          f"{sorted(_downloads.MIRRORS)}")
+    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+        raise TypeError(f"data_dir must be a folder, as a str or a path; got "
+                        f"{type(data_dir).__name__}")
     folder = _locate(dataset, data_dir, download, verbose)
     if _missing_files(folder):  # only a data_dir holding the book's pickle gets here
         arrays = read_book_pickle(folder / BOOK_PICKLE)

@@ -78,6 +78,9 @@ class Affine:
         float64, as in the book, as ``Convolution`` takes them); a clear error for any other."""
         x = as_real_array("x", x)
         W = as_real_array("W", self.W, ndim=2)
+        if W.shape[1] == 0:
+            raise ValueError(f"W must have at least one output column (features, outputs); "
+                             f"got shape {W.shape}")
         if x.ndim < 2:
             raise ValueError(f"x must be at least 2-D (batch first); got shape {x.shape}")
         check_batch("x", x)

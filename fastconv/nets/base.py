@@ -306,7 +306,8 @@ class Network:
         if len(t) != n:
             raise ValueError(f"x has {n} samples but t has {len(t)}")
         if n == 0:
-            raise ValueError("accuracy of an empty set is undefined")
+            raise ValueError(f"x holds no samples (shape {np.shape(x)}): the accuracy of an "
+                             f"empty set is undefined")
         if batch_size is None:
             batch_size = n
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
