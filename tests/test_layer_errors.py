@@ -284,3 +284,17 @@ def test_window_errors_name_the_input_and_other_gaps_their_argument():
     data = (np.zeros((4, 4)), np.zeros(4, int)) * 2
     with pytest.raises(TypeError, match="optimizer_param does not fit SGD: .*'bogus'"):
         Trainer(net, *data, optimizer_param={"bogus": 1}, verbose=False)
+
+
+def test_no_classes_and_no_loss_layer_are_named_before_anything_moves():
+    from fastconv.nets import MultiLayerNet, SimpleConvNet
+    with pytest.raises(ValueError, match="x must hold at least one class score per sample"):
+        SoftmaxWithLoss().forward(np.zeros((2, 0)), np.zeros(2, int))
+    for net, x in ((MultiLayerNet(4, [3], 2), np.ones((2, 4))),
+                   (SimpleConvNet(input_dim=(1, 8, 8), conv_param={"filter_num": 2,
+                    "filter_size": 3, "pad": 0, "stride": 1}, hidden_size=4), np.ones((2, 1, 8, 8)))):
+        net.last_layer = None
+        first = next(iter(net.layers.values()))
+        with pytest.raises(TypeError, match="last_layer must be a loss layer .*got NoneType"):
+            net.gradient(x, np.array([0, 1]))
+        assert first.x is None  # no layer ran forward

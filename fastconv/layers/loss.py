@@ -21,6 +21,9 @@ class SoftmaxWithLoss:
     def forward(self, x, t):
         x = as_float_array("x", x, ndim=2)
         check_batch("x", x)
+        if x.shape[1] == 0:  # (a softmax over no classes is undefined)
+            raise ValueError(f"x must hold at least one class score per sample; got shape "
+                             f"{x.shape}")
         t_array = np.asarray(t)
         labels = target_labels(t_array, x.shape)
         y, loss = kernels().softmax_cross_entropy_forward(x, labels)

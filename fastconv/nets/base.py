@@ -156,11 +156,15 @@ class Network:
 
     def _check_loss_arguments(self, x, t):
         """Raises, before the forward pass moves any layer (or draws a dropout mask), where t
-        cannot be the targets of x or the weight decay is not a number: the loss would refuse
-        them only after it. t is checked where the classes are known: the book's loss on the
-        scores of an affine layer, with only fastconv's layers of the same width after it, and
-        no predict of a subclass's or an instance's own (a course's layer or method wins)."""
+        cannot be the targets of x, the weight decay is not a number or last_layer is no loss
+        layer: the loss would refuse them only after it. t is checked where the classes are
+        known: the book's loss on the scores of an affine layer, with only fastconv's layers
+        of the same width after it, and no predict of a subclass's or an instance's own (a
+        course's layer or method wins)."""
         self._weight_decay()
+        if not callable(getattr(self.last_layer, "forward", None)):
+            raise TypeError(f"last_layer must be a loss layer with forward(y, t), such as "
+                            f"SoftmaxWithLoss; got {type(self.last_layer).__name__}")
         if (type(self.last_layer) is not SoftmaxWithLoss or np.ndim(x) < 1
                 or not uses_network_methods(self, Network, ("predict", "_predict"))):
             return
