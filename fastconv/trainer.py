@@ -86,9 +86,12 @@ def _make_optimizer(optimizer, optimizer_param):
             return cls(**(optimizer_param or {}))
         except TypeError as exc:  # an argument the optimizer does not have
             raise TypeError(f"optimizer_param does not fit {cls.__name__}: {exc}") from None
+    return _check_optimizer(optimizer, "optimizer must be a name or an object")
+
+
+def _check_optimizer(optimizer, what):
     if not callable(getattr(optimizer, "update", None)):
-        raise TypeError("optimizer must be a name or an object with update(params, grads); "
-                        f"got {optimizer!r}")
+        raise TypeError(f"{what} with update(params, grads); got {optimizer!r}")
     return optimizer
 
 
@@ -260,10 +263,8 @@ class Trainer:
         """One mini-batch step; evaluates accuracy at the start of each epoch, like the book."""
         self._in_step = True
         start = time.perf_counter()
-        if not callable(getattr(self.optimizer, "update", None)):
-            # (a public attribute a script may replace: checked before the batch is drawn)
-            raise TypeError(f"Trainer.optimizer must have update(params, grads); got "
-                            f"{self.optimizer!r}")
+        # (a public attribute a script may replace: checked before the batch is drawn)
+        _check_optimizer(self.optimizer, "Trainer.optimizer must be an object")
         batch_mask = self._sample()
         x_batch = self.x_train[batch_mask]
         t_batch = self.t_train[batch_mask]

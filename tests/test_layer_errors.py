@@ -290,9 +290,10 @@ def test_no_classes_and_no_loss_layer_are_named_before_anything_moves():
     from fastconv.nets import MultiLayerNet, SimpleConvNet
     with pytest.raises(ValueError, match="x must hold at least one class score per sample"):
         SoftmaxWithLoss().forward(np.zeros((2, 0)), np.zeros(2, int))
+    conv_param = {"filter_num": 2, "filter_size": 3, "pad": 0, "stride": 1}
     for net, x in ((MultiLayerNet(4, [3], 2), np.ones((2, 4))),
-                   (SimpleConvNet(input_dim=(1, 8, 8), conv_param={"filter_num": 2,
-                    "filter_size": 3, "pad": 0, "stride": 1}, hidden_size=4), np.ones((2, 1, 8, 8)))):
+                   (SimpleConvNet(input_dim=(1, 8, 8), conv_param=conv_param, hidden_size=4),
+                    np.ones((2, 1, 8, 8)))):
         net.last_layer = None
         first = next(iter(net.layers.values()))
         with pytest.raises(TypeError, match="last_layer must be a loss layer .*got NoneType"):

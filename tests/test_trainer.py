@@ -371,7 +371,8 @@ def test_an_optimizer_replaced_by_something_without_update_is_refused_before_the
     params = {key: value.copy() for key, value in trainer.network.params.items()}
     draws = np.random.get_state()[1].copy()
     trainer.optimizer = object()
-    with pytest.raises(TypeError, match=r"Trainer.optimizer must have update\(params, grads\)"):
+    with pytest.raises(TypeError,
+                       match=r"Trainer.optimizer must be an object with update\(params, grads\)"):
         trainer.train_step()
     for key, value in params.items():
         np.testing.assert_array_equal(trainer.network.params[key], value)
