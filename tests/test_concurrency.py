@@ -277,3 +277,51 @@ def test_a_forked_child_releases_the_pin_of_threads_it_does_not_have(monkeypatch
     blas_pin._after_fork_in_child()
     fresh = blas_pin._shared
     assert lib.threads == 3 and fresh.holders == 0 and not fresh.lock.locked()
+
+
+NO_FORK_SCRIPT = """
+import os
+# Windows has neither fork nor the fork hooks, nor these Linux calls
+for name in ("fork", "forkpty", "register_at_fork", "sched_getaffinity", "fchmod"):
+    if hasattr(os, name):
+        delattr(os, name)
+import importlib, pkgutil, sys, tempfile
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import fastconv
+from fastconv.kernels import jit
+import _workloads as work
+
+for package in (fastconv, jit):
+    for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        try:
+            importlib.import_module(module.name)
+        except ImportError as exc:
+            assert "dask" in str(exc) or "optuna" in str(exc), exc  # the optional extras
+from fastconv.cli import main
+from fastconv.nets import TwoLayerNet
+from fastconv.trainer import Trainer
+
+results = work.seeded_gradient(1) + work.layers_and_optimizer(2)
+with tempfile.TemporaryDirectory() as folder:
+    rng = np.random.default_rng(0)
+    x, t = rng.random((20, 784)), rng.integers(0, 10, 20)
+    net = TwoLayerNet(784, 10, 10)
+    Trainer(net, x, t, x, t, epochs=1, mini_batch_size=10, verbose=False,
+            checkpoint=os.path.join(folder, "run.ckpt")).train()
+    net.save_params(os.path.join(folder, "params.pkl"))
+    net.load_params(os.path.join(folder, "params.pkl"))
+assert main(["info"]) in (0, None)
+np.savez(sys.argv[2], *results)
+"""
+
+
+def test_a_platform_without_fork_imports_trains_and_gives_the_same_bits(tmp_path):
+    """Windows: no module may call os.register_at_fork (or fork) unguarded."""
+    saved = tmp_path / "results.npz"
+    run_script(NO_FORK_SCRIPT, str(saved))
+    got = np.load(saved)
+    want = work.seeded_gradient(1) + work.layers_and_optimizer(2)
+    assert len(got.files) == len(want)
+    for i, array in enumerate(want):
+        np.testing.assert_array_equal(got[f"arr_{i}"], array)

@@ -51,7 +51,8 @@ def _forget_helpers_in_child():
     _pending.clear()
 
 
-os.register_at_fork(after_in_child=_forget_helpers_in_child)
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_forget_helpers_in_child)
 
 
 def _backward_loop(name):

@@ -56,7 +56,8 @@ def _new_region_lock_in_child():
     parallel_region = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_new_region_lock_in_child)
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_new_region_lock_in_child)
 
 
 def _renamed(fn, suffix):

@@ -328,4 +328,5 @@ def _forget_threads_in_child():
     _threads, _caller = [], threading.Lock()
 
 
-os.register_at_fork(after_in_child=_forget_threads_in_child)
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_forget_threads_in_child)

@@ -52,7 +52,8 @@ def _new_lock_in_child():
     _lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_new_lock_in_child)
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 def empty(shape, dtype):
