@@ -17,7 +17,7 @@ import secrets
 import stat
 import time
 
-__all__ = ["atomic_write", "remove_stale_temporaries"]
+__all__ = ["atomic_write", "remove_stale_temporaries", "read_at_most"]
 
 _SUFFIX = ".tmp"
 _TOKEN_DIGITS = 12
@@ -138,3 +138,11 @@ def remove_stale_temporaries(path, min_age=0.0):
                 with contextlib.suppress(OSError):
                     if now - entry.stat(follow_symlinks=False).st_mtime >= min_age:
                         os.unlink(entry.path)
+
+
+def read_at_most(path, limit):
+    """The bytes of path, or None where it holds more than limit (at most limit + 1 are read:
+    a hostile file's size costs nothing)."""
+    with open(path, "rb") as handle:
+        data = handle.read(limit + 1)
+    return None if len(data) > limit else data

@@ -35,7 +35,9 @@ Differences from the book in both modes:
 * ``checkpoint=PATH`` saves the whole training state atomically at the end of every epoch,
   every ``checkpoint_every`` steps if given, and at Ctrl-C, and ``train()`` resumes from PATH
   when it exists: a run killed at any moment and started again with the same command ends
-  with the same bits as an uninterrupted one (see :mod:`fastconv.checkpoint`).
+  with the same bits as an uninterrupted one (see :mod:`fastconv.checkpoint`). Under
+  ``python -m fastconv --checkpoint DIR``, a Trainer made without it gets one in DIR
+  (``checkpoint_trainers_into``).
 * ``progress`` (default: on in fast mode when ``verbose``): the tqdm bar. Messages go through
   ``log`` (default ``print``).
 * Timing: ``epoch_time_list`` holds the wall time of each epoch's training steps (sampling,
@@ -122,6 +124,65 @@ def _check_data(network, x_train, t_train, x_test, t_test):
         check(x_test, t_test)
 
 
+class _RunCheckpoints:
+    """The checkpoints ``python -m fastconv --checkpoint DIR`` gives the script's Trainers:
+    the n-th Trainer made without ``checkpoint=`` saves to DIR/trainer-<n>.ckpt, n counting
+    from 1 in the order they are made, so the same command run again finds each its own."""
+
+    def __init__(self):
+        self.folder = None
+        self.made = 0
+        self.lock = threading.Lock()
+        self.paused = threading.local()
+
+    def next_path(self):
+        with self.lock:
+            if self.folder is None or getattr(self.paused, "depth", 0):
+                return None
+            self.made += 1
+            return os.path.join(self.folder, f"trainer-{self.made}.ckpt")
+
+
+_run_checkpoints = _RunCheckpoints()
+
+
+def checkpoint_trainers_into(folder):
+    """From now on in this process, a Trainer made without ``checkpoint=`` saves to and
+    resumes from ``folder/trainer-<n>.ckpt`` (see ``_RunCheckpoints``); None stops it. A
+    Trainer whose optimizer is not one of fastconv's cannot be saved and is left unsaved."""
+    with _run_checkpoints.lock:
+        _run_checkpoints.folder = None if folder is None else os.fspath(folder)
+        _run_checkpoints.made = 0
+
+
+def run_checkpoints_taken():
+    """How many Trainers took a checkpoint of ``checkpoint_trainers_into``'s folder so far."""
+    return _run_checkpoints.made
+
+
+@contextlib.contextmanager
+def run_checkpoints_paused():
+    """Trainers made in this thread inside the block take no run checkpoint and no number
+    (the zero-change probes make Trainers the script does not)."""
+    paused = _run_checkpoints.paused
+    paused.depth = getattr(paused, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        paused.depth -= 1
+
+
+def _forget_run_checkpoints_in_child():
+    # a forked worker's Trainers would take the parent's next numbers, and both would write
+    # to the same files
+    global _run_checkpoints
+    _run_checkpoints = _RunCheckpoints()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_forget_run_checkpoints_in_child)
+
+
 def _positive_int(name, value, minimum=1):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
@@ -187,6 +248,14 @@ class Trainer:
         self._interrupted = False
 
     def _checked_checkpoint(self, path, every):
+        if path is None and every is None:
+            path = _run_checkpoints.next_path()
+            if path is not None and not isinstance(self.optimizer, tuple(OPTIMIZERS.values())):
+                # (stderr: the script's own output stays as in a plain run)
+                print(f"fastconv: {path} not used: the Trainer's optimizer, "
+                      f"{type(self.optimizer).__name__}, is not one of fastconv's, whose "
+                      f"state a checkpoint can hold", file=sys.stderr)
+                path = None
         if path is None:
             if every is not None:
                 raise ValueError("checkpoint_every needs checkpoint=PATH")

@@ -17,7 +17,7 @@ import numpy as np
 
 from fastconv.datasets import download as _downloads
 from fastconv.datasets.idx import read_idx
-from fastconv.fileio import atomic_write, remove_stale_temporaries
+from fastconv.fileio import atomic_write, read_at_most, remove_stale_temporaries
 from fastconv.nets.params_pickle import read_pickled_params
 
 key_file = {
@@ -314,9 +314,8 @@ def read_book_pickle(path):
     if size > limit:
         raise MNISTFormatError(f"{path}: {size} bytes is more than MNIST's arrays need "
                                f"(at most {limit})")
-    with open(path, "rb") as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
+    data = read_at_most(path, limit)
+    if data is None:  # it grew since the size was checked
         raise MNISTFormatError(f"{path}: more than {limit} bytes")
     try:
         loaded = read_pickled_params(data, str(path), max_opcodes=1000)

@@ -74,6 +74,7 @@ def report():
 
 
 def main(argv=None):
-    """``python -m fastconv [--fast] [--report] [--plots DIR] SCRIPT [ARGS...]``; the exit code."""
+    """``python -m fastconv [--fast] [--report] [--plots DIR] [--checkpoint DIR] SCRIPT
+    [ARGS...]``; the exit code."""
     from fastconv.zerochange.runner import main as run_main
     return run_main(argv)

@@ -26,6 +26,7 @@ import warnings
 import numpy as np
 
 from fastconv import mode as _mode
+from fastconv.trainer import run_checkpoints_paused
 from fastconv.zerochange.compare import signature_difference, value_difference
 from fastconv.zerochange.probes import SCENARIOS, State
 
@@ -125,7 +126,8 @@ def behaviour_difference(user, ours, scenario):
     try:
         # both sides in parity mode: equivalence is judged in float64, the book's dtype, and
         # what is served then runs in the mode in use (a probe's networks follow the mode too)
-        with _mode.using_mode("parity"):
+        # (the probes' Trainers are not the script's: they take none of its run checkpoints)
+        with _mode.using_mode("parity"), run_checkpoints_paused():
             user_seen, user_error, user_end = _run(user, scenario, start)
             our_seen, our_error, our_end = _run(ours, scenario, start)
     finally:

@@ -1,4 +1,4 @@
-"""``python -m fastconv [--fast] [--report] [--plots DIR] SCRIPT [ARGS...]``.
+"""``python -m fastconv [--fast] [--report] [--plots DIR] [--checkpoint DIR] SCRIPT [ARGS...]``.
 
 Runs SCRIPT as ``__main__`` the way ``python SCRIPT ARGS...`` would (same ``sys.argv``,
 ``sys.path[0]`` the script's folder, same exit code, the script's own traceback), with the
@@ -10,7 +10,8 @@ import runpy
 import sys
 import traceback
 
-USAGE = "python -m fastconv [--fast] [--report] [--plots DIR] SCRIPT [ARGS...]"
+USAGE = ("python -m fastconv [--fast] [--report] [--plots DIR] [--checkpoint DIR] SCRIPT "
+         "[ARGS...]")
 
 
 def _parser():
@@ -28,6 +29,10 @@ def _parser():
     parser.add_argument("--plots", metavar="DIR", default=None,
                         help="with no display, save the figures that plt.show() would show "
                              "here as PNG (default: ./fastconv-plots)")
+    parser.add_argument("--checkpoint", metavar="DIR", default=None,
+                        help="make the run resumable: the script's Trainers save their state "
+                             "in DIR, and the same command run again after a stop or a kill "
+                             "goes on from there, to the same numbers as a run never stopped")
     parser.add_argument("script", metavar="SCRIPT", help="the Python file to run")
     parser.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
                         help="arguments for the script")
@@ -49,12 +54,23 @@ def main(argv=None):
     zerochange.install(fast=True if options.fast else None,
                        plots_dir=options.plots or os.path.join(os.getcwd(), "fastconv-plots"),
                        plots_prefix=stem)
+    if options.checkpoint is not None:
+        from fastconv.zerochange import resume
+        try:
+            resume.start(os.path.abspath(options.checkpoint))
+        except (OSError, resume.StartStateError) as exc:
+            print(f"python -m fastconv: --checkpoint: {exc}", file=sys.stderr)
+            return 2
     sys.argv = [options.script] + options.args
     # the folder of the file itself, a symbolic link resolved, as the interpreter sets it
     sys.path[0] = os.path.dirname(os.path.realpath(script))
     try:
         return _run(script)
     finally:
+        if options.checkpoint is not None:
+            note = resume.finish(options.checkpoint)
+            if note:
+                print(note, file=sys.stderr)
         if options.report:
             sys.stdout.flush()
             print(zerochange.report(), file=sys.stderr)
