@@ -184,6 +184,13 @@ CASES = {
     "max-pool backward, an x_shape of fewer images than dout": (
         _pool_backward((2, 3, 3, 3), (2, 3, 3, 3), (0, 3, 6, 6)), ValueError,
         "dout must have shape (0, 3, 3, 3)"),
+    # (the edges of a range: one past the last class, one element too many)
+    "softmax forward, a label equal to the class count": (
+        lambda: J.softmax_cross_entropy_forward(np.zeros((4, 5)), np.array([0, 5, 2, 3])),
+        ValueError, "t labels must lie in [0, 5); got 5 at row 1"),
+    "sgd, a gradient one element longer than the parameter": (
+        lambda: J.sgd_update(np.ones(6), np.ones(7), 0.1), ValueError,
+        "every array must have the parameter's size"),
     # (what raised NumPy's or Python's words: an AttributeError, a reshape, matmul's, 1 / 0)
     "blocks forward, W2 of other rows": (
         lambda: J.conv_blocks_forward(x0, [(W0, b0, 1, 1, (2, 2, 2, 0))], rand(100, 10)),

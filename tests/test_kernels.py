@@ -533,6 +533,21 @@ def test_the_2x2_pool_without_argmax_keeps_a_nan_in_any_cell_of_a_window(cell, s
     assert np.isnan(values[0, 0, 0, 0])
 
 
+@pytest.mark.parametrize("size", [4, 5])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_the_2x2_pool_without_argmax_keeps_a_nan_in_any_row_of_the_plane(size, stride):
+    # the last row is only ever a window's bottom row, and with stride 2 every odd row is:
+    # a NaN there must reach the output as the twin's does (5x5 planes are not split)
+    W, b = np.ones((1, 1, 1, 1)), np.zeros(1)
+    for cell in range(size * size):
+        x = np.ones((1, 1, size, size))
+        x[0, 0, cell // size, cell % size] = np.nan
+        values, _, _ = jit.conv_relu_pool_forward(x, W, b, 1, 0, 2, 2, stride, 0,
+                                                  with_argmax=False)
+        want, _, _ = reference.conv_relu_pool_forward(x, W, b, 1, 0, 2, 2, stride, 0)
+        np.testing.assert_array_equal(values, want, err_msg=f"NaN at cell {cell}")
+
+
 def test_conv_relu_pool_without_argmax_at_simple_convnet_shapes():
     # the fixed shapes of SimpleConvNet's block (2x2 pool, stride 2, finite bias, no NaN);
     # ties at 0 from the ReLU are everywhere

@@ -642,6 +642,17 @@ def test_adam_betas_must_lie_below_one(attr, bad):
         fopt.Adam(**{attr: bad})
 
 
+@pytest.mark.parametrize("attr", ["beta1", "beta2"])
+def test_adam_takes_a_beta_of_zero_the_lower_end_of_its_range(attr):
+    # beta1 = 0 is RMSprop-like Adam with no momentum; the range [0, 1) includes it
+    rng = np.random.default_rng(5)
+    params = make_params(rng)
+    opt = fopt.Adam(lr=0.01, **{attr: 0})
+    grads = make_grads(rng, params, 1)[0]
+    opt.update(params, grads)
+    assert opt.iter == 1 and all(np.all(np.isfinite(value)) for value in params.values())
+
+
 @pytest.mark.parametrize("bad, error", [(-1, ValueError), (1.5, TypeError), (None, TypeError)])
 def test_adam_iter_is_checked_before_anything_changes(bad, error):
     opt, params = fopt.Adam(), {"W": np.ones(3)}
