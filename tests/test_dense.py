@@ -249,6 +249,7 @@ def kernel_arguments():
 
 @pytest.mark.parametrize("edit, message", [
     (lambda a: a.update(labels=a["labels"] + 10), "labels must lie in"),
+    (lambda a: a.update(labels=np.full_like(a["labels"], 3)), "labels must lie in"),  # = K
     (lambda a: a.update(labels=a["labels"][:-1]), "labels"),
     (lambda a: a.update(y=a["y"][:-1]), "y and rows"),
     (lambda a: a.update(dW=(a["dW"][0][:-1], a["dW"][1])), "dW"),

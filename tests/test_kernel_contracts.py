@@ -188,6 +188,9 @@ CASES = {
     "softmax forward, a label equal to the class count": (
         lambda: J.softmax_cross_entropy_forward(np.zeros((4, 5)), np.array([0, 5, 2, 3])),
         ValueError, "t labels must lie in [0, 5); got 5 at row 1"),
+    "conv forward, W of no filters": (
+        lambda: J.conv2d_forward(x0, W0[:0], b0[:0], 1, 1), ValueError,
+        "conv2d_forward: W must hold at least one filter; got shape (0, 3, 3, 3)"),
     "sgd, a gradient one element longer than the parameter": (
         lambda: J.sgd_update(np.ones(6), np.ones(7), 0.1), ValueError,
         "every array must have the parameter's size"),

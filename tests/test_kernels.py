@@ -548,6 +548,22 @@ def test_the_2x2_pool_without_argmax_keeps_a_nan_in_any_row_of_the_plane(size, s
         np.testing.assert_array_equal(values, want, err_msg=f"NaN at cell {cell}")
 
 
+def test_the_2x2_pool_without_argmax_of_minus_inf_plus_an_infinite_bias_is_nan():
+    # relu(-inf + inf) is NaN in the book's order (bias, ReLU, then the max), while the
+    # values-only path's relu(max + bias) would give inf: a bias that is not finite must
+    # take the general path (5x5 planes are not split)
+    x = np.ones((1, 1, 5, 5))
+    x[0, 0, 1, 1] = -np.inf
+    W, b = np.ones((1, 1, 1, 1)), np.array([np.inf])
+    for stride in (1, 2):
+        values, _, _ = jit.conv_relu_pool_forward(x, W, b, 1, 0, 2, 2, stride, 0,
+                                                  with_argmax=False)
+        with np.errstate(invalid="ignore"):  # -inf + inf, on purpose
+            want, _, _ = reference.conv_relu_pool_forward(x, W, b, 1, 0, 2, 2, stride, 0)
+        assert np.isnan(want[0, 0, 0, 0])
+        np.testing.assert_array_equal(values, want)
+
+
 def test_conv_relu_pool_without_argmax_at_simple_convnet_shapes():
     # the fixed shapes of SimpleConvNet's block (2x2 pool, stride 2, finite bias, no NaN);
     # ties at 0 from the ReLU are everywhere
