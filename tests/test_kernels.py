@@ -230,6 +230,12 @@ def test_weight_decay_gradient_leaves_other_operands_to_numpy():
     np.testing.assert_array_equal(jit.weight_decay_gradient(grad, 0.5, row), grad + 0.5 * row)
     mixed = jit.weight_decay_gradient(grad.astype(np.float32), np.float64(0.5), grad)
     assert mixed.dtype == np.float64
+    # float32 arrays and a float64 scalar: NumPy 2 computes in float64, NumPy 1.x in float32
+    grad32, W32, lam = np.full(3, 0.1, np.float32), np.full(3, 0.3, np.float32), np.float64(0.1)
+    want = grad32 + lam * W32
+    got = jit.weight_decay_gradient(grad32, lam, W32)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
 
 
 @SETTINGS
