@@ -224,6 +224,20 @@ def test_weight_decay_gradient_matches_twin_bit_for_bit(shape, dtype, lam, speci
     assert not np.shares_memory(got, grad) and not np.shares_memory(got, W)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("column", [0, 2, 4])
+def test_softmax_shifts_by_the_largest_score_wherever_it_is(dtype, column):
+    # exp of an unshifted 1000 overflows: a row's peak must be found in every column
+    x = np.zeros((3, 5), dtype)
+    x[:, column] = 1000
+    t = np.array([column, 0, 4])
+    y, loss = jit.softmax_cross_entropy_forward(x, t)
+    want_y, want_loss = reference.softmax_cross_entropy_forward(x, t)
+    assert np.all(np.isfinite(y)) and np.isfinite(loss)
+    np.testing.assert_allclose(y, want_y, **tolerance(dtype))
+    np.testing.assert_allclose(loss, want_loss, **tolerance(dtype))
+
+
 def test_weight_decay_gradient_leaves_other_operands_to_numpy():
     # shapes that broadcast, and mixed dtypes, as the book's expression takes them
     grad, row = np.ones((3, 4)), np.arange(4.0)
