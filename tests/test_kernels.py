@@ -568,6 +568,23 @@ def test_the_2x2_pool_without_argmax_keeps_a_nan_in_any_row_of_the_plane(size, s
         np.testing.assert_array_equal(values, want, err_msg=f"NaN at cell {cell}")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_2x2_pool_without_argmax_on_planes_of_odd_and_even_sides(dtype):
+    # the values-only path reads a plane's rows in pairs and, on even widths, all its
+    # windows in one pass: odd heights and widths leave a row or a column out
+    rng = np.random.default_rng(17)
+    W, b = np.ones((2, 1, 1, 1), dtype), np.array([0.1, -0.2], dtype)
+    for height in range(4, 8):
+        for width in range(4, 8):
+            x = rng.standard_normal((2, 1, height, width)).astype(dtype)
+            for stride in (1, 2):
+                values, _, _ = jit.conv_relu_pool_forward(x, W, b, 1, 0, 2, 2, stride, 0,
+                                                          with_argmax=False)
+                want, _, _ = reference.conv_relu_pool_forward(x, W, b, 1, 0, 2, 2, stride, 0)
+                np.testing.assert_array_equal(values, want,
+                                              err_msg=f"{height}x{width}, stride {stride}")
+
+
 def test_the_2x2_pool_without_argmax_of_minus_inf_plus_an_infinite_bias_is_nan():
     # relu(-inf + inf) is NaN in the book's order (bias, ReLU, then the max), while the
     # values-only path's relu(max + bias) would give inf: a bias that is not finite must
