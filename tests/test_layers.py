@@ -238,3 +238,22 @@ def test_other_layers_name_the_bad_argument():
         BatchNormalization(np.ones(4), np.zeros(4)).forward(np.zeros((2, 5)))
     with pytest.raises(TypeError, match="x must have dtype"):
         Relu().forward(np.zeros(3, dtype=np.int32))
+
+
+def test_batch_norm_running_statistics_follow_the_books_momentum():
+    # the book: running = momentum * running + (1 - momentum) * the batch's mean and var
+    rng = np.random.default_rng(21)
+    layer = BatchNormalization(np.ones(4), np.zeros(4), momentum=0.8)
+    batches = [rng.standard_normal((16, 4)) * 3 + 1 for _ in range(3)]
+    mean, var = np.zeros(4), np.zeros(4)
+    for x in batches:
+        layer.forward(x, train_flg=True)
+        mean = 0.8 * mean + 0.2 * x.mean(axis=0)
+        var = 0.8 * var + 0.2 * x.var(axis=0)
+        np.testing.assert_allclose(layer.running_mean, mean, rtol=1e-12)
+        np.testing.assert_allclose(layer.running_var, var, rtol=1e-12)
+    before = (layer.running_mean.copy(), layer.running_var.copy())
+    layer.forward(batches[0], train_flg=False)  # inference reads them and leaves them
+    np.testing.assert_array_equal(layer.running_mean, before[0])
+    np.testing.assert_array_equal(layer.running_var, before[1])
+
