@@ -238,6 +238,18 @@ def test_softmax_shifts_by_the_largest_score_wherever_it_is(dtype, column):
     np.testing.assert_allclose(loss, want_loss, **tolerance(dtype))
 
 
+def test_affine_bias_gradient_of_float32_is_summed_in_float64():
+    # 200,000 rows of 0.1: a float32 running sum drifts by about 1%, one in float64 then
+    # rounded once is within an ulp of the exact 20,000
+    rows = 200_000
+    dout = np.full((rows, 3), 0.1, np.float32)
+    x, W = np.zeros((rows, 2), np.float32), np.ones((2, 3), np.float32)
+    _, _, db = jit.affine_backward(dout, x, W)
+    assert db.dtype == np.float32
+    exact = np.float32(rows * np.float64(np.float32(0.1)))
+    np.testing.assert_allclose(db, exact, rtol=2 * np.finfo(np.float32).eps)
+
+
 def test_weight_decay_gradient_leaves_other_operands_to_numpy():
     # shapes that broadcast, and mixed dtypes, as the book's expression takes them
     grad, row = np.ones((3, 4)), np.arange(4.0)
