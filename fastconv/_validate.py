@@ -207,8 +207,6 @@ def names_bad_arguments(function):
             bound.apply_defaults()
             bound = bound.arguments
             for name, value in bound.items():
-                if callable(value):  # numerical_gradient's f
-                    continue
                 if not isinstance(value, (np.ndarray, numbers.Real)):
                     message = "must be a real number or a NumPy array of them"
                 elif isinstance(value, np.ndarray) and value.dtype.kind not in "biuf":
@@ -219,8 +217,7 @@ def names_bad_arguments(function):
                                   f"{_described(value)}")
                 named.names_arguments = True
                 raise named from exc
-            arguments = ", ".join(_named(name, value) for name, value in bound.items()
-                                  if not callable(value))
+            arguments = ", ".join(_named(name, value) for name, value in bound.items())
             # the builtin class: NumPy's subclasses take other constructor arguments
             builtin = next(c for c in _EXPLAINED if isinstance(exc, c))
             named = builtin(f"{function.__name__}: its arguments do not fit ({arguments}): {exc}")
