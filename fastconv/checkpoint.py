@@ -35,7 +35,7 @@ MEMBER_OVERHEAD = 1 << 14  # bytes allowed per member for its zip entry and .npy
 HYPERPARAMETERS = ("lr", "momentum", "decay_rate", "beta1", "beta2")
 LISTS = ("train_loss", "train_acc", "test_acc", "epoch_time")
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-_MT19937_WORDS = 624
+MT19937_WORDS = 624
 
 
 class CheckpointError(ValueError):
@@ -85,6 +85,15 @@ def _training_spec(trainer):
 
 # --- saving --------------------------------------------------------------------------------
 
+def legacy_random_state():
+    """np.random's MT19937 state as (its key words, uint32, and the JSON fields that
+    ``checked_legacy_fields`` reads back)."""
+    kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    return np.asarray(keys, dtype=np.uint32), {
+        "bit_generator": kind, "pos": int(pos), "has_gauss": int(has_gauss),
+        "cached_gaussian": float(cached_gaussian)}
+
+
 def _capture(trainer):
     """(header, arrays) describing ``trainer`` at a step boundary."""
     network, optimizer = trainer.network, trainer.optimizer
@@ -107,10 +116,8 @@ def _capture(trainer):
     optimizer_header["state"] = present
     optimizer_header["iter"] = int(optimizer.iter) if hasattr(optimizer, "iter") else None
 
-    kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
-    arrays["rng/legacy_keys"] = np.asarray(keys, dtype=np.uint32)
-    rng = {"legacy": {"bit_generator": kind, "pos": int(pos), "has_gauss": int(has_gauss),
-                      "cached_gaussian": float(cached_gaussian)},
+    arrays["rng/legacy_keys"], legacy = legacy_random_state()
+    rng = {"legacy": legacy,
            "generator": None if trainer.rng is None else trainer.rng.bit_generator.state}
 
     lists = {"train_loss": trainer.train_loss_list, "train_acc": trainer.train_acc_list,
@@ -158,7 +165,7 @@ def _refuse(path, message):
     return CheckpointError(f"checkpoint {os.fspath(path)!r}: {message}")
 
 
-def _no_constants(name):
+def no_json_constants(name):
     raise ValueError(f"{name} is not allowed")
 
 
@@ -178,7 +185,7 @@ def _read_header(path, archive):
         raise _refuse(path, f"{HEADER_NAME} is {info.file_size} bytes (limit {HEADER_LIMIT})")
     try:
         header = json.loads(archive.read(HEADER_NAME).decode("utf-8"),
-                            parse_constant=_no_constants)
+                            parse_constant=no_json_constants)
     except (ValueError, UnicodeDecodeError) as error:
         raise _refuse(path, f"{HEADER_NAME} is not valid JSON ({error})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
@@ -333,17 +340,22 @@ def _check_optimizer_state(path, header, trainer, param_specs):
     return manifest, present, count
 
 
+def checked_legacy_fields(path, legacy):
+    """(pos, has_gauss, cached_gaussian) of the fields ``legacy_random_state`` wrote, each
+    checked for its type and range; CheckpointError naming path otherwise."""
+    if legacy.get("bit_generator") != "MT19937":
+        raise _refuse(path, f"np.random state of {legacy.get('bit_generator')!r}, "
+                            "expected 'MT19937'")
+    return (_integer(path, "np.random pos", legacy.get("pos"), 0, MT19937_WORDS),
+            _integer(path, "np.random has_gauss", legacy.get("has_gauss"), 0, 1),
+            _real(path, "np.random cached_gaussian", legacy.get("cached_gaussian")))
+
+
 def _check_rng(path, header, trainer):
     rng = header.get("rng")
     if not isinstance(rng, dict) or not isinstance(rng.get("legacy"), dict):
         raise _refuse(path, "the header lacks the np.random state")
-    legacy = rng["legacy"]
-    if legacy.get("bit_generator") != "MT19937":
-        raise _refuse(path, f"np.random state of {legacy.get('bit_generator')!r}, "
-                            "expected 'MT19937'")
-    legacy_state = (_integer(path, "np.random pos", legacy.get("pos"), 0, _MT19937_WORDS),
-                    _integer(path, "np.random has_gauss", legacy.get("has_gauss"), 0, 1),
-                    _real(path, "np.random cached_gaussian", legacy.get("cached_gaussian")))
+    legacy_state = checked_legacy_fields(path, rng["legacy"])
     generator = rng.get("generator")
     if (generator is None) != (trainer.rng is None):
         raise _refuse(path, "the Trainer's own generator is "
@@ -390,7 +402,7 @@ def _size_limit(trainer):
     list_bytes = 8 * (trainer.max_iter + 3 * (trainer.max_iter // trainer.iter_per_epoch + 1)
                       + 2 * (trainer.max_iter // trainer.iter_per_epoch + 1))
     members = (copies + 1) * max(len(trainer.network.params), 1) + 16
-    return (HEADER_LIMIT + copies * param_bytes + 4 * _MT19937_WORDS + list_bytes
+    return (HEADER_LIMIT + copies * param_bytes + 4 * MT19937_WORDS + list_bytes
             + members * MEMBER_OVERHEAD)
 
 
@@ -440,7 +452,7 @@ def load(path, trainer):
                 optimizer_manifest, present, count = _check_optimizer_state(
                     path, header, trainer, params)
                 manifest.update(optimizer_manifest)
-                manifest["rng/legacy_keys"] = ((_MT19937_WORDS,), np.dtype(np.uint32))
+                manifest["rng/legacy_keys"] = ((MT19937_WORDS,), np.dtype(np.uint32))
                 for name, length in progress["lengths"].items():
                     manifest["lists/" + name] = ((length,), np.dtype(np.float64))
                 manifest["lists/epoch_steady"] = ((progress["lengths"]["epoch_time"], 2),

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from fastconv import trainer as trainer_module
+from fastconv import checkpoint, trainer as trainer_module
 from fastconv.zerochange import probes, resume, rules
 
 # ch06's hyperparameter search in small: unseeded data, learning rates drawn between the
@@ -171,9 +171,12 @@ def _start_state(**changes):
     (_start_state(keys=[5] * 623), "keys must be 624 32-bit words"),
     (_start_state(keys=[1 << 32] * 624), "keys must be 624 32-bit words"),
     (_start_state(keys=[0.5] * 624), "keys must be 624 32-bit words"),
-    (_start_state(pos=625), r"pos must lie in \[0, 624\]"),
-    (_start_state(has_gauss=2), "has_gauss must be 0 or 1"),
-    (_start_state(cached_gaussian="0"), "cached_gaussian must be a number"),
+    (_start_state(pos=625), r"np.random pos must be an integer in \[0, 624\]; got 625"),
+    (_start_state(has_gauss=2), r"has_gauss must be an integer in \[0, 1\]; got 2"),
+    (_start_state(cached_gaussian="0"), "cached_gaussian must be a finite number; got '0'"),
+    (_start_state().replace('"cached_gaussian": 0.0', '"cached_gaussian": 1e999'),
+     "cached_gaussian must be a finite number; got inf"),
+    (_start_state(bit_generator="PCG64"), "np.random state of 'PCG64', expected 'MT19937'"),
     (_start_state(version=2), "another format"),
     (_start_state(extra=1), "other fields"),
     (" " * (65 << 10), "more than"),
@@ -182,7 +185,7 @@ def test_a_start_state_file_fastconv_did_not_write_is_refused_and_changes_nothin
         tmp_path, text, why):
     (tmp_path / "random-state.json").write_text(text)
     before = np.random.get_state()[1].copy()
-    with pytest.raises(resume.StartStateError, match=why):
+    with pytest.raises(checkpoint.CheckpointError, match=why):
         resume.start(tmp_path)
     np.testing.assert_array_equal(np.random.get_state()[1], before)
     assert trainer_module.run_checkpoints_taken() == 0

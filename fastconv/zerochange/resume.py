@@ -12,29 +12,28 @@ import os
 
 import numpy as np
 
-from fastconv import trainer
+from fastconv import checkpoint, trainer
 from fastconv.fileio import atomic_write, read_at_most
 
 START_STATE = "random-state.json"
 _FORMAT = "fastconv-random-state"
-_WORDS = 624  # MT19937's state
 _MAX_BYTES = 64 << 10
 
 
-class StartStateError(ValueError):
+class StartStateError(checkpoint.CheckpointError):
     """The start-state file is not one that fastconv wrote."""
 
 
 def start(folder):
     """Makes folder, sets np.random to the start state kept there (or keeps the current one
-    there), and points the Trainers made from now on at it. Raises StartStateError, before
+    there), and points the Trainers made from now on at it. Raises CheckpointError, before
     anything changes, for a start-state file that fastconv did not write."""
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, START_STATE)
     if os.path.exists(path):
         np.random.set_state(read_start_state(path))
     else:
-        _write_start_state(path, np.random.get_state())
+        _write_start_state(path)
     trainer.checkpoint_trainers_into(folder)
 
 
@@ -47,17 +46,16 @@ def finish(folder):
             f"training state was saved there (only the start state of np.random)")
 
 
-def _write_start_state(path, state):
-    kind, keys, pos, has_gauss, cached_gaussian = state
-    record = {"format": _FORMAT, "version": 1, "bit_generator": kind,
-              "keys": [int(k) for k in keys], "pos": int(pos), "has_gauss": int(has_gauss),
-              "cached_gaussian": float(cached_gaussian)}
+def _write_start_state(path):
+    keys, legacy = checkpoint.legacy_random_state()
+    record = {"format": _FORMAT, "version": 1, "keys": [int(k) for k in keys], **legacy}
     with atomic_write(path, "w") as handle:
         json.dump(record, handle)
 
 
 def read_start_state(path):
-    """The np.random state in path, checked word by word; the file is data, never code."""
+    """The np.random state in path, checked as a checkpoint's is; the file is data, never
+    code."""
     def refuse(why):
         return StartStateError(f"{path}: not a start state written by fastconv ({why}); "
                                f"delete it, or the folder, to start the run afresh")
@@ -65,29 +63,19 @@ def read_start_state(path):
     if data is None:
         raise refuse(f"more than {_MAX_BYTES} bytes")
     try:
-        record = json.loads(data, parse_constant=_no_constant)
+        record = json.loads(data, parse_constant=checkpoint.no_json_constants)
     except ValueError as exc:
         raise refuse(f"not strict JSON: {exc}") from None
     expected = {"format", "version", "bit_generator", "keys", "pos", "has_gauss",
                 "cached_gaussian"}
     if not isinstance(record, dict) or set(record) != expected:
         raise refuse("other fields")
-    if (record["format"], record["version"], record["bit_generator"]) != (_FORMAT, 1,
-                                                                          "MT19937"):
-        raise refuse("another format, version or generator")
+    if (record["format"], record["version"]) != (_FORMAT, 1):
+        raise refuse("another format or version")
     keys = record["keys"]
-    if (not isinstance(keys, list) or len(keys) != _WORDS
+    words = checkpoint.MT19937_WORDS
+    if (not isinstance(keys, list) or len(keys) != words
             or not all(type(k) is int and 0 <= k < 1 << 32 for k in keys)):
-        raise refuse(f"keys must be {_WORDS} 32-bit words")
-    pos, has_gauss, cached = record["pos"], record["has_gauss"], record["cached_gaussian"]
-    if type(pos) is not int or not 0 <= pos <= _WORDS:
-        raise refuse(f"pos must lie in [0, {_WORDS}]")
-    if type(has_gauss) is not int or has_gauss not in (0, 1):
-        raise refuse("has_gauss must be 0 or 1")
-    if type(cached) not in (int, float):
-        raise refuse("cached_gaussian must be a number")
-    return ("MT19937", np.array(keys, dtype=np.uint32), pos, has_gauss, float(cached))
-
-
-def _no_constant(name):
-    raise ValueError(f"{name} is not a number here")
+        raise refuse(f"keys must be {words} 32-bit words")
+    pos, has_gauss, cached = checkpoint.checked_legacy_fields(path, record)
+    return ("MT19937", np.array(keys, dtype=np.uint32), pos, has_gauss, cached)

@@ -55,10 +55,11 @@ def main(argv=None):
                        plots_dir=options.plots or os.path.join(os.getcwd(), "fastconv-plots"),
                        plots_prefix=stem)
     if options.checkpoint is not None:
+        from fastconv.checkpoint import CheckpointError
         from fastconv.zerochange import resume
         try:
             resume.start(os.path.abspath(options.checkpoint))
-        except (OSError, resume.StartStateError) as exc:
+        except (OSError, CheckpointError) as exc:
             print(f"python -m fastconv: --checkpoint: {exc}", file=sys.stderr)
             return 2
     sys.argv = [options.script] + options.args
