@@ -61,6 +61,7 @@ import numpy as np
 
 from fastconv import checkpoint as _checkpoint
 from fastconv import mode as _mode
+from fastconv._validate import check_int
 from fastconv.fileio import remove_stale_temporaries
 from fastconv.optimizer import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 from fastconv.progress import StepClock, format_duration, plural
@@ -183,14 +184,6 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
     os.register_at_fork(after_in_child=_forget_run_checkpoints_in_child)
 
 
-def _positive_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    return int(value)
-
-
-
-
 class Trainer:
     """Trains ``network`` on (x_train, t_train), tracking accuracy on both sets per epoch."""
 
@@ -205,11 +198,11 @@ class Trainer:
         self.t_train = t_train
         self.x_test = x_test
         self.t_test = t_test
-        self.epochs = _positive_int("epochs", epochs, 0)
-        self.batch_size = _positive_int("mini_batch_size", mini_batch_size)
+        self.epochs = check_int("epochs", epochs, 0)
+        self.batch_size = check_int("mini_batch_size", mini_batch_size, 1)
         if evaluate_sample_num_per_epoch is not None:
-            evaluate_sample_num_per_epoch = _positive_int("evaluate_sample_num_per_epoch",
-                                                          evaluate_sample_num_per_epoch)
+            evaluate_sample_num_per_epoch = check_int("evaluate_sample_num_per_epoch",
+                                                      evaluate_sample_num_per_epoch, 1)
         self.evaluate_sample_num_per_epoch = evaluate_sample_num_per_epoch
         self.optimizer = _make_optimizer(optimizer, optimizer_param)
         self.mode = _mode.get_mode()
@@ -222,7 +215,7 @@ class Trainer:
         self.train_size = x_train.shape[0]
 
         if seed is not None:  # last: a bad argument must not have reseeded np.random
-            seed = _positive_int("seed", seed, 0)
+            seed = check_int("seed", seed, 0)
         self.seed = seed
         self.rng = None
         if seed is not None:
@@ -266,7 +259,7 @@ class Trainer:
             raise TypeError("checkpoint= needs one of fastconv's optimizers (whose state it "
                             f"knows how to save); got {type(self.optimizer).__name__}")
         if every is not None:
-            every = _positive_int("checkpoint_every", every)
+            every = check_int("checkpoint_every", every, 1)
         return os.fspath(path), every
 
     # --- the figures the examples and the bar show ------------------------------------------

@@ -324,8 +324,12 @@ def test_adam_iter_and_loss_count_agree():
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="checkpoint_every needs checkpoint"):
         quiet(net(), checkpoint_every=5)
-    with pytest.raises(ValueError, match="checkpoint_every must be an integer"):
+    with pytest.raises(ValueError, match="checkpoint_every must be >= 1; got 0"):
         quiet(net(), checkpoint="x.ckpt", checkpoint_every=0)
+    with pytest.raises(TypeError, match="epochs must be an integer; got '3'"):
+        quiet(net(), epochs="3")
+    with pytest.raises(TypeError, match="seed must be an integer; got 2.0"):
+        quiet(net(), seed=2.0)
     with pytest.raises(TypeError, match="checkpoint must be a file path"):
         quiet(net(), checkpoint=3)
     with pytest.raises(ValueError, match="evaluate_sample_num_per_epoch"):
