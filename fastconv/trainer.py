@@ -133,14 +133,18 @@ class _RunCheckpoints:
     def __init__(self):
         self.folder = None
         self.made = 0
+        self.saved = 0  # the made ones that can be saved
         self.lock = threading.Lock()
         self.paused = threading.local()
 
-    def next_path(self):
+    def next_path(self, savable):
+        """The next Trainer's file, or None outside a run or while paused. One that cannot
+        be saved takes its number all the same, so that the later ones keep theirs."""
         with self.lock:
             if self.folder is None or getattr(self.paused, "depth", 0):
                 return None
             self.made += 1
+            self.saved += bool(savable)
             return os.path.join(self.folder, f"trainer-{self.made}.ckpt")
 
 
@@ -153,12 +157,12 @@ def checkpoint_trainers_into(folder):
     Trainer whose optimizer is not one of fastconv's cannot be saved and is left unsaved."""
     with _run_checkpoints.lock:
         _run_checkpoints.folder = None if folder is None else os.fspath(folder)
-        _run_checkpoints.made = 0
+        _run_checkpoints.made = _run_checkpoints.saved = 0
 
 
 def run_checkpoints_taken():
-    """How many Trainers took a checkpoint of ``checkpoint_trainers_into``'s folder so far."""
-    return _run_checkpoints.made
+    """How many Trainers save to ``checkpoint_trainers_into``'s folder so far."""
+    return _run_checkpoints.saved
 
 
 @contextlib.contextmanager
@@ -242,8 +246,9 @@ class Trainer:
 
     def _checked_checkpoint(self, path, every):
         if path is None and every is None:
-            path = _run_checkpoints.next_path()
-            if path is not None and not isinstance(self.optimizer, tuple(OPTIMIZERS.values())):
+            savable = isinstance(self.optimizer, tuple(OPTIMIZERS.values()))
+            path = _run_checkpoints.next_path(savable)
+            if path is not None and not savable:
                 # (stderr: the script's own output stays as in a plain run)
                 print(f"fastconv: {path} not used: the Trainer's optimizer, "
                       f"{type(self.optimizer).__name__}, is not one of fastconv's, whose "

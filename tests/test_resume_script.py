@@ -135,6 +135,16 @@ def test_a_trainer_whose_optimizer_cannot_be_saved_is_named_and_keeps_its_number
     assert done.stdout == "trained\n"  # the script's own output, unchanged
     assert "trainer-1.ckpt not used: the Trainer's optimizer, Halving" in done.stderr
     assert sorted(os.listdir(tmp_path / "run")) == ["random-state.json", "trainer-2.ckpt"]
+    assert "made no fastconv Trainer" not in done.stderr
+
+
+def test_a_script_whose_trainers_cannot_be_saved_is_told_nothing_was_saved(tmp_path):
+    script = tmp_path / "own_only.py"
+    script.write_text(textwrap.dedent(OWN_OPTIMIZER_SCRIPT.rsplit("Trainer(", 1)[0]))
+    done = _run(_command(script, tmp_path / "run", "unused"), tmp_path)
+    assert "trainer-1.ckpt not used" in done.stderr
+    assert "made no fastconv Trainer that can be saved" in done.stderr
+    assert os.listdir(tmp_path / "run") == ["random-state.json"]
 
 
 def test_a_script_without_a_trainer_is_told_nothing_was_saved(tmp_path):
@@ -142,7 +152,7 @@ def test_a_script_without_a_trainer_is_told_nothing_was_saved(tmp_path):
     script.write_text("print('hello')\n")
     done = _run(_command(script, tmp_path / "run", "unused"), tmp_path)
     assert done.stdout == "hello\n"
-    assert "the script made no fastconv Trainer" in done.stderr
+    assert "the script made no fastconv Trainer that can be saved" in done.stderr
 
 
 def test_the_serve_rules_probe_trainers_take_no_run_checkpoint(tmp_path):

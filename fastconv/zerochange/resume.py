@@ -42,8 +42,9 @@ def finish(folder):
     course's own Trainer, kept by the serve rule, saves nothing); else None."""
     if trainer.run_checkpoints_taken():
         return None
-    return (f"fastconv: --checkpoint {folder}: the script made no fastconv Trainer, so no "
-            f"training state was saved there (only the start state of np.random)")
+    return (f"fastconv: --checkpoint {folder}: the script made no fastconv Trainer that "
+            f"can be saved, so no training state was saved there (only the start state of "
+            f"np.random)")
 
 
 def _write_start_state(path):
