@@ -160,6 +160,11 @@ def checkpoint_trainers_into(folder):
         _run_checkpoints.made = _run_checkpoints.saved = 0
 
 
+def run_checkpoint_folder():
+    """``checkpoint_trainers_into``'s folder, or None."""
+    return _run_checkpoints.folder
+
+
 def run_checkpoints_taken():
     """How many Trainers save to ``checkpoint_trainers_into``'s folder so far."""
     return _run_checkpoints.saved
