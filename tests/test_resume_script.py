@@ -232,11 +232,11 @@ def test_a_forked_worker_takes_none_of_the_parents_numbers(tmp_path):
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:  # a worker of a script's multiprocessing pool
-            os.write(write, repr(trainer_module._run_checkpoints.next_path()).encode())
+            os.write(write, repr(trainer_module._run_checkpoints.next_path(True)).encode())
             os._exit(0)
         os.close(write)
         os.waitpid(pid, 0)
         assert os.read(read, 200) == b"None"
-        assert trainer_module._run_checkpoints.next_path() == str(tmp_path / "trainer-1.ckpt")
+        assert trainer_module._run_checkpoints.next_path(True) == str(tmp_path / "trainer-1.ckpt")
     finally:
         trainer_module.checkpoint_trainers_into(None)
