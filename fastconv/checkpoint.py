@@ -21,7 +21,7 @@ import zipfile
 
 import numpy as np
 
-from fastconv.fileio import atomic_write
+from fastconv.fileio import NotARegularFileError, atomic_write, open_regular
 
 __all__ = ["CheckpointError", "save", "load", "read_header"]
 
@@ -196,9 +196,18 @@ def _read_header(path, archive):
     return header
 
 
+def _open(path):
+    """The checkpoint file opened, or CheckpointError where it is not a regular file (a FIFO
+    would block, a device such as /dev/zero never end)."""
+    try:
+        return open_regular(path)
+    except (NotARegularFileError, IsADirectoryError) as exc:
+        raise _refuse(path, exc.strerror) from None
+
+
 def read_header(path):
     """The JSON header of the checkpoint at ``path`` (a dict), checked only for its format."""
-    with open(path, "rb") as handle:
+    with _open(path) as handle:
         try:
             with zipfile.ZipFile(handle) as archive:
                 return _read_header(path, archive)
@@ -432,11 +441,11 @@ def load(path, trainer):
     Everything is checked first; on any error ``CheckpointError`` names the problem and
     neither the Trainer, its network and optimizer, nor ``np.random`` has changed.
     """
-    size, limit = os.path.getsize(path), _size_limit(trainer)
-    if size > limit:
-        raise _refuse(path, f"{size} bytes, more than a checkpoint of this network and "
-                            f"max_iter can be ({limit})")
-    with open(path, "rb") as handle:
+    with _open(path) as handle:
+        size, limit = os.fstat(handle.fileno()).st_size, _size_limit(trainer)
+        if size > limit:
+            raise _refuse(path, f"{size} bytes, more than a checkpoint of this network and "
+                                f"max_iter can be ({limit})")
         try:
             with zipfile.ZipFile(handle) as archive:
                 header = _read_header(path, archive)

@@ -17,7 +17,8 @@ import secrets
 import stat
 import time
 
-__all__ = ["atomic_write", "remove_stale_temporaries", "read_at_most"]
+__all__ = ["atomic_write", "remove_stale_temporaries", "read_at_most", "open_regular",
+           "NotARegularFileError"]
 
 _SUFFIX = ".tmp"
 _TOKEN_DIGITS = 12
@@ -140,9 +141,44 @@ def remove_stale_temporaries(path, min_age=0.0):
                         os.unlink(entry.path)
 
 
+class NotARegularFileError(OSError):
+    """A path fastconv was to read is a FIFO, a device, a socket or a folder."""
+
+
+def _kind(mode):
+    for test, kind in ((stat.S_ISFIFO, "FIFO"),
+                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                       (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return kind
+    return "special file"
+
+
+def open_regular(path):
+    """path opened for reading in binary, if it is a regular file (a symbolic link to one
+    will do); else NotARegularFileError naming what it is. A FIFO would block the open, and
+    a device such as /dev/zero has no end and a size of 0 that passes every size check."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)  # O_NONBLOCK: a FIFO with no writer opens instead of waiting
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):  # what open() raises for one
+            raise IsADirectoryError(errno.EISDIR, "is a folder", os.fspath(path))
+        if not stat.S_ISREG(mode):
+            raise NotARegularFileError(errno.EINVAL, f"not a regular file but a {_kind(mode)}; "
+                                                     f"fastconv reads only regular files",
+                                       os.fspath(path))
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_at_most(path, limit):
-    """The bytes of path, or None where it holds more than limit (at most limit + 1 are read:
-    a hostile file's size costs nothing)."""
-    with open(path, "rb") as handle:
+    """The bytes of the regular file path, or None where it holds more than limit (at most
+    limit + 1 are read: a hostile file's size costs nothing)."""
+    with open_regular(path) as handle:
         data = handle.read(limit + 1)
     return None if len(data) > limit else data

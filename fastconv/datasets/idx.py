@@ -12,7 +12,7 @@ import zlib
 
 import numpy as np
 
-from fastconv.fileio import atomic_write
+from fastconv.fileio import atomic_write, open_regular
 
 UINT8_CODE = 0x08
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -31,7 +31,7 @@ def read_idx(path, max_items=None):
     declared size, and a gzip bomb is stopped one byte past it.
     """
     path = os.fspath(path)
-    with open(path, "rb") as raw:
+    with open_regular(path) as raw:
         # Decided by content rather than by name, so a .gz unpacked in place still reads.
         compressed = raw.read(2) == _GZIP_MAGIC
         raw.seek(0)

@@ -17,7 +17,7 @@ import numpy as np
 
 from fastconv.datasets import download as _downloads
 from fastconv.datasets.idx import read_idx
-from fastconv.fileio import atomic_write, read_at_most, remove_stale_temporaries
+from fastconv.fileio import atomic_write, open_regular, read_at_most, remove_stale_temporaries
 from fastconv.nets.params_pickle import read_pickled_params
 
 key_file = {
@@ -214,7 +214,7 @@ def _content_key(folder):
     """
     digest = hashlib.blake2b(f"v{_CACHE_VERSION}".encode(), digest_size=20)
     for name in key_file.values():
-        with open(folder / name, "rb") as f:
+        with open_regular(folder / name) as f:
             while block := f.read(1 << 20):
                 digest.update(block)
         digest.update(b"\0" + name.encode() + b"\0")
@@ -246,10 +246,10 @@ def _read_cache(path, key, folder):
     pickles, and no member larger than MNIST's largest array is inflated.
     """
     try:
-        with zipfile.ZipFile(path) as archive:
+        with open_regular(path) as handle, zipfile.ZipFile(handle) as archive:
             if any(member.file_size > _MAX_ARRAY_BYTES for member in archive.infolist()):
                 return None
-        with np.load(path, allow_pickle=False) as npz:
+        with open_regular(path) as handle, np.load(handle, allow_pickle=False) as npz:
             if set(npz.files) != {"key", *key_file} or str(npz["key"]) != key:
                 return None
             arrays = {name: npz[name] for name in key_file}

@@ -22,7 +22,7 @@ import zipfile
 
 import numpy as np
 
-from fastconv.fileio import atomic_write
+from fastconv.fileio import atomic_write, open_regular
 from fastconv.nets.params_pickle import NUMERIC_DTYPES, read_pickled_params
 
 __all__ = ["read_params", "save_params", "load_params"]
@@ -59,7 +59,7 @@ def read_params(file_name, expected_shapes=None):
     ``TypeError`` for a non-numeric value, ``ValueError`` for a wrong name, shape or size.
     """
     where = _where(file_name)
-    with open(file_name, "rb") as f:
+    with open_regular(file_name) as f:
         size = os.fstat(f.fileno()).st_size
         head = f.read(len(_NPY_MAGIC))
         if head.startswith(_ZIP_MAGIC):

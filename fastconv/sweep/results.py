@@ -12,6 +12,8 @@ import os
 
 import numpy as np
 
+from fastconv.fileio import NotARegularFileError, open_regular
+
 __all__ = ["read_results", "ResultsFile", "to_json_line", "plain"]
 
 
@@ -56,12 +58,14 @@ def read_results(path):
     identically.
     """
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             data = handle.read()
     except FileNotFoundError:
         return {}, 0
     except IsADirectoryError:
         raise ValueError(f"results file {path} is a folder") from None
+    except NotARegularFileError as exc:
+        raise ValueError(f"results file {path}: {exc.strerror}") from None
     complete, _, torn = data.rpartition(b"\n")
     del torn  # a last line without its newline: that append never finished
     records = {}
