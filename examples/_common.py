@@ -27,6 +27,7 @@ The Trainer-based scripts also take ``--checkpoint [PATH]`` and ``--resume`` (se
 import argparse
 import contextlib
 import inspect
+import json
 import math
 import os
 import re
@@ -50,6 +51,7 @@ from fastconv.util import smooth_curve  # noqa: E402
 
 OUT_ROOT = Path(__file__).resolve().parent / "out"
 CHECKPOINT_NAME = "checkpoint.npz"
+COMMAND_NAME = "command.json"  # a checkpointed run's options, which --resume gives again
 _IMPORTED = time.perf_counter()  # the fallback clock where the process start is unknown
 
 
@@ -200,6 +202,24 @@ def _choose_out(parser, args, outputs):
     return new_run_folder(OUT_ROOT, script_name())
 
 
+def _resumed_command(parser, args):
+    """The options of the run --resume continues (its command.json), or [] for a run
+    started before they were kept."""
+    folder = Path(args.out) if args.out is not None else latest_run_with_checkpoint(
+        OUT_ROOT, script_name())
+    path = None if folder is None else folder / COMMAND_NAME
+    if path is None or not path.is_file():
+        return []
+    try:
+        words = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        parser.error(f"--resume: cannot read {path} ({exc}); give the run's options again")
+    if not (isinstance(words, list) and all(isinstance(w, str) for w in words)):
+        parser.error(f"--resume: {path} is not a list of options; give the run's options "
+                     "again")
+    return words
+
+
 def _checkpoint_path(parser, args):
     wanted = getattr(args, "checkpoint", None)
     if getattr(args, "resume", False) and wanted is None:
@@ -230,7 +250,11 @@ def parse_args(parser, defaults, quick=None, argv=None, outputs=()):
             action.help += f" (default: {defaults[action.dest]}"
             action.help += (f"; --quick: {quick[action.dest]})" if action.dest in quick
                             else ")")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    if getattr(args, "resume", False):
+        # the resumed run's own options first, so that those given now win
+        args = parser.parse_args(_resumed_command(parser, args) + argv)
     given_length = any(getattr(args, name, None) is not None for name in ("epochs", "iters"))
     for name, value in defaults.items():
         if name in ("epochs", "iters") and given_length:
@@ -249,6 +273,9 @@ def parse_args(parser, defaults, quick=None, argv=None, outputs=()):
         np.random.seed(args.seed)
     args.out = _choose_out(parser, args, outputs)
     args.checkpoint_path = _checkpoint_path(parser, args)
+    if args.checkpoint_path is not None and not args.resume:
+        with atomic_write(args.out / COMMAND_NAME, "w") as handle:
+            json.dump([word for word in argv if word != "--resume"], handle)
     dtype = np.dtype(args.dtype) if args.dtype else fastconv.mode.default_dtype()
     args.dtype = np.dtype(args.dtype) if args.dtype else None  # None: the networks follow the mode
     mode = fastconv.get_mode()

@@ -15,6 +15,7 @@ refused with an error naming what differs. See docs/checkpoints.md.
 """
 import json
 import math
+import numbers
 import os
 import struct
 import zipfile
@@ -57,11 +58,40 @@ def _state_slots(network):
     return network._state_slots() if hasattr(network, "_state_slots") else {}
 
 
+# the settings of the book's layers that change what a step computes, though no parameter's
+# shape shows them (a dropout ratio, a stride and padding that give the same output size)
+LAYER_SETTINGS = {"Dropout": ("dropout_ratio",), "Convolution": ("stride", "pad"),
+                  "Pooling": ("pool_h", "pool_w", "stride", "pad"),
+                  "BatchNormalization": ("momentum",)}
+
+
+def _structure(network):
+    """Each layer's name, class and settings in order, and the weight decay: what else than
+    its shapes makes a network train differently (activation, dropout, weight decay)."""
+    layers = getattr(network, "layers", None)
+    if not isinstance(layers, dict):
+        return None
+    described = []
+    for name, layer in layers.items():
+        kind = type(layer).__name__
+        settings = {}
+        for setting in LAYER_SETTINGS.get(kind, ()):
+            value = getattr(layer, setting, None)
+            if isinstance(value, (bool, np.bool_, numbers.Real)):
+                settings[setting] = value.item() if isinstance(value, np.generic) else value
+        described.append([str(name), kind, settings])
+    decay = getattr(network, "weight_decay_lambda", None)
+    return {"layers": described, "last_layer": type(getattr(network, "last_layer", None)).__name__,
+            "weight_decay_lambda": float(decay) if isinstance(decay, numbers.Real) else None}
+
+
 def _network_spec(network):
-    """Class, params' [shape, dtype] and the running statistics' declared shapes."""
+    """Class, params' [shape, dtype], the running statistics' declared shapes, and the
+    structure (``_structure``)."""
     params = {key: _array_spec(np.asarray(value)) for key, value in network.params.items()}
     states = {key: list(shape) for key, (_, _, shape) in _state_slots(network).items()}
-    return {"class": type(network).__name__, "params": params, "state": states}
+    return {"class": type(network).__name__, "params": params, "state": states,
+            "structure": _structure(network)}
 
 
 def optimizer_state_names(optimizer):
@@ -243,6 +273,35 @@ def _differences(what, found, expected):
     return messages
 
 
+def _structure_differences(found, expected):
+    if not isinstance(found, dict) or not isinstance(expected, dict):
+        return [] if found == expected else ["the layers differ"]
+    messages = []
+    found_layers = found.get("layers")
+    if found_layers != expected["layers"]:
+        if not isinstance(found_layers, list) or len(found_layers) != len(expected["layers"]) \
+                or any(not isinstance(f, list) or f[:2] != e[:2]
+                       for f, e in zip(found_layers, expected["layers"])):
+            messages.append("the layers are " + _layer_names(found_layers) + " in the "
+                            "checkpoint, " + _layer_names(expected["layers"]) + " here")
+        else:
+            for (name, _, settings), (_, _, here) in zip(found_layers, expected["layers"]):
+                messages += _differences(f"layer {name!r}: setting", settings
+                                         if isinstance(settings, dict) else {}, here)
+    for key in ("last_layer", "weight_decay_lambda"):
+        if found.get(key) != expected[key]:
+            messages.append(f"{key} is {_shown(found.get(key))} in the checkpoint, "
+                            f"{_shown(expected[key])} here")
+    return messages
+
+
+def _layer_names(layers):
+    if not isinstance(layers, list):
+        return "unreadable"
+    return "[" + ", ".join(f"{f[0]} ({f[1]})" if isinstance(f, list) and len(f) >= 2 else "?"
+                           for f in layers) + "]"
+
+
 def _listed(messages, limit=6):
     shown = "; ".join(messages[:limit])
     return shown + (f"; and {len(messages) - limit} more" if len(messages) > limit else "")
@@ -281,6 +340,9 @@ def _check_matches(path, header, trainer):
             if dtype is not None and found_dtype != np.dtype(dtype):
                 messages.append(f"running statistic {key!r} is {found_dtype} in the "
                                 f"checkpoint, {np.dtype(dtype)} here")
+        # a checkpoint written before the structure was recorded has none to compare
+        if "structure" in network:
+            messages += _structure_differences(network["structure"], expected["structure"])
     if messages:
         refusals.append("another network: " + _listed(messages))
 
@@ -314,7 +376,12 @@ def _check_progress(path, header, trainer):
     progress = header.get("progress")
     if not isinstance(progress, dict):
         raise _refuse(path, "the header lacks its progress section")
-    step = _integer(path, "current_iter", progress.get("current_iter"), 0, trainer.max_iter)
+    step = progress.get("current_iter")
+    if isinstance(step, int) and not isinstance(step, bool) and step > trainer.max_iter:
+        raise _refuse(path, f"it is at step {step}, past this Trainer's last step "
+                            f"(max_iter {trainer.max_iter}): give it more epochs to go on "
+                            f"from there, or delete the checkpoint to start afresh")
+    step = _integer(path, "current_iter", step, 0, trainer.max_iter)
     per_epoch = trainer.iter_per_epoch
     epoch = _integer(path, "current_epoch", progress.get("current_epoch"), 0, 2**62)
     if epoch != -(-step // per_epoch):  # an epoch is counted at its first step

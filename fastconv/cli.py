@@ -1,6 +1,7 @@
 """The ``fastconv`` command: ``run`` a book script unchanged, ``info`` for a bug report, ``bench``.
 
-    fastconv run [--fast] [--report] SCRIPT [ARGS...]   same as: python -m fastconv SCRIPT
+    fastconv run [--fast] [--report] [--plots DIR] [--checkpoint DIR] SCRIPT [ARGS...]
+                                                         same as: python -m fastconv ...
     fastconv info [--json]                               versions, BLAS, threads, mode, folders
     fastconv bench [--nets] [...]                        kernels and networks against NumPy
     fastconv --version

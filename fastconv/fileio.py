@@ -18,7 +18,7 @@ import stat
 import time
 
 __all__ = ["atomic_write", "remove_stale_temporaries", "read_at_most", "open_regular",
-           "NotARegularFileError"]
+           "NotARegularFileError", "lock_file_for", "hold_lock", "release_lock", "LockedError"]
 
 _SUFFIX = ".tmp"
 _TOKEN_DIGITS = 12
@@ -119,6 +119,67 @@ def atomic_write(path, mode="wb"):
             os.unlink(temporary)
         raise
     _fsync_folder(folder)
+
+
+class LockedError(OSError):
+    """Another holder (a process, or another Trainer of this one) has the lock."""
+
+
+def lock_file_for(path):
+    """The lock file that guards ``path``: ``.<name>.lock`` beside it."""
+    path = os.path.realpath(os.fspath(path))
+    folder, name = os.path.split(path)
+    return os.path.join(folder, "." + _temporary_stem(name) + ".lock")
+
+
+def hold_lock(lock_path, what):
+    """Takes the advisory lock of ``lock_path`` (made empty if missing) and returns its
+    descriptor: closing it, or the process's end, even by a kill, releases the lock.
+    LockedError, naming ``what`` is locked, where another holder has it. Where the platform
+    has no ``flock`` (Windows) nothing is locked and None comes back."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    while True:
+        # no link followed: a link planted in a shared folder must not make us create its
+        # target
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise NotARegularFileError(errno.EINVAL, "not a regular file", lock_path)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LockedError(errno.EWOULDBLOCK, f"{what} is in use by another run, "
+                                                     f"which holds its lock", lock_path) from None
+            if _same_file(fd, lock_path):
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # its holder removed the file meanwhile (release_lock): take the new one
+
+
+def _same_file(fd, path):
+    try:
+        on_disk = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
+
+
+def release_lock(lock_path, fd):
+    """Removes the lock file of ``hold_lock`` and releases its lock (the file goes first: a
+    run that opened it meanwhile finds it gone once it gets the lock, and tries again)."""
+    if fd is None:
+        return
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock_path)
+    finally:
+        os.close(fd)
 
 
 def remove_stale_temporaries(path, min_age=0.0):

@@ -62,7 +62,8 @@ import numpy as np
 from fastconv import checkpoint as _checkpoint
 from fastconv import mode as _mode
 from fastconv._validate import check_int
-from fastconv.fileio import remove_stale_temporaries
+from fastconv.fileio import (LockedError, hold_lock, lock_file_for, release_lock,
+                             remove_stale_temporaries)
 from fastconv.optimizer import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 from fastconv.progress import StepClock, format_duration, plural
 
@@ -250,6 +251,8 @@ class Trainer:
         self._interrupted = False
 
     def _checked_checkpoint(self, path, every):
+        # a run's file (python -m fastconv --checkpoint) is guarded by the lock of its folder
+        self._run_file = False
         if path is None and every is None:
             savable = isinstance(self.optimizer, tuple(OPTIMIZERS.values()))
             path = _run_checkpoints.next_path(savable)
@@ -259,6 +262,7 @@ class Trainer:
                       f"{type(self.optimizer).__name__}, is not one of fastconv's, whose "
                       f"state a checkpoint can hold", file=sys.stderr)
                 path = None
+            self._run_file = path is not None
         if path is None:
             if every is not None:
                 raise ValueError("checkpoint_every needs checkpoint=PATH")
@@ -451,10 +455,6 @@ class Trainer:
         """
         if self.checkpoint is None:
             return False
-        folder = os.path.dirname(os.path.abspath(self.checkpoint))
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"checkpoint folder {folder!r} does not exist; create it "
-                                    "or give checkpoint= another path")
         if self.current_iter > 0:
             return False  # a Trainer that has run already is newer than any file it wrote
         remove_stale_temporaries(self.checkpoint)
@@ -505,6 +505,34 @@ class Trainer:
         With ``checkpoint``: resume from the file if it exists, save at every epoch's end (and
         every ``checkpoint_every`` steps), and save at Ctrl-C before re-raising it.
         """
+        with self._checkpoint_held():
+            self._train()
+
+    @contextlib.contextmanager
+    def _checkpoint_held(self):
+        """The checkpoint file's lock, for the whole run: two runs that shared the file would
+        remove each other's temporary files and resume from each other's saves."""
+        if self.checkpoint is None or self._run_file:
+            yield
+            return
+        folder = os.path.dirname(os.path.abspath(self.checkpoint))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"checkpoint folder {folder!r} does not exist; create it "
+                                    "or give checkpoint= another path")
+        lock = lock_file_for(self.checkpoint)
+        try:
+            fd = hold_lock(lock, f"checkpoint {self.checkpoint!r}")
+        except LockedError:
+            raise _checkpoint.CheckpointError(
+                f"checkpoint {self.checkpoint!r} is in use by another training run (another "
+                f"process, or a Trainer of this one, is training with it): two runs must not "
+                f"share a checkpoint file") from None
+        try:
+            yield
+        finally:
+            release_lock(lock, fd)
+
+    def _train(self):
         self._in_step = False  # a step that raised earlier is over
         resumed = self._resume()
         if self.current_iter >= self.max_iter and not resumed and self.verbose:

@@ -29,11 +29,12 @@ data = functools.partial(blobs, n_train=120, n_test=40, features=6)
 
 
 def make_trainer(path, optimizer="adam", seed=None, hidden=(10, 10), epochs=4, lr=0.01,
-                 batch=40, net_seed=3, **kwargs):
+                 batch=40, net_seed=3, network_options=(), **kwargs):
     """Dropout (np.random masks) and BatchNorm (running statistics): all the state there is."""
     np.random.seed(net_seed)
-    network = MultiLayerNetExtend(6, list(hidden), 3, use_dropout=True, dropout_ration=0.2,
-                                  use_batchnorm=True)
+    options = {"use_dropout": True, "dropout_ration": 0.2, "use_batchnorm": True,
+               **dict(network_options)}
+    network = MultiLayerNetExtend(6, list(hidden), 3, **options)
     return Trainer(network, *data(), epochs=epochs, mini_batch_size=batch,
                    optimizer=optimizer, optimizer_param={"lr": lr}, verbose=False,
                    seed=seed, checkpoint=path, **kwargs)
@@ -279,10 +280,28 @@ def saved(tmp_path):
     ({"lr": 0.02}, r"another optimizer: hyperparameter 'lr' is 0.01 in the checkpoint, 0.02"),
     ({"batch": 30}, r"another training run: setting 'batch_size' is 40 .*, 30 here"),
     ({"seed": 4}, r"setting 'seed' is None in the checkpoint, 4 here"),
-    ({"epochs": 1}, r"current_iter must be an integer in \[0, 3\]; got 5"),
+    ({"epochs": 1}, r"it is at step 5, past this Trainer's last step \(max_iter 3\): give it "
+                    r"more epochs"),
+    # what no parameter's shape shows
+    ({"network_options": {"dropout_ration": 0.5}}, r"another network: layer 'Dropout1': "
+     r"setting 'dropout_ratio' is 0.2 in the checkpoint, 0.5 here"),
+    ({"network_options": {"weight_decay_lambda": 0.1}},
+     r"another network: weight_decay_lambda is 0.0 in the checkpoint, 0.1 here"),
+    ({"network_options": {"activation": "sigmoid"}}, r"another network: the layers are "
+     r"\[Affine1 \(Affine\), BatchNorm1 \(BatchNormalization\), Activation_function1 "
+     r"\(Relu\), .* here"),
+    ({"network_options": {"use_dropout": False}}, r"another network: the layers are .*"
+     r"Dropout1 \(Dropout\).* in the checkpoint"),
 ])
 def test_another_runs_checkpoint_is_refused_naming_the_difference(saved, change, match):
     assert_refused(make_trainer(saved, **change), saved, match)
+
+
+def test_a_checkpoint_written_before_the_structure_was_recorded_still_resumes(saved):
+    rewrite(saved, header_edit=lambda header: header["network"].pop("structure"))
+    trainer = make_trainer(saved)
+    trainer.train()
+    assert trainer.current_iter == trainer.max_iter
 
 
 def test_another_mode_is_refused(saved):
@@ -427,3 +446,50 @@ def test_damaged_bytes_give_a_checkpoint_error_or_a_clean_load(tmp_path):
             assert fresh.current_iter == 5
 
     check()
+
+
+HOLDER = """
+import sys, time
+from fastconv.fileio import hold_lock, lock_file_for
+hold_lock(lock_file_for(sys.argv[1]), "checkpoint")
+print("held", flush=True)
+time.sleep(300)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock: checkpoints are not locked")
+def test_a_checkpoint_in_use_by_another_run_is_refused_and_a_kill_frees_it(tmp_path):
+    # two runs of one checkpoint file removed each other's temporary files (a crash at
+    # os.replace) and resumed from each other's saves
+    path = tmp_path / "run.ckpt"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        trainer = make_trainer(path)
+        before = np.random.get_state()[1].copy()
+        with pytest.raises(CheckpointError, match="is in use by another training run"):
+            trainer.train()
+        assert trainer.current_iter == 0 and not path.exists()
+        np.testing.assert_array_equal(np.random.get_state()[1], before)
+        # and within one process: a second Trainer of the same file while the first trains
+        inner = []
+        first = make_trainer(tmp_path / "own.ckpt", epochs=1)
+        second = make_trainer(tmp_path / "own.ckpt", epochs=1)
+        original = first.train_step
+
+        def step_then_start_the_second():
+            original()
+            if not inner:
+                with pytest.raises(CheckpointError, match="in use by another training run"):
+                    second.train()
+                inner.append("refused")
+        first.train_step = step_then_start_the_second
+        first.train()
+        assert inner == ["refused"] and first.current_iter == first.max_iter
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=60)
+    trainer = make_trainer(path)  # the kill released the file
+    trainer.train()
+    assert trainer.current_iter == trainer.max_iter and path.exists()

@@ -226,6 +226,21 @@ def test_resume_picks_the_latest_run_with_a_checkpoint(common):
         root / "20261201-060000"
 
 
+def test_resume_gives_the_resumed_runs_options_again(common):
+    # without them, --resume met the first run's checkpoint with the book's defaults, and the
+    # Trainer refused it ("setting 'train_size' is 6000 in the checkpoint, 60000 here")
+    def parsed(argv):
+        parser = common.make_parser("test", checkpoint=True)
+        return common.parse_args(parser, defaults={"epochs": 20}, argv=argv)
+    first = parsed(["--checkpoint", "--epochs", "3", "--seed", "5"])
+    (first.out / common.CHECKPOINT_NAME).write_bytes(b"")  # the run's first save
+    again = parsed(["--resume"])
+    assert (again.out, again.epochs, again.seed) == (first.out, 3, 5)
+    assert again.checkpoint_path == first.checkpoint_path
+    more = parsed(["--resume", "--epochs", "6"])  # an option given now wins
+    assert (more.out, more.epochs, more.seed) == (first.out, 6, 5)
+
+
 def test_wall_time_counts_from_process_start():
     code = ("import time; time.sleep(1.5); import sys; sys.path.insert(0, sys.argv[1]); "
             "import _common; print(_common.seconds_since_start())")

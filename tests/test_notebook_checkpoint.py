@@ -141,3 +141,27 @@ def test_checkpoints_stop_with_no_checkpoint_and_with_unload_ext(tmp_path):
                     PROBE], tmp_path).stdout
         assert "Trainers made from now on save to" in out
         assert "FOLDER None" in out, stop
+
+
+LOCK_PROBE = """
+import subprocess, sys
+from fastconv.fileio import hold_lock
+probe = "import sys; from fastconv.fileio import hold_lock; hold_lock(sys.argv[1], 'x')"
+for folder in ({a!r}, {b!r}):
+    other = subprocess.run([sys.executable, "-c", probe, folder + "/.lock"],
+                           capture_output=True, text=True)
+    print("FREE" if other.returncode == 0 else
+          "HELD" if "LockedError" in other.stderr else "ABSENT", folder)
+"""
+
+
+def test_the_same_folder_again_keeps_its_lock_and_another_frees_it(tmp_path):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    probe = LOCK_PROBE.format(a=a, b=b)
+    out = _run(["%load_ext fastconv", f"%fastconv --checkpoint {a}",
+                f"%fastconv --checkpoint {a}", probe,  # a cell of Run All, run again
+                f"%fastconv --checkpoint {b}", probe, "%fastconv --no-checkpoint", probe],
+               tmp_path).stdout
+    states = [line for line in out.splitlines() if line.startswith(("FREE", "HELD", "ABSENT"))]
+    assert states == [f"HELD {a}", f"ABSENT {b}", f"FREE {a}", f"HELD {b}", f"FREE {a}",
+                      f"FREE {b}"], out

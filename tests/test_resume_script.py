@@ -65,7 +65,7 @@ def test_a_killed_script_run_again_ends_with_the_bits_of_a_run_never_stopped(tmp
     _run(_command(script, tmp_path / "whole", tmp_path / "whole.npz"), tmp_path)
     expected = _loaded(tmp_path / "whole.npz")
     whole = sorted(os.listdir(tmp_path / "whole"))
-    assert whole == ["random-state.json"] + [f"trainer-{n}.ckpt" for n in (1, 2, 3)]
+    assert whole == [".lock", "random-state.json"] + [f"trainer-{n}.ckpt" for n in (1, 2, 3)]
 
     # the killed run starts from the same np.random state, as a rerun of itself would
     folder = tmp_path / "killed"
@@ -134,7 +134,8 @@ def test_a_trainer_whose_optimizer_cannot_be_saved_is_named_and_keeps_its_number
     done = _run(_command(script, tmp_path / "run", "unused"), tmp_path)
     assert done.stdout == "trained\n"  # the script's own output, unchanged
     assert "trainer-1.ckpt not used: the Trainer's optimizer, Halving" in done.stderr
-    assert sorted(os.listdir(tmp_path / "run")) == ["random-state.json", "trainer-2.ckpt"]
+    assert sorted(os.listdir(tmp_path / "run")) == [".lock", "random-state.json",
+                                                    "trainer-2.ckpt"]
     assert "made no fastconv Trainer" not in done.stderr
 
 
@@ -144,7 +145,7 @@ def test_a_script_whose_trainers_cannot_be_saved_is_told_nothing_was_saved(tmp_p
     done = _run(_command(script, tmp_path / "run", "unused"), tmp_path)
     assert "trainer-1.ckpt not used" in done.stderr
     assert "made no fastconv Trainer that can be saved" in done.stderr
-    assert os.listdir(tmp_path / "run") == ["random-state.json"]
+    assert sorted(os.listdir(tmp_path / "run")) == [".lock", "random-state.json"]
 
 
 def test_a_script_without_a_trainer_is_told_nothing_was_saved(tmp_path):
@@ -222,7 +223,7 @@ def test_a_written_start_state_reads_back_to_the_same_generator(tmp_path):
         assert got[0] == want[0] and got[2:] == tuple(want[2:])
         np.testing.assert_array_equal(got[1], want[1])
     finally:
-        trainer_module.checkpoint_trainers_into(None)
+        resume.stop()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="the platform has no fork")
@@ -240,3 +241,54 @@ def test_a_forked_worker_takes_none_of_the_parents_numbers(tmp_path):
         assert trainer_module._run_checkpoints.next_path(True) == str(tmp_path / "trainer-1.ckpt")
     finally:
         trainer_module.checkpoint_trainers_into(None)
+
+
+SLOW_SCRIPT = """
+import numpy as np
+from fastconv.nets import TwoLayerNet
+from fastconv.trainer import Trainer
+x, t = np.random.rand(40, 6), np.random.randint(0, 3, 40)
+Trainer(TwoLayerNet(6, 4, 3), x, t, x, t, epochs=4000, mini_batch_size=10,
+        verbose=False).train()
+print("trained")
+"""
+
+
+def test_a_second_run_with_the_same_folder_is_refused_until_the_first_ends(tmp_path):
+    # two runs in one folder drew from different start states, removed each other's
+    # temporary files and resumed from each other's saves
+    script = tmp_path / "slow.py"
+    script.write_text(textwrap.dedent(SLOW_SCRIPT))
+    folder = tmp_path / "run"
+    first = subprocess.Popen(_command(script, folder, "unused"), cwd=tmp_path,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (folder / "trainer-1.ckpt").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        state = (folder / "random-state.json").read_bytes()
+        second = subprocess.run(_command(script, folder, "unused"), cwd=tmp_path,
+                                capture_output=True, text=True, timeout=120)
+        assert first.poll() is None  # the refusal came while the first still ran
+        assert second.returncode == 2 and second.stdout == ""
+        assert f"{folder} is in use by another run" in second.stderr
+        assert (folder / "random-state.json").read_bytes() == state
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=60)
+    # a kill releases the folder: the same command goes on from the first run's save
+    done = _run(_command(script, folder, "unused"), tmp_path)
+    assert done.stdout == "trained\n"
+
+
+def test_checkpoints_without_their_start_state_are_refused(tmp_path):
+    script = tmp_path / "plain.py"
+    script.write_text("print('ran')\n")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "trainer-1.ckpt").write_bytes(b"a run's save")
+    done = subprocess.run(_command(script, folder, "unused"), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert "holds trainer-1.ckpt but no random-state.json" in done.stderr
+    assert sorted(os.listdir(folder)) == [".lock", "trainer-1.ckpt"]

@@ -24,9 +24,10 @@ def load_ipython_extension(ipython):
 
 
 def unload_ipython_extension(ipython):
-    from fastconv import trainer, zerochange
+    from fastconv import zerochange
+    from fastconv.zerochange import resume
     zerochange.uninstall()
-    trainer.checkpoint_trainers_into(None)
+    resume.stop()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,7 +70,8 @@ def fastconv_magic(line):
         print(f"fastconv: Trainers made from now on save to {folder}; after a restart, "
               f"Run All resumes each from its file")
     if options.no_checkpoint:
-        trainer.checkpoint_trainers_into(None)
+        from fastconv.zerochange import resume
+        resume.stop()
     if options.fast or options.parity:
         mode.set_mode("fast" if options.fast else "parity")
     if options.report:

@@ -9,13 +9,16 @@ after it) without training, and the run goes on from the step the kill interrupt
 """
 import json
 import os
+import re
 
 import numpy as np
 
 from fastconv import checkpoint, trainer
-from fastconv.fileio import atomic_write, read_at_most
+from fastconv.fileio import LockedError, atomic_write, hold_lock, read_at_most
 
 START_STATE = "random-state.json"
+LOCK = ".lock"
+_CHECKPOINT = re.compile(r"trainer-[0-9]+\.ckpt")
 _FORMAT = "fastconv-random-state"
 _MAX_BYTES = 64 << 10
 
@@ -24,17 +27,66 @@ class StartStateError(checkpoint.CheckpointError):
     """The start-state file is not one that fastconv wrote."""
 
 
+class FolderInUseError(checkpoint.CheckpointError):
+    """Another process runs with the same --checkpoint folder."""
+
+
+_held = None  # (folder, lock descriptor) of this process's run
+
+
 def start(folder):
-    """Makes folder, sets np.random to the start state kept there (or keeps the current one
-    there), and points the Trainers made from now on at it. Raises CheckpointError, before
-    anything changes, for a start-state file that fastconv did not write."""
+    """Makes folder, takes its lock for the rest of the process, sets np.random to the start
+    state kept there (or keeps the current one there), and points the Trainers made from
+    now on at it. Raises CheckpointError, before anything changes, where another process
+    holds the folder or its start state is not one fastconv wrote or is missing beside
+    checkpoints."""
+    global _held
+    folder = os.path.abspath(folder)
     os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, START_STATE)
-    if os.path.exists(path):
-        np.random.set_state(read_start_state(path))
-    else:
-        _write_start_state(path)
+    again = _held is not None and _held[0] == folder  # a notebook's %fastconv line run again
+    fd = None if again else _lock(folder)
+    try:
+        path = os.path.join(folder, START_STATE)
+        if os.path.lexists(path):
+            np.random.set_state(read_start_state(path))
+        else:
+            _refuse_orphan_checkpoints(folder)
+            _write_start_state(path)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        raise
+    if not again:
+        stop()
+        _held = (folder, fd)
     trainer.checkpoint_trainers_into(folder)
+
+
+def _lock(folder):
+    try:
+        return hold_lock(os.path.join(folder, LOCK), f"--checkpoint folder {folder}")
+    except LockedError:
+        raise FolderInUseError(f"{folder} is in use by another run (a process holds {LOCK} "
+                               f"there); wait for it to end, or give another folder") from None
+
+
+def _refuse_orphan_checkpoints(folder):
+    saved = sorted(name for name in os.listdir(folder) if _CHECKPOINT.fullmatch(name))
+    if saved:
+        raise StartStateError(
+            f"{folder} holds {', '.join(saved[:3])}{' ...' if len(saved) > 3 else ''} but no "
+            f"{START_STATE}: without the random state their run started from, they cannot "
+            f"be resumed to the same numbers; delete the folder to start afresh")
+
+
+def stop():
+    """Trainers made from now on take no run checkpoint, and the folder's lock is released."""
+    global _held
+    trainer.checkpoint_trainers_into(None)
+    if _held is not None:
+        if _held[1] is not None:
+            os.close(_held[1])
+        _held = None
 
 
 def finish(folder):
