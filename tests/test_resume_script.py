@@ -292,3 +292,13 @@ def test_checkpoints_without_their_start_state_are_refused(tmp_path):
     assert done.returncode == 2 and done.stdout == ""
     assert "holds trainer-1.ckpt but no random-state.json" in done.stderr
     assert sorted(os.listdir(folder)) == [".lock", "trainer-1.ckpt"]
+
+
+def test_a_start_state_write_cut_short_by_a_kill_leaves_no_file_behind(tmp_path):
+    left = tmp_path / ".random-state.json.0123456789ab.tmp"
+    left.write_text("{")
+    resume.start(tmp_path)
+    try:
+        assert sorted(os.listdir(tmp_path)) == [".lock", "random-state.json"]
+    finally:
+        resume.stop()

@@ -14,7 +14,8 @@ import re
 import numpy as np
 
 from fastconv import checkpoint, trainer
-from fastconv.fileio import LockedError, atomic_write, hold_lock, read_at_most
+from fastconv.fileio import (LockedError, atomic_write, hold_lock, read_at_most,
+                             remove_stale_temporaries)
 
 START_STATE = "random-state.json"
 LOCK = ".lock"
@@ -47,6 +48,7 @@ def start(folder):
     fd = None if again else _lock(folder)
     try:
         path = os.path.join(folder, START_STATE)
+        remove_stale_temporaries(path)  # a run killed while it wrote the file left it
         if os.path.lexists(path):
             np.random.set_state(read_start_state(path))
         else:
