@@ -114,9 +114,13 @@ def atomic_write(path, mode="wb"):
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            # a full disk's error names no file; say which, and that nothing was lost
+            raise OSError(exc.errno, f"{exc.strerror}; {path} was left as it was",
+                          path) from exc
         raise
     _fsync_folder(folder)
 

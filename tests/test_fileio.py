@@ -72,6 +72,7 @@ def test_full_disk_keeps_the_previous_file(tmp_path):
             print("failed:", exc)
         """)
     assert done.returncode == 0 and done.stdout.startswith("failed:"), done.stdout + done.stderr
+    assert f"{path} was left as it was" in done.stdout  # the error names the file
     assert path.read_bytes() == b"good" * 1000
     assert os.listdir(tmp_path) == ["f.bin"]
 
