@@ -297,8 +297,26 @@ def test_another_runs_checkpoint_is_refused_naming_the_difference(saved, change,
     assert_refused(make_trainer(saved, **change), saved, match)
 
 
-def test_a_checkpoint_written_before_the_structure_was_recorded_still_resumes(saved):
-    rewrite(saved, header_edit=lambda header: header["network"].pop("structure"))
+@pytest.mark.parametrize("change", [
+    lambda x, t, xt, tt: (x, t, xt + 1e-3, tt),                 # other test images
+    lambda x, t, xt, tt: (x[::-1].copy(), t[::-1].copy(), xt, tt),  # another order
+    lambda x, t, xt, tt: (x, (t + 1) % 3, xt, tt),              # other labels
+], ids=["test-images", "order", "labels"])
+def test_other_data_of_the_same_sizes_is_refused(saved, change):
+    trainer = make_trainer(saved)
+    (trainer.x_train, trainer.t_train, trainer.x_test,
+     trainer.t_test) = change(trainer.x_train, trainer.t_train, trainer.x_test, trainer.t_test)
+    assert_refused(trainer, saved, r"another training run: the training or test data differ")
+
+
+def _without(section, key):
+    return lambda header: header[section].pop(key)
+
+
+@pytest.mark.parametrize("edit", [_without("network", "structure"),
+                                  _without("training", "data")], ids=["structure", "data"])
+def test_a_checkpoint_written_before_a_check_was_recorded_still_resumes(saved, edit):
+    rewrite(saved, header_edit=edit)
     trainer = make_trainer(saved)
     trainer.train()
     assert trainer.current_iter == trainer.max_iter
