@@ -6,6 +6,7 @@ negative pad, a label past the last class, 2-D optimizer arrays) or read past an
 and returned what lay there (a short bias, mismatched batches). The fault sweep of 2026-12-06
 found them by placing each argument in front of 1e30 values.
 """
+import re
 import subprocess
 import sys
 
@@ -358,3 +359,44 @@ def test_fitting_arguments_still_match_the_twin(pool):
         results.append((out,) + tuple(grads))
     for mine, theirs in zip(*results):
         np.testing.assert_allclose(mine, theirs, rtol=1e-10, atol=1e-10 * np.abs(theirs).max())
+
+
+# The 20x20 case above is too tall and too wide at once: a window that
+# fits one way only must be refused too (``contracts.windows`` checks out_h and out_w; with
+# out_w < 1 unchecked, a too-wide pool returned an empty array and a too-wide filter failed in
+# NumPy's words).
+@pytest.mark.parametrize("call, message", [
+    (lambda: J.maxpool_forward(np.ones((1, 1, 4, 4)), 2, 5, 1),
+     "maxpool_forward: a 2x5 window does not fit the 4x4 input padded by 0"),
+    (lambda: J.maxpool_forward(np.ones((1, 1, 4, 4)), 5, 2, 1),
+     "maxpool_forward: a 5x2 window does not fit the 4x4 input padded by 0"),
+    (lambda: J.im2col(np.ones((2, 3, 9, 9)), 3, 12, 1, 1),
+     "im2col: a 3x12 window does not fit the 9x9 input padded by 1"),
+    (lambda: J.conv2d_forward(rand(2, 3, 12, 6), rand(4, 3, 3, 9), rand(4), 1, 1),
+     "conv2d_forward: a 3x9 window does not fit the 12x6 input padded by 1"),
+    (lambda: J.conv_relu_pool_forward(rand(2, 3, 12, 12), rand(4, 3, 3, 3), rand(4), 1, 1,
+                                      2, 20, 2, 0),
+     "a 2x20 window does not fit the 12x12 input"),
+], ids=["pool too wide", "pool too tall", "im2col too wide", "conv too wide",
+        "fused pool too wide"])
+def test_a_window_that_does_not_fit_one_way_is_refused(call, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        call()
+
+
+# The cases above refuse x_shape (2, 0, 6, 6) and (2, 3, 12); a negative image
+# count must be refused as well, and named: without the check of N (``contracts.image_shape``)
+# these calls still failed, but on "dout must have shape (-2, 3, 3, 3)" and "col must have
+# shape (-288, 27)": errors that blame an argument that is fine.
+@pytest.mark.parametrize("call, message", [
+    (lambda: J.maxpool_backward(np.ones((2, 3, 3, 3)), np.zeros((2, 3, 3, 3), np.intp),
+                                (-2, 3, 6, 6), 2, 2, 2),
+     "maxpool_backward: x_shape must be (N, C, H, W) with N at least 0 and C, H and W at "
+     "least 1; got (-2, 3, 6, 6)"),
+    (lambda: J.col2im(np.ones((288, 27)), (-2, 3, 12, 12), 3, 3, 1, 1),
+     "col2im: input_shape must be (N, C, H, W) with N at least 0 and C, H and W at least 1; "
+     "got (-2, 3, 12, 12)"),
+], ids=["max-pool backward", "col2im"])
+def test_a_negative_image_count_is_refused_by_name(call, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        call()

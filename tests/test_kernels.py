@@ -766,3 +766,52 @@ def test_conv_weight_gradient_through_the_tiles_and_the_strips(FN, C, dtype, mon
     np.testing.assert_allclose(dW, want, rtol=0, atol=atol)
     np.testing.assert_allclose(db, dout.astype(np.float64).sum(axis=(0, 2, 3)), rtol=0,
                                atol=atol)
+
+
+# D = 5 fits one column block, 70 and 129 span two and three (normalization.COLUMNS = 64)
+# with a partial last one. D >= 2: a single column (N, 1) is one contiguous run, which NumPy
+# may sum pairwise rather than row by row.
+@pytest.mark.parametrize("N, D", [(7, 5), (33, 70), (100, 129)])
+def test_batchnorm_float64_matches_twin_bit_for_bit(N, D):
+    """kernels/jit/normalization.py sums each column over the rows in order, as NumPy's
+    axis-0 reductions do, and writes each expression of the twin with its operations in the
+    twin's order (the module's docstring: "float64 results equal the twin's"). Each operation
+    is a correctly rounded IEEE one, none fused or reassociated, so this holds whatever the
+    SIMD width or the thread count. A regrouped
+    expression on either side (a * b / (s * s) against a * b / s / s, (2 / n) * xc * dvar
+    against 2 * xc * dvar / n) rounds differently and changes bits of dx."""
+    rng = np.random.default_rng(N * 1000 + D)
+    x = 3 * rng.standard_normal((N, D)) + rng.standard_normal(D)
+    gamma, beta = rng.standard_normal((2, D))
+    eps = 10e-7
+    got = jit.batchnorm_forward(x, gamma, beta, eps)
+    want = reference.batchnorm_forward(x, gamma, beta, eps)
+    for name, g, w in zip(("out", "mu", "var", "xc", "xn", "std"), got, want):
+        assert g.dtype == w.dtype == np.float64, name
+        np.testing.assert_array_equal(g, w, err_msg=name)
+    dout = rng.standard_normal((N, D))
+    xc, xn, std = want[3:6]
+    got = jit.batchnorm_backward(dout, xc, xn, std, gamma)
+    want = reference.batchnorm_backward(dout, xc, xn, std, gamma)
+    for name, g, w in zip(("dx", "dgamma", "dbeta"), got, want):
+        assert g.dtype == w.dtype == np.float64, name
+        np.testing.assert_array_equal(g, w, err_msg=name)
+
+
+def test_conv_bias_gradient_of_float32_is_summed_in_float64():
+    """The conv pipeline sums db in float64 (``epilogues._add_row_sums``), as the affine
+    layer does (test_affine_bias_gradient_of_float32_is_summed_in_float64). 204,800 positions
+    of the float32 1 + 2**-20: a float32 sum drops the 2**-20 of every term once it passes 32,
+    however the sum is split across vector lanes (each lane still adds thousands), and ends
+    about 2**-20 (~7 float32 eps) low relative; in float64 every partial sum is exact, and db
+    is the exact sum rounded once."""
+    N, H = 8, 160
+    x = np.zeros((N, 1, H, H), np.float32)
+    W = np.ones((2, 1, 1, 1), np.float32)
+    _, ctx = jit.conv2d_forward(x, W, np.zeros(2, np.float32), 1, 0)
+    term = np.float32(1 + 2.0 ** -20)
+    dout = np.full((N, 2, H, H), term, np.float32)
+    _, _, db = jit.conv2d_backward(dout, x, W, ctx, 1, 0, False)
+    assert db.dtype == np.float32
+    exact = np.float32(N * H * H * np.float64(term))
+    np.testing.assert_allclose(db, exact, rtol=2 * np.finfo(np.float32).eps)

@@ -257,3 +257,23 @@ def test_batch_norm_running_statistics_follow_the_books_momentum():
     np.testing.assert_array_equal(layer.running_mean, before[0])
     np.testing.assert_array_equal(layer.running_var, before[1])
 
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_norm_adds_the_books_eps_to_the_variance(name, dtype):
+    """The book's BatchNormalization divides by sqrt(var + 10e-7), 10e-7 being 1e-6. On
+    columns whose variance is of that order the eps is not rounding noise: with variances 1e-6
+    and 4e-6 the normalized values are 1e-3 / sqrt(2e-6) = 0.707 and 2e-3 / sqrt(5e-6) =
+    0.894 (with 1e-7 they would be 0.953 and 0.976), in training and at inference."""
+    x = np.array([[-1e-3, -2e-3], [1e-3, 2e-3]], dtype)
+    gamma, beta = np.array([2.0, 1.0], dtype), np.array([0.5, -0.5], dtype)
+    with backend(name):
+        layer = BatchNormalization(gamma, beta, momentum=0.0)
+        out = layer.forward(x, train_flg=True)
+        xn = np.array([1e-3 / np.sqrt(2e-6), 2e-3 / np.sqrt(5e-6)])
+        want = np.array([-1.0, 1.0])[:, None] * xn * gamma.astype(np.float64) + beta
+        assert out.dtype == dtype
+        # float32: x itself is 1e-3 rounded to float32, so ~1e-7 relative
+        np.testing.assert_allclose(out, want, rtol=1e-5)
+        # momentum 0: the running statistics are this batch's, the same division at inference
+        np.testing.assert_allclose(layer.forward(x, train_flg=False), want, rtol=1e-5)

@@ -359,3 +359,32 @@ def test_pooled_tiles_hand_a_nan_beside_a_larger_cell_over_to_im2col(dtype, with
     M[0, 1, 2] = 0  # the same tile without the NaN pools 1 at the top-right cell
     assert winograd._pooled_output_tiles(M, 0, 1, b, out, argmax, with_argmax)
     assert out[0, 1, 2] == 1 and (not with_argmax or argmax[0, 1, 2] == 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+@pytest.mark.parametrize("pad", [0, 1])
+@pytest.mark.parametrize("row, col", [(0, 0), (4, 7), (7, 7), (7, 4), (2, 6)])
+def test_a_value_that_is_not_finite_anywhere_in_the_input_reaches_what_im2col_reaches(
+        dtype, value, pad, row, col):
+    """test_a_value_that_is_not_finite_reaches_what_im2col_reaches puts its value at (4, 5) of
+    an 8x8 image. The input transform reads each tile row's last two padded columns in a loop
+    of their own (``winograd._input_transform``), with its own check: a value there that is
+    not finite must send the chunk to im2col too. Missed, an inf there comes out of the
+    transforms as NaN (inf - inf) where im2col gives +-inf. Those columns are the image's
+    column 7 with pad 1 (padded column 8 of 10), its columns 6 and 7 with pad 0; the other
+    positions are controls."""
+    rng, x, W, b = conv_operands((4, 3, 8, 8), 4, 3, 3, dtype, 5)
+    x[1, 2, row, col] = value
+    with every_3x3_by_winograd() as chosen, np.errstate(invalid="ignore"):
+        want, _ = reference.conv_relu_forward(x, W, b, 1, pad)
+        got, _ = jit.conv_relu_forward(x, W, b, 1, pad)
+        want_plain, _ = reference.conv2d_forward(x, W, b, 1, pad)
+        got_plain, _ = jit.conv2d_forward(x, W, b, 1, pad)
+    assert chosen == [True, True]  # both went to the Winograd path first
+    for g, w in ((got, want), (got_plain, want_plain)):
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(w))
+        np.testing.assert_array_equal(np.isinf(g), np.isinf(w))
+        finite = np.isfinite(w)
+        # unit-scale operands, 27 taps: far above float32 rounding, far below the values
+        np.testing.assert_allclose(g[finite], w[finite], rtol=2e-5, atol=2e-5)
