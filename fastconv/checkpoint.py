@@ -336,11 +336,11 @@ def _check_matches(path, header, trainer):
         raise _refuse(path, "the header lacks its network, optimizer or training section")
     refusals = []
     expected = _training_spec(trainer)
-    if "data" not in training:  # written before the data's fingerprint was recorded
-        del expected["data"]
+    fingerprint = expected.pop("data")
     messages = _differences("setting", {k: v for k, v in training.items() if k != "data"},
-                            {k: v for k, v in expected.items() if k != "data"})
-    if training.get("data", expected.get("data")) != expected.get("data"):
+                            expected)
+    # a checkpoint written before the data's fingerprint was recorded has none to compare
+    if training.get("data", fingerprint) != fingerprint:
         messages.append("the training or test data differ (a fingerprint of every label and "
                         f"of {FINGERPRINT_ROWS} samples of each set)")
     if messages:
