@@ -275,7 +275,7 @@ def parse_args(parser, defaults, quick=None, argv=None, outputs=()):
     args.checkpoint_path = _checkpoint_path(parser, args)
     if args.checkpoint_path is not None and not args.resume:
         with atomic_write(args.out / COMMAND_NAME, "w") as handle:
-            json.dump([word for word in argv if word != "--resume"], handle)
+            json.dump(argv, handle)
     dtype = np.dtype(args.dtype) if args.dtype else fastconv.mode.default_dtype()
     args.dtype = np.dtype(args.dtype) if args.dtype else None  # None: the networks follow the mode
     mode = fastconv.get_mode()
