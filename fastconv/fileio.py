@@ -125,6 +125,12 @@ def atomic_write(path, mode="wb"):
     _fsync_folder(folder)
 
 
+# what flock raises on a file system that cannot lock (NFS without its lock daemon, some
+# FUSE and SMB mounts)
+_NO_LOCKS = {getattr(errno, name) for name in ("ENOLCK", "EOPNOTSUPP", "ENOTSUP", "ENOSYS",
+                                               "EINVAL") if hasattr(errno, name)}
+
+
 class LockedError(OSError):
     """Another holder (a process, or another Trainer of this one) has the lock."""
 
@@ -140,7 +146,8 @@ def hold_lock(lock_path, what):
     """Takes the advisory lock of ``lock_path`` (made empty if missing) and returns its
     descriptor: closing it, or the process's end, even by a kill, releases the lock.
     LockedError, naming ``what`` is locked, where another holder has it. Where the platform
-    has no ``flock`` (Windows) nothing is locked and None comes back."""
+    has no ``flock`` (Windows), or the file system none to offer (some network file systems),
+    nothing is locked and None comes back: the run goes on as it did before locks."""
     try:
         import fcntl
     except ImportError:
@@ -157,6 +164,13 @@ def hold_lock(lock_path, what):
             except BlockingIOError:
                 raise LockedError(errno.EWOULDBLOCK, f"{what} is in use by another run, "
                                                      f"which holds its lock", lock_path) from None
+            except OSError as exc:
+                if exc.errno not in _NO_LOCKS:
+                    raise
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(lock_path)
+                return None
             if _same_file(fd, lock_path):
                 return fd
         except BaseException:

@@ -2,6 +2,7 @@
 
 Failures that end the process (a full disk, SIGKILL) run in a subprocess with a timeout.
 """
+import errno
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import textwrap
 
 import pytest
 
+from fastconv import fileio
 from fastconv.fileio import atomic_write, remove_stale_temporaries
 
 
@@ -170,3 +172,44 @@ def test_a_file_written_over_keeps_its_permissions(tmp_path):
     path.chmod(0o6755)  # set-user/group-ID bits are not carried over: a write clears them
     write(path, b"third")
     assert path.stat().st_mode & 0o7777 == 0o755
+
+
+posix_only = pytest.mark.skipif(not hasattr(os, "O_NOFOLLOW"), reason="flock is POSIX")
+
+
+@posix_only
+def test_a_lock_is_held_once_and_its_file_goes_with_its_release(tmp_path):
+    lock = fileio.lock_file_for(tmp_path / "run.ckpt")
+    assert os.path.basename(lock) == ".run.ckpt.lock"
+    fd = fileio.hold_lock(lock, "run.ckpt")
+    with pytest.raises(fileio.LockedError, match="run.ckpt is in use by another run"):
+        fileio.hold_lock(lock, "run.ckpt")  # another open of it, even in this process
+    fileio.release_lock(lock, fd)
+    assert os.listdir(tmp_path) == []
+    fileio.release_lock(lock, fileio.hold_lock(lock, "run.ckpt"))  # free again
+
+
+@posix_only
+def test_a_link_planted_as_the_lock_file_is_not_followed(tmp_path):
+    target = tmp_path / "elsewhere"
+    (tmp_path / ".run.ckpt.lock").symlink_to(target)
+    with pytest.raises(OSError):
+        fileio.hold_lock(fileio.lock_file_for(tmp_path / "run.ckpt"), "run.ckpt")
+    assert not target.exists()
+
+
+@posix_only
+@pytest.mark.parametrize("code", ["ENOLCK", "EOPNOTSUPP"])
+def test_a_file_system_that_cannot_lock_runs_unlocked(tmp_path, monkeypatch, code):
+    import fcntl
+
+    def refuse(fd, operation):
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    lock = fileio.lock_file_for(tmp_path / "run.ckpt")
+    assert fileio.hold_lock(lock, "run.ckpt") is None
+    assert os.listdir(tmp_path) == []
+    monkeypatch.setattr(fcntl, "flock", lambda fd, operation: (_ for _ in ()).throw(
+        OSError(errno.EIO, "I/O error")))
+    with pytest.raises(OSError, match="I/O error"):  # any other failure is the caller's
+        fileio.hold_lock(lock, "run.ckpt")
