@@ -117,20 +117,48 @@ def _training_spec(trainer):
 FINGERPRINT_ROWS = 64
 
 
+DATA = ("x_train", "t_train", "x_test", "t_test")
+
+
 def data_fingerprint(trainer):
-    """A digest of the training and test sets: every label, and FINGERPRINT_ROWS samples
-    spread evenly over each set (all of a smaller one), with dtypes and shapes. Data of
-    the same size but other contents (another slice of MNIST, other preprocessing) then
-    tells itself apart in microseconds, where hashing MNIST whole would take a second."""
-    digest = hashlib.blake2b(digest_size=12)
-    for x, t in ((trainer.x_train, trainer.t_train), (trainer.x_test, trainer.t_test)):
-        x, t = np.asarray(x), np.asarray(t)
-        rows = np.unique(np.linspace(0, len(x) - 1, FINGERPRINT_ROWS).astype(np.intp)) \
-            if len(x) else np.zeros(0, np.intp)
-        for array in (x[rows], t):
-            digest.update(f"{array.dtype.str}{array.shape}".encode())
-            digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
+    """``{name: [dtype, shape, digest]}`` of the training and test sets: the digest of every
+    label, and of FINGERPRINT_ROWS images spread evenly over each set (all of a smaller
+    one). Data of the same sizes but other contents (another slice of MNIST, other
+    preprocessing) then tells itself apart in microseconds, where hashing MNIST whole
+    would take a second. Values are compared, not their layout: the byte order, and for
+    integer labels (which only index) the integer type, do not count."""
+    described = {}
+    for name in DATA:
+        array = np.asarray(getattr(trainer, name))
+        if name.startswith("x") and len(array):
+            rows = np.linspace(0, len(array) - 1, FINGERPRINT_ROWS).astype(np.intp)
+            array = array[np.unique(rows)]
+        kind = array.dtype.name
+        if array.dtype.kind in "iu":
+            array, kind = array.astype(np.int64), "integer"
+        array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
+        digest = hashlib.blake2b(array.tobytes(), digest_size=8).hexdigest()
+        described[name] = [kind, list(np.shape(getattr(trainer, name))), digest]
+    return described
+
+
+def _data_differences(found, expected):
+    """Messages naming each array of the data that differs from the checkpoint's."""
+    if not isinstance(found, dict):  # written before the data's fingerprint was recorded
+        return []
+    messages = []
+    for name in DATA:
+        was, now = found.get(name), expected[name]
+        if not (isinstance(was, list) and len(was) == 3):
+            messages.append(f"{name} is not described in the checkpoint")
+        elif was[:2] != now[:2]:
+            messages.append(f"{name} is {was[0]} {tuple(was[1])} in the checkpoint, "
+                            f"{now[0]} {tuple(now[1])} here")
+        elif was[2] != now[2]:
+            what = "its labels" if name.startswith("t") else \
+                f"{FINGERPRINT_ROWS} of its images spread over it"
+            messages.append(f"{name} holds other values ({what} compared)")
+    return messages
 
 
 # --- saving --------------------------------------------------------------------------------
@@ -339,10 +367,7 @@ def _check_matches(path, header, trainer):
     fingerprint = expected.pop("data")
     messages = _differences("setting", {k: v for k, v in training.items() if k != "data"},
                             expected)
-    # a checkpoint written before the data's fingerprint was recorded has none to compare
-    if training.get("data", fingerprint) != fingerprint:
-        messages.append("the training or test data differ (a fingerprint of every label and "
-                        f"of {FINGERPRINT_ROWS} samples of each set)")
+    messages += _data_differences(training.get("data"), fingerprint)
     if messages:
         refusals.append("another training run: " + _listed(messages))
 

@@ -147,15 +147,26 @@ def hold_lock(lock_path, what):
     descriptor: closing it, or the process's end, even by a kill, releases the lock.
     LockedError, naming ``what`` is locked, where another holder has it. Where the platform
     has no ``flock`` (Windows), or the file system none to offer (some network file systems),
+    or the folder is read-only (where no run can write, none can spoil another's files),
     nothing is locked and None comes back: the run goes on as it did before locks."""
     try:
         import fcntl
     except ImportError:
         return None
     while True:
-        # no link followed: a link planted in a shared folder must not make us create its
-        # target
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:
+            # no link followed: a link planted in a shared folder must not make us create
+            # its target
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
+                         0o644)
+        except OSError as exc:
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                return None
+            if exc.errno == errno.ELOOP:
+                raise OSError(exc.errno, "a symbolic link is in the way of the lock file, "
+                                         "which fastconv does not follow; remove it",
+                              lock_path) from None
+            raise
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise NotARegularFileError(errno.EINVAL, "not a regular file", lock_path)

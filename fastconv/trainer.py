@@ -515,7 +515,8 @@ class Trainer:
         if self.checkpoint is None or self._run_file:
             yield
             return
-        folder = os.path.dirname(os.path.abspath(self.checkpoint))
+        # the real path, as open() resolves it: "link/../x" is x beside the link's target
+        folder = os.path.dirname(os.path.realpath(self.checkpoint))
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"checkpoint folder {folder!r} does not exist; create it "
                                     "or give checkpoint= another path")

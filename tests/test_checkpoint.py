@@ -306,7 +306,38 @@ def test_other_data_of_the_same_sizes_is_refused(saved, change):
     trainer = make_trainer(saved)
     (trainer.x_train, trainer.t_train, trainer.x_test,
      trainer.t_test) = change(trainer.x_train, trainer.t_train, trainer.x_test, trainer.t_test)
-    assert_refused(trainer, saved, r"another training run: the training or test data differ")
+    assert_refused(trainer, saved, r"another training run: (x|t)_(train|test) holds other values")
+
+
+@pytest.mark.parametrize("change", [
+    lambda x, t: (x, t.astype(np.int32)),             # labels of another integer type
+    lambda x, t: (x, t.astype(np.uint8)),             # ... and another
+    lambda x, t: (x.astype(x.dtype.newbyteorder(">")), t),  # big-endian images
+    lambda x, t: (np.asfortranarray(x), t),           # another memory layout
+], ids=["int32-labels", "uint8-labels", "big-endian", "fortran"])
+def test_the_same_values_in_another_layout_resume(saved, change):
+    trainer = make_trainer(saved)
+    trainer.x_train, trainer.t_train = change(trainer.x_train, trainer.t_train)
+    trainer.train()
+    assert trainer.current_iter == trainer.max_iter
+
+
+def test_images_of_another_dtype_are_named(saved):
+    trainer = make_trainer(saved)
+    trainer.x_test = trainer.x_test.astype(np.float32)
+    assert_refused(trainer, saved, r"another training run: x_test is float64 \(40, 6\) in the "
+                                   r"checkpoint, float32 \(40, 6\) here")
+
+
+def test_a_path_through_a_linked_folder_and_dotdot_is_where_open_puts_it(tmp_path):
+    # "link/../run.ckpt" is beside the link's target, as the kernel resolves it, not beside
+    # the link (the folder check read the path as text)
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "zz").mkdir()  # only beside the target: tmp_path has no zz
+    (tmp_path / "link").symlink_to(tmp_path / "a" / "b")
+    trainer = make_trainer(str(tmp_path / "link" / ".." / "zz" / "run.ckpt"), epochs=1)
+    trainer.train()
+    assert (tmp_path / "a" / "zz" / "run.ckpt").exists()
 
 
 def _without(section, key):

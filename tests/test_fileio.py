@@ -193,9 +193,24 @@ def test_a_lock_is_held_once_and_its_file_goes_with_its_release(tmp_path):
 def test_a_link_planted_as_the_lock_file_is_not_followed(tmp_path):
     target = tmp_path / "elsewhere"
     (tmp_path / ".run.ckpt.lock").symlink_to(target)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="a symbolic link is in the way of the lock file"):
         fileio.hold_lock(fileio.lock_file_for(tmp_path / "run.ckpt"), "run.ckpt")
     assert not target.exists()
+
+
+@posix_only
+@pytest.mark.parametrize("code", ["EROFS", "EACCES"])
+def test_a_folder_that_cannot_take_a_lock_file_runs_unlocked(tmp_path, monkeypatch, code):
+    # a finished checkpoint in a read-only folder is still read (root ignores chmod: the
+    # refusal is made by hand)
+    real_open = os.open
+
+    def refuse_locks(path, flags, *args):
+        if str(path).endswith(".lock"):
+            raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)), path)
+        return real_open(path, flags, *args)
+    monkeypatch.setattr(os, "open", refuse_locks)
+    assert fileio.hold_lock(fileio.lock_file_for(tmp_path / "run.ckpt"), "run.ckpt") is None
 
 
 @posix_only

@@ -141,6 +141,8 @@ def test_checkpoints_stop_with_no_checkpoint_and_with_unload_ext(tmp_path):
                     PROBE], tmp_path).stdout
         assert "Trainers made from now on save to" in out
         assert "FOLDER None" in out, stop
+        if "--no-checkpoint" in stop:
+            assert "fastconv: Trainers made from now on save no checkpoint" in out
 
 
 LOCK_PROBE = """

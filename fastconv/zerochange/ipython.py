@@ -72,6 +72,7 @@ def fastconv_magic(line):
     if options.no_checkpoint:
         from fastconv.zerochange import resume
         resume.stop()
+        print("fastconv: Trainers made from now on save no checkpoint")
     if options.fast or options.parity:
         mode.set_mode("fast" if options.fast else "parity")
     if options.report:
