@@ -52,6 +52,7 @@ import contextlib
 from collections.abc import Mapping
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -126,6 +127,15 @@ def _check_data(network, x_train, t_train, x_test, t_test):
         check(x_test, t_test)
 
 
+RUN_CHECKPOINT = "trainer-{}.ckpt"  # the n-th Trainer's file in a run's folder
+_RUN_CHECKPOINT_NAME = re.compile(r"trainer-[0-9]+\.ckpt")
+
+
+def run_checkpoint_files(folder):
+    """The names of the files in folder that a run's Trainers save to, sorted."""
+    return sorted(name for name in os.listdir(folder) if _RUN_CHECKPOINT_NAME.fullmatch(name))
+
+
 class _RunCheckpoints:
     """The checkpoints ``python -m fastconv --checkpoint DIR`` gives the script's Trainers:
     the n-th Trainer made without ``checkpoint=`` saves to DIR/trainer-<n>.ckpt, n counting
@@ -146,7 +156,7 @@ class _RunCheckpoints:
                 return None
             self.made += 1
             self.saved += bool(savable)
-            return os.path.join(self.folder, f"trainer-{self.made}.ckpt")
+            return os.path.join(self.folder, RUN_CHECKPOINT.format(self.made))
 
 
 _run_checkpoints = _RunCheckpoints()

@@ -9,7 +9,6 @@ after it) without training, and the run goes on from the step the kill interrupt
 """
 import json
 import os
-import re
 
 import numpy as np
 
@@ -19,7 +18,6 @@ from fastconv.fileio import (LockedError, atomic_write, hold_lock, read_at_most,
 
 START_STATE = "random-state.json"
 LOCK = ".lock"
-_CHECKPOINT = re.compile(r"trainer-[0-9]+\.ckpt")
 _FORMAT = "fastconv-random-state"
 _MAX_BYTES = 64 << 10
 
@@ -73,7 +71,7 @@ def _lock(folder):
 
 
 def _refuse_orphan_checkpoints(folder):
-    saved = sorted(name for name in os.listdir(folder) if _CHECKPOINT.fullmatch(name))
+    saved = trainer.run_checkpoint_files(folder)
     if saved:
         raise StartStateError(
             f"{folder} holds {', '.join(saved[:3])}{' ...' if len(saved) > 3 else ''} but no "
