@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from test_resume_script import SCRIPT
+from test_resume_script import SCRIPT, _loaded
 
 pytest.importorskip("IPython")
 
@@ -48,11 +48,6 @@ def _training_cells(folder, out):
     # the script's body as a notebook's cell, its output file given in place of argv[1]
     body = textwrap.dedent(SCRIPT).replace("sys.argv[1]", repr(str(out)))
     return ["%load_ext fastconv", f"%fastconv --checkpoint {folder}", body]
-
-
-def _loaded(path):
-    with np.load(path) as arrays:
-        return dict(arrays)
 
 
 def test_a_notebook_killed_mid_training_and_run_all_again_ends_as_a_run_never_stopped(
