@@ -1,5 +1,6 @@
 """Zero-change mode: fixture trees in the book's and the course fork's layouts, run plainly and
 through ``python -m fastconv`` / ``%load_ext fastconv``; the rule on in-memory modules."""
+import signal
 import sys
 import types
 
@@ -315,3 +316,20 @@ def test_a_scripts_own_excepthook_reports_its_error_as_in_a_plain_run(tmp_path):
     assert plain.returncode == served.returncode == 1
     assert plain.stderr == "hook: ValueError boom True\n"
     assert served.stderr.split("fastconv zero-change report")[0] == plain.stderr
+
+
+def test_ctrl_c_reports_the_scripts_frames_and_ends_by_sigint_as_in_a_plain_run(tmp_path):
+    (tmp_path / "stopped.py").write_text(
+        "import os, signal, time\n"
+        "def train():\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(60)\n"
+        "train()\n")
+    plain = run(["stopped.py"], tmp_path, tmp_path)
+    served = run(["stopped.py"], tmp_path, tmp_path, runner=True)
+    assert plain.returncode == served.returncode == -signal.SIGINT
+    assert plain.stderr.startswith("Traceback") and "KeyboardInterrupt" in plain.stderr
+    # the report comes first (the runner's exit), then the interpreter's traceback
+    report, traceback = served.stderr.split("\nTraceback", 1)
+    assert "fastconv zero-change report" in report
+    assert "Traceback" + traceback == plain.stderr

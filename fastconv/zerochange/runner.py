@@ -82,7 +82,10 @@ def _run(script):
         runpy.run_path(script, run_name="__main__")
     except SystemExit as exc:
         return _exit_code(exc.code)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        # left to the interpreter, which runs the exit handlers and then ends the process by
+        # SIGINT as a plain run does; only the traceback it prints is cut to the script's
+        _report_from_script_frames(exc, script)
         raise
     except BaseException as exc:
         _print_script_traceback(exc, script)
@@ -100,13 +103,33 @@ def _exit_code(code):
     return 1
 
 
+def _from_script_frames(tb, script):
+    """The traceback from the script's first frame on, not runpy's and the runner's."""
+    first = tb
+    while first is not None and first.tb_frame.f_code.co_filename != script:
+        first = first.tb_next
+    return first or tb
+
+
+def _report_from_script_frames(exc, script):
+    """Has the interpreter's report of exc at exit (``sys.excepthook``, the script's or
+    Python's) start at the script's first frame; any other exception is reported whole."""
+    hook = sys.excepthook
+
+    def report(kind, error, tb):
+        sys.excepthook = hook
+        if error is exc:
+            # Python's own hook prints the exception's __traceback__, not the one passed
+            tb = _from_script_frames(tb, script)
+            error.__traceback__ = tb
+        hook(kind, error, tb)
+    sys.excepthook = report
+
+
 def _print_script_traceback(exc, script):
     """What a plain run prints: the script's ``sys.excepthook`` if it set one, else the
     traceback from the script's first frame on, not runpy's."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename != script:
-        tb = tb.tb_next
-    tb = tb or exc.__traceback__
+    tb = _from_script_frames(exc.__traceback__, script)
     hook = sys.excepthook
     if hook is not sys.__excepthook__:
         try:
