@@ -65,7 +65,8 @@ def test_a_killed_script_run_again_ends_with_the_bits_of_a_run_never_stopped(tmp
     _run(_command(script, tmp_path / "whole", tmp_path / "whole.npz"), tmp_path)
     expected = _loaded(tmp_path / "whole.npz")
     whole = sorted(os.listdir(tmp_path / "whole"))
-    assert whole == [".lock", "random-state.json"] + [f"trainer-{n}.ckpt" for n in (1, 2, 3)]
+    # the folder's lock file went with the run
+    assert whole == ["random-state.json"] + [f"trainer-{n}.ckpt" for n in (1, 2, 3)]
 
     # the killed run starts from the same np.random state, as a rerun of itself would
     folder = tmp_path / "killed"
@@ -134,8 +135,7 @@ def test_a_trainer_whose_optimizer_cannot_be_saved_is_named_and_keeps_its_number
     done = _run(_command(script, tmp_path / "run", "unused"), tmp_path)
     assert done.stdout == "trained\n"  # the script's own output, unchanged
     assert "trainer-1.ckpt not used: the Trainer's optimizer, Halving" in done.stderr
-    assert sorted(os.listdir(tmp_path / "run")) == [".lock", "random-state.json",
-                                                    "trainer-2.ckpt"]
+    assert sorted(os.listdir(tmp_path / "run")) == ["random-state.json", "trainer-2.ckpt"]
     assert "made no fastconv Trainer" not in done.stderr
 
 
@@ -145,7 +145,7 @@ def test_a_script_whose_trainers_cannot_be_saved_is_told_nothing_was_saved(tmp_p
     done = _run(_command(script, tmp_path / "run", "unused"), tmp_path)
     assert "trainer-1.ckpt not used" in done.stderr
     assert "made no fastconv Trainer that can be saved" in done.stderr
-    assert sorted(os.listdir(tmp_path / "run")) == [".lock", "random-state.json"]
+    assert sorted(os.listdir(tmp_path / "run")) == ["random-state.json"]
 
 
 def test_a_script_without_a_trainer_is_told_nothing_was_saved(tmp_path):
@@ -294,7 +294,7 @@ def test_checkpoints_without_their_start_state_are_refused(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stdout == ""
     assert "holds trainer-1.ckpt but no random-state.json" in done.stderr
-    assert sorted(os.listdir(folder)) == [".lock", "trainer-1.ckpt"]
+    assert sorted(os.listdir(folder)) == ["trainer-1.ckpt"]  # as it was
 
 
 def test_a_start_state_write_cut_short_by_a_kill_leaves_no_file_behind(tmp_path):
@@ -305,3 +305,27 @@ def test_a_start_state_write_cut_short_by_a_kill_leaves_no_file_behind(tmp_path)
         assert sorted(os.listdir(tmp_path)) == [".lock", "random-state.json"]
     finally:
         resume.stop()
+    assert sorted(os.listdir(tmp_path)) == ["random-state.json"]
+
+
+FORKING_SCRIPT = """
+import os, subprocess, sys
+lock = sys.argv[1]
+child = os.fork()
+if child == 0:
+    sys.exit(0)  # through the interpreter's exit, exit handlers included
+os.waitpid(child, 0)
+probe = "import sys; from fastconv.fileio import hold_lock; hold_lock(sys.argv[1], 'x')"
+other = subprocess.run([sys.executable, "-c", probe, lock], capture_output=True, text=True)
+print(os.path.exists(lock), "LockedError" in other.stderr)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_the_folders_lock_stays_the_runs_until_it_ends_even_past_a_forked_childs_exit(tmp_path):
+    script = tmp_path / "forking.py"
+    script.write_text(FORKING_SCRIPT)
+    folder = tmp_path / "run"
+    done = _run(_command(script, folder, folder / ".lock"), tmp_path)
+    assert done.stdout == "True True\n"  # the child's exit left the parent's lock alone
+    assert sorted(os.listdir(folder)) == ["random-state.json"]

@@ -7,6 +7,7 @@ without a seed (weights, ch06's hyperparameters) then draws the same numbers aga
 Trainer meets its own checkpoint, a finished one loads its last state (and ``np.random``'s
 after it) without training, and the run goes on from the step the kill interrupted.
 """
+import atexit
 import json
 import os
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from fastconv import checkpoint, trainer
 from fastconv.fileio import (LockedError, atomic_write, hold_lock, read_at_most,
-                             remove_stale_temporaries)
+                             release_lock, remove_stale_temporaries)
 
 START_STATE = "random-state.json"
 LOCK = ".lock"
@@ -30,7 +31,7 @@ class FolderInUseError(checkpoint.CheckpointError):
     """Another process runs with the same --checkpoint folder."""
 
 
-_held = None  # (folder, lock descriptor) of this process's run
+_held = None  # (folder, lock descriptor, pid of the process that took the lock)
 
 
 def start(folder):
@@ -53,12 +54,11 @@ def start(folder):
             _refuse_orphan_checkpoints(folder)
             _write_start_state(path)
     except BaseException:
-        if fd is not None:
-            os.close(fd)
+        release_lock(os.path.join(folder, LOCK), fd)
         raise
     if not again:
         stop()
-        _held = (folder, fd)
+        _held = (folder, fd, os.getpid())
     trainer.checkpoint_trainers_into(folder)
 
 
@@ -83,10 +83,20 @@ def stop():
     """Trainers made from now on take no run checkpoint, and the folder's lock is released."""
     global _held
     trainer.checkpoint_trainers_into(None)
-    if _held is not None:
-        if _held[1] is not None:
-            os.close(_held[1])
-        _held = None
+    if _held is None:
+        return
+    folder, fd, owner = _held
+    _held = None
+    if owner == os.getpid():
+        release_lock(os.path.join(folder, LOCK), fd)
+    elif fd is not None:
+        # a forked child's copy of the descriptor: the lock and its file stay the parent's
+        os.close(fd)
+
+
+# at exit, after the interpreter has waited for the script's threads, so that the lock file
+# goes with the run (a killed run leaves it, and the next run takes the lock all the same)
+atexit.register(stop)
 
 
 def finish(folder):
