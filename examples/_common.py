@@ -182,7 +182,8 @@ def _trainer_takes_checkpoints():
 
 
 def _choose_out(parser, args, outputs):
-    """The run's folder: --out as given, the resumed run's, or a new dated one."""
+    """The run's folder: --out as given (the resumed run's with --resume), or a new dated
+    one."""
     resume = getattr(args, "resume", False)
     if args.out is not None:
         out = Path(args.out)
@@ -192,23 +193,27 @@ def _choose_out(parser, args, outputs):
                          "give a new folder, or --resume to continue that run")
         out.mkdir(parents=True, exist_ok=True)
         return out
-    if resume:
-        out = latest_run_with_checkpoint(OUT_ROOT, script_name())
-        if out is None:
-            parser.error(f"--resume: no run of {script_name()} under "
-                         f"{OUT_ROOT / script_name()} has a {CHECKPOINT_NAME}; start one with "
-                         "--checkpoint")
-        return out
     return new_run_folder(OUT_ROOT, script_name())
 
 
-def _resumed_command(parser, args):
-    """The options of the run --resume continues (its command.json), or [] for a run
-    started before they were kept."""
-    folder = Path(args.out) if args.out is not None else latest_run_with_checkpoint(
-        OUT_ROOT, script_name())
-    path = None if folder is None else folder / COMMAND_NAME
-    if path is None or not path.is_file():
+def _resumed_folder(parser, args):
+    """The folder of the run --resume continues: --out as given, else the newest run of this
+    script that holds a checkpoint."""
+    if args.out is not None:
+        return Path(args.out)
+    out = latest_run_with_checkpoint(OUT_ROOT, script_name())
+    if out is None:
+        parser.error(f"--resume: no run of {script_name()} under "
+                     f"{OUT_ROOT / script_name()} has a {CHECKPOINT_NAME}; start one with "
+                     "--checkpoint")
+    return out
+
+
+def _resumed_command(parser, folder):
+    """The options of the run in folder (its command.json), or [] for a run started before
+    they were kept."""
+    path = folder / COMMAND_NAME
+    if not path.is_file():
         return []
     try:
         words = json.loads(path.read_text(encoding="utf-8"))
@@ -253,8 +258,11 @@ def parse_args(parser, defaults, quick=None, argv=None, outputs=()):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if getattr(args, "resume", False):
-        # the resumed run's own options first, so that those given now win
-        args = parser.parse_args(_resumed_command(parser, args) + argv)
+        # the resumed run's own options first, so that those given now win; its folder is
+        # looked up once, so that both come from the same run
+        folder = _resumed_folder(parser, args)
+        args = parser.parse_args(_resumed_command(parser, folder) + argv)
+        args.out = folder
     given_length = any(getattr(args, name, None) is not None for name in ("epochs", "iters"))
     for name, value in defaults.items():
         if name in ("epochs", "iters") and given_length:
