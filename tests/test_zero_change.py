@@ -1,6 +1,7 @@
 """Zero-change mode: fixture trees in the book's and the course fork's layouts, run plainly and
 through ``python -m fastconv`` / ``%load_ext fastconv``; the rule on in-memory modules."""
 import signal
+import subprocess
 import sys
 import types
 
@@ -9,7 +10,8 @@ import pytest
 
 from fastconv.zerochange import rules
 from fastconv.zerochange.compare import signature_difference
-from zero_change_helpers import assert_same_output, make_tree, report_line, run
+from zero_change_helpers import (assert_same_output, clean_env, make_tree, report_line,
+                                 run)
 
 
 @pytest.fixture(scope="module")
@@ -318,18 +320,35 @@ def test_a_scripts_own_excepthook_reports_its_error_as_in_a_plain_run(tmp_path):
     assert served.stderr.split("fastconv zero-change report")[0] == plain.stderr
 
 
-def test_ctrl_c_reports_the_scripts_frames_and_ends_by_sigint_as_in_a_plain_run(tmp_path):
-    (tmp_path / "stopped.py").write_text(
-        "import os, signal, time\n"
-        "def train():\n"
-        "    os.kill(os.getpid(), signal.SIGINT)\n"
-        "    time.sleep(60)\n"
-        "train()\n")
-    plain = run(["stopped.py"], tmp_path, tmp_path)
-    served = run(["stopped.py"], tmp_path, tmp_path, runner=True)
-    assert plain.returncode == served.returncode == -signal.SIGINT
-    assert plain.stderr.startswith("Traceback") and "KeyboardInterrupt" in plain.stderr
-    # the report comes first (the runner's exit), then the interpreter's traceback
-    report, traceback = served.stderr.split("\nTraceback", 1)
-    assert "fastconv zero-change report" in report
-    assert "Traceback" + traceback == plain.stderr
+_HOOK_RAISES = "def hook(kind, error, tb):\n    raise ValueError('hook broke')\nsys.excepthook = hook\n"
+_STOPPED = "import os, signal, time\ndef train():\n    os.kill(os.getpid(), signal.SIGINT)\n" \
+           "    time.sleep(60)\ntrain()\n"
+_ENDINGS = {  # a script's end -> its exit status
+    "ctrl-c": (_STOPPED, -signal.SIGINT),
+    "ctrl-c, its hook raises": (_HOOK_RAISES + "raise KeyboardInterrupt\n", -signal.SIGINT),
+    "ctrl-c, its hook is None": ("sys.excepthook = None\nraise KeyboardInterrupt\n",
+                                 -signal.SIGINT),
+    "ctrl-c, its hook deleted": ("del sys.excepthook\nraise KeyboardInterrupt\n",
+                                 -signal.SIGINT),
+    "an error, its hook raises": (_HOOK_RAISES + "raise RuntimeError('boom')\n", 1),
+    "an error raised from another": ("try:\n    {}['k']\nexcept KeyError as e:\n"
+                                     "    raise ValueError('v') from e\n", 1),
+    "a syntax error": ("x = 1\ndef (\n", 1),
+}
+
+
+@pytest.mark.parametrize("ending", _ENDINGS)
+def test_a_script_that_fails_or_is_stopped_prints_and_ends_as_in_a_plain_run(tmp_path, ending):
+    # Python's own messages, the script's hook or what the interpreter prints when that hook
+    # fails or is missing, with no frame of the runner's or runpy's; on Ctrl-C the process
+    # still ends by SIGINT, after its exit handlers
+    source, status = _ENDINGS[ending]
+    (tmp_path / "ending.py").write_text("import sys\n" + source)
+    runs = [subprocess.run(command, cwd=tmp_path, env=clean_env(tmp_path), capture_output=True,
+                           text=True, timeout=120)
+            for command in ([sys.executable, "ending.py"],
+                            [sys.executable, "-m", "fastconv", "ending.py"])]
+    plain, served = runs
+    assert plain.returncode == served.returncode == status
+    assert "Error" in plain.stderr or "Traceback" in plain.stderr
+    assert served.stderr == plain.stderr

@@ -84,13 +84,17 @@ def _run(script):
         return _exit_code(exc.code)
     except KeyboardInterrupt as exc:
         # left to the interpreter, which runs the exit handlers and then ends the process by
-        # SIGINT as a plain run does; only the traceback it prints is cut to the script's
-        _report_from_script_frames(exc, script)
+        # SIGINT as a plain run does; only what it prints is cut to the script's frames
+        _report_at_exit(exc, script)
         raise
     except BaseException as exc:
-        _print_script_traceback(exc, script)
-        return 1
-    return 0
+        failed = exc
+    else:
+        return 0
+    # reported outside the except clause, so that an error of the script's own hook is not
+    # chained to the exception it was reporting (the interpreter does not chain them)
+    _report(failed, _from_script_frames(failed, failed.__traceback__, script), _excepthook())
+    return 1
 
 
 def _exit_code(code):
@@ -103,40 +107,56 @@ def _exit_code(code):
     return 1
 
 
-def _from_script_frames(tb, script):
-    """The traceback from the script's first frame on, not runpy's and the runner's."""
+def _from_script_frames(exc, tb, script):
+    """The traceback of exc from the script's first frame on, not runpy's and the runner's;
+    where it has none of the script's frames, all of it, or none for the script's own
+    SyntaxError (a plain run prints the offending line and no frame)."""
     first = tb
     while first is not None and first.tb_frame.f_code.co_filename != script:
         first = first.tb_next
+    if first is None and isinstance(exc, SyntaxError) and exc.filename == script:
+        return None
     return first or tb
 
 
-def _report_from_script_frames(exc, script):
-    """Has the interpreter's report of exc at exit (``sys.excepthook``, the script's or
-    Python's) start at the script's first frame; any other exception is reported whole."""
-    hook = sys.excepthook
+_MISSING = object()  # sys.excepthook deleted by the script
+
+
+def _excepthook():
+    return getattr(sys, "excepthook", _MISSING)
+
+
+def _report(exc, tb, hook):
+    """What the interpreter prints for an uncaught exc with traceback tb, where hook is the
+    ``sys.excepthook`` it would call (the script's, Python's, or _MISSING)."""
+    exc.__traceback__ = tb  # Python's own hook prints the exception's __traceback__
+    if hook is _MISSING:
+        print("sys.excepthook is missing", file=sys.stderr)
+        traceback.print_exception(type(exc), exc, tb)
+        return
+    try:
+        hook(type(exc), exc, tb)
+    except BaseException as hook_error:
+        # as the interpreter does: both, the hook's error from the hook's own frame on
+        print("Error in sys.excepthook:", file=sys.stderr)
+        traceback.print_exception(type(hook_error), hook_error,
+                                  hook_error.__traceback__.tb_next)
+        print("\nOriginal exception was:", file=sys.stderr)
+        traceback.print_exception(type(exc), exc, tb)
+
+
+def _report_at_exit(exc, script):
+    """Has the interpreter's report of exc at exit print what a plain run prints; any other
+    exception is reported as the interpreter would."""
+    hook = _excepthook()
 
     def report(kind, error, tb):
-        sys.excepthook = hook
+        if hook is _MISSING:
+            del sys.excepthook
+        else:
+            sys.excepthook = hook
         if error is exc:
-            # Python's own hook prints the exception's __traceback__, not the one passed
-            tb = _from_script_frames(tb, script)
-            error.__traceback__ = tb
-        hook(kind, error, tb)
+            _report(error, _from_script_frames(error, tb, script), hook)
+        else:
+            _report(error, tb, hook)
     sys.excepthook = report
-
-
-def _print_script_traceback(exc, script):
-    """What a plain run prints: the script's ``sys.excepthook`` if it set one, else the
-    traceback from the script's first frame on, not runpy's."""
-    tb = _from_script_frames(exc.__traceback__, script)
-    hook = sys.excepthook
-    if hook is not sys.__excepthook__:
-        try:
-            hook(type(exc), exc, tb)
-            return
-        except BaseException as hook_error:  # as the interpreter does: report both
-            print("Error in sys.excepthook:", file=sys.stderr)
-            traceback.print_exception(type(hook_error), hook_error, hook_error.__traceback__)
-            print("\nOriginal exception was:", file=sys.stderr)
-    traceback.print_exception(type(exc), exc, tb)
