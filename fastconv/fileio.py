@@ -201,12 +201,15 @@ def _same_file(fd, path):
 
 def release_lock(lock_path, fd):
     """Removes the lock file of ``hold_lock`` and releases its lock (the file goes first: a
-    run that opened it meanwhile finds it gone once it gets the lock, and tries again)."""
+    run that opened it meanwhile finds it gone once it gets the lock, and tries again). A
+    file at lock_path that is not the one held (someone deleted ours, and another run made
+    and locked a new one) is that run's, and stays."""
     if fd is None:
         return
     try:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(lock_path)
+        if _same_file(fd, lock_path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock_path)
     finally:
         os.close(fd)
 

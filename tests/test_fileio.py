@@ -190,6 +190,21 @@ def test_a_lock_is_held_once_and_its_file_goes_with_its_release(tmp_path):
 
 
 @posix_only
+def test_a_release_leaves_the_lock_file_of_a_run_that_came_after_a_deletion(tmp_path):
+    # a user deleted the held lock file (a leftover look-alike), and a second run made and
+    # locked a new one: the first run's release must leave it, or a third run starts too
+    lock = fileio.lock_file_for(tmp_path / "run.ckpt")
+    first = fileio.hold_lock(lock, "run.ckpt")
+    os.unlink(lock)
+    second = fileio.hold_lock(lock, "run.ckpt")
+    fileio.release_lock(lock, first)
+    with pytest.raises(fileio.LockedError):
+        fileio.hold_lock(lock, "run.ckpt")
+    fileio.release_lock(lock, second)
+    assert os.listdir(tmp_path) == []
+
+
+@posix_only
 def test_a_link_planted_as_the_lock_file_is_not_followed(tmp_path):
     target = tmp_path / "elsewhere"
     (tmp_path / ".run.ckpt.lock").symlink_to(target)
