@@ -155,10 +155,14 @@ for folder in ({a!r}, {b!r}):
 def test_the_same_folder_again_keeps_its_lock_and_another_frees_it(tmp_path):
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     probe = LOCK_PROBE.format(a=a, b=b)
+    alias = str(tmp_path / "link-to-a")
     out = _run(["%load_ext fastconv", f"%fastconv --checkpoint {a}",
-                f"%fastconv --checkpoint {a}", probe,  # a cell of Run All, run again
+                f"%fastconv --checkpoint {a}",  # a cell of Run All, run again
+                f"import os; os.symlink({a!r}, {alias!r})",
+                f"%fastconv --checkpoint {alias}", probe,  # the same folder by another name
                 f"%fastconv --checkpoint {b}", probe, "%fastconv --no-checkpoint", probe],
                tmp_path).stdout
+    assert "in use" not in out
     states = [line for line in out.splitlines() if line.startswith(("FREE", "HELD", "ABSENT"))]
     assert states == [f"HELD {a}", f"ABSENT {b}", f"FREE {a}", f"HELD {b}", f"FREE {a}",
                       f"FREE {b}"], out

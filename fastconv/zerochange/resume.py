@@ -43,7 +43,8 @@ def start(folder):
     global _held
     folder = os.path.abspath(folder)
     os.makedirs(folder, exist_ok=True)
-    again = _held is not None and _held[0] == folder  # a notebook's %fastconv line run again
+    # a notebook's %fastconv line run again, or naming the same folder another way
+    again = _held is not None and os.path.realpath(_held[0]) == os.path.realpath(folder)
     fd = None if again else _lock(folder)
     try:
         path = os.path.join(folder, START_STATE)
