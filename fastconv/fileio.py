@@ -107,7 +107,14 @@ def atomic_write(path, mode="wb"):
     if os.path.isdir(path):  # else the error would name the temporary file
         raise IsADirectoryError(errno.EISDIR, "a folder is in the way of the file", path)
     folder, name = os.path.split(path)
-    fd, temporary = _create_temporary(folder, name)
+    try:
+        fd, temporary = _create_temporary(folder, name)
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        # (a read-only or full file system, a folder without write permission): the error
+        # named the temporary file, which the caller never heard of
+        raise OSError(exc.errno, f"{exc.strerror}; the file was left as it was", path) from exc
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
@@ -119,7 +126,7 @@ def atomic_write(path, mode="wb"):
             os.unlink(temporary)
         if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
             # a full disk's error names no file; say which, and that nothing was lost
-            raise OSError(exc.errno, f"{exc.strerror}; {path} was left as it was",
+            raise OSError(exc.errno, f"{exc.strerror}; the file was left as it was",
                           path) from exc
         raise
     _fsync_folder(folder)

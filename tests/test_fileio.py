@@ -74,9 +74,30 @@ def test_full_disk_keeps_the_previous_file(tmp_path):
             print("failed:", exc)
         """)
     assert done.returncode == 0 and done.stdout.startswith("failed:"), done.stdout + done.stderr
-    assert f"{path} was left as it was" in done.stdout  # the error names the file
+    assert f"the file was left as it was: '{path}'" in done.stdout  # it names the file
     assert path.read_bytes() == b"good" * 1000
     assert os.listdir(tmp_path) == ["f.bin"]
+
+
+@pytest.mark.parametrize("code", ["EROFS", "EACCES", "ENOSPC"])
+def test_a_folder_that_takes_no_new_file_is_named_in_the_error(tmp_path, monkeypatch, code):
+    # (root ignores permissions, and a read-only mount needs privileges: refused by hand)
+    path = tmp_path / "run.ckpt"
+    write(path, b"good")
+    real_open = os.open
+
+    def refuse_new_files(name, flags, *args):
+        if flags & os.O_CREAT:
+            raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)), name)
+        return real_open(name, flags, *args)
+    monkeypatch.setattr(os, "open", refuse_new_files)
+    with pytest.raises(OSError) as raised:
+        with atomic_write(path) as f:
+            f.write(b"new")
+    assert raised.value.errno == getattr(errno, code)
+    assert raised.value.filename == str(path)  # not the temporary file's name
+    assert str(raised.value).endswith(f"; the file was left as it was: '{path}'")
+    assert path.read_bytes() == b"good" and os.listdir(tmp_path) == ["run.ckpt"]
 
 
 def test_kill_mid_write_keeps_the_previous_file(tmp_path):
