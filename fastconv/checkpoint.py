@@ -11,12 +11,11 @@ plus one ``header.json`` member describing the run. :func:`load` never unpickles
 trusts nothing in the file: the size of the file, the zip layout, the header's fields and every
 array's dtype and shape are checked against what the Trainer expects before a single value is
 written back, and a checkpoint made for another network, optimizer or training set-up is
-refused with an error naming what differs. See docs/checkpoints.md.
+refused with an error naming what differs (what is compared: ``fastconv.run_description``).
+See docs/checkpoints.md.
 """
-import hashlib
 import json
 import math
-import numbers
 import os
 import struct
 import zipfile
@@ -24,6 +23,9 @@ import zipfile
 import numpy as np
 
 from fastconv.fileio import NotARegularFileError, atomic_write, open_regular
+from fastconv.run_description import (array_spec, data_differences, differences, listed,
+                                      network_spec, optimizer_spec, optimizer_state_names,
+                                      state_slots, structure_differences, training_spec)
 
 __all__ = ["CheckpointError", "save", "load", "read_header"]
 
@@ -34,7 +36,6 @@ HEADER_LIMIT = 1 << 20  # bytes; a real header is a few KB
 MEMBER_OVERHEAD = 1 << 14  # bytes allowed per member for its zip entry and .npy header
 
 # the hyperparameters each optimizer has; a resumed run must use the same values
-HYPERPARAMETERS = ("lr", "momentum", "decay_rate", "beta1", "beta2")
 LISTS = ("train_loss", "train_acc", "test_acc", "epoch_time")
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 MT19937_WORDS = 624
@@ -47,118 +48,6 @@ class CheckpointError(ValueError):
 # what zipfile and the .npy reader raise on damaged bytes (found by changing bytes at random)
 _DAMAGE = (zipfile.BadZipFile, NotImplementedError, EOFError, OverflowError, struct.error,
            ValueError)
-
-
-# --- what the Trainer is: compared with a checkpoint before resuming -----------------------
-
-def _array_spec(array):
-    return [list(array.shape), array.dtype.str]
-
-
-def _state_slots(network):
-    return network._state_slots() if hasattr(network, "_state_slots") else {}
-
-
-# the settings of the book's layers that change what a step computes, though no parameter's
-# shape shows them (a dropout ratio, a stride and padding that give the same output size)
-LAYER_SETTINGS = {"Dropout": ("dropout_ratio",), "Convolution": ("stride", "pad"),
-                  "Pooling": ("pool_h", "pool_w", "stride", "pad"),
-                  "BatchNormalization": ("momentum",)}
-
-
-def _structure(network):
-    """Each layer's name, class and settings in order, and the weight decay: what else than
-    its shapes makes a network train differently (activation, dropout, weight decay)."""
-    layers = getattr(network, "layers", None)
-    if not isinstance(layers, dict):
-        return None
-    described = []
-    for name, layer in layers.items():
-        kind = type(layer).__name__
-        settings = {}
-        for setting in LAYER_SETTINGS.get(kind, ()):
-            value = getattr(layer, setting, None)
-            if isinstance(value, (bool, np.bool_, numbers.Real)):
-                settings[setting] = value.item() if isinstance(value, np.generic) else value
-        described.append([str(name), kind, settings])
-    decay = getattr(network, "weight_decay_lambda", None)
-    return {"layers": described, "last_layer": type(getattr(network, "last_layer", None)).__name__,
-            "weight_decay_lambda": float(decay) if isinstance(decay, numbers.Real) else None}
-
-
-def _network_spec(network):
-    """Class, params' [shape, dtype], the running statistics' declared shapes, and the
-    structure (``_structure``)."""
-    params = {key: _array_spec(np.asarray(value)) for key, value in network.params.items()}
-    states = {key: list(shape) for key, (_, _, shape) in _state_slots(network).items()}
-    return {"class": type(network).__name__, "params": params, "state": states,
-            "structure": _structure(network)}
-
-
-def optimizer_state_names(optimizer):
-    """The names of the optimizer's per-parameter state dicts, e.g. ``("m", "v")``."""
-    return tuple(getattr(type(optimizer), "_state", ()))
-
-
-def _optimizer_spec(optimizer):
-    hyper = {name: float(getattr(optimizer, name)) for name in HYPERPARAMETERS
-             if hasattr(optimizer, name)}
-    return {"class": type(optimizer).__name__, "hyperparameters": hyper}
-
-
-def _training_spec(trainer):
-    return {"mode": trainer.mode, "train_size": int(trainer.train_size),
-            "test_size": int(len(trainer.x_test)), "batch_size": trainer.batch_size,
-            "iter_per_epoch": trainer.iter_per_epoch,
-            "evaluate_sample_num_per_epoch": trainer.evaluate_sample_num_per_epoch,
-            "seed": trainer.seed, "data": data_fingerprint(trainer)}
-
-
-FINGERPRINT_ROWS = 64
-
-
-DATA = ("x_train", "t_train", "x_test", "t_test")
-
-
-def data_fingerprint(trainer):
-    """``{name: [dtype, shape, digest]}`` of the training and test sets: the digest of every
-    label, and of FINGERPRINT_ROWS images spread evenly over each set (all of a smaller
-    one). Data of the same sizes but other contents (another slice of MNIST, other
-    preprocessing) then tells itself apart in microseconds, where hashing MNIST whole
-    would take a second. Values are compared, not their layout: the byte order, and for
-    integer labels (which only index) the integer type, do not count."""
-    described = {}
-    for name in DATA:
-        array = np.asarray(getattr(trainer, name))
-        if name.startswith("x") and len(array):
-            rows = np.linspace(0, len(array) - 1, FINGERPRINT_ROWS).astype(np.intp)
-            array = array[np.unique(rows)]
-        kind = array.dtype.name
-        if array.dtype.kind in "iu":
-            array, kind = array.astype(np.int64), "integer"
-        array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
-        digest = hashlib.blake2b(array.tobytes(), digest_size=8).hexdigest()
-        described[name] = [kind, list(np.shape(getattr(trainer, name))), digest]
-    return described
-
-
-def _data_differences(found, expected):
-    """Messages naming each array of the data that differs from the checkpoint's."""
-    if not isinstance(found, dict):  # written before the data's fingerprint was recorded
-        return []
-    messages = []
-    for name in DATA:
-        was, now = found.get(name), expected[name]
-        if not (isinstance(was, list) and len(was) == 3):
-            messages.append(f"{name} is not described in the checkpoint")
-        elif was[:2] != now[:2]:
-            messages.append(f"{name} is {was[0]} {tuple(was[1])} in the checkpoint, "
-                            f"{now[0]} {tuple(now[1])} here")
-        elif was[2] != now[2]:
-            what = "its labels" if name.startswith("t") else \
-                f"{FINGERPRINT_ROWS} of its images spread over it"
-            messages.append(f"{name} holds other values ({what} compared)")
-    return messages
 
 
 # --- saving --------------------------------------------------------------------------------
@@ -178,7 +67,7 @@ def _capture(trainer):
     arrays = {}
     for key, value in network.params.items():
         arrays["params/" + key] = np.asarray(value)
-    for key, (layer, attr, _) in _state_slots(network).items():
+    for key, (layer, attr, _) in state_slots(network).items():
         value = getattr(layer, attr)
         if value is not None:
             arrays["state/" + key] = np.asarray(value)
@@ -190,7 +79,7 @@ def _capture(trainer):
         if store is not None:
             for key in network.params:
                 arrays[f"optimizer/{name}/{key}"] = np.asarray(store[key])
-    optimizer_header = _optimizer_spec(optimizer)
+    optimizer_header = optimizer_spec(optimizer)
     optimizer_header["state"] = present
     optimizer_header["iter"] = int(optimizer.iter) if hasattr(optimizer, "iter") else None
 
@@ -205,15 +94,15 @@ def _capture(trainer):
     arrays["lists/epoch_steady"] = np.asarray(trainer._epoch_steady, dtype=np.float64
                                               ).reshape(-1, 2)
 
-    network_header = _network_spec(network)
+    network_header = network_spec(network)
     network_header["state"] = {  # [shape, dtype] of each running statistic saved, or None
-        key: _array_spec(arrays["state/" + key]) if "state/" + key in arrays else None
+        key: array_spec(arrays["state/" + key]) if "state/" + key in arrays else None
         for key in network_header["state"]}
     header = {
         "format": FORMAT, "version": VERSION,
         "network": network_header,
         "optimizer": optimizer_header,
-        "training": _training_spec(trainer),
+        "training": training_spec(trainer),
         "progress": {"current_iter": trainer.current_iter,
                      "current_epoch": trainer.current_epoch,
                      "max_iter": trainer.max_iter,
@@ -295,66 +184,6 @@ def read_header(path):
             raise _refuse(path, f"not a readable zip archive ({error})") from None
 
 
-def _shown(value):
-    """A header value as a person reads it: ``float64 (10, 12)`` for an array spec."""
-    if isinstance(value, list) and len(value) == 2 and isinstance(value[0], list) \
-            and isinstance(value[1], str):
-        try:
-            return f"{np.dtype(value[1]).name} {tuple(value[0])}"
-        except TypeError:
-            pass
-    return repr(value)
-
-
-def _differences(what, found, expected):
-    """Messages naming each entry of two spec dicts that differs."""
-    messages = []
-    for key in expected:
-        if key not in found:
-            messages.append(f"{what} {key!r} is missing in the checkpoint")
-        elif found[key] != expected[key]:
-            messages.append(f"{what} {key!r} is {_shown(found[key])} in the checkpoint, "
-                            f"{_shown(expected[key])} here")
-    for key in found:
-        if key not in expected:
-            messages.append(f"{what} {key!r} is in the checkpoint but not here")
-    return messages
-
-
-def _structure_differences(found, expected):
-    if not isinstance(found, dict) or not isinstance(expected, dict):
-        return [] if found == expected else ["the layers differ"]
-    messages = []
-    found_layers = found.get("layers")
-    if found_layers != expected["layers"]:
-        if not isinstance(found_layers, list) or len(found_layers) != len(expected["layers"]) \
-                or any(not isinstance(f, list) or f[:2] != e[:2]
-                       for f, e in zip(found_layers, expected["layers"])):
-            messages.append("the layers are " + _layer_names(found_layers) + " in the "
-                            "checkpoint, " + _layer_names(expected["layers"]) + " here")
-        else:
-            for (name, _, settings), (_, _, here) in zip(found_layers, expected["layers"]):
-                messages += _differences(f"layer {name!r}: setting", settings
-                                         if isinstance(settings, dict) else {}, here)
-    for key in ("last_layer", "weight_decay_lambda"):
-        if found.get(key) != expected[key]:
-            messages.append(f"{key} is {_shown(found.get(key))} in the checkpoint, "
-                            f"{_shown(expected[key])} here")
-    return messages
-
-
-def _layer_names(layers):
-    if not isinstance(layers, list):
-        return "unreadable"
-    return "[" + ", ".join(f"{f[0]} ({f[1]})" if isinstance(f, list) and len(f) >= 2 else "?"
-                           for f in layers) + "]"
-
-
-def _listed(messages, limit=6):
-    shown = "; ".join(messages[:limit])
-    return shown + (f"; and {len(messages) - limit} more" if len(messages) > limit else "")
-
-
 def _check_matches(path, header, trainer):
     """Refuse a checkpoint made for another network, optimizer or training set-up."""
     network = header.get("network")
@@ -363,23 +192,23 @@ def _check_matches(path, header, trainer):
     if not all(isinstance(part, dict) for part in (network, optimizer, training)):
         raise _refuse(path, "the header lacks its network, optimizer or training section")
     refusals = []
-    expected = _training_spec(trainer)
+    expected = training_spec(trainer)
     fingerprint = expected.pop("data")
-    messages = _differences("setting", {k: v for k, v in training.items() if k != "data"},
-                            expected)
-    messages += _data_differences(training.get("data"), fingerprint)
+    messages = differences("setting", {k: v for k, v in training.items() if k != "data"},
+                           expected)
+    messages += data_differences(training.get("data"), fingerprint)
     if messages:
-        refusals.append("another training run: " + _listed(messages))
+        refusals.append("another training run: " + listed(messages))
 
-    expected = _network_spec(trainer.network)
+    expected = network_spec(trainer.network)
     if network.get("class") != expected["class"]:
         messages = [f"a {network.get('class')!r} network, not a {expected['class']!r}"]
     else:
-        messages = _differences("parameter", network.get("params") or {}, expected["params"])
+        messages = differences("parameter", network.get("params") or {}, expected["params"])
         # running statistics: the same names; the shapes of those the checkpoint holds
         found_states = network.get("state") or {}
-        messages += _differences("running statistic", dict.fromkeys(found_states),
-                                 dict.fromkeys(expected["state"]))
+        messages += differences("running statistic", dict.fromkeys(found_states),
+                                dict.fromkeys(expected["state"]))
         dtype = getattr(trainer.network, "dtype", None)  # the running statistics' dtype
         for key, spec in found_states.items():
             shape = expected["state"].get(key, ...)
@@ -394,18 +223,18 @@ def _check_matches(path, header, trainer):
                                 f"checkpoint, {np.dtype(dtype)} here")
         # a checkpoint written before the structure was recorded has none to compare
         if "structure" in network:
-            messages += _structure_differences(network["structure"], expected["structure"])
+            messages += structure_differences(network["structure"], expected["structure"])
     if messages:
-        refusals.append("another network: " + _listed(messages))
+        refusals.append("another network: " + listed(messages))
 
-    expected = _optimizer_spec(trainer.optimizer)
+    expected = optimizer_spec(trainer.optimizer)
     if optimizer.get("class") != expected["class"]:
         messages = [f"the {optimizer.get('class')!r} optimizer, not {expected['class']!r}"]
     else:
-        messages = _differences("hyperparameter", optimizer.get("hyperparameters") or {},
-                                expected["hyperparameters"])
+        messages = differences("hyperparameter", optimizer.get("hyperparameters") or {},
+                               expected["hyperparameters"])
     if messages:
-        refusals.append("another optimizer: " + _listed(messages))
+        refusals.append("another optimizer: " + listed(messages))
     if refusals:
         raise _refuse(path, "it was made for " + " | and for ".join(refusals))
 
@@ -617,7 +446,7 @@ def _restore(trainer, arrays, progress, present, count, legacy_state, generator)
         network.params[key][...] = arrays["params/" + key]
     if hasattr(network, "_rebind"):
         network._rebind()
-    for key, (layer, attr, _) in _state_slots(network).items():
+    for key, (layer, attr, _) in state_slots(network).items():
         setattr(layer, attr, arrays.get("state/" + key))
     for name, is_present in present.items():
         setattr(optimizer, name, {key: arrays[f"optimizer/{name}/{key}"]
