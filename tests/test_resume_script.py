@@ -329,3 +329,29 @@ def test_the_folders_lock_stays_the_runs_until_it_ends_even_past_a_forked_childs
     done = _run(_command(script, folder, folder / ".lock"), tmp_path)
     assert done.stdout == "True True\n"  # the child's exit left the parent's lock alone
     assert sorted(os.listdir(folder)) == ["random-state.json"]
+
+
+THREAD_SCRIPT = """
+import threading, time
+import numpy as np
+from fastconv.nets import TwoLayerNet
+from fastconv.trainer import Trainer
+
+def later():
+    time.sleep(0.5)  # the script's main part has returned by now
+    x, t = np.random.rand(40, 6), np.random.randint(0, 3, 40)
+    Trainer(TwoLayerNet(6, 4, 3), x, t, x, t, epochs=1, mini_batch_size=10,
+            verbose=False).train()
+    print("trained")
+
+threading.Thread(target=later).start()
+"""
+
+
+def test_a_trainer_that_a_thread_makes_after_the_script_returned_is_saved_and_counted(tmp_path):
+    script = tmp_path / "threaded.py"
+    script.write_text(THREAD_SCRIPT)
+    done = _run(_command(script, tmp_path / "run", "unused"), tmp_path)
+    assert done.stdout == "trained\n"
+    assert "made no fastconv Trainer" not in done.stderr  # the note waits for the thread
+    assert sorted(os.listdir(tmp_path / "run")) == ["random-state.json", "trainer-1.ckpt"]

@@ -352,3 +352,12 @@ def test_a_script_that_fails_or_is_stopped_prints_and_ends_as_in_a_plain_run(tmp
     assert plain.returncode == served.returncode == status
     assert "Error" in plain.stderr or "Traceback" in plain.stderr
     assert served.stderr == plain.stderr
+
+
+def test_the_report_follows_the_traceback_of_a_stopped_run_as_of_a_failed_one(tmp_path):
+    (tmp_path / "ending.py").write_text(_ENDINGS["ctrl-c"][0])
+    plain = run(["ending.py"], tmp_path, tmp_path)
+    served = run(["ending.py"], tmp_path, tmp_path, runner=True)  # with --report
+    assert served.returncode == plain.returncode == -signal.SIGINT
+    traceback, report = served.stderr.split("fastconv zero-change report", 1)
+    assert traceback == plain.stderr

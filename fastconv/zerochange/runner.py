@@ -5,6 +5,7 @@ Runs SCRIPT as ``__main__`` the way ``python SCRIPT ARGS...`` would (same ``sys.
 book's modules served by fastconv.
 """
 import argparse
+import atexit
 import os
 import runpy
 import sys
@@ -68,13 +69,23 @@ def main(argv=None):
     try:
         return _run(script)
     finally:
-        if options.checkpoint is not None:
-            note = resume.finish(options.checkpoint)
-            if note:
-                print(note, file=sys.stderr)
-        if options.report:
-            sys.stdout.flush()
-            print(zerochange.report(), file=sys.stderr)
+        # at exit: after the interpreter has printed any traceback and waited for the
+        # script's threads, whose Trainers and served calls count too (registered after
+        # resume's own exit handler, so it runs before that one ends the run)
+        atexit.register(_last_words, options)
+
+
+def _last_words(options):
+    """The runner's notes on the run, at exit."""
+    import fastconv.zerochange as zerochange
+    if options.checkpoint is not None:
+        from fastconv.zerochange import resume
+        note = resume.finish(options.checkpoint)
+        if note:
+            print(note, file=sys.stderr)
+    if options.report:
+        sys.stdout.flush()
+        print(zerochange.report(), file=sys.stderr)
 
 
 def _run(script):
