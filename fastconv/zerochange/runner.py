@@ -82,10 +82,11 @@ def _last_words(options):
         from fastconv.zerochange import resume
         note = resume.finish(options.checkpoint)
         if note:
-            print(note, file=sys.stderr)
+            print(note, file=_stderr())
     if options.report:
-        sys.stdout.flush()
-        print(zerochange.report(), file=sys.stderr)
+        if sys.stdout is not None:
+            sys.stdout.flush()
+        print(zerochange.report(), file=_stderr())
 
 
 def _run(script):
@@ -104,8 +105,14 @@ def _run(script):
         return 0
     # reported outside the except clause, so that an error of the script's own hook is not
     # chained to the exception it was reporting (the interpreter does not chain them)
-    _report(failed, _from_script_frames(failed, failed.__traceback__, script), _excepthook())
+    _report(failed, _from_script_frames(failed.__traceback__, script), _excepthook())
     return 1
+
+
+def _stderr():
+    """Where the interpreter writes its messages: the script's sys.stderr, or the process's
+    own where the script set it to None."""
+    return sys.stderr if sys.stderr is not None else sys.__stderr__
 
 
 def _exit_code(code):
@@ -114,20 +121,33 @@ def _exit_code(code):
         return 0
     if isinstance(code, int):
         return code
-    print(code, file=sys.stderr)
+    try:
+        text = str(code)
+    except Exception:  # a code that cannot be shown: the interpreter prints its newline only
+        text = ""
+    print(text, file=_stderr())
     return 1
 
 
-def _from_script_frames(exc, tb, script):
-    """The traceback of exc from the script's first frame on, not runpy's and the runner's;
-    where it has none of the script's frames, all of it, or none for the script's own
-    SyntaxError (a plain run prints the offending line and no frame)."""
+def _from_script_frames(tb, script):
+    """The traceback a plain run would show: from the script's first frame on; where no
+    frame is the script's (its own SyntaxError, an exception group that ``except*`` raised
+    again, a ``.pyc`` or zip app run as SCRIPT), the frames after runpy's, if any."""
     first = tb
     while first is not None and first.tb_frame.f_code.co_filename != script:
         first = first.tb_next
-    if first is None and isinstance(exc, SyntaxError) and exc.filename == script:
-        return None
-    return first or tb
+    if first is not None:
+        return first
+    after = frame = tb
+    while frame is not None:
+        if _is_runpy(frame.tb_frame.f_code.co_filename):
+            after = frame.tb_next
+        frame = frame.tb_next
+    return after
+
+
+def _is_runpy(filename):
+    return filename == runpy.__file__ or filename.startswith("<frozen runpy")
 
 
 _MISSING = object()  # sys.excepthook deleted by the script
@@ -142,18 +162,20 @@ def _report(exc, tb, hook):
     ``sys.excepthook`` it would call (the script's, Python's, or _MISSING)."""
     exc.__traceback__ = tb  # Python's own hook prints the exception's __traceback__
     if hook is _MISSING:
-        print("sys.excepthook is missing", file=sys.stderr)
-        traceback.print_exception(type(exc), exc, tb)
+        print("sys.excepthook is missing", file=_stderr())
+        traceback.print_exception(type(exc), exc, tb, file=_stderr())
         return
     try:
         hook(type(exc), exc, tb)
+    except SystemExit:  # the hook ends the process with its own status, as it would plainly
+        raise
     except BaseException as hook_error:
         # as the interpreter does: both, the hook's error from the hook's own frame on
-        print("Error in sys.excepthook:", file=sys.stderr)
+        print("Error in sys.excepthook:", file=_stderr())
         traceback.print_exception(type(hook_error), hook_error,
-                                  hook_error.__traceback__.tb_next)
-        print("\nOriginal exception was:", file=sys.stderr)
-        traceback.print_exception(type(exc), exc, tb)
+                                  hook_error.__traceback__.tb_next, file=_stderr())
+        print("\nOriginal exception was:", file=_stderr())
+        traceback.print_exception(type(exc), exc, tb, file=_stderr())
 
 
 def _report_at_exit(exc, script):
@@ -167,7 +189,7 @@ def _report_at_exit(exc, script):
         else:
             sys.excepthook = hook
         if error is exc:
-            _report(error, _from_script_frames(error, tb, script), hook)
+            _report(error, _from_script_frames(tb, script), hook)
         else:
             _report(error, tb, hook)
     sys.excepthook = report
