@@ -373,3 +373,12 @@ def test_the_report_follows_the_traceback_of_a_stopped_run_as_of_a_failed_one(tm
     assert served.returncode == plain.returncode == -signal.SIGINT
     traceback, report = served.stderr.split("fastconv zero-change report", 1)
     assert traceback == plain.stderr
+
+
+def test_the_report_comes_after_the_scripts_own_exit_handlers(tmp_path):
+    (tmp_path / "handler.py").write_text(
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('handler ran', file=sys.stderr))\n")
+    served = run(["handler.py"], tmp_path, tmp_path, runner=True)  # with --report
+    assert served.returncode == 0
+    assert served.stderr.startswith("handler ran\nfastconv zero-change report"), served.stderr

@@ -66,13 +66,12 @@ def main(argv=None):
     sys.argv = [options.script] + options.args
     # the folder of the file itself, a symbolic link resolved, as the interpreter sets it
     sys.path[0] = os.path.dirname(os.path.realpath(script))
-    try:
-        return _run(script)
-    finally:
-        # at exit: after the interpreter has printed any traceback and waited for the
-        # script's threads, whose Trainers and served calls count too (registered after
-        # resume's own exit handler, so it runs before that one ends the run)
-        atexit.register(_last_words, options)
+    # at exit: after the interpreter has printed any traceback and waited for the script's
+    # threads, and after the script's own exit handlers (registered later, they run first),
+    # whose Trainers and served calls count too; before resume's handler, registered earlier,
+    # ends the run
+    atexit.register(_last_words, options)
+    return _run(script)
 
 
 def _last_words(options):
