@@ -106,6 +106,16 @@ def atomic_write(path, mode="wb"):
     path = os.path.realpath(os.fspath(path))
     if os.path.isdir(path):  # else the error would name the temporary file
         raise IsADirectoryError(errno.EISDIR, "a folder is in the way of the file", path)
+    try:
+        present = os.stat(path).st_mode
+    except OSError:  # none yet (or not to be seen): the temporary file's creation will tell
+        present = None
+    if present is not None and not stat.S_ISREG(present):
+        # the rename would put a regular file in place of a device (as root, /dev/null) or a
+        # FIFO that another program reads
+        raise NotARegularFileError(errno.EINVAL, f"not a regular file but a "
+                                                 f"{_kind(present)}; fastconv writes only "
+                                                 f"regular files", path)
     folder, name = os.path.split(path)
     try:
         fd, temporary = _create_temporary(folder, name)
@@ -242,7 +252,7 @@ def remove_stale_temporaries(path, min_age=0.0):
 
 
 class NotARegularFileError(OSError):
-    """A path fastconv was to read is a FIFO, a device, a socket or a folder."""
+    """A path fastconv was to read or write is a FIFO, a device, a socket or a folder."""
 
 
 def _kind(mode):

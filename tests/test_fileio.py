@@ -5,6 +5,7 @@ Failures that end the process (a full disk, SIGKILL) run in a subprocess with a 
 import errno
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -98,6 +99,25 @@ def test_a_folder_that_takes_no_new_file_is_named_in_the_error(tmp_path, monkeyp
     assert raised.value.filename == str(path)  # not the temporary file's name
     assert str(raised.value).endswith(f"; the file was left as it was: '{path}'")
     assert path.read_bytes() == b"good" and os.listdir(tmp_path) == ["run.ckpt"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs (POSIX)")
+def test_a_fifo_or_a_device_in_place_of_the_file_is_refused_and_stays(tmp_path):
+    # the rename would have put a regular file in their place: as root, in place of /dev/null
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    targets = [(fifo, "FIFO", stat.S_ISFIFO)]
+    try:  # a device node of our own (root only), never the system's
+        os.mknod(tmp_path / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        targets.append((tmp_path / "null", "character device", stat.S_ISCHR))
+    except (PermissionError, AttributeError):
+        pass
+    for path, kind, still in targets:
+        with pytest.raises(fileio.NotARegularFileError, match=f"not a regular file but a {kind}"):
+            with atomic_write(path) as f:
+                f.write(b"x")
+        assert still(os.stat(path).st_mode)
+    assert sorted(os.listdir(tmp_path)) == sorted(p.name for p, _, _ in targets)
 
 
 def test_kill_mid_write_keeps_the_previous_file(tmp_path):
