@@ -320,7 +320,8 @@ def test_a_scripts_own_excepthook_reports_its_error_as_in_a_plain_run(tmp_path):
     assert served.stderr.split("fastconv zero-change report")[0] == plain.stderr
 
 
-_HOOK_RAISES = "def hook(kind, error, tb):\n    raise ValueError('hook broke')\nsys.excepthook = hook\n"
+_HOOK_RAISES = ("def hook(kind, error, tb):\n    raise ValueError('hook broke')\n"
+                "sys.excepthook = hook\n")
 _STOPPED = "import os, signal, time\ndef train():\n    os.kill(os.getpid(), signal.SIGINT)\n" \
            "    time.sleep(60)\ntrain()\n"
 _ENDINGS = {  # a script's end -> its exit status
@@ -371,8 +372,7 @@ def test_the_report_follows_the_traceback_of_a_stopped_run_as_of_a_failed_one(tm
     plain = run(["ending.py"], tmp_path, tmp_path)
     served = run(["ending.py"], tmp_path, tmp_path, runner=True)  # with --report
     assert served.returncode == plain.returncode == -signal.SIGINT
-    traceback, report = served.stderr.split("fastconv zero-change report", 1)
-    assert traceback == plain.stderr
+    assert served.stderr.split("fastconv zero-change report", 1)[0] == plain.stderr
 
 
 def test_the_report_comes_after_the_scripts_own_exit_handlers(tmp_path):
