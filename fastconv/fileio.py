@@ -104,18 +104,17 @@ def atomic_write(path, mode="wb"):
         raise ValueError(f"mode must be 'wb' or 'w'; got {mode!r}")
     # through a symbolic link to the file it names, as open() would write
     path = os.path.realpath(os.fspath(path))
-    if os.path.isdir(path):  # else the error would name the temporary file
-        raise IsADirectoryError(errno.EISDIR, "a folder is in the way of the file", path)
     try:
         present = os.stat(path).st_mode
     except OSError:  # none yet (or not to be seen): the temporary file's creation will tell
         present = None
+    if present is not None and stat.S_ISDIR(present):
+        # (else the error would name the temporary file)
+        raise IsADirectoryError(errno.EISDIR, "a folder is in the way of the file", path)
     if present is not None and not stat.S_ISREG(present):
         # the rename would put a regular file in place of a device (as root, /dev/null) or a
         # FIFO that another program reads
-        raise NotARegularFileError(errno.EINVAL, f"not a regular file but a "
-                                                 f"{_kind(present)}; fastconv writes only "
-                                                 f"regular files", path)
+        raise _not_regular(present, path, "writes")
     folder, name = os.path.split(path)
     try:
         fd, temporary = _create_temporary(folder, name)
@@ -124,7 +123,7 @@ def atomic_write(path, mode="wb"):
             raise
         # (a read-only or full file system, a folder without write permission): the error
         # named the temporary file, which the caller never heard of
-        raise OSError(exc.errno, f"{exc.strerror}; the file was left as it was", path) from exc
+        raise _left_as_it_was(exc, path) from exc
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
@@ -136,10 +135,14 @@ def atomic_write(path, mode="wb"):
             os.unlink(temporary)
         if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
             # a full disk's error names no file; say which, and that nothing was lost
-            raise OSError(exc.errno, f"{exc.strerror}; the file was left as it was",
-                          path) from exc
+            raise _left_as_it_was(exc, path) from exc
         raise
     _fsync_folder(folder)
+
+
+def _left_as_it_was(error, path):
+    """error again, naming path, which a failed atomic_write left as it was."""
+    return OSError(error.errno, f"{error.strerror}; the file was left as it was", path)
 
 
 # what flock raises on a file system that cannot lock (NFS without its lock daemon, some
@@ -264,6 +267,13 @@ def _kind(mode):
     return "special file"
 
 
+def _not_regular(mode, path, use):
+    """The error for path, of stat mode ``mode``, which fastconv ``use``s ("reads",
+    "writes") only as a regular file."""
+    return NotARegularFileError(errno.EINVAL, f"not a regular file but a {_kind(mode)}; "
+                                              f"fastconv {use} only regular files", path)
+
+
 def open_regular(path):
     """path opened for reading in binary, if it is a regular file (a symbolic link to one
     will do); else NotARegularFileError naming what it is. A FIFO would block the open, and
@@ -275,9 +285,7 @@ def open_regular(path):
         if stat.S_ISDIR(mode):  # what open() raises for one
             raise IsADirectoryError(errno.EISDIR, "is a folder", os.fspath(path))
         if not stat.S_ISREG(mode):
-            raise NotARegularFileError(errno.EINVAL, f"not a regular file but a {_kind(mode)}; "
-                                                     f"fastconv reads only regular files",
-                                       os.fspath(path))
+            raise _not_regular(mode, os.fspath(path), "reads")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
