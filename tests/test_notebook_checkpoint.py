@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from test_resume_script import SCRIPT, _loaded
+from test_resume_script import LOCK_PROBE, SCRIPT, _loaded
 
 pytest.importorskip("IPython")
 
@@ -140,12 +140,10 @@ def test_checkpoints_stop_with_no_checkpoint_and_with_unload_ext(tmp_path):
             assert "fastconv: Trainers made from now on save no checkpoint" in out
 
 
-LOCK_PROBE = """
+FOLDERS_PROBE = """
 import subprocess, sys
-from fastconv.fileio import hold_lock
-probe = "import sys; from fastconv.fileio import hold_lock; hold_lock(sys.argv[1], 'x')"
 for folder in ({a!r}, {b!r}):
-    other = subprocess.run([sys.executable, "-c", probe, folder + "/.lock"],
+    other = subprocess.run([sys.executable, "-c", {probe!r}, folder + "/.lock"],
                            capture_output=True, text=True)
     print("FREE" if other.returncode == 0 else
           "HELD" if "LockedError" in other.stderr else "ABSENT", folder)
@@ -154,7 +152,7 @@ for folder in ({a!r}, {b!r}):
 
 def test_the_same_folder_again_keeps_its_lock_and_another_frees_it(tmp_path):
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
-    probe = LOCK_PROBE.format(a=a, b=b)
+    probe = FOLDERS_PROBE.format(a=a, b=b, probe=LOCK_PROBE)
     alias = str(tmp_path / "link-to-a")
     out = _run(["%load_ext fastconv", f"%fastconv --checkpoint {a}",
                 f"%fastconv --checkpoint {a}",  # a cell of Run All, run again

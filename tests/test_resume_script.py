@@ -308,15 +308,19 @@ def test_a_start_state_write_cut_short_by_a_kill_leaves_no_file_behind(tmp_path)
     assert sorted(os.listdir(tmp_path)) == ["random-state.json"]
 
 
-FORKING_SCRIPT = """
+# a process that tries to take the lock of the file argv[1] names: LockedError where another
+# holds it
+LOCK_PROBE = "import sys; from fastconv.fileio import hold_lock; hold_lock(sys.argv[1], 'x')"
+
+FORKING_SCRIPT = f"""
 import os, subprocess, sys
 lock = sys.argv[1]
 child = os.fork()
 if child == 0:
     sys.exit(0)  # through the interpreter's exit, exit handlers included
 os.waitpid(child, 0)
-probe = "import sys; from fastconv.fileio import hold_lock; hold_lock(sys.argv[1], 'x')"
-other = subprocess.run([sys.executable, "-c", probe, lock], capture_output=True, text=True)
+other = subprocess.run([sys.executable, "-c", {LOCK_PROBE!r}, lock], capture_output=True,
+                       text=True)
 print(os.path.exists(lock), "LockedError" in other.stderr)
 """
 
