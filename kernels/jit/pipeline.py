@@ -39,6 +39,7 @@ from . import background_compile, blas, recycle, simd
 from .blas import gemm
 from .compile_options import HELPER_INLINE
 from .direct import direct_rows, direct_weights, holds_blocks, shifted_size
+from .direct_gradient import add_direct_weight_gradient, add_lane_sums, gradient_fits
 from .epilogues import (GRADIENT_RELU_POOL, OUTPUT_RELU, OUTPUT_RELU_POOL,
                         OUTPUT_RELU_POOL_VALUES, _add_row_sums, _bias_to_nchw,
                         _pool_split_planes, backward_prologue, forward_epilogue,
@@ -210,24 +211,36 @@ def pool_tiles_or_none(epilogue, conv_h, conv_w):
 
 
 @njit(nogil=True, cache=True)
-def _backward_chunks(x, Wm, lo, hi, chunk, geometry, scratch, prologue, dW, db, dx):
+def _backward_chunks(x, Wm, lo, hi, chunk, geometry, scratch, prologue, dW, db, dx, direct):
     """Adds the weight and bias gradients of images lo..hi-1 to dW (FN, K) and db (FN,
     float64), and writes their input gradient to dx unless dx is empty.
 
-    prologue = (kind, pool, dout, out, argmax), see ``backward_prologue``.
+    prologue = (kind, pool, dout, out, argmax), see ``backward_prologue``; scratch = (cols,
+    rows, padded images, shifted, taps, run starts, lane sums), the last four for a weight
+    gradient summed directly (``direct_gradient``), which direct says: then no im2col
+    matrix is built, and cols is only the dcol's buffer.
     """
     FH, FW, stride, pad, conv_h, conv_w = geometry
-    xp = scratch[2]
+    flat_cols, flat_rows, xp, shifted, taps, run_starts, sums = scratch
     kind, pool, dout, out, argmax = prologue
     split_rows = gradient_rows_split(kind, pool, conv_h, conv_w)
+    FN, K = Wm.shape
+    sums[:] = 0
     for n0 in range(lo, hi, chunk):
         n1 = min(n0 + chunk, hi)
-        cols, rows = _chunk_im2col(x, n0, n1, geometry, scratch, Wm.shape[0], split_rows)
+        if direct:
+            m = (n1 - n0) * conv_h * conv_w
+            cols, rows = flat_cols[:K * m].reshape((K, m)), flat_rows[:FN * m].reshape((FN, m))
+        else:
+            cols, rows = _chunk_im2col(x, n0, n1, geometry, scratch[:3], FN, split_rows)
         backward_prologue(kind, n0, n1, conv_h, conv_w, pool, dout, out, argmax, rows,
                           split_rows)
         _add_row_sums(rows, db)
         min_columns = DOT_MIN_COLUMNS_FLOAT32 if cols.itemsize == 4 else DOT_MIN_COLUMNS
-        if cols.shape[1] < DOT_MIN_POSITIONS or cols.shape[0] < min_columns:
+        if direct:
+            add_direct_weight_gradient(x, n0, n1, FH, FW, pad, conv_h, conv_w, split_rows, xp,
+                                       shifted, taps, run_starts, rows, sums)
+        elif cols.shape[1] < DOT_MIN_POSITIONS or cols.shape[0] < min_columns:
             gemm(rows, False, cols, True, dW, 1)
         else:  # 4x4 tiles of dot products, and the strips they leave over by BLAS
             tiled_f, tiled_k = add_weight_gradient_tiles(rows, cols, dW)
@@ -235,10 +248,12 @@ def _backward_chunks(x, Wm, lo, hi, chunk, geometry, scratch, prologue, dW, db, 
                 gemm(rows[tiled_f:], False, cols, True, dW[tiled_f:], 1)
             if tiled_k < cols.shape[0]:
                 gemm(rows[:tiled_f], False, cols[tiled_k:], True, dW[:tiled_f, tiled_k:], 1)
-        if dx.size:
-            gemm(Wm, True, rows, False, cols, 0)  # the chunk's dcol reuses the cols buffer
+        if dx.size:  # the chunk's dcol goes into the cols buffer, im2col'd or not
+            gemm(Wm, True, rows, False, cols, 0)
             _col2im_padded(cols, n1 - n0, FH, FW, stride, conv_h, conv_w, xp, split_rows)
             _crop_images(xp, n0, n1, pad, dx)
+    if direct:
+        add_lane_sums(sums, dW)
 
 
 @njit(cache=True, inline=HELPER_INLINE)
@@ -422,6 +437,35 @@ def _direct_scratch(x, Wd, geometry, chunk):
             _scratch_array("rows", Wd.shape[0] * chunk * conv_h * conv_w, x.dtype))
 
 
+def _backward_scratch(x, Wm, geometry, chunk, direct):
+    """``_scratch_arrays`` and the four buffers of a weight gradient summed directly (empty
+    unless direct): this thread's scratch for ``_backward_chunks``."""
+    _, C, H, _ = x.shape
+    FN, K = Wm.shape
+    FH, FW, _, pad, conv_h, conv_w = geometry
+    images = chunk if direct else 0
+    return _scratch_arrays(x, Wm, geometry, chunk) + (
+        _scratch_array("direct shifted", images * shifted_size(C, FW, H + 2 * pad, conv_w),
+                       x.dtype),
+        _scratch_array("direct taps", images * 2 * K, np.int64),
+        _scratch_array("direct run starts", images * 2, np.int64),
+        _scratch_array("direct sums", (FN * K * simd.LANES[x.dtype]) if direct else 0,
+                       x.dtype))
+
+
+def _direct_gradient(x, Wm, geometry, prologue):
+    """Whether the layer's weight gradient is summed directly (``direct_gradient``): a
+    stride-1 conv of few channels, as for the direct forward pass, that fits its tiles."""
+    FH, FW, stride, _, conv_h, conv_w = geometry
+    if (not DIRECT_CONV or not simd.FULL_WIDTH or stride != 1
+            or x.shape[1] > DIRECT_MAX_CHANNELS or x.dtype not in simd.LANES):
+        return False
+    kind, pool = prologue[0], prologue[1]
+    split_rows = (kind == GRADIENT_RELU_POOL and  # gradient_rows_split, without a compiled call
+                  getattr(windows_are_tiles, "py_func", windows_are_tiles)(pool, conv_h, conv_w))
+    return gradient_fits(*Wm.shape, conv_h, conv_w, split_rows, x.dtype)
+
+
 def _winograd_scratch(x, FN, geometry, chunk):
     """(V, M, rows, padded images, down): this thread's buffers for a Winograd chunk; down
     is the input transforms' scratch."""
@@ -480,6 +524,7 @@ def backward_part(x, W, stride, pad, need_dx, prologue):
     x, Wm, geometry, chunk = _layer_operands(x, W, stride, pad)
     dx = recycle.empty_like(x) if need_dx else np.empty((0,) + x.shape[1:], dtype=x.dtype)
     winograd = _winograd_operands(x, W, geometry)
+    direct = winograd is None and _direct_gradient(x, Wm, geometry, prologue)
     background_compile.finish(x.dtype, "im2col" if winograd is None else "winograd")
     run = _chunk_loop(_backward_chunks)
 
@@ -495,8 +540,8 @@ def backward_part(x, W, stride, pad, need_dx, prologue):
                 return dU, db, True
             db[:] = 0
         dW = np.zeros(Wm.shape, dtype=x.dtype)
-        run(x, Wm, lo, hi, chunk, geometry, _scratch_arrays(x, Wm, geometry, chunk),
-            prologue, dW, db, dx)
+        run(x, Wm, lo, hi, chunk, geometry, _backward_scratch(x, Wm, geometry, chunk, direct),
+            prologue, dW, db, dx, direct)
         return dW, db, False
 
     def finish(shares):

@@ -1,0 +1,258 @@
+"""The weight gradient summed from the direct conv's shifted rows
+(``kernels/jit/direct_gradient.py``): against a float64 oracle over random shapes, paddings,
+filter and tap counts (whole tiles of 5 and tiles that overlap) and both dtypes; the layers
+that take it against their twins and bit-identical with 1 and 2 threads; which layers take
+it; and operands that do not fit."""
+import contextlib
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from fastconv.kernels import jit, reference
+from fastconv.kernels.jit import direct, direct_gradient as dg, epilogues as ep, pipeline, simd
+from fastconv.kernels.jit.im2col import _row_slot
+from fastconv.kernels.shapes import conv_output_hw
+
+from test_kernels import assert_all_close, conv_operands
+from test_pipeline import recording_results
+
+SETTINGS = settings(max_examples=40, deadline=None)
+
+
+@contextlib.contextmanager
+def every_gradient_directly():
+    """Every stride-1 conv of up to 8 channels that Winograd does not take sums its weight
+    gradient directly where it fits, whatever the CPU; yields each backward call's choice."""
+    settings = {(pipeline, "DIRECT_CONV"): True, (simd, "FULL_WIDTH"): True,
+                (pipeline, "DIRECT_MAX_CHANNELS"): 8}
+    saved = {key: getattr(*key) for key in settings}
+    for (module, name), value in settings.items():
+        setattr(module, name, value)
+    try:
+        with recording_results("_direct_gradient") as chosen:
+            yield chosen
+    finally:
+        for (module, name), value in saved.items():
+            setattr(module, name, value)
+
+
+def oracle_gradient(x, rows, FH, FW, pad, split_rows):
+    """dW (FN, C*FH*FW) = rows @ im2col.T in float64, rows (FN, N * out_h * out_w) with each
+    image's output rows in the order of ``_row_slot``; and the sum of |terms|."""
+    N, C, H, W = x.shape
+    out_h, out_w = conv_output_hw(H, W, FH, FW, 1, pad)
+    order = np.empty(out_h, dtype=int)
+    for oy in range(out_h):
+        order[_row_slot.py_func(oy, out_h, split_rows)] = oy
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    grad = rows.astype(np.float64).reshape(rows.shape[0], N, out_h, out_w)
+    dW, magnitude = [], []
+    for c in range(C):
+        for ky in range(FH):
+            for kx in range(FW):
+                tap = xp[:, c, ky:ky + out_h, kx:kx + out_w][:, order]
+                dW.append(np.einsum("fnyx,nyx->f", grad, tap))
+                magnitude.append(np.einsum("fnyx,nyx->f", np.abs(grad), np.abs(tap)))
+    return np.stack(dW, axis=1), np.stack(magnitude, axis=1)
+
+
+def scratch(N, C, H, W, FH, FW, pad, FN, dtype):
+    """(padded, shifted, taps, run starts, sums) for N images."""
+    out_w = W + 2 * pad - FW + 1
+    K = C * FH * FW
+    return (np.empty((1, C, H + 2 * pad, W + 2 * pad), dtype),
+            np.empty(N * direct.shifted_size(C, FW, H + 2 * pad, out_w), dtype),
+            np.empty(N * 2 * K, np.int64), np.empty(N * 2, np.int64),
+            np.zeros(FN * K * simd.LANES[np.dtype(dtype)], dtype))
+
+
+@st.composite
+def gradient_geometry(draw):
+    """(x shape, FN, FH, FW, pad, split_rows, dtype): filters and taps from below a tile
+    (refused) past several, runs of whole vectors or not."""
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    FH, FW, pad = draw(st.integers(1, 5)), draw(st.integers(1, 5)), draw(st.integers(0, 2))
+    H = draw(st.integers(max(1, FH - 2 * pad), 28))
+    W = draw(st.integers(max(1, FW - 2 * pad), 28))
+    out_h = H + 2 * pad - FH + 1
+    split_rows = out_h % 2 == 0 and draw(st.booleans())
+    return ((draw(st.integers(1, 3)), draw(st.integers(1, 4)), H, W), draw(st.integers(1, 17)),
+            FH, FW, pad, split_rows, dtype)
+
+
+@SETTINGS
+@given(gradient_geometry(), st.integers(0, 2**32 - 1))
+def test_the_direct_weight_gradient_matches_the_oracle(geometry, seed):
+    shape, FN, FH, FW, pad, split_rows, dtype = geometry
+    N, C, H, W = shape
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    out_h, out_w = conv_output_hw(H, W, FH, FW, 1, pad)
+    n0 = int(rng.integers(0, N))
+    rows = rng.standard_normal((FN, (N - n0) * out_h * out_w)).astype(dtype)
+    padded, shifted, taps, starts, sums = scratch(N - n0, C, H, W, FH, FW, pad, FN, dtype)
+    operands = (x, n0, N, FH, FW, pad, out_h, out_w, split_rows, padded, shifted, taps,
+                starts, rows, sums)
+    if not dg.gradient_fits(FN, C * FH * FW, out_h, out_w, split_rows, dtype):
+        with pytest.raises(ValueError, match="add_direct_weight_gradient"):
+            dg.add_direct_weight_gradient(*operands)
+        assert not sums.any()
+        return
+    dg.add_direct_weight_gradient(*operands)
+    dW = np.zeros((FN, C * FH * FW), dtype)
+    dg.add_lane_sums(sums, dW)
+    want, magnitude = oracle_gradient(x[n0:], rows, FH, FW, pad, split_rows)
+    # each lane sums its positions one after another, then the lanes are added: at most
+    # that many roundings, each within eps of the running |sum|
+    lanes = simd.LANES[np.dtype(dtype)]
+    adds = rows.shape[1] // lanes + lanes + 1
+    bound = 2 * adds * np.finfo(dtype).eps * magnitude + np.finfo(dtype).tiny
+    assert np.all(np.abs(dW - want) <= bound)
+
+
+def test_tiles_that_overlap_add_each_sum_once():
+    """16 filters and 9 taps: the last tiles start at filter 11 and tap 4, over sums that
+    the tiles before them added."""
+    dtype = np.float64
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 1, 28, 28)).astype(dtype)
+    rows = rng.standard_normal((16, 2 * 28 * 28)).astype(dtype)
+    padded, shifted, taps, starts, sums = scratch(2, 1, 28, 28, 3, 3, 1, 16, dtype)
+    dg.add_direct_weight_gradient(x, 0, 2, 3, 3, 1, 28, 28, False, padded, shifted, taps,
+                                  starts, rows, sums)
+    dW = np.zeros((16, 9), dtype)
+    dg.add_lane_sums(sums, dW)
+    want, _ = oracle_gradient(x, rows, 3, 3, 1, False)
+    np.testing.assert_allclose(dW, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("what", ["sums", "taps", "starts", "shifted", "rows", "images",
+                                  "filters", "geometry", "run"])
+def test_operands_that_do_not_fit_are_refused_before_anything_is_written(what):
+    """The vectors load and store unchecked, so every index is proved in range first."""
+    dtype = np.float32
+    N, C, H, W, FH, FW, pad, FN = 3, 1, 28, 28, 5, 5, 0, 30
+    out_h, out_w = conv_output_hw(H, W, FH, FW, 1, pad)
+    x = np.ones((N, C, H, W), dtype)
+    rows = np.ones((FN, N * out_h * out_w), dtype)
+    padded, shifted, taps, starts, sums = scratch(N, C, H, W, FH, FW, pad, FN, dtype)
+    n1 = N
+    if what == "sums":
+        sums = sums[:-1]
+    elif what == "taps":
+        taps = taps[:N * 2 * C * FH * FW - 1]
+    elif what == "starts":
+        starts = starts[:2 * N - 1]
+    elif what == "shifted":
+        shifted = shifted[:-1]
+    elif what == "rows":
+        rows = rows[:, :-1]
+    elif what == "images":
+        n1 = N + 1
+    elif what == "filters":  # fewer than a tile
+        rows, sums = rows[:4], sums[:4 * C * FH * FW * 16]
+    elif what == "geometry":
+        out_w -= 1
+    elif what == "run":  # 11 x 11 positions: runs of no whole number of vectors
+        x, out_h, out_w = np.ones((N, C, 15, 15), dtype), 11, 11
+        rows = np.ones((FN, N * 121), dtype)
+    taps[:] = -1
+    split_rows = what != "run"  # as SimpleConvNet's pooled layer; 11 rows do not split
+    with pytest.raises(ValueError, match="add_direct_weight_gradient"):
+        dg.add_direct_weight_gradient(x, 0, n1, FH, FW, pad, out_h, out_w, split_rows, padded,
+                                      shifted, taps, starts, rows, sums)
+    assert not sums.any() and (taps == -1).all()
+
+
+@st.composite
+def layer_geometry(draw):
+    """(x shape, FN, FH, FW, pad) of stride-1 layers, many of whose gradients fit."""
+    FH, FW, pad = draw(st.integers(2, 5)), draw(st.integers(2, 5)), draw(st.integers(0, 2))
+    size = draw(st.sampled_from([8, 10, 12, 16, 20, 24, 28]))
+    # an output of size x size
+    return ((draw(st.integers(1, 4)), draw(st.integers(1, 3)), size + FH - 1 - 2 * pad,
+             size + FW - 1 - 2 * pad), draw(st.integers(4, 12)), FH, FW, pad)
+
+
+@SETTINGS
+@given(layer_geometry(), st.sampled_from([np.float32, np.float64]), st.booleans(),
+       st.booleans(), st.integers(0, 2**32 - 1))
+def test_layers_whose_gradient_is_summed_directly_match_their_twins(geometry, dtype, pooled,
+                                                                     need_dx, seed):
+    shape, FN, FH, FW, pad = geometry
+    rng, x, W, b = conv_operands(shape, FN, FH, FW, dtype, seed)
+    conv_h, conv_w = conv_output_hw(shape[2], shape[3], FH, FW, 1, pad)
+    pool = (2, 2, 2, 0)
+    if pooled:
+        out, argmax, ctx = reference.conv_relu_pool_forward(x, W, b, 1, pad, *pool)
+        dout = rng.standard_normal(out.shape).astype(dtype)
+        with every_gradient_directly() as chosen:
+            got = jit.conv_relu_pool_backward(dout, out, argmax, x, W, ctx, 1, pad, *pool,
+                                              need_dx=need_dx)
+        want = reference.conv_relu_pool_backward(dout, out, argmax, x, W, ctx, 1, pad, *pool,
+                                                 need_dx=need_dx)
+    else:
+        out, ctx = reference.conv_relu_forward(x, W, b, 1, pad)
+        dout = rng.standard_normal(out.shape).astype(dtype)
+        with every_gradient_directly() as chosen:
+            got = jit.conv_relu_backward(dout, out, x, W, ctx, 1, pad, need_dx=need_dx)
+        want = reference.conv_relu_backward(dout, out, x, W, ctx, 1, pad, need_dx=need_dx)
+    winograd = (FH, FW) == (3, 3) and shape[1] >= pipeline.WINOGRAD_MIN_CHANNELS
+    split = pooled and conv_h % 2 == 0 and conv_w % 2 == 0
+    fits = dg.gradient_fits(FN, shape[1] * FH * FW, conv_h, conv_w, split, dtype)
+    assert chosen == ([] if winograd else [fits])
+    assert_all_close(got, want, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_direct_gradients_are_bit_identical_with_1_and_2_threads(dtype):
+    # SimpleConvNet's first block, and DeepConvNet's first conv (16 filters, 9 taps: tiles
+    # that overlap)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((20, 1, 28, 28)).astype(dtype)
+    W5, b5 = rng.standard_normal((30, 1, 5, 5)).astype(dtype), rng.standard_normal(30)
+    W3, b3 = rng.standard_normal((16, 1, 3, 3)).astype(dtype), rng.standard_normal(16)
+    pooled = reference.conv_relu_pool_forward(x, W5, b5.astype(dtype), 1, 0, 2, 2, 2, 0)
+    relu, ctx3 = reference.conv_relu_forward(x, W3, b3.astype(dtype), 1, 1)
+    d5 = rng.standard_normal(pooled[0].shape).astype(dtype)
+    d3 = rng.standard_normal(relu.shape).astype(dtype)
+    before = numba.get_num_threads()
+    results = []
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        try:
+            with every_gradient_directly() as chosen:
+                g5 = jit.conv_relu_pool_backward(d5, pooled[0], pooled[1], x, W5, pooled[2], 1,
+                                                 0, 2, 2, 2, 0, need_dx=False)
+                g3 = jit.conv_relu_backward(d3, relu, x, W3, ctx3, 1, 1, need_dx=False)
+            assert chosen == [True, True]
+            results.append(g5[1:] + g3[1:])
+        finally:
+            numba.set_num_threads(before)
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
+
+
+def test_the_direct_gradient_is_taken_only_where_the_direct_forward_would_be():
+    x = np.zeros((2, 1, 28, 28), np.float32)
+    Wm = np.zeros((30, 25), np.float32)
+    geometry = (5, 5, 1, 0, 24, 24)
+    pooled = (ep.GRADIENT_RELU_POOL, (2, 2, 2, 0), None, None, None)
+    relu = (ep.GRADIENT_RELU, ep.NO_POOL, None, None, None)
+    saved = pipeline.DIRECT_CONV, simd.FULL_WIDTH
+    try:
+        pipeline.DIRECT_CONV, simd.FULL_WIDTH = True, True
+        assert pipeline._direct_gradient(x, Wm, geometry, pooled)
+        assert pipeline._direct_gradient(x, Wm, geometry, relu)
+        assert not pipeline._direct_gradient(x, Wm[:4], geometry, pooled)  # under a tile
+        assert not pipeline._direct_gradient(x, Wm, (5, 5, 2, 0, 12, 12), relu)  # stride 2
+        wide = np.zeros((2, pipeline.DIRECT_MAX_CHANNELS + 1, 28, 28), np.float32)
+        assert not pipeline._direct_gradient(wide, Wm, geometry, relu)
+        pipeline.DIRECT_CONV = False  # FASTCONV_DIRECT_CONV=0
+        assert not pipeline._direct_gradient(x, Wm, geometry, pooled)
+        pipeline.DIRECT_CONV, simd.FULL_WIDTH = True, False  # AVX2
+        assert not pipeline._direct_gradient(x, Wm, geometry, pooled)
+    finally:
+        pipeline.DIRECT_CONV, simd.FULL_WIDTH = saved
