@@ -22,7 +22,8 @@ pool, as the direct one does (``pool_tiles_or_none``).
 The forward pass of a stride-1 conv of up to 4 channels that does not run by Winograd is
 computed directly where the CPU has AVX-512 (``direct``, ``_direct_forward_chunks``): no
 im2col matrix, the same rows for the same pool; a part whose pool meets a NaN reruns by
-im2col.
+im2col. Such a layer's weight gradient is summed from the same shifted rows
+(``direct_gradient``) where it fits 5x5 tiles of filters and taps, in the backward loop.
 
 Parts own disjoint images; the weight and bias gradients are summed per part and the parts
 added in a fixed order. No result depends on the thread count.
