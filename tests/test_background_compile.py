@@ -15,17 +15,19 @@ SETUP = textwrap.dedent("""\
 
     background_compile._usable_cpus = lambda: 2  # tested on one-CPU machines too
 
-    def block(dtype, kernels=fused, channels=2):
+    def block(dtype, kernels=fused, channels=2, direct=False):
         # the backward pass of a fused conv block, after its forward pass; by im2col with 2
-        # channels, by Winograd with 8 in float64
+        # channels, by Winograd with 8 in float64; direct: 1 channel and 5 filters over 8x8
+        # outputs, with no input gradient, whose weight gradient is summed directly
         rng = np.random.default_rng(0)
-        x = rng.standard_normal((3, channels, 6, 6)).astype(dtype)
-        W = rng.standard_normal((4, channels, 3, 3)).astype(dtype)
-        b = rng.standard_normal(4).astype(dtype)
+        size, filters = (8, 5) if direct else (6, 4)
+        x = rng.standard_normal((3, channels, size, size)).astype(dtype)
+        W = rng.standard_normal((filters, channels, 3, 3)).astype(dtype)
+        b = rng.standard_normal(filters).astype(dtype)
         out, argmax, ctx = kernels.conv_relu_pool_forward(x, W, b, 1, 1, 2, 2, 2, 0)
         dout = rng.standard_normal(out.shape).astype(dtype)
         return lambda: kernels.conv_relu_pool_backward(dout, out, argmax, x, W, ctx, 1, 1,
-                                                       2, 2, 2, 0)
+                                                       2, 2, 2, 0, need_dx=not direct)
     """)
 
 
@@ -41,15 +43,18 @@ def _run(tmp_path, code):
     return done.stdout.split()
 
 
-@pytest.mark.parametrize("loop, channels", [("im2col", 2), ("winograd", 8)])
+@pytest.mark.parametrize("loop, channels", [("im2col", 2), ("winograd", 8), ("direct", 1)])
 def test_the_first_backward_pass_adopts_the_helpers_loop_with_the_same_bits(tmp_path, loop,
                                                                            channels):
     # A forked child does not own the helper and compiles the loop itself; its gradients are
     # the reference for the parent's, which come from the adopted loop.
+    from fastconv.kernels.jit import pipeline, simd
+    if loop == "direct" and not (simd.FULL_WIDTH and pipeline.DIRECT_CONV):
+        pytest.skip("layers run directly only where compiled code has 512-bit vectors")
     setup = (f"        LOOP = getattr(pipeline, background_compile.LOOPS['{loop}'])\n"
-             f"        CHANNELS = {channels}\n")
+             f"        CHANNELS, DIRECT = {channels}, {loop == 'direct'}\n")
     printed = _run(tmp_path, setup + """\
-        backward = block(np.float64, channels=CHANNELS)
+        backward = block(np.float64, channels=CHANNELS, direct=DIRECT)
         print(list(background_compile._pending))
         child = os.fork()
         if child == 0:
@@ -57,12 +62,12 @@ def test_the_first_backward_pass_adopts_the_helpers_loop_with_the_same_bits(tmp_
             try:  # (without writing to the cache, whose entry the next process must find)
                 from numba.core.caching import NullCache
                 LOOP._cache = NullCache()
-                np.savez("child.npz", *backward()[:3])
+                np.savez("child.npz", *[a for a in backward() if a is not None])
                 code = 0 if background_compile.adopted == [] else 2
             finally:
                 os._exit(code)
         assert os.waitpid(child, 0)[1] == 0
-        mine = backward()
+        mine = [a for a in backward() if a is not None]  # dx is None for direct
         stats = LOOP.stats  # neither compiled here nor read from the cache
         print(background_compile.adopted,
               sum(stats.cache_misses.values()) + sum(stats.cache_hits.values()))
@@ -72,7 +77,7 @@ def test_the_first_backward_pass_adopts_the_helpers_loop_with_the_same_bits(tmp_
     assert printed == [f"['{loop}-d']", f"['{loop}-d']", "0", "True"]
     # the adopted loop was saved to the cache: the next process loads it, with no helper
     printed = _run(tmp_path, setup + """\
-        backward = block(np.float64, channels=CHANNELS)
+        backward = block(np.float64, channels=CHANNELS, direct=DIRECT)
         backward()
         print(background_compile._pending, background_compile.adopted,
               sum(LOOP.stats.cache_hits.values()))

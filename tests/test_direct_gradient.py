@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from fastconv.kernels import jit, reference
-from fastconv.kernels.jit import direct, direct_gradient as dg, epilogues as ep, pipeline, simd
+from fastconv.kernels.jit import direct, direct_gradient as dg, pipeline, simd
 from fastconv.kernels.jit.im2col import _row_slot
 from fastconv.kernels.shapes import conv_output_hw
 
@@ -202,7 +202,8 @@ def test_layers_whose_gradient_is_summed_directly_match_their_twins(geometry, dt
     winograd = (FH, FW) == (3, 3) and shape[1] >= pipeline.WINOGRAD_MIN_CHANNELS
     split = pooled and conv_h % 2 == 0 and conv_w % 2 == 0
     fits = dg.gradient_fits(FN, shape[1] * FH * FW, conv_h, conv_w, split, dtype)
-    assert chosen == ([] if winograd else [fits])
+    # asked only where no input gradient is needed, and Winograd does not take the layer
+    assert chosen == ([] if winograd or need_dx else [fits])
     assert_all_close(got, want, dtype)
 
 
@@ -239,20 +240,41 @@ def test_the_direct_gradient_is_taken_only_where_the_direct_forward_would_be():
     x = np.zeros((2, 1, 28, 28), np.float32)
     Wm = np.zeros((30, 25), np.float32)
     geometry = (5, 5, 1, 0, 24, 24)
-    pooled = (ep.GRADIENT_RELU_POOL, (2, 2, 2, 0), None, None, None)
-    relu = (ep.GRADIENT_RELU, ep.NO_POOL, None, None, None)
     saved = pipeline.DIRECT_CONV, simd.FULL_WIDTH
     try:
         pipeline.DIRECT_CONV, simd.FULL_WIDTH = True, True
-        assert pipeline._direct_gradient(x, Wm, geometry, pooled)
-        assert pipeline._direct_gradient(x, Wm, geometry, relu)
-        assert not pipeline._direct_gradient(x, Wm[:4], geometry, pooled)  # under a tile
-        assert not pipeline._direct_gradient(x, Wm, (5, 5, 2, 0, 12, 12), relu)  # stride 2
+        assert pipeline._direct_gradient(x, Wm, geometry, True)
+        assert pipeline._direct_gradient(x, Wm, geometry, False)
+        assert not pipeline._direct_gradient(x, Wm[:4], geometry, True)  # under a tile
+        assert not pipeline._direct_gradient(x, Wm, (5, 5, 2, 0, 12, 12), False)  # stride 2
+        # 23 x 23 outputs: runs of no whole number of vectors
+        assert not pipeline._direct_gradient(x[:, :, :27, :27], Wm, (5, 5, 1, 0, 23, 23), False)
         wide = np.zeros((2, pipeline.DIRECT_MAX_CHANNELS + 1, 28, 28), np.float32)
-        assert not pipeline._direct_gradient(wide, Wm, geometry, relu)
+        assert not pipeline._direct_gradient(wide, Wm, geometry, False)
         pipeline.DIRECT_CONV = False  # FASTCONV_DIRECT_CONV=0
-        assert not pipeline._direct_gradient(x, Wm, geometry, pooled)
+        assert not pipeline._direct_gradient(x, Wm, geometry, True)
         pipeline.DIRECT_CONV, simd.FULL_WIDTH = True, False  # AVX2
-        assert not pipeline._direct_gradient(x, Wm, geometry, pooled)
+        assert not pipeline._direct_gradient(x, Wm, geometry, True)
     finally:
         pipeline.DIRECT_CONV, simd.FULL_WIDTH = saved
+
+
+@pytest.mark.parametrize("need_dx", [False, True])
+def test_a_backward_pass_after_a_direct_forward_pass_finds_its_loop_compiling(need_dx):
+    """The forward pass names the backward loop to compile in a helper: the direct one
+    where its gradient fits. A layer that needs an input gradient runs by im2col."""
+    rng, x, W, b = conv_operands((4, 1, 28, 28), 30, 5, 5, np.float32, 2)
+    started, finished = [], []
+    saved = pipeline.background_compile.start, pipeline.background_compile.finish
+    pipeline.background_compile.start = lambda dtype, loop: started.append(loop)
+    pipeline.background_compile.finish = lambda dtype, loop: finished.append(loop)
+    try:
+        with every_gradient_directly():
+            out, argmax, ctx = jit.conv_relu_pool_forward(x, W, b, 1, 0, 2, 2, 2, 0)
+            dout = rng.standard_normal(out.shape).astype(np.float32)
+            jit.conv_relu_pool_backward(dout, out, argmax, x, W, ctx, 1, 0, 2, 2, 2, 0,
+                                        need_dx=need_dx)
+    finally:
+        pipeline.background_compile.start, pipeline.background_compile.finish = saved
+    assert started == ["direct"]
+    assert finished == ["im2col" if need_dx else "direct"]

@@ -6,9 +6,10 @@ backward loop; layers that run by Winograd (DeepConvNet's) add about 3 s for eac
 two Winograd loops. Numba compiles one function at a time in a process, holding the GIL, so
 a second core stays idle. So when a forward pass first runs a loop (im2col or Winograd) in a
 dtype and Numba's cache holds no matching backward loop, a helper process compiles that
-backward loop meanwhile. The first backward pass of that loop waits for the helper, adopts
-its compiled code the way Numba adopts a cache entry, and saves it to the cache for later
-processes.
+backward loop meanwhile (for a layer run directly, the loop that sums its weight gradient
+directly, ``pipeline._backward_loop_after``). The first backward pass of that loop waits for
+the helper, adopts its compiled code the way Numba adopts a cache entry, and saves it to the
+cache for later processes.
 
 The helper writes only in a temporary folder of its own, cache included: when two processes
 compile different signatures of one function into one cache folder at once, Numba can give
@@ -35,7 +36,8 @@ SWITCH = "FASTCONV_BACKGROUND_COMPILE"
 # (a swapping or stopped machine), and compiling here is the safer way on.
 WAIT_SECONDS = 120
 PAYLOAD = "backward.pkl"
-LOOPS = {"im2col": "_backward_chunks", "winograd": "_winograd_backward_chunks"}  # in pipeline
+LOOPS = {"im2col": "_backward_chunks", "winograd": "_winograd_backward_chunks",
+         "direct": "_direct_backward_chunks"}  # in pipeline
 
 _lock = threading.Lock()
 # keys "<loop>-<dtype char>", e.g. "im2col-f", "winograd-d"
@@ -111,8 +113,8 @@ def _spawn(dtype, loop):
 
 
 def start(dtype, loop="im2col"):
-    """Called before a forward pass runs loop ("im2col" or "winograd") in dtype: the first
-    time, starts the helper if it pays."""
+    """Called before a forward pass whose backward pass will run loop ("im2col",
+    "winograd" or "direct") in dtype: the first time, starts the helper if it pays."""
     key = _key(dtype, loop)
     if key in _decided:
         return
@@ -196,13 +198,16 @@ def _compile_backward(name, dtype, folder, parent):
     from . import pipeline
     from .fused import conv_relu_pool_backward
     dtype = np.dtype(dtype)
-    # the tiny pass takes the loop asked for: Winograd for a 3x3 stride-1 conv of 1 channel,
-    # or none
+    # the tiny pass takes the loop asked for: Winograd for a 3x3 stride-1 conv of 1 channel;
+    # the direct gradient for 5 filters over 8x8 outputs, with no input gradient (the parent
+    # asks for it only where its own forward pass ran directly); or neither
     pipeline.WINOGRAD_MIN_CHANNELS = 1 if name == "winograd" else sys.maxsize
-    images, weights = np.zeros((1, 1, 4, 4), dtype), np.zeros((1, 1, 3, 3), dtype)
-    pooled = np.zeros((1, 1, 1, 1), dtype)
+    size, filters = (10, 5) if name == "direct" else (4, 1)
+    images = np.zeros((1, 1, size, size), dtype)
+    weights = np.zeros((filters, 1, 3, 3), dtype)
+    pooled = np.zeros((1, filters, (size - 2) // 2, (size - 2) // 2), dtype)
     conv_relu_pool_backward(pooled, pooled, np.zeros(pooled.shape, np.intp), images, weights,
-                            None, 1, 0, 2, 2, 2, 0)
+                            None, 1, 0, 2, 2, 2, 0, need_dx=name != "direct")
     loop = _backward_loop(name)
     data = dumps([loop._cache._impl.reduce(compiled) for compiled in loop.overloads.values()])
     partial = os.path.join(folder, PAYLOAD + ".partial")

@@ -22,8 +22,9 @@ pool, as the direct one does (``pool_tiles_or_none``).
 The forward pass of a stride-1 conv of up to 4 channels that does not run by Winograd is
 computed directly where the CPU has AVX-512 (``direct``, ``_direct_forward_chunks``): no
 im2col matrix, the same rows for the same pool; a part whose pool meets a NaN reruns by
-im2col. Such a layer's weight gradient is summed from the same shifted rows
-(``direct_gradient``) where it fits 5x5 tiles of filters and taps, in the backward loop.
+im2col. Where such a layer needs no input gradient (a network's first layer) and fits 5x5
+tiles of filters and taps, its weight gradient is summed from the same shifted rows
+(``direct_gradient``, ``_direct_backward_chunks``).
 
 Parts own disjoint images; the weight and bias gradients are summed per part and the parts
 added in a fixed order. No result depends on the thread count.
@@ -212,36 +213,24 @@ def pool_tiles_or_none(epilogue, conv_h, conv_w):
 
 
 @njit(nogil=True, cache=True)
-def _backward_chunks(x, Wm, lo, hi, chunk, geometry, scratch, prologue, dW, db, dx, direct):
+def _backward_chunks(x, Wm, lo, hi, chunk, geometry, scratch, prologue, dW, db, dx):
     """Adds the weight and bias gradients of images lo..hi-1 to dW (FN, K) and db (FN,
     float64), and writes their input gradient to dx unless dx is empty.
 
-    prologue = (kind, pool, dout, out, argmax), see ``backward_prologue``; scratch = (cols,
-    rows, padded images, shifted, taps, run starts, lane sums), the last four for a weight
-    gradient summed directly (``direct_gradient``), which direct says: then no im2col
-    matrix is built, and cols is only the dcol's buffer.
+    prologue = (kind, pool, dout, out, argmax), see ``backward_prologue``.
     """
     FH, FW, stride, pad, conv_h, conv_w = geometry
-    flat_cols, flat_rows, xp, shifted, taps, run_starts, sums = scratch
+    xp = scratch[2]
     kind, pool, dout, out, argmax = prologue
     split_rows = gradient_rows_split(kind, pool, conv_h, conv_w)
-    FN, K = Wm.shape
-    sums[:] = 0
     for n0 in range(lo, hi, chunk):
         n1 = min(n0 + chunk, hi)
-        if direct:
-            m = (n1 - n0) * conv_h * conv_w
-            cols, rows = flat_cols[:K * m].reshape((K, m)), flat_rows[:FN * m].reshape((FN, m))
-        else:
-            cols, rows = _chunk_im2col(x, n0, n1, geometry, scratch[:3], FN, split_rows)
+        cols, rows = _chunk_im2col(x, n0, n1, geometry, scratch, Wm.shape[0], split_rows)
         backward_prologue(kind, n0, n1, conv_h, conv_w, pool, dout, out, argmax, rows,
                           split_rows)
         _add_row_sums(rows, db)
         min_columns = DOT_MIN_COLUMNS_FLOAT32 if cols.itemsize == 4 else DOT_MIN_COLUMNS
-        if direct:
-            add_direct_weight_gradient(x, n0, n1, FH, FW, pad, conv_h, conv_w, split_rows, xp,
-                                       shifted, taps, run_starts, rows, sums)
-        elif cols.shape[1] < DOT_MIN_POSITIONS or cols.shape[0] < min_columns:
+        if cols.shape[1] < DOT_MIN_POSITIONS or cols.shape[0] < min_columns:
             gemm(rows, False, cols, True, dW, 1)
         else:  # 4x4 tiles of dot products, and the strips they leave over by BLAS
             tiled_f, tiled_k = add_weight_gradient_tiles(rows, cols, dW)
@@ -249,12 +238,38 @@ def _backward_chunks(x, Wm, lo, hi, chunk, geometry, scratch, prologue, dW, db, 
                 gemm(rows[tiled_f:], False, cols, True, dW[tiled_f:], 1)
             if tiled_k < cols.shape[0]:
                 gemm(rows[:tiled_f], False, cols[tiled_k:], True, dW[:tiled_f, tiled_k:], 1)
-        if dx.size:  # the chunk's dcol goes into the cols buffer, im2col'd or not
-            gemm(Wm, True, rows, False, cols, 0)
+        if dx.size:
+            gemm(Wm, True, rows, False, cols, 0)  # the chunk's dcol reuses the cols buffer
             _col2im_padded(cols, n1 - n0, FH, FW, stride, conv_h, conv_w, xp, split_rows)
             _crop_images(xp, n0, n1, pad, dx)
-    if direct:
-        add_lane_sums(sums, dW)
+
+
+@njit(nogil=True, cache=True)
+def _direct_backward_chunks(x, lo, hi, chunk, geometry, scratch, prologue, dW, db):
+    """_backward_chunks for a layer whose weight gradient is summed directly
+    (``direct_gradient``) and that needs no input gradient: adds the weight and bias
+    gradients of images lo..hi-1 to dW (FN, K) and db (FN, float64). A loop of its own,
+    since typed into ``_backward_chunks`` it doubled that loop's compile time (4.2 to 8.5 s,
+    float32, empty cache).
+
+    scratch = (rows, padded image, shifted, taps, run starts, lane sums).
+    """
+    FH, FW, _, pad, conv_h, conv_w = geometry
+    flat_rows, padded, shifted, taps, run_starts, sums = scratch
+    kind, pool, dout, out, argmax = prologue
+    split_rows = gradient_rows_split(kind, pool, conv_h, conv_w)
+    FN = dW.shape[0]
+    sums[:] = 0
+    for n0 in range(lo, hi, chunk):
+        n1 = min(n0 + chunk, hi)
+        m = (n1 - n0) * conv_h * conv_w
+        rows = flat_rows[:FN * m].reshape((FN, m))
+        backward_prologue(kind, n0, n1, conv_h, conv_w, pool, dout, out, argmax, rows,
+                          split_rows)
+        _add_row_sums(rows, db)
+        add_direct_weight_gradient(x, n0, n1, FH, FW, pad, conv_h, conv_w, split_rows,
+                                   padded, shifted, taps, run_starts, rows, sums)
+    add_lane_sums(sums, dW)
 
 
 @njit(cache=True, inline=HELPER_INLINE)
@@ -438,33 +453,29 @@ def _direct_scratch(x, Wd, geometry, chunk):
             _scratch_array("rows", Wd.shape[0] * chunk * conv_h * conv_w, x.dtype))
 
 
-def _backward_scratch(x, Wm, geometry, chunk, direct):
-    """``_scratch_arrays`` and the four buffers of a weight gradient summed directly (empty
-    unless direct): this thread's scratch for ``_backward_chunks``."""
-    _, C, H, _ = x.shape
+def _direct_gradient(x, Wm, geometry, split_rows):
+    """Whether a layer's weight gradient can be summed directly (``direct_gradient``): a
+    stride-1 conv of few channels, as for the direct forward pass, that fits its tiles;
+    split_rows as ``gradient_rows_split`` says."""
+    FH, FW, stride, _, conv_h, conv_w = geometry
+    return (DIRECT_CONV and simd.FULL_WIDTH and stride == 1
+            and x.shape[1] <= DIRECT_MAX_CHANNELS and x.dtype in simd.LANES
+            and gradient_fits(*Wm.shape, conv_h, conv_w, split_rows, x.dtype))
+
+
+def _direct_gradient_scratch(x, Wm, geometry, chunk):
+    """(rows, padded image, shifted, taps, run starts, lane sums): this thread's buffers
+    for ``_direct_backward_chunks``."""
+    _, C, H, W = x.shape
     FN, K = Wm.shape
     FH, FW, _, pad, conv_h, conv_w = geometry
-    images = chunk if direct else 0
-    return _scratch_arrays(x, Wm, geometry, chunk) + (
-        _scratch_array("direct shifted", images * shifted_size(C, FW, H + 2 * pad, conv_w),
-                       x.dtype),
-        _scratch_array("direct taps", images * 2 * K, np.int64),
-        _scratch_array("direct run starts", images * 2, np.int64),
-        _scratch_array("direct sums", (FN * K * simd.LANES[x.dtype]) if direct else 0,
-                       x.dtype))
-
-
-def _direct_gradient(x, Wm, geometry, prologue):
-    """Whether the layer's weight gradient is summed directly (``direct_gradient``): a
-    stride-1 conv of few channels, as for the direct forward pass, that fits its tiles."""
-    FH, FW, stride, _, conv_h, conv_w = geometry
-    if (not DIRECT_CONV or not simd.FULL_WIDTH or stride != 1
-            or x.shape[1] > DIRECT_MAX_CHANNELS or x.dtype not in simd.LANES):
-        return False
-    kind, pool = prologue[0], prologue[1]
-    split_rows = (kind == GRADIENT_RELU_POOL and  # gradient_rows_split, without a compiled call
-                  getattr(windows_are_tiles, "py_func", windows_are_tiles)(pool, conv_h, conv_w))
-    return gradient_fits(*Wm.shape, conv_h, conv_w, split_rows, x.dtype)
+    return (_scratch_array("rows", FN * chunk * conv_h * conv_w, x.dtype),
+            _scratch_array("direct padded", (1, C, H + 2 * pad, W + 2 * pad), x.dtype),
+            _scratch_array("direct shifted", chunk * shifted_size(C, FW, H + 2 * pad, conv_w),
+                           x.dtype),
+            _scratch_array("direct taps", chunk * 2 * K, np.int64),
+            _scratch_array("direct run starts", chunk * 2, np.int64),
+            _scratch_array("direct sums", FN * K * simd.LANES[x.dtype], x.dtype))
 
 
 def _winograd_scratch(x, FN, geometry, chunk):
@@ -492,7 +503,8 @@ def forward_part(x, W, stride, pad, epilogue):
     if pool_tiles_or_none(epilogue, geometry[4], geometry[5]):
         winograd = _winograd_operands(x, W, geometry)
     direct = None if winograd is not None else _direct_operands(x, Wm, geometry, epilogue)
-    background_compile.start(x.dtype, "im2col" if winograd is None else "winograd")
+    background_compile.start(x.dtype, _backward_loop_after(x, Wm, geometry, epilogue, winograd,
+                                                          direct))
     run = _chunk_loop(_forward_chunks)
 
     def part(lo, hi):
@@ -510,6 +522,20 @@ def forward_part(x, W, stride, pad, epilogue):
     return part
 
 
+def _backward_loop_after(x, Wm, geometry, epilogue, winograd, direct):
+    """The backward loop that a backward pass after this forward pass will likely run, for
+    ``background_compile``: the direct one where the forward pass ran directly and the
+    gradient fits (unless the layer needs an input gradient, which the forward pass cannot
+    tell: that backward pass then compiles its loop itself)."""
+    if winograd is not None:
+        return "winograd"
+    if direct is not None:  # whose pool, if any, tiles the output: the rows are split
+        pooled = epilogue[0] in (OUTPUT_RELU_POOL, OUTPUT_RELU_POOL_VALUES)
+        if _direct_gradient(x, Wm, geometry, pooled):
+            return "direct"
+    return "im2col"
+
+
 def forward_pipeline(x, W, stride, pad, epilogue):
     """Runs ``forward_part`` over the whole batch; out and argmax are written."""
     with single_threaded_blas():
@@ -525,13 +551,23 @@ def backward_part(x, W, stride, pad, need_dx, prologue):
     x, Wm, geometry, chunk = _layer_operands(x, W, stride, pad)
     dx = recycle.empty_like(x) if need_dx else np.empty((0,) + x.shape[1:], dtype=x.dtype)
     winograd = _winograd_operands(x, W, geometry)
-    direct = winograd is None and _direct_gradient(x, Wm, geometry, prologue)
-    background_compile.finish(x.dtype, "im2col" if winograd is None else "winograd")
+    kind, pool = prologue[0], prologue[1]
+    direct = (winograd is None and not need_dx and _direct_gradient(
+        x, Wm, geometry, kind == GRADIENT_RELU_POOL  # gradient_rows_split, from Python
+        and getattr(windows_are_tiles, "py_func", windows_are_tiles)(pool, *geometry[4:])))
+    background_compile.finish(x.dtype, "winograd" if winograd is not None else
+                              "direct" if direct else "im2col")
     run = _chunk_loop(_backward_chunks)
 
     def part(lo, hi):
         """(gradient, db, is the gradient dU): dW (FN, K), or dU by Winograd."""
         db = np.zeros(Wm.shape[0])
+        if direct:
+            dW = np.zeros(Wm.shape, dtype=x.dtype)
+            _chunk_loop(_direct_backward_chunks)(
+                x, lo, hi, chunk, geometry, _direct_gradient_scratch(x, Wm, geometry, chunk),
+                prologue, dW, db)
+            return dW, db, False
         if winograd is not None:
             U, images = winograd
             dU = np.zeros(U.shape, dtype=x.dtype)
@@ -541,8 +577,8 @@ def backward_part(x, W, stride, pad, need_dx, prologue):
                 return dU, db, True
             db[:] = 0
         dW = np.zeros(Wm.shape, dtype=x.dtype)
-        run(x, Wm, lo, hi, chunk, geometry, _backward_scratch(x, Wm, geometry, chunk, direct),
-            prologue, dW, db, dx, direct)
+        run(x, Wm, lo, hi, chunk, geometry, _scratch_arrays(x, Wm, geometry, chunk),
+            prologue, dW, db, dx)
         return dW, db, False
 
     def finish(shares):
