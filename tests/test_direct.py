@@ -176,21 +176,30 @@ def test_a_pool_that_meets_a_nan_reruns_its_part_by_im2col(dtype, where, with_ar
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_direct_layers_are_bit_identical_with_1_and_2_threads(dtype):
     # SimpleConvNet's first block, and DeepConvNet's first conv (pad 1, 16 filters: a last
-    # block of 6 that is partial)
+    # block of 6 that is partial), forward and backward (their weight gradients summed
+    # directly too, DeepConvNet's by 5x5 tiles that overlap)
     rng = np.random.default_rng(3)
     x = rng.standard_normal((20, 1, 28, 28)).astype(dtype)
     W5, b5 = rng.standard_normal((30, 1, 5, 5)).astype(dtype), rng.standard_normal(30)
     W3, b3 = rng.standard_normal((16, 1, 3, 3)).astype(dtype), rng.standard_normal(16)
+    d5 = rng.standard_normal((20, 30, 12, 12)).astype(dtype)
+    d3 = rng.standard_normal((20, 16, 28, 28)).astype(dtype)
     before = numba.get_num_threads()
     results = []
     for threads in (1, 2):
         numba.set_num_threads(threads)
         try:
-            with every_conv_directly() as chosen:
+            with every_conv_directly() as chosen, \
+                    recording_results("_direct_gradient") as summed_directly:
                 pooled = jit.conv_relu_pool_forward(x, W5, b5.astype(dtype), 1, 0, 2, 2, 2, 0)
-                relu, _ = jit.conv_relu_forward(x, W3, b3.astype(dtype), 1, 1)
+                relu, ctx = jit.conv_relu_forward(x, W3, b3.astype(dtype), 1, 1)
+                grads = (jit.conv_relu_pool_backward(d5, *pooled[:2], x, W5, pooled[2], 1, 0,
+                                                     2, 2, 2, 0, need_dx=False)[1:]
+                         + jit.conv_relu_backward(d3, relu, x, W3, ctx, 1, 1,
+                                                  need_dx=False)[1:])
             assert chosen == [True, True]
-            results.append((pooled[0], pooled[1], relu))
+            assert summed_directly == [True] * 4  # asked by each forward and backward pass
+            results.append((pooled[0], pooled[1], relu) + grads)
         finally:
             numba.set_num_threads(before)
     for one, two in zip(*results):

@@ -1,11 +1,11 @@
 """The weight gradient summed from the direct conv's shifted rows
 (``kernels/jit/direct_gradient.py``): against a float64 oracle over random shapes, paddings,
 filter and tap counts (whole tiles of 5 and tiles that overlap) and both dtypes; the layers
-that take it against their twins and bit-identical with 1 and 2 threads; which layers take
-it; and operands that do not fit."""
+that take it against their twins (bit identity with 1 and 2 threads is tested with the
+direct forward pass, in test_direct.py); which layers take it; and operands that do not
+fit."""
 import contextlib
 
-import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -16,6 +16,7 @@ from fastconv.kernels.jit.im2col import _row_slot
 from fastconv.kernels.shapes import conv_output_hw
 
 from test_kernels import assert_all_close, conv_operands
+from test_direct import direct_geometry
 from test_pipeline import recording_results
 
 SETTINGS = settings(max_examples=40, deadline=None)
@@ -68,24 +69,12 @@ def scratch(N, C, H, W, FH, FW, pad, FN, dtype):
             np.zeros(FN * K * simd.LANES[np.dtype(dtype)], dtype))
 
 
-@st.composite
-def gradient_geometry(draw):
-    """(x shape, FN, FH, FW, pad, split_rows, dtype): filters and taps from below a tile
-    (refused) past several, runs of whole vectors or not."""
-    dtype = draw(st.sampled_from([np.float32, np.float64]))
-    FH, FW, pad = draw(st.integers(1, 5)), draw(st.integers(1, 5)), draw(st.integers(0, 2))
-    H = draw(st.integers(max(1, FH - 2 * pad), 28))
-    W = draw(st.integers(max(1, FW - 2 * pad), 28))
-    out_h = H + 2 * pad - FH + 1
-    split_rows = out_h % 2 == 0 and draw(st.booleans())
-    return ((draw(st.integers(1, 3)), draw(st.integers(1, 4)), H, W), draw(st.integers(1, 17)),
-            FH, FW, pad, split_rows, dtype)
-
-
 @SETTINGS
-@given(gradient_geometry(), st.integers(0, 2**32 - 1))
-def test_the_direct_weight_gradient_matches_the_oracle(geometry, seed):
-    shape, FN, FH, FW, pad, split_rows, dtype = geometry
+@given(direct_geometry(), st.sampled_from([np.float32, np.float64]), st.integers(0, 2**32 - 1))
+def test_the_direct_weight_gradient_matches_the_oracle(geometry, dtype, seed):
+    """Filters and taps from below a tile (refused) past several, runs of whole vectors or
+    not (the direct forward pass's shapes)."""
+    shape, FN, FH, FW, pad, split_rows = geometry
     N, C, H, W = shape
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape).astype(dtype)
@@ -205,35 +194,6 @@ def test_layers_whose_gradient_is_summed_directly_match_their_twins(geometry, dt
     # asked only where no input gradient is needed, and Winograd does not take the layer
     assert chosen == ([] if winograd or need_dx else [fits])
     assert_all_close(got, want, dtype)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_direct_gradients_are_bit_identical_with_1_and_2_threads(dtype):
-    # SimpleConvNet's first block, and DeepConvNet's first conv (16 filters, 9 taps: tiles
-    # that overlap)
-    rng = np.random.default_rng(4)
-    x = rng.standard_normal((20, 1, 28, 28)).astype(dtype)
-    W5, b5 = rng.standard_normal((30, 1, 5, 5)).astype(dtype), rng.standard_normal(30)
-    W3, b3 = rng.standard_normal((16, 1, 3, 3)).astype(dtype), rng.standard_normal(16)
-    pooled = reference.conv_relu_pool_forward(x, W5, b5.astype(dtype), 1, 0, 2, 2, 2, 0)
-    relu, ctx3 = reference.conv_relu_forward(x, W3, b3.astype(dtype), 1, 1)
-    d5 = rng.standard_normal(pooled[0].shape).astype(dtype)
-    d3 = rng.standard_normal(relu.shape).astype(dtype)
-    before = numba.get_num_threads()
-    results = []
-    for threads in (1, 2):
-        numba.set_num_threads(threads)
-        try:
-            with every_gradient_directly() as chosen:
-                g5 = jit.conv_relu_pool_backward(d5, pooled[0], pooled[1], x, W5, pooled[2], 1,
-                                                 0, 2, 2, 2, 0, need_dx=False)
-                g3 = jit.conv_relu_backward(d3, relu, x, W3, ctx3, 1, 1, need_dx=False)
-            assert chosen == [True, True]
-            results.append(g5[1:] + g3[1:])
-        finally:
-            numba.set_num_threads(before)
-    for one, two in zip(*results):
-        np.testing.assert_array_equal(one, two)
 
 
 def test_the_direct_gradient_is_taken_only_where_the_direct_forward_would_be():

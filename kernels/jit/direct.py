@@ -30,7 +30,7 @@ from .im2col import _pad_images, _row_slot
 from .simd import LANES, VECTOR_BYTES, fma, load, splat, store
 
 __all__ = ["BLOCK_FILTERS", "BLOCK_VECTORS", "direct_weights", "shifted_size",
-           "holds_blocks", "direct_rows"]
+           "holds_blocks", "shift_image", "direct_rows"]
 
 BLOCK_FILTERS = 6
 BLOCK_VECTORS = 3
@@ -86,6 +86,31 @@ def _shift_rows(padded, C, padded_h, padded_w, FW, out_w, split_rows, shifted):
             for r in range(padded_h):
                 _copy_row(padded, (c * padded_h + r) * padded_w + kx, shifted,
                           (block + _row_position(r, padded_h, split_rows)) * out_w, out_w)
+
+
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
+def shift_image(x, n, pad, padded, FW, out_w, split_rows, shifted):
+    """``_shift_rows`` of image n of x (N, C, H, W), padded first (into padded, (1, C,
+    H + 2*pad, W + 2*pad)) when pad."""
+    C, padded_h, padded_w = x.shape[1], x.shape[2] + 2 * pad, x.shape[3] + 2 * pad
+    if pad:
+        _pad_images(x, n, n + 1, pad, padded)
+        image = padded.reshape(-1)
+    else:
+        image = x[n].reshape(-1)
+    _shift_rows(image, C, padded_h, padded_w, FW, out_w, split_rows, shifted)
+
+
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
+def _largest_tap_offset(C, FH, FW, padded_h, out_w, halves, split_rows):
+    """The largest offset ``_tap_offsets`` gives, over the runs of output rows: the last
+    shifted block, at the lowest row a run reads; a run read from there ends inside an
+    image's shifted rows when this plus the run is at most ``shifted_size``."""
+    lowest = 0
+    for half in range(halves):
+        for ky in range(FH):
+            lowest = max(lowest, _row_position(half + ky, padded_h, split_rows))
+    return ((C * FW - 1) * padded_h + lowest) * out_w
 
 
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
@@ -163,26 +188,15 @@ def direct_rows(x, n0, n1, W, FH, FW, pad, out_h, out_w, split_rows, padded, shi
             and (pad == 0 or (padded.shape[1] == C and padded.shape[2] == padded_h
                              and padded.shape[3] == padded_w))):
         raise ValueError("direct_rows: the operands do not fit the layer's shapes")
-    # every read below stays inside shifted: the largest tap offset (the last shifted block,
-    # at its lowest row read) plus a run
-    lowest = 0
-    for half in range(halves):
-        for ky in range(FH):
-            lowest = max(lowest, _row_position(half + ky, padded_h, split_rows))
-    reach = ((C * FW - 1) * padded_h + lowest) * out_w
-    if reach + run > shifted.size:
+    # every read below stays inside shifted
+    if _largest_tap_offset(C, FH, FW, padded_h, out_w, halves, split_rows) + run > shifted.size:
         raise ValueError("direct_rows: shifted holds fewer than shifted_size elements")
     for half in range(halves):
         _tap_offsets(C, FH, FW, padded_h, out_w, half, split_rows, offsets[half * K:])
     flat = rows.ravel()
     stride = rows.shape[1]
     for n in range(n0, n1):
-        if pad:
-            _pad_images(x, n, n + 1, pad, padded)
-            image = padded.reshape(-1)
-        else:
-            image = x[n].reshape(-1)
-        _shift_rows(image, C, padded_h, padded_w, FW, out_w, split_rows, shifted)
+        shift_image(x, n, pad, padded, FW, out_w, split_rows, shifted)
         for half in range(halves):
             start = (n - n0) * P + half * run
             tap_offsets = offsets[half * K:]

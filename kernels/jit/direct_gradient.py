@@ -22,8 +22,7 @@ import numpy as np
 from numba import njit
 
 from .compile_options import HELPER_INLINE
-from .direct import _row_position, _shift_rows, _tap_offsets
-from .im2col import _pad_images
+from .direct import _largest_tap_offset, _tap_offsets, shift_image
 from .simd import LANES, VECTOR_BYTES, fma, load, splat, store
 
 __all__ = ["TILE", "gradient_fits", "add_direct_weight_gradient", "add_lane_sums"]
@@ -117,26 +116,15 @@ def add_direct_weight_gradient(x, n0, n1, FH, FW, pad, out_h, out_w, split_rows,
         raise ValueError("add_direct_weight_gradient: the operands do not fit the layer's "
                          "shapes")
     for n in range(n0, n1):
-        if pad:
-            _pad_images(x, n, n + 1, pad, padded)
-            image = padded.reshape(-1)
-        else:
-            image = x[n].reshape(-1)
-        _shift_rows(image, C, padded_h, padded_w, FW, out_w, split_rows,
-                    shifted[(n - n0) * image_size:])
+        shift_image(x, n, pad, padded, FW, out_w, split_rows, shifted[(n - n0) * image_size:])
     for i in range(count):
         image, half = i // halves, i % halves
         run_starts[i] = image * P + half * run
         _tap_offsets(C, FH, FW, padded_h, out_w, half, split_rows, taps[i * K:])
         for t in range(i * K, (i + 1) * K):
             taps[t] += image * image_size
-    # every read stays inside its image's shifted rows: the largest tap offset (the last
-    # shifted block, at its lowest row read) plus a run, as ``direct_rows`` checks
-    lowest = 0
-    for half in range(halves):
-        for ky in range(FH):
-            lowest = max(lowest, _row_position(half + ky, padded_h, split_rows))
-    if ((C * FW - 1) * padded_h + lowest) * out_w + run > image_size:
+    # every read stays inside its image's shifted rows
+    if _largest_tap_offset(C, FH, FW, padded_h, out_w, halves, split_rows) + run > image_size:
         raise ValueError("add_direct_weight_gradient: a run would read past its image")
     flat = rows.ravel()
     for f in range(0, FN, TILE):
