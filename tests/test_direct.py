@@ -246,7 +246,7 @@ def test_the_switch_is_read_from_the_environment(tmp_path):
 
 
 @pytest.mark.parametrize("what", ["shifted", "offsets", "rows", "weights", "images",
-                                  "geometry", "padded", "positions"])
+                                  "geometry", "padded", "no padded image", "positions"])
 def test_operands_that_do_not_fit_are_refused_before_anything_is_written(what):
     """The vectors load and store unchecked, so direct_rows proves every index in range
     first."""
@@ -274,6 +274,8 @@ def test_operands_that_do_not_fit_are_refused_before_anything_is_written(what):
         out_w += 1
     elif what == "padded":
         padded = np.empty((1, C, H + 2 * pad - 1, W + 2 * pad), dtype)
+    elif what == "no padded image":
+        padded = padded[:0]
     offsets[:] = -1
     with pytest.raises(ValueError, match="direct_rows"):
         direct.direct_rows(x, n0, n1, weights, FH, FW, pad, out_h, out_w, True, padded,

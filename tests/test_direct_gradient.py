@@ -118,7 +118,7 @@ def test_tiles_that_overlap_add_each_sum_once():
 
 
 @pytest.mark.parametrize("what", ["sums", "taps", "starts", "shifted", "rows", "images",
-                                  "filters", "geometry", "run"])
+                                  "filters", "geometry", "run", "padded", "no padded image"])
 def test_operands_that_do_not_fit_are_refused_before_anything_is_written(what):
     """The vectors load and store unchecked, so every index is proved in range first."""
     dtype = np.float32
@@ -147,12 +147,23 @@ def test_operands_that_do_not_fit_are_refused_before_anything_is_written(what):
     elif what == "run":  # 11 x 11 positions: runs of no whole number of vectors
         x, out_h, out_w = np.ones((N, C, 15, 15), dtype), 11, 11
         rows = np.ones((FN, N * 121), dtype)
+    elif what in ("padded", "no padded image"):  # 24 x 24 images padded by 2
+        pad = 2
+        x = np.ones((N, C, out_h, out_w), dtype)
+        padded, shifted, taps, starts, sums = scratch(N, C, out_h, out_w, FH, FW, pad, FN,
+                                                      dtype)
+        padded = padded[:, :, 1:] if what == "padded" else padded[:0]
     taps[:] = -1
     split_rows = what != "run"  # as SimpleConvNet's pooled layer; 11 rows do not split
     with pytest.raises(ValueError, match="add_direct_weight_gradient"):
         dg.add_direct_weight_gradient(x, 0, n1, FH, FW, pad, out_h, out_w, split_rows, padded,
                                       shifted, taps, starts, rows, sums)
     assert not sums.any() and (taps == -1).all()
+    if what in ("padded", "no padded image"):  # the operands it was cut from do fit
+        padded = scratch(N, C, out_h, out_w, FH, FW, pad, FN, dtype)[0]
+        dg.add_direct_weight_gradient(x, 0, n1, FH, FW, pad, out_h, out_w, split_rows, padded,
+                                      shifted, taps, starts, rows, sums)
+        assert sums.any()
 
 
 @st.composite

@@ -185,7 +185,8 @@ def direct_rows(x, n0, n1, W, FH, FW, pad, out_h, out_w, split_rows, padded, shi
             and run >= block and W.shape[0] % BLOCK_FILTERS == 0 and W.shape[1] == K
             and rows.shape[0] == W.shape[0] and rows.shape[1] == (n1 - n0) * P
             and offsets.size >= halves * K
-            and (pad == 0 or (padded.shape[1] == C and padded.shape[2] == padded_h
+            and (pad == 0 or (padded.shape[0] >= 1 and padded.shape[1] == C
+                             and padded.shape[2] == padded_h
                              and padded.shape[3] == padded_w))):
         raise ValueError("direct_rows: the operands do not fit the layer's shapes")
     # every read below stays inside shifted

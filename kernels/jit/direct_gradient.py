@@ -111,7 +111,8 @@ def add_direct_weight_gradient(x, n0, n1, FH, FW, pad, out_h, out_w, split_rows,
             and rows.shape[1] == images * P and sums.size == FN * K * lanes
             and taps.size >= count * K and run_starts.size >= count
             and shifted.size >= images * image_size
-            and (pad == 0 or (padded.shape[1] == C and padded.shape[2] == padded_h
+            and (pad == 0 or (padded.shape[0] >= 1 and padded.shape[1] == C
+                             and padded.shape[2] == padded_h
                              and padded.shape[3] == padded_w))):
         raise ValueError("add_direct_weight_gradient: the operands do not fit the layer's "
                          "shapes")
