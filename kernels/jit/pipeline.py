@@ -102,7 +102,7 @@ WINOGRAD_MIN_CHANNELS = 8
 # 0.95-0.98x, 3->32 5x5 at 32x32 0.75x / 0.86x; 8->16 3x3 at 14x14 lost in float32 (1.48x),
 # 16->32 in both (1.48x / 1.11x). Its loop compiles in 6.3 s against 7.8 for im2col's, since
 # it leaves the general pool to im2col (docs/performance-history.md).
-# FASTCONV_DIRECT_CONV=0 turns it off.
+# FASTCONV_DIRECT_CONV=0 turns it off, and the direct weight gradient with it.
 DIRECT_CONV = os.environ.get("FASTCONV_DIRECT_CONV", "1") != "0"
 DIRECT_MAX_CHANNELS = 4
 
