@@ -120,27 +120,33 @@ class Relu(_Kernel):
 
 
 class ConvReluPool(_Kernel):
-    """The fused convolution + ReLU + 2x2 max pool block, forward and backward (dx too)."""
+    """The fused convolution + ReLU + 2x2 max pool block, forward and backward: with dx, and
+    without it as a network's first layer runs it (where the layer runs directly, its weight
+    gradient is then summed directly too)."""
 
     def setup(self, shape, dtype, backend, threads):
         self._common(shape, dtype, backend, threads)
         self.out, self.argmax, self.ctx = self._forward()
         self.dout = self.rng.standard_normal(self.out.shape).astype(dtype)
-        self._backward()
+        self._backward(True)
+        self._backward(False)
 
     def _forward(self):
         return self.k.conv_relu_pool_forward(self.x, self.W, self.b, self.stride, self.pad,
                                              *POOL)
 
-    def _backward(self):
+    def _backward(self, need_dx):
         return self.k.conv_relu_pool_backward(self.dout, self.out, self.argmax, self.x, self.W,
-                                              self.ctx, self.stride, self.pad, *POOL, True)
+                                              self.ctx, self.stride, self.pad, *POOL, need_dx)
 
     def time_forward(self, shape, dtype, backend, threads):
         self._forward()
 
     def time_backward(self, shape, dtype, backend, threads):
-        self._backward()
+        self._backward(True)
+
+    def time_backward_first_layer(self, shape, dtype, backend, threads):
+        self._backward(False)
 
 
 # --- optimizer updates ---------------------------------------------------------------------
