@@ -32,10 +32,17 @@ TILE = 5
 
 def gradient_fits(FN, K, out_h, out_w, split_rows, dtype):
     """Whether ``add_direct_weight_gradient`` takes a layer of FN filters and K taps whose
-    output is out_h x out_w (its rows split or not): a whole tile each way, and runs of whole
-    vectors."""
+    output is out_h x out_w (its rows split or not)."""
+    # the Python body: a compiled call from Python costs more (NUMBA_DISABLE_JIT leaves a
+    # plain function, with no py_func)
+    fits = getattr(_tiles_fit, "py_func", _tiles_fit)
+    return fits(FN, K, out_h, out_w, split_rows, LANES[np.dtype(dtype)])
+
+
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
+def _tiles_fit(FN, K, out_h, out_w, split_rows, lanes):
+    """A whole tile each way, and runs of whole vectors (half the rows each, under a split)."""
     run = out_h * out_w // (2 if split_rows else 1)
-    lanes = LANES[np.dtype(dtype)]
     return (FN >= TILE and K >= TILE and run >= lanes and run % lanes == 0
             and (out_h % 2 == 0 or not split_rows))
 
@@ -106,8 +113,8 @@ def add_direct_weight_gradient(x, n0, n1, FH, FW, pad, out_h, out_w, split_rows,
     count = images * halves
     image_size = C * FW * padded_h * out_w  # shifted_size, which runs in Python
     if not (0 <= n0 <= n1 <= x.shape[0] and out_h == padded_h - FH + 1 > 0
-            and out_w == padded_w - FW + 1 > 0 and (out_h % 2 == 0 or not split_rows)
-            and FN >= TILE and K >= TILE and run >= lanes and run % lanes == 0
+            and out_w == padded_w - FW + 1 > 0
+            and _tiles_fit(FN, K, out_h, out_w, split_rows, lanes)
             and rows.shape[1] == images * P and sums.size == FN * K * lanes
             and taps.size >= count * K and run_starts.size >= count
             and shifted.size >= images * image_size

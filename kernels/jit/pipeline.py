@@ -206,10 +206,13 @@ def pool_tiles_or_none(epilogue, conv_h, conv_w):
     on an empty cache (Zen 4), and DeepConvNet's first step compiles that loop."""
     kind, _, pool, _, _ = epilogue
     if kind == OUTPUT_RELU_POOL or kind == OUTPUT_RELU_POOL_VALUES:
-        # (its Python body: a compiled call from here costs more; NUMBA_DISABLE_JIT has no
-        # py_func)
-        return getattr(windows_are_tiles, "py_func", windows_are_tiles)(pool, conv_h, conv_w)
+        return _windows_are_tiles(pool, conv_h, conv_w)
     return True
+
+
+# windows_are_tiles's Python body, for the choices made in Python: a compiled call from there
+# costs more (NUMBA_DISABLE_JIT leaves it a plain function, with no py_func)
+_windows_are_tiles = getattr(windows_are_tiles, "py_func", windows_are_tiles)
 
 
 @njit(nogil=True, cache=True)
@@ -554,7 +557,7 @@ def backward_part(x, W, stride, pad, need_dx, prologue):
     kind, pool = prologue[0], prologue[1]
     direct = (winograd is None and not need_dx and _direct_gradient(
         x, Wm, geometry, kind == GRADIENT_RELU_POOL  # gradient_rows_split, from Python
-        and getattr(windows_are_tiles, "py_func", windows_are_tiles)(pool, *geometry[4:])))
+        and _windows_are_tiles(pool, *geometry[4:])))
     background_compile.finish(x.dtype, "winograd" if winograd is not None else
                               "direct" if direct else "im2col")
     run = _chunk_loop(_backward_chunks)
