@@ -4,8 +4,6 @@ filter and tap counts (whole tiles of 5 and tiles that overlap) and both dtypes;
 that take it against their twins (bit identity with 1 and 2 threads is tested with the
 direct forward pass, in test_direct.py); which layers take it; and operands that do not
 fit."""
-import contextlib
-
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -17,26 +15,19 @@ from fastconv.kernels.shapes import conv_output_hw
 
 from test_kernels import assert_all_close, conv_operands
 from test_direct import direct_geometry
-from test_pipeline import recording_results
+from test_pipeline import recording_choices
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
 
-@contextlib.contextmanager
 def every_gradient_directly():
     """Every stride-1 conv of up to 8 channels that Winograd does not take sums its weight
-    gradient directly where it fits, whatever the CPU; yields each backward call's choice."""
-    settings = {(pipeline, "DIRECT_CONV"): True, (simd, "FULL_WIDTH"): True,
-                (pipeline, "DIRECT_MAX_CHANNELS"): 8}
-    saved = {key: getattr(*key) for key in settings}
-    for (module, name), value in settings.items():
-        setattr(module, name, value)
-    try:
-        with recording_results("_direct_gradient") as chosen:
-            yield chosen
-    finally:
-        for (module, name), value in saved.items():
-            setattr(module, name, value)
+    gradient directly where it fits, whatever the CPU; yields each call's choice (True or
+    False)."""
+    return recording_choices("_direct_gradient", {(pipeline, "DIRECT_CONV"): True,
+                                                  (simd, "FULL_WIDTH"): True,
+                                                  (pipeline, "DIRECT_MAX_CHANNELS"): 8},
+                             taken=bool)
 
 
 def oracle_gradient(x, rows, FH, FW, pad, split_rows):

@@ -57,15 +57,16 @@ def recording_results(name, record=lambda result: result):
 
 
 @contextlib.contextmanager
-def recording_choices(operands, settings):
+def recording_choices(operands, settings, taken=lambda picked: picked is not None):
     """Sets each (module, name) of settings to its value and records each call of
-    pipeline.<operands> (the function that picks a path, None for "not this one"); yields the
-    list of choices (True: the path was taken) and restores everything after."""
+    pipeline.<operands> (the function that picks a path; by default None for "not this
+    one", else taken(what it returned) says); yields the list of choices (True: the path was
+    taken) and restores everything after."""
     saved = {key: getattr(*key) for key in settings}
     for (module, name), value in settings.items():
         setattr(module, name, value)
     try:
-        with recording_results(operands, lambda picked: picked is not None) as chosen:
+        with recording_results(operands, taken) as chosen:
             yield chosen
     finally:
         for (module, name), value in saved.items():
