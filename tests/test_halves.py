@@ -19,6 +19,23 @@ needs_compiled_halves = pytest.mark.skipif(
     reason="needs a BLAS bound in compiled code and 2 Numba threads")
 
 
+# A pool thread keeps its mailbox open only while it spins, 0.5 ms after a nudge by default.
+# The tests look from a Python thread that has to be on a core then: on two busy cores (CI
+# runs another test process beside) it was not, for a minute on end. Pool threads started
+# here spin long enough for any scheduler; what is tested does not depend on how long.
+PATIENT_SPIN_US = 100_000
+
+
+@pytest.fixture(autouse=True, scope="module")
+def patient_pool_threads():
+    before = handover.WORKER_SPIN_US
+    handover._end_pool_threads()  # their spin is fixed when they start
+    handover.WORKER_SPIN_US = PATIENT_SPIN_US
+    yield
+    handover._end_pool_threads()
+    handover.WORKER_SPIN_US = before
+
+
 @pytest.fixture
 def two_threads():
     before = numba.get_num_threads()
@@ -42,6 +59,17 @@ def pool_thread_ready(seconds=60):
     while time.monotonic() < deadline:
         if halves.state_of(handover.mailbox()) == halves.OPEN:
             return True
+    return False
+
+
+def pool_thread_asleep(seconds=60):
+    """Waits, without calling ``mailbox()`` (which would wake it), until the first pool
+    thread has stopped spinning and sleeps."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if handover._threads[0].posted.cells[1]:
+            return True
+        time.sleep(0.01)
     return False
 
 
@@ -127,9 +155,9 @@ def test_a_sleeping_pool_thread_is_woken_for_the_next_products(two_threads):
     rng = np.random.default_rng(1)
     a, b = operands(rng, 100, 50, 784, False, False, np.float32)
     assert pool_thread_ready()
-    time.sleep(20 * handover.WORKER_SPIN_US * 1e-6)  # it stops spinning and sleeps
-    assert halves.state_of(handover.mailbox()) == halves.CLOSED
-    assert pool_thread_ready(seconds=5)  # mailbox() woke it
+    assert pool_thread_asleep()
+    assert halves.state_of(handover._threads[0].mailbox) == halves.CLOSED
+    assert pool_thread_ready(seconds=30)  # mailbox() woke it
     assert served_while_multiplying(a, b, 10)
 
 

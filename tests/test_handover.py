@@ -123,3 +123,19 @@ def test_a_caller_interrupted_while_waiting_lets_its_pool_thread_go(fresh_pool_t
     release.set()
     stuck.thread.join(10)
     assert not stuck.thread.is_alive()  # it took its group's end, then the retirement
+
+
+def test_a_spin_is_timed_right_though_its_timing_was_interrupted_once(monkeypatch):
+    monkeypatch.setattr(handover, "_spins_per_us", None)
+    quiet = handover._spins(1000)
+    real_clock, calls = handover.time.perf_counter, []
+
+    def clock_with_a_pause():
+        calls.append(None)
+        return real_clock() + (0.05 if len(calls) == 2 else 0.0)  # 50 ms off the core
+    monkeypatch.setattr(handover.time, "perf_counter", clock_with_a_pause)
+    monkeypatch.setattr(handover, "_spins_per_us", None)
+    interrupted = handover._spins(1000)
+    monkeypatch.undo()
+    assert len(calls) > 2  # timed again after the pause
+    assert interrupted > quiet / 3
