@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 SETUP = textwrap.dedent("""\
@@ -18,9 +19,10 @@ SETUP = textwrap.dedent("""\
     def block(dtype, kernels=fused, channels=2, direct=False):
         # the backward pass of a fused conv block, after its forward pass; by im2col with 2
         # channels, by Winograd with 8 in float64; direct: 1 channel and 5 filters over 8x8
-        # outputs, with no input gradient, whose weight gradient is summed directly
+        # outputs (16x16 in float32, whose vectors are twice as long), with no input
+        # gradient, whose weight gradient is summed directly (gathered in float64)
         rng = np.random.default_rng(0)
-        size, filters = (8, 5) if direct else (6, 4)
+        size, filters = ((16 if dtype == np.float32 else 8), 5) if direct else (6, 4)
         x = rng.standard_normal((3, channels, size, size)).astype(dtype)
         W = rng.standard_normal((filters, channels, 3, 3)).astype(dtype)
         b = rng.standard_normal(filters).astype(dtype)
@@ -43,18 +45,21 @@ def _run(tmp_path, code):
     return done.stdout.split()
 
 
-@pytest.mark.parametrize("loop, channels", [("im2col", 2), ("winograd", 8), ("direct", 1)])
+@pytest.mark.parametrize("loop, channels, dtype", [
+    ("im2col", 2, "float64"), ("winograd", 8, "float64"), ("direct", 1, "float32"),
+    ("gather", 1, "float64")])  # a direct gradient behind a pool is gathered in float64
 def test_the_first_backward_pass_adopts_the_helpers_loop_with_the_same_bits(tmp_path, loop,
-                                                                           channels):
+                                                                           channels, dtype):
     # A forked child does not own the helper and compiles the loop itself; its gradients are
     # the reference for the parent's, which come from the adopted loop.
     from fastconv.kernels.jit import pipeline, simd
-    if loop == "direct" and not (simd.FULL_WIDTH and pipeline.DIRECT_CONV):
+    if loop in ("direct", "gather") and not (simd.FULL_WIDTH and pipeline.DIRECT_CONV):
         pytest.skip("layers run directly only where compiled code has 512-bit vectors")
     setup = (f"        LOOP = getattr(pipeline, background_compile.LOOPS['{loop}'])\n"
-             f"        CHANNELS, DIRECT = {channels}, {loop == 'direct'}\n")
+             f"        CHANNELS, DIRECT = {channels}, {loop in ('direct', 'gather')}\n"
+             f"        DTYPE = np.{dtype}\n")
     printed = _run(tmp_path, setup + """\
-        backward = block(np.float64, channels=CHANNELS, direct=DIRECT)
+        backward = block(DTYPE, channels=CHANNELS, direct=DIRECT)
         print(list(background_compile._pending))
         child = os.fork()
         if child == 0:
@@ -74,10 +79,11 @@ def test_the_first_backward_pass_adopts_the_helpers_loop_with_the_same_bits(tmp_
         theirs = np.load("child.npz")
         print(all(np.array_equal(a, theirs[f"arr_{i}"]) for i, a in enumerate(mine)))
         """)
-    assert printed == [f"['{loop}-d']", f"['{loop}-d']", "0", "True"]
+    code = np.dtype(dtype).char
+    assert printed == [f"['{loop}-{code}']", f"['{loop}-{code}']", "0", "True"]
     # the adopted loop was saved to the cache: the next process loads it, with no helper
     printed = _run(tmp_path, setup + """\
-        backward = block(np.float64, channels=CHANNELS, direct=DIRECT)
+        backward = block(DTYPE, channels=CHANNELS, direct=DIRECT)
         backward()
         print(background_compile._pending, background_compile.adopted,
               sum(LOOP.stats.cache_hits.values()))

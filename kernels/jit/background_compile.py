@@ -37,7 +37,8 @@ SWITCH = "FASTCONV_BACKGROUND_COMPILE"
 WAIT_SECONDS = 120
 PAYLOAD = "backward.pkl"
 LOOPS = {"im2col": "_backward_chunks", "winograd": "_winograd_backward_chunks",
-         "direct": "_direct_backward_chunks"}  # in pipeline
+         "direct": "_direct_backward_chunks",
+         "gather": "_gathered_backward_chunks"}  # in pipeline
 
 _lock = threading.Lock()
 # keys "<loop>-<dtype char>", e.g. "im2col-f", "winograd-d"
@@ -114,7 +115,8 @@ def _spawn(dtype, loop):
 
 def start(dtype, loop="im2col"):
     """Called before a forward pass whose backward pass will run loop ("im2col",
-    "winograd" or "direct") in dtype: the first time, starts the helper if it pays."""
+    "winograd", "direct" or "gather") in dtype: the first time, starts the helper if it
+    pays."""
     key = _key(dtype, loop)
     if key in _decided:
         return
@@ -200,14 +202,16 @@ def _compile_backward(name, dtype, folder, parent):
     dtype = np.dtype(dtype)
     # the tiny pass takes the loop asked for: Winograd for a 3x3 stride-1 conv of 1 channel;
     # the direct gradient for 5 filters over 8x8 outputs, with no input gradient (the parent
-    # asks for it only where its own forward pass ran directly); or neither
+    # asks for it only where its own forward pass ran directly), gathered in float64; or
+    # neither
     pipeline.WINOGRAD_MIN_CHANNELS = 1 if name == "winograd" else sys.maxsize
-    size, filters = (10, 5) if name == "direct" else (4, 1)
+    direct = name in ("direct", "gather")  # which of the two, the dtype decides
+    size, filters = (10, 5) if direct else (4, 1)
     images = np.zeros((1, 1, size, size), dtype)
     weights = np.zeros((filters, 1, 3, 3), dtype)
     pooled = np.zeros((1, filters, (size - 2) // 2, (size - 2) // 2), dtype)
     conv_relu_pool_backward(pooled, pooled, np.zeros(pooled.shape, np.intp), images, weights,
-                            None, 1, 0, 2, 2, 2, 0, need_dx=name != "direct")
+                            None, 1, 0, 2, 2, 2, 0, need_dx=not direct)
     loop = _backward_loop(name)
     data = dumps([loop._cache._impl.reduce(compiled) for compiled in loop.overloads.values()])
     partial = os.path.join(folder, PAYLOAD + ".partial")
