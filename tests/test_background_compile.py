@@ -16,16 +16,21 @@ SETUP = textwrap.dedent("""\
 
     background_compile._usable_cpus = lambda: 2  # tested on one-CPU machines too
 
-    def block(dtype, kernels=fused, channels=2, direct=False):
+    def block(dtype, kernels=fused, channels=2, direct=False, pooled=True):
         # the backward pass of a fused conv block, after its forward pass; by im2col with 2
         # channels, by Winograd with 8 in float64; direct: 1 channel and 5 filters over 8x8
         # outputs (16x16 in float32, whose vectors are twice as long), with no input
-        # gradient, whose weight gradient is summed directly (gathered in float64)
+        # gradient, whose weight gradient is summed directly, or behind the pool gathered
         rng = np.random.default_rng(0)
         size, filters = ((16 if dtype == np.float32 else 8), 5) if direct else (6, 4)
         x = rng.standard_normal((3, channels, size, size)).astype(dtype)
         W = rng.standard_normal((filters, channels, 3, 3)).astype(dtype)
         b = rng.standard_normal(filters).astype(dtype)
+        if not pooled:
+            out, ctx = kernels.conv_relu_forward(x, W, b, 1, 1)
+            dout = rng.standard_normal(out.shape).astype(dtype)
+            return lambda: kernels.conv_relu_backward(dout, out, x, W, ctx, 1, 1,
+                                                      need_dx=not direct)
         out, argmax, ctx = kernels.conv_relu_pool_forward(x, W, b, 1, 1, 2, 2, 2, 0)
         dout = rng.standard_normal(out.shape).astype(dtype)
         return lambda: kernels.conv_relu_pool_backward(dout, out, argmax, x, W, ctx, 1, 1,
@@ -47,7 +52,7 @@ def _run(tmp_path, code):
 
 @pytest.mark.parametrize("loop, channels, dtype", [
     ("im2col", 2, "float64"), ("winograd", 8, "float64"), ("direct", 1, "float32"),
-    ("gather", 1, "float64")])  # a direct gradient behind a pool is gathered in float64
+    ("gather", 1, "float64")])  # direct with no pool; behind one, gathered
 def test_the_first_backward_pass_adopts_the_helpers_loop_with_the_same_bits(tmp_path, loop,
                                                                            channels, dtype):
     # A forked child does not own the helper and compiles the loop itself; its gradients are
@@ -57,9 +62,9 @@ def test_the_first_backward_pass_adopts_the_helpers_loop_with_the_same_bits(tmp_
         pytest.skip("layers run directly only where compiled code has 512-bit vectors")
     setup = (f"        LOOP = getattr(pipeline, background_compile.LOOPS['{loop}'])\n"
              f"        CHANNELS, DIRECT = {channels}, {loop in ('direct', 'gather')}\n"
-             f"        DTYPE = np.{dtype}\n")
+             f"        DTYPE, POOLED = np.{dtype}, {loop != 'direct'}\n")
     printed = _run(tmp_path, setup + """\
-        backward = block(DTYPE, channels=CHANNELS, direct=DIRECT)
+        backward = block(DTYPE, channels=CHANNELS, direct=DIRECT, pooled=POOLED)
         print(list(background_compile._pending))
         child = os.fork()
         if child == 0:
@@ -83,7 +88,7 @@ def test_the_first_backward_pass_adopts_the_helpers_loop_with_the_same_bits(tmp_
     assert printed == [f"['{loop}-{code}']", f"['{loop}-{code}']", "0", "True"]
     # the adopted loop was saved to the cache: the next process loads it, with no helper
     printed = _run(tmp_path, setup + """\
-        backward = block(DTYPE, channels=CHANNELS, direct=DIRECT)
+        backward = block(DTYPE, channels=CHANNELS, direct=DIRECT, pooled=POOLED)
         backward()
         print(background_compile._pending, background_compile.adopted,
               sum(LOOP.stats.cache_hits.values()))

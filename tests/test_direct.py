@@ -294,3 +294,23 @@ def test_vectors_as_python_mean_what_the_compiled_ones_do():
         want[5:5 + lanes] = 2 * a[3:3 + lanes] + 1
         np.testing.assert_array_equal(out, want)
         assert simd.LANES[np.dtype(dtype)] == lanes
+
+
+def test_vectors_of_8_lanes_hold_8_values_in_either_dtype():
+    """simd.load8/store8/splat8, compiled and as Python: 256 bits of float32, 512 of float64."""
+    @numba.njit
+    def compiled(a, out):
+        two, one = simd.splat8(a.dtype.type(2)), simd.splat8(a.dtype.type(1))
+        simd.store8(out, 5, simd.fma(simd.load8(a, 3), two, one))
+
+    for dtype in (np.float32, np.float64):
+        a = np.arange(40, dtype=dtype)
+        want = np.zeros(40, dtype)
+        want[5:13] = 2 * a[3:11] + 1
+        out = np.zeros(40, dtype)
+        compiled(a, out)
+        np.testing.assert_array_equal(out, want)
+        out = np.zeros(40, dtype)
+        simd.store8(out, 5, simd.fma(simd.load8(a, 3), simd.splat8(dtype(2)),
+                                     simd.splat8(dtype(1))))
+        np.testing.assert_array_equal(out, want)

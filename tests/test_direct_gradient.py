@@ -221,10 +221,13 @@ def test_the_direct_gradient_is_taken_only_where_the_direct_forward_would_be():
         pipeline.DIRECT_CONV, simd.FULL_WIDTH = saved
 
 
+@pytest.mark.parametrize("pooled", [False, True])
 @pytest.mark.parametrize("need_dx", [False, True])
-def test_a_backward_pass_after_a_direct_forward_pass_finds_its_loop_compiling(need_dx):
+def test_a_backward_pass_after_a_direct_forward_pass_finds_its_loop_compiling(need_dx,
+                                                                              pooled):
     """The forward pass names the backward loop to compile in a helper: the direct one
-    where its gradient fits. A layer that needs an input gradient runs by im2col."""
+    where its gradient fits, behind a pool the gathering one (``pooled_gradient``). A layer
+    that needs an input gradient runs by im2col."""
     rng, x, W, b = conv_operands((4, 1, 28, 28), 30, 5, 5, np.float32, 2)
     started, finished = [], []
     saved = pipeline.background_compile.start, pipeline.background_compile.finish
@@ -232,11 +235,17 @@ def test_a_backward_pass_after_a_direct_forward_pass_finds_its_loop_compiling(ne
     pipeline.background_compile.finish = lambda dtype, loop: finished.append(loop)
     try:
         with every_gradient_directly():
-            out, argmax, ctx = jit.conv_relu_pool_forward(x, W, b, 1, 0, 2, 2, 2, 0)
-            dout = rng.standard_normal(out.shape).astype(np.float32)
-            jit.conv_relu_pool_backward(dout, out, argmax, x, W, ctx, 1, 0, 2, 2, 2, 0,
-                                        need_dx=need_dx)
+            if pooled:
+                out, argmax, ctx = jit.conv_relu_pool_forward(x, W, b, 1, 0, 2, 2, 2, 0)
+                dout = rng.standard_normal(out.shape).astype(np.float32)
+                jit.conv_relu_pool_backward(dout, out, argmax, x, W, ctx, 1, 0, 2, 2, 2, 0,
+                                            need_dx=need_dx)
+            else:
+                out, ctx = jit.conv_relu_forward(x, W, b, 1, 0)
+                dout = rng.standard_normal(out.shape).astype(np.float32)
+                jit.conv_relu_backward(dout, out, x, W, ctx, 1, 0, need_dx=need_dx)
     finally:
         pipeline.background_compile.start, pipeline.background_compile.finish = saved
-    assert started == ["direct"]
-    assert finished == ["im2col" if need_dx else "direct"]
+    loop = "gather" if pooled else "direct"
+    assert started == [loop]
+    assert finished == ["im2col" if need_dx else loop]

@@ -2,14 +2,14 @@
 against a float64 oracle over random shapes, paddings and pools (tiling, overlapping,
 padded) in both dtypes, with argmax values that name no cell; images holding a value that is
 not finite left to the dense sum; operands that do not fit; and the layers that take it
-(float64, behind a max pool) against their twins and summing by it. Bit identity with 1 and
+(behind a max pool) against their twins and summing by it. Bit identity with 1 and
 2 threads is tested with the direct forward pass (test_direct.py)."""
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 from fastconv.kernels import jit, reference
-from fastconv.kernels.jit import pooled_gradient as pg, simd
+from fastconv.kernels.jit import pooled_gradient as pg
 
 from test_kernels import assert_all_close, conv_operands
 from test_direct_gradient import every_gradient_directly
@@ -44,9 +44,8 @@ def oracle(x, FH, FW, pad, pool, dout, out, argmax):
 
 def scratch(C, H, W, FH, pad, FN, dtype):
     """(padded image, row sums, bias sums)."""
-    lanes = simd.LANES[np.dtype(dtype)]
     return (np.empty(pg.patch_size(C, H + 2 * pad, W + 2 * pad, dtype), dtype),
-            np.zeros(FN * C * FH * lanes, dtype), np.zeros(FN))
+            np.zeros(FN * C * FH * pg.ROW_LANES, dtype), np.zeros(FN))
 
 
 def pool_operands(rng, N, FN, out_h, out_w, cells, dtype):
@@ -64,7 +63,7 @@ def geometries(draw):
     """(x shape, FN, FH, FW, pad, pool) with a pool output of at least one window."""
     dtype = draw(st.sampled_from([np.float32, np.float64]))
     FH = draw(st.integers(1, 6))
-    FW = draw(st.integers(1, min(6, simd.LANES[np.dtype(dtype)])))
+    FW = draw(st.integers(1, pg.ROW_LANES))
     pad = draw(st.integers(0, 2))
     shape = (draw(st.integers(1, 4)), draw(st.integers(1, 4)), draw(st.integers(FH, 16)),
              draw(st.integers(FW, 16)))
@@ -151,42 +150,44 @@ def test_operands_that_do_not_fit_are_refused_before_anything_is_written(what):
     assert not sums.any() and not db.any()
 
 
-def test_float64_layers_behind_a_max_pool_gather_their_gradient():
-    assert pg.gathers(True, 5, np.float64)
+def test_layers_behind_a_max_pool_gather_their_gradient():
+    assert pg.gathers(True, 5, np.float64) and pg.gathers(True, 8, np.float32)
     assert not pg.gathers(False, 5, np.float64)  # no pool: every cell has a gradient
-    assert not pg.gathers(True, 5, np.float32)   # measured no faster (pooled_gradient)
-    assert not pg.gathers(True, 9, np.float64)   # a filter row wider than a vector
+    assert not pg.gathers(True, 9, np.float32)   # a filter row wider than a row vector
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("pool", [(2, 2, 2, 0), (3, 3, 2, 0), (3, 3, 2, 1), (2, 2, 1, 0)])
-def test_a_layer_sums_its_gradient_by_the_gather_and_matches_its_twin(pool):
+def test_a_layer_sums_its_gradient_by_the_gather_and_matches_its_twin(pool, dtype):
     """One image: the layer's weight gradient has the gather's bits (the dense sum's differ),
     with the windows tiling the conv output, overlapping, or padded."""
-    rng, x, W, b = conv_operands((1, 1, 20, 20), 6, 5, 5, np.float64, 3)
+    rng, x, W, b = conv_operands((1, 1, 20, 20), 6, 5, 5, dtype, 3)
     out, argmax, ctx = reference.conv_relu_pool_forward(x, W, b, 1, 0, *pool)
-    dout = rng.standard_normal(out.shape)
+    dout = rng.standard_normal(out.shape).astype(dtype)
     with every_gradient_directly() as chosen:
         got = jit.conv_relu_pool_backward(dout, out, argmax, x, W, ctx, 1, 0, *pool,
                                           need_dx=False)
     assert chosen == [True]
     want = reference.conv_relu_pool_backward(dout, out, argmax, x, W, ctx, 1, 0, *pool,
                                              need_dx=False)
-    assert_all_close(got, want, np.float64)
-    patch, sums, db = scratch(1, 20, 20, 5, 0, 6, np.float64)
+    assert_all_close(got, want, dtype)
+    patch, sums, db = scratch(1, 20, 20, 5, 0, 6, dtype)
     pg.add_pooled_weight_gradient(x, 0, 1, 5, 5, 0, pool, dout, out, argmax, patch, sums, db)
-    gathered = np.zeros((6, 25))
+    gathered = np.zeros((6, 25), dtype)
     pg.add_row_sums(sums, 5, gathered)
     np.testing.assert_array_equal(got[1].reshape(6, 25), gathered)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("value", [np.nan, np.inf])
-def test_a_part_with_an_image_that_is_not_finite_is_summed_densely_from_the_start(value):
+def test_a_part_with_an_image_that_is_not_finite_is_summed_densely_from_the_start(value,
+                                                                                   dtype):
     # the gather stops at the chunk of that image, the last of its part, and the sums of
     # the chunks before it are dropped: NaN where the twin has NaN
-    rng, x, W, b = conv_operands((40, 1, 20, 20), 6, 5, 5, np.float64, 4)
+    rng, x, W, b = conv_operands((40, 1, 20, 20), 6, 5, 5, dtype, 4)
     x[39, 0, 9, 9] = value
     out, argmax, ctx = reference.conv_relu_pool_forward(x, W, b, 1, 0, 2, 2, 2, 0)
-    dout = rng.standard_normal(out.shape)
+    dout = rng.standard_normal(out.shape).astype(dtype)
     with every_gradient_directly():
         got = jit.conv_relu_pool_backward(dout, out, argmax, x, W, ctx, 1, 0, 2, 2, 2, 0,
                                           need_dx=False)
@@ -194,4 +195,4 @@ def test_a_part_with_an_image_that_is_not_finite_is_summed_densely_from_the_star
         want = reference.conv_relu_pool_backward(dout, out, argmax, x, W, ctx, 1, 0, 2, 2, 2,
                                                  0, need_dx=False)
     assert np.isnan(want[1]).any()
-    assert_all_close(got, want, np.float64)
+    assert_all_close(got, want, dtype)

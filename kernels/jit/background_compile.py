@@ -198,20 +198,24 @@ def _compile_backward(name, dtype, folder, parent):
     layers call, then the compiled code goes to the payload file."""
     from numba.core.serialize import dumps
     from . import pipeline
-    from .fused import conv_relu_pool_backward
+    from .fused import conv_relu_backward, conv_relu_pool_backward
     dtype = np.dtype(dtype)
     # the tiny pass takes the loop asked for: Winograd for a 3x3 stride-1 conv of 1 channel;
-    # the direct gradient for 5 filters over 8x8 outputs, with no input gradient (the parent
-    # asks for it only where its own forward pass ran directly), gathered in float64; or
-    # neither
+    # for 5 filters over 8x8 outputs with no input gradient (the parent asks for these only
+    # where its own forward pass ran directly), the direct gradient with no pool, or gathered
+    # behind one; or neither
     pipeline.WINOGRAD_MIN_CHANNELS = 1 if name == "winograd" else sys.maxsize
-    direct = name in ("direct", "gather")  # which of the two, the dtype decides
+    direct = name in ("direct", "gather")
     size, filters = (10, 5) if direct else (4, 1)
     images = np.zeros((1, 1, size, size), dtype)
     weights = np.zeros((filters, 1, 3, 3), dtype)
-    pooled = np.zeros((1, filters, (size - 2) // 2, (size - 2) // 2), dtype)
-    conv_relu_pool_backward(pooled, pooled, np.zeros(pooled.shape, np.intp), images, weights,
-                            None, 1, 0, 2, 2, 2, 0, need_dx=not direct)
+    if name == "direct":
+        conv = np.zeros((1, filters, size - 2, size - 2), dtype)
+        conv_relu_backward(conv, conv, images, weights, None, 1, 0, need_dx=False)
+    else:
+        pooled = np.zeros((1, filters, (size - 2) // 2, (size - 2) // 2), dtype)
+        conv_relu_pool_backward(pooled, pooled, np.zeros(pooled.shape, np.intp), images,
+                                weights, None, 1, 0, 2, 2, 2, 0, need_dx=not direct)
     loop = _backward_loop(name)
     data = dumps([loop._cache._impl.reduce(compiled) for compiled in loop.overloads.values()])
     partial = os.path.join(folder, PAYLOAD + ".partial")

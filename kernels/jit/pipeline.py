@@ -42,7 +42,8 @@ from .blas import gemm
 from .compile_options import HELPER_INLINE
 from .direct import direct_rows, direct_weights, holds_blocks, shifted_size
 from .direct_gradient import add_direct_weight_gradient, add_lane_sums, gradient_fits
-from .pooled_gradient import add_pooled_weight_gradient, add_row_sums, gathers, patch_size
+from .pooled_gradient import (ROW_LANES, add_pooled_weight_gradient, add_row_sums, gathers,
+                              patch_size)
 from .epilogues import (GRADIENT_RELU_POOL, OUTPUT_RELU, OUTPUT_RELU_POOL,
                         OUTPUT_RELU_POOL_VALUES, _add_row_sums, _bias_to_nchw,
                         _pool_split_planes, backward_prologue, forward_epilogue,
@@ -282,7 +283,7 @@ def _gathered_backward_chunks(x, lo, hi, chunk, geometry, scratch, prologue, dW,
     the pool's maxima (``pooled_gradient``): False, with dW and db partly added, where an
     image holds a value that is not finite (the dense sum then runs the part again). A loop
     of its own: typed into _direct_backward_chunks it took SimpleConvNet's first float64
-    step on an empty cache from 5.5 to 9.5 s, and float32's, which never gathers, too.
+    step on an empty cache from 5.5 to 9.5 s.
 
     scratch = (padded image, row sums).
     """
@@ -510,7 +511,7 @@ def _gather_scratch(x, Wm, geometry):
     FH, pad = geometry[0], geometry[3]
     return (_scratch_array("gather patch", patch_size(C, H + 2 * pad, W + 2 * pad, x.dtype),
                            x.dtype),
-            _scratch_array("gather sums", Wm.shape[0] * C * FH * simd.LANES[x.dtype],
+            _scratch_array("gather sums", Wm.shape[0] * C * FH * ROW_LANES,
                            x.dtype))
 
 
@@ -561,8 +562,9 @@ def forward_part(x, W, stride, pad, epilogue):
 def _backward_loop_after(x, Wm, geometry, epilogue, winograd, direct):
     """The backward loop that a backward pass after this forward pass will likely run, for
     ``background_compile``: the direct one where the forward pass ran directly and the
-    gradient fits (unless the layer needs an input gradient, which the forward pass cannot
-    tell: that backward pass then compiles its loop itself)."""
+    gradient fits, or behind a pool the gathering one (unless the layer needs an input
+    gradient, which the forward pass cannot tell: that backward pass then compiles its loop
+    itself)."""
     if winograd is not None:
         return "winograd"
     if direct is not None:

@@ -8,17 +8,18 @@ times the input under the filter at its maximum (oy, ox):
 
     dW[f, c, ky, kx] += g * padded[c, oy + ky, ox + kx]
 
-a vector per filter row (c, ky): its FW taps in the first lanes, the lanes after them reading
-on along the image (their sums are never used). Two sets of 5 row sums take a filter's even
-and odd windows, so that an FMA waits on the one two windows back, not one. Every window
-costs the same, kept or not: a skipped one adds 0 * x at the image's first cell, where a
-branch on MNIST's ReLU zeros would be mispredicted about as often as not.
+a vector of 8 lanes per filter row (c, ky) (``simd.load8``: 256 bits of float32, 512 of
+float64): its FW taps in the first lanes, the lanes after them reading on along the image
+(their sums are never used). Two sets of 5 row sums take a filter's even and odd windows, so
+that an FMA waits on the one two windows back, not one. Every window costs the same, kept or
+not: a skipped one adds 0 * x at the image's first cell, where a branch on MNIST's ReLU zeros
+would be mispredicted about as often as not.
 
-Measured (SimpleConvNet's first block, 50 images, one thread, Xeon of 2026-12-07): 648 us
-against about 1000 for the dense sum in float64, but 629 against about 630 in float32, where
-a filter row uses 5 of a vector's 16 lanes and the unaligned 64-byte loads (5 a window) bound
-the loop. So only float64 gathers (``gathers``). Rows of taps stored by position instead, an
-im2col matrix, took 194 us to build and left the loop bound by L2 (650 us).
+Measured (SimpleConvNet's first block, 50 images, one thread, Xeon of 2026-12-07): 493 us in
+float32 and 627 us in float64, against about 630 and 1000 for the dense sum. With 16-lane
+float32 vectors, of which a filter row uses 5, the float32 loop took 629 us: its 5 unaligned
+64-byte loads a window bound it. Rows of taps stored by position instead, an im2col matrix,
+took 194 us to build and left the loop bound by L2 (650 us).
 
 Exact where the input is finite, since a skipped cell of the dense sum adds 0 * x, NaN where
 x is not: images with a value that is not finite are left to the dense sum (the caller).
@@ -31,24 +32,26 @@ from numba import njit
 
 from .compile_options import HELPER_INLINE
 from .epilogues import _add_row_sums
-from .simd import LANES, VECTOR_BYTES, fma, load, splat, store
+from .simd import VECTOR_BYTES, fma, load, load8, splat, splat8, store, store8
 
-__all__ = ["ROWS", "gathers", "patch_size", "add_pooled_weight_gradient", "add_row_sums"]
+__all__ = ["ROWS", "ROW_LANES", "gathers", "patch_size", "add_pooled_weight_gradient",
+           "add_row_sums"]
 
 ROWS = 5  # filter rows summed at once: twice 5 vectors of the 32 registers
+ROW_LANES = 8  # a filter row's vector (``simd.load8``): 256 bits of float32, 512 of float64
 
 
 def gathers(pooled, FW, dtype):
     """Whether a direct weight gradient (``direct_gradient``) is gathered here instead:
     behind a max pool (pooled), in float64, for filters whose rows fit a vector."""
     dtype = np.dtype(dtype)
-    return pooled and dtype == np.float64 and FW <= LANES[dtype]
+    return pooled and dtype in (np.float32, np.float64) and FW <= ROW_LANES
 
 
 def patch_size(C, padded_h, padded_w, dtype):
     """Elements of the scratch that ``add_pooled_weight_gradient`` pads an image into: the
     image and one vector more, which the last row's loads read on into."""
-    return C * padded_h * padded_w + LANES[np.dtype(dtype)]
+    return C * padded_h * padded_w + ROW_LANES
 
 
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
@@ -121,9 +124,9 @@ def _row_offset(row, R, FH, plane, padded_w):
 
 @njit(nogil=True, cache=True, inline="always")
 def _fma5(g, patch, at, r, acc):
-    return (fma(g, load(patch, at + r[0]), acc[0]), fma(g, load(patch, at + r[1]), acc[1]),
-            fma(g, load(patch, at + r[2]), acc[2]), fma(g, load(patch, at + r[3]), acc[3]),
-            fma(g, load(patch, at + r[4]), acc[4]))
+    return (fma(g, load8(patch, at + r[0]), acc[0]), fma(g, load8(patch, at + r[1]), acc[1]),
+            fma(g, load8(patch, at + r[2]), acc[2]), fma(g, load8(patch, at + r[3]), acc[3]),
+            fma(g, load8(patch, at + r[4]), acc[4]))
 
 
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
@@ -131,15 +134,15 @@ def _filter_rows(patch, at, grad, r):
     """The sums of 5 filter rows, at offsets r of the padded image, over one filter's
     windows: each window's patch times its gradient, even and odd windows summed apart and
     added last."""
-    zero = splat(patch.dtype.type(0))
+    zero = splat8(patch.dtype.type(0))
     even = odd = (zero, zero, zero, zero, zero)
     windows = at.size
     for q in range(0, windows - 1, 2):
-        even = _fma5(splat(grad[q]), patch, at[q], r, even)
-        odd = _fma5(splat(grad[q + 1]), patch, at[q + 1], r, odd)
+        even = _fma5(splat8(grad[q]), patch, at[q], r, even)
+        odd = _fma5(splat8(grad[q + 1]), patch, at[q + 1], r, odd)
     if windows % 2:
-        even = _fma5(splat(grad[windows - 1]), patch, at[windows - 1], r, even)
-    one = splat(patch.dtype.type(1))
+        even = _fma5(splat8(grad[windows - 1]), patch, at[windows - 1], r, even)
+    one = splat8(patch.dtype.type(1))
     return (fma(one, even[0], odd[0]), fma(one, even[1], odd[1]), fma(one, even[2], odd[2]),
             fma(one, even[3], odd[3]), fma(one, even[4], odd[4]))
 
@@ -158,7 +161,7 @@ def add_pooled_weight_gradient(x, n0, n1, FH, FW, pad, pool, dout, out, argmax, 
     conv_h, conv_w = padded_h - FH + 1, padded_w - FW + 1
     pool_h, pool_w = pool[0], pool[1]
     FN = dout.shape[1]
-    lanes = VECTOR_BYTES // x.itemsize
+    lanes = ROW_LANES
     R = C * FH
     plane = padded_h * padded_w
     if not (0 <= n0 <= n1 <= N and conv_h > 0 and conv_w > 0 and 0 < FW <= lanes
@@ -183,7 +186,7 @@ def add_pooled_weight_gradient(x, n0, n1, FH, FW, pad, pool, dout, out, argmax, 
     flat_argmax = argmax.reshape((N, FN, windows))
     at = np.empty((1, windows), np.int64)
     grad = np.empty((1, windows), x.dtype)
-    one = splat(patch.dtype.type(1))
+    one = splat8(patch.dtype.type(1))
     patch[:] = 0
     for n in range(n0, n1):
         for c in range(C):
@@ -208,7 +211,7 @@ def add_pooled_weight_gradient(x, n0, n1, FH, FW, pad, pool, dout, out, argmax, 
                     row = start + i
                     if first <= row < R:
                         at_sum = (f * R + row) * lanes
-                        store(sums, at_sum, fma(one, rows[i], load(sums, at_sum)))
+                        store8(sums, at_sum, fma(one, rows[i], load8(sums, at_sum)))
     return True
 
 

@@ -12,7 +12,10 @@ spills).
     splat(x)                  the vector of lanes copies of x
     fma(a, b, c)              a * b + c, one rounding per lane
 
-``lanes`` is 16 for float32 and 8 for float64 (``LANES``). Nothing here checks bounds: the
+``lanes`` is 16 for float32 and 8 for float64 (``LANES``). ``load8``, ``store8`` and
+``splat8`` take vectors of 8 lanes in either dtype (256 bits of float32), for data whose rows
+fill no more: a 256-bit load splits a cache line less often than a 512-bit one, and more
+load ports take it. ``fma`` takes either. Nothing here checks bounds: the
 caller proves its indices in range before its loops (``direct.py``). Run as Python
 (``NUMBA_DISABLE_JIT``), a vector is a NumPy array and the same kernels give the same
 results, only slowly.
@@ -23,7 +26,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_model
 
-__all__ = ["FULL_WIDTH", "LANES", "VECTOR_BYTES", "load", "store", "splat", "fma"]
+__all__ = ["FULL_WIDTH", "LANES", "VECTOR_BYTES", "load", "store", "splat", "fma", "load8",
+           "store8", "splat8"]
 
 VECTOR_BYTES = 64
 LANES = {np.dtype(np.float32): 16, np.dtype(np.float64): 8}
@@ -45,15 +49,16 @@ FULL_WIDTH = _compiles_for_avx512()  # else a vector takes two or four registers
 
 
 class Vector(types.Type):
-    """A 512-bit vector of a float dtype, as a compiled value."""
+    """A vector of a float dtype, 512 bits unless lanes says, as a compiled value."""
 
-    def __init__(self, dtype):
+    def __init__(self, dtype, lanes=None):
         self.dtype = dtype
-        self.lanes = VECTOR_BYTES // (dtype.bitwidth // 8)
+        self.lanes = lanes or VECTOR_BYTES // (dtype.bitwidth // 8)
         super().__init__(name=f"Vector({dtype} x {self.lanes})")
 
 
 _VECTORS = {types.float32: Vector(types.float32), types.float64: Vector(types.float64)}
+_EIGHTS = {types.float32: Vector(types.float32, 8), types.float64: _VECTORS[types.float64]}
 
 
 @register_model(Vector)
@@ -80,61 +85,85 @@ def fma(a, b, c):
     return a * b + c  # NumPy rounds the product first; compiled code does not
 
 
-def _vector_of(array_type):
+def load8(array, index):
+    return array[index:index + 8].copy()
+
+
+def store8(array, index, vector):
+    array[index:index + 8] = vector
+
+
+def splat8(value):
+    return np.full(8, value)
+
+
+def _vector_of(array_type, vectors=_VECTORS):
     if (isinstance(array_type, types.Array) and array_type.ndim == 1
-            and array_type.layout == "C" and array_type.dtype in _VECTORS):
-        return _VECTORS[array_type.dtype]
+            and array_type.layout == "C" and array_type.dtype in vectors):
+        return vectors[array_type.dtype]
     return None
 
 
-def _vector_pointer(context, builder, array_type, array, index):
-    """The address of array[index] as a pointer to the array's vector type."""
+def _vector_pointer(context, builder, array_type, array, index, vector):
+    """The address of array[index] as a pointer to the vector type."""
     data = context.make_array(array_type)(context, builder, array).data
-    vector_type = context.get_value_type(_VECTORS[array_type.dtype])
+    vector_type = context.get_value_type(vector)
     return builder.bitcast(builder.gep(data, [index]), vector_type.as_pointer())
 
 
-@intrinsic
-def _load(typingctx, array, index):
-    vector = _vector_of(array)
-    if vector is None or not isinstance(index, types.Integer):
-        return None
+def _loader(vectors):
+    @intrinsic
+    def load_vector(typingctx, array, index):
+        vector = _vector_of(array, vectors)
+        if vector is None or not isinstance(index, types.Integer):
+            return None
 
-    def codegen(context, builder, signature, args):
-        index = context.cast(builder, args[1], signature.args[1], types.intp)
-        pointer = _vector_pointer(context, builder, signature.args[0], args[0], index)
-        return builder.load(pointer, align=signature.args[0].dtype.bitwidth // 8)
-    return vector(array, index), codegen
-
-
-@intrinsic
-def _store(typingctx, array, index, vector):
-    if (_vector_of(array) is None or vector != _vector_of(array)
-            or not isinstance(index, types.Integer)):
-        return None
-
-    def codegen(context, builder, signature, args):
-        index = context.cast(builder, args[1], signature.args[1], types.intp)
-        pointer = _vector_pointer(context, builder, signature.args[0], args[0], index)
-        builder.store(args[2], pointer, align=signature.args[0].dtype.bitwidth // 8)
-        return context.get_dummy_value()
-    return types.void(array, index, vector), codegen
+        def codegen(context, builder, signature, args):
+            index = context.cast(builder, args[1], signature.args[1], types.intp)
+            pointer = _vector_pointer(context, builder, signature.args[0], args[0], index,
+                                      vector)
+            return builder.load(pointer, align=signature.args[0].dtype.bitwidth // 8)
+        return vector(array, index), codegen
+    return load_vector
 
 
-@intrinsic
-def _splat(typingctx, value):
-    if value not in _VECTORS:
-        return None
-    vector = _VECTORS[value]
+def _storer(vectors):
+    @intrinsic
+    def store_vector(typingctx, array, index, vector):
+        if (_vector_of(array, vectors) is None or vector != _vector_of(array, vectors)
+                or not isinstance(index, types.Integer)):
+            return None
 
-    def codegen(context, builder, signature, args):
-        vector_type = context.get_value_type(vector)
-        single = builder.insert_element(ir.Constant(vector_type, ir.Undefined), args[0],
-                                        ir.Constant(ir.IntType(32), 0))
-        return builder.shuffle_vector(single, single,
-                                      ir.Constant(ir.VectorType(ir.IntType(32), vector.lanes),
-                                                  [0] * vector.lanes))
-    return vector(value), codegen
+        def codegen(context, builder, signature, args):
+            index = context.cast(builder, args[1], signature.args[1], types.intp)
+            pointer = _vector_pointer(context, builder, signature.args[0], args[0], index,
+                                      vector)
+            builder.store(args[2], pointer, align=signature.args[0].dtype.bitwidth // 8)
+            return context.get_dummy_value()
+        return types.void(array, index, vector), codegen
+    return store_vector
+
+
+def _splatter(vectors):
+    @intrinsic
+    def splat_vector(typingctx, value):
+        if value not in vectors:
+            return None
+        vector = vectors[value]
+
+        def codegen(context, builder, signature, args):
+            vector_type = context.get_value_type(vector)
+            single = builder.insert_element(ir.Constant(vector_type, ir.Undefined), args[0],
+                                            ir.Constant(ir.IntType(32), 0))
+            return builder.shuffle_vector(
+                single, single,
+                ir.Constant(ir.VectorType(ir.IntType(32), vector.lanes), [0] * vector.lanes))
+        return vector(value), codegen
+    return splat_vector
+
+
+_load, _store, _splat = _loader(_VECTORS), _storer(_VECTORS), _splatter(_VECTORS)
+_load8, _store8, _splat8 = _loader(_EIGHTS), _storer(_EIGHTS), _splatter(_EIGHTS)
 
 
 @intrinsic
@@ -169,3 +198,18 @@ def _splat_overload(value):
 @overload(fma)
 def _fma_overload(a, b, c):
     return lambda a, b, c: _fma(a, b, c)
+
+
+@overload(load8)
+def _load8_overload(array, index):
+    return lambda array, index: _load8(array, index)
+
+
+@overload(store8)
+def _store8_overload(array, index, vector):
+    return lambda array, index, vector: _store8(array, index, vector)
+
+
+@overload(splat8)
+def _splat8_overload(value):
+    return lambda value: _splat8(value)
