@@ -43,7 +43,8 @@ ROW_LANES = 8  # a filter row's vector (``simd.load8``): 256 bits of float32, 51
 
 def gathers(pooled, FW, dtype):
     """Whether a direct weight gradient (``direct_gradient``) is gathered here instead:
-    behind a max pool (pooled), in float64, for filters whose rows fit a vector."""
+    behind a max pool (pooled), in float32 or float64, for filters whose rows fit a row
+    vector (``ROW_LANES``)."""
     dtype = np.dtype(dtype)
     return pooled and dtype in (np.float32, np.float64) and FW <= ROW_LANES
 
