@@ -116,7 +116,8 @@ def test_images_with_a_value_that_is_not_finite_are_left_to_the_dense_sum(value)
 
 
 @pytest.mark.parametrize("what", ["images", "filter wider than a vector", "pool",
-                                  "out", "argmax", "dout", "padded image", "sums", "bias"])
+                                  "out", "argmax", "dout", "padded image", "sums", "bias",
+                                  "negative pad", "no filter rows"])
 def test_operands_that_do_not_fit_are_refused_before_anything_is_written(what):
     """The vectors load and store unchecked, so every index is proved in range first."""
     N, C, H, W, FH, FW, pad, FN = 2, 1, 12, 12, 5, 5, 0, 4
@@ -144,6 +145,13 @@ def test_operands_that_do_not_fit_are_refused_before_anything_is_written(what):
         sums = sums[:-1]
     elif what == "bias":
         db = db[:-1]
+    elif what == "negative pad":  # the image would be copied past the padded one's end
+        pad = -2
+        patch = np.empty(pg.patch_size(C, H - 4, W - 4, np.float64))
+        dout, out, argmax = pool_operands(rng, N, FN, 2, 2, 4, np.float64)
+    elif what == "no filter rows":
+        FH = 0
+        sums = sums[:0]
     with pytest.raises(ValueError, match="add_pooled_weight_gradient"):
         pg.add_pooled_weight_gradient(x, 0, n1, FH, FW, pad, pool, dout, out, argmax, patch,
                                       sums, db)

@@ -165,7 +165,8 @@ def add_pooled_weight_gradient(x, n0, n1, FH, FW, pad, pool, dout, out, argmax, 
     lanes = ROW_LANES
     R = C * FH
     plane = padded_h * padded_w
-    if not (0 <= n0 <= n1 <= N and conv_h > 0 and conv_w > 0 and 0 < FW <= lanes
+    if not (0 <= n0 <= n1 <= N and pad >= 0 and FH > 0 and conv_h > 0 and conv_w > 0
+            and 0 < FW <= lanes
             and pool_h > 0 and pool_w > 0 and pool[2] > 0 and pool[3] >= 0
             and dout.ndim == 4 and dout.shape[0] == N and dout.shape[2] * dout.shape[3] > 0
             and out.shape == dout.shape and argmax.shape == dout.shape
