@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from fastconv import backend
 from fastconv.kernels import jit, reference
-from fastconv.layers import Affine, Relu
+from fastconv.layers import Affine
 from fastconv.nets import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
 from fastconv.nets import base
 

@@ -11,7 +11,6 @@ from fastconv.kernels import jit, reference
 from fastconv.kernels.jit import blas, pipeline
 from fastconv.kernels.shapes import conv_output_hw
 
-from conftest import tolerance
 from test_kernels import assert_all_close, assert_close, block_geometry, conv_operands
 from test_threads import all_kernels, run_with_threads  # noqa: F401 (a fixture)
 

@@ -389,7 +389,7 @@ def _winograd_backward_chunks(x, U, lo, hi, chunk, geometry, scratch, prologue, 
     with dU, db and dx then to be recomputed by im2col."""
     pad, conv_h, conv_w = geometry[3], geometry[4], geometry[5]
     tiles_h, tiles_w = tiles_hw(conv_h, conv_w)
-    xp, down = scratch[3], scratch[4]
+    down = scratch[4]
     kind, pool, dout, out, argmax = prologue
     pooled_tiles = kind == GRADIENT_RELU_POOL and windows_are_tiles(pool, conv_h, conv_w)
     windows_dout, windows_out = _by_window(dout), _by_window(out)
