@@ -44,7 +44,7 @@ def oracle(x, FH, FW, pad, pool, dout, out, argmax):
 
 def scratch(C, H, W, FH, pad, FN, dtype):
     """(padded image, row sums, bias sums)."""
-    return (np.empty(pg.patch_size(C, H + 2 * pad, W + 2 * pad, dtype), dtype),
+    return (np.empty(pg.patch_size(C, H + 2 * pad, W + 2 * pad), dtype),
             np.zeros(FN * C * FH * pg.ROW_LANES, dtype), np.zeros(FN))
 
 
@@ -148,7 +148,7 @@ def test_operands_that_do_not_fit_are_refused_before_anything_is_written(what):
         db = db[:-1]
     elif what == "negative pad":  # the image would be copied past the padded one's end
         pad = -2
-        patch = np.empty(pg.patch_size(C, H - 4, W - 4, np.float64))
+        patch = np.empty(pg.patch_size(C, H - 4, W - 4))
         dout, out, argmax = pool_operands(rng, N, FN, 2, 2, 4, np.float64)
     elif what == "no filter rows":
         FH = 0
@@ -160,9 +160,9 @@ def test_operands_that_do_not_fit_are_refused_before_anything_is_written(what):
 
 
 def test_layers_behind_a_max_pool_gather_their_gradient():
-    assert pg.gathers(True, 5, np.float64) and pg.gathers(True, 8, np.float32)
-    assert not pg.gathers(False, 5, np.float64)  # no pool: every cell has a gradient
-    assert not pg.gathers(True, 9, np.float32)   # a filter row wider than a row vector
+    assert pg.gathers(True, 5) and pg.gathers(True, 8)
+    assert not pg.gathers(False, 5)  # no pool: every cell has a gradient
+    assert not pg.gathers(True, 9)   # a filter row wider than a row vector
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -509,8 +509,7 @@ def _gather_scratch(x, Wm, geometry):
     """(padded image, row sums): this thread's buffers for ``_gathered_backward_chunks``."""
     _, C, H, W = x.shape
     FH, pad = geometry[0], geometry[3]
-    return (_scratch_array("gather patch", patch_size(C, H + 2 * pad, W + 2 * pad, x.dtype),
-                           x.dtype),
+    return (_scratch_array("gather patch", patch_size(C, H + 2 * pad, W + 2 * pad), x.dtype),
             _scratch_array("gather sums", Wm.shape[0] * C * FH * ROW_LANES,
                            x.dtype))
 
@@ -570,7 +569,7 @@ def _backward_loop_after(x, Wm, geometry, epilogue, winograd, direct):
     if direct is not None:  # whose pool, if any, tiles the output: the rows are split
         pooled = epilogue[0] in (OUTPUT_RELU_POOL, OUTPUT_RELU_POOL_VALUES)
         if _direct_gradient(x, Wm, geometry, pooled):
-            return "gather" if gathers(pooled, geometry[1], x.dtype) else "direct"
+            return "gather" if gathers(pooled, geometry[1]) else "direct"
     return "im2col"
 
 
@@ -593,7 +592,7 @@ def backward_part(x, W, stride, pad, need_dx, prologue):
     direct = (winograd is None and not need_dx and _direct_gradient(
         x, Wm, geometry, kind == GRADIENT_RELU_POOL  # gradient_rows_split, from Python
         and _windows_are_tiles(pool, *geometry[4:])))
-    gather = direct and gathers(kind == GRADIENT_RELU_POOL, geometry[1], x.dtype)
+    gather = direct and gathers(kind == GRADIENT_RELU_POOL, geometry[1])
     background_compile.finish(x.dtype, "winograd" if winograd is not None else
                               "gather" if gather else "direct" if direct else "im2col")
     run = _chunk_loop(_backward_chunks)

@@ -31,8 +31,10 @@ import numpy as np
 from numba import njit
 
 from .compile_options import HELPER_INLINE
-from .epilogues import _add_row_sums
-from .simd import VECTOR_BYTES, fma, load, load8, splat, splat8, store, store8
+from .epilogues import _add_row_sums, windows_are_tiles
+from .im2col import _pad_images
+from .simd import fma, load8, splat8, store8
+from .winograd import _any_not_finite
 
 __all__ = ["ROWS", "ROW_LANES", "gathers", "patch_size", "add_pooled_weight_gradient",
            "add_row_sums"]
@@ -41,38 +43,17 @@ ROWS = 5  # filter rows summed at once: twice 5 vectors of the 32 registers
 ROW_LANES = 8  # a filter row's vector (``simd.load8``): 256 bits of float32, 512 of float64
 
 
-def gathers(pooled, FW, dtype):
-    """Whether a direct weight gradient (``direct_gradient``) is gathered here instead:
-    behind a max pool (pooled), in float32 or float64, for filters whose rows fit a row
-    vector (``ROW_LANES``)."""
-    dtype = np.dtype(dtype)
-    return pooled and dtype in (np.float32, np.float64) and FW <= ROW_LANES
+def gathers(pooled, FW):
+    """Whether a direct weight gradient (``direct_gradient``, float32 or float64) is gathered
+    here instead: behind a max pool (pooled), for filters whose rows fit a row vector
+    (``ROW_LANES``)."""
+    return pooled and FW <= ROW_LANES
 
 
-def patch_size(C, padded_h, padded_w, dtype):
+def patch_size(C, padded_h, padded_w):
     """Elements of the scratch that ``add_pooled_weight_gradient`` pads an image into: the
     image and one vector more, which the last row's loads read on into."""
     return C * padded_h * padded_w + ROW_LANES
-
-
-@njit(nogil=True, cache=True, inline=HELPER_INLINE)
-def _all_finite(values):
-    """Whether every value of the 1-D C-contiguous `values` is finite: 0 * v is 0 for those
-    and NaN for the others."""
-    lanes = VECTOR_BYTES // values.itemsize
-    zero = splat(values.dtype.type(0))
-    seen = zero
-    whole = values.size - values.size % lanes
-    for i in range(0, whole, lanes):
-        seen = fma(zero, load(values, i), seen)
-    total = values.dtype.type(0)
-    for i in range(whole, values.size):
-        total += values[i] * 0
-    spill = np.empty(lanes, values.dtype)
-    store(spill, 0, seen)
-    for lane in range(lanes):
-        total += spill[lane]
-    return total == 0
 
 
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
@@ -174,28 +155,25 @@ def add_pooled_weight_gradient(x, n0, n1, FH, FW, pad, pool, dout, out, argmax, 
             and db.size == FN):
         raise ValueError("add_pooled_weight_gradient: the operands do not fit the layer's "
                          "shapes")
-    if not _all_finite(x.reshape(-1)[n0 * C * H * W:n1 * C * H * W]):
+    if _any_not_finite(x.reshape(-1)[n0 * C * H * W:n1 * C * H * W]):
         return False
     out_h, out_w = dout.shape[2], dout.shape[3]
     windows = out_h * out_w
     wy, wx, base = (np.empty(windows, np.int64), np.empty(windows, np.int64),
                     np.empty(windows, np.int64))
     _window_origins(pool, out_h, out_w, padded_w, wy, wx, base)
-    tiles = (pool_h == 2 and pool_w == 2 and pool[2] == 2 and pool[3] == 0
-             and conv_h == 2 * out_h and conv_w == 2 * out_w)
+    tiles = (windows_are_tiles(pool, conv_h, conv_w) and conv_h == 2 * out_h
+             and conv_w == 2 * out_w)
     flat_dout = dout.reshape((N, FN, windows))
     flat_out = out.reshape((N, FN, windows))
     flat_argmax = argmax.reshape((N, FN, windows))
     at = np.empty((1, windows), np.int64)
     grad = np.empty((1, windows), x.dtype)
     one = splat8(patch.dtype.type(1))
-    patch[:] = 0
+    patch[C * plane:] = 0  # read past the last row by its loads
+    image = patch[:C * plane].reshape((1, C, padded_h, padded_w))
     for n in range(n0, n1):
-        for c in range(C):
-            for iy in range(H):
-                start = c * plane + (iy + pad) * padded_w + pad
-                for ix in range(W):
-                    patch[start + ix] = x[n, c, iy, ix]
+        _pad_images(x, n, n + 1, pad, image)
         for f in range(FN):
             # one filter at a time: its windows stay in L1 for the sums
             _windows_of_filter(flat_dout[n, f], flat_out[n, f], flat_argmax[n, f], pool,
