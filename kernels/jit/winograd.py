@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit
 
 from .compile_options import HELPER_INLINE
-from .pool import _relu_pool_window
+from .pool import _relu_pool_window, index_scratch
 
 __all__ = ["TILE_CELLS", "tiles_hw", "filter_transform", "filter_gradient"]
 
@@ -531,7 +531,7 @@ def _pooled_gradient_tiles(dout, out, argmax, n0, n1, dM, db):
     # for vectors (100 images of its 64->64 layer, float32, one thread, Zen 5: 354 against
     # 689 us; 16->16 at 28x28: 430 against 599 us)
     passing = np.empty(tiles, dtype=dM.dtype)  # the gradient each window passes, or 0
-    cells = np.empty(tiles, dtype=argmax.dtype)
+    cells = index_scratch(tiles, dM)  # (an index outside 0..3 passes 0, however narrowed)
     bad = False
     for f in range(FN):
         for n in range(n0, n1):
@@ -578,7 +578,7 @@ def _pooled_output_tiles(M, n0, n1, b, out, argmax, with_argmax):
     # image's plane. Indexed M[k, f, t0 + q] tile by tile the loop stayed scalar: 4.8 ns a
     # tile of DeepConvNet's 16->16 layer (float32, one thread, Zen 5).
     pooled_row = np.empty(tiles, dtype=out.dtype)
-    index_row = np.empty(tiles if with_argmax else 0, dtype=argmax.dtype)
+    index_row = index_scratch(tiles if with_argmax else 0, out)
     found_nan = False
     for f in range(FN):
         bias = b[f]
