@@ -18,6 +18,8 @@ from numba import njit
 
 from .compile_options import HELPER_INLINE
 from .im2col import _row_slot
+from .simd import (VECTOR_BYTES, any_nonzero, evens, fma, load, odds, splat, store,
+                   store_as_int, where_ge, where_le, where_ne)
 from .pool import _bias_relu, _pool_2x2_relu_values, _pool_plane, _relu_pool_window
 from .winograd import _any_not_finite
 
@@ -96,6 +98,73 @@ def _pool_split_plane(flat, out, argmax, bias, with_argmax):
     return not found_nan
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _relu_vector(v, bias, one, zero):
+    """``pool._bias_relu`` of each lane: v + bias (one rounding), 0 where that is <= 0,
+    NaN passing."""
+    v = fma(v, one, bias)
+    return where_le(v, zero, zero, v)
+
+
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
+def _pool_split_vectors(rows, b, n0, P, out, argmax, with_argmax):
+    """``_pool_split_planes`` by vectors of windows, for planes of at least one vector of
+    them: each vector reads two of each half and takes their even and odd places (the left
+    and right cells); a plane's last vector ends at its last window, over some of the one
+    before. The lanes compute what ``pool._relu_pool_window`` computes, select by select,
+    so out and argmax get the same values. The planes are read and written through flat
+    views and offsets: a slice a plane cost about 55 ns (its reference counts), as much as
+    pooling the plane. 50 images of SimpleConvNet's layer, one thread, Xeon, against one
+    window at a time: with argmax 100 against 190 us (float32), 164 against 244 (float64);
+    without, 60 against 73 and 104 against 127."""
+    lanes = VECTOR_BYTES // out.itemsize
+    images, FN, windows = rows.shape[1] // P, out.shape[1], out.shape[2] * out.shape[3]
+    if not (P == 4 * windows and rows.shape[1] == images * P and rows.shape[0] == FN
+            and n0 + images <= out.shape[0] and windows >= lanes and b.shape[0] == FN
+            and (not with_argmax or argmax.shape == out.shape)):
+        raise ValueError("_pool_split_vectors: the arrays do not fit the planes")
+    flat_rows, flat_out = rows.reshape(-1), out.reshape(-1)
+    flat_argmax = argmax.reshape(-1)
+    dtype = out.dtype.type
+    zero, one, two = splat(dtype(0)), splat(dtype(1)), splat(dtype(2))
+    nan_seen = zero  # 1 in a lane that met a NaN
+    for i in range(images):
+        for f in range(FN):
+            bias = splat(b[f])
+            top = f * rows.shape[1] + i * P
+            bottom = top + P // 2
+            at = ((n0 + i) * FN + f) * windows
+            for w0 in range(0, windows, lanes):
+                q = min(w0, windows - lanes)
+                upper = load(flat_rows, top + 2 * q)
+                upper_next = load(flat_rows, top + 2 * q + lanes)
+                lower = load(flat_rows, bottom + 2 * q)
+                lower_next = load(flat_rows, bottom + 2 * q + lanes)
+                top_left, top_right = evens(upper, upper_next), odds(upper, upper_next)
+                bottom_left, bottom_right = evens(lower, lower_next), odds(lower, lower_next)
+                if with_argmax:
+                    top_left = _relu_vector(top_left, bias, one, zero)
+                    top_right = _relu_vector(top_right, bias, one, zero)
+                    bottom_left = _relu_vector(bottom_left, bias, one, zero)
+                    bottom_right = _relu_vector(bottom_right, bias, one, zero)
+                nan_seen = where_ne(top_left, top_left, one, nan_seen)
+                nan_seen = where_ne(top_right, top_right, one, nan_seen)
+                nan_seen = where_ne(bottom_left, bottom_left, one, nan_seen)
+                nan_seen = where_ne(bottom_right, bottom_right, one, nan_seen)
+                left = where_ge(top_left, bottom_left, top_left, bottom_left)
+                right = where_ge(top_right, bottom_right, top_right, bottom_right)
+                best = where_ge(left, right, left, right)
+                if with_argmax:
+                    # (top_left != best) * (1 + (top_right != best) * (1 + (left != best)))
+                    inner = where_ne(left, best, two, one)
+                    outer = fma(where_ne(top_right, best, inner, zero), one, one)
+                    store(flat_out, at + q, best)
+                    store_as_int(flat_argmax, at + q, where_ne(top_left, best, outer, zero))
+                else:
+                    store(flat_out, at + q, _relu_vector(best, bias, one, zero))
+    return not any_nonzero(nan_seen)
+
+
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _relu_in_row_order(flat, bias, conv_h, conv_w, split_rows, plane):
     """plane (conv_h, conv_w) = relu(flat + bias) in row order, flat holding a plane's rows
@@ -122,6 +191,8 @@ def _pool_split_planes(rows, b, n0, P, out, argmax, with_argmax):
         return False
     FN = out.shape[1]
     windows = out.shape[2] * out.shape[3]
+    if windows >= VECTOR_BYTES // out.itemsize:
+        return _pool_split_vectors(rows, b, n0, P, out, argmax, with_argmax)
     unread_indices = np.empty(windows, dtype=argmax.dtype)  # where no argmax is kept
     flat_out = out.reshape((out.shape[0], FN, windows))
     flat_argmax = argmax.reshape((argmax.shape[0], FN, windows))

@@ -15,7 +15,16 @@ spills).
 ``lanes`` is 16 for float32 and 8 for float64 (``LANES``). ``load8``, ``store8`` and
 ``splat8`` take vectors of 8 lanes in either dtype (256 bits of float32), for data whose rows
 fill no more: a 256-bit load splits a cache line less often than a 512-bit one, and more
-load ports take it. ``fma`` takes either. Nothing here checks bounds: the
+load ports take it. ``fma`` takes either.
+
+For the pools, on two vectors a, b of one type (a then b: 2 * lanes values):
+
+    evens(a, b), odds(a, b)   the values at the even (odd) places: a deinterleave
+    where_le(a, b, x, y)      per lane x if a <= b else y (ordered: y where either is NaN)
+    where_ge(a, b, x, y)      x if a >= b else y (ordered)
+    where_ne(a, b, x, y)      x if a != b else y (unordered: x where either is NaN)
+    store_as_int(ints, i, v)  ints[i:i + lanes] = v, truncated to the int64 array's type
+    any_nonzero(v)            whether a lane is not 0 (NaN is not) Nothing here checks bounds: the
 caller proves its indices in range before its loops (``direct.py``). Run as Python
 (``NUMBA_DISABLE_JIT``), a vector is a NumPy array and the same kernels give the same
 results, only slowly.
@@ -27,7 +36,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_model
 
 __all__ = ["FULL_WIDTH", "LANES", "VECTOR_BYTES", "load", "store", "splat", "fma", "load8",
-           "store8", "splat8"]
+           "store8", "splat8", "evens", "odds", "where_le", "where_ge", "where_ne",
+           "store_as_int", "any_nonzero"]
 
 VECTOR_BYTES = 64
 LANES = {np.dtype(np.float32): 16, np.dtype(np.float64): 8}
@@ -95,6 +105,34 @@ def store8(array, index, vector):
 
 def splat8(value):
     return np.full(8, value)
+
+
+def evens(a, b):
+    return np.concatenate((a, b))[0::2]
+
+
+def odds(a, b):
+    return np.concatenate((a, b))[1::2]
+
+
+def where_le(a, b, x, y):
+    return np.where(a <= b, x, y)
+
+
+def where_ge(a, b, x, y):
+    return np.where(a >= b, x, y)
+
+
+def where_ne(a, b, x, y):
+    return np.where(a != b, x, y)
+
+
+def store_as_int(ints, index, vector):
+    ints[index:index + len(vector)] = vector.astype(ints.dtype)
+
+
+def any_nonzero(vector):
+    return bool(np.any(vector != 0))
 
 
 def _vector_of(array_type, vectors=_VECTORS):
@@ -213,3 +251,103 @@ def _store8_overload(array, index, vector):
 @overload(splat8)
 def _splat8_overload(value):
     return lambda value: _splat8(value)
+
+
+def _shuffler(places):
+    """An intrinsic taking vectors a, b of one type to the vector of the values at
+    places(lanes) of a then b (LLVM's shufflevector picks the permutes)."""
+    @intrinsic
+    def shuffle(typingctx, a, b):
+        if not (isinstance(a, Vector) and a == b):
+            return None
+
+        def codegen(context, builder, signature, args):
+            mask = ir.Constant(ir.VectorType(ir.IntType(32), a.lanes), places(a.lanes))
+            return builder.shuffle_vector(args[0], args[1], mask)
+        return a(a, b), codegen
+    return shuffle
+
+
+def _chooser(comparison, ordered):
+    """An intrinsic (a, b, x, y) -> per lane x where a `comparison` b holds, else y."""
+    @intrinsic
+    def choose(typingctx, a, b, x, y):
+        if not (isinstance(a, Vector) and a == b == x == y):
+            return None
+
+        def codegen(context, builder, signature, args):
+            compare = builder.fcmp_ordered if ordered else builder.fcmp_unordered
+            return builder.select(compare(comparison, args[0], args[1]), args[2], args[3])
+        return a(a, b, x, y), codegen
+    return choose
+
+
+@intrinsic
+def _store_as_int(typingctx, ints, index, vector):
+    if not (isinstance(ints, types.Array) and ints.ndim == 1 and ints.layout == "C"
+            and ints.dtype == types.int64 and isinstance(vector, Vector)
+            and isinstance(index, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        int_vector = ir.VectorType(ir.IntType(64), vector.lanes)
+        index = context.cast(builder, args[1], signature.args[1], types.intp)
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        pointer = builder.bitcast(builder.gep(data, [index]), int_vector.as_pointer())
+        builder.store(builder.fptosi(args[2], int_vector), pointer, align=8)
+        return context.get_dummy_value()
+    return types.void(ints, index, vector), codegen
+
+
+@intrinsic
+def _any_nonzero(typingctx, vector):
+    if not isinstance(vector, Vector):
+        return None
+
+    def codegen(context, builder, signature, args):
+        zero = ir.Constant(args[0].type, None)
+        lanes = builder.fcmp_unordered("!=", args[0], zero)
+        bits = builder.bitcast(lanes, ir.IntType(vector.lanes))
+        return builder.icmp_unsigned("!=", bits, ir.Constant(ir.IntType(vector.lanes), 0))
+    return types.boolean(vector), codegen
+
+
+_evens = _shuffler(lambda lanes: list(range(0, 2 * lanes, 2)))
+_odds = _shuffler(lambda lanes: list(range(1, 2 * lanes, 2)))
+_where_le, _where_ge = _chooser("<=", True), _chooser(">=", True)
+_where_ne = _chooser("!=", False)
+
+
+@overload(evens)
+def _evens_overload(a, b):
+    return lambda a, b: _evens(a, b)
+
+
+@overload(odds)
+def _odds_overload(a, b):
+    return lambda a, b: _odds(a, b)
+
+
+@overload(where_le)
+def _where_le_overload(a, b, x, y):
+    return lambda a, b, x, y: _where_le(a, b, x, y)
+
+
+@overload(where_ge)
+def _where_ge_overload(a, b, x, y):
+    return lambda a, b, x, y: _where_ge(a, b, x, y)
+
+
+@overload(where_ne)
+def _where_ne_overload(a, b, x, y):
+    return lambda a, b, x, y: _where_ne(a, b, x, y)
+
+
+@overload(store_as_int)
+def _store_as_int_overload(ints, index, vector):
+    return lambda ints, index, vector: _store_as_int(ints, index, vector)
+
+
+@overload(any_nonzero)
+def _any_nonzero_overload(vector):
+    return lambda vector: _any_nonzero(vector)
