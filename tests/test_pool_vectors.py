@@ -89,7 +89,7 @@ def test_a_nan_anywhere_leaves_the_chunk_to_the_general_pool(dtype, with_argmax,
     assert run_pool(planes, rng.standard_normal(3).astype(dtype), with_argmax)[0]
 
 
-@pytest.mark.parametrize("what", ["argmax", "rows", "images"])
+@pytest.mark.parametrize("what", ["argmax", "rows", "images", "negative first image"])
 def test_operands_that_do_not_fit_are_refused_before_anything_is_written(what):
     planes = np.ones((2, 3, 8, 8), np.float32)
     rows = np.ascontiguousarray(split_rows(planes).reshape(2, 3, 64).transpose(1, 0, 2)
@@ -101,8 +101,10 @@ def test_operands_that_do_not_fit_are_refused_before_anything_is_written(what):
         argmax = argmax[:1]
     elif what == "rows":
         rows = rows[:2]
-    else:
+    elif what == "images":
         n0 = 1
+    else:
+        n0 = -1
     with pytest.raises(ValueError, match="_pool_split_vectors"):
         ep._pool_split_vectors(rows, np.zeros(3, np.float32), n0, 64, out, argmax, True)
     assert np.isnan(out).all() and (argmax == -7).all()

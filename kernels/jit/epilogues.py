@@ -118,10 +118,12 @@ def _pool_split_vectors(rows, b, n0, P, out, argmax, with_argmax):
     window at a time: with argmax 100 against 190 us (float32), 164 against 244 (float64);
     without, 60 against 73 and 104 against 127."""
     lanes = VECTOR_BYTES // out.itemsize
-    images, FN, windows = rows.shape[1] // P, out.shape[1], out.shape[2] * out.shape[3]
-    if not (P == 4 * windows and rows.shape[1] == images * P and rows.shape[0] == FN
-            and n0 + images <= out.shape[0] and windows >= lanes and b.shape[0] == FN
-            and (not with_argmax or argmax.shape == out.shape)):
+    FN, windows = out.shape[1], out.shape[2] * out.shape[3]
+    images = rows.shape[1] // max(P, 1)
+    # the loads and stores below are unchecked: every index lies in the planes' arrays
+    if not (P == 4 * windows and windows >= lanes and rows.shape[1] == images * P
+            and rows.shape[0] == FN and 0 <= n0 and n0 + images <= out.shape[0]
+            and b.shape[0] == FN and (not with_argmax or argmax.shape == out.shape)):
         raise ValueError("_pool_split_vectors: the arrays do not fit the planes")
     flat_rows, flat_out = rows.reshape(-1), out.reshape(-1)
     flat_argmax = argmax.reshape(-1)
@@ -181,9 +183,10 @@ def _relu_in_row_order(flat, bias, conv_h, conv_w, split_rows, plane):
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _pool_split_planes(rows, b, n0, P, out, argmax, with_argmax):
     """``_pool_split_plane`` for every plane of the chunk rows into images n0.. of out (and
-    argmax when with_argmax). Returns False, with planes unfinished, when a bias is not
-    finite or a plane holds a NaN (with a finite bias, relu(plane + bias) holds one only
-    where the plane does).
+    argmax when with_argmax), or ``_pool_split_vectors`` where a plane has a vector of
+    windows or more. Returns False, with planes unfinished, when a bias is not finite or a
+    plane holds a NaN (with a finite bias, relu(plane + bias) holds one only where the plane
+    does).
 
     The biases are checked before the loop: checked in it, plane by plane, they made the
     loop 1.7-2.4x slower (float32, Zen 5)."""

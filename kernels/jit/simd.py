@@ -24,8 +24,10 @@ For the pools, on two vectors a, b of one type (a then b: 2 * lanes values):
     where_ge(a, b, x, y)      x if a >= b else y (ordered)
     where_ne(a, b, x, y)      x if a != b else y (unordered: x where either is NaN)
     store_as_int(ints, i, v)  ints[i:i + lanes] = v, truncated to the int64 array's type
-    any_nonzero(v)            whether a lane is not 0 (NaN is not) Nothing here checks bounds: the
-caller proves its indices in range before its loops (``direct.py``). Run as Python
+    any_nonzero(v)            whether a lane is not 0 (NaN is not)
+
+Nothing here checks bounds: the caller proves its indices in range before its loops
+(``direct.py``). Run as Python
 (``NUMBA_DISABLE_JIT``), a vector is a NumPy array and the same kernels give the same
 results, only slowly.
 """
