@@ -9,7 +9,9 @@ import platform
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic
+
+from .compile_options import compiled_as
 
 __all__ = ["load", "store", "compare_exchange", "spin_hint"]
 
@@ -81,22 +83,7 @@ def _pause(typingctx):
     return types.void(), codegen
 
 
-@overload(load)
-def _load_compiled(cells, index):
-    return lambda cells, index: _atomic_load(cells, index)
-
-
-@overload(store)
-def _store_compiled(cells, index, value):
-    return lambda cells, index, value: _atomic_store(cells, index, value)
-
-
-@overload(compare_exchange)
-def _compare_exchange_compiled(cells, index, expected, new):
-    return lambda cells, index, expected, new: _atomic_compare_exchange(cells, index, expected,
-                                                                        new)
-
-
-@overload(spin_hint)
-def _spin_hint_compiled():
-    return lambda: _pause()
+compiled_as(load, _atomic_load)
+compiled_as(store, _atomic_store)
+compiled_as(compare_exchange, _atomic_compare_exchange)
+compiled_as(spin_hint, _pause)

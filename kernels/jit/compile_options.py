@@ -28,8 +28,9 @@ their own are never typed into a caller, which would compile them with the calle
 typed in on every release.)
 """
 import numba
+from numba.extending import overload
 
-__all__ = ["HELPER_INLINE"]
+__all__ = ["HELPER_INLINE", "compiled_as"]
 
 FIRST_INLINING_RELEASE = (0, 68)
 
@@ -48,3 +49,10 @@ def _release(version):
 
 
 HELPER_INLINE = "always" if _release(numba.__version__) >= FIRST_INLINING_RELEASE else "never"
+
+
+def compiled_as(public, compiled):
+    """Has compiled code call `compiled` (an intrinsic or a jitted function) where it calls
+    `public`, a plain Python function of the same arguments, which is what Python runs
+    (``NUMBA_DISABLE_JIT``, a kernel's ``py_func``)."""
+    overload(public)(lambda *args: lambda *args: compiled(*args))

@@ -35,7 +35,9 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic, models, overload, register_model
+from numba.extending import intrinsic, models, register_model
+
+from .compile_options import compiled_as
 
 __all__ = ["FULL_WIDTH", "LANES", "VECTOR_BYTES", "load", "store", "splat", "fma", "load8",
            "store8", "splat8", "evens", "odds", "where_le", "where_ge", "where_ne",
@@ -220,41 +222,6 @@ def _fma(typingctx, a, b, c):
     return a(a, b, c), codegen
 
 
-@overload(load)
-def _load_overload(array, index):
-    return lambda array, index: _load(array, index)
-
-
-@overload(store)
-def _store_overload(array, index, vector):
-    return lambda array, index, vector: _store(array, index, vector)
-
-
-@overload(splat)
-def _splat_overload(value):
-    return lambda value: _splat(value)
-
-
-@overload(fma)
-def _fma_overload(a, b, c):
-    return lambda a, b, c: _fma(a, b, c)
-
-
-@overload(load8)
-def _load8_overload(array, index):
-    return lambda array, index: _load8(array, index)
-
-
-@overload(store8)
-def _store8_overload(array, index, vector):
-    return lambda array, index, vector: _store8(array, index, vector)
-
-
-@overload(splat8)
-def _splat8_overload(value):
-    return lambda value: _splat8(value)
-
-
 def _shuffler(places):
     """An intrinsic taking vectors a, b of one type to the vector of the values at
     places(lanes) of a then b (LLVM's shufflevector picks the permutes)."""
@@ -319,37 +286,10 @@ _odds = _shuffler(lambda lanes: list(range(1, 2 * lanes, 2)))
 _where_le, _where_ge = _chooser("<=", True), _chooser(">=", True)
 _where_ne = _chooser("!=", False)
 
-
-@overload(evens)
-def _evens_overload(a, b):
-    return lambda a, b: _evens(a, b)
-
-
-@overload(odds)
-def _odds_overload(a, b):
-    return lambda a, b: _odds(a, b)
-
-
-@overload(where_le)
-def _where_le_overload(a, b, x, y):
-    return lambda a, b, x, y: _where_le(a, b, x, y)
-
-
-@overload(where_ge)
-def _where_ge_overload(a, b, x, y):
-    return lambda a, b, x, y: _where_ge(a, b, x, y)
-
-
-@overload(where_ne)
-def _where_ne_overload(a, b, x, y):
-    return lambda a, b, x, y: _where_ne(a, b, x, y)
-
-
-@overload(store_as_int)
-def _store_as_int_overload(ints, index, vector):
-    return lambda ints, index, vector: _store_as_int(ints, index, vector)
-
-
-@overload(any_nonzero)
-def _any_nonzero_overload(vector):
-    return lambda vector: _any_nonzero(vector)
+for _public, _compiled in ((load, _load), (store, _store), (splat, _splat), (fma, _fma),
+                           (load8, _load8), (store8, _store8), (splat8, _splat8),
+                           (evens, _evens), (odds, _odds), (where_le, _where_le),
+                           (where_ge, _where_ge), (where_ne, _where_ne),
+                           (store_as_int, _store_as_int), (any_nonzero, _any_nonzero)):
+    compiled_as(_public, _compiled)
+del _public, _compiled
