@@ -827,3 +827,26 @@ def test_conv_bias_gradient_of_float32_is_summed_in_float64():
     assert db.dtype == np.float32
     exact = np.float32(N * H * H * np.float64(term))
     np.testing.assert_allclose(db, exact, rtol=2 * np.finfo(np.float32).eps)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_blocks_with_a_wide_affine_layer_multiply_by_tiles(monkeypatch, dtype):
+    # a product wide and deep enough runs by register tiles (kernels/jit/tiled_product.py)
+    # in each part of the batch: it agrees with the twin, and every part takes the tiles
+    from fastconv.kernels.jit import fused
+    calls = []
+
+    def counted(a, b, out):
+        calls.append(len(a))
+        return tiled_product(a, b, out)
+    tiled_product = fused.tiled_product
+    monkeypatch.setattr(fused, "tiled_product", counted)
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((7, 1, 12, 12)).astype(dtype)
+    blocks = [((rng.standard_normal((9, 1, 3, 3)) / 3).astype(dtype),
+               rng.standard_normal(9).astype(dtype) / 10, 1, 1, (2, 2, 2, 0))]
+    W2 = (rng.standard_normal((9 * 6 * 6, 100)) / 18).astype(dtype)
+    _, product = jit.conv_blocks_forward(x, blocks, W2)
+    assert sum(calls) == 7
+    ref_results, ref_product = reference.conv_blocks_forward(x, blocks, W2)
+    assert_close_to_scale(product, ref_product, dtype)

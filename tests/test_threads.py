@@ -72,6 +72,9 @@ def all_kernels(dtype):
         product, saved, True, (chained[1][0].reshape(len(x), -1), A2))
     chain_arrays = [chained[0][0], *chained[1][:2], product, chain_dx,
                     *[g for grads in chain_grads for g in grads], *affine_grads]
+    # an affine layer wide enough for its product to run by register tiles (tiled_product)
+    A2_wide = rng.standard_normal((12 * 7 * 7, 100)).astype(dtype)
+    chain_arrays.append(jit.conv_blocks_forward(few[0], chain, A2_wide)[1])
     # a ReLU network's whole gradient in one call
     hidden = rng.standard_normal((flat.shape[1], 20)).astype(dtype)
     dense = ((np.empty((16, 20), dtype),), (np.empty((16, 20), np.bool_),),

@@ -23,6 +23,7 @@ from .epilogues import (GRADIENT_RELU, GRADIENT_RELU_POOL, NO_ARGMAX, NO_POOL, O
 from .gemm import pieces, single_threaded_blas
 from .pipeline import (backward_part, backward_pipeline, forward_part, forward_pipeline,
                        images_parallel)
+from .tiled_product import tiled_product, tiles_pay
 
 __all__ = ["conv_relu_forward", "conv_relu_backward",
            "conv_relu_pool_forward", "conv_relu_pool_backward",
@@ -131,6 +132,10 @@ def _affine_after_blocks(kernel, last_out, W2, dout=None, x2=None):
 AFFINE_IN_PARTS_MAX_BYTES = {np.dtype(np.float32): 1 << 20}
 
 
+def _blas_product(a, b, out):
+    np.matmul(a, b, out=out)
+
+
 def conv_blocks_forward(x, blocks, W2=None, with_argmax=True):
     """Consecutive conv -> relu (-> pool) blocks, each taking the output of the one before:
     blocks[i] = (W, b, stride, pad, pool), pool (pool_h, pool_w, stride, pad) or None. With
@@ -151,12 +156,14 @@ def conv_blocks_forward(x, blocks, W2=None, with_argmax=True):
             rows = x.reshape(len(x), -1)
             W2 = np.ascontiguousarray(W2, dtype=x.dtype)
             product = recycle.empty((len(x), W2.shape[1]), x.dtype)
+            multiply = (tiled_product if tiles_pay(W2.shape[1], W2.shape[0], x.dtype)
+                        else _blas_product)
 
         def run(lo, hi):
             for part in parts:
                 part(lo, hi)
             if product is not None:
-                np.matmul(rows[lo:hi], W2, out=product[lo:hi])
+                multiply(rows[lo:hi], W2, product[lo:hi])
 
         images_parallel(run, len(x))
     return results, product
