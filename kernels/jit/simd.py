@@ -11,7 +11,6 @@ spills).
     store(array, i, v)        array[i:i + lanes] = v
     splat(x)                  the vector of lanes copies of x
     fma(a, b, c)              a * b + c, one rounding per lane
-    add(a, b), sub(a, b)      a + b, a - b, lane by lane
 
 ``lanes`` is 16 for float32 and 8 for float64 (``LANES``). ``load8``, ``store8`` and
 ``splat8`` take vectors of 8 lanes in either dtype (256 bits of float32), for data whose rows
@@ -40,7 +39,7 @@ from numba.extending import intrinsic, models, register_model
 
 from .compile_options import compiled_as
 
-__all__ = ["FULL_WIDTH", "LANES", "VECTOR_BYTES", "load", "store", "splat", "fma", "add", "sub", "load8",
+__all__ = ["FULL_WIDTH", "LANES", "VECTOR_BYTES", "load", "store", "splat", "fma", "load8",
            "store8", "splat8", "evens", "odds", "where_le", "where_ge", "where_ne",
            "store_as_int", "any_nonzero"]
 
@@ -98,14 +97,6 @@ def splat(value):
 
 def fma(a, b, c):
     return a * b + c  # NumPy rounds the product first; compiled code does not
-
-
-def add(a, b):
-    return a + b
-
-
-def sub(a, b):
-    return a - b
 
 
 def load8(array, index):
@@ -231,19 +222,6 @@ def _fma(typingctx, a, b, c):
     return a(a, b, c), codegen
 
 
-def _arithmetic(operation):
-    """An intrinsic (a, b) -> a `operation` b lane by lane, for two vectors of one type."""
-    @intrinsic
-    def arithmetic(typingctx, a, b):
-        if not (isinstance(a, Vector) and a == b):
-            return None
-
-        def codegen(context, builder, signature, args):
-            return getattr(builder, operation)(args[0], args[1])
-        return a(a, b), codegen
-    return arithmetic
-
-
 def _shuffler(places):
     """An intrinsic taking vectors a, b of one type to the vector of the values at
     places(lanes) of a then b (LLVM's shufflevector picks the permutes)."""
@@ -303,14 +281,12 @@ def _any_nonzero(typingctx, vector):
     return types.boolean(vector), codegen
 
 
-_add, _sub = _arithmetic("fadd"), _arithmetic("fsub")
 _evens = _shuffler(lambda lanes: list(range(0, 2 * lanes, 2)))
 _odds = _shuffler(lambda lanes: list(range(1, 2 * lanes, 2)))
 _where_le, _where_ge = _chooser("<=", True), _chooser(">=", True)
 _where_ne = _chooser("!=", False)
 
 for _public, _compiled in ((load, _load), (store, _store), (splat, _splat), (fma, _fma),
-                           (add, _add), (sub, _sub),
                            (load8, _load8), (store8, _store8), (splat8, _splat8),
                            (evens, _evens), (odds, _odds), (where_le, _where_le),
                            (where_ge, _where_ge), (where_ne, _where_ne),
