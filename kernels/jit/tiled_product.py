@@ -71,23 +71,23 @@ def _tile(a0, a1, a2, flat_b, n, k0, k1, c0, c1, c2, j, lanes, first):
     for k in range(k0, k1):
         x0, x1, x2 = splat(a0[k]), splat(a1[k]), splat(a2[k])
         row = k * n
-        w = load(flat_b, row + j0)
-        s00, s10, s20 = fma(x0, w, s00), fma(x1, w, s10), fma(x2, w, s20)
-        w = load(flat_b, row + j1)
-        s01, s11, s21 = fma(x0, w, s01), fma(x1, w, s11), fma(x2, w, s21)
-        w = load(flat_b, row + j2)
-        s02, s12, s22 = fma(x0, w, s02), fma(x1, w, s12), fma(x2, w, s22)
-        w = load(flat_b, row + j3)
-        s03, s13, s23 = fma(x0, w, s03), fma(x1, w, s13), fma(x2, w, s23)
-        w = load(flat_b, row + j4)
-        s04, s14, s24 = fma(x0, w, s04), fma(x1, w, s14), fma(x2, w, s24)
-        w = load(flat_b, row + j5)
-        s05, s15, s25 = fma(x0, w, s05), fma(x1, w, s15), fma(x2, w, s25)
-        w = load(flat_b, row + j6)
-        s06, s16, s26 = fma(x0, w, s06), fma(x1, w, s16), fma(x2, w, s26)
+        s00, s10, s20 = _column(flat_b, row + j0, x0, x1, x2, s00, s10, s20)
+        s01, s11, s21 = _column(flat_b, row + j1, x0, x1, x2, s01, s11, s21)
+        s02, s12, s22 = _column(flat_b, row + j2, x0, x1, x2, s02, s12, s22)
+        s03, s13, s23 = _column(flat_b, row + j3, x0, x1, x2, s03, s13, s23)
+        s04, s14, s24 = _column(flat_b, row + j4, x0, x1, x2, s04, s14, s24)
+        s05, s15, s25 = _column(flat_b, row + j5, x0, x1, x2, s05, s15, s25)
+        s06, s16, s26 = _column(flat_b, row + j6, x0, x1, x2, s06, s16, s26)
     _store_row(c0, j0, j1, j2, j3, j4, j5, j6, s00, s01, s02, s03, s04, s05, s06)
     _store_row(c1, j0, j1, j2, j3, j4, j5, j6, s10, s11, s12, s13, s14, s15, s16)
     _store_row(c2, j0, j1, j2, j3, j4, j5, j6, s20, s21, s22, s23, s24, s25, s26)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _column(flat_b, at, x0, x1, x2, s0, s1, s2):
+    """The three sums of one vector of columns, each plus its row's value times b there."""
+    w = load(flat_b, at)
+    return fma(x0, w, s0), fma(x1, w, s1), fma(x2, w, s2)
 
 
 @njit(nogil=True, cache=True, inline="always")
