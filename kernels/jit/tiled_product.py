@@ -18,6 +18,7 @@ Each entry of out is one chain of FMAs along k in order, whatever the vector wid
 thread: its bits depend on the shapes only (not on OpenBLAS's kernel either, unlike a BLAS
 call's).
 """
+import numba
 import numpy as np
 from numba import njit
 
@@ -39,9 +40,10 @@ MIN_INNER = 256
 
 def tiles_pay(n, k, dtype):
     """Whether a product with n output columns and inner dimension k of dtype runs faster
-    here than in BLAS."""
+    here than in BLAS (never as Python, under NUMBA_DISABLE_JIT)."""
     dtype = np.dtype(dtype)
-    if dtype not in LANES or n < LANES[dtype] or k < MIN_INNER:
+    if (numba.config.DISABLE_JIT or dtype not in LANES or n < LANES[dtype]
+            or k < MIN_INNER):
         return False
     width = TILE_VECTORS * LANES[dtype]
     panels = -(-n // width)
