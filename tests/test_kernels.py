@@ -6,6 +6,7 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 from fastconv.kernels import jit, reference
+from fastconv.kernels.jit import simd
 from fastconv.kernels.shapes import conv_output_hw
 
 from conftest import tolerance
@@ -829,6 +830,7 @@ def test_conv_bias_gradient_of_float32_is_summed_in_float64():
     np.testing.assert_allclose(db, exact, rtol=2 * np.finfo(np.float32).eps)
 
 
+@pytest.mark.skipif(not simd.FULL_WIDTH, reason="the tiles are taken with 512-bit registers")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_conv_blocks_with_a_wide_affine_layer_multiply_by_tiles(monkeypatch, dtype):
     # a product wide and deep enough runs by register tiles (kernels/jit/tiled_product.py)

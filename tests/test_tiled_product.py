@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastconv.kernels.jit.simd import LANES
+from fastconv.kernels.jit.simd import FULL_WIDTH, LANES
 from fastconv.kernels.jit.tiled_product import (MIN_INNER, TILE_VECTORS, tiled_product,
                                                 tiles_pay)
 
@@ -113,6 +113,7 @@ def test_operands_that_do_not_fit_are_refused_before_anything_is_written():
     _refused(ValueError, "b and out must be C-contiguous", a, b, wide[:, ::2])
 
 
+@pytest.mark.skipif(not FULL_WIDTH, reason="the tiles are taken with 512-bit registers only")
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_tiles_are_taken_where_they_beat_blas(dtype):
     lanes = LANES[np.dtype(dtype)]
@@ -123,3 +124,9 @@ def test_tiles_are_taken_where_they_beat_blas(dtype):
     assert not tiles_pay(width // 2, 4320, dtype)  # half a panel of useful columns
     assert tiles_pay(width, 4320, dtype)
     assert not tiles_pay(100, 4320, np.int32)
+
+
+def test_no_tiles_without_512_bit_registers(monkeypatch):
+    from fastconv.kernels.jit import tiled_product as module
+    monkeypatch.setattr(module, "FULL_WIDTH", False)
+    assert not module.tiles_pay(100, 4320, np.float32)

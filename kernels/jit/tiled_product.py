@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit
 
 from .compile_options import HELPER_INLINE
-from .simd import LANES, VECTOR_BYTES, fma, load, splat, store
+from .simd import FULL_WIDTH, LANES, VECTOR_BYTES, fma, load, splat, store
 
 __all__ = ["tiles_pay", "tiled_product"]
 
@@ -40,10 +40,11 @@ MIN_INNER = 256
 
 def tiles_pay(n, k, dtype):
     """Whether a product with n output columns and inner dimension k of dtype runs faster
-    here than in BLAS (never as Python, under NUMBA_DISABLE_JIT)."""
+    here than in BLAS: measured where compiled code has 512-bit registers (AVX2's 16 would
+    hold half of the 21 sums), never as Python (NUMBA_DISABLE_JIT)."""
     dtype = np.dtype(dtype)
-    if (numba.config.DISABLE_JIT or dtype not in LANES or n < LANES[dtype]
-            or k < MIN_INNER):
+    if (numba.config.DISABLE_JIT or not FULL_WIDTH or dtype not in LANES
+            or n < LANES[dtype] or k < MIN_INNER):
         return False
     width = TILE_VECTORS * LANES[dtype]
     panels = -(-n // width)
