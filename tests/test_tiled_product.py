@@ -111,6 +111,9 @@ def test_operands_that_do_not_fit_are_refused_before_anything_is_written():
     _refused(ValueError, "b and out must be C-contiguous", a, np.asfortranarray(b), out)
     wide = np.full((4, 40), 7, f32)
     _refused(ValueError, "b and out must be C-contiguous", a, b, wide[:, ::2])
+    square = np.full((32, 32), 7, f32)
+    _refused(ValueError, "out must not overlap a or b", square, np.ones((32, 32), f32), square)
+    _refused(ValueError, "out must not overlap a or b", np.ones((32, 32), f32), square, square)
 
 
 @pytest.mark.skipif(not FULL_WIDTH, reason="the tiles are taken with 512-bit registers only")

@@ -106,8 +106,8 @@ def _store_row(c, j0, j1, j2, j3, j4, j5, j6, v0, v1, v2, v3, v4, v5, v6):
 
 def tiled_product(a, b, out):
     """out (m, n) = a (m, k) @ b (k, n): 2-D arrays of one dtype, float32 or float64, b and
-    out C-contiguous, n at least one vector (``simd.LANES``). Raises where they do not fit,
-    before anything is written."""
+    out C-contiguous, n at least one vector (``simd.LANES``), out apart from a and b. Raises
+    where they do not fit, before anything is written."""
     arrays = {"a": a, "b": b, "out": out}
     for name, array in arrays.items():
         if not (isinstance(array, np.ndarray) and array.ndim == 2
@@ -127,6 +127,9 @@ def tiled_product(a, b, out):
                          f"({LANES[a.dtype]} in {a.dtype}); got {n}")
     if not (b.flags.c_contiguous and out.flags.c_contiguous):
         raise ValueError("tiled_product: b and out must be C-contiguous")
+    if np.may_share_memory(out, a) or np.may_share_memory(out, b):
+        # its first blocks of sums would overwrite what the later ones read
+        raise ValueError("tiled_product: out must not overlap a or b")
     _tiled_product(a, b, out)
 
 
