@@ -188,8 +188,11 @@ def hold_lock(lock_path, what):
                               lock_path) from None
             raise
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise NotARegularFileError(errno.EINVAL, "not a regular file", lock_path)
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                raise NotARegularFileError(
+                    errno.EINVAL, f"not a regular file but a {_kind(mode)}; fastconv keeps "
+                                  f"the lock of {what} there: remove it", lock_path)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -255,6 +255,17 @@ def test_a_link_planted_as_the_lock_file_is_not_followed(tmp_path):
 
 
 @posix_only
+def test_a_fifo_planted_as_the_lock_file_is_refused_by_what_it_is(tmp_path):
+    lock = fileio.lock_file_for(tmp_path / "run.ckpt")
+    os.mkfifo(lock)
+    with pytest.raises(fileio.NotARegularFileError,
+                       match="not a regular file but a FIFO; fastconv keeps the lock of "
+                             "run.ckpt there: remove it"):
+        fileio.hold_lock(lock, "run.ckpt")
+    assert stat.S_ISFIFO(os.stat(lock).st_mode)  # left for its owner
+
+
+@posix_only
 @pytest.mark.parametrize("code", ["EROFS", "EACCES"])
 def test_a_folder_that_cannot_take_a_lock_file_runs_unlocked(tmp_path, monkeypatch, code):
     # a finished checkpoint in a read-only folder is still read (root ignores chmod: the
