@@ -59,7 +59,10 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
 def empty(shape, dtype):
     """np.empty(shape, dtype), C-ordered; for a large array maybe an earlier one, unheld."""
     dtype = np.dtype(dtype)
-    shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(n) for n in shape)
+    if type(shape) is tuple:  # the kernels' calls: np.ndim costs more than np.empty itself
+        shape = tuple(map(int, shape))
+    else:
+        shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(n) for n in shape)
     nbytes = dtype.itemsize
     for n in shape:
         nbytes *= n
