@@ -337,6 +337,59 @@ def test_targets_that_cannot_fit_are_refused_before_the_forward_pass(name, t, me
     np.testing.assert_array_equal(np.random.get_state()[1], draws)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name, size, message", [
+    ("simple_conv", 12, r"x of shape \(5, 1, 12, 12\) does not fit this network: Affine1 would "
+                        r"get shape \(5, 3, 5, 5\) from the layers before it, and that is 75 "
+                        r"features per sample, but its W expects 48"),
+    ("simple_conv", 8, r"Affine1 would get shape \(5, 3, 3, 3\) .* 27 features per sample"),
+    ("deep_conv", 16, r"layers\[15\] \(Affine\) would get shape \(5, 64, 2, 2\) from the "
+                      r"layers before it, and that is 256 features per sample, but its W "
+                      r"expects 1024"),
+    ("deep_conv", 2, r"layers\[14\] \(Pooling\) would get shape \(5, 64, 1, 1\) from the "
+                     r"layers before it, and its pool window of 2x2 does not fit images of 1x1"),
+])
+def test_images_of_another_size_are_refused_before_any_layer_runs(name, size, message, dtype):
+    # each layer checks its own input: a later one's check came after the conv layers had
+    # kept the refused batch (their x, argmax, fused blocks), which a backward walk by hand
+    # then met
+    net = make(name, dtype)
+    net.gradient(inputs(name).astype(dtype), np.arange(5) % 3)
+    layers, steps = _layer_state(net), net._steps
+    x = np.random.default_rng(2).random((5, 1, size, size))
+    for call in (net.predict, lambda x: net.loss(x, np.arange(5) % 3),
+                 lambda x: net.gradient(x, np.arange(5) % 3)):
+        with pytest.raises(ValueError, match=message):
+            call(x)
+        _same_state(layers, _layer_state(net))
+        assert net._steps is steps
+
+
+def test_a_misfit_at_the_first_layer_keeps_that_layers_own_words():
+    net = make("simple_conv")
+    net.gradient(inputs("simple_conv"), np.arange(5) % 3)
+    steps = net._steps  # what a backward walk of the last pass takes
+    with pytest.raises(ValueError, match=r"^x has 2 channels \(shape \(4, 2, 10, 10\)\) but W "
+                                         r"expects 1"):
+        net.predict(np.zeros((4, 2, 10, 10)))
+    assert net._steps is steps
+
+
+def test_the_shape_check_stops_at_a_layer_of_the_users_own():
+    # it cannot tell what shape a course's own layer gives: from there on each layer's own
+    # check speaks, and nothing the network takes is refused
+    class Halve:
+        def forward(self, x):
+            return x[:, :, ::2, ::2]
+
+    net = make("simple_conv")
+    layers = list(net.layers.items())
+    net.layers = OrderedDict([layers[0], layers[1], ("Halve", Halve())] + layers[3:])
+    assert net.predict(np.zeros((2, 1, 10, 10))).shape == (2, 3)
+    with pytest.raises(ValueError, match=r"x has 27 features per sample"):
+        net.predict(np.zeros((2, 1, 8, 8)))
+
+
 def test_targets_are_left_to_the_loss_after_a_layer_of_the_users_own():
     # a course's own layer after the last Affine may change the number of scores: the
     # classes are not the Affine's, and the user's definition wins

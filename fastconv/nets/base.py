@@ -38,6 +38,7 @@ from fastconv.layers.chain import BlockChain, chain
 from fastconv.layers.fused import ConvReluBlock, fuse
 from fastconv.nets import params_io
 from fastconv.nets.dense_gradient import fused_gradient, uses_network_methods
+from fastconv.nets.shape_walk import check_input_fits
 
 __all__ = ["Network", "he_or_xavier_scale", "conv_pool_geometry", "check_sizes"]
 
@@ -109,6 +110,12 @@ class Network:
         layers = self.layers
         return list(layers.values()) if isinstance(layers, dict) else list(layers)
 
+    def _layer_names(self):
+        layers = self.layers
+        if isinstance(layers, dict):
+            return [str(name) for name in layers]
+        return [f"layers[{i}] ({type(layer).__name__})" for i, layer in enumerate(layers)]
+
     # --- the book's API ---------------------------------------------------------------------
 
     def _small_batch_scope(self, x):
@@ -126,10 +133,12 @@ class Network:
 
     def _predict(self, x, train_flg):
         x = network_input(x, self.dtype)
+        layers = self._layer_list()
+        check_input_fits(x.shape, layers, self._layer_names)
         # Convolution -> Relu (-> Pooling) runs go through one fused kernel, and consecutive
         # blocks (with the affine layer after them) through one pass over the batch;
         # backprop walks the same steps back
-        self._steps = steps = chain(fuse(self._layer_list()))
+        steps = chain(fuse(layers))
         with _backend.kernels().blas_scope():
             for step in steps:
                 if isinstance(step, (Dropout, BatchNormalization)):
@@ -140,6 +149,7 @@ class Network:
                     x = step.forward(x, with_argmax=self._backward_follows)
                 else:
                     x = step.forward(x)
+        self._steps = steps  # (a pass that raised leaves the last one's for its backward)
         return x
 
     def _weight_decay(self):
