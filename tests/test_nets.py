@@ -507,6 +507,28 @@ def test_accuracy_names_targets_that_are_not_labels(t):
         make("two_layer").accuracy(inputs("two_layer"), t)
 
 
+def test_accuracy_reads_integer_labels_in_a_column_as_the_loss_does():
+    # the book's argmax over a column of labels makes every label 0
+    net = make("two_layer")
+    x = inputs("two_layer", n=40)
+    t = np.argmax(net.predict(x), axis=1)
+    assert net.accuracy(x, t[:, None]) == net.accuracy(x, t) == 1.0
+
+
+@pytest.mark.parametrize("x", [None, 3.0])
+def test_accuracy_names_an_x_that_is_no_batch(x):
+    with pytest.raises(TypeError, match=r"x must be an array of samples \(N first\); got"):
+        make("two_layer").accuracy(x, np.array([0]))
+
+
+@pytest.mark.parametrize("call", ["loss", "gradient"])
+def test_a_one_dimensional_x_is_named_before_the_targets(call):
+    net = make("two_layer")
+    with pytest.raises(ValueError, match=r"x must be at least 2-D \(batch first\); got shape "
+                                         r"\(6,\)"):
+        getattr(net, call)(inputs("two_layer")[0], np.arange(5) % 3)
+
+
 def test_accuracy_default_batching():
     net = make("mlp_relu")
     x, t = inputs("mlp_relu", n=37), np.arange(37) % 3
@@ -544,6 +566,16 @@ def test_round_trip(tmp_path, name, suffix):
     for key in src.params:
         np.testing.assert_array_equal(dst.params[key], src.params[key])
     np.testing.assert_array_equal(dst.predict(x), src.predict(x))
+
+
+@pytest.mark.parametrize("method", ["save_params", "load_params"])
+def test_a_file_name_that_is_no_path_is_named(method):
+    net = make("two_layer")
+    before = snapshot(net)
+    with pytest.raises(TypeError, match=r"file_name must be a path .*; got NoneType"):
+        getattr(net, method)(None)
+    for key, value in before.items():
+        np.testing.assert_array_equal(net.params[key], value)
 
 
 def test_saved_pickle_is_a_plain_dict(tmp_path):

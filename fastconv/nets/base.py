@@ -175,7 +175,7 @@ class Network:
         if not callable(getattr(self.last_layer, "forward", None)):
             raise TypeError(f"last_layer must be a loss layer with forward(y, t), such as "
                             f"SoftmaxWithLoss; got {type(self.last_layer).__name__}")
-        if (type(self.last_layer) is not SoftmaxWithLoss or np.ndim(x) < 1
+        if (type(self.last_layer) is not SoftmaxWithLoss or np.ndim(x) < 2
                 or not uses_network_methods(self, Network, ("predict", "_predict"))):
             return
         for layer in reversed(self._layer_list()):
@@ -314,8 +314,13 @@ class Network:
         if t.ndim not in (1, 2) or t.dtype.kind not in "biuf":
             raise TypeError(f"t must hold labels (N,) or one-hot rows (N, K); got "
                             f"{t.dtype} of shape {t.shape}")
+        if t.ndim == 2 and t.shape[1] == 1 and t.dtype.kind in "iu":
+            t = t.reshape(-1)  # labels in a column, as the loss reads them too
         if t.ndim != 1:
             t = np.argmax(t, axis=1)
+        if np.ndim(x) < 1:
+            raise TypeError(f"x must be an array of samples (N first); got "
+                            f"{type(x).__name__}")
         n = len(x)
         if len(t) != n:
             raise ValueError(f"x has {n} samples but t has {len(t)}")

@@ -47,6 +47,12 @@ def _where(file_name):
     return os.fspath(file_name) if isinstance(file_name, (str, os.PathLike)) else repr(file_name)
 
 
+def _check_path(file_name):
+    if not isinstance(file_name, (str, bytes, os.PathLike)):
+        raise TypeError(f"file_name must be a path (str, bytes or os.PathLike); got "
+                        f"{type(file_name).__name__}")
+
+
 def read_params(file_name, expected_shapes=None):
     """The dict ``{name: ndarray}`` stored in ``file_name`` (book pickle or ``.npz``), read safely.
 
@@ -191,9 +197,7 @@ def save_params(net, file_name="params.pkl"):
             data[key] = np.asarray(value)
     for key, value in data.items():
         _check_loadable(key, value)
-    if not isinstance(file_name, (str, bytes, os.PathLike)):
-        raise TypeError(f"file_name must be a path (str, bytes or os.PathLike); got "
-                        f"{type(file_name).__name__}")
+    _check_path(file_name)
     as_npz = os.fspath(file_name).lower().endswith(".npz")
     with atomic_write(file_name) as f:
         if as_npz:
@@ -227,6 +231,7 @@ def load_params(net, file_name="params.pkl"):
     layers share, so optimizers and layers keep seeing the same objects. On any error nothing
     is changed.
     """
+    _check_path(file_name)
     slots = net._state_slots()
     expected = {key: value.shape for key, value in net.params.items()}
     expected.update({key: shape for key, (_, _, shape) in slots.items()})
