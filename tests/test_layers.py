@@ -236,8 +236,41 @@ def test_other_layers_name_the_bad_argument():
         SoftmaxWithLoss().forward(np.zeros((2, 3)), np.array([0, 3]))
     with pytest.raises(ValueError, match="gamma has 4"):
         BatchNormalization(np.ones(4), np.zeros(4)).forward(np.zeros((2, 5)))
-    with pytest.raises(TypeError, match="x must have dtype"):
-        Relu().forward(np.zeros(3, dtype=np.int32))
+    for layer in (Relu(), Sigmoid(), Dropout()):
+        with pytest.raises(TypeError, match=r"x must be a real numeric array \(integer or "
+                                            r"float\); got dtype complex128"):
+            layer.forward(np.zeros(3, dtype=complex))
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int64, np.float16])
+def test_elementwise_layers_take_integers_and_float16_as_the_book_does(dtype):
+    # the book's NumPy arithmetic, in the dtypes NumPy gives (a notebook's Relu on a small
+    # integer array); the gradients come back in dout's float dtype
+    x = np.array([[1, 0, 3], [2, 5, 1]], dtype=dtype)
+    if dtype != np.uint8:
+        x[0, 1], x[1, 2] = -2, -1
+    relu, sigmoid, dropout = Relu(), Sigmoid(), Dropout(0.4)
+    out = relu.forward(x)
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out, np.where(x <= 0, 0, x))
+    dout = np.ones(x.shape)
+    np.testing.assert_array_equal(relu.backward(dout.copy()), (x > 0).astype(float))
+    with np.errstate(over="ignore"):  # -x of uint8 wraps, as in the book
+        s = sigmoid.forward(x)
+        book = 1 / (1 + np.exp(-x))
+    assert s.dtype == book.dtype
+    np.testing.assert_array_equal(s, book)
+    np.testing.assert_array_equal(sigmoid.backward(dout), dout * (1.0 - book) * book)
+    np.random.seed(3)
+    kept = dropout.forward(x)
+    np.random.seed(3)
+    mask = np.random.rand(*x.shape) > 0.4
+    assert kept.dtype == (x * mask).dtype
+    np.testing.assert_array_equal(kept, x * mask)
+    np.testing.assert_array_equal(dropout.backward(dout), dout * mask)
+    scaled = dropout.forward(x, train_flg=False)
+    assert scaled.dtype == (x * (1.0 - 0.4)).dtype
+    np.testing.assert_array_equal(scaled, x * (1.0 - 0.4))
 
 
 def test_batch_norm_running_statistics_follow_the_books_momentum():

@@ -2,7 +2,9 @@ import numpy as np
 
 from fastconv.backend import kernels
 from fastconv.functions import sigmoid
-from fastconv._validate import as_float_array, check_ran_forward, check_shape
+from fastconv.kernels import reference
+from fastconv._validate import (FLOAT_DTYPES, as_float_array, as_real_array, check_ran_forward,
+                                check_shape)
 
 
 class Relu:
@@ -11,8 +13,10 @@ class Relu:
         self.fused_block = None  # the ConvReluBlock whose fused forward ran last, if any
 
     def forward(self, x):
-        x = as_float_array("x", x)
-        out, mask = kernels().relu_forward(x)
+        x = as_real_array("x", x)
+        # integers and float16 as the book computes them: in NumPy, in x's dtype
+        k = kernels() if x.dtype.type in FLOAT_DTYPES else reference
+        out, mask = k.relu_forward(x)
         self.keep_pass(mask)
         return out
 
@@ -39,7 +43,7 @@ class Sigmoid:
         self.out = None
 
     def forward(self, x):
-        self.out = sigmoid(as_float_array("x", x))
+        self.out = sigmoid(as_real_array("x", x))  # integers too, as in the book: float64
         return self.out
 
     def backward(self, dout):

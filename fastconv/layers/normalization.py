@@ -3,8 +3,8 @@ import numbers
 import numpy as np
 
 from fastconv.backend import kernels
-from fastconv._validate import (as_float_array, check_batch, check_fraction, check_ran_forward,
-                                check_saved, check_shape, common_dtype)
+from fastconv._validate import (as_float_array, as_real_array, check_batch, check_fraction,
+                                check_ran_forward, check_saved, check_shape, common_dtype)
 
 
 class Dropout:
@@ -15,12 +15,14 @@ class Dropout:
         self.mask = None
 
     def forward(self, x, train_flg=True):
-        x = as_float_array("x", x)
+        x = as_real_array("x", x)  # integers too, as in the book
         ratio = check_fraction("dropout_ratio", self.dropout_ratio)  # it may be set later
         if train_flg:
             self.mask = np.random.rand(*x.shape) > ratio
             return x * self.mask
-        return x * x.dtype.type(1.0 - ratio)
+        # the scale in x's float dtype (a NumPy float64 ratio would make float32 x float64);
+        # integers times the book's Python float give float64
+        return x * (x.dtype.type(1.0 - ratio) if x.dtype.kind == "f" else 1.0 - ratio)
 
     def backward(self, dout):
         check_ran_forward(self, self.mask is not None)
