@@ -69,6 +69,12 @@ def _blocks_backward(change):
     return call
 
 
+def _read_only_relu_backward():
+    dout = np.ones(4)
+    dout.flags.writeable = False
+    return J.relu_backward(dout, np.zeros(4, bool))
+
+
 x0, W0, b0 = conv_operands()
 # what once crashed the process: run in a child (below), so that a check that goes missing
 # fails a test instead of killing the suite
@@ -242,6 +248,96 @@ CASES = {
     "affine backward, boolean dout": (
         lambda: J.affine_backward(np.ones((4, 3), bool), rand(4, 2), rand(2, 3)), TypeError,
         "dout must be a float32 or float64 array in the machine's byte order; got |b1"),
+    # (what the sweep of 2026-12-07 found computing something else than the twin, or raising
+    # Numba's or NumPy's words; /tmp/sweepA of that session)
+    "weight decay, lam None": (
+        lambda: J.weight_decay_gradient(np.ones((2, 2)), None, np.ones((2, 2))), TypeError,
+        "weight_decay_gradient: lam must be a real number; got None"),
+    "batchnorm forward, eps None": (
+        lambda: J.batchnorm_forward(rand(5, 4), np.ones(4), np.zeros(4), None), TypeError,
+        "batchnorm_forward: eps must be a real number; got None"),
+    "batchnorm forward, eps as text": (
+        lambda: J.batchnorm_forward(rand(5, 4), np.ones(4), np.zeros(4), "0.1"), TypeError,
+        "eps must be a real number; got '0.1'"),
+    "batchnorm forward, float32 gamma beside float64 x": (
+        lambda: J.batchnorm_forward(rand(5, 4), np.ones(4, np.float32), np.zeros(4), 1e-5),
+        TypeError, "batchnorm_forward: gamma must have x's dtype float64; got float32"),
+    "batchnorm backward, float32 std": (
+        lambda: J.batchnorm_backward(rand(6, 5), rand(6, 5), rand(6, 5),
+                                     np.ones(5, np.float32), np.ones(5)), TypeError,
+        "batchnorm_backward: std must have dout's dtype float64; got float32"),
+    "affine forward, a float64 bias beside float32 x and W": (
+        lambda: J.affine_forward(rand(4, 3).astype(np.float32), rand(3, 2).astype(np.float32),
+                                 np.zeros(2)), TypeError,
+        "affine_forward: b must have x's dtype float32; got float64"),
+    "affine forward, float32 W beside float64 x": (
+        lambda: J.affine_forward(rand(4, 3), rand(3, 2).astype(np.float32), np.zeros(2)),
+        TypeError, "affine_forward: W must have x's dtype float64; got float32"),
+    "affine backward, float32 dout": (
+        lambda: J.affine_backward(rand(4, 2).astype(np.float32), rand(4, 3), rand(3, 2)),
+        TypeError, "affine_backward: dout must have x's dtype float64; got float32"),
+    "conv forward, float32 b beside float64 x": (
+        lambda: J.conv2d_forward(x0, W0, b0.astype(np.float32), 1, 1), TypeError,
+        "conv2d_forward: b must have x's dtype float64; got float32"),
+    "conv forward, float32 W beside float64 x": (
+        lambda: J.conv2d_forward(x0, W0.astype(np.float32), b0, 1, 1), TypeError,
+        "conv2d_forward: W must have x's dtype float64; got float32"),
+    "conv backward, float32 dout": (
+        lambda: J.conv2d_backward(rand(2, 4, 12, 12).astype(np.float32), x0, W0, None, 1, 1),
+        TypeError, "conv2d_backward: dout must have x's dtype float64; got float32"),
+    "pooled block backward, float32 dout": (
+        _block_backward(lambda a: {"dout": a["dout"].astype(np.float32)}), TypeError,
+        "conv_relu_pool_backward: dout must have x's dtype float64; got float32"),
+    "conv forward, x of no channels": (
+        lambda: J.conv2d_forward(np.zeros((2, 0, 6, 6)), np.zeros((4, 0, 3, 3)), b0, 1, 1),
+        ValueError, "conv2d_forward: x must have at least one channel; got shape (2, 0, 6, 6)"),
+    "blocks forward, integer x and no blocks": (
+        lambda: J.conv_blocks_forward(np.arange(384).reshape(2, 3, 8, 8), [],
+                                      np.full((192, 2), 0.5)), TypeError,
+        "conv_blocks_forward: x must be a float32 or float64 array"),
+    "blocks forward, float32 W2 beside float64 x": (
+        lambda: J.conv_blocks_forward(x0, [(W0, b0, 1, 1, (2, 2, 2, 0))],
+                                      rand(144, 10).astype(np.float32)), TypeError,
+        "conv_blocks_forward: W2 must have x's dtype float64; got float32"),
+    "blocks forward, complex W2": (
+        lambda: J.conv_blocks_forward(x0, [(W0, b0, 1, 1, (2, 2, 2, 0))],
+                                      rand(144, 10).astype(complex)), TypeError,
+        "conv_blocks_forward: W2 must be a float32 or float64 array"),
+    "blocks backward, float32 dout": (
+        _blocks_backward(lambda a: {"dout": a["dout"].astype(np.float32)}), TypeError,
+        "conv_blocks_backward: W2 must have dout's dtype float32; got float64"),
+    "relu forward, complex x": (
+        lambda: J.relu_forward(np.ones(3, complex)), TypeError,
+        "relu_forward: x must be a float32 or float64 array in the machine's byte order"),
+    "relu forward, None": (lambda: J.relu_forward(None), TypeError,
+                           "relu_forward: x must be a float32 or float64 array"),
+    "relu backward, dout a list": (
+        lambda: J.relu_backward([1.0, 2.0], np.zeros(2, bool)), TypeError,
+        "relu_backward: dout must be a float32 or float64 array"),
+    "relu backward, a read-only dout": (_read_only_relu_backward, ValueError,
+                                        "relu_backward: dout must be writable"),
+    "col2im, an input_shape of floats": (
+        lambda: J.col2im(np.ones((288, 27)), (2, 3, 12.7, 12), 3, 3, 1, 1), TypeError,
+        "col2im: input_shape must be a tuple of four integers (N, C, H, W); got "
+        "(2, 3, 12.7, 12)"),
+    "col2im, input_shape None": (
+        lambda: J.col2im(np.ones((288, 27)), None, 3, 3, 1, 1), TypeError,
+        "input_shape must be a tuple of four integers"),
+    "im2col, a bool filter size": (lambda: J.im2col(np.ones((2, 3, 9, 9)), True, 3, 1, 0),
+                                   TypeError, "im2col: filter_h must be an integer; got True"),
+    "max-pool forward, a pad of 2**63": (
+        lambda: J.maxpool_forward(np.ones((2, 3, 6, 6)), 2, 2, 2, 2**63), ValueError,
+        "maxpool_forward: pad must be at most 2147483647; got 9223372036854775808"),
+    "im2col, a pad of 2**31": (lambda: J.im2col(np.ones((2, 3, 9, 9)), 3, 3, 1, 2**31),
+                               ValueError, "im2col: pad must be at most 2147483647"),
+    "sgd, a list as the parameter": (
+        lambda: J.sgd_update([1.0] * 10, np.ones(10), 0.1), TypeError,
+        "sgd_update: param, grad and the state arrays must be 1-D float32 or float64 arrays "
+        "of one size (param and the states writable), the hyperparameters numbers; got list, "
+        "float64[10], float"),
+    "sgd, a float16 parameter": (
+        lambda: J.sgd_update(np.ones(10, np.float16), np.ones(10), 0.1), TypeError,
+        "got float16[10], float64[10], float"),
 }
 
 
@@ -285,7 +381,8 @@ def test_a_call_numba_cannot_type_says_what_the_arguments_must_be():
         J.sgd_update(np.array(1.0), np.ones(50), 0.01)
     assert str(raised.value) == (
         "sgd_update: param, grad and the state arrays must be 1-D float32 or float64 arrays "
-        "of one size, the hyperparameters numbers; got float64[], float64[50], float")
+        "of one size (param and the states writable), the hyperparameters numbers; got "
+        "float64[], float64[50], float")
 
 
 def test_the_labels_are_checked_in_any_integer_dtype():

@@ -11,6 +11,7 @@ SimpleConvNet step. An error names the kernel, the argument and what it must be.
 What is not checked is what cannot go outside an array: values (NaN, inf), and shapes that
 NumPy or ``gemm`` check themselves.
 """
+import numbers
 import operator
 
 import numpy as np
@@ -19,7 +20,8 @@ from numba import njit
 from ..shapes import conv_output_hw
 
 __all__ = ["float_array", "windows", "image_shape", "nonempty", "conv_geometry", "shaped", "bias",
-           "labels", "FILTER_NAMES", "POOL_NAMES", "FUSED_POOL_NAMES"]
+           "labels", "real_number", "same_dtype", "FILTER_NAMES", "POOL_NAMES",
+           "FUSED_POOL_NAMES"]
 
 
 def float_array(kernel, name, a, ndim=None):
@@ -33,16 +35,42 @@ def float_array(kernel, name, a, ndim=None):
     return a
 
 
+def real_number(kernel, name, value):
+    """value, which must be a real number (a Python or NumPy int or float): None would become
+    NaN in the dtype's cast, and text a parse."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{kernel}: {name} must be a real number; got {value!r}")
+    return value
+
+
+def same_dtype(kernel, first, a, **others):
+    """Raises unless every array of others has the dtype of a (named first): the loops compute
+    in one dtype, and a float64 operand cast to float32 would lose what the twin keeps."""
+    for name, other in others.items():
+        if other.dtype != a.dtype:
+            raise TypeError(f"{kernel}: {name} must have {first}'s dtype {a.dtype}; got "
+                            f"{other.dtype}")
+
+
+# No side, window, stride or pad of an image in memory comes near it; the compiled loops take
+# them as int64, and products of two of them must not wrap
+MAX_COUNT = (1 << 31) - 1
+
+
 def _count(kernel, name, value, least):
-    if type(value) is int and value >= least:  # the usual call, at a tenth of the cost
-        return value
+    if type(value) is int and least <= value <= MAX_COUNT:  # the usual call, at a tenth of
+        return value                                       # the cost
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{kernel}: {name} must be an integer; got {value!r}")
     try:
         value = operator.index(value)
     except TypeError:
         raise TypeError(f"{kernel}: {name} must be an integer; got {value!r}") from None
     if value < least:
         raise ValueError(f"{kernel}: {name} must be at least {least}; got {value}")
-    return value
+    if value > MAX_COUNT:
+        raise ValueError(f"{kernel}: {name} must be at most {MAX_COUNT}; got {value}")
+    return int(value)
 
 
 FILTER_NAMES = ("filter_h", "filter_w", "stride", "pad")
@@ -68,11 +96,16 @@ def windows(kernel, H, W, window_h, window_w, stride, pad, names=FILTER_NAMES):
 def image_shape(kernel, name, shape, least_images=1):
     """shape as the ints (N, C, H, W) of a batch of images: C, H and W at least 1, N at least
     least_images (0 where the twin returns an empty result for an empty batch)."""
-    if (len(shape) != 4 or int(shape[0]) < least_images
-            or any(int(n) < 1 for n in shape[1:])):
+    try:
+        counts = tuple(operator.index(n) for n in shape)
+    except TypeError:
+        raise TypeError(f"{kernel}: {name} must be a tuple of four integers (N, C, H, W); "
+                        f"got {shape!r}") from None
+    if (len(counts) != 4 or counts[0] < least_images or any(n < 1 for n in counts[1:])
+            or any(n > MAX_COUNT for n in counts)):
         raise ValueError(f"{kernel}: {name} must be (N, C, H, W) with N at least "
-                         f"{least_images} and C, H and W at least 1; got {tuple(shape)}")
-    return tuple(int(n) for n in shape)
+                         f"{least_images} and C, H and W at least 1; got {counts}")
+    return counts
 
 
 def nonempty(kernel, name, a, what):
@@ -88,6 +121,9 @@ def conv_geometry(kernel, x, W, stride, pad):
     """(conv_h, conv_w), the output size of x (N, C, H, W) under filters W (FN, C, FH, FW)."""
     nonempty(kernel, "x", float_array(kernel, "x", x, 4), "image")
     float_array(kernel, "W", W, 4)
+    same_dtype(kernel, "x", x, W=W)
+    if x.shape[1] < 1:
+        raise ValueError(f"{kernel}: x must have at least one channel; got shape {x.shape}")
     if W.shape[1] != x.shape[1]:
         raise ValueError(f"{kernel}: W must have x's {x.shape[1]} channels on its axis 1 "
                          f"(FN, C, FH, FW); got W of shape {W.shape}")

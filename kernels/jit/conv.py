@@ -7,7 +7,8 @@ im2col + GEMM pipeline of ``pipeline.py``; im2col and col2im build the book's la
 import numpy as np
 
 from . import recycle
-from .contracts import bias, conv_geometry, float_array, image_shape, shaped, windows
+from .contracts import (bias, conv_geometry, float_array, image_shape, same_dtype, shaped,
+                        windows)
 from .epilogues import GRADIENT, NO_ARGMAX, NO_POOL, OUTPUT_BIAS
 from .im2col import _col2im_rows, _im2col_rows
 from .pipeline import backward_pipeline, forward_pipeline, images_parallel
@@ -43,7 +44,7 @@ def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
 def conv2d_forward(x, W, b, stride=1, pad=0):
     """Returns (out, None): nothing but x is needed for the backward pass."""
     out_h, out_w = conv_geometry("conv2d_forward", x, W, stride, pad)
-    bias("conv2d_forward", b, W.shape[0])
+    same_dtype("conv2d_forward", "x", x, b=bias("conv2d_forward", b, W.shape[0]))
     N = x.shape[0]
     out = recycle.empty((N, W.shape[0], out_h, out_w), x.dtype)
     forward_pipeline(x, W, stride, pad, (OUTPUT_BIAS, b, NO_POOL, out, NO_ARGMAX))
@@ -52,7 +53,7 @@ def conv2d_forward(x, W, b, stride=1, pad=0):
 
 def conv2d_backward(dout, x, W, ctx, stride=1, pad=0, need_dx=True):
     out_h, out_w = conv_geometry("conv2d_backward", x, W, stride, pad)
-    float_array("conv2d_backward", "dout", dout)
+    same_dtype("conv2d_backward", "x", x, dout=float_array("conv2d_backward", "dout", dout))
     shaped("conv2d_backward", "dout", dout, (x.shape[0], W.shape[0], out_h, out_w),
            " (the output of x under W)")
     dout = np.ascontiguousarray(dout)

@@ -38,6 +38,7 @@ import threading
 import types
 
 import numba
+import numpy as np
 from numba import njit
 from numba.core.errors import TypingError
 
@@ -117,12 +118,12 @@ def in_parts_above(min_bytes, contract=None):
                 if args[0].nbytes >= min_bytes and numba.get_num_threads() > 1:
                     return call.parallel(*args)
                 return call.serial(*args)
-            except TypingError:
+            except (TypingError, AttributeError, NotImplementedError):
+                # (no .nbytes on a list; Numba has no float16): the contract's words instead
                 if contract is None:
                     raise
-                found = ", ".join(f"{a.dtype}{list(a.shape)}" if hasattr(a, "shape")
-                                  else type(a).__name__ for a in args)
-                raise TypeError(f"{fn.__name__}: {contract}; got {found}") from None
+                raise TypeError(f"{fn.__name__}: {contract}; got "
+                                f"{', '.join(map(_described, args))}") from None
 
         def in_parts(*args):
             n = len(args[0])
@@ -134,6 +135,12 @@ def in_parts_above(min_bytes, contract=None):
         call.parallel, call.serial, call.min_bytes = in_parts, serial, min_bytes
         return call
     return decorate
+
+
+def _described(arg):
+    if not isinstance(arg, np.ndarray):
+        return type(arg).__name__
+    return f"{arg.dtype}{list(arg.shape)}" + ("" if arg.flags.writeable else " (read-only)")
 
 
 def _split(arg, n):

@@ -6,10 +6,10 @@ contiguous views; the affine GEMMs stay with BLAS and only the bias add and the 
 depend on the thread count.
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from . import recycle
-from .contracts import bias, float_array, labels, shaped
+from .contracts import bias, float_array, labels, real_number, same_dtype, shaped
 from .dispatch import in_parts_above, parallel_above
 from .float32_exp import exp
 from .gemm import blas_scope, matmul, matmul_pair
@@ -103,6 +103,7 @@ def weight_decay_gradient(grad, lam, W):
     """grad + lam * W as a new array, lam a scalar of their dtype: one pass where NumPy makes
     two, with the same bits. Other operands (shapes that broadcast, mixed dtypes) go to
     NumPy."""
+    real_number("weight_decay_gradient", "lam", lam)
     if not (type(grad) is np.ndarray and type(W) is np.ndarray and grad.shape == W.shape
             and grad.dtype == W.dtype and grad.dtype.char in "fd" and grad.dtype.isnative
             and np.result_type(lam, grad) == grad.dtype):
@@ -113,13 +114,8 @@ def weight_decay_gradient(grad, lam, W):
     return out
 
 
-def _writable_contiguous(a):
-    if a.flags.c_contiguous and a.flags.writeable:
-        return a
-    return np.require(a, requirements="C").copy()  # np.ascontiguousarray makes 0-d 1-d
-
-
 def relu_forward(x):
+    float_array("relu_forward", "x", x)
     x = np.require(x, requirements="C")  # keeps a 0-d array 0-d, as the book's x <= 0 does
     out = recycle.empty(x.shape, x.dtype) if type(x) is np.ndarray else np.empty_like(x)
     mask = recycle.empty(x.shape, np.bool_)
@@ -128,16 +124,19 @@ def relu_forward(x):
 
 
 def relu_backward(dout, mask):
+    float_array("relu_backward", "dout", dout)
+    if not dout.flags.writeable:  # (the twin's in-place write fails on it too)
+        raise ValueError("relu_backward: dout must be writable: it is zeroed in place where "
+                         "the input was <= 0, as in the book")
     mask = np.asarray(mask)  # a 0-d input's mask may come as a NumPy bool
     shaped("relu_backward", "mask", mask, np.shape(dout), " (dout's)")
     if mask.dtype != np.bool_:
         raise TypeError(f"relu_backward: mask must be the boolean array that relu_forward "
                         f"returned; got dtype {mask.dtype}")
-    if not dout.flags.c_contiguous and dout.flags.writeable:
+    if not dout.flags.c_contiguous:
         # in place, as the twin and the book: a caller may read dout afterwards
         np.copyto(dout, 0, where=mask)
         return dout
-    dout = _writable_contiguous(dout)
     _relu_backward_flat(dout.reshape(-1), np.ascontiguousarray(mask).reshape(-1))
     return dout
 
@@ -146,6 +145,7 @@ def _affine_operands(kernel, x, W):
     """Raises unless x (N, D) and W (D, M) are float matrices that multiply."""
     float_array(kernel, "x", x, 2)
     float_array(kernel, "W", W, 2)
+    same_dtype(kernel, "x", x, W=W)
     if W.shape[0] != x.shape[1]:
         raise ValueError(f"{kernel}: W must have one row for each of x's {x.shape[1]} "
                          f"columns; got W of shape {W.shape}")
@@ -153,7 +153,7 @@ def _affine_operands(kernel, x, W):
 
 def affine_forward(x, W, b):
     _affine_operands("affine_forward", x, W)
-    bias("affine_forward", b, W.shape[1], "column of W")
+    same_dtype("affine_forward", "x", x, b=bias("affine_forward", b, W.shape[1], "column of W"))
     y = matmul(x, W)
     _add_row_vector(y, b.astype(y.dtype, copy=False))
     return y
@@ -163,6 +163,7 @@ def affine_backward(dout, x, W, need_dx=True):
     _affine_operands("affine_backward", x, W)
     shaped("affine_backward", "dout", float_array("affine_backward", "dout", dout),
            (x.shape[0], W.shape[1]), " (x @ W's)")
+    same_dtype("affine_backward", "x", x, dout=dout)
     dout = np.ascontiguousarray(dout)
     db = np.empty(dout.shape[1], dtype=dout.dtype)
     _column_sum(dout, db)

@@ -16,7 +16,8 @@ import math
 import numpy as np
 
 from . import recycle
-from .contracts import FUSED_POOL_NAMES, bias, conv_geometry, float_array, shaped, windows
+from .contracts import (FUSED_POOL_NAMES, bias, conv_geometry, float_array, same_dtype, shaped,
+                        windows)
 from .elementwise import _column_sum, affine_backward
 from .epilogues import (GRADIENT_RELU, GRADIENT_RELU_POOL, NO_ARGMAX, NO_POOL, OUTPUT_RELU,
                         OUTPUT_RELU_POOL, OUTPUT_RELU_POOL_VALUES)
@@ -48,7 +49,7 @@ def _block_epilogue(kernel, x, W, b, stride, pad, pool, with_argmax):
     (-> pool) block, pool (pool_h, pool_w, stride, pad) or None, its out and argmax
     allocated (argmax empty without a pool or ``with_argmax``)."""
     shape = _block_shape(kernel, x, W, stride, pad, pool)
-    bias(kernel, b, W.shape[0])
+    same_dtype(kernel, "x", x, b=bias(kernel, b, W.shape[0]))
     out = recycle.empty(shape, x.dtype)
     if pool is None:
         return OUTPUT_RELU, b, NO_POOL, out, NO_ARGMAX
@@ -66,6 +67,7 @@ def _block_prologue(kernel, dout, out, argmax, x, W, stride, pad, pool):
     shaped(kernel, "dout", dout, shape, " (the block's output for x)")
     # the relu's output, or the pool's: the gradient's mask is where it is positive
     shaped(kernel, "out", float_array(kernel, "out", out), shape, " (the block's output)")
+    same_dtype(kernel, "x", x, dout=dout, out=out)
     if pool is None:
         return (GRADIENT_RELU, NO_POOL, np.ascontiguousarray(dout), np.ascontiguousarray(out),
                 NO_ARGMAX)
@@ -108,17 +110,22 @@ def conv_relu_pool_backward(dout, out, argmax, x, W, ctx, stride, pad,
 
 def _affine_after_blocks(kernel, last_out, W2, dout=None, x2=None):
     """Raises unless W2 (features, outputs) takes the last block's output, one row per image,
-    and dout and x2, where given, are the affine layer's output gradient and input."""
+    and dout and x2, where given, are the affine layer's output gradient and input, all of
+    one float dtype."""
     N, features = last_out.shape[0], math.prod(last_out.shape[1:])
-    if np.ndim(W2) != 2 or np.shape(W2)[0] != features:
+    if float_array(kernel, "W2", W2).ndim != 2 or W2.shape[0] != features:
         raise ValueError(f"{kernel}: W2 must be (features, outputs) with one row for each of "
                          f"the last block's {features} outputs per image; got shape "
-                         f"{np.shape(W2)}")
-    if dout is not None:
-        shaped(kernel, "dout", float_array(kernel, "dout", dout), (N, np.shape(W2)[1]),
-               " (the affine layer's output gradient)")
+                         f"{W2.shape}")
+    if dout is None:
+        same_dtype(kernel, "x", last_out, W2=W2)
+        return
+    shaped(kernel, "dout", float_array(kernel, "dout", dout), (N, W2.shape[1]),
+           " (the affine layer's output gradient)")
+    same_dtype(kernel, "dout", dout, W2=W2)
     if x2 is not None:
         shaped(kernel, "affine[0]", x2, (N, features), " (the affine layer's input)")
+        same_dtype(kernel, "dout", dout, **{"affine[0]": x2})
 
 
 # Made part by part of the batch, an affine layer's input gradient reads all its weights in
@@ -142,6 +149,7 @@ def conv_blocks_forward(x, blocks, W2=None, with_argmax=True):
     W2, an affine layer's weights (features, outputs), the last output (one row per image)
     is multiplied by it. Returns ([(out, argmax, ctx)] per block, product or None); argmax is
     None for a block without pool or when not ``with_argmax``."""
+    float_array("conv_blocks_forward", "x", x, 4)
     results, parts = [], []
     with single_threaded_blas():
         for W, b, stride, pad, pool in blocks:

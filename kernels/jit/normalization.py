@@ -10,7 +10,7 @@ float would turn a float32 pass into float64.
 import numpy as np
 from numba import prange
 
-from .contracts import float_array, nonempty, shaped
+from .contracts import float_array, nonempty, real_number, same_dtype, shaped
 from .dispatch import parallel_above
 
 __all__ = ["batchnorm_forward", "batchnorm_backward"]
@@ -101,6 +101,8 @@ def batchnorm_forward(x, gamma, beta, eps):
     for name, a in (("gamma", gamma), ("beta", beta)):
         shaped(kernel, name, float_array(kernel, name, a), (D,), " (one value for each column "
                "of x)")
+    same_dtype(kernel, "x", x, gamma=gamma, beta=beta)
+    real_number(kernel, "eps", eps)
     out, xc, xn = (np.empty_like(x) for _ in range(3))
     mu, var, std = (np.empty(D, dtype=x.dtype) for _ in range(3))
     _forward_columns(x, np.ascontiguousarray(gamma), np.ascontiguousarray(beta),
@@ -118,6 +120,7 @@ def batchnorm_backward(dout, xc, xn, std, gamma):
                            ("gamma", gamma, (D,))):
         shaped(kernel, name, float_array(kernel, name, a), shape, " (as the forward pass "
                "left it for this dout)")
+    same_dtype(kernel, "dout", dout, xc=xc, xn=xn, std=std, gamma=gamma)
     dx = np.empty_like(dout)
     dgamma = np.empty(D, dtype=dout.dtype)
     dbeta = np.empty(D, dtype=dout.dtype)

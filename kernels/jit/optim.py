@@ -29,7 +29,7 @@ __all__ = ["sgd_update", "momentum_update", "nesterov_update", "adagrad_update",
 SQRT_UPDATE_IN_PARTS_BYTES = 1 << 20  # AdaGrad, RMSprop, Adam: a square root and a divide
 PLAIN_UPDATE_IN_PARTS_BYTES = 3 << 20  # SGD, Momentum, Nesterov
 CONTRACT = ("param, grad and the state arrays must be 1-D float32 or float64 arrays of one "
-            "size, the hyperparameters numbers")
+            "size (param and the states writable), the hyperparameters numbers")
 
 
 def _float_elements(a):
