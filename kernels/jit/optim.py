@@ -10,6 +10,11 @@ The scalars must already have the arrays' dtype (``fastconv.optimizer`` casts th
 Python float would make a float32 update run in float64. Constants such as the ``1`` in
 ``1 - beta1`` are made with ``param.dtype.type`` for the same reason. Every iteration touches
 only its own element, so the result does not depend on the number of threads.
+
+The arrays must not overlap (``m`` passed as ``v``, ``param`` as its own ``grad``): each
+element is read once, before any is written, where the book's statements each read what the
+one before wrote. Not checked here, since it costs every call; ``fastconv.optimizer`` finds
+such keys and updates them by the twins, with the book's numbers.
 """
 import numpy as np
 from numba import njit, types
