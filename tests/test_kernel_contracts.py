@@ -75,6 +75,17 @@ def _read_only_relu_backward():
     return J.relu_backward(dout, np.zeros(4, bool))
 
 
+def _blocks_backward_affine(change):
+    """conv_blocks_backward of one pooled block, with affine = change(x2, W2)."""
+    def call():
+        x, W, b = conv_operands()
+        W2 = rand(144, 10)
+        (out, argmax, ctx), = J.conv_blocks_forward(x, [(W, b, 1, 1, (2, 2, 2, 0))], W2)[0]
+        blocks = [(out, argmax, x, W, ctx, 1, 1, (2, 2, 2, 0))]
+        return J.conv_blocks_backward(rand(2, 10), blocks,
+                                      affine=change(out.reshape(2, -1), W2))
+    return call
+
 x0, W0, b0 = conv_operands()
 # what once crashed the process: run in a child (below), so that a check that goes missing
 # fails a test instead of killing the suite
@@ -330,6 +341,16 @@ CASES = {
         "maxpool_forward: pad must be at most 2147483647; got 9223372036854775808"),
     "im2col, a pad of 2**31": (lambda: J.im2col(np.ones((2, 3, 9, 9)), 3, 3, 1, 2**31),
                                ValueError, "im2col: pad must be at most 2147483647"),
+    "blocks forward, a block of four items": (
+        lambda: J.conv_blocks_forward(x0, [(W0, b0, 1, 1)]), ValueError,
+        "conv_blocks_forward: blocks[0] must be a tuple (W, b, stride, pad, pool); got 4 "
+        "items"),
+    "blocks backward, no blocks": (
+        lambda: J.conv_blocks_backward(rand(2, 10), []), ValueError,
+        "conv_blocks_backward: blocks must be a list of at least 1 block tuples"),
+    "blocks backward, affine of one array": (
+        _blocks_backward_affine(lambda x2, W2: (x2,)), ValueError,
+        "conv_blocks_backward: affine must be None or (x2, W2)"),
     "sgd, a list as the parameter": (
         lambda: J.sgd_update([1.0] * 10, np.ones(10), 0.1), TypeError,
         "sgd_update: param, grad and the state arrays must be 1-D float32 or float64 arrays "

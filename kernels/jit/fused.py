@@ -108,6 +108,18 @@ def conv_relu_pool_backward(dout, out, argmax, x, W, ctx, stride, pad,
     return backward_pipeline(x, W, stride, pad, need_dx, prologue)
 
 
+def _block_tuples(kernel, blocks, fields, at_least=0):
+    """Raises unless blocks is a list or tuple of at least at_least tuples of the fields."""
+    if not isinstance(blocks, (list, tuple)) or len(blocks) < at_least:
+        raise ValueError(f"{kernel}: blocks must be a list of at least {at_least} block "
+                         f"tuples {fields}; got {blocks!r:.80}")
+    size = fields.count(",") + 1
+    for i, block in enumerate(blocks):
+        if not isinstance(block, tuple) or len(block) != size:
+            got = f"{len(block)} items" if isinstance(block, tuple) else type(block).__name__
+            raise ValueError(f"{kernel}: blocks[{i}] must be a tuple {fields}; got {got}")
+
+
 def _affine_after_blocks(kernel, last_out, W2, dout=None, x2=None):
     """Raises unless W2 (features, outputs) takes the last block's output, one row per image,
     and dout and x2, where given, are the affine layer's output gradient and input, all of
@@ -150,6 +162,7 @@ def conv_blocks_forward(x, blocks, W2=None, with_argmax=True):
     is multiplied by it. Returns ([(out, argmax, ctx)] per block, product or None); argmax is
     None for a block without pool or when not ``with_argmax``."""
     float_array("conv_blocks_forward", "x", x, 4)
+    _block_tuples("conv_blocks_forward", blocks, "(W, b, stride, pad, pool)")
     results, parts = [], []
     with single_threaded_blas():
         for W, b, stride, pad, pool in blocks:
@@ -183,7 +196,12 @@ def conv_blocks_backward(dout, blocks, need_dx=True, affine=None):
     pool. With affine = (x2, W2), the affine layer's input (N, features) and weights, dout is
     that layer's output gradient (N, outputs); else the last block's. Returns (dx of the
     first block's input or None, [(dW, db)] per block, (dW2, db2) or None)."""
+    _block_tuples("conv_blocks_backward", blocks, "(out, argmax, x, W, ctx, stride, pad, pool)",
+                  at_least=1)
     if affine is not None:
+        if not isinstance(affine, tuple) or len(affine) != 2:
+            raise ValueError("conv_blocks_backward: affine must be None or (x2, W2), the affine "
+                             f"layer's input and weights; got {type(affine).__name__}")
         _affine_after_blocks("conv_blocks_backward", blocks[-1][0], affine[1], dout, affine[0])
     dout = np.ascontiguousarray(dout)
     if (affine is not None
