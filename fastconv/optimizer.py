@@ -86,8 +86,15 @@ def _checked_grad(key, param, grads):
     if grad.dtype.kind not in "biuf":
         raise TypeError(f"grads[{key!r}] must be a real numeric array, got dtype {grad.dtype}")
     if grad.shape != param.shape:
-        raise ValueError(f"grads[{key!r}] has shape {grad.shape} but params[{key!r}] "
-                         f"has shape {param.shape}")
+        try:
+            fits = np.broadcast_shapes(grad.shape, param.shape) == param.shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(f"grads[{key!r}] has shape {grad.shape} but params[{key!r}] "
+                             f"has shape {param.shape}, to which it does not broadcast")
+        # the book's `param -= lr * grad` broadcasts a gradient of one value per row or column
+        grad = np.broadcast_to(grad, param.shape)
     return np.ascontiguousarray(grad, dtype=param.dtype)  # copies only when it must
 
 

@@ -416,6 +416,33 @@ def test_grads_of_other_dtype_or_layout_are_cast_to_the_param(name):
     assert_dicts_equal(params, expected)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", NAMES)
+def test_grads_that_broadcast_to_the_param_update_as_the_books_statements(name, backend):
+    # `params[key] -= lr * grads[key]` broadcasts a number, or one value per column
+    rng = np.random.default_rng(8)
+    params = {"W": rng.standard_normal((4, 3)), "b": rng.standard_normal(3)}
+    grad_seq = [{"W": rng.standard_normal(3), "b": np.float64(rng.standard_normal())},
+                {"W": rng.standard_normal((1, 3)), "b": rng.standard_normal(1)}]
+    expected = copy.deepcopy(params)
+    run(ORACLES[name](**HYPER[name]), expected, grad_seq)
+    with fastconv.using_backend(backend):
+        run(getattr(fopt, name)(**HYPER[name]), params, grad_seq)
+    assert_dicts_equal(params, expected)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_grads_that_do_not_broadcast_to_the_param_are_refused(name):
+    params = {"b": np.ones(4)}
+    opt = getattr(fopt, name)()
+    for grad in (np.ones((1, 4)), np.ones(3)):  # (1, 4) broadcasts past the param's shape
+        with pytest.raises(ValueError, match=r"grads\['b'\] has shape .* but params\['b'\] "
+                                             r"has shape \(4,\), to which it does not "
+                                             r"broadcast"):
+            opt.update(params, {"b": grad})
+    np.testing.assert_array_equal(params["b"], np.ones(4))
+
+
 def test_float16_params_fall_back_to_numpy_kernels():
     params = {"W": np.linspace(-1, 1, 12, dtype=np.float16).reshape(3, 4)}
     grads = {"W": np.ones((3, 4), np.float16)}
