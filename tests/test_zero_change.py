@@ -200,6 +200,31 @@ def relu(x):
     assert "random numbers" in report.kept["relu"]
 
 
+def test_rule_keeps_a_function_that_prints_and_its_prints_stay_out_of_the_output(capsys):
+    # a print a learner put in to watch a function would vanish if fastconv's served it
+    module = _module("zc_probe_prints", """
+import numpy as np
+def sigmoid(x):
+    print("sigmoid of", np.shape(x))
+    return 1 / (1 + np.exp(-x))
+class Relu:
+    def __init__(self):
+        self.mask = None
+    def forward(self, x):
+        self.mask = (x <= 0)
+        out = x.copy()
+        out[self.mask] = 0
+        return out
+    def backward(self, dout):
+        dout[self.mask] = 0
+        return dout
+""")
+    report = rules.serve(module, ("fastconv.functions", "fastconv.layers"))
+    assert "behaviour: prints 'sigmoid of (" in report.kept["sigmoid"]
+    assert report.served == {"Relu": "fastconv.layers.Relu"}
+    assert capsys.readouterr().out == ""
+
+
 def test_rule_survives_a_probe_that_raises_or_a_class_without_a_probe():
     module = _module("zc_probe_classes", """
 class Relu:

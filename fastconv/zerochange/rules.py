@@ -128,8 +128,8 @@ def behaviour_difference(user, ours, scenario):
         # what is served then runs in the mode in use (a probe's networks follow the mode too)
         # (the probes' Trainers are not the script's: they take none of its run checkpoints)
         with _mode.using_mode("parity"), run_checkpoints_paused():
-            user_seen, user_error, user_end = _run(user, scenario, start)
-            our_seen, our_error, our_end = _run(ours, scenario, start)
+            user_seen, user_error, user_end, user_printed = _run(user, scenario, start)
+            our_seen, our_error, our_end, our_printed = _run(ours, scenario, start)
     finally:
         _set_rng_state(start)
     if user_error is not None:
@@ -139,22 +139,31 @@ def behaviour_difference(user, ours, scenario):
     why = _observations_difference(user_seen, our_seen)
     if why:
         return f"behaviour: {why}"
+    if user_printed != our_printed:
+        # a print a learner added to watch a function: served, it would vanish
+        return f"behaviour: prints {_first_line(user_printed)!r} where fastconv's prints " \
+               f"{_first_line(our_printed)!r}"
     if not _same_rng_state(user_end, our_end):
         return "behaviour: draws a different amount of random numbers"
     return None
 
 
 def _run(obj, scenario, start):
+    """(observations, error, random state after, what it printed to stdout)."""
     _set_rng_state(start)
-    sink = io.StringIO()
+    sink, printed = io.StringIO(), io.StringIO()
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"), \
-                contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                contextlib.redirect_stdout(printed), contextlib.redirect_stderr(sink):
             warnings.simplefilter("ignore")
             seen = scenario(obj)
-        return seen, None, _rng_state()
+        return seen, None, _rng_state(), printed.getvalue()
     except Exception as exc:  # any failure on a probe means "not equivalent", never a crash
-        return None, f"{type(exc).__name__}: {exc}"[:160], None
+        return None, f"{type(exc).__name__}: {exc}"[:160], None, None
+
+
+def _first_line(text):
+    return text.strip().splitlines()[0][:60] if text.strip() else ""
 
 
 def _observations_difference(user_seen, our_seen):
