@@ -2,8 +2,8 @@
 import numpy as np
 
 from fastconv.backend import kernels
-from fastconv._validate import (as_float_array, check_batch, check_int, check_window,
-                                names_bad_arguments)
+from fastconv._validate import (FLOAT_DTYPES, as_image_batch, as_real_array, check_batch,
+                                check_int, check_window, names_bad_arguments)
 from fastconv.kernels.shapes import conv_output_hw
 
 # np too: the book's module has no __all__, so its star import brings np
@@ -45,17 +45,23 @@ def _check_geometry(shape, filter_h, filter_w, stride, pad, input_name):
 def im2col(input_data, filter_h, filter_w, stride=1, pad=0):
     """(N, C, H, W) -> (N*out_h*out_w, C*filter_h*filter_w), rows (n, oy, ox), columns (c, ky, kx).
 
-    Unlike the book, the result keeps the input's dtype (float32 stays float32).
+    Unlike the book, the result keeps a float input's dtype (float32 stays float32); integer
+    and float16 images give float64, as the book's matrix of zeros makes them.
     """
-    x = as_float_array("input_data", input_data, ndim=4)
+    x = as_image_batch("input_data", input_data)
     check_batch("input_data", x)  # as col2im's input_shape; the book's reshape fails on it
     geometry = _check_geometry(x.shape, filter_h, filter_w, stride, pad, "input_data")
     return kernels().im2col(x, *geometry)
 
 
 def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
-    """Adjoint of im2col: sums each column entry back into the pixel it was read from."""
-    col = as_float_array("col", col, ndim=2)
+    """Adjoint of im2col: sums each column entry back into the pixel it was read from.
+
+    col may have any shape of the right size, as the book reshapes it; integer and float16
+    values give float64, as the book's image of zeros makes them."""
+    col = as_real_array("col", col)
+    if col.dtype.type not in FLOAT_DTYPES:
+        col = col.astype(np.float64)
     if not isinstance(input_shape, (tuple, list, np.ndarray)) or len(input_shape) != 4:
         raise ValueError(f"input_shape must be (N, C, H, W); got {input_shape!r}")
     N, C, H, W = (check_int(f"input_shape[{i}]", d, 1) for i, d in enumerate(input_shape))
@@ -63,7 +69,9 @@ def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
                                                      "input_shape")
     out_h, out_w = conv_output_hw(H, W, filter_h, filter_w, stride, pad)
     expected = (N * out_h * out_w, C * filter_h * filter_w)
-    if col.shape != expected:
-        raise ValueError(f"col must have shape {expected} for input_shape {tuple(input_shape)}; "
-                         f"got {col.shape}")
+    if col.size != expected[0] * expected[1]:
+        raise ValueError(f"col must have shape {expected} (or {expected[0] * expected[1]} "
+                         f"values in another shape) for input_shape {tuple(input_shape)}; got "
+                         f"{col.shape}")
+    col = col.reshape(expected)
     return kernels().col2im(col, (N, C, H, W), filter_h, filter_w, stride, pad)

@@ -142,6 +142,26 @@ def test_half_float_and_integer_images_run_in_float64_like_the_book(dtype):
     assert dx.shape == x.shape
 
 
+@pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.float16])
+def test_util_im2col_and_col2im_take_integer_and_half_float_values_like_the_book(dtype):
+    # the book copies them into a float64 matrix (or image) of zeros, and col2im reshapes a
+    # col of any shape of the right size (a course script flattened it)
+    from fastconv import util
+    from fastconv.kernels import reference
+    images = np.arange(2 * 2 * 5 * 5).reshape(2, 2, 5, 5).astype(dtype)
+    col = util.im2col(images, 3, 3, 1, 1)
+    assert col.dtype == np.float64
+    np.testing.assert_array_equal(col, reference.im2col(images.astype(np.float64), 3, 3, 1, 1))
+    back = util.col2im(col.astype(dtype), (2, 2, 5, 5), 3, 3, 1, 1)
+    assert back.dtype == np.float64
+    expected = reference.col2im(col.astype(dtype).astype(np.float64), (2, 2, 5, 5), 3, 3, 1, 1)
+    np.testing.assert_array_equal(back, expected)
+    np.testing.assert_array_equal(util.col2im(col.astype(dtype).ravel(), (2, 2, 5, 5), 3, 3,
+                                              1, 1), expected)
+    with pytest.raises(ValueError, match=r"col must have shape \(50, 18\) \(or 900 values in "
+                                         r"another shape\)"):
+        util.col2im(col.ravel()[1:], (2, 2, 5, 5), 3, 3, 1, 1)
+
 @pytest.mark.parametrize("bias, error, words", [
     (np.zeros(2), ValueError, r"b must be a number or have shape \(3,\); got shape \(2,\)"),
     (np.zeros((1, 3)), ValueError, r"got shape \(1, 3\)"),
