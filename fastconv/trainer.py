@@ -228,14 +228,16 @@ class Trainer:
         self.mode = _mode.get_mode()
         self.progress = (verbose and self.mode == "fast") if progress is None else progress
         self.log = log
+        _check_data(network, x_train, t_train, x_test, t_test)
+        self.train_size = x_train.shape[0]
+        if seed is not None:
+            seed = check_int("seed", seed, 0)
+        # after every other check: a run's next checkpoint number is taken here, and a
+        # Trainer that is refused must not take it
         self.checkpoint, self.checkpoint_every = self._checked_checkpoint(checkpoint,
                                                                           checkpoint_every)
 
-        _check_data(network, x_train, t_train, x_test, t_test)
-        self.train_size = x_train.shape[0]
-
-        if seed is not None:  # last: a bad argument must not have reseeded np.random
-            seed = check_int("seed", seed, 0)
+        # last: a bad argument must not have reseeded np.random
         self.seed = seed
         self.rng = None
         if seed is not None:

@@ -168,6 +168,22 @@ def test_the_serve_rules_probe_trainers_take_no_run_checkpoint(tmp_path):
         trainer_module.checkpoint_trainers_into(None)
 
 
+@pytest.mark.parametrize("bad", [{"t_train": np.zeros(5, int)}, {"seed": -1}])
+def test_a_trainer_that_is_refused_takes_no_run_checkpoint(tmp_path, bad):
+    from fastconv.nets import TwoLayerNet
+    x, t = np.random.rand(40, 6), np.random.randint(0, 3, 40)
+    args = dict(network=TwoLayerNet(6, 4, 3), x_train=x, t_train=t, x_test=x, t_test=t,
+                epochs=1, verbose=False)
+    trainer_module.checkpoint_trainers_into(tmp_path)
+    try:
+        with pytest.raises((TypeError, ValueError)):
+            trainer_module.Trainer(**dict(args, **bad))
+        assert trainer_module.run_checkpoints_taken() == 0
+        assert trainer_module.Trainer(**args).checkpoint == str(tmp_path / "trainer-1.ckpt")
+    finally:
+        trainer_module.checkpoint_trainers_into(None)
+
+
 def _start_state(**changes):
     record = {"format": "fastconv-random-state", "version": 1, "bit_generator": "MT19937",
               "keys": [5] * 624, "pos": 624, "has_gauss": 0, "cached_gaussian": 0.0}
