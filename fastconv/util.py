@@ -23,6 +23,10 @@ def smooth_curve(x):
 @names_bad_arguments
 def shuffle_dataset(x, t):
     """x and t reordered by one random permutation (np.random, like the book)."""
+    if np.ndim(t) and np.ndim(x) and len(t) != len(x):
+        # checked before the draw: the book draws, then fails (t shorter) or drops labels
+        raise ValueError(f"t must hold one label (or row) for each of x's {len(x)} samples; "
+                         f"got {len(t)}")
     permutation = np.random.permutation(x.shape[0])
     return x[permutation], t[permutation]
 

@@ -208,8 +208,12 @@ def _probe(rows=2, classes=3):
     # named once, by the function that was called, not again by the one around it
     (lambda F, U: F.softmax_loss(np.ones((2, 3)), np.eye(4)[[0, 1]]), IndexError,
      r"^cross_entropy_error: its arguments do not fit \(y [^:]*\): arrays used as indices"),
-    (lambda F, U: U.shuffle_dataset(np.ones((4, 2)), np.arange(3)), IndexError,
-     r"shuffle_dataset: its arguments do not fit \(x .*\(4, 2\)\), t .*\(3,\)\)"),
+    # (before the permutation is drawn; the book draws, then fails or drops labels)
+    (lambda F, U: U.shuffle_dataset(np.ones((4, 2)), np.arange(3)), ValueError,
+     r"shuffle_dataset: its arguments do not fit \(x .*\(4, 2\)\), t .*\(3,\)\)\): t must "
+     r"hold one label \(or row\) for each of x's 4 samples; got 3"),
+    (lambda F, U: U.shuffle_dataset(np.ones((4, 2)), np.arange(20)), ValueError,
+     r"for each of x's 4 samples; got 20"),
     (lambda F, U: U.shuffle_dataset(None, None), TypeError, "shuffle_dataset: x must be"),
     (lambda F, U: U.smooth_curve(np.ones((20, 2))), ValueError,
      r"smooth_curve: its arguments do not fit \(x .*\(20, 2\)\)"),
@@ -220,8 +224,10 @@ def _probe(rows=2, classes=3):
 ])
 def test_the_books_functions_name_the_argument_numpy_failed_on(call, error, words):
     from fastconv import functions, util
+    draws = np.random.get_state()[1].copy()
     with pytest.raises(error, match=words):
         call(functions, util)
+    np.testing.assert_array_equal(np.random.get_state()[1], draws)
 
 
 def test_a_call_that_succeeds_returns_the_books_result_and_a_wrong_call_its_own_error():
