@@ -331,6 +331,23 @@ def test_a_symlinked_script_imports_from_its_own_folder_as_in_a_plain_run(tmp_pa
     assert plain.stdout == served.stdout == "imported from real\n"
 
 
+def test_a_folder_with_a_main_module_runs_as_in_a_plain_run(tmp_path):
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "helper.py").write_text("WHERE = 'app'\n")
+    (app / "__main__.py").write_text(
+        "import sys, helper\nprint('main of', helper.WHERE, sys.argv[1:])\n"
+        "raise SystemExit(3)\n")
+    (tmp_path / "empty").mkdir()
+    plain = run(["app", "x"], tmp_path, tmp_path)
+    served = run(["app", "x"], tmp_path, tmp_path, runner=True)
+    assert plain.returncode == served.returncode == 3, served.stderr
+    assert plain.stdout == served.stdout == "main of app ['x']\n"
+    plain, served = (run(["empty"], tmp_path, tmp_path, runner=runner) for runner in (0, 1))
+    assert plain.returncode == served.returncode == 1
+    assert "can't find '__main__' module in" in served.stderr
+
+
 def test_a_scripts_own_excepthook_reports_its_error_as_in_a_plain_run(tmp_path):
     (tmp_path / "hooked.py").write_text(
         "import sys\n"

@@ -46,7 +46,13 @@ def main(argv=None):
     except SystemExit as exc:  # --help or a usage error: argparse already printed
         return exc.code if isinstance(exc.code, int) else 2
     script = os.path.abspath(options.script)
-    if not os.path.isfile(script):
+    if os.path.isdir(script):
+        # a folder with a __main__.py, as the interpreter runs one
+        if not os.path.isfile(os.path.join(script, "__main__.py")):
+            print(f"python -m fastconv: can't find '__main__' module in {options.script!r}",
+                  file=sys.stderr)
+            return 1
+    elif not os.path.isfile(script):
         print(f"python -m fastconv: can't open file {options.script!r}: no such file",
               file=sys.stderr)
         return 2
@@ -65,7 +71,9 @@ def main(argv=None):
             return 2
     sys.argv = [options.script] + options.args
     # the folder of the file itself, a symbolic link resolved, as the interpreter sets it
-    sys.path[0] = os.path.dirname(os.path.realpath(script))
+    # (a folder run as SCRIPT: the folder)
+    sys.path[0] = (script if os.path.isdir(script)
+                   else os.path.dirname(os.path.realpath(script)))
     # at exit: after the interpreter has printed any traceback and waited for the script's
     # threads, and after the script's own exit handlers (registered later, they run first),
     # whose Trainers and served calls count too; before resume's handler, registered earlier,
@@ -88,9 +96,11 @@ def _last_words(options):
         print(zerochange.report(), file=_stderr())
 
 
-def _run(script):
+def _run(path):
+    # the file whose frames a traceback starts from: a folder's __main__.py
+    script = os.path.join(path, "__main__.py") if os.path.isdir(path) else path
     try:
-        runpy.run_path(script, run_name="__main__")
+        runpy.run_path(path, run_name="__main__")
     except SystemExit as exc:
         return _exit_code(exc.code)
     except KeyboardInterrupt as exc:
