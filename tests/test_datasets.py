@@ -371,6 +371,19 @@ def test_nothing_anywhere_raises_one_clear_error(tmp_path, monkeypatch):
     assert not list(user_cache(tmp_path).iterdir())
 
 
+def test_the_error_says_what_stands_in_a_folders_or_a_files_place(tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("FASTCONV_DATA", str(tmp_path / "a-file"))
+    folders = tmp_path / "folders"
+    for name in FILE_NAMES:
+        (folders / name).mkdir(parents=True)
+    with pytest.raises(MNISTNotFoundError) as info:
+        load_mnist(data_dir=folders, download=False)
+    message = str(info.value)
+    assert f"[$FASTCONV_DATA/mnist; {tmp_path / 'a-file'} is not a folder]" in message
+    assert f"{FILE_NAMES[0]} (not a regular file)" in message
+
+
 def test_download_false_never_fetches(tmp_path, monkeypatch):
     fetched = []
     monkeypatch.setattr(downloads, "fetch", lambda url, out, *a, **k: fetched.append(url))

@@ -158,16 +158,29 @@ def _locate(dataset, data_dir, download, verbose):
     raise MNISTNotFoundError(_not_found_message(dataset, dirs, outcome))
 
 
+def _folder_state(folder):
+    """What keeps ``folder`` from serving: where it is, or a path on the way to it, is no
+    folder, or which of the four files it lacks (a folder or a device in a file's place
+    counts as missing, and says so)."""
+    if not folder.is_dir():
+        for path in (folder, *folder.parents):
+            if path.exists() and not path.is_dir():
+                return f"{path} is not a folder" if path != folder else "not a folder"
+        return "does not exist"
+    missing = _missing_files(folder)
+    if len(missing) == len(key_file) and not any((folder / name).exists() for name in missing):
+        return "all missing"
+    return "missing " + ", ".join(
+        name if not (folder / name).exists() else f"{name} (not a regular file)"
+        for name in missing)
+
+
 def _not_found_message(dataset, dirs, outcome):
     lines = [f"{dataset} data not found. Looked for the four files"]
     lines += [f"    {name}" for name in key_file.values()]
     lines.append("in these folders (one folder must hold all four):")
     for folder, origin in dirs:
-        missing = _missing_files(folder)
-        state = ("does not exist" if not folder.is_dir()
-                 else "all missing" if len(missing) == len(key_file)
-                 else "missing " + ", ".join(missing))
-        lines.append(f"    {folder}  [{origin}; {state}]")
+        lines.append(f"    {folder}  [{origin}; {_folder_state(folder)}]")
     lines.append(outcome)
     book_pickle = f" (or the book's {BOOK_PICKLE})" if dataset == "mnist" else ""
     lines.append(f"To fix it, pass data_dir= a folder holding the four files{book_pickle}, "
