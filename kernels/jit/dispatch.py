@@ -114,12 +114,13 @@ def in_parts_above(min_bytes, contract=None):
 
         @functools.wraps(fn)
         def call(*args):
+            # (a list has no nbytes: the serial build's typing refuses it below)
+            large = getattr(args[0], "nbytes", 0) >= min_bytes
             try:
-                if args[0].nbytes >= min_bytes and numba.get_num_threads() > 1:
+                if large and numba.get_num_threads() > 1:
                     return call.parallel(*args)
                 return call.serial(*args)
-            except (TypingError, AttributeError, NotImplementedError):
-                # (no .nbytes on a list; Numba has no float16): the contract's words instead
+            except (TypingError, NotImplementedError):  # (Numba types no float16 array)
                 if contract is None:
                     raise
                 raise TypeError(f"{fn.__name__}: {contract}; got "
