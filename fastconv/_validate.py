@@ -184,6 +184,7 @@ def _named(name, value):
 
 
 _EXPLAINED = (IndexError, ZeroDivisionError, AttributeError, TypeError, ValueError)
+_AxisError = getattr(np, "exceptions", np).AxisError  # (np.exceptions from NumPy 1.25)
 
 
 def names_bad_arguments(function):
@@ -218,8 +219,10 @@ def names_bad_arguments(function):
                 named.names_arguments = True
                 raise named from exc
             arguments = ", ".join(_named(name, value) for name, value in bound.items())
-            # the builtin class: NumPy's subclasses take other constructor arguments
-            builtin = next(c for c in _EXPLAINED if isinstance(exc, c))
+            # the builtin class: NumPy's subclasses take other constructor arguments, but for
+            # AxisError, both an IndexError and a ValueError, which takes a message alone
+            builtin = (_AxisError if isinstance(exc, _AxisError)
+                       else next(c for c in _EXPLAINED if isinstance(exc, c)))
             named = builtin(f"{function.__name__}: its arguments do not fit ({arguments}): {exc}")
             named.names_arguments = True
             raise named from exc

@@ -230,6 +230,14 @@ def test_the_books_functions_name_the_argument_numpy_failed_on(call, error, word
     np.testing.assert_array_equal(np.random.get_state()[1], draws)
 
 
+def test_an_axis_error_stays_one_that_except_valueerror_and_indexerror_both_catch():
+    from fastconv import functions
+    axis_error = getattr(np, "exceptions", np).AxisError
+    with pytest.raises(axis_error, match=r"^cross_entropy_error: its arguments do not fit .*"
+                                         r"axis 1 is out of bounds"):
+        functions.cross_entropy_error(np.ones((0, 3)), np.array([], int))
+
+
 def test_a_call_that_succeeds_returns_the_books_result_and_a_wrong_call_its_own_error():
     from fastconv import functions as F, util as U
     x = np.random.default_rng(3).standard_normal((4, 5))
