@@ -320,6 +320,16 @@ def _trailing_bytes(folder):
     return path
 
 
+def _flipped_bytes_longer(folder):
+    # what bytes flipped inside a gzip stream can decompress to: more data than the header
+    # declares, with a CRC that fails at the stream's end
+    path = folder / mnist_loader.key_file["test_img"]
+    packed = bytearray(gzip.compress(gzip.decompress(path.read_bytes()) + b"\x01" * 64))
+    packed[-8] ^= 0xFF
+    path.write_bytes(bytes(packed))
+    return path
+
+
 def _wrong_image_dims(folder):
     path = folder / mnist_loader.key_file["train_img"]
     write_idx(path, np.zeros((5, 27, 29), dtype=np.uint8))
@@ -354,6 +364,13 @@ def test_malformed_files_raise_naming_the_file(tmp_path, corrupt):
         load_mnist(data_dir=tmp_path / "data")
     assert isinstance(info.value, (IDXFormatError, MNISTFormatError))
     assert str(broken) in str(info.value)
+
+
+def test_a_gzip_whose_crc_fails_is_called_corrupt_even_past_the_declared_data(tmp_path):
+    make_mnist_files(tmp_path / "data")
+    _flipped_bytes_longer(tmp_path / "data")
+    with pytest.raises(IDXFormatError, match=r"corrupt gzip data \(CRC check failed"):
+        load_mnist(data_dir=tmp_path / "data")
 
 
 # ---- missing data and downloads ------------------------------------------------------------
