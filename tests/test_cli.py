@@ -108,6 +108,13 @@ def test_usage(argv, code, capsys):
     assert "fastconv info" in captured.out + captured.err
 
 
+def test_run_without_a_script_names_only_the_script_as_missing(capsys):
+    from fastconv.zerochange import runner
+    assert runner.main([]) == 2
+    assert capsys.readouterr().err.rstrip().endswith(
+        "error: the following arguments are required: SCRIPT")
+
+
 def test_console_script_is_declared():
     scripts = metadata.entry_points(group="console_scripts")
     assert any(e.name == "fastconv" and e.value == "fastconv.cli:main" for e in scripts), \
