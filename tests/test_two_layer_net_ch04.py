@@ -49,3 +49,15 @@ def test_same_draws_as_the_book_and_the_mode_sets_the_dtype():
         assert TwoLayerNet(9, 7, 5).params['W1'].dtype == np.float32
     with pytest.raises(TypeError, match="dtype"):
         TwoLayerNet(9, 7, 5, dtype=np.int32)
+
+
+@pytest.mark.parametrize("args, kwargs, error, words", [
+    ((4, 0, 2), {}, ValueError, "hidden_size must be >= 1; got 0"),
+    ((4.0, 3, 2), {}, TypeError, "input_size must be an integer; got 4.0"),
+    ((4, 3, 2), {"weight_init_std": None}, TypeError, "weight_init_std must be a real number"),
+])
+def test_impossible_sizes_are_refused_before_any_draw(args, kwargs, error, words):
+    draws = np.random.get_state()[1].copy()
+    with pytest.raises(error, match=words):
+        TwoLayerNet(*args, **kwargs)
+    np.testing.assert_array_equal(np.random.get_state()[1], draws)

@@ -10,8 +10,10 @@ book's numbers; ``dtype=None`` follows :mod:`fastconv.mode`.
 import numpy as np
 
 from fastconv import mode as _mode
+from fastconv._validate import check_real
 from fastconv.functions import cross_entropy_error, sigmoid, sigmoid_grad, softmax
 from fastconv.gradient import numerical_gradient as _numerical_gradient
+from fastconv.nets.base import check_sizes
 
 __all__ = ["TwoLayerNet"]
 
@@ -25,6 +27,10 @@ class TwoLayerNet:
         if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise TypeError(f"dtype must be np.float32 or np.float64; got {dtype!r}")
         self.dtype = dtype
+        # before the draws, as ch05's net checks them (the book's fail in NumPy's words, or
+        # make a net of no hidden units)
+        check_sizes(input_size=input_size, hidden_size=hidden_size, output_size=output_size)
+        check_real("weight_init_std", weight_init_std)
         # drawn in float64 in the book's order, so a seed gives the book's weights
         params = {'W1': weight_init_std * np.random.randn(input_size, hidden_size),
                   'b1': np.zeros(hidden_size),
