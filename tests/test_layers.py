@@ -245,7 +245,7 @@ def test_other_layers_name_the_bad_argument():
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int64, np.float16])
 def test_elementwise_layers_take_integers_and_float16_as_the_book_does(dtype):
     # the book's NumPy arithmetic, in the dtypes NumPy gives (a notebook's Relu on a small
-    # integer array); the gradients come back in dout's float dtype
+    # integer array); their backward passes take a float dout
     x = np.array([[1, 0, 3], [2, 5, 1]], dtype=dtype)
     if dtype != np.uint8:
         x[0, 1], x[1, 2] = -2, -1
