@@ -137,6 +137,15 @@ def test_non_numeric_arrays_are_refused(tmp_path, value, suffix):
         read_params(path)
 
 
+def test_a_refused_value_is_placed_by_the_text_before_it(tmp_path):
+    # a list where an array belongs: the opcode scan refuses it before any key is known
+    path = tmp_path / "p.pkl"
+    write_pickle(path, {"W1": np.zeros((2, 2)), "b1": [0.0, 0.0]})
+    with pytest.raises(pickle.UnpicklingError, match=r"pickle opcode EMPTY_LIST at byte \d+ "
+                                                     r"\(the last text before it: 'b1'\)"):
+        read_params(path)
+
+
 def test_read_params_returns_only_plain_numeric_arrays(tmp_path):
     values = collections.OrderedDict(
         f=np.arange(6.0).reshape(2, 3), fortran=np.asfortranarray(np.arange(6).reshape(2, 3)),

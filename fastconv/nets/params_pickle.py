@@ -172,12 +172,16 @@ class _RecordingUnpickler(pickle.Unpickler):
 
 def _scan(data, max_opcodes, where):
     """Refuse opcodes outside the whitelist, and more than ``max_opcodes`` of them."""
+    last_text = None  # where a dict's value is refused, the text before it is its key
     try:
-        for count, (opcode, _, position) in enumerate(pickletools.genops(data), 1):
+        for count, (opcode, arg, position) in enumerate(pickletools.genops(data), 1):
             if opcode.name not in _ALLOWED_OPCODES:
+                after = "" if last_text is None else f" (the last text before it: {last_text!r})"
                 raise pickle.UnpicklingError(
-                    f"{where}: pickle opcode {opcode.name} at byte {position} is not allowed in "
-                    f"a parameter file: only a dict of NumPy arrays may be loaded")
+                    f"{where}: pickle opcode {opcode.name} at byte {position}{after} is not "
+                    f"allowed in a parameter file: only a dict of NumPy arrays may be loaded")
+            if isinstance(arg, str) and "UNICODE" in opcode.name:
+                last_text = arg[:40]
             if count > max_opcodes:
                 raise pickle.UnpicklingError(
                     f"{where}: more than {max_opcodes} pickle opcodes, far more than a dict "
