@@ -155,6 +155,23 @@ class LockedError(OSError):
     """Another holder (a process, or another Trainer of this one) has the lock."""
 
 
+_held_locks = set()  # this process's descriptors from hold_lock; a forked child has none
+
+
+def _let_go_of_locks_in_child():
+    # A child shares each open lock with its parent, and kept it after the parent's death
+    # (a killed run's rerun was refused while a child it had forked lived on): its copies
+    # close, so that each lock stays the parent's alone and goes with it
+    for fd in _held_locks:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _held_locks.clear()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_let_go_of_locks_in_child)
+
+
 def lock_file_for(path):
     """The lock file that guards ``path``: ``.<name>.lock`` beside it."""
     path = os.path.realpath(os.fspath(path))
@@ -206,6 +223,7 @@ def hold_lock(lock_path, what):
                     os.unlink(lock_path)
                 return None
             if _same_file(fd, lock_path):
+                _held_locks.add(fd)
                 return fd
         except BaseException:
             os.close(fd)
@@ -226,9 +244,12 @@ def release_lock(lock_path, fd):
     """Removes the lock file of ``hold_lock`` and releases its lock (the file goes first: a
     run that opened it meanwhile finds it gone once it gets the lock, and tries again). A
     file at lock_path that is not the one held (someone deleted ours, and another run made
-    and locked a new one) is that run's, and stays."""
-    if fd is None:
+    and locked a new one) is that run's, and stays. In a forked child, whose copy of the
+    parent's lock closed at the fork, nothing is done: the lock and its file are the
+    parent's."""
+    if fd is None or fd not in _held_locks:
         return
+    _held_locks.discard(fd)
     try:
         if _same_file(fd, lock_path):
             with contextlib.suppress(FileNotFoundError):

@@ -245,6 +245,34 @@ def test_a_release_leaves_the_lock_file_of_a_run_that_came_after_a_deletion(tmp_
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the platform has no fork")
+@pytest.mark.parametrize("child_releases", [False, True])
+def test_a_forked_child_holds_none_of_its_parents_locks(tmp_path, child_releases):
+    # a child that outlived a killed run kept its lock, and the rerun was refused; a child
+    # that released it (a copy of the parent's Trainer ending) removed the parent's file
+    lock = fileio.lock_file_for(tmp_path / "run.ckpt")
+    fd = fileio.hold_lock(lock, "run.ckpt")
+    to_parent, from_child = os.pipe()
+    to_child, from_parent = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if child_releases:
+                fileio.release_lock(lock, fd)  # the parent's: the file stays, and its lock
+            os.write(from_child, b"1" if os.path.exists(lock) else b"0")
+            os.read(to_child, 1)  # alive until the parent is done
+        finally:
+            os._exit(0)
+    try:
+        assert os.read(to_parent, 1) == b"1"
+        os.close(fd)  # the parent's end, as a kill ends it: the lock file stays behind
+        fileio._held_locks.discard(fd)
+        fileio.release_lock(lock, fileio.hold_lock(lock, "run.ckpt"))  # a rerun takes it
+    finally:
+        os.write(from_parent, b"x")
+        os.waitpid(pid, 0)
+
+
 @posix_only
 def test_a_link_planted_as_the_lock_file_is_not_followed(tmp_path):
     target = tmp_path / "elsewhere"
