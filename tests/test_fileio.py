@@ -218,6 +218,34 @@ def test_a_file_written_over_keeps_its_permissions(tmp_path):
 posix_only = pytest.mark.skipif(not hasattr(os, "O_NOFOLLOW"), reason="flock is POSIX")
 
 
+def _ctrl_c():
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(1000):  # Python runs its handler at the next instruction it checks
+        pass
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or sys.platform == "win32",
+                    reason="os.kill of SIGINT")
+@pytest.mark.parametrize("presses", [1, 2])
+def test_a_ctrl_c_during_a_write_comes_after_it_and_a_second_at_once(tmp_path, presses):
+    # a Ctrl-C that came where the cleanup could not see it left the temporary file behind
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        path = tmp_path / "params.pkl"
+        path.write_bytes(b"old")
+        with pytest.raises(KeyboardInterrupt):
+            with atomic_write(path) as f:
+                f.write(b"new")
+                for _ in range(presses):
+                    _ctrl_c()
+                f.write(b" and whole")
+        assert path.read_bytes() == (b"new and whole" if presses == 1 else b"old")
+        assert os.listdir(tmp_path) == ["params.pkl"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @posix_only
 def test_a_lock_is_held_once_and_its_file_goes_with_its_release(tmp_path):
     lock = fileio.lock_file_for(tmp_path / "run.ckpt")
