@@ -155,7 +155,7 @@ def affine_forward(x, W, b):
     _affine_operands("affine_forward", x, W)
     same_dtype("affine_forward", "x", x, b=bias("affine_forward", b, W.shape[1], "column of W"))
     y = matmul(x, W)
-    _add_row_vector(y, b.astype(y.dtype, copy=False))
+    _add_row_vector(y, b)
     return y
 
 

@@ -175,7 +175,7 @@ def conv_blocks_forward(x, blocks, W2=None, with_argmax=True):
         if W2 is not None:
             _affine_after_blocks("conv_blocks_forward", x, W2)
             rows = x.reshape(len(x), -1)
-            W2 = np.ascontiguousarray(W2, dtype=x.dtype)
+            W2 = np.ascontiguousarray(W2)
             product = recycle.empty((len(x), W2.shape[1]), x.dtype)
             multiply = (tiled_product if tiles_pay(W2.shape[1], W2.shape[0], x.dtype)
                         else _blas_product)
@@ -207,13 +207,13 @@ def conv_blocks_backward(dout, blocks, need_dx=True, affine=None):
     if (affine is not None
             and affine[1].nbytes > AFFINE_IN_PARTS_MAX_BYTES.get(dout.dtype, math.inf)):
         x2, W2 = affine
-        dx2, dW2, db2 = affine_backward(dout, x2, W2.astype(dout.dtype, copy=False))
+        dx2, dW2, db2 = affine_backward(dout, x2, W2)
         dx, grads, _ = conv_blocks_backward(dx2.reshape(blocks[-1][0].shape), blocks, need_dx)
         return dx, grads, (dW2, db2)
     with single_threaded_blas():
         if affine is not None:
             x2, W2 = affine
-            x2, W2 = np.ascontiguousarray(x2), np.ascontiguousarray(W2, dtype=dout.dtype)
+            x2, W2 = np.ascontiguousarray(x2), np.ascontiguousarray(W2)
             top = recycle.empty(blocks[-1][0].shape, dout.dtype)  # the last block's dout
             top_rows = top.reshape(len(top), -1)
         else:
