@@ -255,6 +255,8 @@ def kernel_arguments():
     (lambda a: a.update(dW=(a["dW"][0][:-1], a["dW"][1])), "dW"),
     (lambda a: a.update(masks=()), "a mask array"),
     (lambda a: a.update(activations=(np.zeros((4, 4), np.float32),)), "activations"),
+    (lambda a: a.update(x=a["x"][:0]), r"x must be \(N, features\) with N >= 1; got shape "
+                                        r"\(0, 6\)"),
 ])
 def test_kernel_refuses_arrays_that_do_not_fit_before_writing(edit, message):
     args = kernel_arguments()
@@ -272,6 +274,9 @@ def test_kernel_refuses_arrays_that_do_not_fit_before_writing(edit, message):
      f"labels .* dtype {np.dtype(np.intp)}"),
     (lambda a: a.update(weights=(a["weights"][0].T.copy().T, a["weights"][1])),
      "weights must hold C-contiguous"),
+    (lambda a: a.update(row_loss=a["row_loss"][:, None]),
+     r"row_loss must hold 1-D arrays; got shape \(4, 1\)"),
+    (lambda a: a.update(masks=(a["masks"][0][None],)), "masks must hold 2-D arrays"),
 ])
 def test_kernel_names_an_argument_of_the_wrong_type(edit, message):
     args = kernel_arguments()

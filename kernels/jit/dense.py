@@ -123,6 +123,10 @@ def dense_relu_gradient(x, labels, rows, weights, biases, activations, masks, y,
             and x.flags.c_contiguous):
         raise TypeError("dense_relu_gradient: x must be a C-contiguous float32 or float64 "
                         f"array; got {getattr(x, 'dtype', type(x).__name__)}")
+    if x.ndim != 2 or x.shape[0] == 0:
+        # (the mean loss of no rows is undefined; BLAS refuses the empty product)
+        raise ValueError(f"dense_relu_gradient: x must be (N, features) with N >= 1; got shape "
+                         f"{x.shape}")
     misfit = _misfit(x, labels, rows, weights, biases, activations, masks, y, row_loss, dW,
                      db)
     if misfit is not None:
@@ -142,15 +146,18 @@ def dense_relu_gradient(x, labels, rows, weights, biases, activations, masks, y,
 def _misfit(x, labels, rows, weights, biases, activations, masks, y, row_loss, dW, db):
     """Which argument is not a C-contiguous array of the type the kernel takes, or None."""
     real = x.dtype
-    for name, arrays, dtype in (("labels", (labels,), np.intp),
-                                ("rows", () if rows is None else (rows,), real),
-                                ("weights", weights, real), ("biases", biases, real),
-                                ("activations", activations, real), ("masks", masks, np.bool_),
-                                ("y", (y,), real), ("row_loss", (row_loss,), real),
-                                ("dW", dW, real), ("db", db, real)):
+    for name, arrays, dtype, ndim in (
+            ("labels", (labels,), np.intp, 1), ("rows", () if rows is None else (rows,), real, 2),
+            ("weights", weights, real, 2), ("biases", biases, real, 1),
+            ("activations", activations, real, 2), ("masks", masks, np.bool_, 2),
+            ("y", (y,), real, 2), ("row_loss", (row_loss,), real, 1), ("dW", dW, real, 2),
+            ("db", db, real, 1)):
         for array in arrays:
             if not (type(array) is np.ndarray and array.dtype == dtype
                     and array.flags.c_contiguous):
                 return (f"{name} must hold C-contiguous arrays of dtype {np.dtype(dtype)}; got "
                         f"{getattr(array, 'dtype', type(array).__name__)}")
+            if array.ndim != ndim:
+                # (Numba would compile the kernel again for it, and index it as it comes)
+                return f"{name} must hold {ndim}-D arrays; got shape {array.shape}"
     return None
