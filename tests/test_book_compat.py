@@ -63,6 +63,27 @@ def test_softmax_with_loss_takes_labels_in_a_column(backend, N, K, seed):
         assert np.array_equal(column.backward(), flat.backward())
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("as_one_hot", [True, False])
+def test_softmax_with_loss_takes_one_sample_as_a_1d_x_like_the_book(backend, as_one_hot):
+    # the book's softmax and cross_entropy_error take a 1-D x as a batch of one
+    x = rng.standard_normal(5)
+    t = np.eye(5)[3] if as_one_hot else np.array([3])
+    layer = SoftmaxWithLoss()
+    with fastconv.using_backend(backend):
+        loss = layer.forward(x, t)
+        assert loss == cross_entropy_error(softmax(x), t)
+        assert layer.y.shape == (5,) and np.allclose(layer.y, softmax(x), rtol=1e-15)
+        assert layer.t is t
+        y = layer.y.copy()
+        # its backward divides by the number of classes (or fails): refused, nothing changed
+        with pytest.raises(ValueError, match=r"1-D x: give x as one row of shape \(1, 5\)"):
+            layer.backward()
+        assert np.array_equal(layer.y, y) and layer.loss == loss
+        with pytest.raises(ValueError, match=r"t must be one label or a one-hot row of 5"):
+            SoftmaxWithLoss().forward(x, np.zeros(4))
+
+
 def test_cross_entropy_error_takes_labels_in_a_column():
     # the book's ch07/gradient_check.py: one sample, t = np.array([1]).reshape((1, 1))
     y = softmax(rng.standard_normal((1, 4)))

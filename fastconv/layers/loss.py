@@ -19,7 +19,9 @@ class SoftmaxWithLoss:
         self._y_saved = None  # (shape, dtype) of the y that forward left
 
     def forward(self, x, t):
-        x = as_float_array("x", x, ndim=2)
+        x = as_float_array("x", x, ndim=(1, 2))
+        if x.ndim == 1:
+            return self._forward_one_sample(x, t)
         check_batch("x", x)
         if x.shape[1] == 0:  # (a softmax over no classes is undefined)
             raise ValueError(f"x must hold at least one class score per sample; got shape "
@@ -28,6 +30,19 @@ class SoftmaxWithLoss:
         labels = target_labels(t_array, x.shape)
         y, loss = kernels().softmax_cross_entropy_forward(x, labels)
         self.keep_pass(t, t_array, labels, y, loss)
+        return self.loss
+
+    def _forward_one_sample(self, x, t):
+        """The book's loss of one sample given as a 1-D x (its softmax and cross_entropy_error
+        take it as a batch of one); y stays 1-D, as the book's."""
+        t_array = np.asarray(t)
+        if t_array.size not in (1, x.size):
+            raise ValueError(f"t must be one label or a one-hot row of {x.size} entries for a 1-D "
+                             f"x; got shape {t_array.shape}")
+        self.forward(x.reshape(1, -1), t_array.reshape(1, -1))
+        self.y = self.y.reshape(-1)
+        self._y_saved = (self.y.shape, self.y.dtype)
+        self.t = self._t_given = t
         return self.loss
 
     def keep_pass(self, t, t_array, labels, y, loss):
@@ -51,6 +66,11 @@ class SoftmaxWithLoss:
 
     def backward(self, dout=1):
         check_ran_forward(self, self._y_saved is not None)
+        if len(self._y_saved[0]) == 1:
+            # the book's backward divides such a gradient by the number of classes (t.shape[0])
+            # or fails to index y: refused, rather than a wrong gradient
+            raise ValueError("SoftmaxWithLoss.backward after a forward of a 1-D x: give x as "
+                             f"one row of shape (1, {self._y_saved[0][0]}) for a gradient")
         if isinstance(dout, np.ndarray) and dout.size == 1:
             dout = dout.reshape(())[()]
         if not isinstance(dout, numbers.Real) or isinstance(dout, (bool, np.bool_)):
