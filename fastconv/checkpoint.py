@@ -353,9 +353,12 @@ def _read_array(path, archive, name, shape, dtype):
 
 
 def _size_limit(trainer):
-    """The largest file a checkpoint of this Trainer can be, from the network's own sizes."""
-    param_bytes = sum(np.asarray(v).nbytes for v in trainer.network.params.values())
-    copies = 2 + len(optimizer_state_names(trainer.optimizer))  # params, state, BN stats
+    """The largest file a checkpoint of this Trainer's network can be, in either mode and with
+    any optimizer: a checkpoint of another mode or optimizer is then refused by its header,
+    naming the difference, not by its size."""
+    param_bytes = 8 * sum(np.size(v) for v in trainer.network.params.values())  # float64
+    # params, BN stats, and the optimizer's state: Adam's m and v are the most any keeps
+    copies = 2 + max(2, len(optimizer_state_names(trainer.optimizer)))
     list_bytes = 8 * (trainer.max_iter + 3 * (trainer.max_iter // trainer.iter_per_epoch + 1)
                       + 2 * (trainer.max_iter // trainer.iter_per_epoch + 1))
     members = (copies + 1) * max(len(trainer.network.params), 1) + 16

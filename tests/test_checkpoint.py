@@ -362,6 +362,25 @@ def test_another_mode_is_refused(saved):
                                    r"is float64 \(6, 10\) in the checkpoint, float32")
 
 
+@pytest.mark.parametrize("mode, optimizer, match", [
+    ("fast", "adam", r"setting 'mode' is 'parity' in the checkpoint, 'fast' here"),
+    ("parity", "sgd", r"another optimizer: the 'Adam' optimizer, not 'SGD'"),
+    ("fast", "sgd", r"setting 'mode' is 'parity'.*the 'Adam' optimizer, not 'SGD'"),
+])
+def test_a_large_checkpoint_of_another_mode_or_optimizer_is_refused_naming_it(
+        tmp_path, mode, optimizer, match):
+    # parameters outweigh the header allowance here: float64 Adam state makes the file larger
+    # than a float32 or SGD checkpoint of the network can be, yet the header names why
+    path = tmp_path / "run.ckpt"
+    trainer = make_trainer(path, hidden=(600, 600))
+    trainer.max_iter = 2
+    trainer.train()
+    with fastconv.using_mode(mode):
+        other = make_trainer(path, optimizer=optimizer, hidden=(600, 600))
+    assert path.stat().st_size > 8 * (1 << 20)
+    assert_refused(other, path, match)
+
+
 def rewrite(path, header_edit=None, members=None, compress=False):
     """Copy the checkpoint at ``path`` with its header edited and members replaced/added."""
     with zipfile.ZipFile(path) as archive:
