@@ -76,3 +76,35 @@ def test_affine_usual_call_matches_the_checked_path(dtype):
     np.testing.assert_array_equal(usual.dW, checked.dW)
     with pytest.raises(ValueError, match="features per sample"):
         usual.forward(rng.randn(2, 11).astype(dtype))
+
+
+@pytest.mark.parametrize("make", [lambda: TwoLayerNet(6, 5, 10),
+                                  lambda: MultiLayerNetExtend(6, [5, 5], 10, use_batchnorm=True,
+                                                              use_dropout=True)],
+                         ids=["two_layer", "extend_bn_dropout"])
+def test_numerical_gradient_checks_its_arguments_on_the_first_pass_only(make, monkeypatch):
+    # the later passes differ from the first only in a parameter's values; their checks were
+    # a quarter of each of the book's 3-sample losses
+    rng = np.random.RandomState(1)
+    x, t = rng.randn(3, 6), _one_hot(rng, 3, 10)
+    np.random.seed(0)
+    net = make()
+    every_pass = copy.deepcopy(net)
+    checks = []
+    original = type(net)._check_loss_arguments
+    monkeypatch.setattr(type(net), "_check_loss_arguments",
+                        lambda self, *a: checks.append(self) or original(self, *a))
+    np.random.seed(5)
+    got = net.numerical_gradient(x, t)
+    assert checks == [net] and not net._arguments_checked
+    # the same bits as passes that each check (dropout's masks drawn alike)
+    np.random.seed(5)
+    for key, _, _, _ in every_pass._slots:  # (in the order that draws the masks)
+        want = fastconv.gradient.numerical_gradient(
+            lambda _: every_pass._loss(x, t, train_flg=True), every_pass.params[key])
+        np.testing.assert_array_equal(got[key], want, err_msg=key)
+    assert len(checks) > 100  # (each pass of every_pass checked)
+    # a bad t is still refused, by the first pass, before anything moves
+    with pytest.raises(ValueError, match="t must be labels"):
+        net.numerical_gradient(x, t[:2])
+    assert not net._arguments_checked
