@@ -2,6 +2,7 @@
 the book's gradient checks print the book's digits; and Affine's unchecked path for the usual
 call gives exactly what its checked path gives."""
 import copy
+import threading
 
 import numpy as np
 import pytest
@@ -96,7 +97,7 @@ def test_numerical_gradient_checks_its_arguments_on_the_first_pass_only(make, mo
                         lambda self, *a: checks.append(self) or original(self, *a))
     np.random.seed(5)
     got = net.numerical_gradient(x, t)
-    assert checks == [net] and not net._arguments_checked
+    assert checks == [net] and net._checked_for_thread is None
     # the same bits as passes that each check (dropout's masks drawn alike)
     np.random.seed(5)
     for key, _, _, _ in every_pass._slots:  # (in the order that draws the masks)
@@ -107,4 +108,26 @@ def test_numerical_gradient_checks_its_arguments_on_the_first_pass_only(make, mo
     # a bad t is still refused, by the first pass, before anything moves
     with pytest.raises(ValueError, match="t must be labels"):
         net.numerical_gradient(x, t[:2])
-    assert not net._arguments_checked
+    assert net._checked_for_thread is None
+
+
+def test_a_loss_from_another_thread_during_numerical_gradient_is_checked():
+    rng = np.random.RandomState(2)
+    x, t = rng.randn(3, 6), _one_hot(rng, 3, 10)
+    net = TwoLayerNet(6, 5, 10)
+    layer_forward, seen = net.last_layer.forward, []
+
+    def forward_meanwhile(y, targets):
+        if len(seen) == 0 and net._checked_for_thread is not None:
+            def other():
+                try:
+                    net.loss(x, t[:2])
+                except ValueError as error:
+                    seen.append(error)
+            thread = threading.Thread(target=other)
+            thread.start()
+            thread.join()
+        return layer_forward(y, targets)
+    net.last_layer.forward = forward_meanwhile
+    net.numerical_gradient(x, t)
+    assert len(seen) == 1 and "t must be labels" in str(seen[0])

@@ -22,6 +22,7 @@ Differences from the book, common to every network:
   and ``params`` keep sharing the same objects (see :mod:`fastconv.nets.params_io`).
 """
 import contextlib
+import threading
 from collections.abc import Mapping
 
 import numpy as np
@@ -63,8 +64,9 @@ _SQUARES_SUM_LIMIT = 1e300
 class Network:
     """Base class of the networks; see the module docstring."""
 
-    # True during numerical_gradient's passes after its first, which checked their arguments
-    _arguments_checked = False
+    # the thread running numerical_gradient's passes after its first, which checked their
+    # arguments (another thread's calls meanwhile are checked)
+    _checked_for_thread = None
 
     def _init_params(self, params, dtype):
         """Cast the float64 ``params`` (built like the book's) to ``dtype``."""
@@ -137,7 +139,7 @@ class Network:
     def _predict(self, x, train_flg):
         x = network_input(x, self.dtype)
         layers = self._layer_list()
-        if not self._arguments_checked:
+        if self._checked_for_thread != threading.get_ident():
             check_input_fits(x.shape, layers, self._layer_names)
         # Convolution -> Relu (-> Pooling) runs go through one fused kernel, and consecutive
         # blocks (with the affine layer after them) through one pass over the batch;
@@ -190,7 +192,7 @@ class Network:
             return
 
     def _loss(self, x, t, train_flg):
-        if not self._arguments_checked:
+        if self._checked_for_thread != threading.get_ident():
             self._check_loss_arguments(x, t)
         with self._small_batch_scope(x):
             y = self.predict(x, train_flg)  # the public method: a subclass's or a wrapper's
@@ -314,11 +316,11 @@ class Network:
             # each later pass has the first's network, x and t, only a parameter's values
             # moved: its checks would pass again, and on the book's 3-sample gradient checks
             # they were a quarter of a pass
-            self._arguments_checked = True
+            self._checked_for_thread = threading.get_ident()
             try:
                 return self._loss(x, t, train_flg=True)
             finally:
-                del self._arguments_checked
+                del self._checked_for_thread
         return {key: _numerical_gradient(loss_w, self.params[key])
                 for key, _, _, _ in self._slots}
 
