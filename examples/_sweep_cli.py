@@ -55,6 +55,9 @@ def run(args, train, space, metric="val_acc"):
                             workers=None if args.scheduler else args.workers,
                             client=args.scheduler, checkpoint_dir=args.checkpoint_dir,
                             metric=metric)
-    except (ValueError, TypeError, ConnectionError, ImportError) as error:
-        sys.exit(f"error: {error}")
+    except (ValueError, TypeError, OSError, ImportError) as error:
+        # a usage error (as argparse's: message and exit status 2), not a traceback; an
+        # OSError names the results file or checkpoint folder, or the unreachable scheduler
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     return records, time.perf_counter() - start

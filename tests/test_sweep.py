@@ -4,6 +4,7 @@ The Dask cases run their driver in a subprocess with a time limit (a hang fails 
 the suite) on a local cluster of 2 worker processes, and compare its results file with a
 serial run's in this process. The training functions live in tests/sweep_trials.py.
 """
+import argparse
 import json
 import os
 import signal
@@ -18,6 +19,8 @@ import pytest
 import sweep_trials
 from fastconv.sweep import (Choice, GridSampler, LogUniform, OptunaSampler, RandomSampler,
                             Uniform, read_results, run_sweep, run_trial, trial_seed)
+from fastconv.fileio import hold_lock, lock_file_for, release_lock
+from fastconv.sweep import results as results_module
 from fastconv.sweep import runner
 
 TESTS = Path(__file__).resolve().parent
@@ -174,6 +177,39 @@ def test_driver_killed_then_restarted_runs_no_trial_twice(tmp_path):
     assert runs == {trial_seed(0, i): 2 if i == 3 else 1 for i in range(6)}
 
 
+def test_a_second_sweep_on_the_results_file_is_refused_and_cuts_nothing(tmp_path):
+    """Driver A holds the file's lock and has begun a line; driver B must not cut it off."""
+    path = tmp_path / "r.jsonl"
+    run_sweep(Counted(), SPACE, 2, 0, workers=0, results=path, progress=False)
+    path.write_bytes(path.read_bytes() + b'{"trial": 2, "se')
+    content = path.read_bytes()
+    lock = lock_file_for(path)
+    fd = hold_lock(lock, "driver A's results file")
+    try:
+        counted = Counted()
+        with pytest.raises(OSError, match="is in use by another sweep"):
+            run_sweep(counted, SPACE, 3, 0, workers=0, results=path, progress=False)
+    finally:
+        release_lock(lock, fd)
+    assert counted.calls == 0 and path.read_bytes() == content
+    assert len(run_sweep(Counted(), SPACE, 3, 0, workers=0, results=path, progress=False)) == 3
+
+
+def test_without_locks_a_file_that_grew_since_it_was_read_is_not_cut(tmp_path, monkeypatch):
+    monkeypatch.setattr(results_module, "hold_lock", lambda *args: None)  # e.g. NFS, no locks
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(b'{"trial": 0, "se')
+    file = results_module.ResultsFile(path)
+    try:
+        with open(path, "ab") as other:  # another driver completes its line
+            other.write(b'ed": 1}\n')
+        with pytest.raises(OSError, match="changed after it was read"):
+            file.open()
+    finally:
+        file.close()
+    assert path.read_bytes() == b'{"trial": 0, "seed": 1}\n'
+
+
 # ---- bad input: a clear error, and nothing starts ----------------------------------------
 
 @pytest.mark.parametrize("kwargs, error, message", [
@@ -200,6 +236,8 @@ def test_bad_arguments_start_nothing(tmp_path, kwargs, error, message):
     (b'[1, 2]\n', "line 1 is not a JSON object"),
     (b'{"seed": 1}\n', "line 1 has no non-negative integer 'trial'"),
     (b'{"trial": 0, "seed": 1, "a": 1}\n{"trial": 0, "seed": 1, "a": 2}\n', "recorded twice"),
+    (b"my notes, without a final newline", "is not a results file"),
+    (b'{"trial": 0, "seed": 1}\nnotes', "is not a results file"),
 ])
 def test_malformed_results_file_is_refused_and_kept(tmp_path, content, message):
     path = tmp_path / "r.jsonl"
@@ -218,6 +256,34 @@ def test_results_of_another_sweep_are_refused(tmp_path):
     with pytest.raises(ValueError, match="written by another sweep: trial 0 has seed="):
         run_sweep(counted, SPACE, 3, 1, workers=0, results=path, progress=False)
     assert counted.calls == 0 and path.read_bytes() == content
+
+
+@pytest.mark.parametrize("where", ["results", "checkpoint_dir"])
+def test_a_path_that_cannot_be_made_is_refused_before_a_cluster_starts(tmp_path, monkeypatch,
+                                                                       where):
+    pytest.importorskip("distributed")
+    started = []
+    monkeypatch.setattr(runner, "start_local_cluster", lambda *args: started.append(args))
+    (tmp_path / "a-file").write_text("")
+    paths = {"results": tmp_path / "no" / "such" / "r.jsonl",
+             "checkpoint_dir": tmp_path / "a-file" / "checkpoints"}
+    with pytest.raises(OSError):
+        run_sweep(Counted(), SPACE, 2, 0, workers=2, progress=False, **{where: paths[where]})
+    assert started == []
+
+
+def test_the_example_cli_turns_a_bad_results_path_into_a_usage_error(tmp_path, capsys):
+    sys.path.insert(0, str(TESTS.parent / "examples"))
+    try:
+        import _sweep_cli
+    finally:
+        sys.path.pop(0)
+    args = argparse.Namespace(trials=2, seed=0, sampler="random", workers=0, scheduler=None,
+                              results=str(tmp_path / "no" / "r.jsonl"), checkpoint_dir=None)
+    with pytest.raises(SystemExit) as exited:
+        _sweep_cli.run(args, Counted(), SPACE)
+    assert exited.value.code == 2
+    assert "error: [Errno 2] the results file's folder does not exist" in capsys.readouterr().err
 
 
 # ---- Dask --------------------------------------------------------------------------------

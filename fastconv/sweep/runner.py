@@ -8,7 +8,7 @@ import json
 import os
 import time
 
-from fastconv.sweep.results import ResultsFile, plain, read_results, to_json_line
+from fastconv.sweep.results import ResultsFile, plain, to_json_line
 from fastconv.sweep.samplers import check_seed, make_sampler, trial_seed
 
 __all__ = ["run_sweep", "run_trial", "start_local_cluster"]
@@ -163,6 +163,14 @@ class _Dask:
             resource.close()
 
 
+def _executor(train, sampler, n_trials, workers, client, worker_threads, connect_timeout):
+    if workers == 0 and client is None:
+        return _Serial(train)
+    dask_client, owned = _dask_executor(train, client, workers, worker_threads, connect_timeout)
+    return _Dask(train, dask_client, owned, getattr(sampler, "in_flight", n_trials),
+                 worker_threads)
+
+
 def _dask_executor(train, client, workers, worker_threads, connect_timeout):
     try:
         import distributed
@@ -251,26 +259,29 @@ def run_sweep(train, space, n_trials, seed=0, *, sampler="random", results=None,
                      checkpoint_dir)
     seed = check_seed(seed)
     sampler = make_sampler(sampler, space, n_trials, seed, metric, goal)
-    path = None if results is None else os.fspath(results)
-    finished, good_size = read_results(path) if path is not None else ({}, 0)
-    _verify_finished(sampler, finished, n_trials, seed, path)
-
-    serial = workers == 0 and client is None
-    if serial:
-        executor = _Serial(train)
-    else:
-        dask_client, owned = _dask_executor(train, client, workers, worker_threads,
-                                            connect_timeout)
-        executor = _Dask(train, dask_client, owned, getattr(sampler, "in_flight", n_trials),
-                         worker_threads)
-    if checkpoint_dir is not None:
-        os.makedirs(checkpoint_dir, exist_ok=True)
-    file = ResultsFile(path, good_size) if path is not None else None
+    # the results file's lock is held from here to the end: a second sweep is refused
+    file = None if results is None else ResultsFile(results)
     try:
-        _drive(sampler, executor, file, finished, n_trials, seed, checkpoint_dir, metric, goal,
-               progress)
+        finished = {} if file is None else file.records
+        _verify_finished(sampler, finished, n_trials, seed, None if file is None else file.path)
+        # the files first: a cluster started before they fail would be left running
+        if checkpoint_dir is not None:
+            os.makedirs(checkpoint_dir, exist_ok=True)
+        if file is not None:
+            file.open()
+        try:
+            executor = _executor(train, sampler, n_trials, workers, client, worker_threads,
+                                 connect_timeout)
+        except BaseException:
+            if file is not None:
+                file.discard()
+            raise
+        try:
+            _drive(sampler, executor, file, finished, n_trials, seed, checkpoint_dir, metric,
+                   goal, progress)
+        finally:
+            executor.close()
     finally:
-        executor.close()
         if file is not None:
             file.close()
     return [finished[trial] for trial in sorted(finished) if trial < n_trials]
