@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,13 @@ def test_raising_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
                for r in failed)
     assert all(0 <= r["val_acc"] <= 1 for r in records if "error" not in r)
     assert [json.loads(line) for line in path.read_text().splitlines()] == records
+
+
+def test_a_trial_that_calls_sys_exit_is_recorded_and_the_sweep_goes_on(serial_reference):
+    records = [json.loads(line) for line in sorted_lines(serial_reference / "exits")]
+    assert [r["trial"] for r in records] == list(range(6))
+    failed = [r for r in records if "error" in r]
+    assert failed and all(r["error"] == "SystemExit: 3" and r["lr"] > 0.1 for r in failed)
 
 
 def test_results_json_cannot_hold_are_recorded_as_errors():
@@ -220,6 +228,18 @@ def test_without_locks_a_file_that_grew_since_it_was_read_is_not_cut(tmp_path, m
     ({"seed": -1}, ValueError, "seed must be a non-negative integer"),
     ({"workers": 2, "client": "tcp://127.0.0.1:1"}, ValueError, "not both"),
     ({"goal": "maximize"}, ValueError, "goal must be one of"),
+    ({"n_trials": 2.0}, ValueError, "n_trials must be a positive integer"),
+    ({"results": 3}, TypeError, "results must be a path"),
+    ({"connect_timeout": "2s"}, ValueError, "connect_timeout must be a positive finite number "
+                                            "of seconds; got '2s'"),
+    ({"connect_timeout": float("nan")}, ValueError, "connect_timeout must be a positive"),
+    ({"connect_timeout": 0}, ValueError, "connect_timeout must be a positive"),
+    ({"sampler": GridSampler(SPACE, 2, points=2)}, ValueError,
+     "n_trials=3 is more than the GridSampler's 2 points"),
+    ({"sampler": RandomSampler(SPACE, 5)}, ValueError,
+     "run_sweep was given seed 0 but the RandomSampler was made with seed 5"),
+    ({"sampler": RandomSampler({"x": Uniform(0, 1)}, 0)}, ValueError,
+     r"run_sweep was given space \{'lr': LogUniform\(0.01, 1.0\)\} but the RandomSampler"),
 ])
 def test_bad_arguments_start_nothing(tmp_path, kwargs, error, message):
     counted = Counted()
@@ -286,6 +306,71 @@ def test_the_example_cli_turns_a_bad_results_path_into_a_usage_error(tmp_path, c
     assert "error: [Errno 2] the results file's folder does not exist" in capsys.readouterr().err
 
 
+def test_optuna_sampler_made_for_another_goal_is_refused(tmp_path):
+    pytest.importorskip("optuna")
+    sampler = OptunaSampler(SPACE, 0, "val_acc", "max")
+    for kwargs, message in (({"goal": "min"}, "given goal 'min' but the OptunaSampler was made "
+                                              "with goal 'max'"),
+                            ({"metric": "loss"}, "given metric 'loss' but the OptunaSampler")):
+        with pytest.raises(ValueError, match=message):
+            run_sweep(Counted(), SPACE, 3, 0, sampler=sampler, workers=0,
+                      results=tmp_path / "r.jsonl", progress=False, **kwargs)
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_a_metric_no_trial_returns_is_warned_about_once():
+    with pytest.warns(UserWarning) as caught:
+        run_sweep(Counted(), SPACE, 3, 0, metric="val_ac", workers=0, progress=False)
+    assert [str(w.message) for w in caught] == [
+        "metric 'val_ac' is not among the results of trial 0, which returned ['val_acc']"]
+
+
+def test_choice_and_ranges_refuse_what_a_sweep_cannot_use():
+    with pytest.raises(ValueError, match="Choice values must not be NaN"):
+        Choice([1.0, float("nan")])
+    with pytest.raises(TypeError, match="Choice takes a list of values; got the string 'abc'"):
+        Choice("abc")
+    with pytest.raises(ValueError, match="high - low must be a finite number"):
+        Uniform(-1.7e308, 1.7e308)
+    choice = Choice([np.int64(1), np.float64(0.5), np.bool_(True)])
+    assert choice.values == [1, 0.5, True] and type(choice.values[0]) is int
+    records = run_sweep(Counted(), {"c": choice}, np.int64(2), np.int64(0), workers=0,
+                        progress=False)
+    assert len(records) == 2
+
+
+def test_unpicklable_train_is_refused_before_a_cluster_starts(tmp_path, monkeypatch):
+    pytest.importorskip("distributed")
+    started = []
+    monkeypatch.setattr(runner, "start_local_cluster", lambda *args: started.append(args))
+    lock = threading.Lock()
+
+    def train(hyperparameters, seed):
+        with lock:
+            return {"val_acc": 0.5}
+
+    with pytest.raises(TypeError, match="train cannot be sent to Dask workers"):
+        run_sweep(train, SPACE, 2, 0, workers=2, results=tmp_path / "r.jsonl", progress=False)
+    assert started == [] and not (tmp_path / "r.jsonl").exists()
+
+
+def test_the_example_cli_takes_a_base_seed_numpy_can_use(capsys):
+    sys.path.insert(0, str(TESTS.parent / "examples"))
+    try:
+        import _common
+        import _sweep_cli
+    finally:
+        sys.path.pop(0)
+    parser = _common.make_parser("")
+    _sweep_cli.add_sweep_options(parser, _common.positive_int)
+    assert parser.parse_args(["--seed", str(2 ** 32 - 1)]).seed == 2 ** 32 - 1
+    for seed in ("-1", str(2 ** 32)):
+        with pytest.raises(SystemExit) as exited:
+            parser.parse_args(["--seed", seed])
+        assert exited.value.code == 2
+        assert "must be an integer from 0 to 2**32 - 1" in capsys.readouterr().err
+
+
 # ---- Dask --------------------------------------------------------------------------------
 
 def test_unreachable_scheduler_times_out_and_starts_nothing(tmp_path):
@@ -302,9 +387,11 @@ def test_unreachable_scheduler_times_out_and_starts_nothing(tmp_path):
 
 @pytest.fixture(scope="module")
 def serial_reference(tmp_path_factory):
-    """The 6-trial sweep of raises_on_large_lr and of train_tiny, serially in this process."""
+    """The 6-trial sweeps of raises_on_large_lr, exits_on_large_lr and train_tiny, serially
+    in this process."""
     folder = tmp_path_factory.mktemp("serial")
     for name, train in (("raises", sweep_trials.raises_on_large_lr),
+                        ("exits", sweep_trials.exits_on_large_lr),
                         ("tiny", sweep_trials.train_tiny)):
         run_sweep(train, SPACE, 6, 0, workers=0, results=folder / name, progress=False)
     return folder
@@ -318,6 +405,15 @@ def test_two_workers_give_the_serial_results(tmp_path, serial_reference):
     assert result.returncode == 0, result.stderr
     assert sorted_lines(path) == sorted_lines(serial_reference / "raises")
     assert any('"error": ' in line for line in sorted_lines(path))
+
+
+def test_two_workers_record_sys_exit_as_serially(tmp_path, serial_reference):
+    pytest.importorskip("distributed")
+    path = tmp_path / "r.jsonl"
+    result = run_driver({"train": "exits", "n_trials": 6, "seed": 0, "workers": 2,
+                         "results": str(path)})
+    assert result.returncode == 0, result.stderr
+    assert sorted_lines(path) == sorted_lines(serial_reference / "exits")
 
 
 def test_killed_worker_trial_is_rescheduled(tmp_path, serial_reference):

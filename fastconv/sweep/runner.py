@@ -5,11 +5,14 @@ hyperparameters, hands the trial to an executor, and appends each result to the 
 as it arrives. Workers only run ``train``; they never touch the file, so one process writes it.
 """
 import json
+import math
+import numbers
 import os
 import time
+import warnings
 
 from fastconv.sweep.results import ResultsFile, plain, to_json_line
-from fastconv.sweep.samplers import check_seed, make_sampler, trial_seed
+from fastconv.sweep.samplers import check_count, check_seed, make_sampler, trial_seed
 
 __all__ = ["run_sweep", "run_trial", "start_local_cluster"]
 
@@ -51,31 +54,52 @@ def _run_trial(train, trial, seed, params, checkpoint):
             raise ValueError(f"the training function returned the reserved or hyperparameter "
                              f"names {clashes}")
         line = to_json_line({**record, **plain(metrics)})  # fails on values JSON cannot hold
-    except Exception as error:  # noqa: BLE001 -- any failure of the user's code is recorded
+    # SystemExit too: else serially it would end the driver, on Dask kill the worker
+    except (Exception, SystemExit) as error:  # noqa: BLE001 -- any failure of the user's code
         line = to_json_line({**record, "error": f"{type(error).__name__}: {error}"})
     return json.loads(line)  # exactly what the file will hold, floats bit for bit
 
 
 def _check_arguments(train, n_trials, goal, metric, workers, worker_threads, client,
-                     checkpoint_dir):
+                     checkpoint_dir, results, connect_timeout):
     if not callable(train):
         raise TypeError(f"train must be a function (hyperparameters, seed) -> dict of metrics; "
                         f"got {train!r}")
-    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
-        raise ValueError(f"n_trials must be a positive integer; got {n_trials!r}")
+    check_count("n_trials", n_trials)
     if goal not in GOALS:
         raise ValueError(f"goal must be one of {GOALS}; got {goal!r}")
     if metric is not None and not isinstance(metric, str):
         raise TypeError(f"metric must be the name of a result (a string) or None; got {metric!r}")
     for name, value, minimum in (("workers", workers, 0), ("worker_threads", worker_threads, 1)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < minimum):
-            raise ValueError(f"{name} must be an integer >= {minimum} or None; got {value!r}")
+        if value is not None:
+            check_count(name, value, minimum)
     if workers is not None and client is not None:
         raise ValueError("give workers= (a local cluster, 0 for serial) or client= (a Dask "
                          "client or scheduler address), not both")
-    if checkpoint_dir is not None and not isinstance(checkpoint_dir, (str, os.PathLike)):
-        raise TypeError(f"checkpoint_dir must be a path; got {checkpoint_dir!r}")
+    for name, path in (("checkpoint_dir", checkpoint_dir), ("results", results)):
+        if path is not None and not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"{name} must be a path (a str or os.PathLike) or None; "
+                            f"got {path!r}")
+    if (isinstance(connect_timeout, bool) or not isinstance(connect_timeout, numbers.Real)
+            or not math.isfinite(connect_timeout) or connect_timeout <= 0):
+        raise ValueError(f"connect_timeout must be a positive finite number of seconds; got "
+                         f"{connect_timeout!r}")
+    if workers != 0 or client is not None:
+        _check_picklable(train)
+
+
+def _check_picklable(train):
+    """Dask sends ``train`` to the workers with cloudpickle: refuse one that cannot go."""
+    try:
+        import cloudpickle as pickler
+    except ImportError:  # no Dask either: that error comes later
+        import pickle as pickler
+    try:
+        pickler.dumps(train)
+    except Exception as error:  # noqa: BLE001 -- pickling can fail in many ways
+        raise TypeError(f"train cannot be sent to Dask workers ({type(error).__name__}: "
+                        f"{error}); make it picklable, or give workers=0 to run serially"
+                        ) from None
 
 
 def _verify_finished(sampler, finished, n_trials, base_seed, path):
@@ -197,7 +221,6 @@ def start_local_cluster(workers, worker_threads=1):
     """A LocalCluster of ``workers`` processes with one Dask thread each, fastconv in each on
     ``worker_threads`` threads (NUMBA_NUM_THREADS); ``(client, cluster)``."""
     import logging
-    import warnings
 
     import distributed
     with warnings.catch_warnings():
@@ -247,16 +270,19 @@ def run_sweep(train, space, n_trials, seed=0, *, sampler="random", results=None,
     process's setting applies.
 
     ``sampler``: ``"random"``, ``"grid"``, ``"tpe"`` (Optuna; needs ``metric``) or a sampler
-    object (see fastconv.sweep.samplers). Trial ``i``'s hyperparameters and seed come from
-    ``seed`` and ``i`` alone, so the records are the same, bit for bit, however the trials are
-    spread. ``results``: a JSON Lines file; each finished trial is appended as it arrives, and
-    trials already in the file are skipped (the file must come from the same sweep).
+    object (see fastconv.sweep.samplers) made with this space, seed, goal and metric. Trial
+    ``i``'s hyperparameters and seed come from ``seed`` and ``i`` alone, so the records are
+    the same, bit for bit, however the trials are spread. ``results``: a JSON Lines file,
+    held by this sweep alone while it runs; each finished trial is appended as it arrives,
+    and trials already in the file are skipped (the file must come from the same sweep).
     ``metric``/``goal`` (``"max"`` or ``"min"``) name the result that the progress bar
-    reports the best of. A trial that raises is recorded with ``error``, and the sweep goes
-    on. Bad arguments raise before anything starts.
+    reports the best of (a metric missing from a trial's results is warned about once). A
+    trial that raises (or calls sys.exit) is recorded with ``error``, and the sweep goes on.
+    Bad arguments raise before anything starts.
     """
     _check_arguments(train, n_trials, goal, metric, workers, worker_threads, client,
-                     checkpoint_dir)
+                     checkpoint_dir, results, connect_timeout)
+    n_trials = int(n_trials)
     seed = check_seed(seed)
     sampler = make_sampler(sampler, space, n_trials, seed, metric, goal)
     # the results file's lock is held from here to the end: a second sweep is refused
@@ -291,7 +317,7 @@ def _drive(sampler, executor, file, finished, n_trials, base_seed, checkpoint_di
            goal, progress):
     bar = _open_bar(progress, n_trials, sum(t < n_trials for t in finished))
     start, done_here = time.perf_counter(), 0
-    next_trial, running = 0, 0
+    next_trial, running, warned = 0, 0, False
     try:
         while True:
             while (next_trial < n_trials and running < executor.limit
@@ -312,6 +338,13 @@ def _drive(sampler, executor, file, finished, n_trials, base_seed, checkpoint_di
             finished[record["trial"]] = record
             if file is not None:
                 file.append(record)
+            if metric is not None and not warned and "error" not in record \
+                    and metric not in record:
+                warned = True  # once: a misspelt metric is missing from every trial
+                returned = [key for key in record if key not in ("trial", "seed")
+                            and key not in sampler.space]
+                warnings.warn(f"metric {metric!r} is not among the results of trial "
+                              f"{record['trial']}, which returned {returned}", stacklevel=3)
             if bar is not None:
                 if "error" in record:
                     bar.write(f"trial {record['trial']} failed: {record['error']}")
