@@ -218,8 +218,12 @@ def _dask_executor(train, client, workers, worker_threads, connect_timeout):
 
 
 def start_local_cluster(workers, worker_threads=1):
-    """A LocalCluster of ``workers`` processes with one Dask thread each, fastconv in each on
-    ``worker_threads`` threads (NUMBA_NUM_THREADS); ``(client, cluster)``."""
+    """A LocalCluster of ``workers`` processes with one Dask thread each; ``(client, cluster)``.
+
+    Each gets NUMBA_NUM_THREADS=``worker_threads``, which holds only where the worker imports
+    Numba after the variable is set; a worker that runs a script importing fastconv has
+    already imported it (Numba then has one thread per core). run_trial's ``threads`` sets
+    each trial's count in every case."""
     import logging
 
     import distributed
@@ -266,7 +270,8 @@ def run_sweep(train, space, n_trials, seed=0, *, sampler="random", results=None,
     ``client=`` a ``dask.distributed.Client`` or a scheduler address (``"tcp://host:8786"``,
     reached within ``connect_timeout`` seconds or a ConnectionError); neither: a local
     cluster with one process per core. On Dask, each trial runs fastconv on
-    ``worker_threads`` threads (default 1; None: the worker's own setting); serially, the
+    ``worker_threads`` threads (default 1; at most the worker's Numba threads, one per core
+    unless NUMBA_NUM_THREADS was set; None: the worker's own setting); serially, the
     process's setting applies.
 
     ``sampler``: ``"random"``, ``"grid"``, ``"tpe"`` (Optuna; needs ``metric``) or a sampler
