@@ -19,7 +19,8 @@ import pytest
 
 import sweep_trials
 from fastconv.sweep import (Choice, GridSampler, LogUniform, OptunaSampler, RandomSampler,
-                            Uniform, read_results, run_sweep, run_trial, trial_seed)
+                            Uniform, checkpoint_path, read_results, run_sweep, run_trial,
+                            trial_seed)
 from fastconv.fileio import hold_lock, lock_file_for, release_lock
 from fastconv.sweep import results as results_module
 from fastconv.sweep import runner
@@ -139,9 +140,17 @@ def test_each_trial_gets_its_own_checkpoint_in_the_folder(tmp_path):
         return {"val_acc": 0.5}
 
     folder = tmp_path / "shared" / "checkpoints"
-    run_sweep(train, SPACE, 3, 0, workers=0, checkpoint_dir=folder, progress=False)
+    records = run_sweep(train, SPACE, 3, 0, workers=0, checkpoint_dir=folder, progress=False)
     assert folder.is_dir()
-    assert seen == {trial_seed(0, i): str(folder / f"trial-{i:06d}.ckpt") for i in range(3)}
+    assert seen == {r["seed"]: checkpoint_path(folder, r["trial"], r["seed"], {"lr": r["lr"]})
+                    for r in records}
+    assert len(set(seen.values())) == 3
+    assert all(Path(path).name.startswith(f"trial-{i:06d}-") for i, path in
+               enumerate(seen.values()))
+    first = dict(seen)
+    seen.clear()  # another sweep (another base seed) in the same folder: other files
+    run_sweep(train, SPACE, 3, 1, workers=0, checkpoint_dir=folder, progress=False)
+    assert not set(seen.values()) & set(first.values())
 
 
 def test_torn_last_line_is_dropped_and_the_trial_runs_again(tmp_path):

@@ -4,6 +4,7 @@ The driver (the process that calls :func:`run_sweep`) asks the sampler for each 
 hyperparameters, hands the trial to an executor, and appends each result to the results file
 as it arrives. Workers only run ``train``; they never touch the file, so one process writes it.
 """
+import hashlib
 import json
 import math
 import numbers
@@ -19,9 +20,13 @@ __all__ = ["run_sweep", "run_trial", "start_local_cluster"]
 GOALS = ("max", "min")
 
 
-def checkpoint_path(folder, trial):
-    """The checkpoint file that trial ``trial`` is given inside the shared checkpoint folder."""
-    return os.path.join(os.fspath(folder), f"trial-{trial:06d}.ckpt")
+def checkpoint_path(folder, trial, seed, params):
+    """The checkpoint file that trial ``trial`` (its seed, its hyperparameters) is given in
+    the shared checkpoint folder: ``trial-000007-<hash>.ckpt``. The hash of the seed and the
+    hyperparameters keeps another sweep's files in a reused folder (another base seed or
+    space) from being taken for this trial's."""
+    digest = hashlib.sha256(to_json_line({"seed": seed, **params}).encode()).hexdigest()
+    return os.path.join(os.fspath(folder), f"trial-{trial:06d}-{digest[:12]}.ckpt")
 
 
 def run_trial(train, trial, seed, params, checkpoint=None, threads=None):
@@ -329,10 +334,10 @@ def _drive(sampler, executor, file, finished, n_trials, base_seed, checkpoint_di
                    and sampler.can_ask(next_trial, finished)):
                 params = sampler.params(next_trial, finished)  # also replays Optuna's history
                 if next_trial not in finished:
+                    seed = trial_seed(base_seed, next_trial)
                     checkpoint = (None if checkpoint_dir is None
-                                  else checkpoint_path(checkpoint_dir, next_trial))
-                    executor.submit(next_trial, trial_seed(base_seed, next_trial), params,
-                                    checkpoint)
+                                  else checkpoint_path(checkpoint_dir, next_trial, seed, params))
+                    executor.submit(next_trial, seed, params, checkpoint)
                     running += 1
                 next_trial += 1
             if not running:
