@@ -16,7 +16,7 @@ import argparse
 import sys
 import time
 
-from fastconv.sweep import SAMPLERS, run_sweep
+from fastconv.sweep import SAMPLERS, read_results, run_sweep
 
 
 def non_negative_int(text):
@@ -56,8 +56,14 @@ def add_sweep_options(parser, positive_int):
                              "whose worker died resumes instead of starting over")
 
 
-def run(args, train, space, metric="val_acc"):
-    """Run the sweep the options describe; (records sorted by trial, wall seconds)."""
+def run(args, train, space, metric="val_acc", settings=None):
+    """Run the sweep the options describe; (records sorted by trial, wall seconds, number of
+    trials run now, not loaded from --results).
+
+    ``settings``: the options that shape a trial, as {"--epochs": 50, ...}, which ``train``
+    returns as its result "settings"; a --results file whose trials were run with others is
+    refused, naming the option (its trials would be mixed with these)."""
+    earlier = _earlier_trials(args, settings or {})
     where = (f"scheduler {args.scheduler}" if args.scheduler else
              f"{args.workers} local worker processes" if args.workers else "this process")
     print(f"sweep: {args.trials} trials, sampler={args.sampler}, base seed {args.seed}, "
@@ -70,8 +76,30 @@ def run(args, train, space, metric="val_acc"):
                             client=args.scheduler, checkpoint_dir=args.checkpoint_dir,
                             metric=metric)
     except (ValueError, TypeError, OSError, ImportError) as error:
-        # a usage error (as argparse's: message and exit status 2), not a traceback; an
-        # OSError names the results file or checkpoint folder, or the unreachable scheduler
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    return records, time.perf_counter() - start
+        # an OSError names the results file or checkpoint folder, or the unreachable scheduler
+        _usage_error(error)
+    return records, time.perf_counter() - start, len(records) - earlier
+
+
+def _usage_error(message):
+    """End as argparse does for a usage error: the message and exit status 2, no traceback."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _earlier_trials(args, settings):
+    """How many of this sweep's trials --results holds; refuse one run with other settings."""
+    if args.results is None:
+        return 0
+    try:
+        finished, _ = read_results(args.results)
+    except (ValueError, OSError):
+        return 0  # run_sweep says what is wrong with the file
+    for record in finished.values():
+        recorded = record.get("settings", {})  # a failed trial's record has none
+        for name, value in settings.items():
+            if name in recorded and recorded[name] != value:
+                _usage_error(f"{args.results} holds trials run with {name} {recorded[name]}, "
+                             f"not {value} as now; give the same options or another --results "
+                             f"file")
+    return sum(trial < args.trials for trial in finished)

@@ -380,6 +380,46 @@ def test_the_example_cli_takes_a_base_seed_numpy_can_use(capsys):
         assert "must be an integer from 0 to 2**32 - 1" in capsys.readouterr().err
 
 
+def examples_module(name):
+    sys.path.insert(0, str(TESTS.parent / "examples"))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.pop(0)
+
+
+def test_the_example_cli_refuses_results_run_with_other_settings(tmp_path, capsys):
+    cli = examples_module("_sweep_cli")
+
+    def run(trials, epochs):
+        settings = {"--epochs": epochs}
+        args = argparse.Namespace(trials=trials, seed=0, sampler="random", workers=0,
+                                  scheduler=None, results=str(tmp_path / "r.jsonl"),
+                                  checkpoint_dir=None)
+        return cli.run(args, lambda hyperparameters, seed: {"val_acc": 0.5,
+                                                            "settings": settings},
+                       SPACE, settings=settings)
+
+    records, _, ran = run(2, 5)
+    assert len(records) == 2 and ran == 2
+    records, _, ran = run(3, 5)
+    assert len(records) == 3 and ran == 1  # the 2 trials from the file are not counted
+    content = (tmp_path / "r.jsonl").read_bytes()
+    with pytest.raises(SystemExit) as exited:
+        run(4, 6)
+    assert exited.value.code == 2
+    assert "holds trials run with --epochs 5, not 6 as now" in capsys.readouterr().err
+    assert (tmp_path / "r.jsonl").read_bytes() == content
+
+
+def test_the_ch06_example_refuses_test_size_which_it_does_not_use(tmp_path, capsys):
+    example = examples_module("hyperparameter_optimization")
+    with pytest.raises(SystemExit) as exited:
+        example.main(["--test-size", "5", "--out", str(tmp_path / "out")])
+    assert exited.value.code == 2
+    assert "--test-size: this script uses no test images" in capsys.readouterr().err
+
+
 # ---- Dask --------------------------------------------------------------------------------
 
 def test_unreachable_scheduler_times_out_and_starts_nothing(tmp_path):
