@@ -7,6 +7,7 @@
     --results FILE      JSON Lines, one object per finished trial; an existing file resumes
     --sampler NAME      random (default), grid or tpe (Optuna)
     --checkpoint-dir D  a folder every worker can reach: each trial's Trainer checkpoint
+    --seed N            the base seed, 0 to 2**32 - 1
 
 The training functions stay in the scripts themselves: Dask sends a function defined in the
 script being run by value, so workers on other machines need fastconv, not the examples.
@@ -15,7 +16,7 @@ import argparse
 import sys
 import time
 
-from fastconv.sweep import SAMPLERS, run_sweep
+from fastconv.sweep import SAMPLERS, read_results, run_sweep
 
 
 def non_negative_int(text):
@@ -25,7 +26,20 @@ def non_negative_int(text):
     return value
 
 
+def base_seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2 ** 32:  # what np.random.seed takes
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**32 - 1, got {text}")
+    return value
+
+
 def add_sweep_options(parser, positive_int):
+    for action in parser._actions:  # the shared --seed is the sweep's base seed here
+        if action.dest == "seed":
+            action.type = base_seed
     parser.add_argument("--trials", type=positive_int, default=None, help="number of trials")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--workers", type=non_negative_int, default=0,
@@ -42,8 +56,14 @@ def add_sweep_options(parser, positive_int):
                              "whose worker died resumes instead of starting over")
 
 
-def run(args, train, space, metric="val_acc"):
-    """Run the sweep the options describe; (records sorted by trial, wall seconds)."""
+def run(args, train, space, metric="val_acc", settings=None):
+    """Run the sweep the options describe; (records sorted by trial, wall seconds, number of
+    trials run now, not loaded from --results).
+
+    ``settings``: the options that shape a trial, as {"--epochs": 50, ...}, which ``train``
+    returns as its result "settings"; a --results file whose trials were run with others is
+    refused, naming the option (its trials would be mixed with these)."""
+    earlier = _earlier_trials(args, settings or {})
     where = (f"scheduler {args.scheduler}" if args.scheduler else
              f"{args.workers} local worker processes" if args.workers else "this process")
     print(f"sweep: {args.trials} trials, sampler={args.sampler}, base seed {args.seed}, "
@@ -55,6 +75,31 @@ def run(args, train, space, metric="val_acc"):
                             workers=None if args.scheduler else args.workers,
                             client=args.scheduler, checkpoint_dir=args.checkpoint_dir,
                             metric=metric)
-    except (ValueError, TypeError, ConnectionError, ImportError) as error:
-        sys.exit(f"error: {error}")
-    return records, time.perf_counter() - start
+    except (ValueError, TypeError, OSError, ImportError) as error:
+        # an OSError names the results file or checkpoint folder, or the unreachable scheduler
+        _usage_error(error)
+    return records, time.perf_counter() - start, len(records) - earlier
+
+
+def _usage_error(message):
+    """End as argparse does for a usage error: the message and exit status 2, no traceback."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _earlier_trials(args, settings):
+    """How many of this sweep's trials --results holds; refuse one run with other settings."""
+    if args.results is None:
+        return 0
+    try:
+        finished, _ = read_results(args.results)
+    except (ValueError, OSError):
+        return 0  # run_sweep says what is wrong with the file
+    for record in finished.values():
+        recorded = record.get("settings", {})  # a failed trial's record has none
+        for name, value in settings.items():
+            if name in recorded and recorded[name] != value:
+                _usage_error(f"{args.results} holds trials run with {name} {recorded[name]}, "
+                             f"not {value} as now; give the same options or another --results "
+                             f"file")
+    return sum(trial < args.trials for trial in finished)

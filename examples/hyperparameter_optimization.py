@@ -17,8 +17,11 @@ numbers. The ranking uses each trial's accuracy after its last step (``val_acc``
 
 Sweep options (see examples/_sweep_cli.py and docs/cluster.md): --trials, --workers N (0, the
 default: serially in this process), --scheduler ADDRESS, --results FILE (resumes when it
-exists), --sampler random|grid|tpe, --checkpoint-dir DIR. --seed is the base seed (default 0).
+exists, if its trials ran with the same --epochs, --train-size, --dtype, --fast and
+--backend), --sampler random|grid|tpe, --checkpoint-dir DIR. --seed is the base seed (default
+0). --test-size is refused: the validation images come from the training images.
 """
+import argparse
 import functools
 import inspect
 import math
@@ -29,6 +32,7 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
 
+import fastconv
 from fastconv.multi_layer_net import MultiLayerNet
 from fastconv.sweep import LogUniform
 from fastconv.trainer import Trainer
@@ -40,8 +44,9 @@ COL_NUM = 5
 SPACE = {"weight_decay": LogUniform(1e-8, 1e-4), "lr": LogUniform(1e-6, 1e-2)}  # the book's
 
 
-def train_trial(hyperparameters, seed, checkpoint=None, *, data, epochs, dtype):
-    """Train one net quietly; its final accuracies and its per-epoch curves."""
+def train_trial(hyperparameters, seed, checkpoint=None, *, data, epochs, dtype, settings):
+    """Train one net quietly; its final accuracies, its per-epoch curves and ``settings``
+    (the options that shaped it, which a resumed sweep checks)."""
     x_train, t_train, x_val, t_val = data
     np.random.seed(seed)  # the initial weights
     network = MultiLayerNet(input_size=784, hidden_size_list=[100, 100, 100, 100, 100, 100],
@@ -57,16 +62,23 @@ def train_trial(hyperparameters, seed, checkpoint=None, *, data, epochs, dtype):
     trainer.train()
     return {"val_acc": trainer.final_test_acc,
             "train_acc": network.accuracy(x_train, t_train),
-            "val_acc_list": trainer.test_acc_list, "train_acc_list": trainer.train_acc_list}
+            "val_acc_list": trainer.test_acc_list, "train_acc_list": trainer.train_acc_list,
+            "settings": settings}
 
 
 def main(argv=None):
     parser = common.make_parser(__doc__)
     _sweep_cli.add_sweep_options(parser, common.positive_int)
+    for action in parser._actions:
+        if action.dest == "test_size":  # the book's script uses no test images
+            action.help = argparse.SUPPRESS
     args = common.parse_args(parser, defaults={"epochs": 50, "train_size": 500, "trials": 100,
                                                "seed": 0},
                              quick={"epochs": 2, "trials": 3}, argv=argv,
                              outputs=["hyperparameter_optimization.png"])
+    if args.test_size is not None:
+        parser.error("--test-size: this script uses no test images (its validation images "
+                     "come from the training images); leave it out")
 
     (x_train, t_train), _ = common.load_data(args, normalize=True)
     validation_num = int(x_train.shape[0] * VALIDATION_RATE)
@@ -77,17 +89,22 @@ def main(argv=None):
           f"784-100x6-10, SGD, batch 100, {common.count(args.trials, 'trial')} x "
           f"{common.count(args.epochs, 'epoch')}")
 
-    train = functools.partial(train_trial, data=data, epochs=args.epochs, dtype=args.dtype)
-    records, seconds = _sweep_cli.run(args, train, SPACE)
+    # what shapes a trial besides its hyperparameters and seed: a file run with others is refused
+    settings = {"--epochs": args.epochs, "--train-size": args.train_size,
+                "--dtype": None if args.dtype is None else str(args.dtype),
+                "--fast": fastconv.get_mode() == "fast", "--backend": args.backend}
+    train = functools.partial(train_trial, data=data, epochs=args.epochs, dtype=args.dtype,
+                              settings=settings)
+    records, seconds, ran = _sweep_cli.run(args, train, SPACE, settings=settings)
     clock = common.Clock()  # the sweep's wall time, Dask and the evaluations included
     steps = args.epochs * common.iters_per_epoch(len(data[0]), 100)
-    clock.add_steady(seconds, len(records) * steps * 100)
+    clock.add_steady(seconds, ran * steps * 100)
     for r in records:
         key = f"lr:{r['lr']:.3e}, weight decay:{r['weight_decay']:.3e}"
         outcome = f"error: {r['error']}" if "error" in r else f"val acc:{r['val_acc']:.4f}"
         print(f"trial {r['trial'] + 1}/{args.trials}: {outcome} | {key}")
-    print(f"{common.count(len(records), 'trial')} in {seconds:.1f} s "
-          f"({60 * len(records) / seconds:.1f} trials/min)")
+    print(f"{common.count(ran, 'trial')} run in {seconds:.1f} s "
+          f"({60 * ran / seconds:.1f} trials/min)")
 
     print("=========== Hyper-Parameter Optimization Result ===========")
     ranked = sorted((r for r in records if "error" not in r), key=lambda r: r["val_acc"],

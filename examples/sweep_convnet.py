@@ -74,7 +74,7 @@ def main(argv=None):
     train = functools.partial(train_trial, dataset=args.dataset, data_dir=args.data_dir,
                               train_size=args.train_size, test_size=args.test_size,
                               epochs=args.epochs, dtype=args.dtype)
-    records, seconds = _sweep_cli.run(args, train, SPACE)
+    records, seconds, ran = _sweep_cli.run(args, train, SPACE)
 
     clock = common.Clock()  # the sweep's wall time, Dask, loading and evaluations included
     clock.add_steady(seconds, sum(r.get("images", 0) for r in records))
@@ -84,8 +84,8 @@ def main(argv=None):
                    f"val acc:{r['val_acc']:.4f}, test acc:{r['test_acc']:.4f}")
         print(f"trial {r['trial'] + 1}/{args.trials}: {outcome} | lr:{r['lr']:.3e}, "
               f"batch:{r['batch_size']}")
-    print(f"{common.count(len(records), 'trial')} in {seconds:.1f} s "
-          f"({60 * len(records) / seconds:.1f} trials/min)")
+    print(f"{common.count(ran, 'trial')} run in {seconds:.1f} s "
+          f"({60 * ran / seconds:.1f} trials/min)")
     if done:
         best = max(done, key=lambda r: r["val_acc"])
         print(f"Best: lr:{best['lr']:.3e}, batch:{best['batch_size']} -> val acc "

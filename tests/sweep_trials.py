@@ -6,6 +6,7 @@ second per trial.
 """
 import os
 import signal
+import sys
 
 import numpy as np
 
@@ -76,15 +77,22 @@ def raises_on_large_lr(hyperparameters, seed, checkpoint=None):
     return train_tiny(hyperparameters, seed)
 
 
+def exits_on_large_lr(hyperparameters, seed, checkpoint=None):
+    if hyperparameters["lr"] > 0.1:
+        sys.exit(3)
+    return train_tiny(hyperparameters, seed)
+
+
 def main(argv):
     """``python sweep_trials.py JSON``: run one sweep as its own driver process (the tests
-    kill it, or its workers, and time it out). JSON: train ("tiny", "raises" or "kills"),
-    n_trials, seed, workers, results, and for "kills" folder and victim_seed."""
+    kill it, or its workers, and time it out). JSON: train ("tiny", "raises", "exits" or
+    "kills"), n_trials, seed, workers, results, and for "kills" folder and victim_seed."""
     import json
 
     from fastconv.sweep import LogUniform, run_sweep
     options = json.loads(argv[1])
-    train = {"tiny": train_tiny, "raises": raises_on_large_lr}.get(options["train"])
+    train = {"tiny": train_tiny, "raises": raises_on_large_lr,
+             "exits": exits_on_large_lr}.get(options["train"])
     if options["train"] == "kills":
         train = KillsItsProcessOnce(options["folder"], options["victim_seed"])
     run_sweep(train, {"lr": LogUniform(0.01, 1.0)}, options["n_trials"], options["seed"],
@@ -93,7 +101,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    import sys
-
     import sweep_trials  # by name, so that Dask pickles its functions by reference
     sweep_trials.main(sys.argv)

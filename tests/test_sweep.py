@@ -4,12 +4,14 @@ The Dask cases run their driver in a subprocess with a time limit (a hang fails 
 the suite) on a local cluster of 2 worker processes, and compare its results file with a
 serial run's in this process. The training functions live in tests/sweep_trials.py.
 """
+import argparse
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,10 @@ import pytest
 
 import sweep_trials
 from fastconv.sweep import (Choice, GridSampler, LogUniform, OptunaSampler, RandomSampler,
-                            Uniform, read_results, run_sweep, run_trial, trial_seed)
+                            Uniform, checkpoint_path, read_results, run_sweep, run_trial,
+                            trial_seed)
+from fastconv.fileio import hold_lock, lock_file_for, release_lock
+from fastconv.sweep import results as results_module
 from fastconv.sweep import runner
 
 TESTS = Path(__file__).resolve().parent
@@ -106,6 +111,13 @@ def test_raising_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert [json.loads(line) for line in path.read_text().splitlines()] == records
 
 
+def test_a_trial_that_calls_sys_exit_is_recorded_and_the_sweep_goes_on(serial_reference):
+    records = [json.loads(line) for line in sorted_lines(serial_reference / "exits")]
+    assert [r["trial"] for r in records] == list(range(6))
+    failed = [r for r in records if "error" in r]
+    assert failed and all(r["error"] == "SystemExit: 3" and r["lr"] > 0.1 for r in failed)
+
+
 def test_results_json_cannot_hold_are_recorded_as_errors():
     records = run_sweep(lambda hyperparameters, seed: [0.5], SPACE, 1, 0, workers=0,
                         progress=False)
@@ -128,9 +140,17 @@ def test_each_trial_gets_its_own_checkpoint_in_the_folder(tmp_path):
         return {"val_acc": 0.5}
 
     folder = tmp_path / "shared" / "checkpoints"
-    run_sweep(train, SPACE, 3, 0, workers=0, checkpoint_dir=folder, progress=False)
+    records = run_sweep(train, SPACE, 3, 0, workers=0, checkpoint_dir=folder, progress=False)
     assert folder.is_dir()
-    assert seen == {trial_seed(0, i): str(folder / f"trial-{i:06d}.ckpt") for i in range(3)}
+    assert seen == {r["seed"]: checkpoint_path(folder, r["trial"], r["seed"], {"lr": r["lr"]})
+                    for r in records}
+    assert len(set(seen.values())) == 3
+    assert all(Path(path).name.startswith(f"trial-{i:06d}-") for i, path in
+               enumerate(seen.values()))
+    first = dict(seen)
+    seen.clear()  # another sweep (another base seed) in the same folder: other files
+    run_sweep(train, SPACE, 3, 1, workers=0, checkpoint_dir=folder, progress=False)
+    assert not set(seen.values()) & set(first.values())
 
 
 def test_torn_last_line_is_dropped_and_the_trial_runs_again(tmp_path):
@@ -174,6 +194,39 @@ def test_driver_killed_then_restarted_runs_no_trial_twice(tmp_path):
     assert runs == {trial_seed(0, i): 2 if i == 3 else 1 for i in range(6)}
 
 
+def test_a_second_sweep_on_the_results_file_is_refused_and_cuts_nothing(tmp_path):
+    """Driver A holds the file's lock and has begun a line; driver B must not cut it off."""
+    path = tmp_path / "r.jsonl"
+    run_sweep(Counted(), SPACE, 2, 0, workers=0, results=path, progress=False)
+    path.write_bytes(path.read_bytes() + b'{"trial": 2, "se')
+    content = path.read_bytes()
+    lock = lock_file_for(path)
+    fd = hold_lock(lock, "driver A's results file")
+    try:
+        counted = Counted()
+        with pytest.raises(OSError, match="is in use by another sweep"):
+            run_sweep(counted, SPACE, 3, 0, workers=0, results=path, progress=False)
+    finally:
+        release_lock(lock, fd)
+    assert counted.calls == 0 and path.read_bytes() == content
+    assert len(run_sweep(Counted(), SPACE, 3, 0, workers=0, results=path, progress=False)) == 3
+
+
+def test_without_locks_a_file_that_grew_since_it_was_read_is_not_cut(tmp_path, monkeypatch):
+    monkeypatch.setattr(results_module, "hold_lock", lambda *args: None)  # e.g. NFS, no locks
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(b'{"trial": 0, "se')
+    file = results_module.ResultsFile(path)
+    try:
+        with open(path, "ab") as other:  # another driver completes its line
+            other.write(b'ed": 1}\n')
+        with pytest.raises(OSError, match="changed after it was read"):
+            file.open()
+    finally:
+        file.close()
+    assert path.read_bytes() == b'{"trial": 0, "seed": 1}\n'
+
+
 # ---- bad input: a clear error, and nothing starts ----------------------------------------
 
 @pytest.mark.parametrize("kwargs, error, message", [
@@ -184,6 +237,18 @@ def test_driver_killed_then_restarted_runs_no_trial_twice(tmp_path):
     ({"seed": -1}, ValueError, "seed must be a non-negative integer"),
     ({"workers": 2, "client": "tcp://127.0.0.1:1"}, ValueError, "not both"),
     ({"goal": "maximize"}, ValueError, "goal must be one of"),
+    ({"n_trials": 2.0}, ValueError, "n_trials must be a positive integer"),
+    ({"results": 3}, TypeError, "results must be a path"),
+    ({"connect_timeout": "2s"}, ValueError, "connect_timeout must be a positive finite number "
+                                            "of seconds; got '2s'"),
+    ({"connect_timeout": float("nan")}, ValueError, "connect_timeout must be a positive"),
+    ({"connect_timeout": 0}, ValueError, "connect_timeout must be a positive"),
+    ({"sampler": GridSampler(SPACE, 2, points=2)}, ValueError,
+     "n_trials=3 is more than the GridSampler's 2 points"),
+    ({"sampler": RandomSampler(SPACE, 5)}, ValueError,
+     "run_sweep was given seed 0 but the RandomSampler was made with seed 5"),
+    ({"sampler": RandomSampler({"x": Uniform(0, 1)}, 0)}, ValueError,
+     r"run_sweep was given space \{'lr': LogUniform\(0.01, 1.0\)\} but the RandomSampler"),
 ])
 def test_bad_arguments_start_nothing(tmp_path, kwargs, error, message):
     counted = Counted()
@@ -200,6 +265,8 @@ def test_bad_arguments_start_nothing(tmp_path, kwargs, error, message):
     (b'[1, 2]\n', "line 1 is not a JSON object"),
     (b'{"seed": 1}\n', "line 1 has no non-negative integer 'trial'"),
     (b'{"trial": 0, "seed": 1, "a": 1}\n{"trial": 0, "seed": 1, "a": 2}\n', "recorded twice"),
+    (b"my notes, without a final newline", "is not a results file"),
+    (b'{"trial": 0, "seed": 1}\nnotes', "is not a results file"),
 ])
 def test_malformed_results_file_is_refused_and_kept(tmp_path, content, message):
     path = tmp_path / "r.jsonl"
@@ -220,6 +287,139 @@ def test_results_of_another_sweep_are_refused(tmp_path):
     assert counted.calls == 0 and path.read_bytes() == content
 
 
+@pytest.mark.parametrize("where", ["results", "checkpoint_dir"])
+def test_a_path_that_cannot_be_made_is_refused_before_a_cluster_starts(tmp_path, monkeypatch,
+                                                                       where):
+    pytest.importorskip("distributed")
+    started = []
+    monkeypatch.setattr(runner, "start_local_cluster", lambda *args: started.append(args))
+    (tmp_path / "a-file").write_text("")
+    paths = {"results": tmp_path / "no" / "such" / "r.jsonl",
+             "checkpoint_dir": tmp_path / "a-file" / "checkpoints"}
+    with pytest.raises(OSError):
+        run_sweep(Counted(), SPACE, 2, 0, workers=2, progress=False, **{where: paths[where]})
+    assert started == []
+
+
+def test_the_example_cli_turns_a_bad_results_path_into_a_usage_error(tmp_path, capsys):
+    sys.path.insert(0, str(TESTS.parent / "examples"))
+    try:
+        import _sweep_cli
+    finally:
+        sys.path.pop(0)
+    args = argparse.Namespace(trials=2, seed=0, sampler="random", workers=0, scheduler=None,
+                              results=str(tmp_path / "no" / "r.jsonl"), checkpoint_dir=None)
+    with pytest.raises(SystemExit) as exited:
+        _sweep_cli.run(args, Counted(), SPACE)
+    assert exited.value.code == 2
+    assert "error: [Errno 2] the results file's folder does not exist" in capsys.readouterr().err
+
+
+def test_optuna_sampler_made_for_another_goal_is_refused(tmp_path):
+    pytest.importorskip("optuna")
+    sampler = OptunaSampler(SPACE, 0, "val_acc", "max")
+    for kwargs, message in (({"goal": "min"}, "given goal 'min' but the OptunaSampler was made "
+                                              "with goal 'max'"),
+                            ({"metric": "loss"}, "given metric 'loss' but the OptunaSampler")):
+        with pytest.raises(ValueError, match=message):
+            run_sweep(Counted(), SPACE, 3, 0, sampler=sampler, workers=0,
+                      results=tmp_path / "r.jsonl", progress=False, **kwargs)
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_a_metric_no_trial_returns_is_warned_about_once():
+    with pytest.warns(UserWarning) as caught:
+        run_sweep(Counted(), SPACE, 3, 0, metric="val_ac", workers=0, progress=False)
+    assert [str(w.message) for w in caught] == [
+        "metric 'val_ac' is not among the results of trial 0, which returned ['val_acc']"]
+
+
+def test_choice_and_ranges_refuse_what_a_sweep_cannot_use():
+    with pytest.raises(ValueError, match="Choice values must not be NaN"):
+        Choice([1.0, float("nan")])
+    with pytest.raises(TypeError, match="Choice takes a list of values; got the string 'abc'"):
+        Choice("abc")
+    with pytest.raises(ValueError, match="high - low must be a finite number"):
+        Uniform(-1.7e308, 1.7e308)
+    choice = Choice([np.int64(1), np.float64(0.5), np.bool_(True)])
+    assert choice.values == [1, 0.5, True] and type(choice.values[0]) is int
+    records = run_sweep(Counted(), {"c": choice}, np.int64(2), np.int64(0), workers=0,
+                        progress=False)
+    assert len(records) == 2
+
+
+def test_unpicklable_train_is_refused_before_a_cluster_starts(tmp_path, monkeypatch):
+    pytest.importorskip("distributed")
+    started = []
+    monkeypatch.setattr(runner, "start_local_cluster", lambda *args: started.append(args))
+    lock = threading.Lock()
+
+    def train(hyperparameters, seed):
+        with lock:
+            return {"val_acc": 0.5}
+
+    with pytest.raises(TypeError, match="train cannot be sent to Dask workers"):
+        run_sweep(train, SPACE, 2, 0, workers=2, results=tmp_path / "r.jsonl", progress=False)
+    assert started == [] and not (tmp_path / "r.jsonl").exists()
+
+
+def test_the_example_cli_takes_a_base_seed_numpy_can_use(capsys):
+    sys.path.insert(0, str(TESTS.parent / "examples"))
+    try:
+        import _common
+        import _sweep_cli
+    finally:
+        sys.path.pop(0)
+    parser = _common.make_parser("")
+    _sweep_cli.add_sweep_options(parser, _common.positive_int)
+    assert parser.parse_args(["--seed", str(2 ** 32 - 1)]).seed == 2 ** 32 - 1
+    for seed in ("-1", str(2 ** 32)):
+        with pytest.raises(SystemExit) as exited:
+            parser.parse_args(["--seed", seed])
+        assert exited.value.code == 2
+        assert "must be an integer from 0 to 2**32 - 1" in capsys.readouterr().err
+
+
+def examples_module(name):
+    sys.path.insert(0, str(TESTS.parent / "examples"))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.pop(0)
+
+
+def test_the_example_cli_refuses_results_run_with_other_settings(tmp_path, capsys):
+    cli = examples_module("_sweep_cli")
+
+    def run(trials, epochs):
+        settings = {"--epochs": epochs}
+        args = argparse.Namespace(trials=trials, seed=0, sampler="random", workers=0,
+                                  scheduler=None, results=str(tmp_path / "r.jsonl"),
+                                  checkpoint_dir=None)
+        return cli.run(args, lambda hyperparameters, seed: {"val_acc": 0.5,
+                                                            "settings": settings},
+                       SPACE, settings=settings)
+
+    records, _, ran = run(2, 5)
+    assert len(records) == 2 and ran == 2
+    records, _, ran = run(3, 5)
+    assert len(records) == 3 and ran == 1  # the 2 trials from the file are not counted
+    content = (tmp_path / "r.jsonl").read_bytes()
+    with pytest.raises(SystemExit) as exited:
+        run(4, 6)
+    assert exited.value.code == 2
+    assert "holds trials run with --epochs 5, not 6 as now" in capsys.readouterr().err
+    assert (tmp_path / "r.jsonl").read_bytes() == content
+
+
+def test_the_ch06_example_refuses_test_size_which_it_does_not_use(tmp_path, capsys):
+    example = examples_module("hyperparameter_optimization")
+    with pytest.raises(SystemExit) as exited:
+        example.main(["--test-size", "5", "--out", str(tmp_path / "out")])
+    assert exited.value.code == 2
+    assert "--test-size: this script uses no test images" in capsys.readouterr().err
+
+
 # ---- Dask --------------------------------------------------------------------------------
 
 def test_unreachable_scheduler_times_out_and_starts_nothing(tmp_path):
@@ -236,9 +436,11 @@ def test_unreachable_scheduler_times_out_and_starts_nothing(tmp_path):
 
 @pytest.fixture(scope="module")
 def serial_reference(tmp_path_factory):
-    """The 6-trial sweep of raises_on_large_lr and of train_tiny, serially in this process."""
+    """The 6-trial sweeps of raises_on_large_lr, exits_on_large_lr and train_tiny, serially
+    in this process."""
     folder = tmp_path_factory.mktemp("serial")
     for name, train in (("raises", sweep_trials.raises_on_large_lr),
+                        ("exits", sweep_trials.exits_on_large_lr),
                         ("tiny", sweep_trials.train_tiny)):
         run_sweep(train, SPACE, 6, 0, workers=0, results=folder / name, progress=False)
     return folder
@@ -252,6 +454,15 @@ def test_two_workers_give_the_serial_results(tmp_path, serial_reference):
     assert result.returncode == 0, result.stderr
     assert sorted_lines(path) == sorted_lines(serial_reference / "raises")
     assert any('"error": ' in line for line in sorted_lines(path))
+
+
+def test_two_workers_record_sys_exit_as_serially(tmp_path, serial_reference):
+    pytest.importorskip("distributed")
+    path = tmp_path / "r.jsonl"
+    result = run_driver({"train": "exits", "n_trials": 6, "seed": 0, "workers": 2,
+                         "results": str(path)})
+    assert result.returncode == 0, result.stderr
+    assert sorted_lines(path) == sorted_lines(serial_reference / "exits")
 
 
 def test_killed_worker_trial_is_rescheduled(tmp_path, serial_reference):

@@ -5,14 +5,17 @@ An append writes the whole line with a single ``os.write`` on a descriptor opene
 disk in the middle of that write, a torn last line without its newline. :func:`read_results`
 ignores such a torn last line (the trial simply runs again) and :func:`ResultsFile` cuts it
 off before appending; anything else that does not parse is an error naming the line, and the
-file is left as it is.
+file is left as it is. A last line without its newline that cannot be the start of a record
+(a file of notes, say) means the file is not a results file at all: an error, too.
 """
+import errno
 import json
 import os
 
 import numpy as np
 
-from fastconv.fileio import NotARegularFileError, open_regular
+from fastconv.fileio import (LockedError, NotARegularFileError, hold_lock, lock_file_for,
+                             open_regular, release_lock)
 
 __all__ = ["read_results", "ResultsFile", "to_json_line", "plain"]
 
@@ -38,6 +41,10 @@ def to_json_line(record):
     return json.dumps(plain(record), separators=(", ", ": ")) + "\n"
 
 
+# every record starts so: to_json_line of {"trial": ..., "seed": ..., ...}
+_RECORD_START = b'{"trial": '
+
+
 def _check_record(record, path, number):
     if not isinstance(record, dict):
         raise ValueError(f"malformed results file {path}: line {number} is not a JSON object")
@@ -54,20 +61,29 @@ def read_results(path):
     """``({trial: record}, size of the good part in bytes)`` from a results file.
 
     A missing file is empty. A torn last line (no newline at its end) is left out; any other
-    line that is not a trial record raises ValueError. A trial recorded twice must be recorded
-    identically.
+    line that is not a trial record raises ValueError, and so does a last line without its
+    newline that is not the start of one. A trial recorded twice must be recorded identically.
     """
+    records, good_size, _ = _read(path)
+    return records, good_size
+
+
+def _read(path):
+    """read_results, and the size of the whole file."""
     try:
         with open_regular(path) as handle:
             data = handle.read()
     except FileNotFoundError:
-        return {}, 0
+        return {}, 0, 0
     except IsADirectoryError:
         raise ValueError(f"results file {path} is a folder") from None
     except NotARegularFileError as exc:
         raise ValueError(f"results file {path}: {exc.strerror}") from None
     complete, _, torn = data.rpartition(b"\n")
-    del torn  # a last line without its newline: that append never finished
+    # a last line without its newline: an append that never finished, if it is one of ours
+    if torn[:len(_RECORD_START)] != _RECORD_START[:len(torn)]:
+        raise ValueError(f"{path} is not a results file: its last line, which has no newline, "
+                         f"is not the start of a trial record (give another file)")
     records = {}
     for number, line in enumerate(complete.split(b"\n") if complete else [], start=1):
         try:
@@ -81,7 +97,7 @@ def read_results(path):
             raise ValueError(f"malformed results file {path}: trial {trial} is recorded twice "
                              f"with different results (line {number})")
         records[trial] = record
-    return records, len(complete) + 1 if complete else 0
+    return records, len(complete) + 1 if complete else 0, len(data)
 
 
 def _same(a, b):
@@ -89,23 +105,56 @@ def _same(a, b):
 
 
 class ResultsFile:
-    """Appends records to a results file, each line in one write and fsynced.
+    """A sweep's hold on its results file, from before its first trial until its end.
 
-    Opening cuts off a torn last line that a killed writer left (``good_size`` from
-    :func:`read_results`). Only one process should append: the sweep's driver.
+    Making one takes the file's lock (``.<name>.lock`` beside it), so that a second sweep on
+    the same file is refused instead of cutting off the lines the first one appends, and
+    reads the file's ``records``. :meth:`open` then creates the file if it is missing and cuts
+    off a torn last line that a killed writer left; :meth:`append` writes each record as one
+    line in one write, fsynced.
     """
 
-    def __init__(self, path, good_size):
+    def __init__(self, path):
         self.path = os.fspath(path)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
-        self._fd = os.open(self.path, flags, 0o666)
+        self._fd = self._lock = None
+        self.created = False
+        folder = os.path.dirname(os.path.realpath(self.path))
+        if not os.path.isdir(folder):  # else the error would name the lock file
+            raise FileNotFoundError(errno.ENOENT, "the results file's folder does not exist",
+                                    self.path)
+        self._lock_path = lock_file_for(self.path)
         try:
-            if os.fstat(self._fd).st_size > good_size:
-                os.ftruncate(self._fd, good_size)
-                os.fsync(self._fd)
+            self._lock = hold_lock(self._lock_path, f"results file {self.path!r}")
+        except LockedError:
+            raise LockedError(f"results file {self.path!r} is in use by another sweep, which "
+                              f"holds its lock; let it finish or give another file") from None
+        try:
+            self.records, self._good_size, self._size = _read(self.path)
         except BaseException:
-            os.close(self._fd)
+            self.close()
             raise
+
+    def open(self):
+        """Create the file if it is missing, and cut off a torn last line."""
+        flags = os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+        try:
+            self._fd = os.open(self.path, flags)
+        except FileNotFoundError:
+            self._fd = os.open(self.path, flags | os.O_CREAT, 0o666)
+            self.created = True
+        size = os.fstat(self._fd).st_size
+        if size != self._size:  # possible only where the file system has no locks
+            raise OSError(f"results file {self.path!r} changed after it was read: another "
+                          f"sweep is writing it; let it finish or give another file")
+        if size > self._good_size:
+            os.ftruncate(self._fd, self._good_size)
+            os.fsync(self._fd)
+
+    def discard(self):
+        """Remove the file if :meth:`open` created it and nothing was appended since."""
+        if self.created and self._fd is not None and os.fstat(self._fd).st_size == 0:
+            os.unlink(self.path)
+            self.created = False
 
     def append(self, record):
         data = to_json_line(record).encode("utf-8")
@@ -116,9 +165,12 @@ class ResultsFile:
         os.fsync(self._fd)
 
     def close(self):
+        """Close the file and let go of its lock."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        release_lock(self._lock_path, self._lock)
+        self._lock = None
 
     def __enter__(self):
         return self

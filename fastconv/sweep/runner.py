@@ -4,21 +4,29 @@ The driver (the process that calls :func:`run_sweep`) asks the sampler for each 
 hyperparameters, hands the trial to an executor, and appends each result to the results file
 as it arrives. Workers only run ``train``; they never touch the file, so one process writes it.
 """
+import hashlib
 import json
+import math
+import numbers
 import os
 import time
+import warnings
 
-from fastconv.sweep.results import ResultsFile, plain, read_results, to_json_line
-from fastconv.sweep.samplers import check_seed, make_sampler, trial_seed
+from fastconv.sweep.results import ResultsFile, plain, to_json_line
+from fastconv.sweep.samplers import check_count, check_seed, make_sampler, trial_seed
 
 __all__ = ["run_sweep", "run_trial", "start_local_cluster"]
 
 GOALS = ("max", "min")
 
 
-def checkpoint_path(folder, trial):
-    """The checkpoint file that trial ``trial`` is given inside the shared checkpoint folder."""
-    return os.path.join(os.fspath(folder), f"trial-{trial:06d}.ckpt")
+def checkpoint_path(folder, trial, seed, params):
+    """The checkpoint file that trial ``trial`` (its seed, its hyperparameters) is given in
+    the shared checkpoint folder: ``trial-000007-<hash>.ckpt``. The hash of the seed and the
+    hyperparameters keeps another sweep's files in a reused folder (another base seed or
+    space) from being taken for this trial's."""
+    digest = hashlib.sha256(to_json_line({"seed": seed, **params}).encode()).hexdigest()
+    return os.path.join(os.fspath(folder), f"trial-{trial:06d}-{digest[:12]}.ckpt")
 
 
 def run_trial(train, trial, seed, params, checkpoint=None, threads=None):
@@ -51,31 +59,52 @@ def _run_trial(train, trial, seed, params, checkpoint):
             raise ValueError(f"the training function returned the reserved or hyperparameter "
                              f"names {clashes}")
         line = to_json_line({**record, **plain(metrics)})  # fails on values JSON cannot hold
-    except Exception as error:  # noqa: BLE001 -- any failure of the user's code is recorded
+    # SystemExit too: else serially it would end the driver, on Dask kill the worker
+    except (Exception, SystemExit) as error:  # noqa: BLE001 -- any failure of the user's code
         line = to_json_line({**record, "error": f"{type(error).__name__}: {error}"})
     return json.loads(line)  # exactly what the file will hold, floats bit for bit
 
 
 def _check_arguments(train, n_trials, goal, metric, workers, worker_threads, client,
-                     checkpoint_dir):
+                     checkpoint_dir, results, connect_timeout):
     if not callable(train):
         raise TypeError(f"train must be a function (hyperparameters, seed) -> dict of metrics; "
                         f"got {train!r}")
-    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
-        raise ValueError(f"n_trials must be a positive integer; got {n_trials!r}")
+    check_count("n_trials", n_trials)
     if goal not in GOALS:
         raise ValueError(f"goal must be one of {GOALS}; got {goal!r}")
     if metric is not None and not isinstance(metric, str):
         raise TypeError(f"metric must be the name of a result (a string) or None; got {metric!r}")
     for name, value, minimum in (("workers", workers, 0), ("worker_threads", worker_threads, 1)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < minimum):
-            raise ValueError(f"{name} must be an integer >= {minimum} or None; got {value!r}")
+        if value is not None:
+            check_count(name, value, minimum)
     if workers is not None and client is not None:
         raise ValueError("give workers= (a local cluster, 0 for serial) or client= (a Dask "
                          "client or scheduler address), not both")
-    if checkpoint_dir is not None and not isinstance(checkpoint_dir, (str, os.PathLike)):
-        raise TypeError(f"checkpoint_dir must be a path; got {checkpoint_dir!r}")
+    for name, path in (("checkpoint_dir", checkpoint_dir), ("results", results)):
+        if path is not None and not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"{name} must be a path (a str or os.PathLike) or None; "
+                            f"got {path!r}")
+    if (isinstance(connect_timeout, bool) or not isinstance(connect_timeout, numbers.Real)
+            or not math.isfinite(connect_timeout) or connect_timeout <= 0):
+        raise ValueError(f"connect_timeout must be a positive finite number of seconds; got "
+                         f"{connect_timeout!r}")
+    if workers != 0 or client is not None:
+        _check_picklable(train)
+
+
+def _check_picklable(train):
+    """Dask sends ``train`` to the workers with cloudpickle: refuse one that cannot go."""
+    try:
+        import cloudpickle as pickler
+    except ImportError:  # no Dask either: that error comes later
+        import pickle as pickler
+    try:
+        pickler.dumps(train)
+    except Exception as error:  # noqa: BLE001 -- pickling can fail in many ways
+        raise TypeError(f"train cannot be sent to Dask workers ({type(error).__name__}: "
+                        f"{error}); make it picklable, or give workers=0 to run serially"
+                        ) from None
 
 
 def _verify_finished(sampler, finished, n_trials, base_seed, path):
@@ -163,6 +192,14 @@ class _Dask:
             resource.close()
 
 
+def _executor(train, sampler, n_trials, workers, client, worker_threads, connect_timeout):
+    if workers == 0 and client is None:
+        return _Serial(train)
+    dask_client, owned = _dask_executor(train, client, workers, worker_threads, connect_timeout)
+    return _Dask(train, dask_client, owned, getattr(sampler, "in_flight", n_trials),
+                 worker_threads)
+
+
 def _dask_executor(train, client, workers, worker_threads, connect_timeout):
     try:
         import distributed
@@ -186,10 +223,13 @@ def _dask_executor(train, client, workers, worker_threads, connect_timeout):
 
 
 def start_local_cluster(workers, worker_threads=1):
-    """A LocalCluster of ``workers`` processes with one Dask thread each, fastconv in each on
-    ``worker_threads`` threads (NUMBA_NUM_THREADS); ``(client, cluster)``."""
+    """A LocalCluster of ``workers`` processes with one Dask thread each; ``(client, cluster)``.
+
+    Each gets NUMBA_NUM_THREADS=``worker_threads``, which holds only where the worker imports
+    Numba after the variable is set; a worker that runs a script importing fastconv has
+    already imported it (Numba then has one thread per core). run_trial's ``threads`` sets
+    each trial's count in every case."""
     import logging
-    import warnings
 
     import distributed
     with warnings.catch_warnings():
@@ -235,42 +275,49 @@ def run_sweep(train, space, n_trials, seed=0, *, sampler="random", results=None,
     ``client=`` a ``dask.distributed.Client`` or a scheduler address (``"tcp://host:8786"``,
     reached within ``connect_timeout`` seconds or a ConnectionError); neither: a local
     cluster with one process per core. On Dask, each trial runs fastconv on
-    ``worker_threads`` threads (default 1; None: the worker's own setting); serially, the
+    ``worker_threads`` threads (default 1; at most the worker's Numba threads, one per core
+    unless NUMBA_NUM_THREADS was set; None: the worker's own setting); serially, the
     process's setting applies.
 
     ``sampler``: ``"random"``, ``"grid"``, ``"tpe"`` (Optuna; needs ``metric``) or a sampler
-    object (see fastconv.sweep.samplers). Trial ``i``'s hyperparameters and seed come from
-    ``seed`` and ``i`` alone, so the records are the same, bit for bit, however the trials are
-    spread. ``results``: a JSON Lines file; each finished trial is appended as it arrives, and
-    trials already in the file are skipped (the file must come from the same sweep).
+    object (see fastconv.sweep.samplers) made with this space, seed, goal and metric. Trial
+    ``i``'s hyperparameters and seed come from ``seed`` and ``i`` alone, so the records are
+    the same, bit for bit, however the trials are spread. ``results``: a JSON Lines file,
+    held by this sweep alone while it runs; each finished trial is appended as it arrives,
+    and trials already in the file are skipped (the file must come from the same sweep).
     ``metric``/``goal`` (``"max"`` or ``"min"``) name the result that the progress bar
-    reports the best of. A trial that raises is recorded with ``error``, and the sweep goes
-    on. Bad arguments raise before anything starts.
+    reports the best of (a metric missing from a trial's results is warned about once). A
+    trial that raises (or calls sys.exit) is recorded with ``error``, and the sweep goes on.
+    Bad arguments raise before anything starts.
     """
     _check_arguments(train, n_trials, goal, metric, workers, worker_threads, client,
-                     checkpoint_dir)
+                     checkpoint_dir, results, connect_timeout)
+    n_trials = int(n_trials)
     seed = check_seed(seed)
     sampler = make_sampler(sampler, space, n_trials, seed, metric, goal)
-    path = None if results is None else os.fspath(results)
-    finished, good_size = read_results(path) if path is not None else ({}, 0)
-    _verify_finished(sampler, finished, n_trials, seed, path)
-
-    serial = workers == 0 and client is None
-    if serial:
-        executor = _Serial(train)
-    else:
-        dask_client, owned = _dask_executor(train, client, workers, worker_threads,
-                                            connect_timeout)
-        executor = _Dask(train, dask_client, owned, getattr(sampler, "in_flight", n_trials),
-                         worker_threads)
-    if checkpoint_dir is not None:
-        os.makedirs(checkpoint_dir, exist_ok=True)
-    file = ResultsFile(path, good_size) if path is not None else None
+    # the results file's lock is held from here to the end: a second sweep is refused
+    file = None if results is None else ResultsFile(results)
     try:
-        _drive(sampler, executor, file, finished, n_trials, seed, checkpoint_dir, metric, goal,
-               progress)
+        finished = {} if file is None else file.records
+        _verify_finished(sampler, finished, n_trials, seed, None if file is None else file.path)
+        # the files first: a cluster started before they fail would be left running
+        if checkpoint_dir is not None:
+            os.makedirs(checkpoint_dir, exist_ok=True)
+        if file is not None:
+            file.open()
+        try:
+            executor = _executor(train, sampler, n_trials, workers, client, worker_threads,
+                                 connect_timeout)
+        except BaseException:
+            if file is not None:
+                file.discard()
+            raise
+        try:
+            _drive(sampler, executor, file, finished, n_trials, seed, checkpoint_dir, metric,
+                   goal, progress)
+        finally:
+            executor.close()
     finally:
-        executor.close()
         if file is not None:
             file.close()
     return [finished[trial] for trial in sorted(finished) if trial < n_trials]
@@ -280,17 +327,17 @@ def _drive(sampler, executor, file, finished, n_trials, base_seed, checkpoint_di
            goal, progress):
     bar = _open_bar(progress, n_trials, sum(t < n_trials for t in finished))
     start, done_here = time.perf_counter(), 0
-    next_trial, running = 0, 0
+    next_trial, running, warned = 0, 0, False
     try:
         while True:
             while (next_trial < n_trials and running < executor.limit
                    and sampler.can_ask(next_trial, finished)):
                 params = sampler.params(next_trial, finished)  # also replays Optuna's history
                 if next_trial not in finished:
+                    seed = trial_seed(base_seed, next_trial)
                     checkpoint = (None if checkpoint_dir is None
-                                  else checkpoint_path(checkpoint_dir, next_trial))
-                    executor.submit(next_trial, trial_seed(base_seed, next_trial), params,
-                                    checkpoint)
+                                  else checkpoint_path(checkpoint_dir, next_trial, seed, params))
+                    executor.submit(next_trial, seed, params, checkpoint)
                     running += 1
                 next_trial += 1
             if not running:
@@ -301,6 +348,13 @@ def _drive(sampler, executor, file, finished, n_trials, base_seed, checkpoint_di
             finished[record["trial"]] = record
             if file is not None:
                 file.append(record)
+            if metric is not None and not warned and "error" not in record \
+                    and metric not in record:
+                warned = True  # once: a misspelt metric is missing from every trial
+                returned = [key for key in record if key not in ("trial", "seed")
+                            and key not in sampler.space]
+                warnings.warn(f"metric {metric!r} is not among the results of trial "
+                              f"{record['trial']}, which returned {returned}", stacklevel=3)
             if bar is not None:
                 if "error" in record:
                     bar.write(f"trial {record['trial']} failed: {record['error']}")

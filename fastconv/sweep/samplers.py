@@ -32,6 +32,15 @@ def _finite_number(name, value):
     return float(value)
 
 
+def check_count(name, value, minimum=1):
+    """``value`` as an int >= ``minimum`` (a NumPy integer will do), or a clear error."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) \
+            or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {what}; got {value!r}")
+    return int(value)
+
+
 class Uniform:
     """A float drawn uniformly from [low, high)."""
 
@@ -40,6 +49,9 @@ class Uniform:
         self.high = _finite_number("high", high)
         if not self.low < self.high:
             raise ValueError(f"low must be below high; got low={low!r}, high={high!r}")
+        if not math.isfinite(self.high - self.low):  # NumPy's uniform draw would overflow
+            raise ValueError(f"high - low must be a finite number; got low={low!r}, "
+                             f"high={high!r}")
 
     def sample(self, rng):
         return float(rng.uniform(self.low, self.high))
@@ -81,13 +93,18 @@ class Choice:
     """One of a list of values (numbers, strings, booleans or None: they go into JSON)."""
 
     def __init__(self, values):
-        values = list(values)
+        if isinstance(values, (str, bytes)):  # else each character would be a value
+            raise TypeError(f"Choice takes a list of values; got the string {values!r}")
+        values = [v.item() if isinstance(v, (np.integer, np.floating, np.bool_)) else v
+                  for v in values]
         if not values:
             raise ValueError("Choice needs at least one value")
         for value in values:
             if not (value is None or isinstance(value, (bool, int, float, str))):
                 raise TypeError(f"Choice values must be numbers, strings, booleans or None; "
                                 f"got {value!r}")
+            if value != value:  # a resumed sweep could never match its own records
+                raise ValueError(f"Choice values must not be NaN; got {values!r}")
         self.values = values
 
     def sample(self, rng):
@@ -171,14 +188,15 @@ class GridSampler:
 
     def __init__(self, space, n_trials, points=None):
         self.space = check_space(space)
+        n_trials = check_count("n_trials", n_trials)
         continuous = sum(not isinstance(d, Choice) for d in self.space.values())
         fixed = math.prod(len(d.values) for d in self.space.values() if isinstance(d, Choice))
         if points is None:
             points = 1
             while continuous and fixed * points ** continuous < n_trials:
                 points += 1
-        elif isinstance(points, bool) or not isinstance(points, int) or points < 1:
-            raise ValueError(f"points must be a positive integer; got {points!r}")
+        else:
+            points = check_count("points", points)
         self.axes = [dim.grid(points) for dim in self.space.values()]
         self.size = math.prod(len(axis) for axis in self.axes)
         if n_trials > self.size:
@@ -189,6 +207,8 @@ class GridSampler:
         return True
 
     def params(self, trial, finished=None):
+        if not 0 <= trial < self.size:  # else it would wrap round to the grid's start
+            raise IndexError(f"trial {trial} is beyond the grid's {self.size} points")
         values = []
         for axis in reversed(self.axes):
             trial, index = divmod(trial, len(axis))
@@ -222,10 +242,12 @@ class OptunaSampler:
         if not isinstance(metric, str):
             raise ValueError("an Optuna sampler needs metric= (the name of the result to "
                              "optimize, e.g. 'val_acc')")
-        if isinstance(in_flight, bool) or not isinstance(in_flight, int) or in_flight < 1:
-            raise ValueError(f"in_flight must be a positive integer; got {in_flight!r}")
+        in_flight = check_count("in_flight", in_flight)
+        if goal not in ("max", "min"):
+            raise ValueError(f"goal must be 'max' or 'min'; got {goal!r}")
+        self.base_seed = check_seed(base_seed)
         if sampler == "tpe":
-            seed = int(np.random.SeedSequence(check_seed(base_seed)).generate_state(1)[0])
+            seed = int(np.random.SeedSequence(self.base_seed).generate_state(1)[0])
             sampler = optuna.samplers.TPESampler(seed=seed)
         elif not isinstance(sampler, optuna.samplers.BaseSampler):
             raise TypeError(f"sampler must be 'tpe' or an optuna sampler; got {sampler!r}")
@@ -281,9 +303,28 @@ def make_sampler(sampler, space, n_trials, base_seed, metric, goal):
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}, a "
                          f"RandomSampler/GridSampler/OptunaSampler or an optuna sampler")
     if isinstance(sampler, (RandomSampler, GridSampler, OptunaSampler)):
+        _check_instance(sampler, space, n_trials, base_seed, metric, goal)
         return sampler
     module = type(sampler).__module__ or ""
     if module.startswith("optuna."):
         return OptunaSampler(space, base_seed, metric, goal, sampler=sampler)
     raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}, a "
                      f"RandomSampler/GridSampler/OptunaSampler or an optuna sampler")
+
+
+def _check_instance(sampler, space, n_trials, base_seed, metric, goal):
+    """Refuse a sampler object made for another sweep than the one run_sweep is given."""
+    kind = type(sampler).__name__
+    if isinstance(sampler, GridSampler) and n_trials > sampler.size:
+        raise ValueError(f"n_trials={n_trials} is more than the {kind}'s {sampler.size} points")
+    settings = [("space", check_space(space), sampler.space)]
+    if not isinstance(sampler, GridSampler):
+        settings.append(("seed", base_seed, sampler.base_seed))
+    if isinstance(sampler, OptunaSampler):
+        settings.append(("goal", goal, sampler.goal))
+        if metric is not None:
+            settings.append(("metric", metric, sampler.metric))
+    for name, given, own in settings:
+        if repr(given) != repr(own):  # (the dimensions of a space have no ==)
+            raise ValueError(f"run_sweep was given {name} {given!r} but the {kind} was made "
+                             f"with {name} {own!r}; give both the same")
