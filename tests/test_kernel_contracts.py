@@ -363,6 +363,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.filterwarnings("error")  # the refusal is the whole answer (no Numba warning)
 def test_a_misfit_argument_raises_a_clear_error(case):
     call, error, message = CASES[case]
     with pytest.raises(error) as raised:

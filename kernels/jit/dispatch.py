@@ -116,6 +116,10 @@ def in_parts_above(min_bytes, contract=None):
         def call(*args):
             # (a list has no nbytes: the serial build's typing refuses it below)
             large = getattr(args[0], "nbytes", 0) >= min_bytes
+            if contract is not None and list in map(type, args):
+                # refused before Numba types it: that warns of reflected lists first
+                raise TypeError(f"{fn.__name__}: {contract}; got "
+                                f"{', '.join(map(_described, args))}")
             try:
                 if large and numba.get_num_threads() > 1:
                     return call.parallel(*args)
