@@ -14,8 +14,6 @@ import sys
 
 import numpy as np
 
-import fastconv  # noqa: F401 -- before Numba starts its threads (pin), as a script imports it
-
 from ._threads import THREADS, Pinned
 
 BOOK_TREE = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests",
@@ -41,7 +39,7 @@ class TwoLayerNetLoss(Pinned):
     param_names = ["implementation", "threads"]
 
     def setup(self, implementation, threads):
-        self.pin(threads)
+        # fastconv imported before pin starts Numba's threads, as a script imports it
         if implementation == "book":
             make = _book_two_layer_net()
         else:
@@ -49,6 +47,7 @@ class TwoLayerNetLoss(Pinned):
 
             def make(*sizes):
                 return TwoLayerNet(*sizes, dtype=np.float64)
+        self.pin(threads)
         np.random.seed(0)
         self.net = make(784, 50, 10)
         rng = np.random.default_rng(0)
@@ -67,7 +66,7 @@ class BatchNormNetLoss(Pinned):
     param_names = ["threads"]
 
     def setup(self, threads):
-        from fastconv.nets import MultiLayerNetExtend
+        from fastconv.nets import MultiLayerNetExtend  # (before pin: see above)
         self.pin(threads)
         np.random.seed(0)
         self.net = MultiLayerNetExtend(784, [100, 100], 10, use_batchnorm=True,
