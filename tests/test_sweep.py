@@ -446,23 +446,16 @@ def serial_reference(tmp_path_factory):
     return folder
 
 
-def test_two_workers_give_the_serial_results(tmp_path, serial_reference):
+@pytest.mark.parametrize("train", ["raises", "exits"])
+def test_two_workers_give_the_serial_results(tmp_path, serial_reference, train):
+    # a trial that raises, or calls sys.exit, is recorded alike on Dask and serially
     pytest.importorskip("distributed")
     path = tmp_path / "r.jsonl"
-    result = run_driver({"train": "raises", "n_trials": 6, "seed": 0, "workers": 2,
+    result = run_driver({"train": train, "n_trials": 6, "seed": 0, "workers": 2,
                          "results": str(path)})
     assert result.returncode == 0, result.stderr
-    assert sorted_lines(path) == sorted_lines(serial_reference / "raises")
+    assert sorted_lines(path) == sorted_lines(serial_reference / train)
     assert any('"error": ' in line for line in sorted_lines(path))
-
-
-def test_two_workers_record_sys_exit_as_serially(tmp_path, serial_reference):
-    pytest.importorskip("distributed")
-    path = tmp_path / "r.jsonl"
-    result = run_driver({"train": "exits", "n_trials": 6, "seed": 0, "workers": 2,
-                         "results": str(path)})
-    assert result.returncode == 0, result.stderr
-    assert sorted_lines(path) == sorted_lines(serial_reference / "exits")
 
 
 def test_killed_worker_trial_is_rescheduled(tmp_path, serial_reference):
