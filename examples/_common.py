@@ -84,6 +84,17 @@ def seconds_since_start():
 
 # ---- command line -------------------------------------------------------------------------
 
+def seed_value(text):
+    """--seed: what np.random.seed takes, which every example calls with it."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2 ** 32:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**32 - 1, got {text}")
+    return value
+
+
 def positive_int(text):
     try:
         value = int(text)
@@ -126,7 +137,7 @@ def make_parser(description, *, iters=False, checkpoint=False):
     parser.add_argument("--dtype", choices=("float32", "float64"), default=None,
                         help="the networks' dtype (default: the mode's: float64 in parity "
                              "mode, float32 in fast mode)")
-    parser.add_argument("--seed", type=int, default=None,
+    parser.add_argument("--seed", type=seed_value, default=None,
                         help="seed for np.random and the Trainer (default: unseeded, "
                              "as in the book)")
     parser.add_argument("--out", type=Path, default=None,

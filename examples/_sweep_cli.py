@@ -7,7 +7,7 @@
     --results FILE      JSON Lines, one object per finished trial; an existing file resumes
     --sampler NAME      random (default), grid or tpe (Optuna)
     --checkpoint-dir D  a folder every worker can reach: each trial's Trainer checkpoint
-    --seed N            the base seed, 0 to 2**32 - 1
+    --seed N            the base seed (the examples' --seed: 0 to 2**32 - 1)
 
 The training functions stay in the scripts themselves: Dask sends a function defined in the
 script being run by value, so workers on other machines need fastconv, not the examples.
@@ -26,20 +26,7 @@ def non_negative_int(text):
     return value
 
 
-def base_seed(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value < 2 ** 32:  # what np.random.seed takes
-        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**32 - 1, got {text}")
-    return value
-
-
 def add_sweep_options(parser, positive_int):
-    for action in parser._actions:  # the shared --seed is the sweep's base seed here
-        if action.dest == "seed":
-            action.type = base_seed
     parser.add_argument("--trials", type=positive_int, default=None, help="number of trials")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--workers", type=non_negative_int, default=0,

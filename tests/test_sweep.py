@@ -363,14 +363,14 @@ def test_unpicklable_train_is_refused_before_a_cluster_starts(tmp_path, monkeypa
     assert started == [] and not (tmp_path / "r.jsonl").exists()
 
 
-def test_the_example_cli_takes_a_base_seed_numpy_can_use(capsys):
+def test_the_examples_take_a_seed_numpy_can_use(capsys):
     sys.path.insert(0, str(TESTS.parent / "examples"))
     try:
         import _common
         import _sweep_cli
     finally:
         sys.path.pop(0)
-    parser = _common.make_parser("")
+    parser = _common.make_parser("")  # every example's (a sweep's base seed too)
     _sweep_cli.add_sweep_options(parser, _common.positive_int)
     assert parser.parse_args(["--seed", str(2 ** 32 - 1)]).seed == 2 ** 32 - 1
     for seed in ("-1", str(2 ** 32)):
