@@ -44,8 +44,8 @@ def add_sweep_options(parser, positive_int):
 
 
 def run(args, train, space, metric="val_acc", settings=None):
-    """Run the sweep the options describe; (records sorted by trial, wall seconds, number of
-    trials run now, not loaded from --results).
+    """Run the sweep the options describe; (records sorted by trial, wall seconds, the records
+    of the trials run now, not loaded from --results).
 
     ``settings``: the options that shape a trial, as {"--epochs": 50, ...}, which ``train``
     returns as its result "settings"; a --results file whose trials were run with others is
@@ -65,7 +65,8 @@ def run(args, train, space, metric="val_acc", settings=None):
     except (ValueError, TypeError, OSError, ImportError) as error:
         # an OSError names the results file or checkpoint folder, or the unreachable scheduler
         _usage_error(error)
-    return records, time.perf_counter() - start, len(records) - earlier
+    fresh = [record for record in records if record["trial"] not in earlier]
+    return records, time.perf_counter() - start, fresh
 
 
 def _usage_error(message):
@@ -75,13 +76,13 @@ def _usage_error(message):
 
 
 def _earlier_trials(args, settings):
-    """How many of this sweep's trials --results holds; refuse one run with other settings."""
+    """The trials --results holds; refuse a file whose trials ran with other settings."""
     if args.results is None:
-        return 0
+        return set()
     try:
         finished, _ = read_results(args.results)
     except (ValueError, OSError):
-        return 0  # run_sweep says what is wrong with the file
+        return set()  # run_sweep says what is wrong with the file
     for record in finished.values():
         recorded = record.get("settings", {})  # a failed trial's record has none
         for name, value in settings.items():
@@ -89,4 +90,4 @@ def _earlier_trials(args, settings):
                 _usage_error(f"{args.results} holds trials run with {name} {recorded[name]}, "
                              f"not {value} as now; give the same options or another --results "
                              f"file")
-    return sum(trial < args.trials for trial in finished)
+    return set(finished)

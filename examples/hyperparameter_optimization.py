@@ -95,7 +95,8 @@ def main(argv=None):
                 "--fast": fastconv.get_mode() == "fast", "--backend": args.backend}
     train = functools.partial(train_trial, data=data, epochs=args.epochs, dtype=args.dtype,
                               settings=settings)
-    records, seconds, ran = _sweep_cli.run(args, train, SPACE, settings=settings)
+    records, seconds, fresh = _sweep_cli.run(args, train, SPACE, settings=settings)
+    ran = len(fresh)
     clock = common.Clock()  # the sweep's wall time, Dask and the evaluations included
     steps = args.epochs * common.iters_per_epoch(len(data[0]), 100)
     clock.add_steady(seconds, ran * steps * 100)

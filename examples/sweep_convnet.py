@@ -74,10 +74,11 @@ def main(argv=None):
     train = functools.partial(train_trial, dataset=args.dataset, data_dir=args.data_dir,
                               train_size=args.train_size, test_size=args.test_size,
                               epochs=args.epochs, dtype=args.dtype)
-    records, seconds, ran = _sweep_cli.run(args, train, SPACE)
+    records, seconds, fresh = _sweep_cli.run(args, train, SPACE)
+    ran = len(fresh)
 
     clock = common.Clock()  # the sweep's wall time, Dask, loading and evaluations included
-    clock.add_steady(seconds, sum(r.get("images", 0) for r in records))
+    clock.add_steady(seconds, sum(r.get("images", 0) for r in fresh))  # run now, not loaded
     done = [r for r in records if "error" not in r]
     for r in records:
         outcome = (f"error: {r['error']}" if "error" in r else

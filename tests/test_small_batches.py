@@ -2,6 +2,7 @@
 the book's gradient checks print the book's digits; and Affine's unchecked path for the usual
 call gives exactly what its checked path gives."""
 import copy
+import sys
 import threading
 
 import numpy as np
@@ -131,3 +132,28 @@ def test_a_loss_from_another_thread_during_numerical_gradient_is_checked():
     net.last_layer.forward = forward_meanwhile
     net.numerical_gradient(x, t)
     assert len(seen) == 1 and "t must be labels" in str(seen[0])
+
+
+def test_numerical_gradient_in_two_threads_on_one_network_runs_through():
+    # unsound (both move the same parameters), but no crash: each thread's end of its mark
+    # must not fail on the mark the other took or removed
+    rng = np.random.RandomState(3)
+    x, t = rng.randn(2, 20), _one_hot(rng, 2, 3)
+    net, errors = TwoLayerNet(20, 10, 3), []  # (500 passes each: the threads overlap)
+
+    def run():
+        try:
+            net.numerical_gradient(x, t)
+        except Exception as error:  # noqa: BLE001 -- collected for the assertion
+            errors.append(error)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, inside the passes
+    try:
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == [] and net._checked_for_thread is None

@@ -301,6 +301,36 @@ def test_a_path_that_cannot_be_made_is_refused_before_a_cluster_starts(tmp_path,
     assert started == []
 
 
+def test_a_results_file_that_cannot_be_opened_is_refused_before_a_cluster_starts(
+        tmp_path, monkeypatch):
+    pytest.importorskip("distributed")
+    started = []
+    monkeypatch.setattr(runner, "start_local_cluster", lambda *args: started.append(args))
+
+    def cannot_open(self):
+        raise PermissionError(13, "Permission denied", self.path)
+    monkeypatch.setattr(results_module.ResultsFile, "open", cannot_open)
+    with pytest.raises(PermissionError):
+        run_sweep(Counted(), SPACE, 2, 0, workers=2, progress=False,
+                  results=tmp_path / "r.jsonl")
+    assert started == []
+
+
+def test_a_sweep_that_cannot_reach_its_cluster_leaves_no_file_or_folder_it_made(tmp_path):
+    pytest.importorskip("distributed")
+    # the results file (a symbolic link's new target: the link stays) and the checkpoint
+    # folders, made before the connection, go again; what was there before stays
+    (tmp_path / "link.jsonl").symlink_to(tmp_path / "target.jsonl")
+    (tmp_path / "old").mkdir()
+    for results in ("link.jsonl", "r.jsonl"):
+        with pytest.raises(ConnectionError):
+            run_sweep(Counted(), SPACE, 2, 0, client="tcp://127.0.0.1:1", connect_timeout=1,
+                      progress=False, results=tmp_path / results,
+                      checkpoint_dir=tmp_path / "old" / "new" / "checkpoints")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["link.jsonl", "old"]
+        assert (tmp_path / "link.jsonl").is_symlink() and not list((tmp_path / "old").iterdir())
+
+
 def test_the_example_cli_turns_a_bad_results_path_into_a_usage_error(tmp_path, capsys):
     sys.path.insert(0, str(TESTS.parent / "examples"))
     try:
@@ -363,6 +393,14 @@ def test_unpicklable_train_is_refused_before_a_cluster_starts(tmp_path, monkeypa
     assert started == [] and not (tmp_path / "r.jsonl").exists()
 
 
+def test_without_dask_a_sweep_on_workers_says_dask_is_missing(monkeypatch):
+    # not that the function cannot be pickled: Dask's cloudpickle sends lambdas
+    for module in ("cloudpickle", "distributed"):
+        monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(ImportError, match="dask.distributed"):
+        run_sweep(lambda hyperparameters, seed: {}, SPACE, 2, 0, workers=2, progress=False)
+
+
 def test_the_examples_take_a_seed_numpy_can_use(capsys):
     sys.path.insert(0, str(TESTS.parent / "examples"))
     try:
@@ -400,10 +438,10 @@ def test_the_example_cli_refuses_results_run_with_other_settings(tmp_path, capsy
                                                             "settings": settings},
                        SPACE, settings=settings)
 
-    records, _, ran = run(2, 5)
-    assert len(records) == 2 and ran == 2
-    records, _, ran = run(3, 5)
-    assert len(records) == 3 and ran == 1  # the 2 trials from the file are not counted
+    records, _, fresh = run(2, 5)
+    assert len(records) == 2 and fresh == records
+    records, _, fresh = run(3, 5)
+    assert len(records) == 3 and fresh == records[2:]  # not the 2 trials from the file
     content = (tmp_path / "r.jsonl").read_bytes()
     with pytest.raises(SystemExit) as exited:
         run(4, 6)

@@ -320,7 +320,9 @@ class Network:
             try:
                 return self._loss(x, t, train_flg=True)
             finally:
-                del self._checked_for_thread
+                # (another thread's numerical_gradient may have taken the mark meanwhile:
+                # each then checks every pass, as a loss from another thread does)
+                self.__dict__.pop("_checked_for_thread", None)
         return {key: _numerical_gradient(loss_w, self.params[key])
                 for key, _, _, _ in self._slots}
 

@@ -117,7 +117,7 @@ class ResultsFile:
     def __init__(self, path):
         self.path = os.fspath(path)
         self._fd = self._lock = None
-        self.created = False
+        self._created = None  # the file open() made: a symbolic link's target, not the link
         folder = os.path.dirname(os.path.realpath(self.path))
         if not os.path.isdir(folder):  # else the error would name the lock file
             raise FileNotFoundError(errno.ENOENT, "the results file's folder does not exist",
@@ -141,7 +141,7 @@ class ResultsFile:
             self._fd = os.open(self.path, flags)
         except FileNotFoundError:
             self._fd = os.open(self.path, flags | os.O_CREAT, 0o666)
-            self.created = True
+            self._created = os.path.realpath(self.path)
         size = os.fstat(self._fd).st_size
         if size != self._size:  # possible only where the file system has no locks
             raise OSError(f"results file {self.path!r} changed after it was read: another "
@@ -151,10 +151,16 @@ class ResultsFile:
             os.fsync(self._fd)
 
     def discard(self):
-        """Remove the file if :meth:`open` created it and nothing was appended since."""
-        if self.created and self._fd is not None and os.fstat(self._fd).st_size == 0:
-            os.unlink(self.path)
-            self.created = False
+        """Close the file, and remove it if :meth:`open` created it and nothing was appended
+        since (where the path is a symbolic link, the target it made; the link stays)."""
+        if self._created is None or self._fd is None:
+            return
+        empty = os.fstat(self._fd).st_size == 0
+        os.close(self._fd)  # (Windows removes no open file)
+        self._fd = None
+        if empty:
+            os.unlink(self._created)
+        self._created = None
 
     def append(self, record):
         data = to_json_line(record).encode("utf-8")

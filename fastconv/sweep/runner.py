@@ -4,6 +4,7 @@ The driver (the process that calls :func:`run_sweep`) asks the sampler for each 
 hyperparameters, hands the trial to an executor, and appends each result to the results file
 as it arrives. Workers only run ``train``; they never touch the file, so one process writes it.
 """
+import contextlib
 import hashlib
 import json
 import math
@@ -96,11 +97,11 @@ def _check_arguments(train, n_trials, goal, metric, workers, worker_threads, cli
 def _check_picklable(train):
     """Dask sends ``train`` to the workers with cloudpickle: refuse one that cannot go."""
     try:
-        import cloudpickle as pickler
-    except ImportError:  # no Dask either: that error comes later
-        import pickle as pickler
+        import cloudpickle
+    except ImportError:  # no Dask either: its ImportError comes when the sweep starts it
+        return
     try:
-        pickler.dumps(train)
+        cloudpickle.dumps(train)
     except Exception as error:  # noqa: BLE001 -- pickling can fail in many ways
         raise TypeError(f"train cannot be sent to Dask workers ({type(error).__name__}: "
                         f"{error}); make it picklable, or give workers=0 to run serially"
@@ -295,22 +296,25 @@ def run_sweep(train, space, n_trials, seed=0, *, sampler="random", results=None,
     n_trials = int(n_trials)
     seed = check_seed(seed)
     sampler = make_sampler(sampler, space, n_trials, seed, metric, goal)
-    # the results file's lock is held from here to the end: a second sweep is refused
-    file = None if results is None else ResultsFile(results)
+    file = None
     try:
+        # the results file's lock is held from here to the end: a second sweep is refused
+        file = None if results is None else ResultsFile(results)
         finished = {} if file is None else file.records
         _verify_finished(sampler, finished, n_trials, seed, None if file is None else file.path)
         # the files first: a cluster started before they fail would be left running
-        if checkpoint_dir is not None:
-            os.makedirs(checkpoint_dir, exist_ok=True)
+        made = [] if checkpoint_dir is None else _make_folder(checkpoint_dir)
         if file is not None:
             file.open()
         try:
             executor = _executor(train, sampler, n_trials, workers, client, worker_threads,
                                  connect_timeout)
-        except BaseException:
+        except BaseException:  # no cluster, no trial: what this call made goes again
             if file is not None:
                 file.discard()
+            for folder in made:
+                with contextlib.suppress(OSError):  # (not empty: another process's files)
+                    os.rmdir(folder)
             raise
         try:
             _drive(sampler, executor, file, finished, n_trials, seed, checkpoint_dir, metric,
@@ -321,6 +325,16 @@ def run_sweep(train, space, n_trials, seed=0, *, sampler="random", results=None,
         if file is not None:
             file.close()
     return [finished[trial] for trial in sorted(finished) if trial < n_trials]
+
+
+def _make_folder(path):
+    """``os.makedirs(path, exist_ok=True)``; the folders it made, deepest first."""
+    missing, folder = [], os.path.abspath(os.fspath(path))
+    while not os.path.lexists(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    os.makedirs(path, exist_ok=True)
+    return missing
 
 
 def _drive(sampler, executor, file, finished, n_trials, base_seed, checkpoint_dir, metric,
