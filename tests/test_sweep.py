@@ -312,8 +312,8 @@ def test_a_results_file_that_cannot_be_opened_is_refused_before_a_cluster_starts
     monkeypatch.setattr(results_module.ResultsFile, "open", cannot_open)
     with pytest.raises(PermissionError):
         run_sweep(Counted(), SPACE, 2, 0, workers=2, progress=False,
-                  results=tmp_path / "r.jsonl")
-    assert started == []
+                  results=tmp_path / "r.jsonl", checkpoint_dir=tmp_path / "checkpoints")
+    assert started == [] and not (tmp_path / "checkpoints").exists()
 
 
 def test_a_sweep_that_cannot_reach_its_cluster_leaves_no_file_or_folder_it_made(tmp_path):

@@ -298,18 +298,19 @@ def run_sweep(train, space, n_trials, seed=0, *, sampler="random", results=None,
     sampler = make_sampler(sampler, space, n_trials, seed, metric, goal)
     file = None
     try:
-        # the results file's lock is held from here to the end: a second sweep is refused
-        file = None if results is None else ResultsFile(results)
+        if results is not None:
+            # its lock is held from here to the end: a second sweep is refused
+            file = ResultsFile(results)
         finished = {} if file is None else file.records
         _verify_finished(sampler, finished, n_trials, seed, None if file is None else file.path)
         # the files first: a cluster started before they fail would be left running
         made = [] if checkpoint_dir is None else _make_folder(checkpoint_dir)
-        if file is not None:
-            file.open()
         try:
+            if file is not None:
+                file.open()
             executor = _executor(train, sampler, n_trials, workers, client, worker_threads,
                                  connect_timeout)
-        except BaseException:  # no cluster, no trial: what this call made goes again
+        except BaseException:  # no trial ran: what this call made goes again
             if file is not None:
                 file.discard()
             for folder in made:
