@@ -357,6 +357,32 @@ def test_optuna_sampler_made_for_another_goal_is_refused(tmp_path):
     assert not (tmp_path / "r.jsonl").exists()
 
 
+def test_an_optuna_sampler_object_serves_one_sweep_and_a_new_one_resumes(tmp_path):
+    pytest.importorskip("optuna")
+    path = tmp_path / "r.jsonl"
+
+    def stopped_after_two(hyperparameters, seed):
+        stopped_after_two.calls += 1
+        if stopped_after_two.calls > 2:
+            raise KeyboardInterrupt  # as a Ctrl-C in a notebook would stop the sweep
+        return {"val_acc": hyperparameters["lr"]}
+    stopped_after_two.calls = 0
+    sampler = OptunaSampler(SPACE, 0, "val_acc", "max", in_flight=1)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(stopped_after_two, SPACE, 4, 0, sampler=sampler, metric="val_acc",
+                  workers=0, results=path, progress=False)
+    content = path.read_bytes()
+    with pytest.raises(ValueError, match="has served a run_sweep call already; make a new one"):
+        run_sweep(Counted(), SPACE, 4, 0, sampler=sampler, metric="val_acc", workers=0,
+                  results=path, progress=False)
+    assert path.read_bytes() == content
+    fresh = OptunaSampler(SPACE, 0, "val_acc", "max", in_flight=1)
+    records = run_sweep(lambda hyperparameters, seed: {"val_acc": hyperparameters["lr"]}, SPACE,
+                        4, 0, sampler=fresh, metric="val_acc", workers=0, results=path,
+                        progress=False)
+    assert [r["trial"] for r in records] == [0, 1, 2, 3]
+
+
 def test_a_metric_no_trial_returns_is_warned_about_once():
     with pytest.warns(UserWarning) as caught:
         run_sweep(Counted(), SPACE, 3, 0, metric="val_ac", workers=0, progress=False)

@@ -315,6 +315,10 @@ def make_sampler(sampler, space, n_trials, base_seed, metric, goal):
 def _check_instance(sampler, space, n_trials, base_seed, metric, goal):
     """Refuse a sampler object made for another sweep than the one run_sweep is given."""
     kind = type(sampler).__name__
+    if isinstance(sampler, OptunaSampler) and sampler._asked:
+        # its study holds that call's asks: replaying a results file into it would not match
+        raise ValueError(f"this {kind} has served a run_sweep call already; make a new one "
+                         f"with the same arguments to resume the sweep")
     if isinstance(sampler, GridSampler) and n_trials > sampler.size:
         raise ValueError(f"n_trials={n_trials} is more than the {kind}'s {sampler.size} points")
     settings = [("space", check_space(space), sampler.space)]
