@@ -306,25 +306,20 @@ class Network:
 
         Slow: for checking ``gradient`` on small networks, in float64.
         """
-        passes = 0
-
         def loss_w(_):
-            nonlocal passes
-            passes += 1
-            if passes == 1:
-                return self._loss(x, t, train_flg=True)
-            # each later pass has the first's network, x and t, only a parameter's values
+            loss = self._loss(x, t, train_flg=True)
+            # each later pass has this one's network, x and t, only a parameter's values
             # moved: its checks would pass again, and on the book's 3-sample gradient checks
             # they were a quarter of a pass
             self._checked_for_thread = threading.get_ident()
-            try:
-                return self._loss(x, t, train_flg=True)
-            finally:
-                # (another thread's numerical_gradient may have taken the mark meanwhile:
-                # each then checks every pass, as a loss from another thread does)
-                self.__dict__.pop("_checked_for_thread", None)
-        return {key: _numerical_gradient(loss_w, self.params[key])
-                for key, _, _, _ in self._slots}
+            return loss
+        try:
+            return {key: _numerical_gradient(loss_w, self.params[key])
+                    for key, _, _, _ in self._slots}
+        finally:
+            # (another thread's numerical_gradient may have taken the mark meanwhile, or
+            # dropped it: this one's passes then checked until their next mark)
+            self.__dict__.pop("_checked_for_thread", None)
 
     def accuracy(self, x, t, batch_size=None):
         """Fraction of samples whose top score is the label; every sample counts.
