@@ -54,49 +54,119 @@ def fits(dtype, pooled_by_tiles, conv_h, conv_w):
             and conv_w % 4 == 0 and conv_h > 0 and conv_w > 0)
 
 
-@njit(nogil=True, cache=True)
-def _filter_transform_into(W9, G, U):
-    """U[:, i] (36 cells) = G g G^T for each filter g = W9[i] (9 taps), in float64."""
-    for i in range(W9.shape[0]):
-        g = W9[i]
-        for a in range(6):
-            for b in range(6):
-                total = 0.0
-                for k in range(3):
-                    for m in range(3):
-                        total += G[a, k] * np.float64(g[3 * k + m]) * G[b, m]
-                U[6 * a + b, i] = total
+@njit(nogil=True, cache=True, inline="always")
+def _g_of(a, b, c, k):
+    """G (a, b, c): a/4, -(a + b + c)/6, -(a - b + c)/6, a/24 + b/12 + c/6, a/24 - b/12 +
+    c/6, c."""
+    zero, one, minus_one, quarter, minus_sixth, sixth, twelfth, minus_twelfth, tf = k
+    ac = fma(a, one, c)
+    outer = fma(a, tf, fma(c, sixth, zero))
+    return (fma(a, quarter, zero), fma(fma(b, one, ac), minus_sixth, zero),
+            fma(b, sixth, fma(ac, minus_sixth, zero)), fma(b, twelfth, outer),
+            fma(b, minus_twelfth, outer), c)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _g_transpose_of(v0, v1, v2, v3, v4, v5, k):
+    """G^T (v0..v5), the adjoint of ``_g_of``: v0/4 - (v1 + v2)/6 + (v3 + v4)/24,
+    (v2 - v1)/6 + (v3 - v4)/12, -(v1 + v2)/6 + (v3 + v4)/6 + v5."""
+    zero, one, minus_one, quarter, minus_sixth, sixth, twelfth, minus_twelfth, tf = k
+    s12 = fma(v1, one, v2)
+    s34 = fma(v3, one, v4)
+    return (fma(s34, tf, fma(s12, minus_sixth, fma(v0, quarter, zero))),
+            fma(fma(v4, minus_one, v3), twelfth, fma(fma(v1, minus_one, v2), sixth, zero)),
+            fma(s34, sixth, fma(s12, minus_sixth, v5)))
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _g_constants():
+    f = np.float32
+    return (splat(f(0)), splat(f(1)), splat(f(-1)), splat(f(0.25)), splat(f(-1 / 6)),
+            splat(f(1 / 6)), splat(f(1 / 12)), splat(f(-1 / 12)), splat(f(1 / 24)))
 
 
 @njit(nogil=True, cache=True)
-def _filter_gradient_into(dU, G, dW9):
-    """dW9[i] (9 taps) = G^T dU[:, i] G, the adjoint of ``_filter_transform_into``."""
-    for i in range(dU.shape[1]):
-        for k in range(3):
-            for m in range(3):
-                total = 0.0
-                for a in range(6):
-                    for b in range(6):
-                        total += G[a, k] * np.float64(dU[6 * a + b, i]) * G[b, m]
-                dW9[i, 3 * k + m] = total
+def _filter_transform_into(W9, U, block):
+    """U[c, i] (36 cells) = G g G^T for each filter g = W9[i] (9 taps), 16 filters at a
+    time: block (9, 16) takes their taps, tap by tap."""
+    k = _g_constants()
+    n = W9.shape[0]
+    for i0 in range(0, n, LANES):
+        start = min(i0, n - LANES)  # the last 16 end at the last filter
+        for j in range(LANES):
+            for t in range(9):
+                block[t, j] = W9[start + j, t]
+        # G along each filter row, then along the columns of that
+        r0 = _g_of(load(block[0], 0), load(block[1], 0), load(block[2], 0), k)
+        r1 = _g_of(load(block[3], 0), load(block[4], 0), load(block[5], 0), k)
+        r2 = _g_of(load(block[6], 0), load(block[7], 0), load(block[8], 0), k)
+        for b in range(6):
+            column = _g_of(r0[b], r1[b], r2[b], k)
+            for a in range(6):
+                store(U[6 * a + b], start, column[a])
+
+
+@njit(nogil=True, cache=True)
+def _filter_gradient_into(dU, dW9, block):
+    """dW9[i] (9 taps) = G^T dU[:, i] G, the adjoint of ``_filter_transform_into``, 16
+    filters at a time through block (9, 16)."""
+    k = _g_constants()
+    n = dU.shape[1]
+    for i0 in range(0, n, LANES):
+        start = min(i0, n - LANES)
+        rows = _g_transpose_of(load(dU[0], start), load(dU[1], start), load(dU[2], start),
+                               load(dU[3], start), load(dU[4], start), load(dU[5], start), k)
+        r0, r1, r2 = rows
+        rows = _g_transpose_of(load(dU[6], start), load(dU[7], start), load(dU[8], start),
+                               load(dU[9], start), load(dU[10], start), load(dU[11], start), k)
+        s0, s1, s2 = rows
+        rows = _g_transpose_of(load(dU[12], start), load(dU[13], start), load(dU[14], start),
+                               load(dU[15], start), load(dU[16], start), load(dU[17], start), k)
+        t0, t1, t2 = rows
+        rows = _g_transpose_of(load(dU[18], start), load(dU[19], start), load(dU[20], start),
+                               load(dU[21], start), load(dU[22], start), load(dU[23], start), k)
+        u0, u1, u2 = rows
+        rows = _g_transpose_of(load(dU[24], start), load(dU[25], start), load(dU[26], start),
+                               load(dU[27], start), load(dU[28], start), load(dU[29], start), k)
+        v0, v1, v2 = rows
+        rows = _g_transpose_of(load(dU[30], start), load(dU[31], start), load(dU[32], start),
+                               load(dU[33], start), load(dU[34], start), load(dU[35], start), k)
+        w0, w1, w2 = rows
+        # rows a of dU G^T (r, s, t, u, v, w) by their column m, then G^T down them
+        for m in range(3):
+            taps = _g_transpose_of(r0 if m == 0 else r1 if m == 1 else r2,
+                                   s0 if m == 0 else s1 if m == 1 else s2,
+                                   t0 if m == 0 else t1 if m == 1 else t2,
+                                   u0 if m == 0 else u1 if m == 1 else u2,
+                                   v0 if m == 0 else v1 if m == 1 else v2,
+                                   w0 if m == 0 else w1 if m == 1 else w2, k)
+            for kk in range(3):
+                store(block[3 * kk + m], 0, taps[kk])
+        for j in range(LANES):
+            for t in range(9):
+                dW9[start + j, t] = block[t, j]
 
 
 def filter_transform(W):
-    """U (36, FN, C) = G g G^T for every filter g of W (FN, C, 3, 3), in float64, then
-    float32."""
+    """U (36, FN, C) = G g G^T for every filter g of W (FN, C, 3, 3), in float32."""
     FN, C = W.shape[:2]
-    U = np.empty((CELLS, FN * C))
-    _filter_transform_into(np.ascontiguousarray(W).reshape(FN * C, 9), _G, U)
-    return U.astype(np.float32).reshape(CELLS, FN, C)
+    W9 = np.ascontiguousarray(W, dtype=np.float32).reshape(FN * C, 9)
+    if FN * C < LANES:  # fewer filters than a vector: pad with zeros
+        W9 = np.concatenate([W9, np.zeros((LANES - FN * C, 9), np.float32)])
+    U = np.empty((CELLS, W9.shape[0]), np.float32)
+    _filter_transform_into(W9, U, np.empty((9, LANES), np.float32))
+    return np.ascontiguousarray(U[:, :FN * C]).reshape(CELLS, FN, C)
 
 
 def filter_gradient(dU):
-    """dW (FN*C, 9) = G^T dU G for each column of dU (36, FN, C), in float64, then dU's
-    dtype."""
+    """dW (FN*C, 9) = G^T dU G for each column of dU (36, FN, C), in float32."""
     FN, C = dU.shape[1:]
-    dW = np.empty((FN * C, 9))
-    _filter_gradient_into(np.ascontiguousarray(dU).reshape(CELLS, FN * C), _G, dW)
-    return dW.astype(dU.dtype)
+    cells = np.ascontiguousarray(dU, dtype=np.float32).reshape(CELLS, FN * C)
+    if FN * C < LANES:
+        cells = np.concatenate([cells, np.zeros((CELLS, LANES - FN * C), np.float32)], axis=1)
+    dW = np.empty((cells.shape[1], 9), np.float32)
+    _filter_gradient_into(cells, dW, np.empty((9, LANES), np.float32))
+    return dW[:FN * C]
 
 
 def scratch_sizes(count, C, FN, conv_h, conv_w):
