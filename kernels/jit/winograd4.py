@@ -47,11 +47,16 @@ _G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
                [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
 
 
+# The narrowest output taken: at 8x8 (two tiles a row) the copies between the pooled planes
+# and the tiles' rows, four values each, cost what the smaller products save
+MIN_OUTPUT_WIDTH = 16
+
+
 def fits(dtype, pooled_by_tiles, conv_h, conv_w):
     """Whether a layer runs by F(4x4, 3x3): float32, a 2x2 stride-2 pool whose windows tile
-    the output, and an output of whole 4x4 tiles."""
+    the output, and an output of whole 4x4 tiles, MIN_OUTPUT_WIDTH wide or more."""
     return (np.dtype(dtype) == np.float32 and pooled_by_tiles and conv_h % 4 == 0
-            and conv_w % 4 == 0 and conv_h > 0 and conv_w > 0)
+            and conv_w % 4 == 0 and conv_h > 0 and conv_w >= MIN_OUTPUT_WIDTH)
 
 
 @njit(nogil=True, cache=True, inline="always")
