@@ -581,8 +581,8 @@ def forward_part(x, W, stride, pad, epilogue):
             winograd = _winograd_operands(x, W, geometry)
     direct = (None if winograd is not None or winograd4_operands is not None
               else _direct_operands(x, Wm, geometry, epilogue))
-    background_compile.start(x.dtype, _backward_loop_after(
-        x, Wm, geometry, epilogue, winograd or winograd4_operands, direct))
+    background_compile.start(x.dtype, "winograd4" if winograd4_operands is not None else
+                             _backward_loop_after(x, Wm, geometry, epilogue, winograd, direct))
     run = _chunk_loop(_forward_chunks)
 
     def part(lo, hi):
@@ -648,7 +648,8 @@ def backward_part(x, W, stride, pad, need_dx, prologue):
         x, Wm, geometry, kind == GRADIENT_RELU_POOL  # gradient_rows_split, from Python
         and _windows_are_tiles(pool, *geometry[4:])))
     gather = direct and gathers(kind == GRADIENT_RELU_POOL, geometry[1])
-    background_compile.finish(x.dtype, "winograd" if winograd is not None else
+    background_compile.finish(x.dtype, "winograd4" if winograd4_operands is not None else
+                              "winograd" if winograd is not None else
                               "gather" if gather else "direct" if direct else "im2col")
     run = _chunk_loop(_backward_chunks)
 

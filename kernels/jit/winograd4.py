@@ -359,7 +359,7 @@ def _pad_rows(x, n0, count, c, pad, th, tw, padded, edge):
     return bad
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def input_transform(x, n0, count, pad, th, tw, V, padded, edge, rows):
     """V[6i + j, c, q] = (B^T d B)[i, j] of every tile d of images n0..n0+count-1 of x (N,
     C, 4*th + 2 - 2*pad, 4*tw + 2 - 2*pad), padded by pad. True when the images hold a value
@@ -439,7 +439,7 @@ def input_transform(x, n0, count, pad, th, tw, V, padded, edge, rows):
     return bad or any_nonzero(seen)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def pooled_output_tiles(M, n0, count, th, tw, b, out, argmax, with_argmax, cells, windows):
     """out[n0 + n, f, 2ty + wy, 2tx + wx] = the 2x2 stride-2 max pool of relu(conv + b)
     over window (wy, wx) of tile (ty, tx), from the tiles' products M (36, FN, ...); argmax
@@ -527,7 +527,7 @@ def _pool_window(top_left, top_right, bottom_left, bottom_right, bias, nan_seen,
     return best, where_ne(top_left, best, outer, zero), nan_seen
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def pooled_gradient_tiles(dout, out, argmax, n0, count, th, tw, dM, db, cells, windows):
     """dM (36, FN, ...) = A dY A^T for every tile of images n0..n0+count-1 of a conv ->
     ReLU -> 2x2 stride-2 pool: each window's gradient (dout where the pooled output is not
@@ -611,7 +611,7 @@ def pooled_gradient_tiles(dout, out, argmax, n0, count, th, tw, dM, db, cells, w
     return bad
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def input_transform_adjoint(dV, n0, count, pad, th, tw, dx, padded, edge, rows):
     """dx[n0 + n] (C, H, W) for n < count = the adjoint of ``input_transform`` applied to
     dV (36, C, ...): each pixel sums what the tiles it fed give back, in an order fixed by
