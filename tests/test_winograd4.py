@@ -215,8 +215,8 @@ def test_a_value_that_is_not_finite_reaches_what_im2col_reaches(where, value):
 
 
 def test_float64_and_other_layers_keep_their_paths():
-    """float64 (the book's numbers), an output of half tiles, no pool or another pool, and an
-    8x8 output (narrower than MIN_OUTPUT_WIDTH) do not take F(4x4, 3x3)."""
+    """float64 (the book's numbers), an output of half tiles, no pool or another pool, and a
+    4x4 output (narrower than MIN_OUTPUT_WIDTH) do not take F(4x4, 3x3)."""
     def takes(x, pool=POOL, W=None):
         W = np.zeros((4, x.shape[1], 3, 3), x.dtype) if W is None else W
         geometry = (3, 3, 1, 1) + tuple(np.array(x.shape[2:]))
@@ -225,7 +225,8 @@ def test_float64_and_other_layers_keep_their_paths():
     assert not takes(np.zeros((2, 8, 16, 16), np.float64))
     assert not takes(np.zeros((2, 8, 14, 14), np.float32))
     assert not takes(np.zeros((2, 8, 16, 16), np.float32), pool=None)
-    assert not takes(np.zeros((2, 8, 8, 8), np.float32))
+    assert takes(np.zeros((2, 8, 8, 8), np.float32))
+    assert not takes(np.zeros((2, 8, 4, 4), np.float32))
     assert not takes(np.zeros((2, 4, 16, 16), np.float32))  # fewer than 8 channels
 
 
