@@ -14,7 +14,6 @@ from fastconv.kernels.reference import winograd4 as twin
 
 from test_kernels import assert_all_close, assert_close
 from test_pipeline import part_path, recording_choices
-from test_threads import run_with_threads  # noqa: F401 (a fixture)
 
 SETTINGS = settings(max_examples=30, deadline=None)
 POOL = (2, 2, 2, 0)
@@ -231,7 +230,7 @@ def test_float64_and_other_layers_keep_their_paths():
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")
-def test_one_thread_equals_two(run_with_threads):  # noqa: F811 (the fixture)
+def test_one_thread_equals_two(run_with_threads):
     rng, x, W, b = operands((16, 8, 16, 16), 12, 7)
 
     def block():

@@ -22,8 +22,8 @@ Layout, per chunk of `count` images whose conv output is 4*th x 4*tw:
 - ``rows`` (6, 16 + Hp*Lp + 16): B^T along the tiles' columns for each padded row y, at 16 +
   y*Lp, Lp > L a multiple of 16, so that vectors past L fall into a row's own margin.
 
-The kernels here are unchecked: the pipeline gives them arrays of the sizes ``scratch``
-says. Their twin is the convolution itself (``reference.conv_relu_pool_*``), and
+The kernels here are unchecked: the pipeline gives them arrays of the sizes
+``scratch_sizes`` says. Their twin is the convolution itself (``reference.conv_relu_pool_*``), and
 ``fastconv.kernels.reference.winograd4`` has the transforms alone.
 """
 import numpy as np
@@ -113,6 +113,14 @@ def _filter_transform_into(W9, U, block):
                 store(U[6 * a + b], start, column[a])
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _cell_row_adjoint(dU, a, start, k):
+    """G^T along row a of the 6x6 cells of 16 filters' dU, from filter start on."""
+    return _g_transpose_of(load(dU[6 * a], start), load(dU[6 * a + 1], start),
+                           load(dU[6 * a + 2], start), load(dU[6 * a + 3], start),
+                           load(dU[6 * a + 4], start), load(dU[6 * a + 5], start), k)
+
+
 @njit(nogil=True, cache=True)
 def _filter_gradient_into(dU, dW9, block):
     """dW9[i] (9 taps) = G^T dU[:, i] G, the adjoint of ``_filter_transform_into``, 16
@@ -121,34 +129,19 @@ def _filter_gradient_into(dU, dW9, block):
     n = dU.shape[1]
     for i0 in range(0, n, LANES):
         start = min(i0, n - LANES)
-        rows = _g_transpose_of(load(dU[0], start), load(dU[1], start), load(dU[2], start),
-                               load(dU[3], start), load(dU[4], start), load(dU[5], start), k)
-        r0, r1, r2 = rows
-        rows = _g_transpose_of(load(dU[6], start), load(dU[7], start), load(dU[8], start),
-                               load(dU[9], start), load(dU[10], start), load(dU[11], start), k)
-        s0, s1, s2 = rows
-        rows = _g_transpose_of(load(dU[12], start), load(dU[13], start), load(dU[14], start),
-                               load(dU[15], start), load(dU[16], start), load(dU[17], start), k)
-        t0, t1, t2 = rows
-        rows = _g_transpose_of(load(dU[18], start), load(dU[19], start), load(dU[20], start),
-                               load(dU[21], start), load(dU[22], start), load(dU[23], start), k)
-        u0, u1, u2 = rows
-        rows = _g_transpose_of(load(dU[24], start), load(dU[25], start), load(dU[26], start),
-                               load(dU[27], start), load(dU[28], start), load(dU[29], start), k)
-        v0, v1, v2 = rows
-        rows = _g_transpose_of(load(dU[30], start), load(dU[31], start), load(dU[32], start),
-                               load(dU[33], start), load(dU[34], start), load(dU[35], start), k)
-        w0, w1, w2 = rows
-        # rows a of dU G^T (r, s, t, u, v, w) by their column m, then G^T down them
-        for m in range(3):
-            taps = _g_transpose_of(r0 if m == 0 else r1 if m == 1 else r2,
-                                   s0 if m == 0 else s1 if m == 1 else s2,
-                                   t0 if m == 0 else t1 if m == 1 else t2,
-                                   u0 if m == 0 else u1 if m == 1 else u2,
-                                   v0 if m == 0 else v1 if m == 1 else v2,
-                                   w0 if m == 0 else w1 if m == 1 else w2, k)
-            for kk in range(3):
-                store(block[3 * kk + m], 0, taps[kk])
+        r0, r1, r2 = _cell_row_adjoint(dU, 0, start, k)
+        s0, s1, s2 = _cell_row_adjoint(dU, 1, start, k)
+        t0, t1, t2 = _cell_row_adjoint(dU, 2, start, k)
+        u0, u1, u2 = _cell_row_adjoint(dU, 3, start, k)
+        v0, v1, v2 = _cell_row_adjoint(dU, 4, start, k)
+        w0, w1, w2 = _cell_row_adjoint(dU, 5, start, k)
+        # then G^T down each of the three columns: taps (0, m), (1, m), (2, m)
+        for m, column in enumerate((_g_transpose_of(r0, s0, t0, u0, v0, w0, k),
+                                    _g_transpose_of(r1, s1, t1, u1, v1, w1, k),
+                                    _g_transpose_of(r2, s2, t2, u2, v2, w2, k))):
+            store(block[m], 0, column[0])
+            store(block[3 + m], 0, column[1])
+            store(block[6 + m], 0, column[2])
         for j in range(LANES):
             for t in range(9):
                 dW9[start + j, t] = block[t, j]
@@ -263,8 +256,7 @@ def _a_transpose(m0, m1, m2, m3, m4, m5, k):
 def _a(y0, y1, y2, y3, k):
     """A (y0..y3), the adjoint of ``_a_transpose``: y0, y0 + y1 + y2 + y3,
     y0 - y1 + y2 - y3, y0 + 2y1 + 4y2 + 8y3, y0 - 2y1 + 4y2 - 8y3, y3."""
-    one, minus_one, two, minus_two, four, eight, minus_eight = (k[0], k[1], k[2], k[3], k[4],
-                                                                k[7], k[8])
+    one, minus_one, two, minus_two, four = k[0], k[1], k[2], k[3], k[4]
     even = fma(y2, one, y0)
     odd = fma(y3, one, y1)
     even4 = fma(y2, four, y0)
@@ -454,7 +446,7 @@ def pooled_output_tiles(M, n0, count, th, tw, b, out, argmax, with_argmax, cells
     plane = 4 * th * tw
     flat_out, flat_argmax = out.reshape(-1), argmax.reshape(-1)
     k = _constants()
-    zero, one, two = splat(np.float32(0)), k[0], k[2]
+    zero = splat(np.float32(0))
     nan_seen = zero
     for f in range(FN):
         bias = splat(b[f])
