@@ -27,7 +27,8 @@ The kernels here are unchecked: the pipeline gives them arrays of the sizes
 ``fastconv.kernels.reference.winograd4`` has the transforms alone.
 """
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from .blas import gemm
 from .compile_options import HELPER_INLINE
@@ -265,56 +266,61 @@ def _a(y0, y1, y2, y3, k):
             fma(odd2, minus_two, even4), y3)
 
 
+def _read16(src, at):
+    """src[at:at + 16] as a float32 vector, an int64 src converted."""
+    return src[at:at + LANES].astype(np.float32)
+
+
+def _read8(src, at):
+    """src[at:at + 8] as a float32 vector of ``load8``'s type, an int64 src converted."""
+    return src[at:at + 8].astype(np.float32)
+
+
+def _write(dst, to, vector):
+    """dst[to:to + lanes] = vector, truncated where dst is int64."""
+    dst[to:to + len(vector)] = vector
+
+
+@overload(_read16)
+def _read16_typed(src, at):
+    if src.dtype == types.int64:
+        return lambda src, at: ints_as_float32(src, at)
+    return lambda src, at: load(src, at)
+
+
+@overload(_read8)
+def _read8_typed(src, at):
+    if src.dtype == types.int64:
+        return lambda src, at: ints_as_float32_8(src, at)
+    return lambda src, at: load8(src, at)
+
+
+@overload(_write)
+def _write_typed(dst, to, vector):
+    if dst.dtype == types.int64:
+        return lambda dst, to, vector: store_as_int(dst, to, vector)
+    if vector.lanes == LANES:
+        return lambda dst, to, vector: store(dst, to, vector)
+    return lambda dst, to, vector: store8(dst, to, vector)
+
+
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
 def _copy_run(src, at, dst, to, length):
-    """dst[to:to + length] = src[at:at + length], by vectors, the last one ending at the
-    run's end over part of the one before (nothing read or written outside the run)."""
+    """dst[to:to + length] = src[at:at + length] (float32 or, either side, int64 of small
+    whole numbers), by vectors, the last one ending at the run's end over part of the one
+    before: nothing is read or written outside the run."""
     if length >= LANES:
         for i in range(0, length - LANES, LANES):
-            store(dst, to + i, load(src, at + i))
+            _write(dst, to + i, _read16(src, at + i))
         i = length - LANES
-        store(dst, to + i, load(src, at + i))
+        _write(dst, to + i, _read16(src, at + i))
     elif length >= 8:
-        store8(dst, to, load8(src, at))
+        _write(dst, to, _read8(src, at))
         i = length - 8
-        store8(dst, to + i, load8(src, at + i))
+        _write(dst, to + i, _read8(src, at + i))
     else:
         for i in range(length):
             dst[to + i] = src[at + i]
-
-
-@njit(nogil=True, cache=True, inline=HELPER_INLINE)
-def _copy_run_as_int(src, at, ints, to, length):
-    """ints[to:to + length] = src[at:at + length] (small whole numbers), as ``_copy_run``."""
-    if length >= LANES:
-        for i in range(0, length - LANES, LANES):
-            store_as_int(ints, to + i, load(src, at + i))
-        i = length - LANES
-        store_as_int(ints, to + i, load(src, at + i))
-    elif length >= 8:
-        store_as_int(ints, to, load8(src, at))
-        i = length - 8
-        store_as_int(ints, to + i, load8(src, at + i))
-    else:
-        for i in range(length):
-            ints[to + i] = np.intp(src[at + i])
-
-
-@njit(nogil=True, cache=True, inline=HELPER_INLINE)
-def _copy_run_as_float(ints, at, dst, to, length):
-    """dst[to:to + length] = ints[at:at + length] (int64) as float32, as ``_copy_run``."""
-    if length >= LANES:
-        for i in range(0, length - LANES, LANES):
-            store(dst, to + i, ints_as_float32(ints, at + i))
-        i = length - LANES
-        store(dst, to + i, ints_as_float32(ints, at + i))
-    elif length >= 8:
-        store8(dst, to, ints_as_float32_8(ints, at))
-        i = length - 8
-        store8(dst, to + i, ints_as_float32_8(ints, at + i))
-    else:
-        for i in range(length):
-            dst[to + i] = np.float32(ints[at + i])
 
 
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
@@ -495,7 +501,7 @@ def pooled_output_tiles(M, n0, count, th, tw, b, out, argmax, with_argmax, cells
                     to = ((n0 + n) * FN + f) * plane + (2 * ty + wy) * 2 * tw
                     _copy_run(windows[wy], 2 * q0, flat_out, to, 2 * tw)
                     if with_argmax:
-                        _copy_run_as_int(windows[2 + wy], 2 * q0, flat_argmax, to, 2 * tw)
+                        _copy_run(windows[2 + wy], 2 * q0, flat_argmax, to, 2 * tw)
     return not any_nonzero(nan_seen)
 
 
@@ -552,7 +558,7 @@ def pooled_gradient_tiles(dout, out, argmax, n0, count, th, tw, dM, db, cells, w
                     at = ((n0 + n) * FN + f) * plane + (2 * ty + wy) * 2 * tw
                     _copy_run(flat_dout, at, windows[wy], 2 * q0, 2 * tw)
                     _copy_run(flat_out, at, windows[2 + wy], 2 * q0, 2 * tw)
-                    _copy_run_as_float(flat_argmax, at, windows[4 + wy], 2 * q0, 2 * tw)
+                    _copy_run(flat_argmax, at, windows[4 + wy], 2 * q0, 2 * tw)
         # each window's gradient at its index in the tile's 4x4 gradient dY: cells[4a + b]
         for wy in range(2):
             grads, kept, indices = windows[wy], windows[2 + wy], windows[4 + wy]
