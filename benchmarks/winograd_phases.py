@@ -15,6 +15,10 @@ phases in the pipeline's order, so a phase finds the batch's arrays where the ph
 it left them, as in a training step: the input adjoint, for one, writes an input gradient of
 5 MB (float32, 100 images of 16x28x28) that the other phases have pushed out of the caches.
 
+In float32 the three pooled layers now run by F(4x4, 3x3) in a training step
+(``kernels/jit/winograd4.py``); this script times their F(2x2, 3x3) phases, what
+``FASTCONV_WINOGRAD4=0`` runs.
+
 Not an asv suite: it imports nothing heavy at module level.
 """
 import argparse

@@ -35,6 +35,22 @@ def blobs(n_train, n_test, features, classes=3, seed=0):
 
 
 @pytest.fixture
+def run_with_threads():
+    """run(n, fn): fn() with n Numba threads, the count before restored after."""
+    import numba
+    before = numba.get_num_threads()
+
+    def run(n, fn):
+        numba.set_num_threads(n)
+        try:
+            return fn()
+        finally:
+            numba.set_num_threads(before)
+
+    return run
+
+
+@pytest.fixture
 def numpy_backend():
     with backend("numpy"):
         yield

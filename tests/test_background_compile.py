@@ -16,13 +16,14 @@ SETUP = textwrap.dedent("""\
 
     background_compile._usable_cpus = lambda: 2  # tested on one-CPU machines too
 
-    def block(dtype, kernels=fused, channels=2, direct=False, pooled=True):
+    def block(dtype, kernels=fused, channels=2, direct=False, pooled=True, size=6):
         # the backward pass of a fused conv block, after its forward pass; by im2col with 2
-        # channels, by Winograd with 8 in float64; direct: 1 channel and 5 filters over 8x8
-        # outputs (16x16 in float32, whose vectors are twice as long), with no input
-        # gradient, whose weight gradient is summed directly, or behind the pool gathered
+        # channels, by Winograd with 8 in float64 (F(4x4, 3x3) in float32 at 16x16); direct:
+        # 1 channel and 5 filters over 8x8 outputs (16x16 in float32, whose vectors are twice
+        # as long), with no input gradient, whose weight gradient is summed directly, or
+        # behind the pool gathered
         rng = np.random.default_rng(0)
-        size, filters = ((16 if dtype == np.float32 else 8), 5) if direct else (6, 4)
+        size, filters = ((16 if dtype == np.float32 else 8), 5) if direct else (size, 4)
         x = rng.standard_normal((3, channels, size, size)).astype(dtype)
         W = rng.standard_normal((filters, channels, 3, 3)).astype(dtype)
         b = rng.standard_normal(filters).astype(dtype)
@@ -52,7 +53,8 @@ def _run(tmp_path, code):
 
 @pytest.mark.parametrize("loop, channels, dtype", [
     ("im2col", 2, "float64"), ("winograd", 8, "float64"), ("direct", 1, "float32"),
-    ("gather", 1, "float64")])  # direct with no pool; behind one, gathered
+    ("gather", 1, "float64"), ("winograd4", 8, "float32")])  # direct with no pool; behind
+# one, gathered
 def test_the_first_backward_pass_adopts_the_helpers_loop_with_the_same_bits(tmp_path, loop,
                                                                            channels, dtype):
     # A forked child does not own the helper and compiles the loop itself; its gradients are
@@ -60,11 +62,14 @@ def test_the_first_backward_pass_adopts_the_helpers_loop_with_the_same_bits(tmp_
     from fastconv.kernels.jit import pipeline, simd
     if loop in ("direct", "gather") and not (simd.FULL_WIDTH and pipeline.DIRECT_CONV):
         pytest.skip("layers run directly only where compiled code has 512-bit vectors")
-    setup = (f"        LOOP = getattr(pipeline, background_compile.LOOPS['{loop}'])\n"
+    if loop == "winograd4" and not pipeline.WINOGRAD4:
+        pytest.skip("F(4x4, 3x3) runs only where compiled code has 512-bit vectors")
+    setup = (f"        LOOP = background_compile._backward_loop('{loop}')\n"
              f"        CHANNELS, DIRECT = {channels}, {loop in ('direct', 'gather')}\n"
-             f"        DTYPE, POOLED = np.{dtype}, {loop != 'direct'}\n")
+             f"        DTYPE, POOLED = np.{dtype}, {loop != 'direct'}\n"
+             f"        SIZE = {16 if loop == 'winograd4' else 6}\n")
     printed = _run(tmp_path, setup + """\
-        backward = block(DTYPE, channels=CHANNELS, direct=DIRECT, pooled=POOLED)
+        backward = block(DTYPE, channels=CHANNELS, direct=DIRECT, pooled=POOLED, size=SIZE)
         print(list(background_compile._pending))
         child = os.fork()
         if child == 0:
@@ -88,7 +93,7 @@ def test_the_first_backward_pass_adopts_the_helpers_loop_with_the_same_bits(tmp_
     assert printed == [f"['{loop}-{code}']", f"['{loop}-{code}']", "0", "True"]
     # the adopted loop was saved to the cache: the next process loads it, with no helper
     printed = _run(tmp_path, setup + """\
-        backward = block(DTYPE, channels=CHANNELS, direct=DIRECT, pooled=POOLED)
+        backward = block(DTYPE, channels=CHANNELS, direct=DIRECT, pooled=POOLED, size=SIZE)
         backward()
         print(background_compile._pending, background_compile.adopted,
               sum(LOOP.stats.cache_hits.values()))

@@ -7,10 +7,10 @@ from numba.core.registry import CPUDispatcher
 
 # by import_module: the package's own names im2col and col2im are the functions
 (compile_options, elementwise, epilogues, im2col, pipeline, pool, weight_gradient,
- winograd) = MODULES = tuple(
+ winograd, winograd4) = MODULES = tuple(
     importlib.import_module(f"fastconv.kernels.jit.{name}")
     for name in ("compile_options", "elementwise", "epilogues", "im2col", "pipeline", "pool",
-                 "weight_gradient", "winograd"))
+                 "weight_gradient", "winograd", "winograd4"))
 
 
 @pytest.mark.parametrize("version, release", [("0.68.1", (0, 68)), ("0.58.1", (0, 58)),
@@ -57,7 +57,8 @@ def _helpers_of(kernel, found):
 
 CHUNK_LOOPS = (pipeline._forward_chunks, pipeline._direct_forward_chunks,
                pipeline._backward_chunks, pipeline._winograd_forward_chunks,
-               pipeline._winograd_backward_chunks)
+               pipeline._winograd_backward_chunks, winograd4.forward_chunks,
+               winograd4.backward_chunks)
 
 
 @pytest.mark.parametrize("loop", CHUNK_LOOPS, ids=lambda loop: loop.py_func.__name__)
@@ -67,7 +68,9 @@ def test_every_helper_of_the_chunk_loops_follows_the_release_setting(loop):
     # float32 Winograd input transform 4x slower (see compile_options). Helpers with
     # fastmath flags of their own cannot be typed in and stay the exception.
     helpers = _helpers_of(loop, set())
-    assert im2col._pad_images in helpers, "the walk missed a helper that every loop calls"
+    # a helper that every loop calls, so that a walk that missed the helpers fails
+    assert (winograd4.input_transform if loop.py_func.__module__ == winograd4.__name__
+            else im2col._pad_images) in helpers, "the walk missed the loop's helpers"
     on_their_own = sorted(
         f"{helper.py_func.__module__}.{helper.py_func.__name__}" for helper in helpers
         if helper.targetoptions.get("inline", "never") not in (compile_options.HELPER_INLINE,

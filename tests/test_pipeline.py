@@ -12,7 +12,7 @@ from fastconv.kernels.jit import blas, pipeline
 from fastconv.kernels.shapes import conv_output_hw
 
 from test_kernels import assert_all_close, assert_close, block_geometry, conv_operands
-from test_threads import all_kernels, run_with_threads  # noqa: F401 (a fixture)
+from test_threads import all_kernels
 
 # the compiled path links against the bound BLAS: without one, LLVM would abort the process
 PATHS = st.sampled_from(["compiled", "python"] if blas.AVAILABLE else ["python"])

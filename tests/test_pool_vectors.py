@@ -153,3 +153,35 @@ def test_shuffles_and_selects_compiled_mean_what_they_do_as_python():
         zeros = np.zeros(2 * lanes, dtype)
         assert compiled(zeros, zeros[:lanes].copy(), np.zeros(7 * lanes, dtype),
                         np.zeros(lanes + 2, np.int64)) == (False, False)
+
+
+def test_interleaves_and_int_loads_compiled_mean_what_they_do_as_python():
+    """simd.interleave_low/high undo evens/odds, and ints_as_float32(_8) convert an int64
+    run, compiled and as NumPy (``winograd4``'s copies between tiles and pooled planes)."""
+    @numba.njit
+    def interleaved(a, out):
+        lanes = a.size // 2
+        x, y = simd.load(a, 0), simd.load(a, lanes)
+        evens, odds = simd.evens(x, y), simd.odds(x, y)
+        simd.store(out, 0, simd.interleave_low(evens, odds))
+        simd.store(out, lanes, simd.interleave_high(evens, odds))
+
+    @numba.njit
+    def converted(ints, out):
+        simd.store(out, 0, simd.ints_as_float32(ints, 1))
+        simd.store8(out, 16, simd.ints_as_float32_8(ints, 2))
+
+    ints = np.arange(-3, 20, dtype=np.int64)
+    for dtype in (np.float32, np.float64):
+        lanes = simd.LANES[np.dtype(dtype)]
+        a = (np.arange(2 * lanes) * 1.5 - 7).astype(dtype)
+        for run in (interleaved, interleaved.py_func):
+            out = np.zeros(2 * lanes, dtype)
+            run(a, out)
+            np.testing.assert_array_equal(out, a)
+    for run in (converted, converted.py_func):
+        out = np.zeros(32, np.float32)
+        run(ints, out)
+        np.testing.assert_array_equal(out[:16], ints[1:17])
+        np.testing.assert_array_equal(out[16:24], ints[2:10])
+        assert (out[24:] == 0).all()

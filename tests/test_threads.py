@@ -6,20 +6,6 @@ import pytest
 from fastconv.kernels import jit
 
 
-@pytest.fixture
-def run_with_threads():
-    before = numba.get_num_threads()
-
-    def run(n, fn):
-        numba.set_num_threads(n)
-        try:
-            return fn()
-        finally:
-            numba.set_num_threads(before)
-
-    return run
-
-
 def all_kernels(dtype):
     """One call of every kernel at a DeepConvNet-like shape, big enough to split across threads."""
     rng = np.random.default_rng(7)

@@ -18,9 +18,11 @@ DTYPES = st.sampled_from([np.float32, np.float64])
 
 
 def every_3x3_by_winograd():
-    """Every 3x3 stride-1 conv takes the Winograd path, whatever its channels;
-    yields a list of each call's choice (True: Winograd)."""
-    return recording_choices("_winograd_operands", {(pipeline, "WINOGRAD_MIN_CHANNELS"): 1})
+    """Every 3x3 stride-1 conv takes the Winograd F(2x2, 3x3) path, whatever its channels
+    (F(4x4, 3x3) off: test_winograd4.py has it); yields a list of each call's choice (True:
+    Winograd)."""
+    return recording_choices("_winograd_operands", {(pipeline, "WINOGRAD_MIN_CHANNELS"): 1,
+                                                    (pipeline, "WINOGRAD4"): False})
 
 
 @st.composite

@@ -37,8 +37,8 @@ SWITCH = "FASTCONV_BACKGROUND_COMPILE"
 WAIT_SECONDS = 120
 PAYLOAD = "backward.pkl"
 LOOPS = {"im2col": "_backward_chunks", "winograd": "_winograd_backward_chunks",
-         "direct": "_direct_backward_chunks",
-         "gather": "_gathered_backward_chunks"}  # in pipeline
+         "direct": "_direct_backward_chunks", "gather": "_gathered_backward_chunks",
+         "winograd4": "winograd4.backward_chunks"}  # in pipeline
 
 _lock = threading.Lock()
 # keys "<loop>-<dtype char>", e.g. "im2col-f", "winograd-d"
@@ -60,7 +60,10 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
 
 def _backward_loop(name):
     from . import pipeline
-    return getattr(pipeline, LOOPS[name])
+    loop = pipeline
+    for part in LOOPS[name].split("."):
+        loop = getattr(loop, part)
+    return loop
 
 
 def _key(dtype, loop):
@@ -115,8 +118,8 @@ def _spawn(dtype, loop):
 
 def start(dtype, loop="im2col"):
     """Called before a forward pass whose backward pass will run loop ("im2col",
-    "winograd", "direct" or "gather") in dtype: the first time, starts the helper if it
-    pays."""
+    "winograd", "winograd4", "direct" or "gather") in dtype: the first time, starts the
+    helper if it pays."""
     key = _key(dtype, loop)
     if key in _decided:
         return
@@ -200,13 +203,15 @@ def _compile_backward(name, dtype, folder, parent):
     from . import pipeline
     from .fused import conv_relu_backward, conv_relu_pool_backward
     dtype = np.dtype(dtype)
-    # the tiny pass takes the loop asked for: Winograd for a 3x3 stride-1 conv of 1 channel;
-    # for 5 filters over 8x8 outputs with no input gradient (the parent asks for these only
-    # where its own forward pass ran directly), the direct gradient with no pool, or gathered
-    # behind one; or neither
-    pipeline.WINOGRAD_MIN_CHANNELS = 1 if name == "winograd" else sys.maxsize
+    # the tiny pass takes the loop asked for: Winograd for a 3x3 stride-1 conv of 1 channel,
+    # F(4x4, 3x3) where its pooled output is of whole 4x4 tiles; for 5 filters over 8x8
+    # outputs with no input gradient (the parent asks for these only where its own forward
+    # pass ran directly), the direct gradient with no pool, or gathered behind one; or neither
+    pipeline.WINOGRAD_MIN_CHANNELS = 1 if name in ("winograd", "winograd4") else sys.maxsize
+    pipeline.WINOGRAD4 = pipeline.WINOGRAD4 and name == "winograd4"
+    pipeline.winograd4.MIN_OUTPUT_WIDTH = 4
     direct = name in ("direct", "gather")
-    size, filters = (10, 5) if direct else (4, 1)
+    size, filters = (10, 5) if direct else (6, 1) if name == "winograd4" else (4, 1)
     images = np.zeros((1, 1, size, size), dtype)
     weights = np.zeros((filters, 1, 3, 3), dtype)
     if name == "direct":

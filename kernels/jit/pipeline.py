@@ -19,6 +19,10 @@ epilogue, and the adjoints backward. A part that meets a value that is not finit
 im2col (see ``winograd``). Its forward pass takes a 2x2 pool that tiles the output, or no
 pool, as the direct one does (``pool_tiles_or_none``).
 
+In float32, such a conv under a 2x2 stride-2 pool whose output is of whole 4x4 tiles runs by
+Winograd F(4x4, 3x3) instead (``winograd4``): 0.56x the transformed data and products per
+output, at a larger rounding.
+
 The forward pass of a stride-1 conv of up to 4 channels that does not run by Winograd is
 computed directly where the CPU has AVX-512 (``direct``, ``_direct_forward_chunks``): no
 im2col matrix, the same rows for the same pool; a part whose pool meets a NaN reruns by
@@ -37,7 +41,7 @@ import numpy as np
 from numba import njit
 
 from ..shapes import conv_output_hw
-from . import background_compile, blas, recycle, simd
+from . import background_compile, blas, recycle, simd, winograd4
 from .blas import gemm
 from .compile_options import HELPER_INLINE
 from .direct import direct_rows, direct_weights, holds_blocks, shifted_size
@@ -95,6 +99,12 @@ DOT_MIN_COLUMNS_FLOAT32 = 8
 # Winograd there too took the float32 DeepConvNet step from 39.0-40.8 to 35.2-37.2 ms
 # (three alternating pairs).
 WINOGRAD_MIN_CHANNELS = 8
+# F(4x4, 3x3) (winograd4.py) where it fits: float32 pooled layers of whole 4x4 tiles, where
+# the CPU has AVX-512 (its transforms keep 16-lane vectors). FASTCONV_WINOGRAD4=0 turns it off.
+# Its chunk of transformed tiles is 512 KB: each phase of DeepConvNet's pooled layers took
+# 0.8-1.0x the time at 512 KB against 256 KB (the products 0.8x), 1 MB lost again (one thread).
+WINOGRAD4 = os.environ.get("FASTCONV_WINOGRAD4", "1") != "0" and simd.FULL_WIDTH
+WINOGRAD4_CHUNK_BYTES = 1 << 19
 # The forward pass of a stride-1 conv of few channels that does not run by Winograd is
 # computed directly (direct.py) where compiled code has 512-bit registers (the direct blocks
 # keep 18 vectors in them; AVX2's 16 would spill), and where its output is pooled by tiles
@@ -457,6 +467,32 @@ def _winograd_operands(x, W, geometry):
                            WINOGRAD_CHUNK_BYTES)
 
 
+def _winograd4_operands(x, W, geometry, pooled_by_tiles):
+    """(U, images per chunk) where the layer runs by Winograd F(4x4, 3x3), else None."""
+    FH, FW, stride, _, conv_h, conv_w = geometry
+    C = x.shape[1]
+    if (not WINOGRAD4 or (FH, FW, stride) != (3, 3, 1) or C < WINOGRAD_MIN_CHANNELS
+            or not winograd4.fits(x.dtype, pooled_by_tiles, conv_h, conv_w)):
+        return None
+    U = winograd4.filter_transform(W)
+    if not np.isfinite(U).all():
+        return None
+    return U, chunk_images(winograd4.CELLS * C * (conv_h // 4) * (conv_w // 4) * x.itemsize,
+                           conv_h * conv_w, WINOGRAD4_CHUNK_BYTES)
+
+
+def _winograd4_scratch(x, FN, geometry, chunk):
+    """This thread's buffers for a F(4x4, 3x3) chunk (``winograd4.scratch_sizes``)."""
+    V, M, padded, edge, rows, cells, windows = winograd4.scratch_sizes(
+        chunk, x.shape[1], FN, geometry[4], geometry[5])
+    return (_scratch_array("winograd4 V", V, x.dtype), _scratch_array("winograd4 M", M, x.dtype),
+            _scratch_array("winograd4 padded", padded, x.dtype),
+            _scratch_array("winograd4 edge", edge, x.dtype),
+            _scratch_array("winograd4 rows", rows, x.dtype),
+            _scratch_array("winograd4 cells", cells, x.dtype),
+            _scratch_array("winograd4 windows", windows, x.dtype))
+
+
 def _direct_operands(x, Wm, geometry, epilogue):
     """The weight matrix padded for ``direct_rows`` where the layer's forward pass runs
     directly, else None."""
@@ -535,15 +571,28 @@ def forward_part(x, W, stride, pad, epilogue):
     out and argmax of images lo..hi-1. Call it with BLAS pinned to one thread (the filter
     transform is a BLAS product: on OpenBLAS's threads it took 2-3x longer)."""
     x, Wm, geometry, chunk = _layer_operands(x, W, stride, pad)
-    winograd = None
+    winograd = winograd4_operands = None
+    kind, b, pool, out, argmax = epilogue
     if pool_tiles_or_none(epilogue, geometry[4], geometry[5]):
-        winograd = _winograd_operands(x, W, geometry)
-    direct = None if winograd is not None else _direct_operands(x, Wm, geometry, epilogue)
-    background_compile.start(x.dtype, _backward_loop_after(x, Wm, geometry, epilogue, winograd,
-                                                          direct))
+        pooled = kind in (OUTPUT_RELU_POOL, OUTPUT_RELU_POOL_VALUES)
+        if pooled and np.isfinite(b).all() and out.flags.c_contiguous:
+            winograd4_operands = _winograd4_operands(x, W, geometry, True)
+        if winograd4_operands is None:
+            winograd = _winograd_operands(x, W, geometry)
+    direct = (None if winograd is not None or winograd4_operands is not None
+              else _direct_operands(x, Wm, geometry, epilogue))
+    background_compile.start(x.dtype, "winograd4" if winograd4_operands is not None else
+                             _backward_loop_after(x, Wm, geometry, epilogue, winograd, direct))
     run = _chunk_loop(_forward_chunks)
 
     def part(lo, hi):
+        if winograd4_operands is not None:
+            U, images = winograd4_operands
+            scratch = _winograd4_scratch(x, Wm.shape[0], geometry, images)
+            if _chunk_loop(winograd4.forward_chunks)(
+                    x, U, lo, hi, images, geometry[3], geometry[4] // 4, geometry[5] // 4,
+                    scratch, b, out, argmax, kind == OUTPUT_RELU_POOL):
+                return
         if winograd is not None:
             U, images = winograd
             scratch = _winograd_scratch(x, Wm.shape[0], geometry, images)
@@ -587,54 +636,72 @@ def backward_part(x, W, stride, pad, need_dx, prologue):
     None, dW, db). Call both with BLAS pinned to one thread (the filter transforms)."""
     x, Wm, geometry, chunk = _layer_operands(x, W, stride, pad)
     dx = recycle.empty_like(x) if need_dx else np.empty((0,) + x.shape[1:], dtype=x.dtype)
-    winograd = _winograd_operands(x, W, geometry)
-    kind, pool = prologue[0], prologue[1]
+    kind, pool, dout, out, argmax = prologue
+    winograd4_operands = None
+    if (kind == GRADIENT_RELU_POOL and _windows_are_tiles(pool, *geometry[4:])
+            and dout.flags.c_contiguous and out.flags.c_contiguous
+            and argmax.flags.c_contiguous):
+        winograd4_operands = _winograd4_operands(x, W, geometry, True)
+    winograd = (_winograd_operands(x, W, geometry) if winograd4_operands is None
+                else winograd4_operands)
     direct = (winograd is None and not need_dx and _direct_gradient(
         x, Wm, geometry, kind == GRADIENT_RELU_POOL  # gradient_rows_split, from Python
         and _windows_are_tiles(pool, *geometry[4:])))
     gather = direct and gathers(kind == GRADIENT_RELU_POOL, geometry[1])
-    background_compile.finish(x.dtype, "winograd" if winograd is not None else
+    background_compile.finish(x.dtype, "winograd4" if winograd4_operands is not None else
+                              "winograd" if winograd is not None else
                               "gather" if gather else "direct" if direct else "im2col")
     run = _chunk_loop(_backward_chunks)
 
     def part(lo, hi):
-        """(gradient, db, is the gradient dU): dW (FN, K), or dU by Winograd."""
+        """(gradient, db, which): dW (FN, K) ("dW"), or dU by Winograd F(2x2, 3x3) ("dU")
+        or F(4x4, 3x3) ("dU4")."""
         db = np.zeros(Wm.shape[0])
         if direct:
             dW = np.zeros(Wm.shape, dtype=x.dtype)
             if gather and _chunk_loop(_gathered_backward_chunks)(
                     x, lo, hi, chunk, geometry, _gather_scratch(x, Wm, geometry), prologue,
                     dW, db):
-                return dW, db, False
+                return dW, db, "dW"
             dW[:], db[:] = 0, 0  # an image that is not finite: the dense sum, from the start
             _chunk_loop(_direct_backward_chunks)(
                 x, lo, hi, chunk, geometry, _direct_gradient_scratch(x, Wm, geometry, chunk),
                 prologue, dW, db)
-            return dW, db, False
-        if winograd is not None:
+            return dW, db, "dW"
+        if winograd4_operands is not None:
+            U, images = winograd4_operands
+            dU = np.zeros(U.shape, dtype=x.dtype)
+            scratch = _winograd4_scratch(x, Wm.shape[0], geometry, images)
+            if _chunk_loop(winograd4.backward_chunks)(
+                    x, U, lo, hi, images, geometry[3], geometry[4] // 4, geometry[5] // 4,
+                    scratch, dout, out, argmax, dU, db, dx):
+                return dU, db, "dU4"
+            db[:] = 0
+        elif winograd is not None:
             U, images = winograd
             dU = np.zeros(U.shape, dtype=x.dtype)
             scratch = _winograd_scratch(x, Wm.shape[0], geometry, images)
             if _chunk_loop(_winograd_backward_chunks)(x, U, lo, hi, images, geometry, scratch,
                                                       prologue, dU, db, dx):
-                return dU, db, True
+                return dU, db, "dU"
             db[:] = 0
         dW = np.zeros(Wm.shape, dtype=x.dtype)
         run(x, Wm, lo, hi, chunk, geometry, _scratch_arrays(x, Wm, geometry, chunk),
             prologue, dW, db, dx)
-        return dW, db, False
+        return dW, db, "dW"
 
     def finish(shares):
         # summed in part order, whichever way each part ran: no result depends on the threads
-        sums = {True: None, False: None}
+        sums = {"dW": None, "dU": None, "dU4": None}
         db = None
-        for gradient, part_db, is_dU in shares:
-            sums[is_dU] = gradient if sums[is_dU] is None else sums[is_dU] + gradient
+        for gradient, part_db, which in shares:
+            sums[which] = gradient if sums[which] is None else sums[which] + gradient
             db = part_db if db is None else db + part_db
-        dW = sums[False]
-        if sums[True] is not None:
-            from_dU = filter_gradient(sums[True]).reshape(Wm.shape)
-            dW = from_dU if dW is None else dW + from_dU
+        dW = sums["dW"]
+        for which, to_dW in (("dU", filter_gradient), ("dU4", winograd4.filter_gradient)):
+            if sums[which] is not None:
+                from_dU = to_dW(sums[which]).reshape(Wm.shape)
+                dW = from_dU if dW is None else dW + from_dU
         return (dx if need_dx else None), dW.reshape(W.shape), db.astype(x.dtype)
 
     return part, finish, dx

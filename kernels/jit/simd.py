@@ -20,10 +20,14 @@ load ports take it. ``fma`` takes either.
 For the pools, on two vectors a, b of one type (a then b: 2 * lanes values):
 
     evens(a, b), odds(a, b)   the values at the even (odd) places: a deinterleave
+    interleave_low(a, b)      a[0], b[0], a[1], b[1], ... from the first halves of a and b
+    interleave_high(a, b)     the same from their second halves (the inverse of evens/odds)
     where_le(a, b, x, y)      per lane x if a <= b else y (ordered: y where either is NaN)
     where_ge(a, b, x, y)      x if a >= b else y (ordered)
     where_ne(a, b, x, y)      x if a != b else y (unordered: x where either is NaN)
     store_as_int(ints, i, v)  ints[i:i + lanes] = v, truncated to the int64 array's type
+    ints_as_float32(ints, i)  the float32 vector of ints[i:i + 16] (an int64 array)
+    ints_as_float32_8(ints, i) the same for 8 lanes, a vector of ``load8``'s type
     any_nonzero(v)            whether a lane is not 0 (NaN is not)
 
 Nothing here checks bounds: the caller proves its indices in range before its loops
@@ -40,8 +44,9 @@ from numba.extending import intrinsic, models, register_model
 from .compile_options import compiled_as
 
 __all__ = ["FULL_WIDTH", "LANES", "VECTOR_BYTES", "load", "store", "splat", "fma", "load8",
-           "store8", "splat8", "evens", "odds", "where_le", "where_ge", "where_ne",
-           "store_as_int", "any_nonzero"]
+           "store8", "splat8", "evens", "odds", "interleave_low",
+           "interleave_high", "where_le", "where_ge", "where_ne",
+           "store_as_int", "ints_as_float32", "ints_as_float32_8", "any_nonzero"]
 
 VECTOR_BYTES = 64
 LANES = {np.dtype(np.float32): 16, np.dtype(np.float64): 8}
@@ -119,6 +124,16 @@ def odds(a, b):
     return np.concatenate((a, b))[1::2]
 
 
+def interleave_low(a, b):
+    half = len(a) // 2
+    return np.stack((a[:half], b[:half]), axis=1).ravel()
+
+
+def interleave_high(a, b):
+    half = len(a) // 2
+    return np.stack((a[half:], b[half:]), axis=1).ravel()
+
+
 def where_le(a, b, x, y):
     return np.where(a <= b, x, y)
 
@@ -133,6 +148,14 @@ def where_ne(a, b, x, y):
 
 def store_as_int(ints, index, vector):
     ints[index:index + len(vector)] = vector.astype(ints.dtype)
+
+
+def ints_as_float32(ints, index):
+    return ints[index:index + 16].astype(np.float32)
+
+
+def ints_as_float32_8(ints, index):
+    return ints[index:index + 8].astype(np.float32)
 
 
 def any_nonzero(vector):
@@ -268,6 +291,26 @@ def _store_as_int(typingctx, ints, index, vector):
     return types.void(ints, index, vector), codegen
 
 
+def _int_loader(lanes):
+    vector = Vector(types.float32, lanes)
+
+    @intrinsic
+    def load_ints(typingctx, ints, index):
+        if not (isinstance(ints, types.Array) and ints.ndim == 1 and ints.layout == "C"
+                and ints.dtype == types.int64 and isinstance(index, types.Integer)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            int_vector = ir.VectorType(ir.IntType(64), lanes)
+            index = context.cast(builder, args[1], signature.args[1], types.intp)
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            pointer = builder.bitcast(builder.gep(data, [index]), int_vector.as_pointer())
+            return builder.sitofp(builder.load(pointer, align=8),
+                                  ir.VectorType(ir.FloatType(), lanes))
+        return vector(ints, index), codegen
+    return load_ints
+
+
 @intrinsic
 def _any_nonzero(typingctx, vector):
     if not isinstance(vector, Vector):
@@ -283,13 +326,20 @@ def _any_nonzero(typingctx, vector):
 
 _evens = _shuffler(lambda lanes: list(range(0, 2 * lanes, 2)))
 _odds = _shuffler(lambda lanes: list(range(1, 2 * lanes, 2)))
+_interleave_low = _shuffler(lambda lanes: [i // 2 + (i % 2) * lanes for i in range(lanes)])
+_interleave_high = _shuffler(lambda lanes: [lanes // 2 + i // 2 + (i % 2) * lanes
+                                            for i in range(lanes)])
 _where_le, _where_ge = _chooser("<=", True), _chooser(">=", True)
 _where_ne = _chooser("!=", False)
 
 for _public, _compiled in ((load, _load), (store, _store), (splat, _splat), (fma, _fma),
                            (load8, _load8), (store8, _store8), (splat8, _splat8),
-                           (evens, _evens), (odds, _odds), (where_le, _where_le),
+                           (evens, _evens), (odds, _odds),
+                           (interleave_low, _interleave_low),
+                           (interleave_high, _interleave_high), (where_le, _where_le),
                            (where_ge, _where_ge), (where_ne, _where_ne),
-                           (store_as_int, _store_as_int), (any_nonzero, _any_nonzero)):
+                           (store_as_int, _store_as_int),
+                           (ints_as_float32, _int_loader(16)),
+                           (ints_as_float32_8, _int_loader(8)), (any_nonzero, _any_nonzero)):
     compiled_as(_public, _compiled)
 del _public, _compiled
