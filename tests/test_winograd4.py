@@ -3,6 +3,8 @@ that tiles an output of whole 4x4 tiles): its transforms against their NumPy twi
 pooled convolutions it runs against the im2col twin, over random shapes, paddings and
 chunkings; values that are not finite must take the im2col path, and the results must not
 depend on the thread count."""
+import contextlib
+
 import numba
 import numpy as np
 import pytest
@@ -27,6 +29,31 @@ def every_pooled_3x3_by_winograd4():
     return recording_choices("_winograd4_operands",
                              {(pipeline, "WINOGRAD_MIN_CHANNELS"): 1,
                               (winograd4, "MIN_OUTPUT_WIDTH"): 4})
+
+
+@contextlib.contextmanager
+def loop_results():
+    """Records what each call of winograd4's chunk loops returned (False: the part went on
+    by im2col), compiled or as Python; yields {"forward": [...], "backward": [...]}."""
+    results = {"forward": [], "backward": []}
+    saved = winograd4.forward_chunks, winograd4.backward_chunks
+
+    def recording(name, loop):
+        def run(*args):
+            results[name].append(loop(*args))
+            return results[name][-1]
+
+        def run_as_python(*args):
+            results[name].append(loop.py_func(*args))
+            return results[name][-1]
+        run.py_func = run_as_python
+        return run
+    winograd4.forward_chunks = recording("forward", saved[0])
+    winograd4.backward_chunks = recording("backward", saved[1])
+    try:
+        yield results
+    finally:
+        winograd4.forward_chunks, winograd4.backward_chunks = saved
 
 
 def operands(shape, FN, seed, scale=1.0):
@@ -146,17 +173,95 @@ def test_conv_relu_pool_by_winograd4_matches_twin(geometry, FN, need_dx, seed):
     rng, x, W, b = operands(shape, FN, seed)
     ref_out, ref_argmax, ref_ctx = reference.conv_relu_pool_forward(x, W, b, 1, pad, *POOL)
     dout = rng.standard_normal(ref_out.shape).astype(np.float32)
-    with every_pooled_3x3_by_winograd4() as chosen:
+    with every_pooled_3x3_by_winograd4() as chosen, loop_results() as ran:
         out, argmax, ctx = jit.conv_relu_pool_forward(x, W, b, 1, pad, *POOL)
         values, _, _ = jit.conv_relu_pool_forward(x, W, b, 1, pad, *POOL, with_argmax=False)
         got = jit.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ctx, 1, pad, *POOL,
                                           need_dx=need_dx)
     assert chosen == [True, True, True]
+    assert False not in ran["forward"] + ran["backward"] and ran["backward"]
     assert_close(out, ref_out, np.float32)
     np.testing.assert_array_equal(values, out)
+    assert_clear_argmax_equal(x, W, b, pad, argmax, ref_argmax)
     want = reference.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ref_ctx, 1, pad,
                                              *POOL, need_dx=need_dx)
     assert_all_close(got, want, np.float32)
+
+
+def assert_clear_argmax_equal(x, W, b, pad, argmax, ref_argmax, least=0.0):
+    """argmax is the twin's wherever the window's two largest cells are further apart than
+    float32's rounding of these outputs (cells that are 0 after the ReLU are exact), and
+    that is at least `least` of the windows."""
+    conv, _ = reference.conv_relu_forward(x.astype(np.float64), W.astype(np.float64),
+                                          b.astype(np.float64), 1, pad)
+    N, FN, H, Wd = conv.shape
+    windows = np.sort(conv.reshape(N, FN, H // 2, 2, Wd // 2, 2).transpose(0, 1, 2, 4, 3, 5)
+                      .reshape(N, FN, H // 2, Wd // 2, 4), axis=-1)
+    scale = max(1.0, float(np.abs(conv).max()))
+    clear = (windows[..., 3] - windows[..., 2] > 1e-4 * scale) | (windows[..., 3] == 0)
+    assert clear.mean() >= least
+    np.testing.assert_array_equal(argmax[clear], ref_argmax[clear])
+
+
+@pytest.mark.parametrize("shape, pad", [((5, 8, 28, 28), 1),   # runs of 14, rows of 35 tiles
+                                        ((7, 8, 14, 14), 2),   # runs of 8 (conv 16x16)
+                                        ((9, 16, 8, 8), 1),    # runs of 4, 18 tiles a row
+                                        ((3, 8, 66, 66), 0)])  # runs of 32: 16-lane copies
+def test_deep_convnet_shapes_match_twin_over_several_chunks(shape, pad):
+    """The shapes of DeepConvNet's pooled layers (rows of more than one vector of tiles,
+    copies of 8 and 16 lanes, int64 indices by vectors), in chunks of 2 images and a last
+    one of 1, against the twin."""
+    rng, x, W, b = operands(shape, 12, 3)
+    ref_out, ref_argmax, ref_ctx = reference.conv_relu_pool_forward(x, W, b, 1, pad, *POOL)
+    dout = rng.standard_normal(ref_out.shape).astype(np.float32)
+    per_image = winograd4.CELLS * shape[1] * ((shape[2] + 2 * pad - 2) // 4) * (
+        (shape[3] + 2 * pad - 2) // 4) * 4
+    saved = pipeline.WINOGRAD4_CHUNK_BYTES, pipeline.MIN_CHUNK_POSITIONS
+    pipeline.WINOGRAD4_CHUNK_BYTES, pipeline.MIN_CHUNK_POSITIONS = 2 * per_image, 1
+    try:
+        with every_pooled_3x3_by_winograd4() as chosen, loop_results() as ran:
+            out, argmax, ctx = jit.conv_relu_pool_forward(x, W, b, 1, pad, *POOL)
+            got = jit.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ctx, 1, pad,
+                                              *POOL)
+    finally:
+        pipeline.WINOGRAD4_CHUNK_BYTES, pipeline.MIN_CHUNK_POSITIONS = saved
+    assert chosen == [True, True] and ran["forward"] and ran["backward"]
+    assert False not in ran["forward"] + ran["backward"]
+    assert_close(out, ref_out, np.float32)
+    assert_clear_argmax_equal(x, W, b, pad, argmax, ref_argmax, least=0.9)
+    want = reference.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ref_ctx, 1, pad,
+                                             *POOL)
+    assert_all_close(got, want, np.float32)
+
+
+@pytest.mark.parametrize("where", ["input", "gradient"])
+def test_finite_values_that_overflow_in_the_transforms_go_by_im2col(where):
+    """Finite inputs or gradients of 1e37 overflow in F(4x4, 3x3)'s transforms (factors up to
+    225) where im2col's sums stay finite: the part reruns by im2col and gives its values."""
+    rng, x, W, b = operands((2, 8, 8, 8), 2, 39)
+    if where == "input":  # all positive, where the transforms' sums overflow to +inf alone
+        rng = np.random.default_rng(39)
+        scale = 10 ** rng.uniform(35, 38)
+        x = (np.abs(rng.standard_normal((1, 8, 8, 8))) * scale).astype(np.float32)
+        x *= rng.choice([-1, 1], (1, 1, 8, 8)).astype(np.float32)
+        W = (rng.standard_normal((2, 8, 3, 3)) * 0.01).astype(np.float32)
+        b = np.zeros(2, np.float32)
+    ref_out, ref_argmax, ref_ctx = reference.conv_relu_pool_forward(x, W, b, 1, 1, *POOL)
+    dout = rng.standard_normal(ref_out.shape).astype(np.float32)
+    if where == "gradient":
+        dout *= np.float32(1e37)
+    with every_pooled_3x3_by_winograd4(), loop_results() as ran, np.errstate(over="ignore"):
+        out, argmax, ctx = jit.conv_relu_pool_forward(x, W, b, 1, 1, *POOL)
+        got = jit.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ctx, 1, 1, *POOL)
+    want = reference.conv_relu_pool_backward(dout, ref_out, ref_argmax, x, W, ref_ctx, 1, 1,
+                                             *POOL)
+    # (with the input, the backward loop's dU overflows, which the pipeline checks)
+    assert ran["forward"] and set(ran["forward"]) == {where == "gradient"}
+    if where == "gradient":
+        assert ran["backward"] and set(ran["backward"]) == {False}
+    for g, w in zip((out,) + tuple(got), (ref_out,) + tuple(want)):
+        assert np.isfinite(w).all() and np.isfinite(g).all()
+        assert_close(g / np.abs(w).max(), w / np.abs(w).max(), np.float32)
 
 
 @pytest.mark.parametrize("path", ["compiled", "python"] if blas.AVAILABLE else ["python"])

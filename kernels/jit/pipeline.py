@@ -672,9 +672,10 @@ def backward_part(x, W, stride, pad, need_dx, prologue):
             U, images = winograd4_operands
             dU = np.zeros(U.shape, dtype=x.dtype)
             scratch = _winograd4_scratch(x, Wm.shape[0], geometry, images)
+            # finite gradients can overflow in dU's larger transforms where im2col's do not
             if _chunk_loop(winograd4.backward_chunks)(
                     x, U, lo, hi, images, geometry[3], geometry[4] // 4, geometry[5] // 4,
-                    scratch, dout, out, argmax, dU, db, dx):
+                    scratch, dout, out, argmax, dU, db, dx) and np.isfinite(dU).all():
                 return dU, db, "dU4"
             db[:] = 0
         elif winograd is not None:

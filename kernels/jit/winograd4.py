@@ -444,7 +444,8 @@ def pooled_output_tiles(M, n0, count, th, tw, b, out, argmax, with_argmax, cells
     """out[n0 + n, f, 2ty + wy, 2tx + wx] = the 2x2 stride-2 max pool of relu(conv + b)
     over window (wy, wx) of tile (ty, tx), from the tiles' products M (36, FN, ...); argmax
     too when with_argmax: the values and indices of ``pool._relu_pool_window``. False, with
-    the chunk unfinished, when an output is NaN (the caller then runs im2col). cells (24,
+    the chunk unfinished, when an output is NaN or +inf (the caller then runs im2col).
+    cells (24,
     >= T + 16) and windows (4, >= 2T + 32) are scratch; out and argmax C-contiguous."""
     FN = out.shape[1]
     L = count * tw
@@ -453,7 +454,7 @@ def pooled_output_tiles(M, n0, count, th, tw, b, out, argmax, with_argmax, cells
     flat_out, flat_argmax = out.reshape(-1), argmax.reshape(-1)
     k = _constants()
     zero = splat(np.float32(0))
-    nan_seen = zero
+    seen = zero
     for f in range(FN):
         bias = splat(b[f])
         for c in range(CELLS):  # read by the last vector: kept finite
@@ -487,8 +488,8 @@ def pooled_output_tiles(M, n0, count, th, tw, b, out, argmax, with_argmax, cells
                     load(cells[low], q), load(cells[low + 1], q), load(cells[low + 2], q),
                     load(cells[low + 3], q), load(cells[low + 4], q), load(cells[low + 5], q),
                     k)
-                best0, index0, nan_seen = _pool_window(t0, t1, u0, u1, bias, nan_seen, k)
-                best1, index1, nan_seen = _pool_window(t2, t3, u2, u3, bias, nan_seen, k)
+                best0, index0, seen = _pool_window(t0, t1, u0, u1, bias, seen, k)
+                best1, index1, seen = _pool_window(t2, t3, u2, u3, bias, seen, k)
                 store(values, 2 * q, interleave_low(best0, best1))
                 store(values, 2 * q + LANES, interleave_high(best0, best1))
                 store(indices, 2 * q, interleave_low(index0, index1))
@@ -502,29 +503,32 @@ def pooled_output_tiles(M, n0, count, th, tw, b, out, argmax, with_argmax, cells
                     _copy_run(windows[wy], 2 * q0, flat_out, to, 2 * tw)
                     if with_argmax:
                         _copy_run(windows[2 + wy], 2 * q0, flat_argmax, to, 2 * tw)
-    return not any_nonzero(nan_seen)
+    return not any_nonzero(seen)
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _pool_window(top_left, top_right, bottom_left, bottom_right, bias, nan_seen, k):
-    """(maximum, index of its first cell in row order, nan_seen marked where a cell is NaN)
-    of relu(cell + bias) over 2x2 windows given by their cells: ``pool._relu_pool_window``
-    lane by lane."""
-    zero, one, two = splat(np.float32(0)), k[0], k[2]
+def _pool_window(top_left, top_right, bottom_left, bottom_right, bias, seen, k):
+    """(maximum, index of its first cell in row order, seen marked where a cell is NaN or
+    +inf) of relu(cell + bias) over 2x2 windows given by their cells:
+    ``pool._relu_pool_window`` lane by lane. An infinity here can come from finite inputs:
+    the transforms multiply by up to 25 and 64 where im2col sums the products themselves
+    (a -inf becomes the 0 that the true, hugely negative value gives too)."""
+    zero, one, two, minus_one = splat(np.float32(0)), k[0], k[2], k[1]
     top_left = _relu_vector(top_left, bias, one, zero)
     top_right = _relu_vector(top_right, bias, one, zero)
     bottom_left = _relu_vector(bottom_left, bias, one, zero)
     bottom_right = _relu_vector(bottom_right, bias, one, zero)
-    nan_seen = where_ne(top_left, top_left, one, nan_seen)
-    nan_seen = where_ne(top_right, top_right, one, nan_seen)
-    nan_seen = where_ne(bottom_left, bottom_left, one, nan_seen)
-    nan_seen = where_ne(bottom_right, bottom_right, one, nan_seen)
+    # v - v is NaN where v is NaN or infinite, else 0 (an unordered compare sees the NaN)
+    seen = where_ne(fma(top_left, minus_one, top_left), zero, one, seen)
+    seen = where_ne(fma(top_right, minus_one, top_right), zero, one, seen)
+    seen = where_ne(fma(bottom_left, minus_one, bottom_left), zero, one, seen)
+    seen = where_ne(fma(bottom_right, minus_one, bottom_right), zero, one, seen)
     left = where_ge(top_left, bottom_left, top_left, bottom_left)
     right = where_ge(top_right, bottom_right, top_right, bottom_right)
     best = where_ge(left, right, left, right)
     inner = where_ne(left, best, two, one)
     outer = fma(where_ne(top_right, best, inner, zero), one, one)
-    return best, where_ne(top_left, best, outer, zero), nan_seen
+    return best, where_ne(top_left, best, outer, zero), seen
 
 
 @njit(nogil=True, cache=True, inline=HELPER_INLINE)
@@ -615,7 +619,9 @@ def pooled_gradient_tiles(dout, out, argmax, n0, count, th, tw, dM, db, cells, w
 def input_transform_adjoint(dV, n0, count, pad, th, tw, dx, padded, edge, rows):
     """dx[n0 + n] (C, H, W) for n < count = the adjoint of ``input_transform`` applied to
     dV (36, C, ...): each pixel sums what the tiles it fed give back, in an order fixed by
-    the shape; the gradient of the padding is dropped."""
+    the shape; the gradient of the padding is dropped. True when a value of it is not
+    finite: the transforms multiply by up to 100, so finite gradients can overflow where
+    im2col's sums do not (the caller then runs im2col)."""
     C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
     flat_dx = dx.reshape(-1)
     pitch = 4 * tw
@@ -623,6 +629,9 @@ def input_transform_adjoint(dV, n0, count, pad, th, tw, dx, padded, edge, rows):
     Lp = _row_pitch(L)
     Hp = 4 * th + 2
     k = _constants()
+    zero = splat(np.float32(0))
+    seen = zero
+    bad = False
     h0, h1, h2 = rows[0], rows[1], rows[2]
     h3, h4, h5 = rows[3], rows[4], rows[5]
     for c in range(C):
@@ -664,6 +673,10 @@ def input_transform_adjoint(dV, n0, count, pad, th, tw, dx, padded, edge, rows):
                     load(h2, before), k[0], fma(load(h1, before), k[0], load(h0, before)))))
                 c0 = fma(c4, k[0], c0)
                 c1 = fma(load(h5, before), k[0], c1)
+                # NaN where one of the four is NaN or infinite (lanes past L are 0 or
+                # finite: the margins were zeroed, dV's columns past T are finite)
+                total = fma(c0, k[0], fma(c1, k[0], fma(c2, k[0], c3)))
+                seen = where_ne(fma(total, k[1], total), zero, k[0], seen)
                 e02, o02 = interleave_low(c0, c2), interleave_high(c0, c2)
                 e13, o13 = interleave_low(c1, c3), interleave_high(c1, c3)
                 s = 4 * (y * L + p)
@@ -681,9 +694,13 @@ def input_transform_adjoint(dV, n0, count, pad, th, tw, dx, padded, edge, rows):
                 d5 = h5[last]
                 edge[0, r] = d4
                 edge[1, r] = d5
+                bad |= ((d4 - d4) + (d5 - d5)) != 0
                 if n < count - 1:
-                    padded[(r + 1) * pitch] -= d4
-                    padded[(r + 1) * pitch + 1] -= d5
+                    first = padded[(r + 1) * pitch] - d4
+                    second = padded[(r + 1) * pitch + 1] - d5
+                    bad |= ((first - first) + (second - second)) != 0
+                    padded[(r + 1) * pitch] = first
+                    padded[(r + 1) * pitch + 1] = second
         # the image's rows and columns, cropped from the padded ones
         inner = min(W, pitch - pad)
         for y in range(pad, min(Hp, pad + H)):
@@ -696,7 +713,7 @@ def input_transform_adjoint(dV, n0, count, pad, th, tw, dx, padded, edge, rows):
                     ix = pitch + m - pad
                     if 0 <= ix < W:
                         flat_dx[at + ix] = edge[m, r]
-    return dx
+    return bad or any_nonzero(seen)
 
 
 @njit(nogil=True, cache=True)
@@ -723,7 +740,8 @@ def backward_chunks(x, U, lo, hi, chunk, pad, th, tw, scratch, dout, out, argmax
                     dx):
     """The gradients of images lo..hi-1 by F(4x4, 3x3): adds dM V^T to dU (36, FN, C) and
     the windows' gradients to db, and writes dx unless it is empty. False as soon as an
-    input or gradient value is not finite, with dU, db and dx then to be recomputed."""
+    input, gradient or input-gradient value is not finite, with dU, db and dx then to be
+    recomputed (the caller checks dU, which it sums, itself)."""
     V, dM, padded, edge, rows, cells, windows = scratch
     for n0 in range(lo, hi, chunk):
         count = min(chunk, hi - n0)
@@ -738,5 +756,6 @@ def backward_chunks(x, U, lo, hi, chunk, pad, th, tw, scratch, dout, out, argmax
         if dx.size:
             for k in range(CELLS):  # the chunk's dV reuses V
                 gemm(U[k], True, dM[k, :, :T], False, V[k, :, :T], 0)
-            input_transform_adjoint(V, n0, count, pad, th, tw, dx, padded, edge, rows)
+            if input_transform_adjoint(V, n0, count, pad, th, tw, dx, padded, edge, rows):
+                return False
     return True
