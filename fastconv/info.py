@@ -13,6 +13,7 @@ __all__ = ["collect", "format_text", "warnings_for"]
 # variables that change what fastconv, Numba or the BLAS do; printed when set
 ENVIRONMENT = ("FASTCONV_MODE", "FASTCONV_BACKEND", "FASTCONV_PARTS", "FASTCONV_CBLAS",
                "FASTCONV_DATA", "FASTCONV_BACKGROUND_COMPILE", "FASTCONV_DIRECT_CONV",
+               "FASTCONV_WINOGRAD4",
                "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "NUMBA_CACHE_DIR",
                "NUMBA_DISABLE_JIT", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "MKL_INTERFACE_LAYER")

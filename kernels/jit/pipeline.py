@@ -19,9 +19,9 @@ epilogue, and the adjoints backward. A part that meets a value that is not finit
 im2col (see ``winograd``). Its forward pass takes a 2x2 pool that tiles the output, or no
 pool, as the direct one does (``pool_tiles_or_none``).
 
-In float32, such a conv under a 2x2 stride-2 pool whose output is of whole 4x4 tiles runs by
-Winograd F(4x4, 3x3) instead (``winograd4``): 0.56x the transformed data and products per
-output, at a larger rounding.
+In float32, on a CPU with AVX-512, such a conv under a 2x2 stride-2 pool whose output is of
+whole 4x4 tiles, 8 or more wide, runs by Winograd F(4x4, 3x3) instead (``winograd4``): 0.56x
+the transformed data and products per output, at a larger rounding.
 
 The forward pass of a stride-1 conv of up to 4 channels that does not run by Winograd is
 computed directly where the CPU has AVX-512 (``direct``, ``_direct_forward_chunks``): no
