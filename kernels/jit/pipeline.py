@@ -642,11 +642,10 @@ def backward_part(x, W, stride, pad, need_dx, prologue):
             and dout.flags.c_contiguous and out.flags.c_contiguous
             and argmax.flags.c_contiguous):
         winograd4_operands = _winograd4_operands(x, W, geometry, True)
-    winograd = (_winograd_operands(x, W, geometry) if winograd4_operands is None
-                else winograd4_operands)
-    direct = (winograd is None and not need_dx and _direct_gradient(
-        x, Wm, geometry, kind == GRADIENT_RELU_POOL  # gradient_rows_split, from Python
-        and _windows_are_tiles(pool, *geometry[4:])))
+    winograd = None if winograd4_operands is not None else _winograd_operands(x, W, geometry)
+    direct = (winograd is None and winograd4_operands is None and not need_dx
+              and _direct_gradient(x, Wm, geometry, kind == GRADIENT_RELU_POOL  # rows split
+                                   and _windows_are_tiles(pool, *geometry[4:])))
     gather = direct and gathers(kind == GRADIENT_RELU_POOL, geometry[1])
     background_compile.finish(x.dtype, "winograd4" if winograd4_operands is not None else
                               "winograd" if winograd is not None else

@@ -43,9 +43,8 @@ __all__ = ["CELLS", "fits", "filter_transform", "filter_gradient", "scratch_size
 CELLS = 36
 LANES = 16  # float32 lanes of a 512-bit vector
 
-# G (6x3): U = G g G^T for a 3x3 filter g, at the points 0, 1, -1, 2, -2 and infinity
-_G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-               [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
+# The transforms' matrices B^T (6x6), G (6x3) and A^T (4x6), at the points 0, 1, -1, 2, -2
+# and infinity, are in the twin (``reference.winograd4``); here each is spelt out in fmas.
 
 
 # The narrowest output taken. Forward + backward of DeepConvNet's pooled blocks against
@@ -204,9 +203,11 @@ def _columns(T, rows):
 
 @njit(nogil=True, cache=True, inline="always")
 def _constants():
+    """The coefficients of B and A as vectors (1, -1, 2, -2, 4, -4, -5, 8): vectors have no
+    arithmetic operators, so every sum and product here is an fma."""
     f = np.float32
     return (splat(f(1)), splat(f(-1)), splat(f(2)), splat(f(-2)), splat(f(4)), splat(f(-4)),
-            splat(f(-5)), splat(f(8)), splat(f(-8)))
+            splat(f(-5)), splat(f(8)))
 
 
 @njit(nogil=True, cache=True, inline="always")
