@@ -276,37 +276,44 @@ def _chooser(comparison, ordered):
 
 @intrinsic
 def _store_as_int(typingctx, ints, index, vector):
-    if not (isinstance(ints, types.Array) and ints.ndim == 1 and ints.layout == "C"
-            and ints.dtype == types.int64 and isinstance(vector, Vector)
-            and isinstance(index, types.Integer)):
+    if not (_int64_run(ints, index) and isinstance(vector, Vector)):
         return None
 
     def codegen(context, builder, signature, args):
-        int_vector = ir.VectorType(ir.IntType(64), vector.lanes)
-        index = context.cast(builder, args[1], signature.args[1], types.intp)
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        pointer = builder.bitcast(builder.gep(data, [index]), int_vector.as_pointer())
+        pointer, int_vector = _int_vector_pointer(context, builder, signature, args,
+                                                  vector.lanes)
         builder.store(builder.fptosi(args[2], int_vector), pointer, align=8)
         return context.get_dummy_value()
     return types.void(ints, index, vector), codegen
 
 
-def _int_loader(lanes):
-    vector = Vector(types.float32, lanes)
+def _int64_run(ints, index):
+    """Whether (ints, index) type a run of a 1-D C-contiguous int64 array."""
+    return (isinstance(ints, types.Array) and ints.ndim == 1 and ints.layout == "C"
+            and ints.dtype == types.int64 and isinstance(index, types.Integer))
 
+
+def _int_vector_pointer(context, builder, signature, args, lanes):
+    """(the address of ints[index] as a pointer to `lanes` int64s, their vector type), for
+    an intrinsic whose first two arguments are ints and index."""
+    int_vector = ir.VectorType(ir.IntType(64), lanes)
+    index = context.cast(builder, args[1], signature.args[1], types.intp)
+    data = context.make_array(signature.args[0])(context, builder, args[0]).data
+    return builder.bitcast(builder.gep(data, [index]), int_vector.as_pointer()), int_vector
+
+
+def _int_loader(vector):
+    """An intrinsic taking (ints, index) to the float32 vector (of `vector`'s type) of the
+    int64 run there."""
     @intrinsic
     def load_ints(typingctx, ints, index):
-        if not (isinstance(ints, types.Array) and ints.ndim == 1 and ints.layout == "C"
-                and ints.dtype == types.int64 and isinstance(index, types.Integer)):
+        if not _int64_run(ints, index):
             return None
 
         def codegen(context, builder, signature, args):
-            int_vector = ir.VectorType(ir.IntType(64), lanes)
-            index = context.cast(builder, args[1], signature.args[1], types.intp)
-            data = context.make_array(signature.args[0])(context, builder, args[0]).data
-            pointer = builder.bitcast(builder.gep(data, [index]), int_vector.as_pointer())
+            pointer, _ = _int_vector_pointer(context, builder, signature, args, vector.lanes)
             return builder.sitofp(builder.load(pointer, align=8),
-                                  ir.VectorType(ir.FloatType(), lanes))
+                                  context.get_value_type(vector))
         return vector(ints, index), codegen
     return load_ints
 
@@ -339,7 +346,8 @@ for _public, _compiled in ((load, _load), (store, _store), (splat, _splat), (fma
                            (interleave_high, _interleave_high), (where_le, _where_le),
                            (where_ge, _where_ge), (where_ne, _where_ne),
                            (store_as_int, _store_as_int),
-                           (ints_as_float32, _int_loader(16)),
-                           (ints_as_float32_8, _int_loader(8)), (any_nonzero, _any_nonzero)):
+                           (ints_as_float32, _int_loader(_VECTORS[types.float32])),
+                           (ints_as_float32_8, _int_loader(_EIGHTS[types.float32])),
+                           (any_nonzero, _any_nonzero)):
     compiled_as(_public, _compiled)
 del _public, _compiled
