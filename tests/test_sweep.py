@@ -287,6 +287,30 @@ def test_results_of_another_sweep_are_refused(tmp_path):
     assert counted.calls == 0 and path.read_bytes() == content
 
 
+def test_results_of_a_sweep_over_more_hyperparameters_are_refused(tmp_path):
+    # the random sampler draws the dimensions in order, so the first space's draws of lr are
+    # this one's: only the records' list of names tells the extra dimension from a metric
+    path = tmp_path / "r.jsonl"
+    wider = {**SPACE, "weight_decay": LogUniform(1e-8, 1e-1)}
+    run_sweep(Counted(), wider, 2, 0, workers=0, results=path, progress=False)
+    content = path.read_bytes()
+    counted = Counted()
+    with pytest.raises(ValueError, match=r"trial 0 has the hyperparameters \['lr', "
+                                         r"'weight_decay'\] where this sweep's space has \['lr'\]"):
+        run_sweep(counted, SPACE, 3, 0, workers=0, results=path, progress=False)
+    assert counted.calls == 0 and path.read_bytes() == content
+
+
+def test_records_written_before_they_listed_their_hyperparameters_are_resumed(tmp_path):
+    path = tmp_path / "r.jsonl"
+    first = run_sweep(Counted(), SPACE, 2, 0, workers=0, results=path, progress=False)
+    assert all(record["hyperparameters"] == ["lr"] for record in first)
+    old = [{k: v for k, v in record.items() if k != "hyperparameters"} for record in first]
+    path.write_text("".join(json.dumps(record) + "\n" for record in old))
+    counted = Counted()
+    records = run_sweep(counted, SPACE, 3, 0, workers=0, results=path, progress=False)
+    assert counted.calls == 1 and records[:2] == old and records[2]["hyperparameters"] == ["lr"]
+
 @pytest.mark.parametrize("where", ["results", "checkpoint_dir"])
 def test_a_path_that_cannot_be_made_is_refused_before_a_cluster_starts(tmp_path, monkeypatch,
                                                                        where):

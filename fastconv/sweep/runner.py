@@ -14,7 +14,7 @@ import time
 import warnings
 
 from fastconv.sweep.results import ResultsFile, plain, to_json_line
-from fastconv.sweep.samplers import check_count, check_seed, make_sampler, trial_seed
+from fastconv.sweep.samplers import RESERVED, check_count, check_seed, make_sampler, trial_seed
 
 __all__ = ["run_sweep", "run_trial", "start_local_cluster"]
 
@@ -47,8 +47,14 @@ def run_trial(train, trial, seed, params, checkpoint=None, threads=None):
         numba.set_num_threads(before)
 
 
+def new_record(trial, seed, params):
+    """A trial's record before its results: its number, seed, hyperparameters' names and
+    values."""
+    return {"trial": trial, "seed": seed, "hyperparameters": list(params), **params}
+
+
 def _run_trial(train, trial, seed, params, checkpoint):
-    record = {"trial": trial, "seed": seed, **params}
+    record = new_record(trial, seed, params)
     try:
         kwargs = {} if checkpoint is None else {"checkpoint": checkpoint}
         metrics = train(dict(params), seed, **kwargs)
@@ -112,6 +118,15 @@ def _verify_finished(sampler, finished, n_trials, base_seed, path):
     """Check that the results file's trials are this sweep's (same hyperparameters and seed).
 
     An Optuna sampler replays its history here as far as the file allows."""
+    names = sorted(sampler.space)
+    for trial, recorded in sorted(finished.items()):
+        # (files written before records named their hyperparameters have no such list)
+        listed = recorded.get("hyperparameters", names)
+        if not isinstance(listed, list) or sorted(map(str, listed)) != names:
+            raise ValueError(
+                f"results file {path} was written by another sweep: trial {trial} has the "
+                f"hyperparameters {listed!r} where this sweep's space has {names} (give "
+                f"another file)")
     for trial in range(n_trials):
         if trial not in finished:
             if sampler.sequential:
@@ -185,7 +200,7 @@ class _Dask:
         try:
             return future.result()
         except Exception as error:  # noqa: BLE001 -- e.g. KilledWorker: the worker died again
-            return {"trial": trial, "seed": seed, **params,
+            return {**new_record(trial, seed, params),
                     "error": f"{type(error).__name__}: {error}"}
 
     def close(self):
@@ -366,7 +381,7 @@ def _drive(sampler, executor, file, finished, n_trials, base_seed, checkpoint_di
             if metric is not None and not warned and "error" not in record \
                     and metric not in record:
                 warned = True  # once: a misspelt metric is missing from every trial
-                returned = [key for key in record if key not in ("trial", "seed")
+                returned = [key for key in record if key not in RESERVED
                             and key not in sampler.space]
                 warnings.warn(f"metric {metric!r} is not among the results of trial "
                               f"{record['trial']}, which returned {returned}", stacklevel=3)

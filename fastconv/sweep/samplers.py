@@ -21,7 +21,9 @@ __all__ = ["LogUniform", "Uniform", "Choice", "RandomSampler", "GridSampler", "O
            "make_sampler", "trial_seed", "SAMPLERS"]
 
 SAMPLERS = ("random", "grid", "tpe")
-RESERVED = ("trial", "seed", "error")  # keys of a result record that are not hyperparameters
+# keys of a result record that are not hyperparameters (nor metrics): "hyperparameters" lists
+# the space's names, so that a record can tell a hyperparameter from a metric
+RESERVED = ("trial", "seed", "hyperparameters", "error")
 
 _SEED_STREAM, _PARAM_STREAM = 0, 1  # the two child streams of one trial's seed sequence
 
