@@ -7,6 +7,7 @@ serial run's in this process. The training functions live in tests/sweep_trials.
 import argparse
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -520,6 +521,62 @@ def test_unreachable_scheduler_times_out_and_starts_nothing(tmp_path):
         run_sweep(counted, SPACE, 3, 0, client=address, connect_timeout=1,
                   results=tmp_path / "r.jsonl", progress=False)
     assert counted.calls == 0 and not (tmp_path / "r.jsonl").exists()
+
+
+def _serve(server, greeting):
+    """Accept connections on server and send each the greeting (or nothing), until it is
+    closed."""
+    connections = []
+    while True:
+        try:
+            connection, _ = server.accept()
+        except OSError:
+            break
+        connections.append(connection)
+        connection.sendall(greeting)
+    for connection in connections:
+        connection.close()
+
+
+@pytest.mark.parametrize("greeting, message", [
+    (b"", "accepted the connection but sent nothing within 1 s"),
+    (b"SSH-2.0-OpenSSH_9.6\r\n", r"began with b'SSH-2.0-OpenSSH_', which is not a Dask"),
+])
+def test_a_server_that_is_not_a_scheduler_is_refused_in_time(tmp_path, greeting, message):
+    # Dask's client alone waits for ever on the first and fails allocating exabytes on the
+    # second
+    pytest.importorskip("distributed")
+    server = socket.create_server(("127.0.0.1", 0))
+    threading.Thread(target=_serve, args=(server, greeting), daemon=True).start()
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    counted = Counted()
+    result = {}
+
+    def sweep():
+        try:
+            run_sweep(counted, SPACE, 2, 0, client=address, connect_timeout=1,
+                      results=tmp_path / "r.jsonl", progress=False)
+        except Exception as error:  # noqa: BLE001 -- inspected below
+            result["error"] = error
+    thread = threading.Thread(target=sweep, daemon=True)
+    thread.start()
+    thread.join(60)
+    server.close()
+    assert not thread.is_alive(), "the sweep hung on a server that is not a Dask scheduler"
+    assert isinstance(result.get("error"), ConnectionError), result
+    assert re.search(message, str(result["error"])), result["error"]
+    assert counted.calls == 0 and not (tmp_path / "r.jsonl").exists()
+
+
+def test_a_scheduler_given_by_its_address_runs_the_sweep(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    expected = run_sweep(sweep_trials.train_tiny, SPACE, 3, 0, workers=0, progress=False)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None, protocol="tcp",
+                                  host="127.0.0.1") as cluster:
+        records = run_sweep(sweep_trials.train_tiny, SPACE, 3, 0,
+                            client=cluster.scheduler_address, progress=False)
+    assert records == expected
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import time
 import warnings
 
 from fastconv.sweep.results import ResultsFile, plain, to_json_line
+from fastconv.sweep.scheduler_probe import check_scheduler_answers
 from fastconv.sweep.samplers import RESERVED, check_count, check_seed, make_sampler, trial_seed
 
 __all__ = ["run_sweep", "run_trial", "start_local_cluster"]
@@ -225,6 +226,7 @@ def _dask_executor(train, client, workers, worker_threads, connect_timeout):
     if isinstance(client, distributed.Client):
         return client, []
     if isinstance(client, str):
+        check_scheduler_answers(client, connect_timeout)  # else Dask's client can hang
         try:
             connected = distributed.Client(client, timeout=connect_timeout)
         except (OSError, TimeoutError) as error:
