@@ -524,14 +524,17 @@ def test_unreachable_scheduler_times_out_and_starts_nothing(tmp_path):
 
 
 def _serve(server, greeting):
-    """Accept connections on server and send each the greeting (or nothing), until it is
-    closed."""
+    """Accept connections on server and send each the greeting (bytes, maybe none; None:
+    close each at once), until server is closed."""
     connections = []
     while True:
         try:
             connection, _ = server.accept()
         except OSError:
             break
+        if greeting is None:
+            connection.close()
+            continue
         connections.append(connection)
         connection.sendall(greeting)
     for connection in connections:
@@ -541,6 +544,7 @@ def _serve(server, greeting):
 @pytest.mark.parametrize("greeting, message", [
     (b"", "accepted the connection but sent nothing within 1 s"),
     (b"SSH-2.0-OpenSSH_9.6\r\n", r"began with b'SSH-2.0-OpenSSH_', which is not a Dask"),
+    (None, "accepted the connection but sent nothing and closed it"),
 ])
 def test_a_server_that_is_not_a_scheduler_is_refused_in_time(tmp_path, greeting, message):
     # Dask's client alone waits for ever on the first and fails allocating exabytes on the

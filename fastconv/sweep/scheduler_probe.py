@@ -34,13 +34,14 @@ def check_scheduler_answers(address, timeout):
         return
     deadline = time.monotonic() + timeout
     with _connect(address, host, port, deadline, timeout) as connection:
-        first = _read(connection, 16, deadline)
+        first, closed = _read(connection, 16, deadline)
     if len(first) < 16:
+        sent = "nothing" if not first else f"only {first!r}"
         raise ConnectionError(
             f"no Dask scheduler answers at {address!r}: a server there accepted the connection "
-            f"but sent {'nothing' if not first else f'only {first!r}'} within {timeout} s, where "
-            f"a scheduler sends its handshake at once (is it a web server, such as a "
-            f"dashboard on port 8787? a scheduler listens on 8786 by default)")
+            f"but sent {sent} " + ("and closed it" if closed else f"within {timeout} s") +
+            ", where a scheduler sends its handshake at once (is it a web server, such as a "
+            "dashboard on port 8787? a scheduler listens on 8786 by default)")
     length, frames = struct.unpack("<QQ", first)
     if not (16 <= length <= _MAX_HANDSHAKE_BYTES and 1 <= frames <= _MAX_HANDSHAKE_FRAMES):
         raise ConnectionError(
@@ -65,18 +66,21 @@ def _connect(address, host, port, deadline, timeout):
                                   f"{error}") from None
 
 def _read(connection, count, deadline):
-    """Up to count bytes, fewer where the server closes or the deadline passes first."""
+    """(up to count bytes, whether the server closed the connection): fewer bytes where it
+    closed or the deadline passed first."""
     data = b""
     while len(data) < count:
         left = deadline - time.monotonic()
         if left <= 0:
-            break
+            return data, False
         connection.settimeout(left)
         try:
             chunk = connection.recv(count - len(data))
-        except (socket.timeout, ConnectionError):
-            break
+        except socket.timeout:
+            return data, False
+        except ConnectionError:
+            return data, True
         if not chunk:
-            break
+            return data, True
         data += chunk
-    return data
+    return data, False
