@@ -220,6 +220,15 @@ def _resumed_folder(parser, args):
     return out
 
 
+def _check_resumable(parser, args):
+    """Refuse --resume where the checkpoint it would continue does not exist: the run would
+    start over, and write over what --out holds."""
+    path = _checkpoint_path(parser, args)
+    if not path.is_file():
+        parser.error(f"--resume: there is no checkpoint {path} to continue; give --out the "
+                     f"folder of a run started with --checkpoint, or leave --resume out")
+
+
 def _resumed_command(parser, folder):
     """The options of the run in folder (its command.json), or [] for a run started before
     they were kept."""
@@ -274,6 +283,7 @@ def parse_args(parser, defaults, quick=None, argv=None, outputs=()):
         folder = _resumed_folder(parser, args)
         args = parser.parse_args(_resumed_command(parser, folder) + argv)
         args.out = folder
+        _check_resumable(parser, args)
     given_length = any(getattr(args, name, None) is not None for name in ("epochs", "iters"))
     for name, value in defaults.items():
         if name in ("epochs", "iters") and given_length:
@@ -320,18 +330,23 @@ def iters_per_epoch(train_size, batch_size):
 
 # ---- data ----------------------------------------------------------------------------------
 
-def load_data(args, **kwargs):
-    """``load_mnist(**kwargs)`` from ``--data-dir``, cut to ``--train-size``/``--test-size``.
-
-    Missing data ends the script with load_mnist's explanation, worded for this command line
-    (``--data-dir``, not the Python argument ``data_dir=``)."""
-    start = time.perf_counter()
+def find_data(args, **kwargs):
+    """``load_mnist(data_dir=args.data_dir, **kwargs)``; missing data ends the script with
+    load_mnist's explanation, worded for this command line (``--data-dir``, not the Python
+    argument ``data_dir=``)."""
     try:
-        (x_train, t_train), (x_test, t_test) = load_mnist(data_dir=args.data_dir, **kwargs)
+        return load_mnist(data_dir=args.data_dir, **kwargs)
     except MNISTNotFoundError as exc:
         message = str(exc).replace("pass data_dir= a folder", "give --data-dir a folder")
         message = message.replace("[data_dir=;", "[--data-dir;")
         sys.exit(f"{script_name()}.py: {message}")
+
+
+def load_data(args, **kwargs):
+    """``load_mnist(**kwargs)`` from ``--data-dir`` (``find_data``), cut to
+    ``--train-size``/``--test-size``."""
+    start = time.perf_counter()
+    (x_train, t_train), (x_test, t_test) = find_data(args, **kwargs)
     if args.train_size is not None:
         x_train, t_train = x_train[:args.train_size], t_train[:args.train_size]
     if args.test_size is not None:

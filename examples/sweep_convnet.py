@@ -71,6 +71,10 @@ def main(argv=None):
     print(f"SimpleConvNet on {args.dataset}: {args.train_size} training images (10% held out "
           f"for validation), {args.test_size} test images, Adam, "
           f"{common.count(args.trials, 'trial')} x {common.count(args.epochs, 'epoch')}")
+    if args.scheduler is None:
+        # the trials read this machine's files: missing data stops the sweep before it records
+        # every trial as failed (a rerun would then skip them)
+        common.find_data(args, dataset=args.dataset)
     train = functools.partial(train_trial, dataset=args.dataset, data_dir=args.data_dir,
                               train_size=args.train_size, test_size=args.test_size,
                               epochs=args.epochs, dtype=args.dtype)

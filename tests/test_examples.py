@@ -241,6 +241,25 @@ def test_resume_gives_the_resumed_runs_options_again(common):
     assert (more.out, more.epochs, more.seed) == (first.out, 6, 5)
 
 
+def test_resume_refuses_an_out_without_a_checkpoint(common, tmp_path, capsys):
+    # it started a new run there, writing over the earlier run's files
+    def parsed(argv):
+        parser = common.make_parser("test", checkpoint=True)
+        return common.parse_args(parser, defaults={"epochs": 20}, argv=argv,
+                                 outputs=("params.pkl",))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "params.pkl").write_bytes(b"an earlier run's")
+    for folder in (run, tmp_path / "none"):
+        with pytest.raises(SystemExit):
+            parsed(["--resume", "--out", str(folder)])
+        assert "there is no checkpoint" in capsys.readouterr().err
+    assert (run / "params.pkl").read_bytes() == b"an earlier run's"
+    assert sorted(tmp_path.iterdir()) == [run]
+    (run / common.CHECKPOINT_NAME).write_bytes(b"")  # with one, it continues the run
+    assert parsed(["--resume", "--out", str(run)]).out == run
+
+
 def test_wall_time_counts_from_process_start():
     code = ("import time; time.sleep(1.5); import sys; sys.path.insert(0, sys.argv[1]); "
             "import _common; print(_common.seconds_since_start())")

@@ -229,6 +229,17 @@ def test_the_runner_names_a_refused_start_state_and_runs_nothing(tmp_path):
     assert "--checkpoint" in done.stderr and "not a start state written by fastconv" in done.stderr
 
 
+def test_a_checkpoint_folder_that_is_a_file_is_named_and_nothing_runs(tmp_path):
+    (tmp_path / "afile").write_text("mine")
+    script = tmp_path / "plain.py"
+    script.write_text("print('ran')\n")
+    done = subprocess.run(_command(script, tmp_path / "afile", "unused"), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert "afile is a file, not a folder" in done.stderr, done.stderr  # not "[Errno 17]"
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
 def test_a_written_start_state_reads_back_to_the_same_generator(tmp_path):
     np.random.seed(7)
     np.random.rand(5)  # a position inside the block of words

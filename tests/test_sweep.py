@@ -509,6 +509,24 @@ def test_the_ch06_example_refuses_test_size_which_it_does_not_use(tmp_path, caps
     assert "--test-size: this script uses no test images" in capsys.readouterr().err
 
 
+def test_the_convnet_sweep_stops_on_missing_data_before_any_trial(tmp_path, monkeypatch):
+    # it recorded every trial as failed, which a rerun with the data would then have skipped
+    import fastconv.datasets.download as downloads
+
+    def no_network(*args, **kwargs):
+        raise OSError("no network in this test")
+    monkeypatch.setattr(downloads, "download", no_network)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("FASTCONV_DATA", raising=False)
+    example = examples_module("sweep_convnet")
+    results = tmp_path / "r.jsonl"
+    with pytest.raises(SystemExit) as exited:
+        example.main(["--quick", "--workers", "0", "--data-dir", str(tmp_path / "none"),
+                      "--results", str(results), "--out", str(tmp_path / "out")])
+    assert "give --data-dir a folder" in str(exited.value.code)
+    assert not results.exists()
+
+
 # ---- Dask --------------------------------------------------------------------------------
 
 def test_unreachable_scheduler_times_out_and_starts_nothing(tmp_path):

@@ -42,6 +42,9 @@ def start(folder):
     checkpoints."""
     global _held
     folder = os.path.abspath(folder)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise checkpoint.CheckpointError(f"{folder} is a file, not a folder: give --checkpoint "
+                                         f"a folder for the run's checkpoints")
     os.makedirs(folder, exist_ok=True)
     # a notebook's %fastconv line run again, or naming the same folder another way
     again = _held is not None and os.path.realpath(_held[0]) == os.path.realpath(folder)
