@@ -20,6 +20,15 @@ A counter is raised by one thread and waited on by another (``Counter``). The ra
 then reads whether the waiter sleeps; the waiter says it sleeps, then reads the counter; both
 sequentially consistent, so one of them sees the other's store and no wake-up is lost.
 
+A KeyboardInterrupt that a program catches (a notebook's interrupt, a script that saves and
+goes on) can land between any two bytecodes of the caller's bookkeeping. So a sleeper waits
+on a ``queue.SimpleQueue``, whose put and get are single C calls (a ``threading.Condition``,
+Python code, could be left with its lock held and deadlock the next hand-over); every pool
+thread a hand-over has posted to is retired when the hand-over ends by an exception, since
+its count may no longer match the caller's (a task could run twice); and the mark of the
+thread handing work over is one that this thread can take back after an interrupt
+(``_caller_free``).
+
 While it spins, a pool thread also runs the second halves of the products that compiled code
 posts to its mailbox (``halves``, ``mailbox``): BLAS calls it makes without the GIL. A caller
 that finds it asleep nudges it awake for the products that follow.
@@ -30,6 +39,8 @@ child starts its own threads.
 """
 import atexit
 import os
+import queue
+import sys
 import threading
 import time
 
@@ -132,7 +143,9 @@ class Counter:
 
     def __init__(self):
         self.cells = np.zeros(2, np.int64)  # [count, 1 while the waiter sleeps]
-        self._wake = threading.Condition(threading.Lock())
+        # a token per wake-up; one left over from a waiter that did not sleep costs the next
+        # sleep one more look at the count
+        self._tokens = queue.SimpleQueue()
         self._nudged = False
 
     def value(self):
@@ -144,8 +157,7 @@ class Counter:
 
     def wake(self):
         """Wakes the waiter, which said it sleeps."""
-        with self._wake:
-            self._wake.notify()
+        self._tokens.put(None)
 
     def wait_for(self, count, spin_us):
         if _raise_then_wait(self.cells, -1, self.cells, count, _spins(spin_us), 0) == 0:
@@ -153,20 +165,18 @@ class Counter:
 
     def sleep_until(self, count):
         """Sleeps until the count reaches `count`, or until ``nudge``."""
-        with self._wake:
-            try:
-                while _exchange(self.cells, 1, 1, 0) < count and not self._nudged:
-                    self._wake.wait()
-            finally:
-                self.cells[1] = 0  # a raiser that still sees 1 only notifies nobody
-                self._nudged = False
+        try:
+            while _exchange(self.cells, 1, 1, 0) < count and not self._nudged:
+                self._tokens.get()
+        finally:
+            self.cells[1] = 0  # a raiser that still sees 1 only leaves a token
+            self._nudged = False
 
     def nudge(self):
         """Wakes a sleeping waiter before the count has come."""
         if self.cells[1]:
-            with self._wake:
-                self._nudged = True
-                self._wake.notify()
+            self._nudged = True
+            self._tokens.put(None)
 
 
 class _PoolThread:
@@ -233,29 +243,66 @@ class _PoolThread:
             count += 1
 
 
-_threads = []               # the pool threads, started as first needed
-_caller = threading.Lock()  # held by the one thread handing work over
+_threads = []  # the pool threads, started as first needed
+# The ident of the thread handing work over, 0 if none: set under _gate, a lock held for a
+# few bytecodes whose `with` releases it whatever is raised inside.
+_gate = threading.Lock()
+_caller = 0
+
+
+def _caller_free(me, frame):
+    """Under _gate: whether thread `me`, whose calls below `frame` are running, may hand work
+    over (or start the pool): no thread is handing work over, or only `me` in a hand-over
+    that an exception ended before it gave the mark back (no ``hand_over`` of its own is
+    running: none is on its stack)."""
+    if not _caller:
+        return True
+    if _caller != me:
+        return False
+    while frame is not None:
+        if frame.f_code is hand_over.__code__:
+            return False
+        frame = frame.f_back
+    return True
+
+
+def _take_caller():
+    """Whether this thread may hand work over now; if so, it is marked as the one that does."""
+    global _caller
+    me = threading.get_ident()
+    with _gate:
+        if not _caller_free(me, sys._getframe(2)):  # from hand_over's caller down
+            return False
+        _caller = me
+        return True
 
 
 def hand_over(here, there):
     """(here(), [task() for task in there]): each task of `there` on a pool thread of its
     own, `here` on the calling thread; None, with nothing run, while another thread hands
     work over (or this one, from inside a task)."""
-    if not _caller.acquire(blocking=False):
+    global _caller
+    if not _take_caller():
         return None
     try:
         while len(_threads) < len(there):
             _threads.append(_PoolThread(f"fastconv-parts-{len(_threads)}"))
         helpers = _threads[:len(there)]
-        for thread, task in zip(helpers, there):
-            thread.post(task)
+        try:
+            for thread, task in zip(helpers, there):
+                thread.post(task)
+        except BaseException:
+            # raised inside a post, a thread's count may differ from ours
+            for thread in helpers:
+                _retire(thread)
+            raise
         try:
             mine = here()
         finally:
             theirs = _results(helpers)
         return mine, theirs
     finally:
-        _caller.release()
+        _caller = 0
 
 
 _CLOSED = halves.closed_mailbox()  # no thread opens it
@@ -288,15 +335,13 @@ def mailbox():
             thread.nudged_at = now
             thread.posted.nudge()
         return thread.mailbox
-    if not _caller.acquire(blocking=False):
-        return _CLOSED
-    try:
+    with _gate:  # (not while a hand-over may be starting threads)
+        if not _caller_free(threading.get_ident(), sys._getframe(1)):
+            return _CLOSED
         if not _threads:
             _threads.append(_PoolThread("fastconv-parts-0"))
         _threads[0].serving = True
         return _threads[0].mailbox
-    finally:
-        _caller.release()
 
 
 def _results(helpers):
@@ -317,8 +362,11 @@ def _results(helpers):
 
 
 def _retire(thread):
-    _threads.remove(thread)
-    thread.post(None)  # taken once its current task ends
+    """Let thread go: it ends once its current task, if any, has; a retired thread is not
+    posted to again."""
+    if thread in _threads:
+        _threads.remove(thread)
+        thread.post(None)  # taken once its current task ends
 
 
 @atexit.register
@@ -329,8 +377,8 @@ def _end_pool_threads():
 
 def _forget_threads_in_child():
     # the child inherits the list, not the threads; nor may it inherit a held lock
-    global _threads, _caller
-    _threads, _caller = [], threading.Lock()
+    global _threads, _gate, _caller
+    _threads, _gate, _caller = [], threading.Lock(), 0
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
