@@ -34,7 +34,8 @@ def _parser():
                         help="make the run resumable: the script's Trainers save their state "
                              "in DIR, and the same command run again after a stop or a kill "
                              "goes on from there, to the same numbers as a run never stopped")
-    parser.add_argument("script", metavar="SCRIPT", help="the Python file (or a folder with a __main__.py) to run")
+    parser.add_argument("script", metavar="SCRIPT",
+                        help="the Python file (or a folder with a __main__.py) to run")
     extra = parser.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
                                 help="arguments for the script")
     extra.required = False  # (argparse marks a REMAINDER required, and would name it missing)
