@@ -204,9 +204,17 @@ def interrupt_everywhere(asleep):
     k = 1
     while True:
         time.sleep(pause)
+        before = list(handover._threads)
         if not _interrupted_at(k, step, checked):
             return k - 1
-        time.sleep(0.01 + pause)  # an interrupted part ends
+        # the interrupted step's parts end (a retired thread ends after its part), so that
+        # none counts a run below
+        for thread in before:
+            if thread in handover._threads:
+                while not thread.finished():
+                    time.sleep(0.001)
+            else:
+                thread.thread.join()
         runs[:] = 0
         for _ in range(2):
             done = step()
