@@ -312,6 +312,7 @@ def test_records_written_before_they_listed_their_hyperparameters_are_resumed(tm
     records = run_sweep(counted, SPACE, 3, 0, workers=0, results=path, progress=False)
     assert counted.calls == 1 and records[:2] == old and records[2]["hyperparameters"] == ["lr"]
 
+
 @pytest.mark.parametrize("where", ["results", "checkpoint_dir"])
 def test_a_path_that_cannot_be_made_is_refused_before_a_cluster_starts(tmp_path, monkeypatch,
                                                                        where):
